@@ -1,0 +1,31 @@
+//! # gsmo-spec: the protocol, as pure state machines
+//!
+//! Every algorithm here is deterministic and free of I/O, time and randomness:
+//! it takes an input (a client request, a message from a peer, a "start a
+//! snapshot" order) and returns effects (send this, deliver that, reply, record).
+//! The stateright model (`gsmo-model`) and the tokio node (`gsmo-node`) are thin
+//! adapters over these same functions, and both judge themselves with the same
+//! predicates in [`properties`].
+//!
+//! | concept                               | module                   |
+//! |---------------------------------------|--------------------------|
+//! | Lamport and vector clocks             | [`clock`]                |
+//! | FIFO / causal / total multicast       | [`multicast`]            |
+//! | Chandy-Lamport recorder               | [`snapshot`]             |
+//! | replicated K/V state machine          | [`kv`]                   |
+//! | the lecture's bank (snapshot example) | [`bank`]                 |
+//! | a replica: all of the above composed  | [`node`]                 |
+//! | a FIFO network simulation for tests   | [`sim`]                  |
+//! | safety predicates over histories      | [`properties`]           |
+
+pub mod bank;
+pub mod clock;
+pub mod kv;
+pub mod multicast;
+pub mod node;
+pub mod properties;
+pub mod sim;
+pub mod snapshot;
+
+/// A cluster member, numbered `0..n`.
+pub type NodeId = usize;

@@ -1,0 +1,104 @@
+//! Total-order multicast with a fixed sequencer (Chang & Maxemchuk 1984; Kaashoek's
+//! Amoeba; Coulouris et al. §15.4.3).
+//!
+//! A sender multicasts `Data`. Node 0, the sequencer, numbers each `Data` as it
+//! arrives and multicasts `Order { id, global }`. Everyone delivers in `global`
+//! order once it holds both the data and its number. Because the sequencer's
+//! input channels are FIFO it numbers each sender's messages in send order, so
+//! the total order is FIFO as well.
+
+use super::{Algorithm, Dest, MsgId, Step};
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The fixed sequencer's node id.
+pub const SEQUENCER: NodeId = 0;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Msg<P> {
+    Data { id: MsgId, payload: P },
+    Order { id: MsgId, global: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sequencer<P> {
+    me: NodeId,
+    sent: u64,
+    /// Sequencer only: the last global number handed out.
+    assigned: u64,
+    /// The global number this node delivers next.
+    next: u64,
+    data: BTreeMap<MsgId, P>,
+    order: BTreeMap<u64, MsgId>,
+    /// Broken variant: deliver data on arrival, without waiting for its number.
+    no_wait: bool,
+}
+
+impl<P> Sequencer<P> {
+    pub(crate) fn new(me: NodeId, _n: usize, no_wait: bool) -> Self {
+        Sequencer {
+            me,
+            sent: 0,
+            assigned: 0,
+            next: 1,
+            data: BTreeMap::new(),
+            order: BTreeMap::new(),
+            no_wait,
+        }
+    }
+}
+
+impl<P: Clone> Algorithm<P> for Sequencer<P> {
+    type Msg = Msg<P>;
+
+    fn multicast(&mut self, payload: P, out: &mut Vec<Step<P, Msg<P>>>) -> MsgId {
+        self.sent += 1;
+        let id = MsgId {
+            origin: self.me,
+            seq: self.sent,
+        };
+        out.push(Step::Send(Dest::All, Msg::Data { id, payload }));
+        id
+    }
+
+    fn on_message(&mut self, _from: NodeId, msg: Msg<P>, out: &mut Vec<Step<P, Msg<P>>>) {
+        match msg {
+            Msg::Data { id, payload } => {
+                if self.me == SEQUENCER {
+                    self.assigned += 1;
+                    out.push(Step::Send(
+                        Dest::All,
+                        Msg::Order {
+                            id,
+                            global: self.assigned,
+                        },
+                    ));
+                }
+                if self.no_wait {
+                    out.push(Step::Deliver(id, payload));
+                    return;
+                }
+                self.data.insert(id, payload);
+            }
+            Msg::Order { id, global } => {
+                if self.no_wait {
+                    return;
+                }
+                self.order.insert(global, id);
+            }
+        }
+        while let Some(id) = self.order.get(&self.next).copied() {
+            let Some(payload) = self.data.remove(&id) else {
+                break;
+            };
+            self.order.remove(&self.next);
+            self.next += 1;
+            out.push(Step::Deliver(id, payload));
+        }
+    }
+
+    fn holdback_depth(&self) -> usize {
+        self.data.len()
+    }
+}

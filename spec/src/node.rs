@@ -1,0 +1,329 @@
+//! A gsmo replica: the K/V state machine fed by ordered multicast, with the
+//! Chandy-Lamport recorder on its channels. This is the single composition that
+//! both the stateright model and the tokio node drive; they only carry
+//! [`Output`]s out and feed inputs in.
+//!
+//! Consistency: a write is replied to once *this* replica delivers it in the
+//! cluster's order, so under the total modes a client that waits for its reply
+//! sees its write at its replica and every later write it makes is ordered after
+//! it; reads are local and may lag other replicas (sequential consistency for
+//! clients pinned to one replica, not linearizability).
+
+use crate::clock::LamportClock;
+use crate::kv::{KvStore, Op, Reply, Resolution, Stamp, Write};
+use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
+use crate::snapshot::{
+    ChannelError, Envelope, LocalSnapshot, Recorder, SnapshotEffect, SnapshotId,
+};
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What travels between replicas.
+pub type PeerMsg = Envelope<Wire<Write>>;
+/// One replica's part of a snapshot.
+pub type Part = LocalSnapshot<NodeState, Wire<Write>>;
+/// The runtime's handle for a client request, echoed in its reply.
+pub type RequestId = u64;
+
+/// The state a snapshot records: the store *and* the ordering layer (clocks,
+/// hold-back queue), so a restored replica resumes mid-protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeState {
+    pub kv: KvStore,
+    pub multicast: Multicast<Write>,
+    pub lamport: LamportClock,
+}
+
+/// A client request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    /// A local read.
+    Get { key: Vec<u8> },
+    /// A replicated write, replied to on local delivery.
+    Write(Op),
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// Put `msg` on the FIFO channel to `to`.
+    Send { to: NodeId, msg: PeerMsg },
+    /// Answer client request `req`.
+    Reply { req: RequestId, reply: Reply },
+    /// This replica multicast write `id` (history: a send event).
+    Multicast { id: MsgId },
+    /// This replica delivered and applied write `id` (history: a deliver event).
+    Delivered {
+        id: MsgId,
+        write: Write,
+        reply: Reply,
+    },
+    /// This replica recorded its local state for snapshot `id`.
+    SnapshotRecorded { id: SnapshotId },
+    /// This replica's part of a snapshot is complete: persist it.
+    SnapshotComplete(Box<Part>),
+}
+
+/// A peer sent something a correct peer never sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerError {
+    WrongMode(WrongMode),
+    Channel(ChannelError),
+    UnknownPeer(NodeId),
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerError::WrongMode(e) => e.fmt(f),
+            PeerError::Channel(e) => e.fmt(f),
+            PeerError::UnknownPeer(p) => write!(f, "message from node {p}, which is not a member"),
+        }
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// One replica.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Node {
+    me: NodeId,
+    n: usize,
+    state: NodeState,
+    recorder: Recorder<NodeState, Wire<Write>>,
+    /// Own writes awaiting local delivery, and the client request to answer.
+    pending: BTreeMap<MsgId, RequestId>,
+}
+
+/// FIFO and causal delivery let concurrent writes land in different orders, so
+/// they need last-writer-wins to converge; the total modes apply in order.
+pub fn resolution_for(mode: Mode) -> Resolution {
+    if mode.is_total() {
+        Resolution::DeliveryOrder
+    } else {
+        Resolution::LastWriterWins
+    }
+}
+
+impl Node {
+    /// A correct replica `me` of an `n`-replica cluster running `mode`.
+    pub fn new(me: NodeId, n: usize, mode: Mode) -> Self {
+        Self::from_parts(Multicast::new(mode, me, n), Recorder::new(me, n))
+    }
+
+    /// A replica over explicit (possibly deliberately broken) components.
+    pub fn from_parts(
+        multicast: Multicast<Write>,
+        recorder: Recorder<NodeState, Wire<Write>>,
+    ) -> Self {
+        let (me, n) = (multicast.me(), multicast.group_size());
+        assert_eq!(
+            recorder.me(),
+            me,
+            "multicast and recorder disagree on the node id"
+        );
+        Node {
+            me,
+            n,
+            state: NodeState {
+                kv: KvStore::new(),
+                multicast,
+                lamport: LamportClock::default(),
+            },
+            recorder,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// A replica resumed from its snapshot part. The part's recorded channel
+    /// messages are fed in as if they had just arrived, so writes in flight at
+    /// the cut are not lost; the returned outputs (sends, deliveries) must be
+    /// carried out like any others. Channel positions restart at zero: a
+    /// restored cluster is a new epoch with new connections.
+    pub fn restore(part: &Part) -> Result<(Self, Vec<Output>), PeerError> {
+        let n = part.channels.len();
+        let me = part.node;
+        let mut node = Node {
+            me,
+            n,
+            state: part.state.clone(),
+            recorder: Recorder::new(me, n),
+            pending: BTreeMap::new(),
+        };
+        if part.id.initiator == me {
+            node.recorder.skip_ids_through(part.id.seq);
+        }
+        let mut out = Vec::new();
+        for (from, msgs) in part.channels.iter().enumerate() {
+            for (_, wire) in msgs {
+                let effects = node
+                    .state
+                    .multicast
+                    .on_message(from, wire.clone())
+                    .map_err(PeerError::WrongMode)?;
+                node.carry_out(effects, &mut out);
+            }
+        }
+        Ok((node, out))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn cluster_size(&self) -> usize {
+        self.n
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.state.multicast.mode()
+    }
+
+    pub fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    pub fn kv(&self) -> &KvStore {
+        &self.state.kv
+    }
+
+    pub fn holdback_depth(&self) -> usize {
+        self.state.multicast.holdback_depth()
+    }
+
+    /// Writes this replica has issued and not yet delivered.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn snapshots_in_progress(&self) -> Vec<SnapshotId> {
+        self.recorder.in_progress().collect()
+    }
+
+    /// Messages sent / received so far per channel (index = peer).
+    pub fn channel_counts(&self) -> (&[u64], &[u64]) {
+        (self.recorder.sent_counts(), self.recorder.received_counts())
+    }
+
+    /// Snapshot ids this replica starts will be numbered above `seq`
+    /// (so a restarted replica does not reuse ids already on disk).
+    pub fn skip_snapshot_ids_through(&mut self, seq: u64) {
+        self.recorder.skip_ids_through(seq);
+    }
+
+    /// Handles a client request.
+    pub fn on_client(&mut self, req: RequestId, cmd: Command) -> Vec<Output> {
+        let mut out = Vec::new();
+        match cmd {
+            Command::Get { key } => {
+                let reply = Reply::Bulk(self.state.kv.get(&key).cloned());
+                out.push(Output::Reply { req, reply });
+            }
+            Command::Write(op) => {
+                let op = match resolution_for(self.mode()) {
+                    Resolution::LastWriterWins => match self.state.kv.resolve(op) {
+                        Ok(op) => op,
+                        Err(reply) => {
+                            out.push(Output::Reply { req, reply });
+                            return out;
+                        }
+                    },
+                    Resolution::DeliveryOrder => op,
+                };
+                let stamp = Stamp {
+                    lamport: self.state.lamport.tick(),
+                    node: self.me,
+                };
+                let (id, effects) = self.state.multicast.multicast(Write { stamp, op });
+                self.pending.insert(id, req);
+                out.push(Output::Multicast { id });
+                self.carry_out(effects, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Starts a snapshot at this replica.
+    pub fn start_snapshot(&mut self) -> (SnapshotId, Vec<Output>) {
+        let (id, effects) = self.recorder.initiate(self.state.clone());
+        let mut out = Vec::new();
+        self.carry_out_snapshot(effects, &mut out);
+        (id, out)
+    }
+
+    /// Gives up on snapshot `id` here; returns whether it was in progress.
+    pub fn abort_snapshot(&mut self, id: SnapshotId) -> bool {
+        self.recorder.abort(id)
+    }
+
+    /// Handles a message from peer `from`.
+    pub fn on_peer(&mut self, from: NodeId, msg: PeerMsg) -> Result<Vec<Output>, PeerError> {
+        if from >= self.n || from == self.me {
+            return Err(PeerError::UnknownPeer(from));
+        }
+        let state = &self.state;
+        let (app, effects) = self
+            .recorder
+            .on_envelope(from, msg, || state.clone())
+            .map_err(PeerError::Channel)?;
+        let mut out = Vec::new();
+        self.carry_out_snapshot(effects, &mut out);
+        if let Some(wire) = app {
+            let effects = self
+                .state
+                .multicast
+                .on_message(from, wire)
+                .map_err(PeerError::WrongMode)?;
+            self.carry_out(effects, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn carry_out(&mut self, effects: Vec<Effect<Write>>, out: &mut Vec<Output>) {
+        let how = resolution_for(self.mode());
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => {
+                    out.push(Output::Send {
+                        to,
+                        msg: self.recorder.wrap(to, msg),
+                    });
+                }
+                Effect::Deliver { id, payload } => {
+                    self.state.lamport.observe(payload.stamp.lamport);
+                    let reply = self.state.kv.apply(&payload, how);
+                    if let Some(req) = self.pending.remove(&id) {
+                        out.push(Output::Reply {
+                            req,
+                            reply: reply.clone(),
+                        });
+                    }
+                    out.push(Output::Delivered {
+                        id,
+                        write: payload,
+                        reply,
+                    });
+                }
+            }
+        }
+    }
+
+    fn carry_out_snapshot(
+        &mut self,
+        effects: Vec<SnapshotEffect<NodeState, Wire<Write>>>,
+        out: &mut Vec<Output>,
+    ) {
+        for e in effects {
+            out.push(match e {
+                SnapshotEffect::SendMarker { to, id } => Output::Send {
+                    to,
+                    msg: Envelope::Marker { id },
+                },
+                SnapshotEffect::Recorded { id } => Output::SnapshotRecorded { id },
+                SnapshotEffect::Complete(part) => Output::SnapshotComplete(Box::new(part)),
+            });
+        }
+    }
+}

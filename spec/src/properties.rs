@@ -1,0 +1,559 @@
+//! Safety predicates as plain functions over recorded histories.
+//!
+//! The model checker evaluates them on its ghost history at every state; the
+//! real-cluster tests and `gsmo snapshot verify` evaluate them on logs and
+//! snapshot files. One definition of "correct", two very different judges.
+
+use crate::multicast::MsgId;
+use crate::snapshot::LocalSnapshot;
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+/// A property failed; `detail` names the nodes and messages involved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub property: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated: {}", self.property, self.detail)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn fail<T>(property: &'static str, detail: String) -> Result<T, Violation> {
+    Err(Violation { property, detail })
+}
+
+/// One multicast event in a node's local history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Event {
+    /// This node multicast the message.
+    Send(MsgId),
+    /// This node delivered the message to its application.
+    Deliver(MsgId),
+}
+
+fn delivered<L: AsRef<[Event]>>(log: &L) -> impl Iterator<Item = MsgId> + '_ {
+    log.as_ref().iter().filter_map(|e| match e {
+        Event::Deliver(m) => Some(*m),
+        Event::Send(_) => None,
+    })
+}
+
+/// Integrity: a node delivers a message at most once, and only messages some node sent.
+pub fn integrity<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    let sent: HashSet<MsgId> = logs
+        .iter()
+        .flat_map(|l| l.as_ref().iter())
+        .filter_map(|e| match e {
+            Event::Send(m) => Some(*m),
+            Event::Deliver(_) => None,
+        })
+        .collect();
+    for (node, log) in logs.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for m in delivered(log) {
+            if !sent.contains(&m) {
+                return fail(
+                    "integrity",
+                    format!("node {node} delivered {m}, which nobody sent"),
+                );
+            }
+            if !seen.insert(m) {
+                return fail("integrity", format!("node {node} delivered {m} twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// FIFO order: each node delivers each origin's messages in send order, without gaps.
+pub fn fifo_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    for (node, log) in logs.iter().enumerate() {
+        let mut next: HashMap<NodeId, u64> = HashMap::new();
+        for m in delivered(log) {
+            let want = next.entry(m.origin).or_insert(1);
+            if m.seq != *want {
+                return fail(
+                    "fifo order",
+                    format!(
+                        "node {node} delivered {m} while n{}#{} was next",
+                        m.origin, want
+                    ),
+                );
+            }
+            *want += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Causal order: if `send(a)` happened before `send(b)` and a node delivers `b`,
+/// it delivered `a` first. Happened-before is computed from the logs themselves
+/// (a node's earlier sends and deliveries, transitively), not from any
+/// algorithm's clocks, so a buggy clock cannot vouch for itself.
+pub fn causal_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    let past = causal_pasts(logs);
+    for (node, log) in logs.iter().enumerate() {
+        let mut done: HashSet<MsgId> = HashSet::new();
+        for b in delivered(log) {
+            if let Some(before) = past.get(&b) {
+                if let Some(a) = before.iter().find(|a| !done.contains(a)) {
+                    return fail(
+                        "causal order",
+                        format!("node {node} delivered {b} before {a}, which happened before it"),
+                    );
+                }
+            }
+            done.insert(b);
+        }
+    }
+    Ok(())
+}
+
+/// For each sent message, the messages whose send happened before its send.
+fn causal_pasts<L: AsRef<[Event]>>(logs: &[L]) -> HashMap<MsgId, BTreeSet<MsgId>> {
+    let mut past: HashMap<MsgId, BTreeSet<MsgId>> = HashMap::new();
+    let sent: HashSet<MsgId> = logs
+        .iter()
+        .flat_map(|l| l.as_ref().iter())
+        .filter_map(|e| {
+            if let Event::Send(m) = e {
+                Some(*m)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let mut pos = vec![0usize; logs.len()];
+    let mut known: Vec<BTreeSet<MsgId>> = vec![BTreeSet::new(); logs.len()];
+    // Advance nodes in any order that processes a send before its deliveries.
+    loop {
+        let mut progressed = false;
+        for (i, log) in logs.iter().enumerate() {
+            let log = log.as_ref();
+            while pos[i] < log.len() {
+                match log[pos[i]] {
+                    Event::Send(m) => {
+                        past.insert(m, known[i].clone());
+                        known[i].insert(m);
+                    }
+                    Event::Deliver(m) => match past.get(&m) {
+                        Some(p) => {
+                            let p = p.clone();
+                            known[i].extend(p);
+                            known[i].insert(m);
+                        }
+                        // Its send is not processed yet; unsent messages are integrity's business.
+                        None if sent.contains(&m) => break,
+                        None => {
+                            known[i].insert(m);
+                        }
+                    },
+                }
+                pos[i] += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    past
+}
+
+/// Total order: any two nodes deliver the messages they both deliver in the same relative order.
+pub fn total_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    let orders: Vec<Vec<MsgId>> = logs.iter().map(|l| delivered(l).collect()).collect();
+    for i in 0..orders.len() {
+        let pos_i: HashMap<MsgId, usize> =
+            orders[i].iter().enumerate().map(|(p, m)| (*m, p)).collect();
+        for (j, order_j) in orders.iter().enumerate().skip(i + 1) {
+            let common: Vec<MsgId> = order_j
+                .iter()
+                .copied()
+                .filter(|m| pos_i.contains_key(m))
+                .collect();
+            if let Some(w) = common.windows(2).find(|w| pos_i[&w[0]] > pos_i[&w[1]]) {
+                return fail(
+                    "total order",
+                    format!(
+                        "node {i} delivered {} before {}, node {j} the other way round",
+                        w[1], w[0]
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Liveness at quiescence: every sent message has been delivered at every node.
+pub fn all_delivered<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    let sent: BTreeSet<MsgId> = logs
+        .iter()
+        .flat_map(|l| l.as_ref().iter())
+        .filter_map(|e| {
+            if let Event::Send(m) = e {
+                Some(*m)
+            } else {
+                None
+            }
+        })
+        .collect();
+    for (node, log) in logs.iter().enumerate() {
+        let got: BTreeSet<MsgId> = delivered(log).collect();
+        if let Some(m) = sent.difference(&got).next() {
+            return fail("all delivered", format!("node {node} never delivered {m}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
+fn complete_snapshot<S, M>(
+    parts: &[LocalSnapshot<S, M>],
+    property: &'static str,
+) -> Result<(), Violation> {
+    let n = parts.len();
+    for (i, p) in parts.iter().enumerate() {
+        if p.node != i {
+            return fail(property, format!("part {i} belongs to node {}", p.node));
+        }
+        if p.id != parts[0].id {
+            return fail(
+                property,
+                format!(
+                    "node {i}'s part is of snapshot {}, not {}",
+                    p.id, parts[0].id
+                ),
+            );
+        }
+        if p.sent.len() != n || p.received.len() != n || p.channels.len() != n {
+            return fail(
+                property,
+                format!("node {i}'s part does not describe a {n}-node cluster"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Consistent cut: no message is received before its receiver's record point
+/// but sent after its sender's: for every channel `i -> j`,
+/// `received_before_record(j, from i) <= sent_before_record(i, to j)`.
+pub fn consistent_cut<S, M>(parts: &[LocalSnapshot<S, M>]) -> Result<(), Violation> {
+    complete_snapshot(parts, "consistent cut")?;
+    for (i, pi) in parts.iter().enumerate() {
+        for (j, pj) in parts.iter().enumerate().filter(|(j, _)| *j != i) {
+            if pj.received[i] > pi.sent[j] {
+                return fail(
+                    "consistent cut",
+                    format!(
+                        "node {j} recorded {} messages received from node {i}, which recorded only {} sent",
+                        pj.received[i], pi.sent[j]
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exact channel state, by position: the recorded state of channel `i -> j` is
+/// precisely the messages sent before `i`'s record and received after `j`'s,
+/// i.e. positions `received_j[i] + 1 ..= sent_i[j]`, in order.
+pub fn exact_channel_state<S, M>(parts: &[LocalSnapshot<S, M>]) -> Result<(), Violation> {
+    complete_snapshot(parts, "exact channel state")?;
+    for (i, pi) in parts.iter().enumerate() {
+        for (j, pj) in parts.iter().enumerate().filter(|(j, _)| *j != i) {
+            let recorded: Vec<u64> = pj.channels[i].iter().map(|(seq, _)| *seq).collect();
+            let expected: Vec<u64> = (pj.received[i] + 1..=pi.sent[j]).collect();
+            if recorded != expected {
+                return fail(
+                    "exact channel state",
+                    format!("channel {i}->{j} recorded positions {recorded:?}, in flight were {expected:?}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exact channel state, by content, against ground truth: `sent[i][j]` is every
+/// message `i` put on channel `i -> j`, in order (the model's ghost history).
+pub fn channel_contents_match<S, M: PartialEq + fmt::Debug>(
+    parts: &[LocalSnapshot<S, M>],
+    sent: &[Vec<Vec<M>>],
+) -> Result<(), Violation> {
+    exact_channel_state(parts)?;
+    for (i, pi) in parts.iter().enumerate() {
+        for (j, pj) in parts.iter().enumerate().filter(|(j, _)| *j != i) {
+            let lo = pj.received[i] as usize;
+            let hi = pi.sent[j] as usize;
+            let truth = sent[i][j].get(lo..hi).unwrap_or(&[]);
+            let recorded: Vec<&M> = pj.channels[i].iter().map(|(_, m)| m).collect();
+            if recorded.len() != truth.len() || recorded.iter().zip(truth).any(|(a, b)| *a != b) {
+                return fail(
+                    "exact channel state",
+                    format!("channel {i}->{j} recorded {recorded:?}, but {truth:?} was in flight"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Consistent cut, by vector clocks: `vectors[j][i]` is how many of `i`'s
+/// multicasts node `j` had delivered at its record point. No node may have
+/// seen more of `i`'s messages than `i` itself had sent and delivered.
+pub fn consistent_delivery_vectors(vectors: &[Vec<u64>]) -> Result<(), Violation> {
+    for (j, vj) in vectors.iter().enumerate() {
+        for (i, vi) in vectors.iter().enumerate().filter(|(i, _)| *i != j) {
+            let (seen, own) = (
+                vj.get(i).copied().unwrap_or(0),
+                vi.get(i).copied().unwrap_or(0),
+            );
+            if seen > own {
+                return fail(
+                    "consistent cut",
+                    format!(
+                        "node {j} had delivered {seen} of node {i}'s messages, node {i} only {own}"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Conservation: recorded balances plus money recorded in flight equal the total.
+pub fn conservation(
+    total: i128,
+    balances: impl IntoIterator<Item = i128>,
+    in_flight: impl IntoIterator<Item = i128>,
+) -> Result<(), Violation> {
+    let held: i128 = balances.into_iter().sum();
+    let moving: i128 = in_flight.into_iter().sum();
+    if held + moving != total {
+        return fail(
+            "conservation",
+            format!(
+                "balances {held} + in flight {moving} = {}, expected {total}",
+                held + moving
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Convergence: replicas that delivered the same set of messages hold equal states.
+pub fn convergence<S: PartialEq + fmt::Debug>(
+    replicas: &[(BTreeSet<MsgId>, S)],
+) -> Result<(), Violation> {
+    let mut by_set: BTreeMap<&BTreeSet<MsgId>, (usize, &S)> = BTreeMap::new();
+    for (i, (set, state)) in replicas.iter().enumerate() {
+        match by_set.get(set) {
+            Some((j, other)) if *other != state => {
+                return fail(
+                    "convergence",
+                    format!(
+                        "nodes {j} and {i} delivered the same {} messages but differ",
+                        set.len()
+                    ),
+                )
+            }
+            Some(_) => {}
+            None => {
+                by_set.insert(set, (i, state));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Event::*;
+
+    fn m(origin: NodeId, seq: u64) -> MsgId {
+        MsgId { origin, seq }
+    }
+
+    #[test]
+    fn integrity_rejects_duplicates_and_forgeries() {
+        let ok = vec![
+            vec![Send(m(0, 1)), Deliver(m(0, 1))],
+            vec![Deliver(m(0, 1))],
+        ];
+        assert!(integrity(&ok).is_ok());
+        let dup = vec![vec![Send(m(0, 1)), Deliver(m(0, 1)), Deliver(m(0, 1))]];
+        assert_eq!(integrity(&dup).unwrap_err().property, "integrity");
+        let forged = vec![vec![Deliver(m(1, 1))], vec![]];
+        assert!(integrity(&forged)
+            .unwrap_err()
+            .detail
+            .contains("nobody sent"));
+    }
+
+    #[test]
+    fn fifo_rejects_out_of_order_and_gaps() {
+        let ok = vec![
+            vec![Send(m(0, 1)), Send(m(0, 2))],
+            vec![Deliver(m(0, 1)), Deliver(m(0, 2))],
+        ];
+        assert!(fifo_order(&ok).is_ok());
+        let swapped = vec![
+            vec![Send(m(0, 1)), Send(m(0, 2))],
+            vec![Deliver(m(0, 2)), Deliver(m(0, 1))],
+        ];
+        assert_eq!(fifo_order(&swapped).unwrap_err().property, "fifo order");
+        let gap = vec![vec![Send(m(0, 1)), Send(m(0, 2))], vec![Deliver(m(0, 2))]];
+        assert!(fifo_order(&gap).is_err());
+    }
+
+    #[test]
+    fn causal_rejects_reply_before_question() {
+        // n0 sends q; n1 delivers q then sends r; n2 delivers r before q.
+        let q = m(0, 1);
+        let r = m(1, 1);
+        let good = vec![
+            vec![Send(q), Deliver(q), Deliver(r)],
+            vec![Deliver(q), Send(r), Deliver(r)],
+            vec![Deliver(q), Deliver(r)],
+        ];
+        assert!(causal_order(&good).is_ok());
+        let bad = vec![
+            vec![Send(q), Deliver(q), Deliver(r)],
+            vec![Deliver(q), Send(r), Deliver(r)],
+            vec![Deliver(r), Deliver(q)],
+        ];
+        let v = causal_order(&bad).unwrap_err();
+        assert_eq!(v.property, "causal order");
+        assert!(
+            v.detail.contains("node 2 delivered n1#1 before n0#1"),
+            "{v}"
+        );
+        // Transitivity: n2's message depends on q through n1's.
+        let s = m(2, 1);
+        let transitive = vec![
+            vec![Send(q), Deliver(q)],
+            vec![Deliver(q), Send(r)],
+            vec![Deliver(r), Send(s)],
+            vec![Deliver(s)],
+        ];
+        assert!(
+            causal_order(&transitive).is_err(),
+            "node 3 lacks q and r before s"
+        );
+        // FIFO order is not enough: this history is FIFO but not causal.
+        assert!(fifo_order(&bad).is_ok());
+    }
+
+    #[test]
+    fn total_rejects_disagreeing_nodes() {
+        let (a, b) = (m(0, 1), m(1, 1));
+        let agree = vec![
+            vec![Send(a), Deliver(a), Deliver(b)],
+            vec![Send(b), Deliver(a), Deliver(b)],
+        ];
+        assert!(total_order(&agree).is_ok());
+        let disagree = vec![
+            vec![Send(a), Deliver(a), Deliver(b)],
+            vec![Send(b), Deliver(b), Deliver(a)],
+        ];
+        assert_eq!(total_order(&disagree).unwrap_err().property, "total order");
+        assert!(all_delivered(&agree).is_ok());
+        let partial = vec![vec![Send(a), Deliver(a)], vec![]];
+        assert!(all_delivered(&partial).is_err());
+    }
+
+    fn part(
+        node: NodeId,
+        sent: Vec<u64>,
+        received: Vec<u64>,
+        channels: Vec<Vec<(u64, char)>>,
+    ) -> LocalSnapshot<(), char> {
+        let id = crate::snapshot::SnapshotId {
+            initiator: 0,
+            seq: 1,
+        };
+        LocalSnapshot {
+            id,
+            node,
+            state: (),
+            sent,
+            received,
+            channels,
+        }
+    }
+
+    #[test]
+    fn snapshot_predicates_reject_bad_cuts() {
+        // 0 sent 2 to 1 before recording; 1 had received 1; message 2 in flight.
+        let good = vec![
+            part(0, vec![0, 2], vec![0, 0], vec![vec![], vec![]]),
+            part(1, vec![0, 0], vec![1, 0], vec![vec![(2, 'b')], vec![]]),
+        ];
+        assert!(consistent_cut(&good).is_ok());
+        assert!(exact_channel_state(&good).is_ok());
+        assert!(channel_contents_match(
+            &good,
+            &[vec![vec![], vec!['a', 'b']], vec![vec![], vec![]]]
+        )
+        .is_ok());
+        assert!(channel_contents_match(
+            &good,
+            &[vec![vec![], vec!['a', 'X']], vec![vec![], vec![]]]
+        )
+        .is_err());
+
+        // Receiver counted a message the sender had not sent before its record.
+        let inconsistent = vec![
+            part(0, vec![0, 1], vec![0, 0], vec![vec![], vec![]]),
+            part(1, vec![0, 0], vec![2, 0], vec![vec![], vec![]]),
+        ];
+        assert_eq!(
+            consistent_cut(&inconsistent).unwrap_err().property,
+            "consistent cut"
+        );
+
+        // Message 2 was in flight but the channel was recorded empty.
+        let lost = vec![
+            part(0, vec![0, 2], vec![0, 0], vec![vec![], vec![]]),
+            part(1, vec![0, 0], vec![1, 0], vec![vec![], vec![]]),
+        ];
+        assert!(consistent_cut(&lost).is_ok());
+        assert_eq!(
+            exact_channel_state(&lost).unwrap_err().property,
+            "exact channel state"
+        );
+
+        let mixed = vec![
+            good[0].clone(),
+            part(0, vec![0, 0], vec![1, 0], vec![vec![], vec![]]),
+        ];
+        assert!(consistent_cut(&mixed).is_err(), "two parts of node 0");
+    }
+
+    #[test]
+    fn vectors_conservation_and_convergence_can_fail() {
+        assert!(consistent_delivery_vectors(&[vec![2, 0], vec![2, 1]]).is_ok());
+        assert!(consistent_delivery_vectors(&[vec![1, 0], vec![2, 1]]).is_err());
+        assert!(conservation(30, [10, 5, 10], [5]).is_ok());
+        assert_eq!(
+            conservation(30, [10, 10, 10], [5]).unwrap_err().property,
+            "conservation"
+        );
+        let set: BTreeSet<MsgId> = [m(0, 1)].into();
+        assert!(convergence(&[(set.clone(), 1), (set.clone(), 1), (BTreeSet::new(), 0)]).is_ok());
+        assert!(convergence(&[(set.clone(), 1), (set, 2)]).is_err());
+    }
+}
