@@ -26,7 +26,7 @@ pub type Key = Vec<u8>;
 pub type Value = Vec<u8>;
 
 /// A replicated write, as issued by a client.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Op {
     Set { key: Key, value: Value },
     MSet { pairs: Vec<(Key, Value)> },
@@ -45,7 +45,7 @@ pub struct Stamp {
 }
 
 /// A write as multicast: the operation and its stamp.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Write {
     pub stamp: Stamp,
     pub op: Op,
@@ -134,6 +134,14 @@ impl KvStore {
         keys.iter().try_fold(0i64, |acc, k| {
             Ok(acc.saturating_add(parse_int(self.get(k))?))
         })
+    }
+
+    /// Sum of the integer values of every live key starting with `prefix`
+    /// (e.g. `acct:`): how `gsmo snapshot verify` checks bank conservation.
+    pub fn sum_prefix(&self, prefix: &[u8]) -> Result<i64, Reply> {
+        self.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .try_fold(0i64, |acc, (_, v)| Ok(acc.saturating_add(parse_int(Some(v))?)))
     }
 
     /// Under last-writer-wins, turns a read-modify-write into the absolute

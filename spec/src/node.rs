@@ -202,6 +202,11 @@ impl Node {
         self.recorder.in_progress().collect()
     }
 
+    /// Peers whose marker for snapshot `id` this replica still awaits.
+    pub fn snapshot_waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
+        self.recorder.waiting_on(id)
+    }
+
     /// Messages sent / received so far per channel (index = peer).
     pub fn channel_counts(&self) -> (&[u64], &[u64]) {
         (self.recorder.sent_counts(), self.recorder.received_counts())

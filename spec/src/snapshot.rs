@@ -51,7 +51,7 @@ impl std::str::FromStr for SnapshotId {
 }
 
 /// What travels on a directed channel between two nodes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Envelope<M> {
     /// An application message, the `seq`-th on its channel (1-based).
     Msg {
@@ -189,6 +189,12 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
     /// Snapshots this node is part of that have not completed here.
     pub fn in_progress(&self) -> impl Iterator<Item = SnapshotId> + '_ {
         self.active.keys().copied()
+    }
+
+    /// The peers whose marker for `id` has not arrived yet (empty if `id` is not in progress):
+    /// what a timed-out snapshot was waiting for.
+    pub fn waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
+        self.active.get(&id).map(|r| r.open.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Messages sent so far on each outgoing channel.

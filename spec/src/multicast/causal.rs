@@ -19,6 +19,28 @@ pub struct Msg<P> {
     pub payload: P,
 }
 
+/// A total order for sorting (the model checker orders in-flight messages);
+/// written by hand because `VectorClock`'s `PartialOrd` is happened-before.
+impl<P: Ord> Ord for Msg<P> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.id, self.ts.entries(), &self.payload).cmp(&(
+            other.id,
+            other.ts.entries(),
+            &other.payload,
+        ))
+    }
+}
+
+impl<P: PartialOrd> PartialOrd for Msg<P> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        (self.id, self.ts.entries(), &self.payload).partial_cmp(&(
+            other.id,
+            other.ts.entries(),
+            &other.payload,
+        ))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Causal<P> {
     me: NodeId,

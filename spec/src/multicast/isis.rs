@@ -25,7 +25,7 @@ pub struct Priority {
     pub node: NodeId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<P> {
     Data { id: MsgId, payload: P },
     Propose { id: MsgId, priority: Priority },

@@ -133,7 +133,7 @@ pub(crate) trait Algorithm<P> {
 }
 
 /// A message of one of the ordering protocols, as it travels between nodes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Wire<P> {
     Fifo(fifo::Msg<P>),
     Causal(causal::Msg<P>),
@@ -192,6 +192,7 @@ pub struct Multicast<P> {
     me: NodeId,
     n: usize,
     algo: Algo<P>,
+    sent: u64,
     delivered: Vec<u64>,
 }
 
@@ -221,6 +222,7 @@ impl<P: Payload> Multicast<P> {
             me,
             n,
             algo,
+            sent: 0,
             delivered: vec![0; n],
         }
     }
@@ -252,6 +254,11 @@ impl<P: Payload> Multicast<P> {
         }
     }
 
+    /// How many messages this node has multicast.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
     /// How many messages from each origin this node has delivered.
     pub fn delivered(&self) -> &[u64] {
         &self.delivered
@@ -269,6 +276,7 @@ impl<P: Payload> Multicast<P> {
     /// allow it now) is among the returned effects.
     pub fn multicast(&mut self, payload: P) -> (MsgId, Vec<Effect<P>>) {
         let (me, n, mut effects) = (self.me, self.n, Vec::new());
+        self.sent += 1;
         let (d, e) = (&mut self.delivered, &mut effects);
         let id = match &mut self.algo {
             Algo::Fifo(a) => run(me, n, a, Wire::Fifo, d, e, |a, s| a.multicast(payload, s)),

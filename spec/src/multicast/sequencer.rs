@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// The fixed sequencer's node id.
 pub const SEQUENCER: NodeId = 0;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<P> {
     Data { id: MsgId, payload: P },
     Order { id: MsgId, global: u64 },
