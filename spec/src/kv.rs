@@ -141,7 +141,9 @@ impl KvStore {
     pub fn sum_prefix(&self, prefix: &[u8]) -> Result<i64, Reply> {
         self.iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .try_fold(0i64, |acc, (_, v)| Ok(acc.saturating_add(parse_int(Some(v))?)))
+            .try_fold(0i64, |acc, (_, v)| {
+                Ok(acc.saturating_add(parse_int(Some(v))?))
+            })
     }
 
     /// Under last-writer-wins, turns a read-modify-write into the absolute

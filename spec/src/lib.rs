@@ -17,15 +17,19 @@
 //! | a replica: all of the above composed  | [`node`]                 |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
 //! | safety predicates over histories      | [`properties`]           |
+//! | replaying a real node's trace         | [`trace`]                |
+//! | linearizability / sequential consistency | [`consistency`]        |
 
 pub mod bank;
 pub mod clock;
+pub mod consistency;
 pub mod kv;
 pub mod multicast;
 pub mod node;
 pub mod properties;
 pub mod sim;
 pub mod snapshot;
+pub mod trace;
 
 /// A cluster member, numbered `0..n`.
 pub type NodeId = usize;

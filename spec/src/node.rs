@@ -45,8 +45,18 @@ pub enum Command {
     Write(Op),
 }
 
+/// Everything a replica reacts to, as one type: what a trace records and
+/// [`Node::handle`] replays.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Input {
+    Client { req: RequestId, cmd: Command },
+    Peer { from: NodeId, msg: PeerMsg },
+    StartSnapshot,
+    AbortSnapshot { id: SnapshotId },
+}
+
 /// What the runtime must do.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Output {
     /// Put `msg` on the FIFO channel to `to`.
     Send { to: NodeId, msg: PeerMsg },
@@ -216,6 +226,19 @@ impl Node {
     /// (so a restarted replica does not reuse ids already on disk).
     pub fn skip_snapshot_ids_through(&mut self, seq: u64) {
         self.recorder.skip_ids_through(seq);
+    }
+
+    /// Handles any input; the single entry point a trace replay uses.
+    pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, PeerError> {
+        Ok(match input {
+            Input::Client { req, cmd } => self.on_client(req, cmd),
+            Input::Peer { from, msg } => self.on_peer(from, msg)?,
+            Input::StartSnapshot => self.start_snapshot().1,
+            Input::AbortSnapshot { id } => {
+                self.abort_snapshot(id);
+                Vec::new()
+            }
+        })
     }
 
     /// Handles a client request.

@@ -194,7 +194,10 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
     /// The peers whose marker for `id` has not arrived yet (empty if `id` is not in progress):
     /// what a timed-out snapshot was waiting for.
     pub fn waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
-        self.active.get(&id).map(|r| r.open.iter().copied().collect()).unwrap_or_default()
+        self.active
+            .get(&id)
+            .map(|r| r.open.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Messages sent so far on each outgoing channel.

@@ -40,7 +40,10 @@ fn run_multicast(mode: Mode, n: usize, schedule: &[Action]) -> Vec<Vec<Event>> {
     let mut nodes: Vec<Multicast<u32>> = (0..n).map(|i| Multicast::new(mode, i, n)).collect();
     let mut net: FifoNetwork<Wire<u32>> = FifoNetwork::new();
     let mut logs = vec![Vec::new(); n];
-    let mut carry = |node: usize, effects: Vec<Effect<u32>>, net: &mut FifoNetwork<Wire<u32>>, logs: &mut Vec<Vec<Event>>| {
+    let carry = |node: usize,
+                 effects: Vec<Effect<u32>>,
+                 net: &mut FifoNetwork<Wire<u32>>,
+                 logs: &mut Vec<Vec<Event>>| {
         for e in effects {
             match e {
                 Effect::Send { to, msg } => net.send(node, to, msg),
@@ -48,7 +51,10 @@ fn run_multicast(mode: Mode, n: usize, schedule: &[Action]) -> Vec<Vec<Event>> {
             }
         }
     };
-    let mut step = |a: &Action, nodes: &mut Vec<Multicast<u32>>, net: &mut FifoNetwork<Wire<u32>>, logs: &mut Vec<Vec<Event>>| {
+    let step = |a: &Action,
+                nodes: &mut Vec<Multicast<u32>>,
+                net: &mut FifoNetwork<Wire<u32>>,
+                logs: &mut Vec<Vec<Event>>| {
         match a {
             Action::Send(i) => {
                 let i = i % n;
@@ -72,7 +78,10 @@ fn run_multicast(mode: Mode, n: usize, schedule: &[Action]) -> Vec<Vec<Event>> {
     while net.in_flight() > 0 {
         step(&Action::Deliver(0), &mut nodes, &mut net, &mut logs);
     }
-    assert!(nodes.iter().all(|m| m.holdback_depth() == 0), "quiescent nodes hold nothing back");
+    assert!(
+        nodes.iter().all(|m| m.holdback_depth() == 0),
+        "quiescent nodes hold nothing back"
+    );
     logs
 }
 
@@ -194,22 +203,38 @@ fn causal_holds_back_a_reply_until_its_question_arrives() {
     let n = 3;
     let mut m: Vec<Multicast<&str>> = (0..n).map(|i| Multicast::new(Mode::Causal, i, n)).collect();
     let (_, eff_q) = m[0].multicast("q");
-    let q_to = |to| eff_q.iter().find_map(|e| match e {
-        Effect::Send { to: t, msg } if *t == to => Some(msg.clone()),
-        _ => None,
-    }).unwrap();
+    let q_to = |to| {
+        eff_q
+            .iter()
+            .find_map(|e| match e {
+                Effect::Send { to: t, msg } if *t == to => Some(msg.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
     m[1].on_message(0, q_to(1)).unwrap();
     let (_, eff_r) = m[1].multicast("r");
-    let r_to_2 = eff_r.iter().find_map(|e| match e {
-        Effect::Send { to: 2, msg } => Some(msg.clone()),
-        _ => None,
-    }).unwrap();
-    assert!(m[2].on_message(1, r_to_2.clone()).unwrap().is_empty(), "r must wait for q");
+    let r_to_2 = eff_r
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { to: 2, msg } => Some(msg.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        m[2].on_message(1, r_to_2.clone()).unwrap().is_empty(),
+        "r must wait for q"
+    );
     assert_eq!(m[2].holdback_depth(), 1);
-    let delivered: Vec<&str> = m[2].on_message(0, q_to(2)).unwrap().into_iter().filter_map(|e| match e {
-        Effect::Deliver { payload, .. } => Some(payload),
-        _ => None,
-    }).collect();
+    let delivered: Vec<&str> = m[2]
+        .on_message(0, q_to(2))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
     assert_eq!(delivered, vec!["q", "r"]);
 
     // The broken variant (FIFO condition only) delivers r at once.
@@ -222,7 +247,13 @@ fn wrong_mode_is_refused() {
     let mut fifo = Multicast::<u8>::new(Mode::Fifo, 0, 2);
     let mut isis = Multicast::<u8>::new(Mode::TotalIsis, 1, 2);
     let (_, effects) = isis.multicast(1);
-    let Effect::Send { msg, .. } = effects.into_iter().find(|e| matches!(e, Effect::Send { .. })).unwrap() else { unreachable!() };
+    let Effect::Send { msg, .. } = effects
+        .into_iter()
+        .find(|e| matches!(e, Effect::Send { .. }))
+        .unwrap()
+    else {
+        unreachable!()
+    };
     let err = fifo.on_message(1, msg).unwrap_err();
     assert_eq!(err.to_string(), "a total-isis message reached a fifo node");
 }
