@@ -1,1 +1,49 @@
+//! # gsmo-node: the spec's state machines on real sockets
+//!
+//! A thin tokio adapter around [`gsmo_spec::node::Node`]: it feeds the replica
+//! client requests and peer messages and carries out the outputs. It has no
+//! protocol logic of its own, so what the model checker proved about the spec
+//! is what runs here.
+//!
+//! | concept                                         | module        |
+//! |-------------------------------------------------|---------------|
+//! | cluster addresses, ports, node settings         | [`config`]    |
+//! | peer framing (length prefix + bincode, limits)  | [`frame`]     |
+//! | peer handshake (version, cluster, mode, ids)    | [`handshake`] |
+//! | one FIFO TCP channel per directed pair          | [`peer`]      |
+//! | Redis (RESP2) codec and command table           | [`resp`]      |
+//! | Redis client connections, pipelining            | [`client`]    |
+//! | the event loop that owns the replica            | [`runtime`]   |
+//! | history text form and store digest              | [`history`]   |
+//! | ShiViz event log                                | [`shiviz`]    |
+//! | wiring one node together                        | [`serve`]     |
+//! | `gsmo cluster`: local multi-process launcher    | [`launcher`]  |
+//! | snapshot files: atomic, versioned, checksummed  | [`store`]     |
+//! | `gsmo snapshot show/verify`                     | [`inspect`]   |
+//! | recorded event traces for conformance checks    | [`tracefile`] |
+//!
+//! ## Consistency seen by a Redis client
+//! A write (`SET`, `MSET`, `DEL`, `INCRBY`, `TRANSFER`) is replied to once the
+//! node the client is connected to has *delivered* it in the cluster's order;
+//! a read (`GET`) answers from that node's store at once. Under the total modes
+//! every replica applies the same writes in the same order, so a client pinned
+//! to one node sees sequential consistency (not linearizability: another
+//! node may not have applied the write yet). Under `fifo` and `causal`,
+//! concurrent writes to one key are resolved last-writer-wins and replicas
+//! converge once quiet; read-modify-writes (`INCRBY`, `TRANSFER`) are resolved at
+//! the origin there, so use a total mode for counters and money.
 
+pub mod client;
+pub mod config;
+pub mod frame;
+pub mod handshake;
+pub mod history;
+pub mod inspect;
+pub mod launcher;
+pub mod peer;
+pub mod resp;
+pub mod runtime;
+pub mod serve;
+pub mod shiviz;
+pub mod store;
+pub mod tracefile;

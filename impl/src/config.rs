@@ -1,0 +1,204 @@
+//! Cluster membership and per-node settings.
+//!
+//! A cluster is an ordered list of peer addresses: node `i` listens for its
+//! peers at entry `i`. The list comes from `--cluster`, which accepts a node
+//! count (all on 127.0.0.1, peer port = base + id), a comma-separated list, or
+//! a file with one address per line, so nodes can run on other hosts.
+
+use gsmo_spec::multicast::Mode;
+use gsmo_spec::NodeId;
+use std::path::{Path, PathBuf};
+
+/// Node `i` listens for peers on `DEFAULT_PEER_BASE + i` unless told otherwise.
+pub const DEFAULT_PEER_BASE: u16 = 7100;
+/// Node `i` serves Redis clients on `DEFAULT_CLIENT_BASE + i` unless told otherwise.
+pub const DEFAULT_CLIENT_BASE: u16 = 6380;
+/// Every member's handshake must carry the same cluster id.
+pub const DEFAULT_CLUSTER_ID: &str = "gsmo";
+/// Largest cluster the handshake and the per-node arrays are sized for.
+pub const MAX_NODES: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read cluster file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("bad peer address `{0}`: expected HOST:PORT, e.g. 127.0.0.1:7100")]
+    Address(String),
+    #[error("the cluster has no members")]
+    Empty,
+    #[error("a cluster of {0} nodes is more than the {MAX_NODES} supported")]
+    TooBig(usize),
+    #[error("node id {id} is out of range for a cluster of {n} (ids are 0..{n})")]
+    IdOutOfRange { id: NodeId, n: usize },
+    #[error("peer port {base} + {n} nodes runs past port 65535")]
+    PortRange { base: u16, n: usize },
+    #[error("address {0} appears twice in the cluster list")]
+    Duplicate(String),
+}
+
+/// Parses `--cluster`: an existing file, a node count, or `HOST:PORT,HOST:PORT,...`.
+pub fn parse_cluster(arg: &str, peer_base: u16) -> Result<Vec<String>, ConfigError> {
+    let arg = arg.trim();
+    let path = Path::new(arg);
+    let addrs = if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        parse_list(text.lines().map(|l| l.split('#').next().unwrap_or("")))?
+    } else if let Ok(n) = arg.parse::<usize>() {
+        local_cluster(n, peer_base)?
+    } else {
+        parse_list(arg.split(','))?
+    };
+    check_members(&addrs)?;
+    Ok(addrs)
+}
+
+/// `n` nodes on 127.0.0.1 with consecutive peer ports from `base`.
+pub fn local_cluster(n: usize, base: u16) -> Result<Vec<String>, ConfigError> {
+    if n == 0 {
+        return Err(ConfigError::Empty);
+    }
+    if usize::from(base) + n - 1 > usize::from(u16::MAX) {
+        return Err(ConfigError::PortRange { base, n });
+    }
+    Ok((0..n)
+        .map(|i| format!("127.0.0.1:{}", usize::from(base) + i))
+        .collect())
+}
+
+fn parse_list<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<String>, ConfigError> {
+    items
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| check_address(s).map(|()| s.to_string()))
+        .collect()
+}
+
+/// `HOST:PORT` with a numeric port; `[v6]:PORT` works too. The host is resolved at connect time.
+pub fn check_address(s: &str) -> Result<(), ConfigError> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(ConfigError::Address(s.to_string())),
+    }
+}
+
+fn check_members(addrs: &[String]) -> Result<(), ConfigError> {
+    if addrs.is_empty() {
+        return Err(ConfigError::Empty);
+    }
+    if addrs.len() > MAX_NODES {
+        return Err(ConfigError::TooBig(addrs.len()));
+    }
+    for (i, a) in addrs.iter().enumerate() {
+        if addrs[..i].contains(a) {
+            return Err(ConfigError::Duplicate(a.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// How a node logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable tracing lines on stderr; status lines on stdout.
+    #[default]
+    Text,
+    /// ShiViz event lines (`n0 {"n0":3,"n1":1} event`) on stdout; everything else on stderr.
+    Shiviz,
+}
+
+/// Everything one node needs to run.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Peer addresses in node-id order (`peers[id]` is this node's own).
+    pub peers: Vec<String>,
+    pub mode: Mode,
+    pub cluster_id: String,
+    /// Where to listen for peers (defaults to `peers[id]`).
+    pub peer_listen: String,
+    /// Where to serve Redis clients.
+    pub client_listen: String,
+    /// Where snapshot parts go (persistence is plugged in by `store`).
+    pub data_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Multicast history events kept for `GSMO.HISTORY` before recording stops.
+    pub history_limit: usize,
+}
+
+impl NodeConfig {
+    /// A node of a cluster whose peer list is known; checks the id is in range.
+    pub fn new(id: NodeId, peers: Vec<String>, mode: Mode) -> Result<Self, ConfigError> {
+        check_members(&peers)?;
+        if id >= peers.len() {
+            return Err(ConfigError::IdOutOfRange { id, n: peers.len() });
+        }
+        let client_port = usize::from(DEFAULT_CLIENT_BASE) + id;
+        Ok(NodeConfig {
+            id,
+            peer_listen: peers[id].clone(),
+            peers,
+            mode,
+            cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+            client_listen: format!("127.0.0.1:{client_port}"),
+            data_dir: None,
+            log_format: LogFormat::Text,
+            history_limit: 1_000_000,
+        })
+    }
+
+    pub fn cluster_size(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_list_and_file_forms() {
+        assert_eq!(
+            parse_cluster("3", 7100).unwrap(),
+            vec!["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
+        );
+        assert_eq!(
+            parse_cluster("a.example:1, b.example:2", 7100).unwrap(),
+            vec!["a.example:1", "b.example:2"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster.txt");
+        std::fs::write(
+            &file,
+            "# members\n10.0.0.1:7100\n\n10.0.0.2:7100  # second\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_cluster(file.to_str().unwrap(), 7100).unwrap(),
+            vec!["10.0.0.1:7100", "10.0.0.2:7100"]
+        );
+    }
+
+    #[test]
+    fn bad_clusters_are_refused_with_a_reason() {
+        assert_eq!(parse_cluster("0", 7100), Err(ConfigError::Empty));
+        assert!(matches!(
+            parse_cluster("nohost", 7100),
+            Err(ConfigError::Address(_))
+        ));
+        assert!(matches!(
+            parse_cluster("h:1,h:1", 7100),
+            Err(ConfigError::Duplicate(_))
+        ));
+        assert!(matches!(
+            parse_cluster("3", 65534),
+            Err(ConfigError::PortRange { .. })
+        ));
+        assert!(matches!(
+            NodeConfig::new(3, local_cluster(3, 7100).unwrap(), Mode::Fifo),
+            Err(ConfigError::IdOutOfRange { id: 3, n: 3 })
+        ));
+    }
+}

@@ -1,0 +1,132 @@
+//! Peer wire framing: a 4-byte big-endian length, then a bincode body.
+//!
+//! `LengthDelimitedCodec` checks the length prefix against the limit *before*
+//! reserving any buffer, so a garbage or hostile prefix costs nothing; bincode
+//! decodes under the same limit so a length field inside a body cannot ask for
+//! more either.
+
+use bincode::config::{Configuration, Limit, Varint};
+use bytes::Bytes;
+use gsmo_spec::node::PeerMsg;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// Largest peer frame: comfortably above the largest client request
+/// ([`crate::resp::MAX_REQUEST`]) plus the ordering protocol's envelope.
+pub const MAX_FRAME: usize = 64 << 20;
+/// Largest handshake frame; a real one is under a hundred bytes.
+pub const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
+
+type BincodeConfig = Configuration<bincode::config::LittleEndian, Varint, Limit<MAX_FRAME>>;
+
+fn config() -> BincodeConfig {
+    bincode::config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// One message on an established peer channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerFrame {
+    /// The sender's ShiViz logging clock after its send event, when it logs
+    /// ShiViz; purely for the diagram, the protocol never reads it.
+    pub clock: Option<Vec<u64>>,
+    pub msg: PeerMsg,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("cannot encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("malformed frame: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("malformed frame: {0} bytes left over after the message")]
+    Trailing(usize),
+}
+
+/// A length-delimited codec that refuses frames over `max` bytes.
+pub fn codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max)
+        .new_codec()
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, FrameError> {
+    Ok(bincode::serde::encode_to_vec(value, config())?.into())
+}
+
+/// Decodes one whole frame body; trailing bytes mean the peer and we disagree on the format.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    let (value, used) = bincode::serde::decode_from_slice(body, config())?;
+    match body.len() - used {
+        0 => Ok(value),
+        left => Err(FrameError::Trailing(left)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use gsmo_spec::kv::{Op, Stamp, Write};
+    use gsmo_spec::multicast::{fifo, MsgId, Wire};
+    use gsmo_spec::snapshot::Envelope;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    fn sample() -> PeerFrame {
+        let id = MsgId { origin: 1, seq: 7 };
+        let payload = Write {
+            stamp: Stamp {
+                lamport: 3,
+                node: 1,
+            },
+            op: Op::Set {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+        };
+        PeerFrame {
+            clock: Some(vec![1, 2, 0]),
+            msg: Envelope::Msg {
+                seq: 4,
+                body: Wire::Fifo(fifo::Msg { id, payload }),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_codec() {
+        let mut codec = codec(MAX_FRAME);
+        let mut buf = BytesMut::new();
+        codec.encode(encode(&sample()).unwrap(), &mut buf).unwrap();
+        let body = codec.decode(&mut buf).unwrap().expect("one whole frame");
+        assert_eq!(decode::<PeerFrame>(&body).unwrap(), sample());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn huge_prefix_is_refused_before_the_body_arrives() {
+        let mut codec = codec(MAX_HANDSHAKE_FRAME);
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1, 2][..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(err.to_string().contains("frame size too big"), "{err}");
+        assert!(
+            buf.capacity() < 1024,
+            "nothing reserved for the claimed body"
+        );
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_malformed() {
+        assert!(matches!(
+            decode::<PeerFrame>(&[0xde, 0xad, 0xbe, 0xef]),
+            Err(FrameError::Decode(_))
+        ));
+        let mut body = encode(&sample()).unwrap().to_vec();
+        body.push(0);
+        assert!(matches!(
+            decode::<PeerFrame>(&body),
+            Err(FrameError::Trailing(1))
+        ));
+    }
+}

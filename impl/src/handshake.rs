@@ -1,0 +1,312 @@
+//! The first frame on every peer connection, and its answer.
+//!
+//! The connecting node says who it is and what cluster it believes it is in;
+//! the accepting node compares that with its own view and answers
+//! [`Answer::Welcome`] or [`Answer::Refused`] with the reason, which both sides
+//! log. Everything that would make the two replicas disagree about the
+//! protocol (version, cluster, ordering mode, size, ids) is checked here, so a
+//! misconfigured node is turned away at the door instead of corrupting state.
+
+use crate::frame::{self, FrameError};
+use futures::{SinkExt, StreamExt};
+use gsmo_spec::multicast::Mode;
+use gsmo_spec::NodeId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+/// Identifies a gsmo peer connection before anything else is trusted.
+pub const MAGIC: [u8; 4] = *b"GSMO";
+/// Bumped whenever the peer wire format changes.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// A peer that has not completed its handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the connecting node sends first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub version: u16,
+    pub cluster_id: String,
+    pub mode: Mode,
+    pub cluster_size: u32,
+    /// The sender's node id.
+    pub from: u32,
+    /// The node id the sender believes it is talking to (catches swapped addresses).
+    pub to: u32,
+}
+
+/// The accepting node's reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Welcome,
+    Refused(String),
+}
+
+/// Why a hello was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a gsmo peer (bad magic {0:02x?})")]
+    Magic([u8; 4]),
+    #[error("protocol version {theirs}, this node speaks {ours}")]
+    Version { ours: u16, theirs: u16 },
+    #[error("cluster id `{theirs}`, this node is in `{ours}`")]
+    ClusterId { ours: String, theirs: String },
+    #[error("ordering mode {theirs}, this cluster runs {ours}")]
+    Mode { ours: Mode, theirs: Mode },
+    #[error("cluster size {theirs}, this node has {ours} members")]
+    Size { ours: u32, theirs: u32 },
+    #[error("addressed to node {theirs}, but this is node {ours} (check the address list order)")]
+    WrongTarget { ours: u32, theirs: u32 },
+    #[error("sender claims node id {0}, which is not another member")]
+    BadSender(u32),
+    #[error("node {0} already has a channel here; channels are never re-opened because FIFO positions would break")]
+    Duplicate(NodeId),
+}
+
+/// A handshake could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("connection closed during the handshake")]
+    Closed,
+    #[error("no handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("refused by the peer: {0}")]
+    RefusedByPeer(String),
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+}
+
+impl HandshakeError {
+    /// Whether retrying can help: a refusal is a configuration error and will not go away.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, HandshakeError::RefusedByPeer(_))
+    }
+}
+
+impl Hello {
+    pub fn new(
+        cluster_id: &str,
+        mode: Mode,
+        cluster_size: usize,
+        from: NodeId,
+        to: NodeId,
+    ) -> Self {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            cluster_id: cluster_id.to_string(),
+            mode,
+            cluster_size: cluster_size as u32,
+            from: from as u32,
+            to: to as u32,
+        }
+    }
+
+    /// Checks a received hello against this node's own view (`self` with `to` = this node);
+    /// returns the sender's id.
+    pub fn check(&self, received: &Hello) -> Result<NodeId, Refusal> {
+        if received.magic != MAGIC {
+            return Err(Refusal::Magic(received.magic));
+        }
+        if received.version != self.version {
+            return Err(Refusal::Version {
+                ours: self.version,
+                theirs: received.version,
+            });
+        }
+        if received.cluster_id != self.cluster_id {
+            return Err(Refusal::ClusterId {
+                ours: self.cluster_id.clone(),
+                theirs: received.cluster_id.clone(),
+            });
+        }
+        if received.mode != self.mode {
+            return Err(Refusal::Mode {
+                ours: self.mode,
+                theirs: received.mode,
+            });
+        }
+        if received.cluster_size != self.cluster_size {
+            return Err(Refusal::Size {
+                ours: self.cluster_size,
+                theirs: received.cluster_size,
+            });
+        }
+        if received.to != self.to {
+            return Err(Refusal::WrongTarget {
+                ours: self.to,
+                theirs: received.to,
+            });
+        }
+        if received.from >= self.cluster_size || received.from == self.to {
+            return Err(Refusal::BadSender(received.from));
+        }
+        Ok(received.from as NodeId)
+    }
+}
+
+async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+) -> Result<bytes::BytesMut, HandshakeError> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+        Err(_) => Err(HandshakeError::Timeout(HANDSHAKE_TIMEOUT)),
+        Ok(None) => Err(HandshakeError::Closed),
+        Ok(Some(r)) => Ok(r?),
+    }
+}
+
+/// Connecting side: send our hello, wait for the answer.
+pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    hello: &Hello,
+) -> Result<(), HandshakeError> {
+    framed.send(frame::encode(hello)?).await?;
+    match frame::decode::<Answer>(&next_frame(framed).await?)? {
+        Answer::Welcome => Ok(()),
+        Answer::Refused(reason) => Err(HandshakeError::RefusedByPeer(reason)),
+    }
+}
+
+/// Accepting side: read a hello, check it with `ours` and `admit` (which may
+/// refuse a duplicate), and answer. Returns the sender's id once welcomed.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    ours: &Hello,
+    admit: impl FnOnce(NodeId) -> Result<(), Refusal>,
+) -> Result<NodeId, HandshakeError> {
+    let body = next_frame(framed).await?;
+    let verdict = frame::decode::<Hello>(&body)
+        .map_err(HandshakeError::from)
+        .and_then(|h| Ok(ours.check(&h)?))
+        .and_then(|from| admit(from).map(|()| from).map_err(HandshakeError::from));
+    match verdict {
+        Ok(from) => {
+            framed.send(frame::encode(&Answer::Welcome)?).await?;
+            Ok(from)
+        }
+        Err(e) => {
+            // Best effort: tell the other side why, then hang up.
+            let _ = framed
+                .send(frame::encode(&Answer::Refused(e.to_string()))?)
+                .await;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{codec, MAX_HANDSHAKE_FRAME};
+
+    /// A hello and the test its refusal must pass.
+    type Case = (Hello, fn(&Refusal) -> bool);
+
+    #[test]
+    fn each_mismatch_has_its_own_reason() {
+        let ours = Hello::new("c", Mode::TotalIsis, 3, 0, 1);
+        let good = Hello::new("c", Mode::TotalIsis, 3, 2, 1);
+        assert_eq!(ours.check(&good), Ok(2));
+        let cases: Vec<Case> = vec![
+            (
+                Hello {
+                    magic: *b"HTTP",
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::Magic(_)),
+            ),
+            (
+                Hello {
+                    version: 9,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::Version { .. }),
+            ),
+            (
+                Hello {
+                    cluster_id: "x".into(),
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::ClusterId { .. }),
+            ),
+            (
+                Hello {
+                    mode: Mode::Fifo,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::Mode { .. }),
+            ),
+            (
+                Hello {
+                    cluster_size: 4,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::Size { .. }),
+            ),
+            (
+                Hello {
+                    to: 2,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::WrongTarget { .. }),
+            ),
+            (
+                Hello {
+                    from: 1,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::BadSender(1)),
+            ),
+            (
+                Hello {
+                    from: 3,
+                    ..good.clone()
+                },
+                |r| matches!(r, Refusal::BadSender(3)),
+            ),
+        ];
+        for (hello, want) in cases {
+            let r = ours.check(&hello).unwrap_err();
+            assert!(want(&r), "{hello:?} gave {r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusal_reaches_the_connecting_side() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut client = Framed::new(a, codec(MAX_HANDSHAKE_FRAME));
+        let mut server = Framed::new(b, codec(MAX_HANDSHAKE_FRAME));
+        let theirs = Hello::new("other", Mode::Fifo, 2, 1, 0);
+        let ours = Hello::new("gsmo", Mode::Fifo, 2, 1, 0);
+        let (offered, accepted) = tokio::join!(
+            offer(&mut client, &theirs),
+            accept(&mut server, &ours, |_| Ok(()))
+        );
+        let offered = offered.unwrap_err();
+        assert!(offered.is_permanent());
+        assert!(
+            offered.to_string().contains("cluster id `other`"),
+            "{offered}"
+        );
+        assert!(matches!(
+            accepted,
+            Err(HandshakeError::Refused(Refusal::ClusterId { .. }))
+        ));
+
+        let (a, b) = tokio::io::duplex(1024);
+        let mut client = Framed::new(a, codec(MAX_HANDSHAKE_FRAME));
+        let mut server = Framed::new(b, codec(MAX_HANDSHAKE_FRAME));
+        let (offered, accepted) = tokio::join!(
+            offer(&mut client, &ours),
+            accept(&mut server, &ours, |_| Ok(()))
+        );
+        offered.unwrap();
+        assert_eq!(accepted.unwrap(), 1);
+    }
+}

@@ -1,0 +1,240 @@
+//! `gsmo cluster`: N node processes on this machine, their logs forwarded with
+//! node prefixes, all stopped together on Ctrl-C.
+//!
+//! Each node is a real `gsmo node` process with its own sockets, exactly as it
+//! would run across hosts; the launcher only starts, watches and stops them.
+
+use crate::config::{local_cluster, ConfigError, LogFormat};
+use gsmo_spec::multicast::Mode;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// How long nodes get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What `gsmo cluster` starts.
+#[derive(Clone, Debug)]
+pub struct LaunchConfig {
+    pub nodes: usize,
+    pub mode: Mode,
+    pub cluster_id: String,
+    pub peer_base: u16,
+    pub client_base: u16,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// The `gsmo` binary to run as `gsmo node`.
+    pub bin: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("client port {base} + {n} nodes runs past port 65535")]
+    ClientPorts { base: u16, n: usize },
+    #[error("cannot start node {id} ({bin}): {source}")]
+    Spawn {
+        id: usize,
+        bin: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for signals: {0}")]
+    Signal(std::io::Error),
+    #[error("every node exited")]
+    AllExited,
+}
+
+enum Event {
+    Ready(usize),
+    Exited(usize, std::io::Result<ExitStatus>),
+}
+
+/// Starts the cluster and runs until Ctrl-C / SIGTERM (or every node has exited).
+pub async fn run(cfg: LaunchConfig) -> Result<(), LaunchError> {
+    let n = cfg.nodes;
+    let peers = local_cluster(n, cfg.peer_base)?;
+    if usize::from(cfg.client_base) + n > usize::from(u16::MAX) + 1 {
+        return Err(LaunchError::ClientPorts {
+            base: cfg.client_base,
+            n,
+        });
+    }
+    let client_port = |i: usize| usize::from(cfg.client_base) + i;
+    // In ShiViz mode stdout is the event log, so talk on stderr.
+    let say = |s: &str| match cfg.log_format {
+        LogFormat::Text => println!("{s}"),
+        LogFormat::Shiviz => eprintln!("{s}"),
+    };
+
+    say(&format!(
+        "gsmo cluster: {n} nodes, mode {}, cluster id `{}`",
+        cfg.mode, cfg.cluster_id
+    ));
+    say("  node  client port       peer address");
+    for (i, p) in peers.iter().enumerate() {
+        say(&format!("  n{i:<4} 127.0.0.1:{:<7} {p}", client_port(i)));
+    }
+
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let mut pids = Vec::new();
+    for i in 0..n {
+        let mut cmd = Command::new(&cfg.bin);
+        cmd.arg("node")
+            .args(["--id", &i.to_string()])
+            .args(["--cluster", &n.to_string()])
+            .args(["--peer-base", &cfg.peer_base.to_string()])
+            .args(["--client-port", &client_port(i).to_string()])
+            .args(["--mode", cfg.mode.name()])
+            .args(["--cluster-id", &cfg.cluster_id])
+            .args([
+                "--log-format",
+                match cfg.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Shiviz => "shiviz",
+                },
+            ]);
+        if let Some(dir) = &cfg.data_dir {
+            let path = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&path).map_err(|source| LaunchError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            cmd.arg("--data-dir").arg(path);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| LaunchError::Spawn {
+                id: i,
+                bin: cfg.bin.display().to_string(),
+                source,
+            })?;
+        pids.push(child.id());
+        let raw_stdout = cfg.log_format == LogFormat::Shiviz;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward(i, out, raw_stdout, false, events.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward(i, err, false, true, events.clone()));
+        }
+        let ev = events.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = ev.send(Event::Exited(i, status));
+        });
+    }
+    drop(events);
+
+    let mut term = signal(SignalKind::terminate()).map_err(LaunchError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(LaunchError::Signal)?;
+    let mut ready = vec![false; n];
+    let mut running = vec![true; n];
+    let result = loop {
+        tokio::select! {
+            _ = interrupt.recv() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            ev = rx.recv() => match ev {
+                Some(Event::Ready(i)) => {
+                    let was_all = ready.iter().all(|r| *r);
+                    ready[i] = true;
+                    if !was_all && ready.iter().all(|r| *r) {
+                        say(&format!(
+                            "all {n} nodes ready. Try:  redis-cli -p {} SET x 1   then   redis-cli -p {} GET x",
+                            client_port(0),
+                            client_port(n.saturating_sub(1)),
+                        ));
+                        say("Ctrl-C stops every node.");
+                    }
+                }
+                Some(Event::Exited(i, status)) => {
+                    running[i] = false;
+                    eprintln!("gsmo cluster: node {i} exited: {}", describe(status));
+                    if running.iter().all(|r| !r) {
+                        break Err(LaunchError::AllExited);
+                    }
+                }
+                None => break Err(LaunchError::AllExited),
+            }
+        }
+    };
+    if result.is_ok() {
+        eprintln!("gsmo cluster: stopping {n} nodes");
+        stop(&pids, &running, &mut rx).await;
+    }
+    result
+}
+
+/// SIGTERM every running node, wait up to [`STOP_GRACE`], then SIGKILL stragglers.
+async fn stop(pids: &[Option<u32>], running: &[bool], rx: &mut mpsc::UnboundedReceiver<Event>) {
+    let mut running = running.to_vec();
+    for (pid, _) in pids.iter().zip(&running).filter(|(_, r)| **r) {
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
+            // not yet reaped (its waiter has not reported), so it cannot have been reused.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    while running.iter().any(|r| *r) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Exited(i, status))) => {
+                running[i] = false;
+                eprintln!("gsmo cluster: node {i} stopped: {}", describe(status));
+            }
+            Ok(Some(Event::Ready(_))) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    for (i, pid) in pids.iter().enumerate().filter(|(i, _)| running[*i]) {
+        if let Some(pid) = pid {
+            eprintln!("gsmo cluster: node {i} did not stop in {STOP_GRACE:?}; killing it");
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+fn describe(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// Copies a node's output line by line, prefixed `n<i> | ` unless `raw`, and
+/// reports the node's ready line.
+async fn forward(
+    i: usize,
+    stream: impl AsyncRead + Unpin,
+    raw: bool,
+    to_stderr: bool,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    let ready_prefix = format!("gsmo node {i} ready");
+    while let Ok(Some(line)) = lines.next_line().await {
+        let ready = line.starts_with(&ready_prefix);
+        let line = if raw { line } else { format!("n{i} | {line}") };
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        if ready {
+            let _ = events.send(Event::Ready(i));
+        }
+    }
+}

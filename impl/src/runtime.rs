@@ -1,0 +1,529 @@
+//! The event loop: one task owns the spec's [`Node`] and nothing else touches it.
+//!
+//! Inputs (client requests, peer frames, link events) arrive on one mpsc
+//! queue; each is fed to the state machine and the resulting [`Output`]s are
+//! carried out: sends go to the per-peer writer queues, replies to the waiting
+//! client's oneshot, history and snapshot events to the log and the counters.
+//! The loop never awaits anything but its input queue, so it cannot deadlock
+//! with the connections it feeds. It drains whatever inputs are ready before
+//! yielding, and peer writers flush only when their queue runs dry, so a
+//! pipelining client's writes travel in few TCP segments.
+//!
+//! There is no protocol logic here: ordering, snapshot rules and K/V semantics
+//! all live in `gsmo-spec`.
+
+use crate::config::{LogFormat, NodeConfig};
+use crate::frame::PeerFrame;
+use crate::history;
+use crate::peer::{Direction, LinkEvent, LinkState};
+use crate::shiviz::ShivizLog;
+use gsmo_spec::kv::Reply;
+use gsmo_spec::multicast::{MsgId, Wire};
+use gsmo_spec::node::{Command, Node, Output, Part, PeerMsg, RequestId};
+use gsmo_spec::properties::Event;
+use gsmo_spec::snapshot::{Envelope, SnapshotId};
+use gsmo_spec::NodeId;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// Inputs the loop takes per wake-up before checking on its own housekeeping.
+const BATCH: usize = 1024;
+
+/// What a client connection asks of the replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    Kv(Command),
+    Snapshot,
+    Info,
+    DbSize,
+    History,
+    Dump,
+    Digest,
+}
+
+/// The replica's answer, in a form `resp` turns into a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Kv(Reply),
+    Bulk(Vec<u8>),
+    Int(i64),
+    Array(Vec<Vec<u8>>),
+    Error(String),
+}
+
+/// Everything the event loop reacts to.
+#[derive(Debug)]
+pub enum Input {
+    Client {
+        req: ClientRequest,
+        reply: oneshot::Sender<Response>,
+    },
+    Peer {
+        from: NodeId,
+        frame: PeerFrame,
+    },
+    Link(LinkEvent),
+}
+
+/// The two directed channels with one peer.
+#[derive(Clone, Debug)]
+struct Links {
+    out: LinkState,
+    inbound: LinkState,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    peer_dropped: u64,
+    snapshots_started: u64,
+    snapshots_recorded: u64,
+    snapshots_completed: u64,
+    snapshots_aborted: u64,
+    last_snapshot: Option<SnapshotId>,
+}
+
+/// The node's single owner of protocol state.
+pub struct Runtime {
+    cfg: NodeConfig,
+    node: Node,
+    /// Per-peer writer queues (`None` for this node itself).
+    writers: Vec<Option<mpsc::UnboundedSender<PeerFrame>>>,
+    links: Vec<Links>,
+    waiting: HashMap<RequestId, oneshot::Sender<Response>>,
+    next_req: RequestId,
+    history: Vec<Event>,
+    history_truncated: bool,
+    stats: Stats,
+    shiviz: Option<ShivizLog>,
+    ready_announced: bool,
+    client_addr: String,
+}
+
+impl Runtime {
+    pub fn new(
+        cfg: NodeConfig,
+        writers: Vec<Option<mpsc::UnboundedSender<PeerFrame>>>,
+        shiviz: Option<ShivizLog>,
+        client_addr: String,
+    ) -> Self {
+        let n = cfg.cluster_size();
+        let node = Node::new(cfg.id, n, cfg.mode);
+        let links = (0..n)
+            .map(|_| Links {
+                out: LinkState::Connecting,
+                inbound: LinkState::Connecting,
+            })
+            .collect();
+        Runtime {
+            cfg,
+            node,
+            writers,
+            links,
+            waiting: HashMap::new(),
+            next_req: 0,
+            history: Vec::new(),
+            history_truncated: false,
+            stats: Stats::default(),
+            shiviz,
+            ready_announced: false,
+            client_addr,
+        }
+    }
+
+    /// Runs until every input sender is gone.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        self.check_ready();
+        while let Some(input) = inputs.recv().await {
+            self.handle(input);
+            for _ in 0..BATCH {
+                match inputs.try_recv() {
+                    Ok(input) => self.handle(input),
+                    Err(_) => break,
+                }
+            }
+            if let Some(s) = &mut self.shiviz {
+                s.flush();
+            }
+        }
+    }
+
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Client { req, reply } => self.on_client(req, reply),
+            Input::Peer { from, frame } => self.on_peer(from, frame),
+            Input::Link(event) => self.on_link(event),
+        }
+    }
+
+    fn on_client(&mut self, req: ClientRequest, reply: oneshot::Sender<Response>) {
+        let answer = match req {
+            ClientRequest::Kv(cmd) => {
+                self.next_req += 1;
+                let id = self.next_req;
+                self.waiting.insert(id, reply);
+                let out = self.node.on_client(id, cmd);
+                self.carry_out(out);
+                return;
+            }
+            ClientRequest::Snapshot => {
+                let id = self.start_snapshot();
+                Response::Bulk(id.to_string().into_bytes())
+            }
+            ClientRequest::Info => Response::Bulk(self.info().into_bytes()),
+            ClientRequest::DbSize => Response::Int(self.node.kv().len() as i64),
+            ClientRequest::History if self.history_truncated => Response::Error(format!(
+                "ERR history truncated after {} events (raise --history-limit)",
+                self.history.len()
+            )),
+            ClientRequest::History => Response::Array(
+                self.history
+                    .iter()
+                    .map(|e| history::format_event(e).into_bytes())
+                    .collect(),
+            ),
+            ClientRequest::Dump => Response::Array(
+                self.node
+                    .kv()
+                    .iter()
+                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .collect(),
+            ),
+            ClientRequest::Digest => Response::Bulk(
+                format!(
+                    "keys={} delivered={} digest={:016x}",
+                    self.node.kv().len(),
+                    self.delivered_total(),
+                    history::digest(self.node.kv())
+                )
+                .into_bytes(),
+            ),
+        };
+        // The client may have gone; nothing to do then.
+        let _ = reply.send(answer);
+    }
+
+    /// Starts a snapshot here. This is the single place SNAPSHOT enters the protocol.
+    pub fn start_snapshot(&mut self) -> SnapshotId {
+        let (id, out) = self.node.start_snapshot();
+        self.stats.snapshots_started += 1;
+        info!(snapshot = %id, "starting snapshot");
+        self.carry_out(out);
+        id
+    }
+
+    fn on_peer(&mut self, from: NodeId, frame: PeerFrame) {
+        if let LinkState::Failed(_) = self.links[from].inbound {
+            return; // already reported; its positions can no longer be trusted
+        }
+        if let Some(s) = &mut self.shiviz {
+            s.receive(
+                frame.clock.as_deref(),
+                format_args!("recv {} from n{from}", describe(&frame.msg)),
+            );
+        }
+        match self.node.on_peer(from, frame.msg) {
+            Ok(out) => self.carry_out(out),
+            Err(e) => {
+                error!(
+                    peer = from,
+                    "node {from} broke the protocol: {e}; ignoring its channel from now on"
+                );
+                self.links[from].inbound = LinkState::Failed(e.to_string());
+                self.abort_snapshots("a channel failed");
+            }
+        }
+    }
+
+    fn on_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Up { peer, dir } => {
+                info!(peer, "channel {} up", arrow(self.cfg.id, peer, dir));
+                *self.link_mut(peer, dir) = LinkState::Up;
+                self.check_ready();
+            }
+            LinkEvent::Down { peer, dir, reason } => {
+                error!(
+                    peer,
+                    "LOST channel {}: {reason}; it will not be re-opened (INFO shows it)",
+                    arrow(self.cfg.id, peer, dir)
+                );
+                *self.link_mut(peer, dir) = LinkState::Lost(reason);
+                self.abort_snapshots("a channel was lost");
+            }
+            LinkEvent::Refused { peer, reason } => {
+                error!(peer, "node {peer} refused our connection: {reason}");
+                self.links[peer].out = LinkState::Refused(reason);
+            }
+        }
+    }
+
+    fn link_mut(&mut self, peer: NodeId, dir: Direction) -> &mut LinkState {
+        match dir {
+            Direction::Out => &mut self.links[peer].out,
+            Direction::In => &mut self.links[peer].inbound,
+        }
+    }
+
+    /// A snapshot can only finish if every channel delivers its marker.
+    fn abort_snapshots(&mut self, why: &str) {
+        for id in self.node.snapshots_in_progress() {
+            if self.node.abort_snapshot(id) {
+                self.stats.snapshots_aborted += 1;
+                warn!(snapshot = %id, "aborting snapshot: {why}");
+            }
+        }
+    }
+
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.cfg.cluster_size()).filter(move |&j| j != self.cfg.id)
+    }
+
+    fn peers_up(&self) -> usize {
+        self.peers()
+            .filter(|&j| {
+                self.links[j].out == LinkState::Up && self.links[j].inbound == LinkState::Up
+            })
+            .count()
+    }
+
+    fn check_ready(&mut self) {
+        let others = self.cfg.cluster_size() - 1;
+        if !self.ready_announced && self.peers_up() == others {
+            self.ready_announced = true;
+            announce(
+                self.cfg.log_format,
+                &format!(
+                    "gsmo node {} ready: {others} peers connected both ways, mode {}, clients at {}",
+                    self.cfg.id, self.cfg.mode, self.client_addr
+                ),
+            );
+        }
+    }
+
+    fn carry_out(&mut self, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Send { to, msg } => {
+                    let clock = self
+                        .shiviz
+                        .as_mut()
+                        .map(|s| s.send(format_args!("send {} to n{to}", describe(&msg))));
+                    self.send_peer(to, PeerFrame { clock, msg });
+                }
+                Output::Reply { req, reply } => {
+                    if let Some(tx) = self.waiting.remove(&req) {
+                        let _ = tx.send(Response::Kv(reply));
+                    }
+                }
+                Output::Multicast { id } => {
+                    self.record(Event::Send(id));
+                    if let Some(s) = &mut self.shiviz {
+                        s.local(format_args!("multicast {id}"));
+                    }
+                }
+                Output::Delivered { id, .. } => {
+                    self.record(Event::Deliver(id));
+                    if let Some(s) = &mut self.shiviz {
+                        s.local(format_args!("deliver {id}"));
+                    }
+                }
+                Output::SnapshotRecorded { id } => {
+                    self.stats.snapshots_recorded += 1;
+                    debug!(snapshot = %id, "recorded local state");
+                    if let Some(s) = &mut self.shiviz {
+                        s.local(format_args!("record snapshot {id}"));
+                    }
+                }
+                Output::SnapshotComplete(part) => self.snapshot_complete(part),
+            }
+        }
+    }
+
+    /// The single place a finished snapshot part leaves the protocol.
+    fn snapshot_complete(&mut self, part: Box<Part>) {
+        self.stats.snapshots_completed += 1;
+        self.stats.last_snapshot = Some(part.id);
+        if let Some(s) = &mut self.shiviz {
+            s.local(format_args!("complete snapshot {}", part.id));
+        }
+        info!(
+            snapshot = %part.id,
+            keys = part.state.kv.len(),
+            in_flight = part.channel_messages(),
+            "snapshot part complete"
+        );
+        // Persistence hook: `store` (impl/src/store.rs) writes `part` under
+        // `self.cfg.data_dir` here.
+    }
+
+    fn send_peer(&mut self, to: NodeId, frame: PeerFrame) {
+        let delivered = match &self.writers[to] {
+            Some(tx) => tx.send(frame).is_ok(),
+            None => false,
+        };
+        if !delivered {
+            self.stats.peer_dropped += 1;
+        }
+    }
+
+    fn record(&mut self, e: Event) {
+        if self.history.len() < self.cfg.history_limit {
+            self.history.push(e);
+        } else if !self.history_truncated {
+            self.history_truncated = true;
+            warn!(
+                "history limit of {} events reached; GSMO.HISTORY now refuses",
+                self.cfg.history_limit
+            );
+        }
+    }
+
+    fn delivered_total(&self) -> u64 {
+        self.node.state().multicast.delivered().iter().sum()
+    }
+
+    /// Redis-style `INFO` text.
+    fn info(&self) -> String {
+        let mut s = String::new();
+        let (sent, received) = self.node.channel_counts();
+        let multicast = &self.node.state().multicast;
+        let line = |s: &mut String, k: &str, v: &dyn std::fmt::Display| {
+            let _ = write!(s, "{k}:{v}\r\n");
+        };
+        s.push_str("# Server\r\n");
+        line(&mut s, "gsmo_version", &env!("CARGO_PKG_VERSION"));
+        line(&mut s, "process_id", &std::process::id());
+        line(&mut s, "client_addr", &self.client_addr);
+        line(&mut s, "peer_addr", &self.cfg.peer_listen);
+        s.push_str("\r\n# Cluster\r\n");
+        line(&mut s, "cluster_id", &self.cfg.cluster_id);
+        line(&mut s, "node_id", &self.cfg.id);
+        line(&mut s, "cluster_size", &self.cfg.cluster_size());
+        line(&mut s, "mode", &self.cfg.mode);
+        line(
+            &mut s,
+            "consistency",
+            &format!(
+                "writes_replied_after_local_delivery_in_{}_order,reads_local",
+                self.cfg.mode
+            ),
+        );
+        line(&mut s, "peers_connected", &self.peers_up());
+        for j in self.peers() {
+            let l = &self.links[j];
+            line(
+                &mut s,
+                &format!("peer_n{j}"),
+                &format!("addr={},out={},in={}", self.cfg.peers[j], l.out, l.inbound),
+            );
+        }
+        s.push_str("\r\n# Multicast\r\n");
+        line(&mut s, "holdback_depth", &self.node.holdback_depth());
+        line(&mut s, "pending_writes", &self.node.pending_writes());
+        line(&mut s, "multicasts_sent", &multicast.sent());
+        line(&mut s, "messages_delivered", &self.delivered_total());
+        let per_origin: Vec<String> = multicast
+            .delivered()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("n{i}={d}"))
+            .collect();
+        line(&mut s, "delivered_by_origin", &per_origin.join(","));
+        line(&mut s, "peer_messages_sent", &sent.iter().sum::<u64>());
+        line(
+            &mut s,
+            "peer_messages_received",
+            &received.iter().sum::<u64>(),
+        );
+        line(&mut s, "peer_messages_dropped", &self.stats.peer_dropped);
+        line(&mut s, "history_events", &self.history.len());
+        line(
+            &mut s,
+            "history_truncated",
+            &u8::from(self.history_truncated),
+        );
+        s.push_str("\r\n# Snapshots\r\n");
+        line(&mut s, "snapshots_started", &self.stats.snapshots_started);
+        line(&mut s, "snapshots_recorded", &self.stats.snapshots_recorded);
+        line(
+            &mut s,
+            "snapshots_completed",
+            &self.stats.snapshots_completed,
+        );
+        line(&mut s, "snapshots_aborted", &self.stats.snapshots_aborted);
+        let active: Vec<String> = self
+            .node
+            .snapshots_in_progress()
+            .iter()
+            .map(SnapshotId::to_string)
+            .collect();
+        line(&mut s, "snapshots_in_progress", &active.join(","));
+        line(
+            &mut s,
+            "last_snapshot",
+            &self
+                .stats
+                .last_snapshot
+                .map_or_else(String::new, |id| id.to_string()),
+        );
+        line(
+            &mut s,
+            "data_dir",
+            &self
+                .cfg
+                .data_dir
+                .as_ref()
+                .map_or_else(String::new, |d| d.display().to_string()),
+        );
+        s.push_str("\r\n# Keyspace\r\n");
+        line(&mut s, "keys", &self.node.kv().len());
+        line(
+            &mut s,
+            "digest",
+            &format!("{:016x}", history::digest(self.node.kv())),
+        );
+        s
+    }
+}
+
+/// `n0->n1` or `n1->n0` from this node's point of view.
+fn arrow(me: NodeId, peer: NodeId, dir: Direction) -> String {
+    match dir {
+        Direction::Out => format!("n{me}->n{peer}"),
+        Direction::In => format!("n{peer}->n{me}"),
+    }
+}
+
+/// Prints a status line where the launcher and test harness look for it:
+/// stdout, unless stdout carries the ShiViz log.
+pub fn announce(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => println!("{line}"),
+        LogFormat::Shiviz => eprintln!("{line}"),
+    }
+}
+
+/// A short name for a peer message, for the ShiViz diagram.
+pub fn describe(msg: &PeerMsg) -> String {
+    use gsmo_spec::multicast::{isis, sequencer};
+    let body = |w: &Wire<_>| -> (&'static str, MsgId) {
+        match w {
+            Wire::Fifo(m) => ("data", m.id),
+            Wire::Causal(m) => ("data", m.id),
+            Wire::Sequencer(sequencer::Msg::Data { id, .. }) => ("data", *id),
+            Wire::Sequencer(sequencer::Msg::Order { id, .. }) => ("order", *id),
+            Wire::Isis(isis::Msg::Data { id, .. }) => ("data", *id),
+            Wire::Isis(isis::Msg::Propose { id, .. }) => ("propose", *id),
+            Wire::Isis(isis::Msg::Agreed { id, .. }) => ("agreed", *id),
+        }
+    };
+    match msg {
+        Envelope::Marker { id } => format!("marker {id}"),
+        Envelope::Msg { body: w, .. } => {
+            let (kind, id) = body(w);
+            format!("{kind} {id}")
+        }
+    }
+}

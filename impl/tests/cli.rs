@@ -1,0 +1,63 @@
+//! The `gsmo` binary's command line: help that teaches, and configuration
+//! errors that say what is wrong instead of starting a broken node.
+//!
+//! (Having an integration test here also makes `cargo test --workspace` build
+//! the `gsmo` binary that the cluster tests in `tests/` start.)
+
+use std::process::Command;
+
+fn gsmo(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gsmo"))
+        .args(args)
+        .output()
+        .expect("run gsmo");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn help_shows_examples_modes_and_commands() {
+    let (ok, top) = gsmo(&["--help"]);
+    assert!(ok, "{top}");
+    for want in [
+        "gsmo cluster --nodes 3",
+        "redis-cli -p 6380",
+        "total-isis",
+        "causal",
+    ] {
+        assert!(top.contains(want), "top-level help lacks `{want}`:\n{top}");
+    }
+    let (ok, node) = gsmo(&["node", "--help"]);
+    assert!(ok, "{node}");
+    for want in [
+        "TRANSFER from to amount",
+        "GSMO.HISTORY",
+        "SNAPSHOT",
+        "regex",
+        "--client-port",
+    ] {
+        assert!(node.contains(want), "node help lacks `{want}`:\n{node}");
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_reason() {
+    let (ok, text) = gsmo(&["node", "--id", "3", "--cluster", "3"]);
+    assert!(!ok);
+    assert!(
+        text.contains("node id 3 is out of range for a cluster of 3"),
+        "{text}"
+    );
+
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "3", "--mode", "eventual"]);
+    assert!(!ok);
+    assert!(
+        text.contains("expected fifo, causal, total-sequencer or total-isis"),
+        "{text}"
+    );
+
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "localhost"]);
+    assert!(!ok);
+    assert!(text.contains("expected HOST:PORT"), "{text}");
+}
