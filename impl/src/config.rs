@@ -6,8 +6,10 @@
 //! a file with one address per line, so nodes can run on other hosts.
 
 use gsmo_spec::multicast::Mode;
+use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Node `i` listens for peers on `DEFAULT_PEER_BASE + i` unless told otherwise.
 pub const DEFAULT_PEER_BASE: u16 = 7100;
@@ -121,11 +123,98 @@ pub struct NodeConfig {
     pub peer_listen: String,
     /// Where to serve Redis clients.
     pub client_listen: String,
-    /// Where snapshot parts go (persistence is plugged in by `store`).
+    /// Where snapshot parts go: `DATA_DIR/snapshots/<id>/part-<node>.gsmo`.
+    /// Members share it (same machine or a shared file system) so that the
+    /// node writing the last part can assemble the manifest.
     pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Multicast history events kept for `GSMO.HISTORY` before recording stops.
     pub history_limit: usize,
+    /// Start a snapshot this often.
+    pub snapshot_every: Option<Duration>,
+    /// A snapshot still unfinished here after this long is aborted.
+    pub snapshot_timeout: Duration,
+    /// Complete snapshots kept on disk; older ones are deleted.
+    pub snapshot_keep: usize,
+    /// Start from a stored snapshot instead of empty.
+    pub restore: Option<RestoreFrom>,
+    /// Record every spec input and output here, for `gsmo trace check`.
+    pub trace: Option<PathBuf>,
+    pub faults: Faults,
+}
+
+/// Which stored snapshot to start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// The most recently completed one in the data dir.
+    Latest,
+    Id(SnapshotId),
+}
+
+impl std::str::FromStr for RestoreFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "latest" {
+            Ok(RestoreFrom::Latest)
+        } else {
+            s.parse()
+                .map(RestoreFrom::Id)
+                .map_err(|e| format!("{e}, or `latest`"))
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreFrom::Latest => f.write_str("latest"),
+            RestoreFrom::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+/// Faults injected on purpose, to test that ordering and snapshots survive
+/// them. Delays are per outgoing channel and never reorder one channel's
+/// frames (TCP would not), but they do interleave different senders' messages
+/// in many orders.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every outgoing peer frame waits a random time in this range first.
+    pub delay: Option<DelayRange>,
+    /// This node's event loop pauses this long before each batch of inputs
+    /// (a slow or overloaded replica).
+    pub slow: Option<Duration>,
+    /// Seeds the delay generator; with the same seed a channel draws the same delays.
+    pub seed: u64,
+}
+
+/// A delay range in milliseconds: `MS` or `MIN-MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DelayRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl std::str::FromStr for DelayRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("bad delay `{s}`: expected MS or MIN-MAX in milliseconds, e.g. 0-20");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let (min_ms, max_ms) = (
+            a.trim().parse().map_err(|_| err())?,
+            b.trim().parse().map_err(|_| err())?,
+        );
+        if min_ms > max_ms {
+            return Err(err());
+        }
+        Ok(DelayRange { min_ms, max_ms })
+    }
+}
+
+impl std::fmt::Display for DelayRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.min_ms, self.max_ms)
+    }
 }
 
 impl NodeConfig {
@@ -146,6 +235,12 @@ impl NodeConfig {
             data_dir: None,
             log_format: LogFormat::Text,
             history_limit: 1_000_000,
+            snapshot_every: None,
+            snapshot_timeout: Duration::from_secs(30),
+            snapshot_keep: 5,
+            restore: None,
+            trace: None,
+            faults: Faults::default(),
         })
     }
 
@@ -179,6 +274,25 @@ mod tests {
             parse_cluster(file.to_str().unwrap(), 7100).unwrap(),
             vec!["10.0.0.1:7100", "10.0.0.2:7100"]
         );
+    }
+
+    #[test]
+    fn delays_and_restore_points_parse() {
+        let d: DelayRange = "0-20".parse().unwrap();
+        assert_eq!((d.min_ms, d.max_ms), (0, 20));
+        let d: DelayRange = "7".parse().unwrap();
+        assert_eq!((d.min_ms, d.max_ms), (7, 7));
+        assert!("20-1".parse::<DelayRange>().is_err());
+        assert!("fast".parse::<DelayRange>().is_err());
+        assert_eq!("latest".parse(), Ok(RestoreFrom::Latest));
+        assert_eq!(
+            "1-4".parse(),
+            Ok(RestoreFrom::Id(SnapshotId {
+                initiator: 1,
+                seq: 4
+            }))
+        );
+        assert!("yesterday".parse::<RestoreFrom>().is_err());
     }
 
     #[test]

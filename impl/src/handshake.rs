@@ -35,7 +35,14 @@ pub struct Hello {
     pub from: u32,
     /// The node id the sender believes it is talking to (catches swapped addresses).
     pub to: u32,
+    /// Where the sender's state came from: `fresh`, or `restored from I-S`.
+    /// Channels restart at position zero in each epoch, so members of
+    /// different epochs must never be joined.
+    pub epoch: String,
 }
+
+/// The epoch of a node started empty.
+pub const FRESH: &str = "fresh";
 
 /// The accepting node's reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +66,8 @@ pub enum Refusal {
     Size { ours: u32, theirs: u32 },
     #[error("addressed to node {theirs}, but this is node {ours} (check the address list order)")]
     WrongTarget { ours: u32, theirs: u32 },
+    #[error("sender's state is `{theirs}`, this node's is `{ours}` (restore every node from the same snapshot)")]
+    Epoch { ours: String, theirs: String },
     #[error("sender claims node id {0}, which is not another member")]
     BadSender(u32),
     #[error("node {0} already has a channel here; channels are never re-opened because FIFO positions would break")]
@@ -105,7 +114,14 @@ impl Hello {
             cluster_size: cluster_size as u32,
             from: from as u32,
             to: to as u32,
+            epoch: FRESH.to_string(),
         }
+    }
+
+    /// The same hello from a node started in another epoch.
+    pub fn with_epoch(mut self, epoch: &str) -> Self {
+        self.epoch = epoch.to_string();
+        self
     }
 
     /// Checks a received hello against this node's own view (`self` with `to` = this node);
@@ -142,6 +158,12 @@ impl Hello {
             return Err(Refusal::WrongTarget {
                 ours: self.to,
                 theirs: received.to,
+            });
+        }
+        if received.epoch != self.epoch {
+            return Err(Refusal::Epoch {
+                ours: self.epoch.clone(),
+                theirs: received.epoch.clone(),
             });
         }
         if received.from >= self.cluster_size || received.from == self.to {
@@ -228,6 +250,9 @@ mod tests {
                 },
                 |r| matches!(r, Refusal::Version { .. }),
             ),
+            (good.clone().with_epoch("restored from 0-1"), |r| {
+                matches!(r, Refusal::Epoch { .. })
+            }),
             (
                 Hello {
                     cluster_id: "x".into(),

@@ -25,8 +25,9 @@ pub struct LaunchConfig {
     pub cluster_id: String,
     pub peer_base: u16,
     pub client_base: u16,
-    pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Extra `gsmo node` arguments per node (snapshots, restore, faults, traces).
+    pub node_args: Vec<Vec<String>>,
     /// The `gsmo` binary to run as `gsmo node`.
     pub bin: PathBuf,
 }
@@ -41,11 +42,6 @@ pub enum LaunchError {
     Spawn {
         id: usize,
         bin: String,
-        source: std::io::Error,
-    },
-    #[error("cannot create {path}: {source}")]
-    DataDir {
-        path: PathBuf,
         source: std::io::Error,
     },
     #[error("cannot listen for signals: {0}")]
@@ -103,13 +99,8 @@ pub async fn run(cfg: LaunchConfig) -> Result<(), LaunchError> {
                     LogFormat::Shiviz => "shiviz",
                 },
             ]);
-        if let Some(dir) = &cfg.data_dir {
-            let path = dir.join(format!("n{i}"));
-            std::fs::create_dir_all(&path).map_err(|source| LaunchError::DataDir {
-                path: path.clone(),
-                source,
-            })?;
-            cmd.arg("--data-dir").arg(path);
+        if let Some(extra) = cfg.node_args.get(i) {
+            cmd.args(extra);
         }
         let mut child = cmd
             .stdin(Stdio::null())

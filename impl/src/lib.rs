@@ -9,6 +9,7 @@
 //! |-------------------------------------------------|---------------|
 //! | cluster addresses, ports, node settings         | [`config`]    |
 //! | peer framing (length prefix + bincode, limits)  | [`frame`]     |
+//! | fault injection: delayed channels, slow loop     | [`fault`]     |
 //! | peer handshake (version, cluster, mode, ids)    | [`handshake`] |
 //! | one FIFO TCP channel per directed pair          | [`peer`]      |
 //! | Redis (RESP2) codec and command table           | [`resp`]      |
@@ -20,6 +21,7 @@
 //! | `gsmo cluster`: local multi-process launcher    | [`launcher`]  |
 //! | snapshot files: atomic, versioned, checksummed  | [`store`]     |
 //! | `gsmo snapshot show/verify`                     | [`inspect`]   |
+//! | operator commands: snapshot take/list, traces   | [`tools`]     |
 //! | recorded event traces for conformance checks    | [`tracefile`] |
 //!
 //! ## Consistency seen by a Redis client
@@ -35,6 +37,7 @@
 
 pub mod client;
 pub mod config;
+pub mod fault;
 pub mod frame;
 pub mod handshake;
 pub mod history;
@@ -46,4 +49,5 @@ pub mod runtime;
 pub mod serve;
 pub mod shiviz;
 pub mod store;
+pub mod tools;
 pub mod tracefile;

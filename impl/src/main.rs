@@ -3,13 +3,14 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gsmo_node::config::{
-    parse_cluster, LogFormat, NodeConfig, DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID,
-    DEFAULT_PEER_BASE,
+    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, DEFAULT_CLIENT_BASE,
+    DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
-use gsmo_node::{resp, serve, shiviz};
+use gsmo_node::{resp, serve, shiviz, tools};
 use gsmo_spec::multicast::Mode;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 const EXAMPLES: &str = "\
@@ -20,6 +21,18 @@ Examples:
   redis-cli -p 6380 TRANSFER alice bob 10
   redis-cli -p 6380 SNAPSHOT
   redis-cli -p 6380 INFO
+
+  # snapshots: take, inspect, verify, restore (nodes share --data-dir)
+  gsmo cluster --nodes 3 --data-dir data --snapshot-every 10
+  gsmo snapshot take --port 6380 --data-dir data
+  gsmo snapshot list --data-dir data
+  gsmo snapshot show 0-1 --data-dir data
+  gsmo snapshot verify 0-1 --data-dir data --bank-prefix acct: --bank-total 3000
+  gsmo cluster --nodes 3 --data-dir data --restore latest
+
+  # faults and conformance: random per-channel delay, a slow node, traces
+  gsmo cluster --nodes 3 --mode causal --delay 0-20 --slow-node 2 --slow 5 --trace-dir traces
+  gsmo trace check traces/n0.trace traces/n1.trace traces/n2.trace
 
   # the same by hand, one terminal per node
   gsmo node --id 0 --cluster 3 --mode causal
@@ -58,6 +71,123 @@ enum Cmd {
     Node(NodeArgs),
     /// Start N replicas on this machine, forward their logs, stop them on Ctrl-C.
     Cluster(ClusterArgs),
+    /// Take, list, show, verify stored Chandy-Lamport snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Check recorded node traces against the spec (conformance).
+    #[command(subcommand)]
+    Trace(TraceCmd),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Ask a node to start a snapshot; with --data-dir, wait until it is complete or aborted.
+    Take {
+        /// The node's Redis client port.
+        #[arg(long, default_value_t = DEFAULT_CLIENT_BASE)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The cluster's data dir: wait for the manifest there and print the outcome.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// List stored snapshots and their status.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Per node: keys, bytes, channel messages, duration.
+    Show {
+        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3) or `latest`.
+        id: RestoreFrom,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Check a stored snapshot with the spec's predicates; exit 1 if any check fails.
+    #[command(
+        after_help = "Checks: every file's checksum and format version; the parts form one \
+snapshot of one cluster; the cut is consistent (per channel, received-before-record <= \
+sent-before-record, from the recorded counts and delivery vectors); each recorded channel holds \
+exactly the messages sent before the sender's record and received after the receiver's; with \
+--bank-prefix, the bank sum (balances plus transfers in flight) is conserved; and a dry-run \
+restore in the spec's simulator settles every replica on the same store."
+    )]
+    Verify {
+        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3) or `latest`.
+        id: RestoreFrom,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Keys with this prefix are bank accounts whose sum TRANSFER conserves.
+        #[arg(long)]
+        bank_prefix: Option<String>,
+        /// The expected bank sum (otherwise the parts must only agree).
+        #[arg(long)]
+        bank_total: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Replay each node's trace through the spec, check the channels were
+    /// reliable FIFO, and check the mode's ordering properties on the histories.
+    Check {
+        /// One trace per node, in node-id order (from `--trace` / `--trace-dir`).
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// The cluster had settled: also require every message delivered everywhere.
+        #[arg(long)]
+        quiescent: bool,
+    },
+}
+
+/// Snapshot, trace and fault options shared by `node` and `cluster`.
+#[derive(Args, Clone)]
+struct OpsArgs {
+    /// Directory for snapshots, shared by the cluster's nodes: parts are written to
+    /// DIR/snapshots/<id>/part-<node>.gsmo and the last node done writes MANIFEST.gsmo.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Abort a snapshot still unfinished after this many seconds (e.g. a node died).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    snapshot_timeout: f64,
+    /// Complete snapshots kept in --data-dir; older ones are deleted.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    snapshot_keep: usize,
+    /// Start from a stored snapshot: INITIATOR-SEQ or `latest`. Every node of the
+    /// cluster must restore the same one (the handshake refuses a mix).
+    #[arg(long, value_name = "ID|latest")]
+    restore: Option<RestoreFrom>,
+    /// Fault: delay every outgoing peer frame by a random MS or MIN-MAX milliseconds
+    /// (never reordering one channel, as TCP would not).
+    #[arg(long, value_name = "MS|MIN-MAX")]
+    delay: Option<DelayRange>,
+    /// Seed for --delay, so a run's delays can be replayed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl OpsArgs {
+    fn apply(&self, cfg: &mut NodeConfig, slow: Option<u64>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.snapshot_timeout.is_finite() && self.snapshot_timeout > 0.0,
+            "--snapshot-timeout must be a positive number of seconds"
+        );
+        anyhow::ensure!(self.snapshot_keep > 0, "--snapshot-keep must be at least 1");
+        cfg.data_dir = self.data_dir.clone();
+        cfg.snapshot_timeout = Duration::from_secs_f64(self.snapshot_timeout);
+        cfg.snapshot_keep = self.snapshot_keep;
+        cfg.restore = self.restore;
+        cfg.faults = Faults {
+            delay: self.delay,
+            slow: slow.map(Duration::from_millis),
+            seed: self.seed,
+        };
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -87,9 +217,17 @@ struct NodeArgs {
     /// Every member must use the same cluster id.
     #[arg(long, default_value = DEFAULT_CLUSTER_ID)]
     cluster_id: String,
-    /// Directory for snapshot parts.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    ops: OpsArgs,
+    /// Start a snapshot from this node every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    snapshot_every: Option<f64>,
+    /// Record every input and output of the spec node to FILE (for `gsmo trace check`).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Fault: pause this node's event loop MS milliseconds before each batch of inputs.
+    #[arg(long, value_name = "MS")]
+    slow: Option<u64>,
     /// `text`: tracing logs on stderr, status on stdout. `shiviz`: ShiViz event lines on stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -115,9 +253,20 @@ struct ClusterArgs {
     /// Cluster id carried in every handshake.
     #[arg(long, default_value = DEFAULT_CLUSTER_ID)]
     cluster_id: String,
-    /// Snapshot parts go to DIR/n<i>.
+    #[command(flatten)]
+    ops: OpsArgs,
+    /// Node 0 starts a snapshot every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    snapshot_every: Option<f64>,
+    /// Node i records its trace to DIR/n<i>.trace (for `gsmo trace check`).
     #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    trace_dir: Option<PathBuf>,
+    /// Fault: this node is slow (see --slow).
+    #[arg(long, value_name = "I")]
+    slow_node: Option<usize>,
+    /// Fault: the slow node pauses MS milliseconds before each batch of inputs.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    slow: u64,
     /// `shiviz`: stdout carries only the merged ShiViz log (redirect it to a file).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -179,7 +328,9 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
         format!("{}:{port}", a.bind)
     };
     cfg.cluster_id = a.cluster_id;
-    cfg.data_dir = a.data_dir;
+    a.ops.apply(&mut cfg, a.slow)?;
+    cfg.snapshot_every = a.snapshot_every.map(secs).transpose()?;
+    cfg.trace = a.trace;
     cfg.log_format = a.log_format;
     cfg.history_limit = a.history_limit;
     let id = cfg.id;
@@ -195,26 +346,129 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
 
 async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
     let bin = std::env::current_exe().context("finding the gsmo binary")?;
+    if let Some(s) = a.snapshot_every {
+        secs(s)?;
+        anyhow::ensure!(
+            a.ops.data_dir.is_some(),
+            "--snapshot-every without --data-dir would take snapshots and throw them away"
+        );
+    }
+    if let Some(i) = a.slow_node {
+        anyhow::ensure!(
+            i < a.nodes,
+            "--slow-node {i}: the cluster has nodes 0..{}",
+            a.nodes
+        );
+    }
+    let mut node_args: Vec<Vec<String>> = vec![a.ops.to_args(); a.nodes];
+    if let Some(s) = a.snapshot_every {
+        node_args[0].extend(["--snapshot-every".into(), s.to_string()]);
+    }
+    if let Some(i) = a.slow_node {
+        node_args[i].extend(["--slow".into(), a.slow.to_string()]);
+    }
+    if let Some(dir) = &a.trace_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, args) in node_args.iter_mut().enumerate() {
+            args.push("--trace".into());
+            args.push(dir.join(format!("n{i}.trace")).display().to_string());
+        }
+    }
+    if let Some(dir) = &a.ops.data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     launcher::run(LaunchConfig {
         nodes: a.nodes,
         mode: a.mode,
         cluster_id: a.cluster_id,
         peer_base: a.peer_base,
         client_base: a.client_base,
-        data_dir: a.data_dir,
         log_format: a.log_format,
+        node_args,
         bin,
     })
     .await?;
     Ok(())
 }
 
+fn secs(s: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        s.is_finite() && s > 0.0,
+        "expected a positive number of seconds, got {s}"
+    );
+    Ok(Duration::from_secs_f64(s))
+}
+
+impl OpsArgs {
+    /// The same options as `gsmo node` arguments.
+    fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--snapshot-timeout".to_string(),
+            self.snapshot_timeout.to_string(),
+            "--snapshot-keep".into(),
+            self.snapshot_keep.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+        ];
+        if let Some(d) = &self.data_dir {
+            v.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        if let Some(r) = self.restore {
+            v.extend(["--restore".into(), r.to_string()]);
+        }
+        if let Some(d) = self.delay {
+            v.extend(["--delay".into(), d.to_string()]);
+        }
+        v
+    }
+}
+
+async fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
+    match cmd {
+        SnapshotCmd::Take {
+            port,
+            host,
+            data_dir,
+            wait,
+        } => tools::take(&host, port, data_dir.as_deref(), Duration::from_secs(wait)).await,
+        SnapshotCmd::List { data_dir } => tools::list(&data_dir),
+        SnapshotCmd::Show { id, data_dir } => tools::show(&data_dir, id),
+        SnapshotCmd::Verify {
+            id,
+            data_dir,
+            bank_prefix,
+            bank_total,
+        } => tools::verify(&data_dir, id, bank_prefix, bank_total),
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match cli.command {
+    let result = match cli.command {
         Cmd::Node(a) => run_node(a).await,
         Cmd::Cluster(a) => run_cluster(a).await,
+        Cmd::Snapshot(c) => run_snapshot(c).await,
+        Cmd::Trace(TraceCmd::Check { traces, quiescent }) => {
+            tools::check_traces(&traces, quiescent)
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Error types here already print their cause inline; skip repeats.
+            let mut msg = String::new();
+            for cause in e.chain().map(ToString::to_string) {
+                if !msg.contains(&cause) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&cause);
+                }
+            }
+            eprintln!("gsmo: error: {msg}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -9,22 +9,32 @@
 //! yielding, and peer writers flush only when their queue runs dry, so a
 //! pipelining client's writes travel in few TCP segments.
 //!
+//! Every call into the protocol goes through [`Runtime::feed`], which hands
+//! the spec node one [`SpecInput`] and, with `--trace`, records the input and
+//! the outputs: the trace `gsmo trace check` replays against the spec.
+//!
 //! There is no protocol logic here: ordering, snapshot rules and K/V semantics
-//! all live in `gsmo-spec`.
+//! all live in `gsmo-spec`. What is here is operations: writing finished
+//! snapshot parts to disk off the loop, timing out snapshots that cannot
+//! finish, periodic snapshots, counters.
 
 use crate::config::{LogFormat, NodeConfig};
 use crate::frame::PeerFrame;
 use crate::history;
 use crate::peer::{Direction, LinkEvent, LinkState};
 use crate::shiviz::ShivizLog;
+use crate::store::{Manifest, PartFile, SnapshotStore, StoreError};
+use crate::tracefile::TraceWriter;
 use gsmo_spec::kv::Reply;
 use gsmo_spec::multicast::{MsgId, Wire};
-use gsmo_spec::node::{Command, Node, Output, Part, PeerMsg, RequestId};
+use gsmo_spec::node::{Command, Input as SpecInput, Node, Output, Part, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
 use gsmo_spec::NodeId;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -65,7 +75,28 @@ pub enum Input {
         frame: PeerFrame,
     },
     Link(LinkEvent),
+    /// A clock tick: snapshot timeouts and periodic snapshots.
+    Tick,
+    /// A snapshot part finished writing (off the loop).
+    Stored {
+        id: SnapshotId,
+        outcome: Result<StoreOutcome, String>,
+    },
 }
+
+/// What persisting one part achieved.
+#[derive(Debug)]
+pub struct StoreOutcome {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Set when this part was the last one and the manifest is now written.
+    pub manifest: Option<Manifest>,
+    /// Old snapshots deleted by retention.
+    pub removed: Vec<SnapshotId>,
+}
+
+/// How often the ticker wakes the loop.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// The two directed channels with one peer.
 #[derive(Clone, Debug)]
@@ -81,7 +112,35 @@ struct Stats {
     snapshots_recorded: u64,
     snapshots_completed: u64,
     snapshots_aborted: u64,
+    snapshots_stored: u64,
+    snapshots_assembled: u64,
+    snapshot_store_errors: u64,
     last_snapshot: Option<SnapshotId>,
+    last_duration_ms: u64,
+    last_state_bytes: u64,
+    last_channel_messages: u64,
+    last_status: String,
+    trace_error: Option<String>,
+}
+
+/// A snapshot this node is taking part in.
+#[derive(Clone, Copy, Debug)]
+struct Active {
+    /// When this node first heard of it: the timeout runs from here.
+    since: Instant,
+    /// When the local state was recorded (wall clock, for the part file).
+    recorded_unix_ms: u64,
+}
+
+/// Where a node's state came from, for INFO and the handshake.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub node: Node,
+    /// Outputs the start produced (a restore re-injects recorded channel messages).
+    pub outputs: Vec<Output>,
+    /// `fresh` or `restored from I-S`.
+    pub epoch: String,
+    pub restored_from: Option<SnapshotId>,
 }
 
 /// The node's single owner of protocol state.
@@ -99,24 +158,44 @@ pub struct Runtime {
     shiviz: Option<ShivizLog>,
     ready_announced: bool,
     client_addr: String,
+    store: Option<SnapshotStore>,
+    trace: Option<TraceWriter>,
+    active: HashMap<SnapshotId, Active>,
+    next_periodic: Option<Instant>,
+    restored_from: Option<SnapshotId>,
+    epoch: String,
+    last_recorded: Option<SnapshotId>,
+    /// For results of work done off the loop.
+    loopback: mpsc::Sender<Input>,
 }
 
 impl Runtime {
+    /// A runtime over `boot.node`; `boot.outputs` are carried out once the loop runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: NodeConfig,
+        boot: Boot,
         writers: Vec<Option<mpsc::UnboundedSender<PeerFrame>>>,
         shiviz: Option<ShivizLog>,
         client_addr: String,
+        store: Option<SnapshotStore>,
+        trace: Option<TraceWriter>,
+        loopback: mpsc::Sender<Input>,
     ) -> Self {
         let n = cfg.cluster_size();
-        let node = Node::new(cfg.id, n, cfg.mode);
+        let Boot {
+            node,
+            outputs,
+            epoch,
+            restored_from,
+        } = boot;
         let links = (0..n)
             .map(|_| Links {
                 out: LinkState::Connecting,
                 inbound: LinkState::Connecting,
             })
             .collect();
-        Runtime {
+        let mut rt = Runtime {
             cfg,
             node,
             writers,
@@ -129,13 +208,58 @@ impl Runtime {
             shiviz,
             ready_announced: false,
             client_addr,
+            store,
+            trace,
+            active: HashMap::new(),
+            next_periodic: None,
+            restored_from,
+            epoch,
+            last_recorded: None,
+            loopback,
+        };
+        if let Some(t) = &mut rt.trace {
+            if rt.restored_from.is_some() {
+                if let Err(e) = t.record(None, &outputs) {
+                    rt.stats.trace_error = Some(e.to_string());
+                }
+            }
         }
+        rt.carry_out(outputs);
+        // Snapshot ids already on disk are not reused.
+        if let Some(store) = &rt.store {
+            let through = store.last_seq_of(rt.cfg.id);
+            if through > 0 {
+                rt.feed(SpecInput::SkipSnapshotIds { through })
+                    .expect("skipping ids is always accepted");
+            }
+        }
+        rt
+    }
+
+    /// Feeds the spec node one input, records the step, carries out the outputs.
+    fn feed(&mut self, input: SpecInput) -> Result<(), gsmo_spec::node::PeerError> {
+        let traced = self.trace.is_some().then(|| input.clone());
+        let out = self.node.handle(input)?;
+        if let (Some(t), Some(input)) = (&mut self.trace, traced) {
+            if let Err(e) = t.record(Some(&input), &out) {
+                if self.stats.trace_error.is_none() {
+                    error!("trace recording stopped: {e}");
+                    self.stats.trace_error = Some(e.to_string());
+                }
+                self.trace = None;
+            }
+        }
+        self.carry_out(out);
+        Ok(())
     }
 
     /// Runs until every input sender is gone.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         self.check_ready();
         while let Some(input) = inputs.recv().await {
+            if let Some(pause) = self.cfg.faults.slow {
+                tokio::time::sleep(pause).await;
+            }
             self.handle(input);
             for _ in 0..BATCH {
                 match inputs.try_recv() {
@@ -146,6 +270,13 @@ impl Runtime {
             if let Some(s) = &mut self.shiviz {
                 s.flush();
             }
+            if let Some(t) = &mut self.trace {
+                if let Err(e) = t.flush() {
+                    error!("trace recording stopped: {e}");
+                    self.stats.trace_error = Some(e.to_string());
+                    self.trace = None;
+                }
+            }
         }
     }
 
@@ -154,6 +285,8 @@ impl Runtime {
             Input::Client { req, reply } => self.on_client(req, reply),
             Input::Peer { from, frame } => self.on_peer(from, frame),
             Input::Link(event) => self.on_link(event),
+            Input::Tick => self.on_tick(),
+            Input::Stored { id, outcome } => self.on_stored(id, outcome),
         }
     }
 
@@ -163,8 +296,8 @@ impl Runtime {
                 self.next_req += 1;
                 let id = self.next_req;
                 self.waiting.insert(id, reply);
-                let out = self.node.on_client(id, cmd);
-                self.carry_out(out);
+                self.feed(SpecInput::Client { req: id, cmd })
+                    .expect("client input is always accepted");
                 return;
             }
             ClientRequest::Snapshot => {
@@ -206,11 +339,96 @@ impl Runtime {
 
     /// Starts a snapshot here. This is the single place SNAPSHOT enters the protocol.
     pub fn start_snapshot(&mut self) -> SnapshotId {
-        let (id, out) = self.node.start_snapshot();
+        self.last_recorded = None;
+        self.feed(SpecInput::StartSnapshot)
+            .expect("starting a snapshot is always accepted");
+        // The initiator records its state at once, so the output names the id.
+        let id = self
+            .last_recorded
+            .expect("the spec records the initiator's state on start");
         self.stats.snapshots_started += 1;
         info!(snapshot = %id, "starting snapshot");
-        self.carry_out(out);
         id
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if let Some(every) = self.cfg.snapshot_every {
+            if self.ready_announced {
+                let due = *self.next_periodic.get_or_insert(now + every);
+                if now >= due {
+                    self.next_periodic = Some(now + every);
+                    self.start_snapshot();
+                }
+            }
+        }
+        let timeout = self.cfg.snapshot_timeout;
+        for id in self.node.snapshots_in_progress() {
+            let since = self.active.entry(id).or_insert(Active {
+                since: now,
+                recorded_unix_ms: unix_ms(),
+            });
+            if now.duration_since(since.since) >= timeout {
+                let waiting: Vec<String> = self
+                    .node
+                    .snapshot_waiting_on(id)
+                    .iter()
+                    .map(|j| format!("n{j}"))
+                    .collect();
+                self.abort_snapshot(
+                    id,
+                    format!(
+                        "timed out after {}s waiting for markers from {}",
+                        timeout.as_secs_f64(),
+                        waiting.join(",")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Gives up on `id` here and marks it aborted on disk, removing any parts.
+    fn abort_snapshot(&mut self, id: SnapshotId, reason: String) {
+        let _ = self.feed(SpecInput::AbortSnapshot { id });
+        self.active.remove(&id);
+        self.stats.snapshots_aborted += 1;
+        self.stats.last_status = format!("{id} aborted: {reason}");
+        warn!(snapshot = %id, "snapshot {id} ABORTED: {reason}");
+        if let Some(store) = self.store.clone() {
+            let me = self.cfg.id;
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.mark_aborted(id, me, &reason) {
+                    error!(snapshot = %id, "cannot mark snapshot {id} aborted: {e}");
+                }
+            });
+        }
+    }
+
+    fn on_stored(&mut self, id: SnapshotId, outcome: Result<StoreOutcome, String>) {
+        match outcome {
+            Ok(o) => {
+                self.stats.snapshots_stored += 1;
+                self.stats.last_status = format!("{id} part stored");
+                info!(snapshot = %id, "wrote {} ({} bytes)", o.path.display(), o.bytes);
+                if let Some(m) = o.manifest {
+                    self.stats.snapshots_assembled += 1;
+                    self.stats.last_status = format!("{id} complete");
+                    info!(
+                        snapshot = %id,
+                        "snapshot {id} COMPLETE: all {} parts written, manifest assembled",
+                        m.nodes
+                    );
+                }
+                for old in o.removed {
+                    info!(snapshot = %old, "retention: deleted snapshot {old}");
+                }
+            }
+            Err(e) => {
+                self.stats.snapshot_store_errors += 1;
+                self.stats.last_status = format!("{id} not stored: {e}");
+                error!(snapshot = %id, "snapshot {id} part NOT stored: {e}");
+            }
+        }
     }
 
     fn on_peer(&mut self, from: NodeId, frame: PeerFrame) {
@@ -223,8 +441,11 @@ impl Runtime {
                 format_args!("recv {} from n{from}", describe(&frame.msg)),
             );
         }
-        match self.node.on_peer(from, frame.msg) {
-            Ok(out) => self.carry_out(out),
+        match self.feed(SpecInput::Peer {
+            from,
+            msg: frame.msg,
+        }) {
+            Ok(()) => {}
             Err(e) => {
                 error!(
                     peer = from,
@@ -269,10 +490,7 @@ impl Runtime {
     /// A snapshot can only finish if every channel delivers its marker.
     fn abort_snapshots(&mut self, why: &str) {
         for id in self.node.snapshots_in_progress() {
-            if self.node.abort_snapshot(id) {
-                self.stats.snapshots_aborted += 1;
-                warn!(snapshot = %id, "aborting snapshot: {why}");
-            }
+            self.abort_snapshot(id, why.to_string());
         }
     }
 
@@ -331,6 +549,13 @@ impl Runtime {
                 }
                 Output::SnapshotRecorded { id } => {
                     self.stats.snapshots_recorded += 1;
+                    self.last_recorded = Some(id);
+                    let now = Instant::now();
+                    let a = self.active.entry(id).or_insert(Active {
+                        since: now,
+                        recorded_unix_ms: 0,
+                    });
+                    a.recorded_unix_ms = unix_ms();
                     debug!(snapshot = %id, "recorded local state");
                     if let Some(s) = &mut self.shiviz {
                         s.local(format_args!("record snapshot {id}"));
@@ -343,19 +568,60 @@ impl Runtime {
 
     /// The single place a finished snapshot part leaves the protocol.
     fn snapshot_complete(&mut self, part: Box<Part>) {
+        let id = part.id;
+        let active = self.active.remove(&id);
+        let duration_ms = active.map_or(0, |a| a.since.elapsed().as_millis() as u64);
         self.stats.snapshots_completed += 1;
-        self.stats.last_snapshot = Some(part.id);
+        self.stats.last_snapshot = Some(id);
+        self.stats.last_duration_ms = duration_ms;
+        self.stats.last_state_bytes = part.state.kv.payload_bytes() as u64;
+        self.stats.last_channel_messages = part.channel_messages() as u64;
         if let Some(s) = &mut self.shiviz {
-            s.local(format_args!("complete snapshot {}", part.id));
+            s.local(format_args!("complete snapshot {id}"));
         }
         info!(
-            snapshot = %part.id,
+            snapshot = %id,
             keys = part.state.kv.len(),
             in_flight = part.channel_messages(),
+            duration_ms,
             "snapshot part complete"
         );
-        // Persistence hook: `store` (impl/src/store.rs) writes `part` under
-        // `self.cfg.data_dir` here.
+        let Some(store) = self.store.clone() else {
+            self.stats.last_status = format!("{id} recorded (no --data-dir: not stored)");
+            return;
+        };
+        let file = PartFile {
+            cluster_id: self.cfg.cluster_id.clone(),
+            mode: self.cfg.mode,
+            recorded_unix_ms: active.map_or_else(unix_ms, |a| a.recorded_unix_ms),
+            duration_ms,
+            part: *part,
+        };
+        let (n, keep, tx) = (
+            self.cfg.cluster_size(),
+            self.cfg.snapshot_keep,
+            self.loopback.clone(),
+        );
+        // Encoding and fsync take long for a big store: keep them off the loop.
+        tokio::task::spawn_blocking(move || {
+            let outcome = (|| -> Result<StoreOutcome, StoreError> {
+                let (path, bytes) = store.write_part(&file)?;
+                let manifest = store.try_assemble(id, n)?;
+                let removed = if manifest.is_some() {
+                    store.retain(keep)?
+                } else {
+                    Vec::new()
+                };
+                Ok(StoreOutcome {
+                    path,
+                    bytes,
+                    manifest,
+                    removed,
+                })
+            })()
+            .map_err(|e| e.to_string());
+            let _ = tx.blocking_send(Input::Stored { id, outcome });
+        });
     }
 
     fn send_peer(&mut self, to: NodeId, frame: PeerFrame) {
@@ -453,6 +719,30 @@ impl Runtime {
             &self.stats.snapshots_completed,
         );
         line(&mut s, "snapshots_aborted", &self.stats.snapshots_aborted);
+        line(&mut s, "snapshots_stored", &self.stats.snapshots_stored);
+        line(
+            &mut s,
+            "snapshots_assembled",
+            &self.stats.snapshots_assembled,
+        );
+        line(
+            &mut s,
+            "snapshot_store_errors",
+            &self.stats.snapshot_store_errors,
+        );
+        line(
+            &mut s,
+            "snapshots_restored",
+            &u8::from(self.restored_from.is_some()),
+        );
+        line(
+            &mut s,
+            "restored_from",
+            &self
+                .restored_from
+                .map_or_else(String::new, |id| id.to_string()),
+        );
+        line(&mut s, "epoch", &self.epoch.replace(' ', "_"));
         let active: Vec<String> = self
             .node
             .snapshots_in_progress()
@@ -470,12 +760,69 @@ impl Runtime {
         );
         line(
             &mut s,
+            "last_snapshot_duration_ms",
+            &self.stats.last_duration_ms,
+        );
+        line(
+            &mut s,
+            "last_snapshot_state_bytes",
+            &self.stats.last_state_bytes,
+        );
+        line(
+            &mut s,
+            "last_snapshot_channel_messages",
+            &self.stats.last_channel_messages,
+        );
+        line(&mut s, "last_snapshot_status", &self.stats.last_status);
+        line(
+            &mut s,
+            "snapshot_every_s",
+            &self.cfg.snapshot_every.map_or(0.0, |d| d.as_secs_f64()),
+        );
+        line(
+            &mut s,
+            "snapshot_timeout_s",
+            &self.cfg.snapshot_timeout.as_secs_f64(),
+        );
+        line(&mut s, "snapshot_keep", &self.cfg.snapshot_keep);
+        line(
+            &mut s,
             "data_dir",
             &self
                 .cfg
                 .data_dir
                 .as_ref()
                 .map_or_else(String::new, |d| d.display().to_string()),
+        );
+        s.push_str("\r\n# Faults\r\n");
+        line(
+            &mut s,
+            "fault_delay_ms",
+            &self
+                .cfg
+                .faults
+                .delay
+                .map_or_else(String::new, |d| d.to_string()),
+        );
+        line(
+            &mut s,
+            "fault_slow_ms",
+            &self.cfg.faults.slow.map_or(0, |d| d.as_millis()),
+        );
+        line(&mut s, "fault_seed", &self.cfg.faults.seed);
+        line(
+            &mut s,
+            "trace_file",
+            &self
+                .cfg
+                .trace
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        );
+        line(
+            &mut s,
+            "trace_error",
+            &self.stats.trace_error.as_deref().unwrap_or(""),
         );
         s.push_str("\r\n# Keyspace\r\n");
         line(&mut s, "keys", &self.node.kv().len());
@@ -486,6 +833,12 @@ impl Runtime {
         );
         s
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `n0->n1` or `n1->n0` from this node's point of view.

@@ -1,10 +1,15 @@
 //! Wires one node together: listeners, peer channels, client door, event loop.
 
-use crate::config::{LogFormat, NodeConfig};
-use crate::handshake::Hello;
-use crate::runtime::{announce, Runtime};
+use crate::config::{LogFormat, NodeConfig, RestoreFrom};
+use crate::fault::{self, Schedule};
+use crate::handshake::{Hello, FRESH};
+use crate::runtime::{announce, Boot, Input, Runtime, TICK};
 use crate::shiviz::ShivizLog;
+use crate::store::{SnapshotStore, StoreError};
+use crate::tracefile::{TraceError, TraceWriter};
 use crate::{client, peer};
+use gsmo_spec::node::Node;
+use gsmo_spec::trace::Start;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -19,6 +24,64 @@ pub enum ServeError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot restore: {0}")]
+    Restore(String),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+/// The node's starting state: empty, or its part of a stored snapshot
+/// (checksums of every part and the manifest verified first).
+pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, ServeError> {
+    let Some(from) = cfg.restore else {
+        return Ok(Boot {
+            node: Node::new(cfg.id, cfg.cluster_size(), cfg.mode),
+            outputs: Vec::new(),
+            epoch: FRESH.to_string(),
+            restored_from: None,
+        });
+    };
+    let store = store.ok_or_else(|| {
+        ServeError::Restore("--restore needs --data-dir (where the snapshots are)".into())
+    })?;
+    let id = match from {
+        RestoreFrom::Latest => store.latest_complete()?,
+        RestoreFrom::Id(id) => id,
+    };
+    let (manifest, mut parts) = store.load(id)?;
+    let mismatch = |what: &str, snap: &dyn std::fmt::Display, ours: &dyn std::fmt::Display| {
+        ServeError::Restore(format!(
+            "snapshot {id} was taken with {what} {snap}, this node has {ours}"
+        ))
+    };
+    if manifest.cluster_id != cfg.cluster_id {
+        return Err(mismatch(
+            "cluster id",
+            &manifest.cluster_id,
+            &cfg.cluster_id,
+        ));
+    }
+    if manifest.mode != cfg.mode {
+        return Err(mismatch("mode", &manifest.mode, &cfg.mode));
+    }
+    if manifest.nodes != cfg.cluster_size() {
+        return Err(mismatch(
+            "cluster size",
+            &manifest.nodes,
+            &cfg.cluster_size(),
+        ));
+    }
+    let part = parts.swap_remove(cfg.id).part;
+    let (node, outputs) =
+        Node::restore(&part).map_err(|e| ServeError::Restore(format!("snapshot {id}: {e}")))?;
+    Ok(Boot {
+        node,
+        outputs,
+        epoch: format!("restored from {id}"),
+        restored_from: Some(id),
+    })
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError> {
@@ -34,6 +97,29 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError>
 /// Runs a node until the process is stopped.
 pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     let (me, n) = (cfg.id, cfg.cluster_size());
+    let store = cfg
+        .data_dir
+        .as_deref()
+        .map(SnapshotStore::open)
+        .transpose()?;
+    let boot = boot(&cfg, store.as_ref())?;
+    let trace = match &cfg.trace {
+        None => None,
+        Some(path) => {
+            let start = match boot.restored_from {
+                None => Start::Fresh {
+                    node: me,
+                    n,
+                    mode: cfg.mode,
+                },
+                Some(id) => {
+                    let parts = store.as_ref().expect("restored from a store").load(id)?.1;
+                    Start::Restored(Box::new(parts[me].part.clone()))
+                }
+            };
+            Some(TraceWriter::create(path, &start)?)
+        }
+    };
     let peer_listener = bind("peers", &cfg.peer_listen).await?;
     let client_listener = bind("clients", &cfg.client_listen).await?;
     let local = |l: &TcpListener, fallback: &str| {
@@ -47,8 +133,14 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     let mut writers = vec![None; n];
     for (j, addr) in cfg.peers.iter().enumerate().filter(|(j, _)| *j != me) {
         let (tx, queue) = mpsc::unbounded_channel();
-        writers[j] = Some(tx);
-        let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j);
+        writers[j] = Some(match cfg.faults.delay {
+            None => tx,
+            Some(range) => {
+                let seed = fault::channel_seed(cfg.faults.seed, me, j);
+                fault::delay_line(Schedule::new(range, seed), tx)
+            }
+        });
+        let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j).with_epoch(&boot.epoch);
         tokio::spawn(peer::run_outgoing(
             hello,
             addr.clone(),
@@ -56,9 +148,20 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
             inputs.clone(),
         ));
     }
-    let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me);
+    let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me).with_epoch(&boot.epoch);
     tokio::spawn(peer::accept_loop(peer_listener, ours, inputs.clone()));
-    tokio::spawn(client::accept_loop(client_listener, inputs));
+    tokio::spawn(client::accept_loop(client_listener, inputs.clone()));
+    let ticks = inputs.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            if ticks.send(Input::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
 
     let shiviz = (cfg.log_format == LogFormat::Shiviz).then(|| {
         let out = std::io::BufWriter::new(std::io::stdout());
@@ -67,12 +170,21 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     announce(
         cfg.log_format,
         &format!(
-            "gsmo node {me} listening: clients {client_addr}, peers {peer_addr}, mode {}, cluster `{}` of {n}",
-            cfg.mode, cfg.cluster_id
+            "gsmo node {me} listening: clients {client_addr}, peers {peer_addr}, mode {}, cluster `{}` of {n}, {}",
+            cfg.mode, cfg.cluster_id, boot.epoch
         ),
     );
-    Runtime::new(cfg, writers, shiviz, client_addr)
-        .run(rx)
-        .await;
+    Runtime::new(
+        cfg,
+        boot,
+        writers,
+        shiviz,
+        client_addr,
+        store,
+        trace,
+        inputs,
+    )
+    .run(rx)
+    .await;
     Ok(())
 }

@@ -73,6 +73,12 @@ pub enum StoreError {
     Decode { path: PathBuf, reason: String },
     #[error("snapshot {id}: {reason}")]
     Invalid { id: SnapshotId, reason: String },
+    #[error("snapshot {id} was aborted ({reason}); its part is not written")]
+    Aborted { id: SnapshotId, reason: String },
+    #[error("no snapshot {id} in {dir}")]
+    NotFound { id: SnapshotId, dir: PathBuf },
+    #[error("no complete snapshot in {0}")]
+    NoneComplete(PathBuf),
     #[error("snapshot {id} is not complete: {status}")]
     NotComplete { id: SnapshotId, status: String },
 }
@@ -306,6 +312,14 @@ impl SnapshotStore {
     pub fn write_part(&self, file: &PartFile) -> Result<(PathBuf, u64), StoreError> {
         let dir = self.dir(file.part.id);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let aborted = self.aborted_path(file.part.id);
+        if aborted.exists() {
+            let reason = fs::read_to_string(&aborted).unwrap_or_default();
+            return Err(StoreError::Aborted {
+                id: file.part.id,
+                reason: reason.trim().to_string(),
+            });
+        }
         let path = self.part_path(file.part.id, file.part.node);
         let bytes = encode_file(PART_MAGIC, file);
         write_atomic(&path, &bytes)?;
@@ -430,6 +444,12 @@ impl SnapshotStore {
 
     /// Loads a complete snapshot, checking every file against the manifest.
     pub fn load(&self, id: SnapshotId) -> Result<(Manifest, Vec<PartFile>), StoreError> {
+        if !self.dir(id).is_dir() {
+            return Err(StoreError::NotFound {
+                id,
+                dir: self.root.clone(),
+            });
+        }
         let manifest = match self.status(id)? {
             Status::Complete(m) => m,
             other => {
@@ -464,6 +484,20 @@ impl SnapshotStore {
             .collect();
         ids.sort_by_key(|id| (id.seq, id.initiator));
         Ok(ids)
+    }
+
+    /// The most recently assembled complete snapshot (what `--restore latest` uses).
+    pub fn latest_complete(&self) -> Result<SnapshotId, StoreError> {
+        let mut best: Option<(u64, SnapshotId)> = None;
+        for id in self.list()? {
+            if let Ok(Status::Complete(m)) = self.status(id) {
+                if best.is_none_or(|(t, _)| m.created_unix_ms >= t) {
+                    best = Some((m.created_unix_ms, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+            .ok_or_else(|| StoreError::NoneComplete(self.root.clone()))
     }
 
     /// The largest snapshot sequence number `node` has initiated, so a restarted
@@ -652,7 +686,11 @@ mod tests {
             part: parts[1].clone(),
             ..pf
         };
-        store.write_part(&pf1).unwrap();
+        assert!(matches!(
+            store.write_part(&pf1),
+            Err(StoreError::Aborted { .. })
+        ));
+        assert!(!store.part_path(id, 1).exists());
         assert_eq!(store.try_assemble(id, 2).unwrap(), None);
         let status = store.status(id).unwrap();
         assert!(

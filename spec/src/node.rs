@@ -49,10 +49,23 @@ pub enum Command {
 /// [`Node::handle`] replays.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Input {
-    Client { req: RequestId, cmd: Command },
-    Peer { from: NodeId, msg: PeerMsg },
+    Client {
+        req: RequestId,
+        cmd: Command,
+    },
+    Peer {
+        from: NodeId,
+        msg: PeerMsg,
+    },
     StartSnapshot,
-    AbortSnapshot { id: SnapshotId },
+    AbortSnapshot {
+        id: SnapshotId,
+    },
+    /// Number this replica's future snapshots above `seq`: a node starting
+    /// over a data dir that already holds snapshots must not reuse their ids.
+    SkipSnapshotIds {
+        through: u64,
+    },
 }
 
 /// What the runtime must do.
@@ -105,6 +118,9 @@ pub struct Node {
     recorder: Recorder<NodeState, Wire<Write>>,
     /// Own writes awaiting local delivery, and the client request to answer.
     pending: BTreeMap<MsgId, RequestId>,
+    /// How delivered writes are applied: [`resolution_for`] the mode, unless a
+    /// model deliberately breaks it ([`Node::with_resolution`]).
+    resolution: Resolution,
 }
 
 /// FIFO and causal delivery let concurrent writes land in different orders, so
@@ -129,6 +145,7 @@ impl Node {
         recorder: Recorder<NodeState, Wire<Write>>,
     ) -> Self {
         let (me, n) = (multicast.me(), multicast.group_size());
+        let resolution = resolution_for(multicast.mode());
         assert_eq!(
             recorder.me(),
             me,
@@ -144,7 +161,16 @@ impl Node {
             },
             recorder,
             pending: BTreeMap::new(),
+            resolution,
         }
+    }
+
+    /// Overrides how delivered writes are applied. Only for the model checker's
+    /// deliberately broken variant: [`Resolution::DeliveryOrder`] under FIFO or
+    /// causal delivery lets replicas that delivered the same writes diverge.
+    pub fn with_resolution(mut self, how: Resolution) -> Self {
+        self.resolution = how;
+        self
     }
 
     /// A replica resumed from its snapshot part. The part's recorded channel
@@ -161,6 +187,7 @@ impl Node {
             state: part.state.clone(),
             recorder: Recorder::new(me, n),
             pending: BTreeMap::new(),
+            resolution: resolution_for(part.state.multicast.mode()),
         };
         if part.id.initiator == me {
             node.recorder.skip_ids_through(part.id.seq);
@@ -238,6 +265,10 @@ impl Node {
                 self.abort_snapshot(id);
                 Vec::new()
             }
+            Input::SkipSnapshotIds { through } => {
+                self.skip_snapshot_ids_through(through);
+                Vec::new()
+            }
         })
     }
 
@@ -250,7 +281,7 @@ impl Node {
                 out.push(Output::Reply { req, reply });
             }
             Command::Write(op) => {
-                let op = match resolution_for(self.mode()) {
+                let op = match self.resolution {
                     Resolution::LastWriterWins => match self.state.kv.resolve(op) {
                         Ok(op) => op,
                         Err(reply) => {
@@ -310,7 +341,7 @@ impl Node {
     }
 
     fn carry_out(&mut self, effects: Vec<Effect<Write>>, out: &mut Vec<Output>) {
-        let how = resolution_for(self.mode());
+        let how = self.resolution;
         for e in effects {
             match e {
                 Effect::Send { to, msg } => {
@@ -353,5 +384,45 @@ impl Node {
                 SnapshotEffect::Complete(part) => Output::SnapshotComplete(Box::new(part)),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::Cluster;
+
+    /// Two causal replicas write `x` concurrently and each delivers its own
+    /// write first; returns both stores once everything is delivered.
+    fn concurrent_writes(how: Option<Resolution>) -> (KvStore, KvStore) {
+        let nodes = (0..2)
+            .map(|i| {
+                let node = Node::new(i, 2, Mode::Causal);
+                match how {
+                    Some(how) => node.with_resolution(how),
+                    None => node,
+                }
+            })
+            .collect();
+        let mut c = Cluster::from_nodes(nodes);
+        for i in 0..2 {
+            let value = format!("from-{i}").into_bytes();
+            let op = Op::Set {
+                key: b"x".to_vec(),
+                value,
+            };
+            c.client(i, Command::Write(op));
+        }
+        c.quiesce().unwrap();
+        (c.nodes[0].kv().clone(), c.nodes[1].kv().clone())
+    }
+
+    #[test]
+    fn causal_replicas_converge_by_stamp_but_not_by_delivery_order() {
+        let (a, b) = concurrent_writes(None);
+        assert_eq!(a, b);
+        let (a, b) = concurrent_writes(Some(Resolution::DeliveryOrder));
+        assert_ne!(a, b, "each kept the other's write, delivered last");
+        assert_eq!(a.get(b"x"), Some(&b"from-1".to_vec()));
     }
 }

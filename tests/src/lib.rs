@@ -114,6 +114,79 @@ pub struct TestCluster {
     pub nodes: Vec<NodeProc>,
 }
 
+/// How to start a test cluster: size, mode, and node arguments.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub n: usize,
+    pub mode: Mode,
+    /// Default: a fresh random id (restoring a snapshot needs the id it was taken with).
+    pub cluster_id: Option<String>,
+    /// Arguments for every node; `{id}` is replaced by the node's id.
+    pub args: Vec<String>,
+    /// Extra arguments for single nodes.
+    pub node_args: std::collections::BTreeMap<NodeId, Vec<String>>,
+}
+
+impl Launch {
+    pub fn new(n: usize, mode: Mode) -> Self {
+        Launch {
+            n,
+            mode,
+            cluster_id: None,
+            args: Vec::new(),
+            node_args: Default::default(),
+        }
+    }
+
+    pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
+        self.args
+            .extend(args.iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn node_args<S: AsRef<str>>(mut self, id: NodeId, args: &[S]) -> Self {
+        self.node_args
+            .entry(id)
+            .or_default()
+            .extend(args.iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn cluster_id(mut self, id: &str) -> Self {
+        self.cluster_id = Some(id.to_string());
+        self
+    }
+
+    /// Starts the nodes and waits until every peer channel is up.
+    pub fn start(&self) -> TestCluster {
+        let bin = gsmo_bin();
+        // A port taken between our check and the node's bind makes that node exit; try afresh.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match TestCluster::try_start(&bin, self) {
+                Ok(c) => return c,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!(
+            "cluster of {} ({}) did not start:\n{last_error}",
+            self.n, self.mode
+        );
+    }
+}
+
+/// Runs the `gsmo` binary to completion (for `snapshot` and `trace` commands);
+/// returns success and stdout+stderr.
+pub fn gsmo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let out = Command::new(gsmo_bin())
+        .args(args)
+        .output()
+        .expect("run gsmo");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 impl TestCluster {
     /// Starts `n` nodes in `mode` and waits until every peer channel is up.
     pub fn start(n: usize, mode: Mode) -> TestCluster {
@@ -122,31 +195,21 @@ impl TestCluster {
 
     /// Like [`start`](Self::start), passing `extra` arguments to every node.
     pub fn start_with(n: usize, mode: Mode, extra: &[&str]) -> TestCluster {
-        let bin = gsmo_bin();
-        // A port taken between our check and the node's bind makes that node exit; try afresh.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match Self::try_start(&bin, n, mode, extra) {
-                Ok(c) => return c,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("cluster of {n} ({mode}) did not start:\n{last_error}");
+        Launch::new(n, mode).args(extra).start()
     }
 
-    fn try_start(
-        bin: &PathBuf,
-        n: usize,
-        mode: Mode,
-        extra: &[&str],
-    ) -> Result<TestCluster, String> {
+    fn try_start(bin: &PathBuf, l: &Launch) -> Result<TestCluster, String> {
+        let (n, mode) = (l.n, l.mode);
         let peers: Vec<String> = free_ports(n)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         let list = peers.join(",");
         // Its own cluster id, so a port mix-up with a concurrent test is refused at the handshake.
-        let cluster_id = format!("test-{:016x}", random_u64());
+        let cluster_id = l
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| format!("test-{:016x}", random_u64()));
         let (tx, rx) = mpsc::channel();
         let mut nodes = Vec::new();
         for (id, peer_addr) in peers.iter().enumerate() {
@@ -154,7 +217,8 @@ impl TestCluster {
                 .args(["node", "--id", &id.to_string(), "--cluster", &list])
                 .args(["--mode", mode.name(), "--client-port", "0"])
                 .args(["--cluster-id", &cluster_id])
-                .args(extra)
+                .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
+                .args(l.node_args.get(&id).into_iter().flatten())
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
