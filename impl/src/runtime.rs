@@ -364,10 +364,31 @@ impl Runtime {
         }
         let timeout = self.cfg.snapshot_timeout;
         for id in self.node.snapshots_in_progress() {
-            let since = self.active.entry(id).or_insert(Active {
+            self.active.entry(id).or_insert(Active {
                 since: now,
                 recorded_unix_ms: unix_ms(),
             });
+            // A marker can never come over a dead channel: no need to wait.
+            let dead: Vec<String> = self
+                .node
+                .snapshot_waiting_on(id)
+                .into_iter()
+                .filter(|&j| {
+                    !matches!(self.links[j].inbound, LinkState::Up | LinkState::Connecting)
+                })
+                .map(|j| format!("n{j}"))
+                .collect();
+            if !dead.is_empty() {
+                self.abort_snapshot(
+                    id,
+                    format!(
+                        "waiting for markers from {}, whose channels are lost",
+                        dead.join(",")
+                    ),
+                );
+                continue;
+            }
+            let since = self.active[&id];
             if now.duration_since(since.since) >= timeout {
                 let waiting: Vec<String> = self
                     .node
@@ -452,7 +473,10 @@ impl Runtime {
                     "node {from} broke the protocol: {e}; ignoring its channel from now on"
                 );
                 self.links[from].inbound = LinkState::Failed(e.to_string());
-                self.abort_snapshots("a channel failed");
+                self.abort_snapshots(&format!(
+                    "channel {} failed",
+                    arrow(self.cfg.id, from, Direction::In)
+                ));
             }
         }
     }
@@ -470,8 +494,9 @@ impl Runtime {
                     "LOST channel {}: {reason}; it will not be re-opened (INFO shows it)",
                     arrow(self.cfg.id, peer, dir)
                 );
+                let lost = format!("channel {} lost", arrow(self.cfg.id, peer, dir));
                 *self.link_mut(peer, dir) = LinkState::Lost(reason);
-                self.abort_snapshots("a channel was lost");
+                self.abort_snapshots(&lost);
             }
             LinkEvent::Refused { peer, reason } => {
                 error!(peer, "node {peer} refused our connection: {reason}");

@@ -1,0 +1,406 @@
+//! Chandy-Lamport snapshots on a real cluster: taken under load, stored,
+//! verified with the spec's predicates, restored into a fresh cluster; a
+//! snapshot that cannot finish aborts cleanly; a damaged file is refused.
+
+use gsmo_node::store::{SnapshotStore, Status};
+use gsmo_spec::multicast::Mode;
+use gsmo_spec::sim::Cluster as SimCluster;
+use gsmo_spec::snapshot::SnapshotId;
+use gsmo_tests::{gsmo, Launch, TestCluster};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const ACCOUNTS: usize = 6;
+const OPENING: i64 = 1000;
+const CLIENTS_PER_NODE: usize = 2;
+const TRANSFERS: usize = 120;
+const SNAPSHOTS: usize = 4;
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Polls the store until `id` is complete or aborted (a node cannot announce
+/// "the last part is on disk" to a test, so bounded polling is the honest wait).
+async fn settled(store: &SnapshotStore, id: SnapshotId) -> Status {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = store.status(id).expect("status");
+        if !matches!(status, Status::Incomplete { .. }) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "snapshot {id} still {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One client: random transfers between random accounts (xorshift, seeded per client).
+async fn transferrer(cluster: &TestCluster, node: usize, seed: u64, done: &AtomicUsize) {
+    let mut con = cluster.connect(node).await;
+    let mut x = seed | 1;
+    for _ in 0..TRANSFERS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let from = x as usize % ACCOUNTS;
+        let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
+        let amount = 1 + (x >> 16) % 50;
+        let r: redis::RedisResult<redis::Value> = redis::cmd("TRANSFER")
+            .arg(format!("acct:{from}"))
+            .arg(format!("acct:{to}"))
+            .arg(amount)
+            .query_async(&mut con)
+            .await;
+        match r {
+            Ok(redis::Value::Okay) => {}
+            Err(e) if e.to_string().contains("insufficient funds") => {}
+            other => panic!("TRANSFER answered {other:?}"),
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn snapshot_at(cluster: &TestCluster, node: usize) -> SnapshotId {
+    let mut con = cluster.connect(node).await;
+    let id: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
+    id.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_under_transfer_load_verify_and_restore() {
+    let mode = Mode::TotalIsis;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let cluster_id = unique("snap");
+    let total = OPENING * ACCOUNTS as i64;
+    let cluster = Launch::new(3, mode)
+        .cluster_id(&cluster_id)
+        .args(&["--data-dir", &dir, "--delay", "0-5"])
+        .start();
+    let mut con = cluster.connect(0).await;
+    for a in 0..ACCOUNTS {
+        let (): () = redis::cmd("SET")
+            .arg(format!("acct:{a}"))
+            .arg(OPENING)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+
+    // Transfers from every node; snapshots from different nodes while they run.
+    let done = AtomicUsize::new(0);
+    let all = 3 * CLIENTS_PER_NODE * TRANSFERS;
+    let mut clients = Vec::new();
+    for node in 0..3 {
+        for c in 0..CLIENTS_PER_NODE {
+            clients.push(transferrer(
+                &cluster,
+                node,
+                (node * 7 + c * 13 + 1) as u64,
+                &done,
+            ));
+        }
+    }
+    let snapshotter = async {
+        let mut ids = Vec::new();
+        for k in 0..SNAPSHOTS {
+            // Spread over the run: wait for the workload to reach the next mark.
+            while done.load(Ordering::Relaxed) < (k + 1) * all / (SNAPSHOTS + 1) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            ids.push(snapshot_at(&cluster, k % 3).await);
+        }
+        ids
+    };
+    let (_, ids) = futures::join!(futures::future::join_all(clients), snapshotter);
+    assert!(
+        done.load(Ordering::Relaxed) == all,
+        "every client finished its transfers"
+    );
+
+    let store = SnapshotStore::open(data.path()).unwrap();
+    let mut best: Option<(usize, SnapshotId)> = None;
+    for &id in &ids {
+        let Status::Complete(m) = settled(&store, id).await else {
+            panic!("snapshot {id} did not complete:\n{}", cluster.all_output());
+        };
+        let in_flight: u64 = m.parts.iter().map(|p| p.channel_messages).sum();
+        eprintln!("snapshot {id}: {in_flight} channel messages recorded");
+        if best.is_none_or(|(n, _)| in_flight as usize >= n) {
+            best = Some((in_flight as usize, id));
+        }
+        let (ok, out) = gsmo(&[
+            "snapshot",
+            "verify",
+            &id.to_string(),
+            "--data-dir",
+            &dir,
+            "--bank-prefix",
+            "acct:",
+            "--bank-total",
+            &total.to_string(),
+        ]);
+        assert!(ok, "snapshot {id} failed verification:\n{out}");
+        for check in [
+            "conservation",
+            "exact channel state",
+            "consistent cut",
+            "restores to one state",
+        ] {
+            assert!(
+                out.lines().any(|l| l.contains("PASS") && l.contains(check)),
+                "`{check}` not passed for {id}:\n{out}"
+            );
+        }
+    }
+    let info = cluster.info(0).await;
+    assert_eq!(info["snapshots_aborted"], "0", "{info:?}");
+    drop(cluster);
+
+    // Restore the snapshot with the most in-flight messages into a fresh cluster.
+    let (_, id) = best.unwrap();
+    let (_, parts) = store.load(id).unwrap();
+    let parts: Vec<_> = parts.into_iter().map(|p| p.part).collect();
+    let sent_before_cut: Vec<u64> = parts.iter().map(|p| p.state.multicast.sent()).collect();
+    let mut sim = SimCluster::restore(&parts).unwrap();
+    sim.quiesce().unwrap();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
+        .kv()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+
+    let restored = Launch::new(3, mode)
+        .cluster_id(&cluster_id)
+        .args(&["--data-dir", &dir, "--restore", &id.to_string()])
+        .start();
+    let want_vector = sent_before_cut
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("n{i}={d}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..3 {
+        loop {
+            let info = restored.info(i).await;
+            if info["delivered_by_origin"] == want_vector {
+                assert_eq!(info["restored_from"], id.to_string());
+                assert_eq!(info["holdback_depth"], "0");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} after restore: delivered {} != sent before the cut {want_vector}",
+                info["delivered_by_origin"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Exactly the writes sent before the cut, nothing more, nothing less:
+        // the same store the spec's own restore settles on.
+        assert_eq!(
+            restored.dump(i).await,
+            expected,
+            "node {i} differs from the spec's restore"
+        );
+    }
+    let sum: i64 = expected
+        .iter()
+        .filter(|(k, _)| k.starts_with(b"acct:"))
+        .map(|(_, v)| std::str::from_utf8(v).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(sum, total, "money conserved through snapshot and restore");
+
+    // The restored cluster keeps working, and a node from another epoch is refused.
+    let mut con = restored.connect(1).await;
+    let v: i64 = redis::cmd("INCRBY")
+        .arg("after-restore")
+        .arg(5)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(v, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_aborts_the_snapshot_and_the_rest_keep_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let mut cluster = Launch::new(3, Mode::Causal)
+        .args(&["--data-dir", &dir, "--snapshot-timeout", "1"])
+        .start();
+    cluster.kill(2);
+    let id = snapshot_at(&cluster, 0).await;
+    let store = SnapshotStore::open(data.path()).unwrap();
+    match settled(&store, id).await {
+        Status::Aborted(why) => assert!(
+            why.contains("n2") && (why.contains("lost") || why.contains("timed out")),
+            "abort reason names the missing node: {why}"
+        ),
+        other => panic!("snapshot {id} should abort, is {other}"),
+    }
+    // No part lingers, no manifest, and verify/restore refuse it by name.
+    let leftovers: Vec<_> = std::fs::read_dir(store.dir(id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f != "ABORTED")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written files left: {leftovers:?}"
+    );
+    let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
+    assert!(!ok && out.contains("aborted"), "{out}");
+
+    // Both survivors report it and keep serving writes and reads.
+    for i in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = cluster.info(i).await;
+            if info["snapshots_aborted"] == "1" {
+                assert!(info["last_snapshot_status"].contains("aborted"), "{info:?}");
+                assert_eq!(info["snapshots_completed"], "0");
+                assert_eq!(info["snapshots_in_progress"], "");
+                assert!(info["peer_n2"].contains("LOST"), "{info:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i}: {info:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut con = cluster.connect(0).await;
+    let (): () = redis::cmd("SET")
+        .arg("still")
+        .arg("here")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut con1 = cluster.connect(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Option<String> = redis::cmd("GET")
+            .arg("still")
+            .query_async(&mut con1)
+            .await
+            .unwrap();
+        if v.as_deref() == Some("here") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 1 never applied the write");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        store.latest_complete().is_err(),
+        "no partial snapshot is reported as complete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_stuck_behind_a_slow_node_times_out() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    // Node 2 handles a batch of inputs every 1.5 s; the others give up after 0.5 s.
+    let cluster = Launch::new(3, Mode::Causal)
+        .args(&["--data-dir", &dir, "--snapshot-timeout", "0.5"])
+        .node_args(2, &["--slow", "1500"])
+        .start();
+    let id = snapshot_at(&cluster, 0).await;
+    let store = SnapshotStore::open(data.path()).unwrap();
+    match settled(&store, id).await {
+        Status::Aborted(why) => assert!(
+            why.contains("timed out after 0.5s") && why.contains("n2"),
+            "the reason names the timeout and the node it waited for: {why}"
+        ),
+        other => panic!("snapshot {id} should time out, is {other}"),
+    }
+    let info = cluster.info(0).await;
+    assert_eq!(info["snapshots_aborted"], "1", "{info:?}");
+    assert!(
+        info["last_snapshot_status"].contains("timed out"),
+        "{info:?}"
+    );
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x40]).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_snapshot_file_is_refused_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let cluster_id = unique("corrupt");
+    let cluster = Launch::new(3, Mode::TotalSequencer)
+        .cluster_id(&cluster_id)
+        .args(&["--data-dir", &dir])
+        .start();
+    let mut con = cluster.connect(1).await;
+    for i in 0..20 {
+        let (): () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let id = snapshot_at(&cluster, 1).await;
+    let store = SnapshotStore::open(data.path()).unwrap();
+    assert!(matches!(settled(&store, id).await, Status::Complete(_)));
+    drop(cluster);
+    let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
+    assert!(ok, "{out}");
+
+    let part = store.part_path(id, 2);
+    let len = std::fs::metadata(&part).unwrap().len();
+    flip_byte(&part, len - 3);
+    let name = part.display().to_string();
+    let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
+    assert!(
+        !ok && out.contains(&name) && out.contains("checksum"),
+        "{out}"
+    );
+    let (ok, out) = gsmo(&["snapshot", "show", &id.to_string(), "--data-dir", &dir]);
+    assert!(!ok && out.contains(&name), "{out}");
+    // Every node refuses to start from it, naming the file, before opening any port.
+    let (ok, out) = gsmo(&[
+        "node",
+        "--id",
+        "0",
+        "--cluster",
+        "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+        "--mode",
+        "total-sequencer",
+        "--cluster-id",
+        &cluster_id,
+        "--data-dir",
+        &dir,
+        "--restore",
+        &id.to_string(),
+    ]);
+    assert!(
+        !ok && out.contains(&name) && out.contains("corrupted"),
+        "{out}"
+    );
+
+    // A truncated file is named too.
+    flip_byte(&part, len - 3); // undo
+    let f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+    f.set_len(len / 2).unwrap();
+    let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
+    assert!(!ok && out.contains(&name), "{out}");
+}
