@@ -129,4 +129,41 @@ mod tests {
             Err(FrameError::Trailing(1))
         ));
     }
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_bodies_are_refused_or_decoded_never_a_panic(body in vec(any::<u8>(), 0..512)) {
+            if let Ok(f) = decode::<PeerFrame>(&body) {
+                // Whatever decodes re-encodes to the very bytes: nothing was skipped.
+                prop_assert_eq!(encode(&f).unwrap().to_vec(), body);
+            }
+        }
+
+        #[test]
+        fn mutated_frames_decode_exactly_or_fail_cleanly(
+            flips in vec((any::<usize>(), 1u8..), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut body = encode(&sample()).unwrap().to_vec();
+            for (i, x) in flips {
+                let n = body.len();
+                body[i % n] ^= x;
+            }
+            body.truncate(cut % (body.len() + 1));
+            if let Ok(f) = decode::<PeerFrame>(&body) {
+                prop_assert_eq!(encode(&f).unwrap().to_vec(), body);
+            }
+        }
+
+        #[test]
+        fn random_streams_never_reserve_past_the_limit(stream in vec(any::<u8>(), 0..2048)) {
+            let mut c = codec(MAX_HANDSHAKE_FRAME);
+            let mut buf = BytesMut::from(&stream[..]);
+            while let Ok(Some(_)) = c.decode(&mut buf) {}
+            prop_assert!(buf.capacity() <= stream.len().max(MAX_HANDSHAKE_FRAME + 4));
+        }
+    }
 }

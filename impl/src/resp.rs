@@ -633,4 +633,47 @@ mod tests {
             Request::Local(BytesFrame::Array(vec![]))
         );
     }
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_bytes_give_commands_or_a_protocol_error(input in vec(any::<u8>(), 0..600)) {
+            let mut codec = RespCodec::default();
+            let mut buf = BytesMut::from(&input[..]);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(args)) => { let _ = parse_command(&args); }
+                    Ok(None) => break,
+                    Err(RespError::Protocol(msg)) => { prop_assert!(!msg.is_empty()); break }
+                    Err(e) => prop_assert!(false, "not a protocol error: {e}"),
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_pipelines_never_panic(
+            flips in vec((any::<usize>(), 1u8..), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n10\r\nINCRBY k 5\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec();
+            for (i, x) in flips {
+                let n = input.len();
+                input[i % n] ^= x;
+            }
+            input.truncate(cut % (input.len() + 1));
+            let (cmds, _err) = decode_all(&input);
+            for c in cmds {
+                let args: Vec<Bytes> = c.into_iter().map(Bytes::from).collect();
+                let _ = parse_command(&args);
+            }
+        }
+
+        #[test]
+        fn any_arguments_parse_to_a_request_or_an_error(args in vec(vec(any::<u8>(), 0..12), 0..6)) {
+            let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+            let _ = parse_command(&args);
+        }
+    }
 }

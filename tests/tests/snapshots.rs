@@ -164,51 +164,11 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
 
     // Restore the snapshot with the most in-flight messages into a fresh cluster.
     let (_, id) = best.unwrap();
-    let (_, parts) = store.load(id).unwrap();
-    let parts: Vec<_> = parts.into_iter().map(|p| p.part).collect();
-    let sent_before_cut: Vec<u64> = parts.iter().map(|p| p.state.multicast.sent()).collect();
-    let mut sim = SimCluster::restore(&parts).unwrap();
-    sim.quiesce().unwrap();
-    let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
-        .kv()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-
     let restored = Launch::new(3, mode)
         .cluster_id(&cluster_id)
         .args(&["--data-dir", &dir, "--restore", &id.to_string()])
         .start();
-    let want_vector = sent_before_cut
-        .iter()
-        .enumerate()
-        .map(|(i, d)| format!("n{i}={d}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for i in 0..3 {
-        loop {
-            let info = restored.info(i).await;
-            if info["delivered_by_origin"] == want_vector {
-                assert_eq!(info["restored_from"], id.to_string());
-                assert_eq!(info["holdback_depth"], "0");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {i} after restore: delivered {} != sent before the cut {want_vector}",
-                info["delivered_by_origin"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Exactly the writes sent before the cut, nothing more, nothing less:
-        // the same store the spec's own restore settles on.
-        assert_eq!(
-            restored.dump(i).await,
-            expected,
-            "node {i} differs from the spec's restore"
-        );
-    }
+    let expected = expect_restored(&restored, &store, id).await;
     let sum: i64 = expected
         .iter()
         .filter(|(k, _)| k.starts_with(b"acct:"))
@@ -225,6 +185,126 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
         .await
         .unwrap();
     assert_eq!(v, 5);
+}
+
+/// Waits until every node of `restored` has delivered exactly the writes sent
+/// before snapshot `id`'s cut (no more, no fewer) and checks each store equals
+/// the one the spec's own restore settles on. Returns that store.
+async fn expect_restored(
+    restored: &TestCluster,
+    store: &SnapshotStore,
+    id: SnapshotId,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (_, parts) = store.load(id).unwrap();
+    let parts: Vec<_> = parts.into_iter().map(|p| p.part).collect();
+    let sent_before_cut: Vec<u64> = parts.iter().map(|p| p.state.multicast.sent()).collect();
+    let mut sim = SimCluster::restore(&parts).unwrap();
+    sim.quiesce().unwrap();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
+        .kv()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let want_vector = sent_before_cut
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("n{i}={d}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..restored.len() {
+        loop {
+            let info = restored.info(i).await;
+            if info["delivered_by_origin"] == want_vector {
+                assert_eq!(info["restored_from"], id.to_string());
+                assert_eq!(info["holdback_depth"], "0");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} after restore: delivered {} != sent before the cut {want_vector}",
+                info["delivered_by_origin"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            restored.dump(i).await,
+            expected,
+            "node {i} differs from the spec's restore"
+        );
+    }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_cluster_restarts_from_its_last_periodic_snapshot() {
+    let mode = Mode::TotalSequencer;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let cluster_id = unique("crash");
+    let mut cluster = Launch::new(3, mode)
+        .cluster_id(&cluster_id)
+        .args(&["--data-dir", &dir, "--delay", "0-3", "--snapshot-keep", "2"])
+        .node_args(0, &["--snapshot-every", "0.2"])
+        .start();
+    let store = SnapshotStore::open(data.path()).unwrap();
+    let complete = |store: &SnapshotStore| {
+        store
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|id| matches!(store.status(*id), Ok(Status::Complete(_))))
+            .count()
+    };
+    // Writes keep flowing while periodic snapshots complete underneath.
+    let mut cons = Vec::new();
+    for i in 0..3 {
+        cons.push(cluster.connect(i).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut round = 0u64;
+    while cluster.info(0).await["snapshots_assembled"]
+        .parse::<u64>()
+        .unwrap_or(0)
+        < 4
+        && cluster.info(1).await["snapshots_assembled"]
+            .parse::<u64>()
+            .unwrap_or(0)
+            < 4
+    {
+        for (i, con) in cons.iter_mut().enumerate() {
+            let (): () = redis::cmd("SET")
+                .arg(format!("n{i}"))
+                .arg(round)
+                .query_async(con)
+                .await
+                .unwrap();
+        }
+        round += 1;
+        assert!(
+            Instant::now() < deadline,
+            "periodic snapshots did not complete"
+        );
+    }
+    assert!(complete(&store) <= 2, "retention keeps the last 2");
+    // Crash a node mid-workload: the cluster is stuck without it (total order
+    // needs every member), so the operator restarts the cluster from the last
+    // complete snapshot.
+    cluster.kill(1);
+    drop(cons);
+    drop(cluster);
+    let latest = store.latest_complete().unwrap();
+    let restored = Launch::new(3, mode)
+        .cluster_id(&cluster_id)
+        .args(&["--data-dir", &dir, "--restore", "latest"])
+        .start();
+    let state = expect_restored(&restored, &store, latest).await;
+    assert_eq!(
+        state.len(),
+        3,
+        "every node's key was written before the cut"
+    );
+    eprintln!("restarted from {latest} after {round} write rounds");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
