@@ -25,6 +25,9 @@ fn help_shows_examples_modes_and_commands() {
         "redis-cli -p 6380",
         "total-isis",
         "causal",
+        "gsmo snapshot verify",
+        "gsmo trace check",
+        "--restore latest",
     ] {
         assert!(top.contains(want), "top-level help lacks `{want}`:\n{top}");
     }
@@ -36,6 +39,10 @@ fn help_shows_examples_modes_and_commands() {
         "SNAPSHOT",
         "regex",
         "--client-port",
+        "--restore",
+        "--delay",
+        "--trace",
+        "--snapshot-timeout",
     ] {
         assert!(node.contains(want), "node help lacks `{want}`:\n{node}");
     }
@@ -60,4 +67,37 @@ fn bad_configuration_is_refused_with_a_reason() {
     let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "localhost"]);
     assert!(!ok);
     assert!(text.contains("expected HOST:PORT"), "{text}");
+
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "3", "--delay", "9-1"]);
+    assert!(!ok);
+    assert!(text.contains("expected MS or MIN-MAX"), "{text}");
+
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "3", "--restore", "0-1"]);
+    assert!(!ok);
+    assert!(text.contains("--restore needs --data-dir"), "{text}");
+
+    let (ok, text) = gsmo(&["cluster", "--snapshot-every", "5"]);
+    assert!(!ok);
+    assert!(text.contains("without --data-dir"), "{text}");
+}
+
+#[test]
+fn snapshot_and_trace_commands_explain_themselves() {
+    let (ok, text) = gsmo(&["snapshot", "verify", "--help"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("consistent") && text.contains("--bank-prefix"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, text) = gsmo(&["snapshot", "list", "--data-dir", d]);
+    assert!(ok && text.contains("no snapshots"), "{text}");
+    let (ok, text) = gsmo(&["snapshot", "show", "latest", "--data-dir", d]);
+    assert!(!ok && text.contains("no complete snapshot"), "{text}");
+    let (ok, text) = gsmo(&["snapshot", "verify", "0-1", "--data-dir", d]);
+    assert!(!ok && text.contains("no snapshot 0-1"), "{text}");
+    let missing = dir.path().join("n0.trace");
+    let (ok, text) = gsmo(&["trace", "check", missing.to_str().unwrap()]);
+    assert!(!ok && text.contains("n0.trace"), "{text}");
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Throughput of a 3-node gsmo cluster in each ordering mode, side by side with
+# redis-server on the same machine in the same run.
+#
+#   bench/cluster.sh                # 100000 requests, 100000 random keys, 50 clients
+#   N=20000 MODES="total-isis" bench/cluster.sh
+#
+# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
+# Prints one line per target and pipeline depth: SET and GET requests/s, and
+# the ratio to redis-server. A benchmark, not a test: numbers vary by machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-100000}
+R=${R:-100000}
+C=${C:-50}
+MODES=${MODES:-"fifo causal total-sequencer total-isis"}
+REDIS_PORT=${REDIS_PORT:-16999}
+CLIENT_BASE=${CLIENT_BASE:-16480}
+PEER_BASE=${PEER_BASE:-17480}
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
+done
+cargo build --release -q -p gsmo-node
+GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_ping() { # port
+  for _ in $(seq 1 200); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing answers on port $1" >&2; exit 1
+}
+
+# `SET: 123.45 requests per second, ...` -> 123.45
+rate() { # port pipeline test
+  redis-benchmark -p "$1" -t "$3" -n "$N" -r "$R" -c "$C" -P "$2" -q 2>/dev/null \
+    | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+declare -A base
+printf '%-22s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
+redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
+pids+=($!)
+wait_ping "$REDIS_PORT"
+for P in 1 16; do
+  s=$(rate "$REDIS_PORT" "$P" set); g=$(rate "$REDIS_PORT" "$P" get)
+  base[$P-set]=$s; base[$P-get]=$g
+  printf '%-22s %3s %14s %14s %9s %9s\n' "redis-server" "$P" "$s" "$g" 1.00 1.00
+done
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+
+for mode in $MODES; do
+  "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
+    >/tmp/gsmo-bench-$mode.log 2>&1 &
+  pids+=($!)
+  for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
+  for P in 1 16; do
+    s=$(rate "$CLIENT_BASE" "$P" set); g=$(rate "$CLIENT_BASE" "$P" get)
+    printf '%-22s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode" "$P" "$s" "$g" \
+      "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")"
+  done
+  kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+done
