@@ -117,7 +117,9 @@ pub struct Node {
     state: NodeState,
     recorder: Recorder<NodeState, Wire<Write>>,
     /// Own writes awaiting local delivery, and the client request to answer.
-    pending: BTreeMap<MsgId, RequestId>,
+    /// Writes issued here and not yet delivered: the client to answer and,
+    /// for an `INCRBY` resolved at the origin, the integer Redis promises it.
+    pending: BTreeMap<MsgId, (RequestId, Option<Reply>)>,
     /// How delivered writes are applied: [`resolution_for`] the mode, unless a
     /// model deliberately breaks it ([`Node::with_resolution`]).
     resolution: Resolution,
@@ -281,6 +283,7 @@ impl Node {
                 out.push(Output::Reply { req, reply });
             }
             Command::Write(op) => {
+                let incr = matches!(op, Op::IncrBy { .. });
                 let op = match self.resolution {
                     Resolution::LastWriterWins => match self.state.kv.resolve(op) {
                         Ok(op) => op,
@@ -291,12 +294,20 @@ impl Node {
                     },
                     Resolution::DeliveryOrder => op,
                 };
+                // Resolved into `SET key n`, an increment still answers `n`, as in Redis.
+                let promised = match &op {
+                    Op::Set { value, .. } if incr => std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .map(Reply::Int),
+                    _ => None,
+                };
                 let stamp = Stamp {
                     lamport: self.state.lamport.tick(),
                     node: self.me,
                 };
                 let (id, effects) = self.state.multicast.multicast(Write { stamp, op });
-                self.pending.insert(id, req);
+                self.pending.insert(id, (req, promised));
                 out.push(Output::Multicast { id });
                 self.carry_out(effects, &mut out);
             }
@@ -353,10 +364,10 @@ impl Node {
                 Effect::Deliver { id, payload } => {
                     self.state.lamport.observe(payload.stamp.lamport);
                     let reply = self.state.kv.apply(&payload, how);
-                    if let Some(req) = self.pending.remove(&id) {
+                    if let Some((req, promised)) = self.pending.remove(&id) {
                         out.push(Output::Reply {
                             req,
-                            reply: reply.clone(),
+                            reply: promised.unwrap_or_else(|| reply.clone()),
                         });
                     }
                     out.push(Output::Delivered {
@@ -424,5 +435,24 @@ mod tests {
         let (a, b) = concurrent_writes(Some(Resolution::DeliveryOrder));
         assert_ne!(a, b, "each kept the other's write, delivered last");
         assert_eq!(a.get(b"x"), Some(&b"from-1".to_vec()));
+    }
+
+    #[test]
+    fn incrby_answers_the_new_value_in_every_mode() {
+        for mode in Mode::ALL {
+            let mut c = Cluster::new(2, mode);
+            let incr = |delta| {
+                Command::Write(Op::IncrBy {
+                    key: b"n".to_vec(),
+                    delta,
+                })
+            };
+            let a = c.client(0, incr(5));
+            c.quiesce().unwrap();
+            let b = c.client(1, incr(2));
+            c.quiesce().unwrap();
+            assert_eq!(c.replies[0][&a], Reply::Int(5), "{mode}");
+            assert_eq!(c.replies[1][&b], Reply::Int(7), "{mode}");
+        }
     }
 }
