@@ -24,7 +24,7 @@ Examples:
 
   # snapshots: take, inspect, verify, restore (nodes share --data-dir)
   gsmo cluster --nodes 3 --data-dir data --snapshot-every 10
-  gsmo snapshot take --port 6380 --data-dir data
+  gsmo snapshot take --node 1 --data-dir data
   gsmo snapshot list --data-dir data
   gsmo snapshot show 0-1 --data-dir data
   gsmo snapshot verify 0-1 --data-dir data --bank-prefix acct: --bank-total 3000
@@ -84,8 +84,11 @@ enum SnapshotCmd {
     /// Ask a node to start a snapshot; with --data-dir, wait until it is complete or aborted.
     Take {
         /// The node's Redis client port.
-        #[arg(long, default_value_t = DEFAULT_CLIENT_BASE)]
+        #[arg(long, default_value_t = DEFAULT_CLIENT_BASE, conflicts_with = "node")]
         port: u16,
+        /// The node by id, at the launcher's default client port 6380 + I.
+        #[arg(long, value_name = "I")]
+        node: Option<u16>,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// The cluster's data dir: wait for the manifest there and print the outcome.
@@ -427,10 +430,19 @@ async fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
     match cmd {
         SnapshotCmd::Take {
             port,
+            node,
             host,
             data_dir,
             wait,
-        } => tools::take(&host, port, data_dir.as_deref(), Duration::from_secs(wait)).await,
+        } => {
+            let port = match node {
+                Some(i) => DEFAULT_CLIENT_BASE
+                    .checked_add(i)
+                    .context("--node: port past 65535")?,
+                None => port,
+            };
+            tools::take(&host, port, data_dir.as_deref(), Duration::from_secs(wait)).await
+        }
         SnapshotCmd::List { data_dir } => tools::list(&data_dir),
         SnapshotCmd::Show { id, data_dir } => tools::show(&data_dir, id),
         SnapshotCmd::Verify {
