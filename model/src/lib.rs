@@ -1,1 +1,29 @@
+//! # gsmo-model: the gsmo protocol, model checked
+//!
+//! stateright `ActorModel`s whose actors are thin adapters over the
+//! `gsmo-spec` transition functions, judged by the spec's own predicates:
+//! the very code and the very definition of "correct" that the real cluster uses.
+//!
+//! | model                             | file          | checks                                                 |
+//! |-----------------------------------|---------------|--------------------------------------------------------|
+//! | causal multicast                  | [`causal`]    | causal order, integrity, all delivered                 |
+//! | total order (sequencer, ISIS)     | [`total`]     | total order, FIFO order, integrity, all delivered      |
+//! | Chandy-Lamport bank snapshot      | [`snapshot`]  | cut, channel state, conservation, termination, replay  |
+//! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
+//!
+//! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
+//! checker and explains what it found. The `check` binary drives them all.
 
+pub mod adapter;
+pub mod causal;
+pub mod kv;
+pub mod snapshot;
+pub mod total;
+pub mod verdict;
+
+pub use adapter::Channels;
+pub use causal::{CausalBug, CausalCfg};
+pub use kv::{KvBug, KvCfg};
+pub use snapshot::{SnapshotBug, SnapshotCfg};
+pub use total::{TotalBug, TotalCfg};
+pub use verdict::{check, Explained, Search, Strategy, Verdict};

@@ -1,1 +1,690 @@
-fn main() {}
+//! `check`: model-check the gsmo protocols, built from the very transition
+//! functions and predicates the real cluster runs.
+
+use clap::{Args, Parser, Subcommand};
+use gsmo_model::adapter::Channels;
+use gsmo_model::causal::{CausalBug, CausalCfg};
+use gsmo_model::kv::{KvBug, KvCfg};
+use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
+use gsmo_model::total::{TotalBug, TotalCfg};
+use gsmo_model::verdict::{check, Explained, Search, Strategy, Verdict};
+use gsmo_spec::multicast::Mode;
+use stateright::Expectation;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const ABOUT: &str =
+    "Model-check gsmo's multicast orders, Chandy-Lamport snapshots and replicated K/V store.";
+
+const LONG_ABOUT: &str = "\
+Model-check gsmo's multicast orders, Chandy-Lamport snapshots and replicated K/V
+store with stateright. Every node is a thin adapter over the gsmo-spec transition
+functions, and every property is a gsmo-spec predicate: the same code and the same
+definition of \"correct\" the real cluster runs.
+
+With no arguments, checks every model at its default, small configuration and
+prints, per model: its properties, unique and total states, depth, seconds,
+states/s, and PASS or FAIL with the counterexample, action by action.
+
+MODELS
+  causal           vector-clock causal multicast (CBCAST)
+  total-sequencer  total order by a fixed sequencer (node 0)
+  total-isis       total order by ISIS agreed priorities
+  snapshot         Chandy-Lamport snapshot of a bank whose transfers are in flight
+  kv               the replicated K/V store over one ordering mode (--mode)
+  explore MODEL    serve stateright's web explorer for MODEL
+
+BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
+checker must then find a counterexample. See `check MODEL --help` for the list.
+
+SEARCH
+  --bfs (default) explores level by level and prints the SHORTEST counterexample
+  (stateright keeps the last violation it meets, so the checker re-runs with
+  depth bounds to find the shortest). --dfs needs less memory (BFS holds a whole
+  frontier: a few KB per state for kv) and tells longer stories. --simulation
+  SEED walks at random until --timeout and never proves anything. Runs over a
+  second print progress on stderr.
+
+SYMMETRY REDUCTION is not offered, because no model here admits a sound one:
+  total-sequencer  node 0 is the sequencer: nodes are not interchangeable
+  total-isis       equal priorities are broken by node id
+  kv               last-writer-wins breaks equal Lamport times by node id, and
+                   the total modes as above
+  causal, snapshot nodes are interchangeable, but node ids live inside the
+                   spec's private state (vector-clock entries, message ids,
+                   per-channel counters, snapshot ids). A sound representative
+                   must rename all of them consistently; sorting the actors
+                   alone could merge states that are not equivalent.
+
+EXIT STATUS
+  0  no property was violated in any run
+  1  some always/eventually property was violated. With --broken this is the
+     expected outcome (the variant was caught); a broken variant that is NOT
+     caught exits 0 and prints PASS (UNEXPECTED ...).
+  2  bad arguments
+
+EXAMPLES
+  check                                       every model, default configuration
+  check causal --nodes 3 --msgs 2 --network unordered
+  check causal --broken fifo-only             watch FIFO-only delivery break causality
+  check total-isis --broken no-tie-break --dfs
+  check snapshot --nodes 3 --threads 2
+  check kv --mode total-isis --broken no-tie-break
+  check kv --mode causal --broken delivery-order --msgs 1 --snapshots 0
+  check kv --mode total-sequencer --broken no-channel-recording
+  check snapshot --nodes 3 --dfs --timeout 600
+  check causal --simulation 7 --timeout 5     random walks instead of exhaustive search
+  check explore snapshot --addr 127.0.0.1:3000";
+
+#[derive(Parser)]
+#[command(name = "check", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Model(ModelCmd),
+    /// Serve stateright's web explorer for one model (blocks; Ctrl-C to stop).
+    Explore {
+        /// Where the explorer listens (before or after MODEL).
+        #[arg(long, default_value = "127.0.0.1:3000", global = true)]
+        addr: String,
+        #[command(subcommand)]
+        model: ModelCmd,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum ModelCmd {
+    /// Causal multicast (Birman, Schiper & Stephenson 1991).
+    ///
+    /// Each node multicasts --msgs messages at any moment. Always: causal order
+    /// (happened-before computed from the delivery logs) and integrity;
+    /// eventually: every message delivered everywhere; sometimes: a message is
+    /// held back. Passes on unordered channels too: vector timestamps do not
+    /// need FIFO channels.
+    Causal(CausalArgs),
+    /// Total order by a fixed sequencer (Chang & Maxemchuk 1984).
+    ///
+    /// Node 0 numbers every message; all deliver in number order. Always: total
+    /// order, FIFO order, integrity; eventually: all delivered.
+    TotalSequencer(TotalArgs),
+    /// Total order by ISIS agreed priorities (Birman & Joseph 1987).
+    ///
+    /// Receivers propose priorities, the sender agrees on the largest, ties go
+    /// to the lower node id. Always: total order, FIFO order, integrity;
+    /// eventually: all delivered.
+    TotalIsis(TotalArgs),
+    /// Chandy-Lamport snapshot of the lecture's bank (Chandy & Lamport 1985).
+    ///
+    /// --nodes accounts start with --balance each and make --msgs transfers of
+    /// --amount; any node may start a snapshot (at most --snapshots in all).
+    /// For every finished snapshot, always: consistent cut, exact channel state
+    /// (against the wire's ground truth), conservation of money, and the
+    /// Chandy-Lamport theorem by replaying each node's history around its record
+    /// point; eventually: every snapshot terminates.
+    Snapshot(SnapshotArgs),
+    /// The replicated K/V store over one ordering mode.
+    ///
+    /// Each replica is the spec's whole gsmo node (multicast + K/V + recorder),
+    /// issues --msgs writes of one key (SET x), and any replica may start a
+    /// snapshot (at most --snapshots in all). Always: replicas that delivered
+    /// the same writes hold the same store (convergence), integrity, total
+    /// order (total modes), causal order (causal), every finished snapshot is a
+    /// consistent cut, and every finished snapshot, restored and run to
+    /// quiescence, gives one store on every replica holding exactly the writes
+    /// sent before the cut; eventually: all writes delivered. Snapshots need
+    /// FIFO channels: on --network unordered the snapshot properties fail (that
+    /// is the `reordering` variant).
+    Kv(KvArgs),
+}
+
+/// How to search, shared by every model.
+#[derive(Args, Clone)]
+struct SearchArgs {
+    /// Breadth-first search (the default): shortest counterexamples.
+    #[arg(long, conflicts_with_all = ["dfs", "simulation"])]
+    bfs: bool,
+    /// Depth-first search.
+    #[arg(long, conflicts_with = "simulation")]
+    dfs: bool,
+    /// Random walks from SEED until --timeout (default 10 s); never complete.
+    #[arg(long, value_name = "SEED")]
+    simulation: Option<u64>,
+    /// Explore no deeper than D steps (the run is then incomplete).
+    #[arg(long, value_name = "D")]
+    depth: Option<usize>,
+    /// Checker threads [default: all cores].
+    #[arg(long, value_name = "T")]
+    threads: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct CausalArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Messages each node multicasts.
+    #[arg(long, default_value_t = 1)]
+    msgs: u64,
+    #[arg(long, value_enum, default_value_t = Channels::Ordered)]
+    network: Channels,
+    /// Run a deliberately broken variant (it replaces --network if it is one).
+    #[arg(long, value_enum)]
+    broken: Option<CausalBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
+struct TotalArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Messages each node multicasts.
+    #[arg(long, default_value_t = 1)]
+    msgs: u64,
+    #[arg(long, value_enum, default_value_t = Channels::Ordered)]
+    network: Channels,
+    /// Run a deliberately broken variant (it replaces --network if it is one).
+    #[arg(long, value_enum)]
+    broken: Option<TotalBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
+struct SnapshotArgs {
+    #[arg(long, default_value_t = SnapshotCfg::default().nodes)]
+    nodes: usize,
+    /// Transfers each account makes.
+    #[arg(long, default_value_t = SnapshotCfg::default().transfers)]
+    msgs: u64,
+    /// Each account's starting balance.
+    #[arg(long, default_value_t = SnapshotCfg::default().balance)]
+    balance: u64,
+    /// The amount each transfer moves.
+    #[arg(long, default_value_t = SnapshotCfg::default().amount)]
+    amount: u64,
+    /// Snapshots started in all, by any accounts.
+    #[arg(long, default_value_t = SnapshotCfg::default().snapshots)]
+    snapshots: usize,
+    #[arg(long, value_enum, default_value_t = Channels::Ordered)]
+    network: Channels,
+    /// Run a deliberately broken variant (it replaces --network if it is one).
+    #[arg(long, value_enum)]
+    broken: Option<SnapshotBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
+struct KvArgs {
+    /// The ordering mode the replicas run: fifo, causal, total-sequencer or total-isis.
+    #[arg(long, default_value_t = Mode::TotalSequencer)]
+    mode: Mode,
+    #[arg(long, default_value_t = KvCfg::default().nodes)]
+    nodes: usize,
+    /// Writes each replica issues.
+    #[arg(long, default_value_t = KvCfg::default().writes)]
+    msgs: u64,
+    /// Snapshots started in all, by any replicas.
+    #[arg(long, default_value_t = KvCfg::default().snapshots)]
+    snapshots: usize,
+    #[arg(long, value_enum, default_value_t = Channels::Ordered)]
+    network: Channels,
+    /// Run a deliberately broken variant (it replaces --network if it is one).
+    #[arg(long, value_enum)]
+    broken: Option<KvBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+impl SearchArgs {
+    fn search(&self) -> Search {
+        let strategy = match (self.dfs, self.simulation) {
+            (_, Some(seed)) => Strategy::Simulation(seed),
+            (true, None) => Strategy::Dfs,
+            (false, None) => Strategy::Bfs,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Search {
+            strategy,
+            depth: self.depth,
+            threads: self.threads.unwrap_or(cores),
+            timeout: self.timeout.map(Duration::from_secs),
+            progress: true,
+        }
+    }
+}
+
+/// One model, configured: its title, whether it is a broken variant, and how to run it.
+struct Job {
+    title: String,
+    broken: bool,
+    search: Search,
+    model: AnyModel,
+}
+
+enum AnyModel {
+    Causal(CausalCfg),
+    Total(TotalCfg),
+    Snapshot(SnapshotCfg),
+    Kv(KvCfg),
+}
+
+fn plural(k: impl Into<u64>, what: &str) -> String {
+    let k = k.into();
+    format!("{k} {what}{}", if k == 1 { "" } else { "s" })
+}
+
+impl ModelCmd {
+    fn job(&self) -> Result<Job, String> {
+        Ok(match self.clone() {
+            ModelCmd::Causal(a) => {
+                let cfg = CausalCfg {
+                    nodes: a.nodes,
+                    msgs: a.msgs,
+                    channels: a.network,
+                    broken: a.broken,
+                };
+                Job {
+                    title: format!(
+                        "causal: {} x {}, {} channels{}",
+                        plural(a.nodes as u64, "node"),
+                        plural(a.msgs, "msg"),
+                        cfg.effective_channels(),
+                        broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+                    ),
+                    broken: a.broken.is_some(),
+                    search: a.search.search(),
+                    model: AnyModel::Causal(cfg),
+                }
+            }
+            ModelCmd::TotalSequencer(a) => total_job(Mode::TotalSequencer, a)?,
+            ModelCmd::TotalIsis(a) => total_job(Mode::TotalIsis, a)?,
+            ModelCmd::Snapshot(a) => {
+                let cfg = SnapshotCfg {
+                    nodes: a.nodes,
+                    transfers: a.msgs,
+                    balance: a.balance,
+                    amount: a.amount,
+                    snapshots: a.snapshots,
+                    channels: a.network,
+                    broken: a.broken,
+                };
+                Job {
+                    title: format!(
+                        "snapshot: {} of {} x {} of {}, {}, {} channels{}",
+                        plural(a.nodes as u64, "account"),
+                        a.balance,
+                        plural(a.msgs, "transfer"),
+                        a.amount,
+                        plural(a.snapshots as u64, "snapshot"),
+                        cfg.effective_channels(),
+                        broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+                    ),
+                    broken: a.broken.is_some(),
+                    search: a.search.search(),
+                    model: AnyModel::Snapshot(cfg),
+                }
+            }
+            ModelCmd::Kv(a) => {
+                let cfg = KvCfg {
+                    mode: a.mode,
+                    nodes: a.nodes,
+                    writes: a.msgs,
+                    snapshots: a.snapshots,
+                    channels: a.network,
+                    broken: a.broken,
+                };
+                cfg.validate()?;
+                Job {
+                    title: format!(
+                        "kv over {}: {} x {}, {}, {} channels{}",
+                        a.mode,
+                        plural(a.nodes as u64, "replica"),
+                        plural(a.msgs, "write"),
+                        plural(a.snapshots as u64, "snapshot"),
+                        cfg.effective_channels(),
+                        broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+                    ),
+                    broken: a.broken.is_some(),
+                    search: a.search.search(),
+                    model: AnyModel::Kv(cfg),
+                }
+            }
+        })
+    }
+}
+
+fn total_job(mode: Mode, a: TotalArgs) -> Result<Job, String> {
+    let cfg = TotalCfg {
+        mode,
+        nodes: a.nodes,
+        msgs: a.msgs,
+        channels: a.network,
+        broken: a.broken,
+    };
+    cfg.validate()?;
+    Ok(Job {
+        title: format!(
+            "{mode}: {} x {}, {} channels{}",
+            plural(a.nodes as u64, "node"),
+            plural(a.msgs, "msg"),
+            cfg.effective_channels(),
+            broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+        ),
+        broken: a.broken.is_some(),
+        search: a.search.search(),
+        model: AnyModel::Total(cfg),
+    })
+}
+
+fn name_of(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn broken_suffix(b: Option<(String, &str)>) -> String {
+    match b {
+        Some((name, property)) => format!(", BROKEN: {name} (must violate \"{property}\")"),
+        None => String::new(),
+    }
+}
+
+fn expectation(e: &Expectation) -> &'static str {
+    match e {
+        Expectation::Always => "always",
+        Expectation::Eventually => "eventually",
+        Expectation::Sometimes => "sometimes",
+    }
+}
+
+fn thousands(k: usize) -> String {
+    let s = k.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Prints a verdict; returns whether a property was violated.
+fn print_verdict(job: &Job, v: &Verdict) -> bool {
+    let props: Vec<String> = v
+        .properties
+        .iter()
+        .map(|(name, e)| format!("{} {name}", expectation(e)))
+        .collect();
+    println!("   properties: {}", props.join(", "));
+    println!(
+        "   {} unique states, {} total, depth {}, {:.2} s, {:.0} states/s{}",
+        thousands(v.unique_states),
+        thousands(v.total_states),
+        v.max_depth,
+        v.elapsed.as_secs_f64(),
+        v.states_per_second(),
+        if v.complete {
+            ""
+        } else {
+            " (INCOMPLETE: not every state was explored)"
+        }
+    );
+    for f in v.failures() {
+        println!(
+            "   counterexample to {} \"{}\", {}:",
+            expectation(&f.expectation),
+            f.property,
+            plural(f.path.len() as u64, "step")
+        );
+        for (k, step) in f.path.iter().enumerate() {
+            println!("     {:>3}. {step}", k + 1);
+        }
+        if f.expectation == Expectation::Eventually {
+            println!("          ... and nothing more can happen.");
+        }
+        if let Some(why) = &f.why {
+            println!("     => {why}");
+        }
+    }
+    for name in v.vacuous() {
+        println!("   note: no run reaches \"{name}\" in this configuration");
+    }
+    let failed = !v.passed();
+    let verdict = match (failed, job.broken) {
+        (false, false) => "PASS".to_string(),
+        (true, false) => "FAIL".to_string(),
+        (true, true) => "FAIL (expected: broken variant caught)".to_string(),
+        (false, true) => "PASS (UNEXPECTED: the broken variant was not caught)".to_string(),
+    };
+    println!("   {verdict}");
+    failed
+}
+
+fn run(job: &Job) -> Verdict {
+    println!("== {}", job.title);
+    match &job.model {
+        AnyModel::Causal(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Total(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Snapshot(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Kv(c) => check(c.clone().into_model(), &job.search),
+    }
+}
+
+fn explore<M>(model: M, addr: &str, threads: usize)
+where
+    M: Explained + Send + Sync + 'static,
+    M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
+{
+    // stateright's server panics on a busy address; say so plainly instead.
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        eprintln!("error: cannot listen on {addr}: {e}");
+        std::process::exit(2);
+    }
+    println!("Explorer at http://{addr}/ (Ctrl-C to stop)");
+    let _ = model.checker().threads(threads).serve(addr);
+}
+
+/// The default sweep: every model at its default configuration.
+fn defaults() -> Vec<Job> {
+    let argvs: [&[&str]; 8] = [
+        &["causal"],
+        &["total-sequencer"],
+        &["total-isis"],
+        &["snapshot"],
+        &["kv", "--mode", "fifo"],
+        &["kv", "--mode", "causal"],
+        &["kv", "--mode", "total-sequencer"],
+        &["kv", "--mode", "total-isis"],
+    ];
+    argvs
+        .iter()
+        .map(|argv| {
+            let cli = Cli::parse_from(std::iter::once(&"check").chain(argv.iter()));
+            match cli.command {
+                Some(Command::Model(m)) => m.job().expect("defaults are valid"),
+                _ => unreachable!("a model subcommand"),
+            }
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let jobs = match cli.command {
+        None => defaults(),
+        Some(Command::Model(m)) => match m.job() {
+            Ok(job) => vec![job],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Some(Command::Explore { addr, model }) => {
+            let job = match model.job() {
+                Ok(job) => job,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let t = job.search.threads;
+            match job.model {
+                AnyModel::Causal(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Total(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Snapshot(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Kv(c) => explore(c.into_model(), &addr, t),
+            }
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut summary = Vec::new();
+    let mut any_failed = false;
+    for job in &jobs {
+        let v = run(job);
+        let failed = print_verdict(job, &v);
+        any_failed |= failed;
+        summary.push((job.title.clone(), v, failed));
+        println!();
+    }
+    if summary.len() > 1 {
+        println!(
+            "{:<60} {:>12} {:>9} {:>12}  verdict",
+            "model", "unique", "seconds", "states/s"
+        );
+        for (title, v, failed) in &summary {
+            let short: String = title.chars().take(60).collect();
+            println!(
+                "{short:<60} {:>12} {:>9.2} {:>12.0}  {}",
+                thousands(v.unique_states),
+                v.elapsed.as_secs_f64(),
+                v.states_per_second(),
+                if *failed { "FAIL" } else { "PASS" }
+            );
+        }
+    }
+    if any_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(argv: &[&str]) -> Result<Job, String> {
+        let cli = Cli::try_parse_from(std::iter::once(&"check").chain(argv))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Model(m)) => m.job(),
+            _ => Err("not a model".into()),
+        }
+    }
+
+    #[test]
+    fn the_default_sweep_is_every_model_unbroken() {
+        let jobs = defaults();
+        assert_eq!(jobs.len(), 8);
+        assert!(jobs.iter().all(|j| !j.broken));
+        let kv_modes: Vec<Mode> = jobs
+            .iter()
+            .filter_map(|j| match &j.model {
+                AnyModel::Kv(c) => Some(c.mode),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kv_modes, Mode::ALL);
+    }
+
+    #[test]
+    fn model_arguments_reach_the_configuration() {
+        let j = job(&[
+            "kv",
+            "--mode",
+            "total-isis",
+            "--nodes",
+            "3",
+            "--msgs",
+            "1",
+            "--broken",
+            "no-tie-break",
+            "--dfs",
+            "--threads",
+            "1",
+        ])
+        .unwrap();
+        assert!(j.broken);
+        assert_eq!(j.search.strategy, Strategy::Dfs);
+        assert_eq!(j.search.threads, 1);
+        let AnyModel::Kv(c) = j.model else {
+            panic!("kv")
+        };
+        assert_eq!(
+            (c.mode, c.nodes, c.writes, c.broken),
+            (Mode::TotalIsis, 3, 1, Some(KvBug::NoTieBreak))
+        );
+        assert!(
+            j.title.contains("must violate \"total order\""),
+            "{}",
+            j.title
+        );
+
+        let j = job(&[
+            "causal",
+            "--nodes",
+            "3",
+            "--msgs",
+            "2",
+            "--network",
+            "unordered",
+            "--simulation",
+            "7",
+            "--depth",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(j.search.strategy, Strategy::Simulation(7));
+        assert_eq!(j.search.depth, Some(9));
+        let AnyModel::Causal(c) = j.model else {
+            panic!("causal")
+        };
+        assert_eq!((c.nodes, c.msgs, c.channels), (3, 2, Channels::Unordered));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert!(job(&["kv", "--mode", "causal", "--broken", "no-wait"]).is_err());
+        assert!(job(&["total-isis", "--broken", "no-wait"]).is_err());
+        assert!(job(&["causal", "--bfs", "--dfs"]).is_err());
+        assert!(job(&["kv", "--mode", "paxos"]).is_err());
+    }
+
+    #[test]
+    fn explore_takes_its_address_before_or_after_the_model() {
+        for argv in [
+            ["check", "explore", "snapshot", "--addr", "127.0.0.1:3999"],
+            ["check", "explore", "--addr", "127.0.0.1:3999", "snapshot"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Some(Command::Explore { addr, model }) = cli.command else {
+                panic!("explore")
+            };
+            assert_eq!(addr, "127.0.0.1:3999");
+            assert!(matches!(model.job().unwrap().model, AnyModel::Snapshot(_)));
+        }
+    }
+}

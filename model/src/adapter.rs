@@ -1,0 +1,234 @@
+//! The thin layer between the spec's pure transition functions and stateright.
+//!
+//! Nothing here decides anything about a protocol: it turns spec effects into
+//! stateright `Out` commands, picks the network the spec is run on, and prints
+//! actions so a counterexample reads as a story. Every model file builds on it.
+
+use gsmo_spec::multicast::{self, Effect, Mode, Multicast, Wire};
+use gsmo_spec::properties::Event;
+use gsmo_spec::NodeId;
+use stateright::actor::{model_timeout, Actor, ActorModelAction, Id, LossyNetwork, Network, Out};
+use std::borrow::Cow;
+use std::fmt::{self, Debug, Display};
+use std::hash::Hash;
+
+/// The channels a model runs on. The spec assumes reliable FIFO channels;
+/// every other kind breaks an assumption on purpose, to show what it buys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Channels {
+    /// Reliable FIFO channels: what the spec assumes (and TCP provides).
+    Ordered,
+    /// Reliable channels that may reorder messages.
+    Unordered,
+    /// Unordered channels that may also deliver a message more than once.
+    Duplicating,
+    /// FIFO channels that may lose messages.
+    Lossy,
+}
+
+impl Channels {
+    /// The stateright network that starts empty with this behaviour.
+    pub fn network<M: Eq + Hash>(self) -> Network<M> {
+        match self {
+            Channels::Ordered | Channels::Lossy => Network::new_ordered(vec![]),
+            Channels::Unordered => Network::new_unordered_nonduplicating(vec![]),
+            Channels::Duplicating => Network::new_unordered_duplicating(vec![]),
+        }
+    }
+
+    pub fn lossy(self) -> LossyNetwork {
+        if self == Channels::Lossy {
+            LossyNetwork::Yes
+        } else {
+            LossyNetwork::No
+        }
+    }
+
+    /// Whether a channel keeps each sender's messages in order.
+    pub fn is_fifo(self) -> bool {
+        matches!(self, Channels::Ordered | Channels::Lossy)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channels::Ordered => "ordered",
+            Channels::Unordered => "unordered",
+            Channels::Duplicating => "duplicating",
+            Channels::Lossy => "lossy",
+        }
+    }
+}
+
+impl Display for Channels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A node of the multicast models: one spec [`Multicast`] endpoint, which
+/// multicasts up to `msgs` messages whenever the checker fires its timer.
+#[derive(Clone, Debug)]
+pub struct Multicaster {
+    pub mode: Mode,
+    pub n: usize,
+    pub msgs: u64,
+    /// Run the spec's deliberately broken variant of `mode`.
+    pub broken: bool,
+}
+
+/// A [`Multicaster`]'s state: the spec endpoint plus a ghost log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MulticasterState {
+    pub endpoint: Multicast<()>,
+    /// Ghost: this node's sends and deliveries in order. The protocol never reads
+    /// it; the properties judge it, since delivery order is what they are about.
+    pub log: Vec<Event>,
+}
+
+/// The spontaneous steps a node may take; stateright fires armed timers in any order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Multicast the next message.
+    Multicast,
+    /// Move money (or write) to this peer.
+    Transfer { to: NodeId },
+    /// Issue the next client write.
+    Write,
+    /// Start a Chandy-Lamport snapshot here.
+    Snapshot,
+}
+
+impl Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Multicast => write!(f, "multicasts"),
+            Step::Transfer { to } => write!(f, "transfers to n{to}"),
+            Step::Write => write!(f, "writes"),
+            Step::Snapshot => write!(f, "starts a snapshot"),
+        }
+    }
+}
+
+/// Arms a step's timer: "this node may do this at any time from now on".
+pub fn arm<A: Actor<Timer = Step>>(o: &mut Out<A>, step: Step) {
+    o.set_timer(step, model_timeout());
+}
+
+/// Carries out multicast effects: sends go on the network, deliveries into the ghost log.
+pub fn carry_out<A, P>(effects: Vec<Effect<P>>, log: &mut Vec<Event>, o: &mut Out<A>)
+where
+    A: Actor<Msg = Wire<P>>,
+{
+    for e in effects {
+        match e {
+            Effect::Send { to, msg } => o.send(Id::from(to), msg),
+            Effect::Deliver { id, .. } => log.push(Event::Deliver(id)),
+        }
+    }
+}
+
+impl Actor for Multicaster {
+    type Msg = Wire<()>;
+    type State = MulticasterState;
+    type Timer = Step;
+    type Random = ();
+    type Storage = ();
+
+    fn on_start(&self, id: Id, _: &Option<()>, o: &mut Out<Self>) -> MulticasterState {
+        let me = usize::from(id);
+        if self.msgs > 0 {
+            arm(o, Step::Multicast);
+        }
+        let endpoint = if self.broken {
+            Multicast::broken(self.mode, me, self.n)
+        } else {
+            Multicast::new(self.mode, me, self.n)
+        };
+        MulticasterState {
+            endpoint,
+            log: Vec::new(),
+        }
+    }
+
+    fn on_timeout(&self, _: Id, state: &mut Cow<MulticasterState>, _: &Step, o: &mut Out<Self>) {
+        let s = state.to_mut();
+        let (id, effects) = s.endpoint.multicast(());
+        s.log.push(Event::Send(id));
+        carry_out(effects, &mut s.log, o);
+        if s.endpoint.sent() < self.msgs {
+            arm(o, Step::Multicast);
+        }
+    }
+
+    fn on_msg(
+        &self,
+        _: Id,
+        state: &mut Cow<MulticasterState>,
+        src: Id,
+        msg: Wire<()>,
+        o: &mut Out<Self>,
+    ) {
+        let s = state.to_mut();
+        let effects = s
+            .endpoint
+            .on_message(usize::from(src), msg)
+            .expect("every node of a model runs the same mode");
+        carry_out(effects, &mut s.log, o);
+    }
+}
+
+/// Each node's ghost log, in node order: the shape the spec predicates take.
+pub fn logs(states: &[std::sync::Arc<MulticasterState>]) -> Vec<&[Event]> {
+    states.iter().map(|s| s.log.as_slice()).collect()
+}
+
+/// Whether every node has multicast its quota and every message reached everyone.
+pub fn all_done(msgs: u64, states: &[std::sync::Arc<MulticasterState>]) -> bool {
+    states.iter().all(|s| s.endpoint.sent() == msgs)
+        && gsmo_spec::properties::all_delivered(&logs(states)).is_ok()
+}
+
+/// A multicast message in a line: `data n0#1 [1,0,0]`, `order n1#1 = 2`.
+pub fn describe_wire<P: Debug>(w: &Wire<P>) -> String {
+    use multicast::{isis, sequencer};
+    match w {
+        Wire::Fifo(m) => format!("data {}", m.id),
+        Wire::Causal(m) => format!("data {} ts {:?}", m.id, m.ts),
+        Wire::Sequencer(sequencer::Msg::Data { id, .. }) => format!("data {id}"),
+        Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("order {id} = {global}"),
+        Wire::Isis(isis::Msg::Data { id, .. }) => format!("data {id}"),
+        Wire::Isis(isis::Msg::Propose { id, priority }) => {
+            format!("propose {id} at {}.{}", priority.seq, priority.node)
+        }
+        Wire::Isis(isis::Msg::Agreed { id, priority }) => {
+            format!("agreed {id} at {}.{}", priority.seq, priority.node)
+        }
+    }
+}
+
+/// One step of a counterexample, as a line a person reads.
+pub fn describe_action<Msg, R: Debug>(
+    action: &ActorModelAction<Msg, Step, R>,
+    msg: impl Fn(&Msg) -> String,
+) -> String {
+    let n = |id: &Id| format!("n{}", usize::from(*id));
+    match action {
+        ActorModelAction::Deliver { src, dst, msg: m } => {
+            format!("{} receives from {}: {}", n(dst), n(src), msg(m))
+        }
+        ActorModelAction::Drop(env) => {
+            format!(
+                "the network loses {} -> {}: {}",
+                n(&env.src),
+                n(&env.dst),
+                msg(&env.msg)
+            )
+        }
+        ActorModelAction::Timeout(id, step) => format!("{} {step}", n(id)),
+        ActorModelAction::Crash(id) => format!("{} crashes", n(id)),
+        ActorModelAction::Recover(id) => format!("{} recovers", n(id)),
+        ActorModelAction::SelectRandom { actor, random, .. } => {
+            format!("{} picks {random:?}", n(actor))
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Running a checker and judging what it found: the numbers (states, depth,
+//! time) and, per property, PASS or a counterexample told action by action,
+//! ending with the spec predicate's own account of the violation.
+
+use stateright::report::{ReportData, ReportDiscovery, Reporter};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// A model that can explain itself: why a property fails, and what an action does.
+pub trait Explained: Model {
+    /// The spec predicate's description of how `property` fails in `state`, if it does.
+    fn why(&self, property: &'static str, state: &Self::State) -> Option<String>;
+    /// One action as a line of a counterexample.
+    fn describe(&self, action: &Self::Action) -> String;
+}
+
+/// How the state space is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Breadth first: finds the shortest counterexample.
+    Bfs,
+    /// Depth first: less memory, longer counterexamples.
+    Dfs,
+    /// Random walks from this seed until the timeout; never complete.
+    Simulation(u64),
+}
+
+/// Everything about a run that is not the model itself.
+#[derive(Clone, Debug)]
+pub struct Search {
+    pub strategy: Strategy,
+    /// Do not explore past this depth (the run is then incomplete).
+    pub depth: Option<usize>,
+    pub threads: usize,
+    /// Stop after this long (the run is then incomplete unless it finished).
+    pub timeout: Option<Duration>,
+    /// Print progress to stderr on runs longer than a second.
+    pub progress: bool,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            strategy: Strategy::Bfs,
+            depth: None,
+            threads: 1,
+            timeout: None,
+            progress: false,
+        }
+    }
+}
+
+/// What a checker found for one property.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub property: &'static str,
+    pub expectation: Expectation,
+    /// The path to the discovery, one line per action.
+    pub path: Vec<String>,
+    /// The spec predicate's account of the violation at the path's end.
+    pub why: Option<String>,
+}
+
+impl Finding {
+    /// A counterexample (always/eventually) rather than an example (sometimes).
+    pub fn is_failure(&self) -> bool {
+        self.expectation.discovery_is_failure()
+    }
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub properties: Vec<(&'static str, Expectation)>,
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+    /// Whether the whole (bounded) state space was explored.
+    pub complete: bool,
+    /// Discoveries, in property order.
+    pub findings: Vec<Finding>,
+}
+
+impl Verdict {
+    /// Counterexamples to always/eventually properties.
+    pub fn failures(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.is_failure())
+    }
+
+    /// Sometimes-properties with no example although every state was seen:
+    /// the model never reaches what it was meant to exercise.
+    pub fn vacuous(&self) -> Vec<&'static str> {
+        if !self.complete {
+            return Vec::new();
+        }
+        self.properties
+            .iter()
+            .filter(|(name, e)| {
+                *e == Expectation::Sometimes && !self.findings.iter().any(|f| f.property == *name)
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// PASS unless an always/eventually property has a counterexample. A missing
+    /// example ([`Verdict::vacuous`]) is reported but is not a violation.
+    pub fn passed(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    pub fn states_per_second(&self) -> f64 {
+        self.unique_states as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn finding(&self, property: &str) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.property == property)
+    }
+}
+
+/// Progress on stderr, once a second after the first. It polls the checker
+/// often (stateright's default is once a second), so a run is timed to within
+/// a few milliseconds of its end rather than rounded up to whole seconds.
+struct Progress {
+    enabled: bool,
+    next: Duration,
+}
+
+impl<M: Model> Reporter<M> for Progress {
+    fn report_checking(&mut self, data: ReportData) {
+        if self.enabled && !data.done && data.duration >= self.next {
+            self.next = data.duration + Duration::from_secs(1);
+            eprintln!(
+                "  ... {:>10} unique states, {:>11} total, depth {:>3}, {:>5.1} s",
+                data.unique_states,
+                data.total_states,
+                data.max_depth,
+                data.duration.as_secs_f64()
+            );
+        }
+    }
+
+    fn delay(&self) -> Duration {
+        Duration::from_millis(5)
+    }
+
+    fn report_discoveries(&mut self, _: &M, _: BTreeMap<&'static str, ReportDiscovery<M>>)
+    where
+        M::Action: Debug + PartialEq,
+        M::State: Debug + Hash + PartialEq,
+    {
+    }
+}
+
+/// Checks `model` as `search` says and judges the result.
+pub fn check<M>(model: M, search: &Search) -> Verdict
+where
+    M: Explained + Clone + Send + Sync + 'static,
+    M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
+{
+    let judge = model.clone();
+    let properties: Vec<_> = model
+        .properties()
+        .iter()
+        .map(|p| (p.name, p.expectation.clone()))
+        .collect();
+    let mut builder = model.checker().threads(search.threads.max(1));
+    if let Some(d) = search.depth {
+        builder = builder.target_max_depth(d);
+    }
+    let timeout = match search.strategy {
+        // A simulation never runs out of walks: it needs a deadline.
+        Strategy::Simulation(_) => Some(search.timeout.unwrap_or(Duration::from_secs(10))),
+        _ => search.timeout,
+    };
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    let mut progress = Progress {
+        enabled: search.progress,
+        next: Duration::from_secs(1),
+    };
+    let start = Instant::now();
+    let (unique, total, depth, discoveries) = match search.strategy {
+        Strategy::Bfs => finish(builder.spawn_bfs(), &mut progress),
+        Strategy::Dfs => finish(builder.spawn_dfs(), &mut progress),
+        Strategy::Simulation(seed) => finish(
+            builder.spawn_simulation(seed, UniformChooser),
+            &mut progress,
+        ),
+    };
+    let elapsed = start.elapsed();
+    let all_found = discoveries.len() == properties.len();
+    let timed_out = timeout.is_some_and(|t| elapsed >= t);
+    let complete = !matches!(search.strategy, Strategy::Simulation(_))
+        && search.depth.is_none_or(|d| depth < d)
+        && (!timed_out || all_found);
+    let mut discoveries = discoveries;
+    for p in judge.properties() {
+        if p.expectation == Expectation::Eventually {
+            if let Some(path) = discoveries.remove(p.name) {
+                if let Some(path) = genuine(&judge, p.condition, &path) {
+                    discoveries.insert(p.name, path);
+                }
+            }
+        }
+    }
+    if search.strategy == Strategy::Bfs {
+        for (name, expectation) in &properties {
+            let Some(path) = discoveries.get(name) else {
+                continue;
+            };
+            if expectation.discovery_is_failure() {
+                let steps = steps(path);
+                if let Some(p) = shortest(&judge, name, steps, search.threads, timeout) {
+                    discoveries.insert(name, p);
+                }
+            }
+        }
+    }
+    let findings = properties
+        .iter()
+        .filter_map(|(name, expectation)| {
+            let path = discoveries.get(name)?;
+            Some(Finding {
+                property: name,
+                expectation: expectation.clone(),
+                path: path
+                    .clone()
+                    .into_actions()
+                    .iter()
+                    .map(|a| judge.describe(a))
+                    .collect(),
+                why: match expectation {
+                    Expectation::Sometimes => None,
+                    _ => judge.why(name, path.last_state()),
+                },
+            })
+        })
+        .collect();
+    Verdict {
+        properties,
+        unique_states: unique,
+        total_states: total,
+        max_depth: depth,
+        elapsed,
+        complete,
+        findings,
+    }
+}
+
+/// A counterexample to an eventually-property as it should be: the condition
+/// never holds on the path, and the path ends where nothing more can happen
+/// within the boundary. stateright's simulation also reports walks that merely
+/// closed a loop (they end where something can still happen), which prove
+/// nothing, and walks stopped by the boundary, which end one step outside it:
+/// those are judged where they were before that step.
+fn genuine<M: Model>(
+    model: &M,
+    condition: fn(&M, &M::State) -> bool,
+    path: &Path<M::State, M::Action>,
+) -> Option<Path<M::State, M::Action>>
+where
+    M::State: Clone + PartialEq,
+    M::Action: Clone + PartialEq,
+{
+    let mut path = path.clone();
+    if !model.within_boundary(path.last_state()) {
+        let init = path.clone().into_states().swap_remove(0);
+        let mut actions = path.into_actions();
+        actions.pop();
+        path = Path::from_actions(model, init, &actions)?;
+    }
+    if path
+        .clone()
+        .into_states()
+        .iter()
+        .any(|s| condition(model, s))
+    {
+        return None;
+    }
+    let last = path.last_state();
+    let mut actions = Vec::new();
+    model.actions(last, &mut actions);
+    let stuck = actions.into_iter().all(|a| {
+        model
+            .next_state(last, a)
+            .is_none_or(|next| !model.within_boundary(&next))
+    });
+    stuck.then_some(path)
+}
+
+fn steps<S, A>(path: &Path<S, A>) -> usize
+where
+    S: Clone,
+    A: Clone,
+{
+    path.clone().into_actions().len()
+}
+
+/// The shortest counterexample to `name`, if shorter than `longest` steps.
+///
+/// stateright's BFS keeps the *last* violating state it dequeues, not the
+/// first, so its counterexample can be longer than need be. Whether a
+/// violation exists within k steps is monotone in k, so binary-search the
+/// least such k with depth-bounded re-runs, each stopping at its first find.
+fn shortest<M>(
+    model: &M,
+    name: &'static str,
+    longest: usize,
+    threads: usize,
+    timeout: Option<Duration>,
+) -> Option<Path<M::State, M::Action>>
+where
+    M: Model + Clone + Send + Sync + 'static,
+    M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
+{
+    let within = |k: usize| {
+        // The initial states are at depth 1, and states at the target depth
+        // are not checked: depth k + 2 checks every path of at most k steps.
+        let mut builder = model
+            .clone()
+            .checker()
+            .threads(threads.max(1))
+            .target_max_depth(k + 2)
+            .finish_when(HasDiscoveries::AnyOf([name].into()));
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        builder.spawn_bfs().join().discovery(name)
+    };
+    // Invariant: no violation within `lo - 1` steps; one within `hi`.
+    let (mut lo, mut hi, mut best) = (0, longest, None);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match within(mid) {
+            Some(p) => {
+                hi = steps(&p);
+                best = Some(p);
+            }
+            None => lo = mid + 1,
+        }
+    }
+    best
+}
+
+#[allow(clippy::type_complexity)]
+fn finish<M, C>(
+    checker: C,
+    progress: &mut Progress,
+) -> (
+    usize,
+    usize,
+    usize,
+    std::collections::HashMap<&'static str, stateright::Path<M::State, M::Action>>,
+)
+where
+    M: Model,
+    C: Checker<M>,
+    M::State: Clone + Debug + Hash + PartialEq,
+    M::Action: Clone + Debug + PartialEq,
+{
+    let checker = checker.report(progress);
+    (
+        checker.unique_state_count(),
+        checker.state_count(),
+        checker.max_depth(),
+        checker.discoveries(),
+    )
+}
