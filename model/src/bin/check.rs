@@ -561,13 +561,13 @@ fn main() -> ExitCode {
     }
     if summary.len() > 1 {
         println!(
-            "{:<60} {:>12} {:>9} {:>12}  verdict",
+            "{:<72} {:>12} {:>9} {:>12}  verdict",
             "model", "unique", "seconds", "states/s"
         );
         for (title, v, failed) in &summary {
-            let short: String = title.chars().take(60).collect();
+            let short: String = title.chars().take(72).collect();
             println!(
-                "{short:<60} {:>12} {:>9.2} {:>12.0}  {}",
+                "{short:<72} {:>12} {:>9.2} {:>12.0}  {}",
                 thousands(v.unique_states),
                 v.elapsed.as_secs_f64(),
                 v.states_per_second(),
