@@ -46,14 +46,14 @@ rate() { # port pipeline test
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 declare -A base
-printf '%-22s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
+printf '%-30s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
 pids+=($!)
 wait_ping "$REDIS_PORT"
 for P in 1 16; do
   s=$(rate "$REDIS_PORT" "$P" set); g=$(rate "$REDIS_PORT" "$P" get)
   base[$P-set]=$s; base[$P-get]=$g
-  printf '%-22s %3s %14s %14s %9s %9s\n' "redis-server" "$P" "$s" "$g" 1.00 1.00
+  printf '%-30s %3s %14s %14s %9s %9s\n' "redis-server" "$P" "$s" "$g" 1.00 1.00
 done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 
@@ -64,7 +64,7 @@ for mode in $MODES; do
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   for P in 1 16; do
     s=$(rate "$CLIENT_BASE" "$P" set); g=$(rate "$CLIENT_BASE" "$P" get)
-    printf '%-22s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode" "$P" "$s" "$g" \
+    printf '%-30s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode" "$P" "$s" "$g" \
       "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")"
   done
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'

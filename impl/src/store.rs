@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
+pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
 pub const FORMAT_VERSION: u16 = 1;
 const HEADER_LEN: usize = 24;
 /// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
@@ -115,6 +116,16 @@ pub struct PartInfo {
     pub duration_ms: u64,
 }
 
+/// What a node declares about the part it wrote, in a small file beside it,
+/// so assembling the manifest checks checksums without decoding big parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfoFile {
+    pub cluster_id: String,
+    pub mode: Mode,
+    pub recorded_unix_ms: u64,
+    pub info: PartInfo,
+}
+
 /// Declares a snapshot complete: every part present, each with its checksum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -168,6 +179,16 @@ pub fn decode_file<T: DeserializeOwned>(
     magic: &[u8; 8],
     bytes: &[u8],
 ) -> Result<T, StoreError> {
+    let payload = check_image(path, magic, bytes)?;
+    decode_payload(path, payload)
+}
+
+/// Checks a file image's header, length and checksum; returns the payload.
+pub fn check_image<'a>(
+    path: &Path,
+    magic: &[u8; 8],
+    bytes: &'a [u8],
+) -> Result<&'a [u8], StoreError> {
     let path_buf = || path.to_path_buf();
     if bytes.len() < 8 || &bytes[..8] != magic {
         return Err(StoreError::NotASnapshot { path: path_buf() });
@@ -211,6 +232,11 @@ pub fn decode_file<T: DeserializeOwned>(
             actual,
         });
     }
+    Ok(payload)
+}
+
+fn decode_payload<T: DeserializeOwned>(path: &Path, payload: &[u8]) -> Result<T, StoreError> {
+    let path_buf = || path.to_path_buf();
     // The limit stops a crafted length field from claiming more than a file may hold.
     let config = bincode::config::standard().with_limit::<{ MAX_FILE_BYTES as usize }>();
     let (value, used) =
@@ -300,6 +326,11 @@ impl SnapshotStore {
         self.dir(id).join(format!("part-{node}.gsmo"))
     }
 
+    /// Written after the part itself: its presence means the part is whole.
+    pub fn info_path(&self, id: SnapshotId, node: NodeId) -> PathBuf {
+        self.dir(id).join(format!("part-{node}.info.gsmo"))
+    }
+
     pub fn manifest_path(&self, id: SnapshotId) -> PathBuf {
         self.dir(id).join("MANIFEST.gsmo")
     }
@@ -320,9 +351,26 @@ impl SnapshotStore {
                 reason: reason.trim().to_string(),
             });
         }
-        let path = self.part_path(file.part.id, file.part.node);
+        let (id, node) = (file.part.id, file.part.node);
+        let path = self.part_path(id, node);
         let bytes = encode_file(PART_MAGIC, file);
         write_atomic(&path, &bytes)?;
+        let info = InfoFile {
+            cluster_id: file.cluster_id.clone(),
+            mode: file.mode,
+            recorded_unix_ms: file.recorded_unix_ms,
+            info: PartInfo {
+                node,
+                file: format!("part-{node}.gsmo"),
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes[HEADER_LEN..]),
+                keys: file.part.state.kv.len() as u64,
+                state_bytes: file.part.state.kv.payload_bytes() as u64,
+                channel_messages: file.part.channel_messages() as u64,
+                duration_ms: file.duration_ms,
+            },
+        };
+        write_atomic(&self.info_path(id, node), &encode_file(INFO_MAGIC, &info))?;
         Ok((path, bytes.len() as u64))
     }
 
@@ -343,8 +391,15 @@ impl SnapshotStore {
             &self.aborted_path(id),
             format!("node {node}: {reason}\n").as_bytes(),
         )?;
-        for n in self.parts_present(id) {
-            let _ = fs::remove_file(self.part_path(id, n));
+        // Parts, their info files, and temp files of writes in progress.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("part-") || name.starts_with(".part-") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         Ok(())
     }
@@ -393,25 +448,28 @@ impl SnapshotStore {
         if self.aborted_path(id).exists() || self.parts_present(id).len() < nodes {
             return Ok(None);
         }
-        let mut parts = Vec::with_capacity(nodes);
-        let mut info = Vec::with_capacity(nodes);
-        for node in 0..nodes {
-            let path = self.part_path(id, node);
-            let (pf, bytes): (PartFile, Vec<u8>) = read_checked(&path, PART_MAGIC)?;
-            info.push(PartInfo {
-                node,
-                file: format!("part-{node}.gsmo"),
-                bytes: bytes.len() as u64,
-                crc32: crc32fast::hash(&bytes[HEADER_LEN..]),
-                keys: pf.part.state.kv.len() as u64,
-                state_bytes: pf.part.state.kv.payload_bytes() as u64,
-                channel_messages: pf.part.channel_messages() as u64,
-                duration_ms: pf.duration_ms,
-            });
-            parts.push(pf);
+        if (0..nodes).any(|n| !self.info_path(id, n).exists()) {
+            return Ok(None); // a part is still being written
         }
-        let first = &parts[0];
-        if let Some(bad) = parts
+        let mut infos: Vec<InfoFile> = Vec::with_capacity(nodes);
+        for node in 0..nodes {
+            let info: InfoFile = read_checked(&self.info_path(id, node), INFO_MAGIC)?.0;
+            // The part must be whole and be the very bytes its node declared.
+            let path = self.part_path(id, node);
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let payload = check_image(&path, PART_MAGIC, &bytes)?;
+            let crc = crc32fast::hash(payload);
+            if crc != info.info.crc32 || info.info.node != node {
+                return Err(StoreError::Checksum {
+                    path,
+                    expected: info.info.crc32,
+                    actual: crc,
+                });
+            }
+            infos.push(info);
+        }
+        let first = &infos[0];
+        if let Some(bad) = infos
             .iter()
             .find(|p| p.cluster_id != first.cluster_id || p.mode != first.mode)
         {
@@ -419,7 +477,7 @@ impl SnapshotStore {
                 id,
                 reason: format!(
                     "node {}'s part is from another cluster or mode",
-                    bad.part.node
+                    bad.info.node
                 ),
             });
         }
@@ -428,12 +486,12 @@ impl SnapshotStore {
             cluster_id: first.cluster_id.clone(),
             mode: first.mode,
             nodes,
-            created_unix_ms: parts
+            created_unix_ms: infos
                 .iter()
                 .map(|p| p.recorded_unix_ms)
                 .max()
                 .unwrap_or_else(now_unix_ms),
-            parts: info,
+            parts: infos.into_iter().map(|i| i.info).collect(),
         };
         write_atomic(
             &self.manifest_path(id),
@@ -612,6 +670,35 @@ mod tests {
             leftovers.is_empty(),
             "temp files left behind: {leftovers:?}"
         );
+    }
+
+    #[test]
+    fn a_part_damaged_before_assembly_blocks_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let parts = snapshot_parts(2);
+        let id = parts[0].id;
+        for part in parts {
+            let pf = PartFile {
+                cluster_id: "t".into(),
+                mode: Mode::TotalIsis,
+                recorded_unix_ms: 1,
+                duration_ms: 0,
+                part,
+            };
+            store.write_part(&pf).unwrap();
+        }
+        let path = store.part_path(id, 0);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = store.try_assemble(id, 2).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Checksum { path: p, .. } if *p == path),
+            "{err}"
+        );
+        assert!(!store.manifest_path(id).exists());
     }
 
     #[test]
