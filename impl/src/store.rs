@@ -146,6 +146,8 @@ pub enum Status {
     Incomplete {
         parts: Vec<NodeId>,
     },
+    /// No trace of it: not (yet) written here, or deleted by retention.
+    Missing,
 }
 
 impl std::fmt::Display for Status {
@@ -153,6 +155,10 @@ impl std::fmt::Display for Status {
         match self {
             Status::Complete(m) => write!(f, "complete ({} parts)", m.parts.len()),
             Status::Aborted(why) => write!(f, "aborted: {why}"),
+            Status::Missing => write!(
+                f,
+                "not found (no part written yet, or deleted by retention)"
+            ),
             Status::Incomplete { parts } => {
                 write!(f, "incomplete (parts present from nodes {parts:?})")
             }
@@ -431,6 +437,9 @@ impl SnapshotStore {
         let manifest = self.manifest_path(id);
         if manifest.exists() {
             return Ok(Status::Complete(read_checked(&manifest, MANIFEST_MAGIC)?.0));
+        }
+        if !self.dir(id).is_dir() {
+            return Ok(Status::Missing);
         }
         Ok(Status::Incomplete {
             parts: self.parts_present(id),

@@ -76,6 +76,7 @@ pub async fn take(
                 return Ok(());
             }
             Status::Aborted(why) => bail!("snapshot {id} ABORTED: {why}"),
+            Status::Missing => {} // the first part is not written yet
             Status::Incomplete { parts } => {
                 let now = format!("{} part(s) written: {parts:?}", parts.len());
                 if now != last {

@@ -31,7 +31,7 @@ async fn settled(store: &SnapshotStore, id: SnapshotId) -> Status {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = store.status(id).expect("status");
-        if !matches!(status, Status::Incomplete { .. }) {
+        if !matches!(status, Status::Incomplete { .. } | Status::Missing) {
             return status;
         }
         assert!(Instant::now() < deadline, "snapshot {id} still {status}");
@@ -80,7 +80,14 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
     let total = OPENING * ACCOUNTS as i64;
     let cluster = Launch::new(3, mode)
         .cluster_id(&cluster_id)
-        .args(&["--data-dir", &dir, "--delay", "0-5"])
+        .args(&[
+            "--data-dir",
+            &dir,
+            "--delay",
+            "0-5",
+            "--snapshot-keep",
+            "10",
+        ])
         .start();
     let mut con = cluster.connect(0).await;
     for a in 0..ACCOUNTS {
@@ -115,6 +122,9 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
             }
             ids.push(snapshot_at(&cluster, k % 3).await);
         }
+        // Two more at once, from two nodes: concurrent ids must not interfere.
+        let (a, b) = futures::join!(snapshot_at(&cluster, 1), snapshot_at(&cluster, 2));
+        ids.extend([a, b]);
         ids
     };
     let (_, ids) = futures::join!(futures::future::join_all(clients), snapshotter);
