@@ -270,12 +270,16 @@ impl Runtime {
             if let Some(s) = &mut self.shiviz {
                 s.flush();
             }
-            if let Some(t) = &mut self.trace {
-                if let Err(e) = t.flush() {
-                    error!("trace recording stopped: {e}");
-                    self.stats.trace_error = Some(e.to_string());
-                    self.trace = None;
-                }
+            self.flush_trace();
+        }
+    }
+
+    fn flush_trace(&mut self) {
+        if let Some(t) = &mut self.trace {
+            if let Err(e) = t.flush() {
+                error!("trace recording stopped: {e}");
+                self.stats.trace_error = Some(e.to_string());
+                self.trace = None;
             }
         }
     }
@@ -291,6 +295,10 @@ impl Runtime {
     }
 
     fn on_client(&mut self, req: ClientRequest, reply: oneshot::Sender<Response>) {
+        if !matches!(req, ClientRequest::Kv(_) | ClientRequest::Snapshot) {
+            // Whoever reads this node's state finds its trace caught up with the answer.
+            self.flush_trace();
+        }
         let answer = match req {
             ClientRequest::Kv(cmd) => {
                 self.next_req += 1;
