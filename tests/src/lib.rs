@@ -231,8 +231,10 @@ impl TestCluster {
             let output = Arc::new(Mutex::new(String::new()));
             let stdout = child.stdout.take().expect("piped stdout");
             let stderr = child.stderr.take().expect("piped stderr");
-            spawn_reader(id, stdout, output.clone(), Some(tx.clone()));
-            spawn_reader(id, stderr, output.clone(), None);
+            // `Closed` is reported once both streams end, so the output is whole by then.
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+            spawn_reader(id, stdout, output.clone(), tx.clone(), open.clone(), true);
+            spawn_reader(id, stderr, output.clone(), tx.clone(), open, false);
             nodes.push(NodeProc {
                 child,
                 id,
@@ -255,7 +257,11 @@ impl TestCluster {
                 Ok(Line::Listening(i, port)) => cluster.nodes[i].client_port = port,
                 Ok(Line::Ready(i)) => ready[i] = true,
                 Ok(Line::Closed(i)) => {
-                    return Err(format!("node {i} exited early:\n{}", cluster.all_output()))
+                    let status = cluster.nodes[i].child.wait();
+                    return Err(format!(
+                        "node {i} exited early ({status:?}):\n{}",
+                        cluster.all_output()
+                    ));
                 }
                 Err(_) => {
                     return Err(format!(
@@ -418,14 +424,17 @@ fn spawn_reader(
     id: NodeId,
     stream: impl std::io::Read + Send + 'static,
     output: Arc<Mutex<String>>,
-    events: Option<mpsc::Sender<Line>>,
+    events: mpsc::Sender<Line>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    watch_lines: bool,
 ) {
     std::thread::spawn(move || {
         let listening = format!("gsmo node {id} listening: clients ");
         let ready = format!("gsmo node {id} ready");
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if let Some(tx) = &events {
+            if watch_lines {
+                let tx = &events;
                 if let Some(rest) = line.strip_prefix(&listening) {
                     let port = rest
                         .split([',', ' '])
@@ -443,8 +452,8 @@ fn spawn_reader(
             out.push_str(&line);
             out.push('\n');
         }
-        if let Some(tx) = events {
-            let _ = tx.send(Line::Closed(id));
+        if open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            let _ = events.send(Line::Closed(id));
         }
     });
 }
