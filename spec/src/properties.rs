@@ -4,7 +4,7 @@
 //! real-cluster tests and `gsmo snapshot verify` evaluate them on logs and
 //! snapshot files. One definition of "correct", two very different judges.
 
-use crate::multicast::MsgId;
+use crate::multicast::{Mode, MsgId};
 use crate::snapshot::LocalSnapshot;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
@@ -190,6 +190,23 @@ pub fn total_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// The safety properties `mode` promises on delivery histories: integrity
+/// always, then FIFO, causal and total order as the mode guarantees them.
+/// The one place that says which order belongs to which mode.
+pub fn promised_orders<L: AsRef<[Event]>>(mode: Mode, logs: &[L]) -> Result<(), Violation> {
+    integrity(logs)?;
+    if mode.is_fifo() {
+        fifo_order(logs)?;
+    }
+    if mode.is_causal() {
+        causal_order(logs)?;
+    }
+    if mode.is_total() {
+        total_order(logs)?;
     }
     Ok(())
 }

@@ -191,14 +191,7 @@ pub fn check_cluster(
         }
     }
     let logs: Vec<Vec<Event>> = traces.iter().map(Trace::events).collect();
-    properties::integrity(&logs)?;
-    properties::fifo_order(&logs)?;
-    if mode.is_causal() {
-        properties::causal_order(&logs)?;
-    }
-    if mode.is_total() {
-        properties::total_order(&logs)?;
-    }
+    properties::promised_orders(mode, &logs)?;
     if quiescent {
         properties::all_delivered(&logs)?;
     }

@@ -86,14 +86,7 @@ fn run_multicast(mode: Mode, n: usize, schedule: &[Action]) -> Vec<Vec<Event>> {
 }
 
 fn check_orders(mode: Mode, logs: &[Vec<Event>]) -> Result<(), properties::Violation> {
-    properties::integrity(logs)?;
-    properties::fifo_order(logs)?;
-    if mode.is_causal() {
-        properties::causal_order(logs)?;
-    }
-    if mode.is_total() {
-        properties::total_order(logs)?;
-    }
+    properties::promised_orders(mode, logs)?;
     properties::all_delivered(logs)
 }
 

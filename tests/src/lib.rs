@@ -398,16 +398,7 @@ impl TestCluster {
 
 /// Checks the orders `mode` promises on real histories, with the spec's predicates.
 pub fn check_ordering(mode: Mode, logs: &[Vec<Event>]) -> Result<(), Violation> {
-    properties::integrity(logs)?;
-    if mode.is_fifo() {
-        properties::fifo_order(logs)?;
-    }
-    if mode.is_causal() {
-        properties::causal_order(logs)?;
-    }
-    if mode.is_total() {
-        properties::total_order(logs)?;
-    }
+    properties::promised_orders(mode, logs)?;
     properties::all_delivered(logs)
 }
 
