@@ -6,9 +6,11 @@
 
 use gsmo_spec::multicast::{self, Effect, Mode, Multicast, Wire};
 use gsmo_spec::properties::Event;
+use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use stateright::actor::{model_timeout, Actor, ActorModelAction, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::{self, Debug, Display};
 use std::hash::Hash;
 
@@ -231,4 +233,24 @@ pub fn describe_action<Msg, R: Debug>(
             format!("{} picks {random:?}", n(actor))
         }
     }
+}
+
+/// Every snapshot whose parts all actors have completed, parts in node order
+/// (`parts` picks an actor's completed parts out of its state).
+pub fn complete_snapshots<S, P: Clone>(
+    states: &[std::sync::Arc<S>],
+    parts: impl Fn(&S) -> &BTreeMap<SnapshotId, P>,
+) -> Vec<Vec<P>> {
+    let Some(first) = states.first() else {
+        return Vec::new();
+    };
+    parts(first)
+        .keys()
+        .filter_map(|id| {
+            states
+                .iter()
+                .map(|a| parts(a).get(id).cloned())
+                .collect::<Option<Vec<P>>>()
+        })
+        .collect()
 }

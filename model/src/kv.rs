@@ -28,7 +28,7 @@
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses.
 
-use crate::adapter::{arm, describe_action, describe_wire, Channels, Step};
+use crate::adapter::{self, arm, describe_action, describe_wire, Channels, Step};
 use crate::verdict::Explained;
 use clap::ValueEnum;
 use gsmo_spec::kv::{Op, Resolution};
@@ -419,19 +419,7 @@ fn orders_differ(s: &State) -> bool {
 
 /// Every snapshot whose parts all replicas have completed, parts in node order.
 pub fn complete_snapshots(s: &State) -> Vec<Vec<Part>> {
-    let Some(first) = s.actor_states.first() else {
-        return Vec::new();
-    };
-    first
-        .parts
-        .keys()
-        .filter_map(|id| {
-            s.actor_states
-                .iter()
-                .map(|a| a.parts.get(id).cloned())
-                .collect::<Option<Vec<Part>>>()
-        })
-        .collect()
+    adapter::complete_snapshots(&s.actor_states, |a| &a.parts)
 }
 
 /// Consistent cut, by channel counts and by the multicast delivery vectors.

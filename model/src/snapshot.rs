@@ -27,7 +27,7 @@
 //! loses money in flight; `reordering` channels let a marker overtake a transfer
 //! and the cut break; `lossy` channels lose markers, so snapshots never finish.
 
-use crate::adapter::{arm, describe_action, Channels, Step};
+use crate::adapter::{self, arm, describe_action, Channels, Step};
 use crate::verdict::Explained;
 use gsmo_spec::bank::{Account, AccountEvent, Transfer};
 use gsmo_spec::properties::{
@@ -389,19 +389,7 @@ impl SnapshotCfg {
 
 /// Every snapshot whose parts all nodes have completed, parts in node order.
 pub fn complete_snapshots(s: &State) -> Vec<Vec<Part>> {
-    let Some(first) = s.actor_states.first() else {
-        return Vec::new();
-    };
-    first
-        .parts
-        .keys()
-        .filter_map(|id| {
-            s.actor_states
-                .iter()
-                .map(|a| a.parts.get(id).cloned())
-                .collect::<Option<Vec<Part>>>()
-        })
-        .collect()
+    adapter::complete_snapshots(&s.actor_states, |a| &a.parts)
 }
 
 fn each_snapshot(s: &State, check: impl Fn(&[Part]) -> Result<(), Violation>) -> bool {
