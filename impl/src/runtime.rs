@@ -141,6 +141,8 @@ pub struct Boot {
     /// `fresh` or `restored from I-S`.
     pub epoch: String,
     pub restored_from: Option<SnapshotId>,
+    /// The trace's start record, when `--trace` asks for one.
+    pub trace_start: Option<gsmo_spec::trace::Start>,
 }
 
 /// The node's single owner of protocol state.
@@ -188,6 +190,7 @@ impl Runtime {
             outputs,
             epoch,
             restored_from,
+            ..
         } = boot;
         let links = (0..n)
             .map(|_| Links {
@@ -376,11 +379,11 @@ impl Runtime {
                 since: now,
                 recorded_unix_ms: unix_ms(),
             });
+            let waiting = self.node.snapshot_waiting_on(id);
             // A marker can never come over a dead channel: no need to wait.
-            let dead: Vec<String> = self
-                .node
-                .snapshot_waiting_on(id)
-                .into_iter()
+            let dead: Vec<String> = waiting
+                .iter()
+                .copied()
                 .filter(|&j| {
                     !matches!(self.links[j].inbound, LinkState::Up | LinkState::Connecting)
                 })
@@ -398,12 +401,7 @@ impl Runtime {
             }
             let since = self.active[&id];
             if now.duration_since(since.since) >= timeout {
-                let waiting: Vec<String> = self
-                    .node
-                    .snapshot_waiting_on(id)
-                    .iter()
-                    .map(|j| format!("n{j}"))
-                    .collect();
+                let waiting: Vec<String> = waiting.iter().map(|j| format!("n{j}")).collect();
                 self.abort_snapshot(
                     id,
                     format!(

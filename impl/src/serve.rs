@@ -41,6 +41,11 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
             outputs: Vec::new(),
             epoch: FRESH.to_string(),
             restored_from: None,
+            trace_start: cfg.trace.is_some().then(|| Start::Fresh {
+                node: cfg.id,
+                n: cfg.cluster_size(),
+                mode: cfg.mode,
+            }),
         });
     };
     let store = store.ok_or_else(|| {
@@ -81,6 +86,7 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
         outputs,
         epoch: format!("restored from {id}"),
         restored_from: Some(id),
+        trace_start: cfg.trace.is_some().then(|| Start::Restored(Box::new(part))),
     })
 }
 
@@ -103,22 +109,9 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
         .map(SnapshotStore::open)
         .transpose()?;
     let boot = boot(&cfg, store.as_ref())?;
-    let trace = match &cfg.trace {
-        None => None,
-        Some(path) => {
-            let start = match boot.restored_from {
-                None => Start::Fresh {
-                    node: me,
-                    n,
-                    mode: cfg.mode,
-                },
-                Some(id) => {
-                    let parts = store.as_ref().expect("restored from a store").load(id)?.1;
-                    Start::Restored(Box::new(parts[me].part.clone()))
-                }
-            };
-            Some(TraceWriter::create(path, &start)?)
-        }
+    let trace = match (&cfg.trace, &boot.trace_start) {
+        (Some(path), Some(start)) => Some(TraceWriter::create(path, start)?),
+        _ => None,
     };
     let peer_listener = bind("peers", &cfg.peer_listen).await?;
     let client_listener = bind("clients", &cfg.client_listen).await?;
