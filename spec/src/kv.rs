@@ -51,6 +51,21 @@ pub struct Write {
     pub op: Op,
 }
 
+impl Write {
+    /// Roughly what this write costs on the wire and in a retained buffer:
+    /// keys and values plus a fixed overhead, enough for byte bounds.
+    pub fn approx_bytes(&self) -> u64 {
+        let data: usize = match &self.op {
+            Op::Set { key, value } => key.len() + value.len(),
+            Op::MSet { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len() + 8).sum(),
+            Op::Del { keys } => keys.iter().map(|k| k.len() + 8).sum(),
+            Op::IncrBy { key, .. } => key.len() + 8,
+            Op::Transfer { from, to, .. } => from.len() + to.len() + 8,
+        };
+        data as u64 + 32
+    }
+}
+
 /// The result of an operation, in RESP's vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Reply {

@@ -10,6 +10,7 @@
 //! | concept                               | module                   |
 //! |---------------------------------------|--------------------------|
 //! | Lamport and vector clocks             | [`clock`]                |
+//! | resumable reliable FIFO links         | [`link`]                 |
 //! | FIFO / causal / total multicast       | [`multicast`]            |
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
 //! | replicated K/V state machine          | [`kv`]                   |
@@ -24,6 +25,7 @@ pub mod bank;
 pub mod clock;
 pub mod consistency;
 pub mod kv;
+pub mod link;
 pub mod multicast;
 pub mod node;
 pub mod properties;

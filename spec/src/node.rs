@@ -3,6 +3,21 @@
 //! both the stateright model and the tokio node drive; they only carry
 //! [`Output`]s out and feed inputs in.
 //!
+//! Below both sits the resumable [`link`](crate::link) layer, one [`Link`] per
+//! peer, so the reliable FIFO channels they assume survive broken connections.
+//!
+//! Faults are inputs like any other, and every decision about them is made
+//! here, once, for the model checker and the node alike:
+//! * time enters only as [`Input::Tick`]; the replica keeps no clock of its own;
+//! * a peer whose connection has been down for [`Limits::unreachable_after_ms`]
+//!   is *unreachable*; while a peer the mode [needs](Mode::needs) is
+//!   unreachable, writes are refused at once (`CLUSTERDOWN`), reads still work;
+//! * while a link's retained buffer is full, writes are refused (`TRYAGAIN`):
+//!   backpressure, never loss, never unbounded memory;
+//! * a write not delivered within [`Limits::write_timeout_ms`] is answered
+//!   `TIMEOUT` (its outcome unknown: it may still be applied);
+//! * the snapshot abort policy lives in the [`Recorder`].
+//!
 //! Consistency: a write is replied to once *this* replica delivers it in the
 //! cluster's order, so under the total modes a client that waits for its reply
 //! sees its write at its replica and every later write it makes is ordered after
@@ -11,21 +26,52 @@
 
 use crate::clock::LamportClock;
 use crate::kv::{KvStore, Op, Reply, Resolution, Stamp, Write};
+use crate::link::{Frame, Link, LinkBug, LinkError};
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
 use crate::snapshot::{
-    ChannelError, Envelope, LocalSnapshot, Recorder, SnapshotEffect, SnapshotId,
+    AbortReason, ChannelError, Envelope, LocalSnapshot, PartSummary, Recorder, SnapshotEffect,
+    SnapshotId,
 };
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// What travels between replicas.
+/// What the replica's channels carry between replicas.
 pub type PeerMsg = Envelope<Wire<Write>>;
+/// What travels on a connection: a [`PeerMsg`] framed by the link layer.
+pub type LinkFrame = Frame<PeerMsg>;
 /// One replica's part of a snapshot.
 pub type Part = LocalSnapshot<NodeState, Wire<Write>>;
 /// The runtime's handle for a client request, echoed in its reply.
 pub type RequestId = u64;
+
+/// The replica's fault bounds, in milliseconds and bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// A write not delivered locally this long after it was issued is answered `TIMEOUT`.
+    pub write_timeout_ms: u64,
+    /// A peer whose connection has been down this long is unreachable.
+    pub unreachable_after_ms: u64,
+    /// A snapshot not finished this long after this replica heard of it is aborted.
+    pub snapshot_timeout_ms: u64,
+    /// A link holding this many unacknowledged bytes is full: writes are refused.
+    pub link_buffer_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            write_timeout_ms: 5_000,
+            unreachable_after_ms: 3_000,
+            snapshot_timeout_ms: 30_000,
+            link_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Unacknowledged deliveries after which an ack goes out without waiting for a tick.
+const ACK_EVERY: u64 = 64;
 
 /// The state a snapshot records: the store *and* the ordering layer (clocks,
 /// hold-back queue), so a restored replica resumes mid-protocol.
@@ -55,9 +101,34 @@ pub enum Input {
     },
     Peer {
         from: NodeId,
-        msg: PeerMsg,
+        frame: LinkFrame,
+    },
+    /// A new connection to `peer` is up; the peer has delivered this replica's
+    /// frames through `delivered` (the resume handshake).
+    LinkUp {
+        peer: NodeId,
+        delivered: u64,
+    },
+    /// A new connection from `peer` is up.
+    InboundUp {
+        peer: NodeId,
+    },
+    /// The connection to (`outgoing`) or from `peer` broke.
+    LinkDown {
+        peer: NodeId,
+        outgoing: bool,
+    },
+    /// The time is `now` milliseconds (from any fixed origin, never going back).
+    Tick {
+        now: u64,
+    },
+    /// This replica's part of `id` was stored, or could not be (the I/O error).
+    Stored {
+        id: SnapshotId,
+        result: Result<PartSummary, String>,
     },
     StartSnapshot,
+    /// An operator abandons snapshot `id`.
     AbortSnapshot {
         id: SnapshotId,
     },
@@ -71,8 +142,8 @@ pub enum Input {
 /// What the runtime must do.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Output {
-    /// Put `msg` on the FIFO channel to `to`.
-    Send { to: NodeId, msg: PeerMsg },
+    /// Put `frame` on the connection to `to`.
+    Send { to: NodeId, frame: LinkFrame },
     /// Answer client request `req`.
     Reply { req: RequestId, reply: Reply },
     /// This replica multicast write `id` (history: a send event).
@@ -85,8 +156,22 @@ pub enum Output {
     },
     /// This replica recorded its local state for snapshot `id`.
     SnapshotRecorded { id: SnapshotId },
-    /// This replica's part of a snapshot is complete: persist it.
+    /// This replica's part of a snapshot is complete: persist it, then report
+    /// with [`Input::Stored`].
     SnapshotComplete(Box<Part>),
+    /// Every part of `id` is stored: the snapshot is complete (write its manifest).
+    SnapshotCommitted {
+        id: SnapshotId,
+        parts: Vec<PartSummary>,
+    },
+    /// Snapshot `id` is abandoned (decided by node `by`): delete this replica's part.
+    SnapshotAborted {
+        id: SnapshotId,
+        by: NodeId,
+        reason: AbortReason,
+    },
+    /// A part of the aborted snapshot `id` was stored after the abort: delete it.
+    DropPart { id: SnapshotId },
 }
 
 /// A peer sent something a correct peer never sends.
@@ -95,6 +180,12 @@ pub enum PeerError {
     WrongMode(WrongMode),
     Channel(ChannelError),
     UnknownPeer(NodeId),
+    /// The peer's frames or resume point do not fit the link's history: it is
+    /// from another epoch (restarted); drop its connection.
+    Link {
+        peer: NodeId,
+        error: LinkError,
+    },
 }
 
 impl fmt::Display for PeerError {
@@ -103,6 +194,7 @@ impl fmt::Display for PeerError {
             PeerError::WrongMode(e) => e.fmt(f),
             PeerError::Channel(e) => e.fmt(f),
             PeerError::UnknownPeer(p) => write!(f, "message from node {p}, which is not a member"),
+            PeerError::Link { peer, error } => write!(f, "link with n{peer}: {error}"),
         }
     }
 }
@@ -116,13 +208,30 @@ pub struct Node {
     n: usize,
     state: NodeState,
     recorder: Recorder<NodeState, Wire<Write>>,
-    /// Own writes awaiting local delivery, and the client request to answer.
-    /// Writes issued here and not yet delivered: the client to answer and,
-    /// for an `INCRBY` resolved at the origin, the integer Redis promises it.
-    pending: BTreeMap<MsgId, (RequestId, Option<Reply>)>,
+    /// Writes issued here and not yet delivered, with the client to answer.
+    pending: BTreeMap<MsgId, Pending>,
     /// How delivered writes are applied: [`resolution_for`] the mode, unless a
     /// model deliberately breaks it ([`Node::with_resolution`]).
     resolution: Resolution,
+    /// The resumable link with each peer (this replica's own slot is unused).
+    links: Vec<Link<PeerMsg>>,
+    /// Whether the connection from each peer is up.
+    inbound_up: Vec<bool>,
+    /// Since when each peer has not been connected both ways (`None`: it is).
+    down_since: Vec<Option<u64>>,
+    /// The last tick's time.
+    now: u64,
+    limits: Limits,
+}
+
+/// A write issued here and not yet delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Pending {
+    req: RequestId,
+    /// For an `INCRBY` resolved at the origin, the integer Redis promises.
+    promised: Option<Reply>,
+    /// When it was issued.
+    since: u64,
 }
 
 /// FIFO and causal delivery let concurrent writes land in different orders, so
@@ -136,9 +245,41 @@ pub fn resolution_for(mode: Mode) -> Resolution {
 }
 
 impl Node {
-    /// A correct replica `me` of an `n`-replica cluster running `mode`.
+    /// A correct replica `me` of an `n`-replica cluster running `mode`, with
+    /// default [`Limits`] and no connection up yet.
     pub fn new(me: NodeId, n: usize, mode: Mode) -> Self {
         Self::from_parts(Multicast::new(mode, me, n), Recorder::new(me, n))
+    }
+
+    /// Sets the fault bounds (the recorder's snapshot timeout among them).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self.recorder = self.recorder.with_timeout(limits.snapshot_timeout_ms);
+        self
+    }
+
+    /// Runs every link with a deliberate bug (the model's broken variants).
+    pub fn with_link_bug(mut self, bug: LinkBug) -> Self {
+        self.links = (0..self.n).map(|_| Link::new().with_bug(bug)).collect();
+        self
+    }
+
+    /// Every connection up from the start: for models that do not exercise
+    /// connecting. Only for a replica that has sent nothing yet.
+    pub fn connected(mut self) -> Self {
+        for j in (0..self.n).filter(|&j| j != self.me) {
+            let resent = self.links[j]
+                .resume(0)
+                .expect("a fresh link resumes from zero");
+            assert!(resent.is_empty(), "connected() on a replica that sent");
+            self.inbound_up[j] = true;
+            self.down_since[j] = None;
+        }
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// A replica over explicit (possibly deliberately broken) components.
@@ -164,6 +305,11 @@ impl Node {
             recorder,
             pending: BTreeMap::new(),
             resolution,
+            links: (0..n).map(|_| Link::new()).collect(),
+            inbound_up: vec![false; n],
+            down_since: vec![Some(0); n],
+            now: 0,
+            limits: Limits::default(),
         }
     }
 
@@ -183,14 +329,8 @@ impl Node {
     pub fn restore(part: &Part) -> Result<(Self, Vec<Output>), PeerError> {
         let n = part.channels.len();
         let me = part.node;
-        let mut node = Node {
-            me,
-            n,
-            state: part.state.clone(),
-            recorder: Recorder::new(me, n),
-            pending: BTreeMap::new(),
-            resolution: resolution_for(part.state.multicast.mode()),
-        };
+        let mut node = Node::from_parts(part.state.multicast.clone(), Recorder::new(me, n));
+        node.state = part.state.clone();
         if part.id.initiator == me {
             node.recorder.skip_ids_through(part.id.seq);
         }
@@ -241,7 +381,7 @@ impl Node {
         self.recorder.in_progress().collect()
     }
 
-    /// Peers whose marker for snapshot `id` this replica still awaits.
+    /// Whom snapshot `id` still waits for here (markers, or stored parts).
     pub fn snapshot_waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
         self.recorder.waiting_on(id)
     }
@@ -249,6 +389,27 @@ impl Node {
     /// Messages sent / received so far per channel (index = peer).
     pub fn channel_counts(&self) -> (&[u64], &[u64]) {
         (self.recorder.sent_counts(), self.recorder.received_counts())
+    }
+
+    /// The link with `peer`: sequence numbers, retained frames, acks.
+    pub fn link(&self, peer: NodeId) -> &Link<PeerMsg> {
+        &self.links[peer]
+    }
+
+    /// Since when `peer` has not been connected both ways, if it is not.
+    pub fn down_since(&self, peer: NodeId) -> Option<u64> {
+        self.down_since[peer]
+    }
+
+    /// Whether `peer` has been disconnected for longer than the limit allows.
+    pub fn is_unreachable(&self, peer: NodeId) -> bool {
+        self.down_since[peer]
+            .is_some_and(|t| self.now.saturating_sub(t) >= self.limits.unreachable_after_ms)
+    }
+
+    /// The last tick's time.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// Snapshot ids this replica starts will be numbered above `seq`
@@ -259,19 +420,151 @@ impl Node {
 
     /// Handles any input; the single entry point a trace replay uses.
     pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, PeerError> {
-        Ok(match input {
-            Input::Client { req, cmd } => self.on_client(req, cmd),
-            Input::Peer { from, msg } => self.on_peer(from, msg)?,
-            Input::StartSnapshot => self.start_snapshot().1,
+        let mut out = Vec::new();
+        match input {
+            Input::Client { req, cmd } => return Ok(self.on_client(req, cmd)),
+            Input::Peer { from, frame } => return self.on_peer(from, frame),
+            Input::LinkUp { peer, delivered } => {
+                self.check_peer(peer)?;
+                let frames = self.links[peer]
+                    .resume(delivered)
+                    .map_err(|error| PeerError::Link { peer, error })?;
+                out.extend(
+                    frames
+                        .into_iter()
+                        .map(|frame| Output::Send { to: peer, frame }),
+                );
+                self.update_reachability(peer);
+            }
+            Input::InboundUp { peer } => {
+                self.check_peer(peer)?;
+                self.inbound_up[peer] = true;
+                self.update_reachability(peer);
+            }
+            Input::LinkDown { peer, outgoing } => {
+                self.check_peer(peer)?;
+                if outgoing {
+                    self.links[peer].disconnect();
+                } else {
+                    self.inbound_up[peer] = false;
+                }
+                self.update_reachability(peer);
+            }
+            Input::Tick { now } => self.on_tick(now, &mut out),
+            Input::Stored { id, result } => {
+                let effects = self.recorder.on_stored(id, result);
+                self.carry_out_snapshot(effects, &mut out);
+            }
+            Input::StartSnapshot => return Ok(self.start_snapshot().1),
             Input::AbortSnapshot { id } => {
-                self.abort_snapshot(id);
-                Vec::new()
+                let effects = self.recorder.abort(id, AbortReason::Operator);
+                self.carry_out_snapshot(effects, &mut out);
             }
-            Input::SkipSnapshotIds { through } => {
-                self.skip_snapshot_ids_through(through);
-                Vec::new()
+            Input::SkipSnapshotIds { through } => self.skip_snapshot_ids_through(through),
+        }
+        Ok(out)
+    }
+
+    fn check_peer(&self, peer: NodeId) -> Result<(), PeerError> {
+        if peer >= self.n || peer == self.me {
+            Err(PeerError::UnknownPeer(peer))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn update_reachability(&mut self, peer: NodeId) {
+        let up = self.links[peer].is_up() && self.inbound_up[peer];
+        match (up, self.down_since[peer]) {
+            (true, _) => self.down_since[peer] = None,
+            (false, None) => self.down_since[peer] = Some(self.now),
+            (false, Some(_)) => {}
+        }
+    }
+
+    /// Time passes: unreachable peers, snapshot timeouts, write timeouts, idle acks.
+    fn on_tick(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.now = self.now.max(now);
+        let unreachable: Vec<NodeId> = (0..self.n).filter(|&j| self.is_unreachable(j)).collect();
+        for peer in unreachable {
+            let effects = self.recorder.on_unreachable(peer);
+            self.carry_out_snapshot(effects, out);
+        }
+        let effects = self.recorder.on_tick(self.now);
+        self.carry_out_snapshot(effects, out);
+        let overdue: Vec<MsgId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| self.now.saturating_sub(p.since) >= self.limits.write_timeout_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            let p = self.pending.remove(&id).expect("listed above");
+            let reply = Reply::Error(format!(
+                "TIMEOUT write {id} not delivered in {} s: {}; it may still be applied",
+                secs(self.limits.write_timeout_ms),
+                self.waiting_for()
+            ));
+            out.push(Output::Reply { req: p.req, reply });
+        }
+        for peer in 0..self.n {
+            if let Some(frame) = self.links[peer].ack_frame() {
+                out.push(Output::Send { to: peer, frame });
             }
-        })
+        }
+    }
+
+    /// What an undelivered write waits for, in words.
+    fn waiting_for(&self) -> String {
+        let down: Vec<String> = self
+            .mode()
+            .needs(self.me, self.n)
+            .into_iter()
+            .filter_map(|j| {
+                self.down_since[j].map(|t| {
+                    format!(
+                        "n{j}, disconnected for {} s",
+                        secs(self.now.saturating_sub(t))
+                    )
+                })
+            })
+            .collect();
+        if down.is_empty() {
+            format!(
+                "waiting for the {} order (no needed peer is down)",
+                self.mode()
+            )
+        } else {
+            format!("waiting for {}", down.join(", "))
+        }
+    }
+
+    /// Why a new write cannot be taken now, if it cannot: a needed peer is
+    /// unreachable, or a link's retained buffer is full.
+    pub fn write_refusal(&self) -> Option<String> {
+        let mode = self.mode();
+        let needs = mode.needs(self.me, self.n);
+        if let Some(&j) = needs.iter().find(|&&j| self.is_unreachable(j)) {
+            let since = self.down_since[j].unwrap_or(self.now);
+            let who = if needs.len() == 1 {
+                format!("node {j}")
+            } else {
+                "every node".to_string()
+            };
+            return Some(format!(
+                "CLUSTERDOWN write refused: n{j} unreachable for {} s and {mode} needs {who} to order writes; reads still work",
+                secs(self.now.saturating_sub(since))
+            ));
+        }
+        let limit = self.limits.link_buffer_bytes;
+        (0..self.n)
+            .find(|&j| j != self.me && self.links[j].is_full(limit))
+            .map(|j| {
+                format!(
+                    "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
+                    self.links[j].retained_bytes()
+                )
+            })
     }
 
     /// Handles a client request.
@@ -283,6 +576,13 @@ impl Node {
                 out.push(Output::Reply { req, reply });
             }
             Command::Write(op) => {
+                if let Some(why) = self.write_refusal() {
+                    out.push(Output::Reply {
+                        req,
+                        reply: Reply::Error(why),
+                    });
+                    return out;
+                }
                 let incr = matches!(op, Op::IncrBy { .. });
                 let op = match self.resolution {
                     Resolution::LastWriterWins => match self.state.kv.resolve(op) {
@@ -307,7 +607,14 @@ impl Node {
                     node: self.me,
                 };
                 let (id, effects) = self.state.multicast.multicast(Write { stamp, op });
-                self.pending.insert(id, (req, promised));
+                self.pending.insert(
+                    id,
+                    Pending {
+                        req,
+                        promised,
+                        since: self.now,
+                    },
+                );
                 out.push(Output::Multicast { id });
                 self.carry_out(effects, &mut out);
             }
@@ -323,32 +630,48 @@ impl Node {
         (id, out)
     }
 
-    /// Gives up on snapshot `id` here; returns whether it was in progress.
-    pub fn abort_snapshot(&mut self, id: SnapshotId) -> bool {
-        self.recorder.abort(id)
-    }
-
-    /// Handles a message from peer `from`.
-    pub fn on_peer(&mut self, from: NodeId, msg: PeerMsg) -> Result<Vec<Output>, PeerError> {
-        if from >= self.n || from == self.me {
-            return Err(PeerError::UnknownPeer(from));
-        }
-        let state = &self.state;
-        let (app, effects) = self
-            .recorder
-            .on_envelope(from, msg, || state.clone())
-            .map_err(PeerError::Channel)?;
+    /// Handles a frame from peer `from`.
+    pub fn on_peer(&mut self, from: NodeId, frame: LinkFrame) -> Result<Vec<Output>, PeerError> {
+        self.check_peer(from)?;
         let mut out = Vec::new();
-        self.carry_out_snapshot(effects, &mut out);
-        if let Some(wire) = app {
-            let effects = self
-                .state
-                .multicast
-                .on_message(from, wire)
-                .map_err(PeerError::WrongMode)?;
-            self.carry_out(effects, &mut out);
+        let msg = self.links[from]
+            .receive(frame)
+            .map_err(|error| PeerError::Link { peer: from, error })?;
+        if let Some(msg) = msg {
+            let state = &self.state;
+            let (app, effects) = self
+                .recorder
+                .on_envelope(from, msg, || state.clone())
+                .map_err(PeerError::Channel)?;
+            self.carry_out_snapshot(effects, &mut out);
+            if let Some(wire) = app {
+                let effects = self
+                    .state
+                    .multicast
+                    .on_message(from, wire)
+                    .map_err(PeerError::WrongMode)?;
+                self.carry_out(effects, &mut out);
+            }
+        }
+        let link = &mut self.links[from];
+        if link.delivered() >= link.ack_sent() + ACK_EVERY {
+            out.extend(
+                link.ack_frame()
+                    .map(|frame| Output::Send { to: from, frame }),
+            );
         }
         Ok(out)
+    }
+
+    /// Hands `msg` to the link with `to`; a frame comes out if its connection is up.
+    fn send(&mut self, to: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
+        let size = match &msg {
+            Envelope::Msg { body, .. } => body.payload().map_or(32, Write::approx_bytes),
+            _ => 32,
+        };
+        if let Some(frame) = self.links[to].send(msg, size) {
+            out.push(Output::Send { to, frame });
+        }
     }
 
     fn carry_out(&mut self, effects: Vec<Effect<Write>>, out: &mut Vec<Output>) {
@@ -356,18 +679,16 @@ impl Node {
         for e in effects {
             match e {
                 Effect::Send { to, msg } => {
-                    out.push(Output::Send {
-                        to,
-                        msg: self.recorder.wrap(to, msg),
-                    });
+                    let msg = self.recorder.wrap(to, msg);
+                    self.send(to, msg, out);
                 }
                 Effect::Deliver { id, payload } => {
                     self.state.lamport.observe(payload.stamp.lamport);
                     let reply = self.state.kv.apply(&payload, how);
-                    if let Some((req, promised)) = self.pending.remove(&id) {
+                    if let Some(p) = self.pending.remove(&id) {
                         out.push(Output::Reply {
-                            req,
-                            reply: promised.unwrap_or_else(|| reply.clone()),
+                            req: p.req,
+                            reply: p.promised.unwrap_or_else(|| reply.clone()),
                         });
                     }
                     out.push(Output::Delivered {
@@ -386,15 +707,30 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         for e in effects {
-            out.push(match e {
-                SnapshotEffect::SendMarker { to, id } => Output::Send {
-                    to,
-                    msg: Envelope::Marker { id },
-                },
-                SnapshotEffect::Recorded { id } => Output::SnapshotRecorded { id },
-                SnapshotEffect::Complete(part) => Output::SnapshotComplete(Box::new(part)),
-            });
+            match e {
+                SnapshotEffect::Send { to, envelope } => self.send(to, envelope, out),
+                SnapshotEffect::Recorded { id } => out.push(Output::SnapshotRecorded { id }),
+                SnapshotEffect::Complete(part) => {
+                    out.push(Output::SnapshotComplete(Box::new(part)))
+                }
+                SnapshotEffect::Committed { id, parts } => {
+                    out.push(Output::SnapshotCommitted { id, parts })
+                }
+                SnapshotEffect::Aborted { id, by, reason } => {
+                    out.push(Output::SnapshotAborted { id, by, reason })
+                }
+                SnapshotEffect::DropPart { id } => out.push(Output::DropPart { id }),
+            }
         }
+    }
+}
+
+/// Milliseconds as seconds for a message: `5`, `2.5`.
+fn secs(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{:.1}", ms as f64 / 1000.0)
     }
 }
 
@@ -453,6 +789,155 @@ mod tests {
             c.quiesce().unwrap();
             assert_eq!(c.replies[0][&a], Reply::Int(5), "{mode}");
             assert_eq!(c.replies[1][&b], Reply::Int(7), "{mode}");
+        }
+    }
+
+    fn set(key: &str) -> Command {
+        Command::Write(Op::Set {
+            key: key.into(),
+            value: b"v".to_vec(),
+        })
+    }
+
+    fn reply(out: &[Output]) -> Option<Reply> {
+        out.iter().find_map(|o| match o {
+            Output::Reply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+    }
+
+    fn tick(node: &mut Node, now: u64) -> Vec<Output> {
+        node.handle(Input::Tick { now }).unwrap()
+    }
+
+    #[test]
+    fn an_unreachable_needed_peer_refuses_writes_at_once_and_reads_still_work() {
+        let limits = Limits {
+            unreachable_after_ms: 1_000,
+            ..Limits::default()
+        };
+        let mut c = Cluster::from_nodes(
+            (0..3)
+                .map(|i| Node::new(i, 3, Mode::TotalIsis).with_limits(limits))
+                .collect(),
+        );
+        let n0 = &mut c.nodes[0];
+        n0.handle(Input::LinkDown {
+            peer: 2,
+            outgoing: true,
+        })
+        .unwrap();
+        tick(n0, 999);
+        assert_eq!(n0.write_refusal(), None, "a short blip is not a failure");
+        tick(n0, 13_000);
+        let refused = reply(&n0.on_client(1, set("x"))).unwrap();
+        assert_eq!(
+            refused,
+            Reply::Error("CLUSTERDOWN write refused: n2 unreachable for 13 s and total-isis needs every node to order writes; reads still work".into())
+        );
+        assert_eq!(n0.pending_writes(), 0, "nothing is left hanging");
+        let read = reply(&n0.on_client(2, Command::Get { key: b"x".to_vec() }));
+        assert_eq!(read, Some(Reply::Bulk(None)));
+        // Causal delivers locally: the same outage refuses nothing.
+        let mut causal = Node::new(0, 3, Mode::Causal).with_limits(limits);
+        tick(&mut causal, 13_000);
+        assert_eq!(causal.write_refusal(), None);
+    }
+
+    #[test]
+    fn a_write_that_cannot_finish_times_out_naming_what_it_waits_for() {
+        let limits = Limits {
+            write_timeout_ms: 5_000,
+            ..Limits::default()
+        };
+        let mut n0 = Node::new(0, 2, Mode::TotalSequencer).with_limits(limits);
+        let mut n1 = Node::new(1, 2, Mode::TotalSequencer).with_limits(limits);
+        n1.handle(Input::InboundUp { peer: 0 }).unwrap();
+        n1.handle(Input::LinkUp {
+            peer: 0,
+            delivered: 0,
+        })
+        .unwrap();
+        n0.handle(Input::Tick { now: 0 }).unwrap();
+        let out = n1.on_client(7, set("x"));
+        assert_eq!(reply(&out), None, "waits for node 0's order");
+        n1.handle(Input::LinkDown {
+            peer: 0,
+            outgoing: true,
+        })
+        .unwrap();
+        assert_eq!(reply(&tick(&mut n1, 4_999)), None);
+        assert_eq!(
+            reply(&tick(&mut n1, 5_000)),
+            Some(Reply::Error("TIMEOUT write n1#1 not delivered in 5 s: waiting for n0, disconnected for 5 s; it may still be applied".into()))
+        );
+        assert_eq!(n1.pending_writes(), 0);
+    }
+
+    #[test]
+    fn a_full_link_is_backpressure_not_loss() {
+        let limits = Limits {
+            link_buffer_bytes: 100,
+            ..Limits::default()
+        };
+        let mut c = Cluster::from_nodes(
+            (0..2)
+                .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
+                .collect(),
+        );
+        // n1 stalls: nothing n0 sends is acknowledged.
+        let mut accepted = 0;
+        let refusal = loop {
+            let req = c.client(0, set("k"));
+            match &c.replies[0][&req] {
+                Reply::Error(e) => break e.clone(),
+                _ => accepted += 1,
+            }
+        };
+        assert!(
+            refusal.starts_with("TRYAGAIN link to n1 holds"),
+            "{refusal}"
+        );
+        assert_eq!(accepted, 3, "34 bytes a write, 100 bytes of room");
+        c.quiesce().unwrap();
+        assert_eq!(
+            c.delivered(1).len(),
+            accepted,
+            "everything accepted arrives"
+        );
+    }
+
+    #[test]
+    fn a_dropped_connection_resumes_without_loss_or_duplicates() {
+        for mode in Mode::ALL {
+            let mut c = Cluster::new(3, mode);
+            for k in ["a", "b", "c"] {
+                c.client(0, set(k));
+            }
+            // The connection 0 -> 1 breaks with everything in flight lost.
+            while c.network.receive(0, 1).is_some() {}
+            let down = Input::LinkDown {
+                peer: 1,
+                outgoing: true,
+            };
+            assert!(c.nodes[0].handle(down).unwrap().is_empty());
+            c.client(0, set("d"));
+            c.quiesce().unwrap();
+            let delivered = c.nodes[1].link(0).delivered();
+            let out = c.nodes[0]
+                .handle(Input::LinkUp { peer: 1, delivered })
+                .unwrap();
+            assert!(!out.is_empty(), "{mode}: the missing frames are resent");
+            for o in out {
+                if let Output::Send { to, frame } = o {
+                    c.network.send(0, to, frame);
+                }
+            }
+            c.quiesce().unwrap();
+            let logs: Vec<_> = (0..3).map(|i| c.logs[i].clone()).collect();
+            crate::properties::promised_orders(mode, &logs).unwrap();
+            crate::properties::all_delivered(&logs).unwrap();
+            assert_eq!(c.delivered(1).len(), 4, "{mode}");
         }
     }
 }

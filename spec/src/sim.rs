@@ -5,8 +5,9 @@
 
 use crate::kv::Reply;
 use crate::multicast::{Mode, MsgId};
-use crate::node::{Command, Node, Output, Part, PeerError, PeerMsg, RequestId};
+use crate::node::{Command, Input, LinkFrame, Node, Output, Part, PeerError, RequestId};
 use crate::properties::Event;
+use crate::snapshot::PartSummary;
 use crate::snapshot::SnapshotId;
 use crate::NodeId;
 use std::collections::{BTreeMap, VecDeque};
@@ -49,11 +50,14 @@ impl<M> FifoNetwork<M> {
     }
 }
 
+/// Rounds over every busy channel after which [`Cluster::quiesce`] gives up.
+const QUIESCE_ROUNDS: usize = 100_000;
+
 /// A whole simulated cluster of [`Node`]s, with each node's multicast history.
 #[derive(Clone, Debug)]
 pub struct Cluster {
     pub nodes: Vec<Node>,
-    pub network: FifoNetwork<PeerMsg>,
+    pub network: FifoNetwork<LinkFrame>,
     /// Per-node send/deliver events, for the [`crate::properties`] predicates.
     pub logs: Vec<Vec<Event>>,
     /// Client replies, per node, by request.
@@ -64,20 +68,35 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// `n` connected replicas running `mode`.
     pub fn new(n: usize, mode: Mode) -> Self {
         Self::from_nodes((0..n).map(|i| Node::new(i, n, mode)).collect())
     }
 
+    /// A cluster of these replicas, every connection brought up as a runtime
+    /// would report it (so frames a restore queued go out).
     pub fn from_nodes(nodes: Vec<Node>) -> Self {
         let n = nodes.len();
-        Cluster {
+        let mut c = Cluster {
             nodes,
             network: FifoNetwork::new(),
             logs: vec![Vec::new(); n],
             replies: vec![BTreeMap::new(); n],
             parts: BTreeMap::new(),
             next_req: 0,
+        };
+        for i in 0..n {
+            for peer in (0..n).filter(|&j| j != i) {
+                for input in [
+                    Input::InboundUp { peer },
+                    Input::LinkUp { peer, delivered: 0 },
+                ] {
+                    let out = c.nodes[i].handle(input).expect("a fresh link comes up");
+                    c.carry_out(i, out);
+                }
+            }
         }
+        c
     }
 
     /// Restores every node from one complete snapshot (parts in node order) and
@@ -113,17 +132,19 @@ impl Cluster {
 
     /// Delivers the oldest message on `from -> to`; false if the channel was empty.
     pub fn step(&mut self, from: NodeId, to: NodeId) -> Result<bool, PeerError> {
-        let Some(msg) = self.network.receive(from, to) else {
+        let Some(frame) = self.network.receive(from, to) else {
             return Ok(false);
         };
-        let out = self.nodes[to].on_peer(from, msg)?;
+        let out = self.nodes[to].on_peer(from, frame)?;
         self.carry_out(to, out);
         Ok(true)
     }
 
     /// Delivers everything in flight, round-robin over channels, until quiet.
+    /// Nodes created with [`Node::connected`] and ordinary inputs quiesce; a
+    /// protocol that keeps talking for ever is reported instead of looping.
     pub fn quiesce(&mut self) -> Result<(), PeerError> {
-        loop {
+        for _ in 0..QUIESCE_ROUNDS {
             let busy = self.network.busy();
             if busy.is_empty() {
                 return Ok(());
@@ -132,6 +153,7 @@ impl Cluster {
                 self.step(from, to)?;
             }
         }
+        panic!("the cluster did not quiesce within {QUIESCE_ROUNDS} rounds: a protocol loop")
     }
 
     /// The snapshot's parts if every node has completed it.
@@ -157,16 +179,32 @@ impl Cluster {
         let n = self.nodes.len();
         for o in out {
             match o {
-                Output::Send { to, msg } => self.network.send(node, to, msg),
+                Output::Send { to, frame } => self.network.send(node, to, frame),
                 Output::Reply { req, reply } => {
                     self.replies[node].insert(req, reply);
                 }
                 Output::Multicast { id } => self.logs[node].push(Event::Send(id)),
                 Output::Delivered { id, .. } => self.logs[node].push(Event::Deliver(id)),
-                Output::SnapshotRecorded { .. } => {}
+                Output::SnapshotRecorded { .. }
+                | Output::SnapshotCommitted { .. }
+                | Output::SnapshotAborted { .. }
+                | Output::DropPart { .. } => {}
                 Output::SnapshotComplete(part) => {
-                    let slot = self.parts.entry(part.id).or_insert_with(|| vec![None; n]);
+                    let id = part.id;
+                    let slot = self.parts.entry(id).or_insert_with(|| vec![None; n]);
                     slot[node] = Some(*part);
+                    // Storing always succeeds here: acknowledge it at once.
+                    let summary = PartSummary {
+                        node,
+                        ..PartSummary::default()
+                    };
+                    let out = self.nodes[node]
+                        .handle(Input::Stored {
+                            id,
+                            result: Ok(summary),
+                        })
+                        .expect("a stored part is always accepted");
+                    self.carry_out(node, out);
                 }
             }
         }

@@ -17,7 +17,26 @@
 //!   as empty, send markers on every outgoing channel, record every other incoming channel.
 //! * **Later marker** on channel `c`: stop recording `c`; its state is what was recorded.
 //! * **Message** on channel `c`: append it to every snapshot recording `c`.
-//! * **Done** when every incoming channel of that id is closed.
+//! * **Done** when every incoming channel of that id is closed: the part is
+//!   handed out to be stored.
+//!
+//! Ending a snapshot, the one place every fault decision about snapshots is made
+//! (Flink's checkpoint coordinator is the model: parts are acknowledged to the
+//! initiator, which alone declares the snapshot complete):
+//! * **Stored**: a node whose part is stored tells the initiator (with a
+//!   [`PartSummary`]); when all `n` have, the initiator **commits** and tells
+//!   everyone, who then write the manifest.
+//! * **Abort**, decided by any node before it acknowledged its part: when the
+//!   snapshot has not finished within the timeout (naming whom it waits for),
+//!   when a peer it waits for is unreachable, when its part fails to store
+//!   (disk full, read-only, no file descriptors), or on an operator's request.
+//!   The abort is sent to every node; each drops its part. The initiator aborts
+//!   on the same grounds until it has committed, never after.
+//! * A node that acknowledged its part waits for the initiator's verdict; only
+//!   if the initiator becomes unreachable does it abort on its own. That is the
+//!   one case where nodes may disagree (the initiator may have committed and
+//!   died before its verdict reached everyone): a restore then finds the
+//!   snapshot incomplete and refuses it by name.
 
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
@@ -61,6 +80,78 @@ pub enum Envelope<M> {
     Marker {
         id: SnapshotId,
     },
+    /// Snapshot `id` is abandoned: drop its part. Decided by node `by`.
+    Abort {
+        id: SnapshotId,
+        by: NodeId,
+        reason: AbortReason,
+    },
+    /// To the initiator: the sender's part of `id` is stored.
+    Stored {
+        id: SnapshotId,
+        part: PartSummary,
+    },
+    /// From the initiator: every part of `id` is stored; the snapshot is complete.
+    Committed {
+        id: SnapshotId,
+        parts: Vec<PartSummary>,
+    },
+}
+
+/// What one stored part is, as the initiator and the manifest need it: enough
+/// to check the file on any host without reading the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartSummary {
+    pub node: NodeId,
+    /// The part file's size and checksum (0 in the model, which stores nothing).
+    pub bytes: u64,
+    pub crc32: u32,
+    pub keys: u64,
+    pub channel_messages: u64,
+}
+
+/// Why a snapshot was abandoned.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AbortReason {
+    /// Not finished within the timeout; the peers still awaited (markers or, at
+    /// the initiator, stored parts).
+    TimedOut {
+        after_ms: u64,
+        waiting_on: Vec<NodeId>,
+    },
+    /// A peer whose marker or part was awaited (or the initiator) is unreachable.
+    Unreachable { peer: NodeId },
+    /// This node's part could not be stored.
+    StoreFailed { error: String },
+    /// An operator asked for it.
+    Operator,
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = |v: &[NodeId]| {
+            v.iter()
+                .map(|j| format!("n{j}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            AbortReason::TimedOut {
+                after_ms,
+                waiting_on,
+            } => write!(
+                f,
+                "timed out after {} s waiting for {}",
+                *after_ms as f64 / 1000.0,
+                nodes(waiting_on)
+            ),
+            AbortReason::Unreachable { peer } => write!(f, "n{peer} is unreachable"),
+            AbortReason::StoreFailed { error } => {
+                write!(f, "its part could not be stored: {error}")
+            }
+            AbortReason::Operator => f.write_str("aborted by an operator"),
+        }
+    }
 }
 
 /// One finished node's part of a snapshot.
@@ -94,17 +185,44 @@ struct Recording<S, M> {
     channels: Vec<Vec<(u64, M)>>,
     /// Incoming channels still being recorded.
     open: BTreeSet<NodeId>,
+    /// When this node first heard of the snapshot (the timeout runs from here).
+    since: u64,
+}
+
+/// A snapshot whose part here is complete, awaiting its verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Finishing {
+    /// When this node first heard of the snapshot (the timeout runs from here).
+    since: u64,
+    /// Whether this node's part is stored (and, away from the initiator, acknowledged).
+    stored: bool,
+    /// At the initiator: the parts stored so far, by node.
+    parts: BTreeMap<NodeId, PartSummary>,
 }
 
 /// What the runtime must do for the recorder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SnapshotEffect<S, M> {
-    /// Send this marker on the channel to `to`.
-    SendMarker { to: NodeId, id: SnapshotId },
+    /// Send this control envelope (marker, abort, stored, committed) to `to`.
+    Send { to: NodeId, envelope: Envelope<M> },
     /// This node recorded its local state for `id` (first marker, or initiation).
     Recorded { id: SnapshotId },
-    /// This node's part of `id` is complete.
+    /// This node's part of `id` is complete: store it, then report with
+    /// [`Recorder::on_stored`].
     Complete(LocalSnapshot<S, M>),
+    /// Every part of `id` is stored: the snapshot is complete (write the manifest).
+    Committed {
+        id: SnapshotId,
+        parts: Vec<PartSummary>,
+    },
+    /// `id` is abandoned (decided by node `by`): delete this node's part, if any.
+    Aborted {
+        id: SnapshotId,
+        by: NodeId,
+        reason: AbortReason,
+    },
+    /// A part of the aborted snapshot `id` finished storing after the abort: delete it.
+    DropPart { id: SnapshotId },
 }
 
 /// A channel delivered something the reliable-FIFO assumption rules out.
@@ -144,8 +262,17 @@ pub struct Recorder<S, M> {
     received: Vec<u64>,
     started: u64,
     active: BTreeMap<SnapshotId, Recording<S, M>>,
+    /// Parts complete here, awaiting the verdict.
+    finishing: BTreeMap<SnapshotId, Finishing>,
     /// Ids this node gave up on; a late marker for one must not start it afresh.
     aborted: BTreeSet<SnapshotId>,
+    /// Ids committed as seen here; a late abort (only possible after the
+    /// initiator died) does not undo what this node already wrote.
+    committed: BTreeSet<SnapshotId>,
+    /// The time of the last tick, in milliseconds (time enters only through ticks).
+    now: u64,
+    /// A snapshot not finished this long after this node heard of it is aborted.
+    timeout_ms: u64,
     /// Broken variant: record local states but never channel contents.
     record_channels: bool,
     /// Whether channels are assumed FIFO (the algorithm's premise); when false the
@@ -153,6 +280,9 @@ pub struct Recorder<S, M> {
     /// it on an unordered network and watch the cut break.
     strict_fifo: bool,
 }
+
+/// Effects of one recorder step.
+type Effects<S, M> = Vec<SnapshotEffect<S, M>>;
 
 impl<S: Clone, M: Clone> Recorder<S, M> {
     /// A correct recorder for member `me` of a complete graph of `n` nodes.
@@ -164,10 +294,20 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             received: vec![0; n],
             started: 0,
             active: BTreeMap::new(),
+            finishing: BTreeMap::new(),
             aborted: BTreeSet::new(),
+            committed: BTreeSet::new(),
+            now: 0,
+            timeout_ms: u64::MAX,
             record_channels: true,
             strict_fifo: true,
         }
+    }
+
+    /// Abort snapshots not finished `ms` milliseconds after this node heard of them.
+    pub fn with_timeout(mut self, ms: u64) -> Self {
+        self.timeout_ms = ms;
+        self
     }
 
     /// The broken variant that forgets channel state (in-flight messages are lost from the snapshot).
@@ -186,18 +326,33 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         self.me
     }
 
-    /// Snapshots this node is part of that have not completed here.
+    /// Snapshots this node is part of that have no verdict here yet.
     pub fn in_progress(&self) -> impl Iterator<Item = SnapshotId> + '_ {
-        self.active.keys().copied()
+        let mut ids: Vec<SnapshotId> = self
+            .active
+            .keys()
+            .chain(self.finishing.keys())
+            .copied()
+            .collect();
+        ids.sort();
+        ids.into_iter()
     }
 
-    /// The peers whose marker for `id` has not arrived yet (empty if `id` is not in progress):
-    /// what a timed-out snapshot was waiting for.
+    /// Whom snapshot `id` waits for here: the peers whose marker has not
+    /// arrived, or, at the initiator, whose part is not stored (empty if `id`
+    /// is not in progress).
     pub fn waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
-        self.active
-            .get(&id)
-            .map(|r| r.open.iter().copied().collect())
-            .unwrap_or_default()
+        if let Some(r) = self.active.get(&id) {
+            return r.open.iter().copied().collect();
+        }
+        match self.finishing.get(&id) {
+            Some(f) if id.initiator == self.me => {
+                (0..self.n).filter(|j| !f.parts.contains_key(j)).collect()
+            }
+            Some(f) if f.stored => vec![id.initiator],
+            Some(_) => vec![self.me],
+            None => Vec::new(),
+        }
     }
 
     /// Messages sent so far on each outgoing channel.
@@ -220,7 +375,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
     }
 
     /// Starts a new snapshot here with the current local state.
-    pub fn initiate(&mut self, state: S) -> (SnapshotId, Vec<SnapshotEffect<S, M>>) {
+    pub fn initiate(&mut self, state: S) -> (SnapshotId, Effects<S, M>) {
         self.started += 1;
         let id = SnapshotId {
             initiator: self.me,
@@ -241,7 +396,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         from: NodeId,
         envelope: Envelope<M>,
         state: impl FnOnce() -> S,
-    ) -> Result<(Option<M>, Vec<SnapshotEffect<S, M>>), ChannelError> {
+    ) -> Result<(Option<M>, Effects<S, M>), ChannelError> {
         let mut effects = Vec::new();
         match envelope {
             Envelope::Msg { seq, body } => {
@@ -259,21 +414,119 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                         rec.channels[from].push((seq, body.clone()));
                     }
                 }
-                Ok((Some(body), effects))
+                return Ok((Some(body), effects));
             }
             Envelope::Marker { id } => {
-                if self.aborted.contains(&id) {
+                if self.aborted.contains(&id) || self.committed.contains(&id) {
                     return Ok((None, effects));
                 }
                 if !self.active.contains_key(&id) {
-                    self.record(id, state(), Some(from), &mut effects);
+                    if !self.finishing.contains_key(&id) {
+                        self.record(id, state(), Some(from), &mut effects);
+                    }
                 } else if let Some(rec) = self.active.get_mut(&id) {
                     rec.open.remove(&from);
                 }
                 self.finish_if_closed(id, &mut effects);
-                Ok((None, effects))
+            }
+            Envelope::Abort { id, by, reason } => {
+                if !self.committed.contains(&id) {
+                    self.end_aborted(id, by, reason, &mut effects);
+                }
+            }
+            Envelope::Stored { id, part } => {
+                if id.initiator == self.me {
+                    self.part_stored(id, part, &mut effects);
+                }
+            }
+            Envelope::Committed { id, parts } => self.commit(id, parts, &mut effects),
+        }
+        Ok((None, effects))
+    }
+
+    /// The local part of `id` was stored (`Ok`, with its summary) or could not
+    /// be (`Err`, the I/O error): acknowledge it to the initiator, or abort.
+    pub fn on_stored(
+        &mut self,
+        id: SnapshotId,
+        result: Result<PartSummary, String>,
+    ) -> Effects<S, M> {
+        let mut effects = Vec::new();
+        if self.aborted.contains(&id) {
+            // Stored after the abort: the part just written must go too.
+            effects.push(SnapshotEffect::DropPart { id });
+            return effects;
+        }
+        match result {
+            Err(error) => {
+                self.abort_everywhere(id, AbortReason::StoreFailed { error }, &mut effects)
+            }
+            Ok(part) if id.initiator == self.me => self.part_stored(id, part, &mut effects),
+            Ok(part) => {
+                if let Some(f) = self.finishing.get_mut(&id) {
+                    f.stored = true;
+                    effects.push(SnapshotEffect::Send {
+                        to: id.initiator,
+                        envelope: Envelope::Stored { id, part },
+                    });
+                }
             }
         }
+        effects
+    }
+
+    /// Time passes: aborts every snapshot this node may abort that has not
+    /// finished within the timeout.
+    pub fn on_tick(&mut self, now: u64) -> Effects<S, M> {
+        self.now = self.now.max(now);
+        let mut effects = Vec::new();
+        let overdue: Vec<SnapshotId> = self
+            .active
+            .iter()
+            .map(|(id, r)| (*id, r.since))
+            .chain(
+                self.finishing
+                    .iter()
+                    .filter(|(id, f)| id.initiator == self.me || !f.stored)
+                    .map(|(id, f)| (*id, f.since)),
+            )
+            .filter(|(_, since)| self.now.saturating_sub(*since) >= self.timeout_ms)
+            .map(|(id, _)| id)
+            .collect();
+        for id in overdue {
+            let reason = AbortReason::TimedOut {
+                after_ms: self.timeout_ms,
+                waiting_on: self.waiting_on(id),
+            };
+            self.abort_everywhere(id, reason, &mut effects);
+        }
+        effects
+    }
+
+    /// `peer` is unreachable: aborts every snapshot that waits for it here.
+    pub fn on_unreachable(&mut self, peer: NodeId) -> Effects<S, M> {
+        let mut effects = Vec::new();
+        for id in self.in_progress().collect::<Vec<_>>() {
+            if !self.waiting_on(id).contains(&peer) {
+                continue;
+            }
+            let reason = AbortReason::Unreachable { peer };
+            if self.finishing.get(&id).is_some_and(|f| f.stored) && id.initiator != self.me {
+                // Acknowledged, and the initiator is gone: the verdict will not come.
+                self.end_aborted(id, self.me, reason, &mut effects);
+            } else {
+                self.abort_everywhere(id, reason, &mut effects);
+            }
+        }
+        effects
+    }
+
+    /// Gives up on snapshot `id` (an operator's request) everywhere. Returns
+    /// nothing if this node already acknowledged its part or has a verdict.
+    pub fn abort(&mut self, id: SnapshotId, reason: AbortReason) -> Effects<S, M> {
+        let mut effects = Vec::new();
+        self.abort_everywhere(id, reason, &mut effects);
+        effects
     }
 
     /// Makes the ids this node initiates start above `seq`.
@@ -281,11 +534,80 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         self.started = self.started.max(seq);
     }
 
-    /// Gives up on a snapshot (e.g. a timeout because a member died).
-    /// Returns whether it was in progress here.
-    pub fn abort(&mut self, id: SnapshotId) -> bool {
-        self.aborted.insert(id);
-        self.active.remove(&id).is_some()
+    /// Decides to abort `id` and tells every other node, unless this node may
+    /// no longer decide (it acknowledged its part, or there is a verdict).
+    fn abort_everywhere(
+        &mut self,
+        id: SnapshotId,
+        reason: AbortReason,
+        effects: &mut Effects<S, M>,
+    ) {
+        let acknowledged =
+            id.initiator != self.me && self.finishing.get(&id).is_some_and(|f| f.stored);
+        if acknowledged || self.aborted.contains(&id) || self.committed.contains(&id) {
+            return;
+        }
+        for to in (0..self.n).filter(|&j| j != self.me) {
+            effects.push(SnapshotEffect::Send {
+                to,
+                envelope: Envelope::Abort {
+                    id,
+                    by: self.me,
+                    reason: reason.clone(),
+                },
+            });
+        }
+        self.end_aborted(id, self.me, reason, effects);
+    }
+
+    fn end_aborted(
+        &mut self,
+        id: SnapshotId,
+        by: NodeId,
+        reason: AbortReason,
+        effects: &mut Effects<S, M>,
+    ) {
+        if !self.aborted.insert(id) {
+            return;
+        }
+        self.active.remove(&id);
+        self.finishing.remove(&id);
+        effects.push(SnapshotEffect::Aborted { id, by, reason });
+    }
+
+    fn part_stored(&mut self, id: SnapshotId, part: PartSummary, effects: &mut Effects<S, M>) {
+        let Some(f) = self.finishing.get_mut(&id) else {
+            // A part stored before the initiator's own part completed cannot
+            // happen: every other node records after the initiator sent markers,
+            // and the initiator's part waits only for markers. Late parts of an
+            // aborted or committed snapshot are ignored.
+            return;
+        };
+        if part.node == self.me {
+            f.stored = true;
+        }
+        f.parts.insert(part.node, part);
+        if f.stored && f.parts.len() == self.n {
+            let parts: Vec<PartSummary> = f.parts.values().cloned().collect();
+            for to in (0..self.n).filter(|&j| j != self.me) {
+                effects.push(SnapshotEffect::Send {
+                    to,
+                    envelope: Envelope::Committed {
+                        id,
+                        parts: parts.clone(),
+                    },
+                });
+            }
+            self.commit(id, parts, effects);
+        }
+    }
+
+    fn commit(&mut self, id: SnapshotId, parts: Vec<PartSummary>, effects: &mut Effects<S, M>) {
+        if self.aborted.contains(&id) || !self.committed.insert(id) {
+            return;
+        }
+        self.finishing.remove(&id);
+        effects.push(SnapshotEffect::Committed { id, parts });
     }
 
     fn record(
@@ -293,7 +615,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         id: SnapshotId,
         state: S,
         first_marker_from: Option<NodeId>,
-        effects: &mut Vec<SnapshotEffect<S, M>>,
+        effects: &mut Effects<S, M>,
     ) {
         let others = (0..self.n).filter(|&j| j != self.me);
         let open: BTreeSet<NodeId> = others
@@ -308,16 +630,28 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 received: self.received.clone(),
                 channels: vec![Vec::new(); self.n],
                 open,
+                since: self.now,
             },
         );
         effects.push(SnapshotEffect::Recorded { id });
-        effects.extend(others.map(|to| SnapshotEffect::SendMarker { to, id }));
+        effects.extend(others.map(|to| SnapshotEffect::Send {
+            to,
+            envelope: Envelope::Marker { id },
+        }));
         self.finish_if_closed(id, effects);
     }
 
-    fn finish_if_closed(&mut self, id: SnapshotId, effects: &mut Vec<SnapshotEffect<S, M>>) {
+    fn finish_if_closed(&mut self, id: SnapshotId, effects: &mut Effects<S, M>) {
         if self.active.get(&id).is_some_and(|r| r.open.is_empty()) {
             let rec = self.active.remove(&id).expect("checked");
+            self.finishing.insert(
+                id,
+                Finishing {
+                    since: rec.since,
+                    stored: false,
+                    parts: BTreeMap::new(),
+                },
+            );
             effects.push(SnapshotEffect::Complete(LocalSnapshot {
                 id,
                 node: self.me,
@@ -366,8 +700,14 @@ mod tests {
             eff,
             vec![
                 SnapshotEffect::Recorded { id: a },
-                SnapshotEffect::SendMarker { to: 0, id: a },
-                SnapshotEffect::SendMarker { to: 2, id: a },
+                SnapshotEffect::Send {
+                    to: 0,
+                    envelope: Envelope::Marker { id: a }
+                },
+                SnapshotEffect::Send {
+                    to: 2,
+                    envelope: Envelope::Marker { id: a }
+                },
             ]
         );
         // 'x' from node 2 is in flight for A (channel 2->1 still open for A).
@@ -400,7 +740,11 @@ mod tests {
         assert_eq!(part_b.state, "s-at-b");
         assert_eq!(part_b.channels, vec![vec![(1, 'y')], vec![], vec![]]);
         assert_eq!(part_b.received, vec![0, 0, 1]);
-        assert_eq!(r.in_progress().count(), 0);
+        assert_eq!(
+            r.in_progress().count(),
+            2,
+            "both parts await their verdicts"
+        );
     }
 
     #[test]
@@ -444,7 +788,11 @@ mod tests {
             initiator: 0,
             seq: 9,
         };
-        assert!(!r.abort(id));
+        assert_eq!(
+            r.abort(id, AbortReason::Operator).len(),
+            2,
+            "told n0, ended here"
+        );
         let (_, eff) = r.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
         assert!(
             eff.is_empty(),
@@ -462,5 +810,128 @@ mod tests {
             .on_envelope(0, Envelope::Marker { id }, || unreachable!())
             .unwrap();
         assert_eq!(complete(&eff).unwrap().channels, vec![vec![], vec![]]);
+    }
+
+    fn sends(effects: &[SnapshotEffect<&'static str, char>]) -> Vec<(NodeId, Envelope<char>)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                SnapshotEffect::Send { to, envelope } => Some((*to, envelope.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn summary(node: NodeId) -> PartSummary {
+        PartSummary {
+            node,
+            ..PartSummary::default()
+        }
+    }
+
+    /// Two nodes; n0 initiates, both parts complete. Returns (n0, n1, id).
+    fn both_parts_complete() -> (R, R, SnapshotId) {
+        let mut a: R = Recorder::new(0, 2).with_timeout(100);
+        let mut b: R = Recorder::new(1, 2).with_timeout(100);
+        let (id, _) = a.initiate("a");
+        let (_, eff) = b.on_envelope(0, Envelope::Marker { id }, || "b").unwrap();
+        assert!(complete(&eff).is_some(), "n1 heard n0's marker: done");
+        let (_, eff) = a
+            .on_envelope(1, Envelope::Marker { id }, || unreachable!())
+            .unwrap();
+        assert!(complete(&eff).is_some());
+        (a, b, id)
+    }
+
+    #[test]
+    fn the_initiator_commits_once_every_part_is_stored() {
+        let (mut a, mut b, id) = both_parts_complete();
+        assert!(
+            a.on_stored(id, Ok(summary(0))).is_empty(),
+            "n1's part missing"
+        );
+        assert_eq!(a.waiting_on(id), vec![1]);
+        let eff = b.on_stored(id, Ok(summary(1)));
+        let [(0, ack)] = &sends(&eff)[..] else {
+            panic!("n1 acknowledges to the initiator: {eff:?}")
+        };
+        assert_eq!(b.waiting_on(id), vec![0], "n1 awaits the verdict");
+        let (_, eff) = a.on_envelope(1, ack.clone(), || unreachable!()).unwrap();
+        let parts = vec![summary(0), summary(1)];
+        assert!(eff.contains(&SnapshotEffect::Committed {
+            id,
+            parts: parts.clone()
+        }));
+        let [(1, verdict)] = &sends(&eff)[..] else {
+            panic!("the verdict goes to n1")
+        };
+        let (_, eff) = b
+            .on_envelope(0, verdict.clone(), || unreachable!())
+            .unwrap();
+        assert_eq!(eff, vec![SnapshotEffect::Committed { id, parts }]);
+        assert_eq!(a.in_progress().count() + b.in_progress().count(), 0);
+        // Too late to abort: nothing happens.
+        assert!(a.abort(id, AbortReason::Operator).is_empty());
+    }
+
+    #[test]
+    fn a_store_failure_aborts_everywhere_and_a_late_part_is_dropped() {
+        let (mut a, mut b, id) = both_parts_complete();
+        let eff = b.on_stored(id, Err("No space left on device".into()));
+        let reason = AbortReason::StoreFailed {
+            error: "No space left on device".into(),
+        };
+        assert!(eff.contains(&SnapshotEffect::Aborted {
+            id,
+            by: 1,
+            reason: reason.clone()
+        }));
+        let [(0, abort)] = &sends(&eff)[..] else {
+            panic!("the abort goes to n0")
+        };
+        let (_, eff) = a.on_envelope(1, abort.clone(), || unreachable!()).unwrap();
+        assert_eq!(eff, vec![SnapshotEffect::Aborted { id, by: 1, reason }]);
+        // n0's own part finishes storing after the abort: it is deleted, not acknowledged.
+        assert_eq!(
+            a.on_stored(id, Ok(summary(0))),
+            vec![SnapshotEffect::DropPart { id }]
+        );
+        assert_eq!(a.in_progress().count(), 0);
+    }
+
+    #[test]
+    fn a_timeout_names_whom_it_waited_for() {
+        let mut a: R = Recorder::new(0, 3).with_timeout(100);
+        let (id, _) = a.initiate("a");
+        assert!(a.on_tick(99).is_empty());
+        let eff = a.on_tick(100);
+        let reason = AbortReason::TimedOut {
+            after_ms: 100,
+            waiting_on: vec![1, 2],
+        };
+        assert_eq!(
+            reason.to_string(),
+            "timed out after 0.1 s waiting for n1,n2"
+        );
+        assert!(eff.contains(&SnapshotEffect::Aborted { id, by: 0, reason }));
+        assert_eq!(sends(&eff).len(), 2, "both peers are told");
+    }
+
+    #[test]
+    fn an_acknowledged_part_waits_for_the_verdict_unless_the_initiator_is_gone() {
+        let (_, mut b, id) = both_parts_complete();
+        b.on_stored(id, Ok(summary(1)));
+        assert!(b.on_tick(1_000).is_empty(), "n1 may no longer decide");
+        assert!(b.abort(id, AbortReason::Operator).is_empty());
+        let eff = b.on_unreachable(0);
+        assert_eq!(
+            eff,
+            vec![SnapshotEffect::Aborted {
+                id,
+                by: 1,
+                reason: AbortReason::Unreachable { peer: 0 }
+            }],
+            "ends locally, tells nobody"
+        );
     }
 }

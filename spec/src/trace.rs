@@ -5,11 +5,13 @@
 //! nodes behaved as the model's FIFO network does, and that the model's
 //! properties hold on the combined history.
 
+use crate::link::Frame;
 use crate::multicast::Mode;
-use crate::node::{Input, Node, Output, Part};
+use crate::node::{Input, Limits, Node, Output, Part, PeerMsg};
 use crate::properties::{self, Event, Violation};
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a traced node started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,9 +20,10 @@ pub enum Start {
         node: NodeId,
         n: usize,
         mode: Mode,
+        limits: Limits,
     },
     /// From a snapshot part; the first step's outputs are what restoring produced.
-    Restored(Box<Part>),
+    Restored { part: Box<Part>, limits: Limits },
 }
 
 /// One step: the input fed to the spec node and the outputs it returned.
@@ -41,7 +44,7 @@ impl Trace {
     pub fn node(&self) -> NodeId {
         match &self.start {
             Start::Fresh { node, .. } => *node,
-            Start::Restored(p) => p.node,
+            Start::Restored { part, .. } => part.node,
         }
     }
 
@@ -67,10 +70,19 @@ fn violation(property: &'static str, detail: String) -> Violation {
 pub fn replay(trace: &Trace) -> Result<Node, Violation> {
     let me = trace.node();
     let (mut node, mut steps) = match &trace.start {
-        Start::Fresh { node, n, mode } => (Node::new(*node, *n, *mode), trace.steps.iter()),
-        Start::Restored(part) => {
+        Start::Fresh {
+            node,
+            n,
+            mode,
+            limits,
+        } => (
+            Node::new(*node, *n, *mode).with_limits(*limits),
+            trace.steps.iter(),
+        ),
+        Start::Restored { part, limits } => {
             let (node, outputs) =
                 Node::restore(part).map_err(|e| violation("conformance", e.to_string()))?;
+            let node = node.with_limits(*limits);
             let mut steps = trace.steps.iter();
             match steps.next() {
                 Some(Step {
@@ -113,26 +125,40 @@ pub fn replay(trace: &Trace) -> Result<Node, Violation> {
     Ok(node)
 }
 
-/// The messages `trace` put on the channel to `to`, in order.
-fn sent_to(trace: &Trace, to: NodeId) -> Vec<&crate::node::PeerMsg> {
-    trace
-        .steps
-        .iter()
-        .flat_map(|s| &s.outputs)
-        .filter_map(|o| match o {
-            Output::Send { to: t, msg } if *t == to => Some(msg),
-            _ => None,
-        })
-        .collect()
+/// The data frames `trace` put on the channel to `to`, by link sequence
+/// number (a resend repeats a number; it must repeat the message too).
+fn sent_to(trace: &Trace, to: NodeId) -> Result<BTreeMap<u64, &PeerMsg>, Violation> {
+    let mut sent = BTreeMap::new();
+    for o in trace.steps.iter().flat_map(|s| &s.outputs) {
+        if let Output::Send {
+            to: t,
+            frame: Frame::Data { seq, body, .. },
+        } = o
+        {
+            if *t == to && *sent.entry(*seq).or_insert(body) != body {
+                return Err(violation(
+                    "fifo channel",
+                    format!(
+                        "channel {}->{to}: frame {seq} resent with another message",
+                        trace.node()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(sent)
 }
 
-/// The messages `trace` took from the channel from `from`, in order.
-fn received_from(trace: &Trace, from: NodeId) -> Vec<&crate::node::PeerMsg> {
+/// The data frames `trace` took from the channel from `from`, in arrival order.
+fn received_from(trace: &Trace, from: NodeId) -> Vec<(u64, &PeerMsg)> {
     trace
         .steps
         .iter()
         .filter_map(|s| match &s.input {
-            Some(Input::Peer { from: f, msg }) if *f == from => Some(msg),
+            Some(Input::Peer {
+                from: f,
+                frame: Frame::Data { seq, body, .. },
+            }) if *f == from => Some((*seq, body)),
             _ => None,
         })
         .collect()
@@ -169,25 +195,29 @@ pub fn check_cluster(
     let mut messages = 0;
     for (i, ti) in traces.iter().enumerate() {
         for (j, tj) in traces.iter().enumerate().filter(|(j, _)| *j != i) {
-            let sent = sent_to(ti, j);
+            // The link layer may resend and the receiver drops duplicates, so
+            // the channel is judged by sequence number: everything received was
+            // sent under that number, and at quiescence every number arrived.
+            let sent = sent_to(ti, j)?;
             let got = received_from(tj, i);
-            if got.len() > sent.len() || got.iter().zip(&sent).any(|(a, b)| a != b) {
+            if let Some((seq, _)) = got.iter().find(|(seq, m)| sent.get(seq) != Some(m)) {
                 return Err(violation(
                     "fifo channel",
-                    format!("channel {i}->{j}: node {j} received something node {i} did not send in that order"),
+                    format!("channel {i}->{j}: node {j} received frame {seq}, which node {i} did not send as such"),
                 ));
             }
-            if quiescent && got.len() != sent.len() {
+            let arrived: BTreeSet<u64> = got.iter().map(|(seq, _)| *seq).collect();
+            if quiescent && sent.keys().any(|seq| !arrived.contains(seq)) {
                 return Err(violation(
                     "fifo channel",
                     format!(
                         "channel {i}->{j}: {} sent, {} received at quiescence",
                         sent.len(),
-                        got.len()
+                        arrived.len()
                     ),
                 ));
             }
-            messages += got.len();
+            messages += arrived.len();
         }
     }
     let logs: Vec<Vec<Event>> = traces.iter().map(Trace::events).collect();
@@ -219,7 +249,12 @@ mod tests {
         let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(i, n, mode)).collect();
         let mut traces: Vec<Trace> = (0..n)
             .map(|node| Trace {
-                start: Start::Fresh { node, n, mode },
+                start: Start::Fresh {
+                    node,
+                    n,
+                    mode,
+                    limits: Limits::default(),
+                },
                 steps: Vec::new(),
             })
             .collect();
@@ -230,8 +265,8 @@ mod tests {
                         net: &mut crate::sim::FifoNetwork<_>| {
             let outputs = nodes[i].handle(input.clone()).unwrap();
             for o in &outputs {
-                if let Output::Send { to, msg } = o {
-                    net.send(i, *to, msg.clone());
+                if let Output::Send { to, frame } = o {
+                    net.send(i, *to, frame.clone());
                 }
             }
             traces[i].steps.push(Step {
@@ -239,6 +274,18 @@ mod tests {
                 outputs,
             });
         };
+        // Every connection comes up, as a runtime reports it.
+        for i in 0..n {
+            for peer in (0..n).filter(|&j| j != i) {
+                feed(
+                    i,
+                    Input::LinkUp { peer, delivered: 0 },
+                    &mut nodes,
+                    &mut net,
+                );
+                feed(i, Input::InboundUp { peer }, &mut nodes, &mut net);
+            }
+        }
         for (i, k) in [(0, "a"), (1, "b"), (2, "a")] {
             let cmd = Command::Write(Op::Set {
                 key: k.into(),
@@ -253,8 +300,8 @@ mod tests {
         }
         feed(1, Input::StartSnapshot, &mut nodes, &mut net);
         while let Some(&(from, to)) = net.busy().last() {
-            let msg = net.receive(from, to).unwrap();
-            feed(to, Input::Peer { from, msg }, &mut nodes, &mut net);
+            let frame = net.receive(from, to).unwrap();
+            feed(to, Input::Peer { from, frame }, &mut nodes, &mut net);
         }
         traces
     }
@@ -299,7 +346,10 @@ mod tests {
                     &s.input,
                     Some(Input::Peer {
                         from: 0,
-                        msg: Envelope::Msg { .. }
+                        frame: Frame::Data {
+                            body: Envelope::Msg { .. },
+                            ..
+                        }
                     })
                 )
             })

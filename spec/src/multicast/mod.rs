@@ -67,6 +67,19 @@ impl Mode {
         true
     }
 
+    /// The peers node `me` of `n` cannot deliver its own writes without: none
+    /// for fifo and causal (a write is delivered at its origin at once), node 0
+    /// for the sequencer (it numbers every write), every peer for ISIS (each
+    /// must propose a priority). While one of them is unreachable, writes at
+    /// `me` cannot finish, so the replica refuses them instead of hanging.
+    pub fn needs(self, me: NodeId, n: usize) -> Vec<NodeId> {
+        match self {
+            Mode::Fifo | Mode::Causal => Vec::new(),
+            Mode::TotalSequencer => (me != 0).then_some(0).into_iter().collect(),
+            Mode::TotalIsis => (0..n).filter(|&j| j != me).collect(),
+        }
+    }
+
     /// Whether delivery respects happened-before. The total modes do *not* promise this:
     /// a sequencer or ISIS order may put a reply before the message it answers.
     pub fn is_causal(self) -> bool {
@@ -142,6 +155,17 @@ pub enum Wire<P> {
 }
 
 impl<P> Wire<P> {
+    /// The application payload this message carries, if it is a data message.
+    pub fn payload(&self) -> Option<&P> {
+        match self {
+            Wire::Fifo(m) => Some(&m.payload),
+            Wire::Causal(m) => Some(&m.payload),
+            Wire::Sequencer(sequencer::Msg::Data { payload, .. })
+            | Wire::Isis(isis::Msg::Data { payload, .. }) => Some(payload),
+            Wire::Sequencer(_) | Wire::Isis(_) => None,
+        }
+    }
+
     /// The mode this message belongs to.
     pub fn mode(&self) -> Mode {
         match self {
