@@ -25,7 +25,7 @@
 //! clients pinned to one replica, not linearizability).
 
 use crate::clock::LamportClock;
-use crate::kv::{KvStore, Op, Reply, Resolution, Stamp, Write};
+use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write};
 use crate::link::{Frame, Link, LinkBug, LinkError};
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
 use crate::snapshot::{
@@ -89,6 +89,8 @@ pub enum Command {
     Get { key: Vec<u8> },
     /// A replicated write, replied to on local delivery.
     Write(Op),
+    /// A local read of any type (GET, LRANGE, SCAN, ...).
+    Read(ReadOp),
 }
 
 /// Everything a replica reacts to, as one type: what a trace records and
@@ -573,6 +575,10 @@ impl Node {
         match cmd {
             Command::Get { key } => {
                 let reply = Reply::Bulk(self.state.kv.get(&key).cloned());
+                out.push(Output::Reply { req, reply });
+            }
+            Command::Read(r) => {
+                let reply = self.state.kv.read(&r);
                 out.push(Output::Reply { req, reply });
             }
             Command::Write(op) => {
