@@ -1,140 +1,48 @@
-//! Snapshot storage: every node's part of a Chandy-Lamport snapshot, and the
-//! manifest that declares a snapshot complete.
+//! One data dir's snapshots: writing parts atomically, assembling the
+//! manifest, aborting, listing, choosing the newest, retention.
 //!
-//! ## Layout (under `--data-dir`, shared by the nodes of a local cluster)
 //! ```text
-//! snapshots/<initiator>-<seq>/part-<node>.gsmo   one node's part
-//! snapshots/<initiator>-<seq>/MANIFEST.gsmo      present only once every part is written
-//! snapshots/<initiator>-<seq>/ABORTED            present if any node gave up (reason inside)
+//! DATA_DIR/snapshots/<initiator>-<seq>/part-<node>.gsmo        one node's part
+//! DATA_DIR/snapshots/<initiator>-<seq>/part-<node>.info.gsmo   its PartSummary, written after it
+//! DATA_DIR/snapshots/<initiator>-<seq>/MANIFEST.gsmo           present once every part is stored
+//! DATA_DIR/snapshots/<initiator>-<seq>/ABORTED                 present if a node gave up (reason)
 //! ```
-//! A snapshot is *complete* exactly when its manifest exists and it is not aborted.
-//!
-//! ## File format (parts and manifests alike)
-//! ```text
-//! offset  size  field
-//! 0       8     magic: "GSMOPART" or "GSMOMANI"
-//! 8       2     format version, little-endian (currently 1)
-//! 10      2     reserved, 0
-//! 12      8     payload length in bytes, little-endian
-//! 20      4     CRC-32 (IEEE) of the payload, little-endian
-//! 24      ...   payload: bincode 2 (standard config) of PartFile / Manifest
-//! ```
-//! Files are written atomically: a temp file in the same directory, fsync,
-//! rename, fsync of the directory. Readers check magic, version, length and
-//! checksum before decoding, and name the file in every error.
+//! A snapshot is *complete* exactly when its manifest exists and it is not
+//! aborted. Every file is written atomically (temp file, fsync, rename, fsync
+//! of the directory). Every read checks that a file's contents belong where it
+//! lies: the snapshot id and node inside must match the directory and file name.
 
-use gsmo_spec::multicast::Mode;
-use gsmo_spec::node::Part;
+use super::error::{io_err, StoreError};
+use super::format::{
+    check_image, encode_file, read_bytes, read_manifest, read_summary, PartFile, INFO_MAGIC,
+    MANIFEST_MAGIC, PART_MAGIC,
+};
+use super::manifest::{assemble, part_file_name, Manifest, PartSummary, Recency};
+use crate::config::RestoreFrom;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
-pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
-pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
-pub const FORMAT_VERSION: u16 = 1;
-const HEADER_LEN: usize = 24;
-/// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
-/// larger one is refused before any allocation.
-pub const MAX_FILE_BYTES: u64 = 8 << 30;
-
-/// Everything that can be wrong with a snapshot on disk; each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: not a gsmo snapshot file (bad magic)")]
-    NotASnapshot { path: PathBuf },
-    #[error("{path}: format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
-    Version { path: PathBuf, found: u16 },
-    #[error(
-        "{path}: reserved header bytes are {found:#06x}, expected 0 (written by a newer gsmo?)"
-    )]
-    Reserved { path: PathBuf, found: u16 },
-    #[error(
-        "{path}: {bytes} bytes is larger than the {MAX_FILE_BYTES}-byte limit for snapshot files"
-    )]
-    TooLarge { path: PathBuf, bytes: u64 },
-    #[error("{path}: truncated: header promises {expected} payload bytes, file holds {actual}")]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("{path}: corrupted: checksum {actual:08x} does not match recorded {expected:08x}")]
-    Checksum {
-        path: PathBuf,
-        expected: u32,
-        actual: u32,
-    },
-    #[error("{path}: undecodable payload: {reason}")]
-    Decode { path: PathBuf, reason: String },
-    #[error("snapshot {id}: {reason}")]
-    Invalid { id: SnapshotId, reason: String },
-    #[error("snapshot {id} was aborted ({reason}); its part is not written")]
-    Aborted { id: SnapshotId, reason: String },
-    #[error("no snapshot {id} in {dir}")]
-    NotFound { id: SnapshotId, dir: PathBuf },
-    #[error("no complete snapshot in {0}")]
-    NoneComplete(PathBuf),
-    #[error("snapshot {id} is not complete: {status}")]
-    NotComplete { id: SnapshotId, status: String },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-}
-
-/// One node's part, as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartFile {
-    pub cluster_id: String,
-    pub mode: Mode,
-    /// Wall-clock time the local state was recorded (ms since the Unix epoch).
-    pub recorded_unix_ms: u64,
-    /// From recording the local state to the last incoming channel closing.
-    pub duration_ms: u64,
-    pub part: Part,
-}
-
-/// Per-part facts kept in the manifest, so `show` needs no part decoding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartInfo {
-    pub node: NodeId,
-    pub file: String,
-    pub bytes: u64,
-    pub crc32: u32,
-    pub keys: u64,
-    pub state_bytes: u64,
-    pub channel_messages: u64,
-    pub duration_ms: u64,
-}
-
-/// What a node declares about the part it wrote, in a small file beside it,
-/// so assembling the manifest checks checksums without decoding big parts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InfoFile {
-    pub cluster_id: String,
-    pub mode: Mode,
-    pub recorded_unix_ms: u64,
-    pub info: PartInfo,
-}
-
-/// Declares a snapshot complete: every part present, each with its checksum.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub id: SnapshotId,
-    pub cluster_id: String,
-    pub mode: Mode,
-    pub nodes: usize,
-    pub created_unix_ms: u64,
-    pub parts: Vec<PartInfo>,
+    result
 }
 
 /// Where a snapshot stands on disk.
@@ -166,145 +74,43 @@ impl std::fmt::Display for Status {
     }
 }
 
-fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
-    let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("in-memory encoding cannot fail");
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
+/// Which complete snapshot `--restore latest` / `latest-valid` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newest {
+    /// The newest one, or an error if it is damaged.
+    Complete,
+    /// The newest one that is whole, skipping damaged newer ones.
+    Valid,
 }
 
-/// Checks and decodes a file image; `bytes` is the whole file.
-pub fn decode_file<T: DeserializeOwned>(
-    path: &Path,
-    magic: &[u8; 8],
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    let payload = check_image(path, magic, bytes)?;
-    decode_payload(path, payload)
+/// The outcome of choosing the newest snapshot.
+#[derive(Debug)]
+pub struct Chosen {
+    pub manifest: Manifest,
+    /// Newer snapshots skipped because they are damaged (only with [`Newest::Valid`]).
+    pub skipped: Vec<(SnapshotId, StoreError)>,
 }
 
-/// Checks a file image's header, length and checksum; returns the payload.
-pub fn check_image<'a>(
-    path: &Path,
-    magic: &[u8; 8],
-    bytes: &'a [u8],
-) -> Result<&'a [u8], StoreError> {
-    let path_buf = || path.to_path_buf();
-    if bytes.len() < 8 || &bytes[..8] != magic {
-        return Err(StoreError::NotASnapshot { path: path_buf() });
-    }
-    if bytes.len() < HEADER_LEN {
-        return Err(StoreError::Truncated {
-            path: path_buf(),
-            expected: HEADER_LEN as u64,
-            actual: bytes.len() as u64,
-        });
-    }
-    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
-        return Err(StoreError::Version {
-            path: path_buf(),
-            found: version,
-        });
-    }
-    let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
-    if reserved != 0 {
-        return Err(StoreError::Reserved {
-            path: path_buf(),
-            found: reserved,
-        });
-    }
-    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-    let crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
-    let payload = &bytes[HEADER_LEN..];
-    if payload.len() as u64 != len {
-        return Err(StoreError::Truncated {
-            path: path_buf(),
-            expected: len,
-            actual: payload.len() as u64,
-        });
-    }
-    let actual = crc32fast::hash(payload);
-    if actual != crc {
-        return Err(StoreError::Checksum {
-            path: path_buf(),
-            expected: crc,
-            actual,
-        });
-    }
-    Ok(payload)
+/// A snapshot `--restore latest` must consider: complete, or claiming to be
+/// (a manifest that cannot be read).
+enum Candidate {
+    Complete(Manifest),
+    Damaged {
+        id: SnapshotId,
+        /// How new it is, when its parts' summaries tell; `None` ranks it newest.
+        recency: Option<Recency>,
+        error: StoreError,
+    },
 }
 
-fn decode_payload<T: DeserializeOwned>(path: &Path, payload: &[u8]) -> Result<T, StoreError> {
-    let path_buf = || path.to_path_buf();
-    // The limit stops a crafted length field from claiming more than a file may hold.
-    let config = bincode::config::standard().with_limit::<{ MAX_FILE_BYTES as usize }>();
-    let (value, used) =
-        bincode::serde::decode_from_slice(payload, config).map_err(|e| StoreError::Decode {
-            path: path_buf(),
-            reason: e.to_string(),
-        })?;
-    if used != payload.len() {
-        return Err(StoreError::Decode {
-            path: path_buf(),
-            reason: format!("{} trailing bytes", payload.len() - used),
-        });
+impl Candidate {
+    fn rank(&self) -> (bool, Option<Recency>) {
+        match self {
+            Candidate::Complete(m) => (false, Some(m.recency())),
+            Candidate::Damaged { recency: None, .. } => (true, None),
+            Candidate::Damaged { recency, .. } => (false, *recency),
+        }
     }
-    Ok(value)
-}
-
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn read_checked<T: DeserializeOwned>(
-    path: &Path,
-    magic: &[u8; 8],
-) -> Result<(T, Vec<u8>), StoreError> {
-    let size = fs::metadata(path).map_err(io_err(path))?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(StoreError::TooLarge {
-            path: path.to_path_buf(),
-            bytes: size,
-        });
-    }
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    let value = decode_file(path, magic, &bytes)?;
-    Ok((value, bytes))
-}
-
-/// Reads and verifies one part file.
-pub fn read_part(path: &Path) -> Result<PartFile, StoreError> {
-    read_checked(path, PART_MAGIC).map(|(v, _)| v)
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The `snapshots/` directory of a data dir.
@@ -329,10 +135,10 @@ impl SnapshotStore {
     }
 
     pub fn part_path(&self, id: SnapshotId, node: NodeId) -> PathBuf {
-        self.dir(id).join(format!("part-{node}.gsmo"))
+        self.dir(id).join(part_file_name(node))
     }
 
-    /// Written after the part itself: its presence means the part is whole.
+    /// The part's [`PartSummary`], written after the part: its presence means the part is whole.
     pub fn info_path(&self, id: SnapshotId, node: NodeId) -> PathBuf {
         self.dir(id).join(format!("part-{node}.info.gsmo"))
     }
@@ -341,43 +147,42 @@ impl SnapshotStore {
         self.dir(id).join("MANIFEST.gsmo")
     }
 
-    fn aborted_path(&self, id: SnapshotId) -> PathBuf {
+    pub fn aborted_path(&self, id: SnapshotId) -> PathBuf {
         self.dir(id).join("ABORTED")
     }
 
-    /// Persists one node's part atomically; returns its path and size.
-    pub fn write_part(&self, file: &PartFile) -> Result<(PathBuf, u64), StoreError> {
-        let dir = self.dir(file.part.id);
+    fn aborted_reason(&self, id: SnapshotId) -> Option<String> {
+        let path = self.aborted_path(id);
+        path.exists().then(|| {
+            fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+    }
+
+    /// Persists one node's part and then its summary, atomically; returns the summary.
+    pub fn store_part(&self, file: &PartFile) -> Result<PartSummary, StoreError> {
+        let id = file.part.id;
+        let dir = self.dir(id);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let aborted = self.aborted_path(file.part.id);
-        if aborted.exists() {
-            let reason = fs::read_to_string(&aborted).unwrap_or_default();
-            return Err(StoreError::Aborted {
-                id: file.part.id,
-                reason: reason.trim().to_string(),
-            });
+        if let Some(reason) = self.aborted_reason(id) {
+            return Err(StoreError::Aborted { id, reason });
         }
-        let (id, node) = (file.part.id, file.part.node);
-        let path = self.part_path(id, node);
-        let bytes = encode_file(PART_MAGIC, file);
-        write_atomic(&path, &bytes)?;
-        let info = InfoFile {
-            cluster_id: file.cluster_id.clone(),
-            mode: file.mode,
-            recorded_unix_ms: file.recorded_unix_ms,
-            info: PartInfo {
-                node,
-                file: format!("part-{node}.gsmo"),
-                bytes: bytes.len() as u64,
-                crc32: crc32fast::hash(&bytes[HEADER_LEN..]),
-                keys: file.part.state.kv.len() as u64,
-                state_bytes: file.part.state.kv.payload_bytes() as u64,
-                channel_messages: file.part.channel_messages() as u64,
-                duration_ms: file.duration_ms,
-            },
-        };
-        write_atomic(&self.info_path(id, node), &encode_file(INFO_MAGIC, &info))?;
-        Ok((path, bytes.len() as u64))
+        let image = encode_file(PART_MAGIC, file);
+        write_atomic(&self.part_path(id, file.part.node), &image)?;
+        let summary = PartSummary::of(file, &image);
+        write_atomic(
+            &self.info_path(id, summary.node),
+            &encode_file(INFO_MAGIC, &summary),
+        )?;
+        Ok(summary)
+    }
+
+    /// [`Self::store_part`], answering the part's path and size.
+    pub fn write_part(&self, file: &PartFile) -> Result<(PathBuf, u64), StoreError> {
+        let summary = self.store_part(file)?;
+        Ok((self.part_path(summary.id, summary.node), summary.bytes))
     }
 
     /// Records that `node` gave up on `id` and removes the parts already written,
@@ -410,7 +215,8 @@ impl SnapshotStore {
         Ok(())
     }
 
-    fn parts_present(&self, id: SnapshotId) -> Vec<NodeId> {
+    /// Nodes whose part file is present here.
+    pub fn parts_present(&self, id: SnapshotId) -> Vec<NodeId> {
         let Ok(entries) = fs::read_dir(self.dir(id)) else {
             return Vec::new();
         };
@@ -428,15 +234,42 @@ impl SnapshotStore {
         nodes
     }
 
-    pub fn status(&self, id: SnapshotId) -> Result<Status, StoreError> {
-        let aborted = self.aborted_path(id);
-        if aborted.exists() {
-            let why = fs::read_to_string(&aborted).map_err(io_err(&aborted))?;
-            return Ok(Status::Aborted(why.trim().to_string()));
+    /// Reads the manifest of `id`, refusing one that lies in another snapshot's directory.
+    pub fn manifest(&self, id: SnapshotId) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path(id);
+        let m = read_manifest(&path)?;
+        if m.id != id {
+            return Err(misplaced(&path, format!("holds snapshot {}", m.id), id));
         }
-        let manifest = self.manifest_path(id);
-        if manifest.exists() {
-            return Ok(Status::Complete(read_checked(&manifest, MANIFEST_MAGIC)?.0));
+        if let Some(p) = m.parts.iter().enumerate().find(|(i, p)| p.node != *i) {
+            return Err(StoreError::Misplaced {
+                path,
+                reason: format!("entry {} names node {}", p.0, p.1.node),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Reads node `node`'s summary of `id`, checking it belongs here.
+    pub fn summary(&self, id: SnapshotId, node: NodeId) -> Result<PartSummary, StoreError> {
+        let path = self.info_path(id, node);
+        let s = read_summary(&path)?;
+        if s.id != id || s.node != node {
+            return Err(misplaced(
+                &path,
+                format!("summarises node {}'s part of snapshot {}", s.node, s.id),
+                id,
+            ));
+        }
+        Ok(s)
+    }
+
+    pub fn status(&self, id: SnapshotId) -> Result<Status, StoreError> {
+        if let Some(why) = self.aborted_reason(id) {
+            return Ok(Status::Aborted(why));
+        }
+        if self.manifest_path(id).exists() {
+            return Ok(Status::Complete(self.manifest(id)?));
         }
         if !self.dir(id).is_dir() {
             return Ok(Status::Missing);
@@ -448,7 +281,7 @@ impl SnapshotStore {
 
     /// Writes the manifest if all `nodes` parts are present and verified and the
     /// snapshot was not aborted. Any node may call this after writing its part;
-    /// the manifest is a function of the parts, so racing writers agree.
+    /// the manifest is a function of the parts' summaries, so racing writers agree.
     pub fn try_assemble(
         &self,
         id: SnapshotId,
@@ -460,87 +293,122 @@ impl SnapshotStore {
         if (0..nodes).any(|n| !self.info_path(id, n).exists()) {
             return Ok(None); // a part is still being written
         }
-        let mut infos: Vec<InfoFile> = Vec::with_capacity(nodes);
+        let mut summaries = Vec::with_capacity(nodes);
         for node in 0..nodes {
-            let info: InfoFile = read_checked(&self.info_path(id, node), INFO_MAGIC)?.0;
+            let summary = self.summary(id, node)?;
             // The part must be whole and be the very bytes its node declared.
-            let path = self.part_path(id, node);
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            let payload = check_image(&path, PART_MAGIC, &bytes)?;
-            let crc = crc32fast::hash(payload);
-            if crc != info.info.crc32 || info.info.node != node {
-                return Err(StoreError::Checksum {
-                    path,
-                    expected: info.info.crc32,
-                    actual: crc,
-                });
-            }
-            infos.push(info);
+            self.check_part(&summary)?;
+            summaries.push(summary);
         }
-        let first = &infos[0];
-        if let Some(bad) = infos
-            .iter()
-            .find(|p| p.cluster_id != first.cluster_id || p.mode != first.mode)
-        {
-            return Err(StoreError::Invalid {
-                id,
-                reason: format!(
-                    "node {}'s part is from another cluster or mode",
-                    bad.info.node
-                ),
-            });
-        }
-        let manifest = Manifest {
-            id,
-            cluster_id: first.cluster_id.clone(),
-            mode: first.mode,
-            nodes,
-            created_unix_ms: infos
-                .iter()
-                .map(|p| p.recorded_unix_ms)
-                .max()
-                .unwrap_or_else(now_unix_ms),
-            parts: infos.into_iter().map(|i| i.info).collect(),
-        };
-        write_atomic(
-            &self.manifest_path(id),
-            &encode_file(MANIFEST_MAGIC, &manifest),
-        )?;
+        let manifest = assemble(id, nodes, summaries)?;
+        self.write_manifest(&manifest)?;
         Ok(Some(manifest))
     }
 
-    /// Loads a complete snapshot, checking every file against the manifest.
+    /// Writes a manifest assembled elsewhere (e.g. from summaries sent over
+    /// the network), unless the snapshot was aborted here.
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let id = manifest.id;
+        if let Some(reason) = self.aborted_reason(id) {
+            return Err(StoreError::Aborted { id, reason });
+        }
+        let dir = self.dir(id);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        write_atomic(
+            &self.manifest_path(id),
+            &encode_file(MANIFEST_MAGIC, manifest),
+        )
+    }
+
+    /// Checks the part file `summary` describes, if it is in this dir: whole,
+    /// and the very bytes its node declared (CRC and size, without decoding).
+    /// Answers whether the part is here.
+    pub fn check_part(&self, summary: &PartSummary) -> Result<bool, StoreError> {
+        let path = self.dir(summary.id).join(&summary.file);
+        if !path.exists() {
+            return Ok(false);
+        }
+        let bytes = read_bytes(&path)?;
+        let (_, payload) = check_image(&path, PART_MAGIC, &bytes)?;
+        let crc = crc32fast::hash(payload);
+        if crc != summary.crc32 || bytes.len() as u64 != summary.bytes {
+            return Err(StoreError::Checksum {
+                path,
+                expected: summary.crc32,
+                actual: crc,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Decodes node `node`'s part of a complete snapshot and checks it
+    /// against the manifest's summary of it and against where it lies.
+    pub fn load_part(&self, manifest: &Manifest, node: NodeId) -> Result<PartFile, StoreError> {
+        let summary = manifest
+            .parts
+            .get(node)
+            .ok_or_else(|| StoreError::Invalid {
+                id: manifest.id,
+                reason: format!("the manifest has no part for node {node}"),
+            })?;
+        let path = self.dir(manifest.id).join(&summary.file);
+        let bytes = read_bytes(&path)?;
+        let pf = super::format::decode_part(&path, &bytes)?;
+        let crc = crc32fast::hash(&bytes[super::format::HEADER_LEN..]);
+        if crc != summary.crc32 || bytes.len() as u64 != summary.bytes {
+            return Err(StoreError::Checksum {
+                path,
+                expected: summary.crc32,
+                actual: crc,
+            });
+        }
+        if pf.part.id != manifest.id || pf.part.node != node {
+            return Err(misplaced(
+                &path,
+                format!(
+                    "holds node {}'s part of snapshot {}",
+                    pf.part.node, pf.part.id
+                ),
+                manifest.id,
+            ));
+        }
+        if pf.cluster_id != manifest.cluster_id || pf.mode != manifest.mode {
+            return Err(StoreError::Misplaced {
+                path,
+                reason: format!(
+                    "a part of cluster `{}` in mode {}, the manifest's is `{}` in mode {}",
+                    pf.cluster_id, pf.mode, manifest.cluster_id, manifest.mode
+                ),
+            });
+        }
+        Ok(pf)
+    }
+
+    /// Loads a complete snapshot whose parts are all in this dir, checking
+    /// every file against the manifest.
     pub fn load(&self, id: SnapshotId) -> Result<(Manifest, Vec<PartFile>), StoreError> {
+        let manifest = self.complete(id)?;
+        let parts = (0..manifest.nodes)
+            .map(|node| self.load_part(&manifest, node))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((manifest, parts))
+    }
+
+    /// The manifest of `id`, or why it is not a complete snapshot.
+    pub fn complete(&self, id: SnapshotId) -> Result<Manifest, StoreError> {
         if !self.dir(id).is_dir() {
             return Err(StoreError::NotFound {
                 id,
                 dir: self.root.clone(),
             });
         }
-        let manifest = match self.status(id)? {
-            Status::Complete(m) => m,
-            other => {
-                return Err(StoreError::NotComplete {
-                    id,
-                    status: other.to_string(),
-                })
-            }
-        };
-        let mut parts = Vec::with_capacity(manifest.nodes);
-        for info in &manifest.parts {
-            let path = self.dir(id).join(&info.file);
-            let (pf, bytes): (PartFile, Vec<u8>) = read_checked(&path, PART_MAGIC)?;
-            let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
-            if crc != info.crc32 || bytes.len() as u64 != info.bytes {
-                return Err(StoreError::Checksum {
-                    path,
-                    expected: info.crc32,
-                    actual: crc,
-                });
-            }
-            parts.push(pf);
+        match self.status(id)? {
+            Status::Complete(m) => Ok(m),
+            other => Err(StoreError::NotComplete {
+                id,
+                status: other.to_string(),
+            }),
         }
-        Ok((manifest, parts))
     }
 
     /// All snapshot ids on disk, oldest first (by initiator-local order, then initiator).
@@ -553,18 +421,97 @@ impl SnapshotStore {
         Ok(ids)
     }
 
-    /// The most recently assembled complete snapshot (what `--restore latest` uses).
-    pub fn latest_complete(&self) -> Result<SnapshotId, StoreError> {
-        let mut best: Option<(u64, SnapshotId)> = None;
+    /// Complete snapshots and ones whose manifest is damaged, newest first.
+    fn candidates(&self) -> Result<Vec<Candidate>, StoreError> {
+        let mut out = Vec::new();
         for id in self.list()? {
-            if let Ok(Status::Complete(m)) = self.status(id) {
-                if best.is_none_or(|(t, _)| m.created_unix_ms >= t) {
-                    best = Some((m.created_unix_ms, id));
+            if self.aborted_path(id).exists() || !self.manifest_path(id).exists() {
+                continue;
+            }
+            match self.manifest(id) {
+                Ok(m) => out.push(Candidate::Complete(m)),
+                Err(error) => {
+                    // Rank it by its parts' summaries if they are all there and whole.
+                    let present = self.parts_present(id);
+                    let summaries: Result<Vec<_>, _> =
+                        present.iter().map(|&n| self.summary(id, n)).collect();
+                    let recency = summaries
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Recency::of(id, &s));
+                    out.push(Candidate::Damaged { id, recency, error });
                 }
             }
         }
-        best.map(|(_, id)| id)
-            .ok_or_else(|| StoreError::NoneComplete(self.root.clone()))
+        out.sort_by(|a, b| b.rank().cmp(&a.rank()));
+        // A damaged snapshot ranked by fewer parts than the complete ones is
+        // not known to be older: rank it newest.
+        let nodes = out.iter().find_map(|c| match c {
+            Candidate::Complete(m) => Some(m.nodes),
+            _ => None,
+        });
+        for c in &mut out {
+            if let Candidate::Damaged { id, recency, .. } = c {
+                if nodes.is_some_and(|n| self.parts_present(*id).len() < n) {
+                    *recency = None;
+                }
+            }
+        }
+        out.sort_by(|a, b| b.rank().cmp(&a.rank()));
+        Ok(out)
+    }
+
+    /// The newest complete snapshot (by cut and id, never by wall clock),
+    /// with every part present here checked against its summary. A damaged
+    /// newer snapshot is an error naming the file under [`Newest::Complete`],
+    /// and skipped (reported in [`Chosen::skipped`]) under [`Newest::Valid`].
+    pub fn newest(&self, which: Newest) -> Result<Chosen, StoreError> {
+        let mut skipped = Vec::new();
+        for c in self.candidates()? {
+            let (id, error) = match c {
+                Candidate::Complete(manifest) => {
+                    let checked: Result<Vec<bool>, _> =
+                        manifest.parts.iter().map(|s| self.check_part(s)).collect();
+                    match checked {
+                        Ok(_) => return Ok(Chosen { manifest, skipped }),
+                        Err(e) => (manifest.id, e),
+                    }
+                }
+                Candidate::Damaged { id, error, .. } => (id, error),
+            };
+            if which == Newest::Complete {
+                return Err(StoreError::NewestDamaged {
+                    id,
+                    cause: Box::new(error),
+                });
+            }
+            skipped.push((id, error));
+        }
+        Err(StoreError::NoneComplete(self.root.clone()))
+    }
+
+    /// The snapshot a node restores from: `from` resolved (see [`Self::newest`]),
+    /// and for an explicit id, every part present here checked too.
+    pub fn restore_point(&self, from: RestoreFrom) -> Result<Chosen, StoreError> {
+        match from {
+            RestoreFrom::Latest => self.newest(Newest::Complete),
+            RestoreFrom::LatestValid => self.newest(Newest::Valid),
+            RestoreFrom::Id(id) => {
+                let manifest = self.complete(id)?;
+                for s in &manifest.parts {
+                    self.check_part(s)?;
+                }
+                Ok(Chosen {
+                    manifest,
+                    skipped: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// The id of [`Self::newest`] under [`Newest::Complete`].
+    pub fn latest_complete(&self) -> Result<SnapshotId, StoreError> {
+        Ok(self.newest(Newest::Complete)?.manifest.id)
     }
 
     /// The largest snapshot sequence number `node` has initiated, so a restarted
@@ -579,14 +526,15 @@ impl SnapshotStore {
             .unwrap_or(0)
     }
 
-    /// Keeps the newest `keep` complete snapshots (by manifest time) and deletes
-    /// older complete and aborted ones. In-progress snapshots are left alone.
+    /// Keeps the newest `keep` complete snapshots (by cut and id) and deletes
+    /// older complete and aborted ones. In-progress and damaged snapshots are
+    /// left alone (an operator should see them).
     pub fn retain(&self, keep: usize) -> Result<Vec<SnapshotId>, StoreError> {
         let mut complete = Vec::new();
         let mut aborted = Vec::new();
         for id in self.list()? {
             match self.status(id) {
-                Ok(Status::Complete(m)) => complete.push((m.created_unix_ms, id)),
+                Ok(Status::Complete(m)) => complete.push(m.recency()),
                 Ok(Status::Aborted(_)) => aborted.push(id),
                 _ => {}
             }
@@ -596,7 +544,7 @@ impl SnapshotStore {
         let doomed: Vec<SnapshotId> = complete
             .into_iter()
             .take(excess)
-            .map(|(_, id)| id)
+            .map(|r| r.id)
             .chain(aborted)
             .collect();
         for id in &doomed {
@@ -607,11 +555,23 @@ impl SnapshotStore {
     }
 }
 
+fn misplaced(path: &Path, holds: String, expected: SnapshotId) -> StoreError {
+    StoreError::Misplaced {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{holds}, but lies in the directory of snapshot {expected} (renamed or copied?)"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::format::{decode_part, read_part};
     use super::*;
     use gsmo_spec::kv::Op;
+    use gsmo_spec::multicast::Mode;
     use gsmo_spec::node::Command;
+    use gsmo_spec::node::Part;
     use gsmo_spec::sim::Cluster;
 
     fn snapshot_parts(n: usize) -> Vec<Part> {
@@ -828,7 +788,7 @@ mod tests {
             if with_magic && bytes.len() >= 8 {
                 bytes[..8].copy_from_slice(PART_MAGIC);
             }
-            let err = decode_file::<PartFile>(Path::new("fuzz.gsmo"), PART_MAGIC, &bytes).unwrap_err();
+            let err = decode_part(Path::new("fuzz.gsmo"), &bytes).unwrap_err();
             proptest::prop_assert!(err.to_string().starts_with("fuzz.gsmo: "), "{}", err);
         }
 
@@ -843,8 +803,8 @@ mod tests {
             } else {
                 bad[pos] ^= xor;
             }
-            proptest::prop_assert!(decode_file::<PartFile>(Path::new("m.gsmo"), PART_MAGIC, &bad).is_err());
-            proptest::prop_assert!(decode_file::<PartFile>(Path::new("m.gsmo"), PART_MAGIC, &good).is_ok());
+            proptest::prop_assert!(decode_part(Path::new("m.gsmo"), &bad).is_err());
+            proptest::prop_assert!(decode_part(Path::new("m.gsmo"), &good).is_ok());
         }
     }
 
