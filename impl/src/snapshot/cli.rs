@@ -128,32 +128,45 @@ impl DataDirs {
         let Some(nodes) = summaries.first().map(|s| s.delivered.len()) else {
             bail!("no snapshot {id} in {}", self.names());
         };
-        let m = assemble(id, nodes, summaries).with_context(|| {
-            format!(
-                "snapshot {id} has no manifest and its parts do not make a whole one ({})",
+        let m = assemble(id, nodes, summaries).map_err(|e| {
+            anyhow::anyhow!(
+                "snapshot {id} has no manifest and its parts do not make a whole one: {e} ({})",
                 statuses.join("; ")
             )
         })?;
         Ok((m, true))
     }
 
+    /// The store holding `summary`'s part file.
+    fn holder(&self, summary: &PartSummary) -> anyhow::Result<&SnapshotStore> {
+        match self
+            .stores
+            .iter()
+            .find(|(_, s)| s.dir(summary.id).join(&summary.file).exists())
+        {
+            Some((_, store)) => Ok(store),
+            None => bail!(
+                "{} of snapshot {} is in none of the data dirs {}",
+                summary.file,
+                summary.id,
+                self.names()
+            ),
+        }
+    }
+
+    /// Checks every part's size and checksum against the manifest, where it lies.
+    pub fn check_parts(&self, manifest: &Manifest) -> anyhow::Result<()> {
+        for summary in &manifest.parts {
+            self.holder(summary)?.check_part(summary)?;
+        }
+        Ok(())
+    }
+
     /// Decodes every part of `manifest`, each from the dir that holds it.
     pub fn load(&self, manifest: &Manifest) -> anyhow::Result<Vec<PartFile>> {
         let mut parts = Vec::with_capacity(manifest.nodes);
         for summary in &manifest.parts {
-            let Some((_, store)) = self
-                .stores
-                .iter()
-                .find(|(_, s)| s.dir(manifest.id).join(&summary.file).exists())
-            else {
-                bail!(
-                    "{} of snapshot {} is in none of the data dirs {}",
-                    summary.file,
-                    manifest.id,
-                    self.names()
-                );
-            };
-            parts.push(store.load_part(manifest, summary.node)?);
+            parts.push(self.holder(summary)?.load_part(manifest, summary.node)?);
         }
         Ok(parts)
     }
@@ -248,6 +261,7 @@ pub fn show(data_dirs: &[PathBuf], id: RestoreFrom) -> anyhow::Result<()> {
     if assembled {
         println!("(no manifest written yet: assembled from the parts' summaries)");
     }
+    dirs.check_parts(&manifest)?;
     print!("{}", checks::show(&manifest));
     Ok(())
 }
@@ -285,6 +299,69 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use gsmo_spec::kv::Op;
+    use gsmo_spec::multicast::Mode;
+    use gsmo_spec::node::Command;
+    use gsmo_spec::sim::Cluster;
+
+    /// One data dir per node, as on separate hosts: no dir holds every part
+    /// and none holds a manifest, yet the parts where they lie verify.
+    #[test]
+    fn verify_takes_the_parts_where_they_are() {
+        let mut c = Cluster::new(3, Mode::TotalIsis);
+        for i in 0..3 {
+            c.client(
+                i,
+                Command::Write(Op::Set {
+                    key: format!("k{i}").into_bytes(),
+                    value: b"v".to_vec(),
+                }),
+            );
+        }
+        let id = c.snapshot(1);
+        c.quiesce().unwrap();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for part in c.completed(id).unwrap() {
+            let store = SnapshotStore::open(dirs[part.node].path()).unwrap();
+            store
+                .write_part(&PartFile {
+                    cluster_id: "c".into(),
+                    mode: Mode::TotalIsis,
+                    recorded_unix_ms: 0,
+                    duration_ms: 0,
+                    part,
+                })
+                .unwrap();
+        }
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let all = DataDirs::open(&paths).unwrap();
+        let (manifest, assembled) = all.manifest(id).unwrap();
+        assert!(assembled);
+        assert_eq!(manifest.nodes, 3);
+        let parts = all.load(&manifest).unwrap();
+        let report = checks::verify(&manifest, &parts, &VerifyOptions::default());
+        assert!(report.passed(), "{report}");
+
+        // Two of three dirs: the missing part is named, not guessed.
+        let two = DataDirs::open(&paths[..2]).unwrap();
+        let err = two.manifest(id).unwrap_err().to_string();
+        assert!(err.contains("have parts from [0, 1]"), "{err}");
+
+        // With a manifest written into every dir (what the initiator will do),
+        // each dir shows it complete and retention can run there.
+        for p in &paths {
+            SnapshotStore::open(p)
+                .unwrap()
+                .write_manifest(&manifest)
+                .unwrap();
+        }
+        let (again, assembled) = DataDirs::open(&paths[2..]).unwrap().manifest(id).unwrap();
+        assert!(!assembled);
+        assert_eq!(again, manifest);
+        all.check_parts(&manifest).unwrap();
+    }
+
     #[test]
     fn utc_formats_known_instants() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00.000 UTC");

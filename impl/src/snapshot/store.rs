@@ -843,4 +843,127 @@ mod tests {
         assert_eq!(store.list().unwrap().len(), 2);
         assert_eq!(store.last_seq_of(0), 4);
     }
+
+    /// Stores, as snapshot `id`, a `n`-node snapshot taken after `writes`
+    /// writes, recorded at wall-clock time `at`; completes it.
+    pub(crate) fn complete_after(
+        store: &SnapshotStore,
+        id: SnapshotId,
+        n: usize,
+        writes: usize,
+        at: u64,
+    ) {
+        let mut c = Cluster::new(n, Mode::TotalSequencer);
+        for w in 0..writes {
+            c.client(
+                w % n,
+                Command::Write(Op::Set {
+                    key: format!("k{w}").into_bytes(),
+                    value: b"v".to_vec(),
+                }),
+            );
+        }
+        c.quiesce().unwrap();
+        let sim_id = c.snapshot(0);
+        c.quiesce().unwrap();
+        for mut part in c.completed(sim_id).unwrap() {
+            part.id = id;
+            store
+                .write_part(&PartFile {
+                    cluster_id: "t".into(),
+                    mode: Mode::TotalSequencer,
+                    recorded_unix_ms: at,
+                    duration_ms: 0,
+                    part,
+                })
+                .unwrap();
+        }
+        store.try_assemble(id, n).unwrap().unwrap();
+    }
+
+    fn sid(initiator: NodeId, seq: u64) -> SnapshotId {
+        SnapshotId { initiator, seq }
+    }
+
+    #[test]
+    fn newest_is_chosen_by_cut_and_id_not_by_wall_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        // Node 0 took many snapshots early; node 2 took one later, with more
+        // writes in its cut, but its clock runs an hour behind.
+        complete_after(&store, sid(0, 7), 3, 2, 10_000_000);
+        complete_after(&store, sid(2, 1), 3, 5, 10_000_000 - 3_600_000);
+        complete_after(&store, sid(1, 3), 3, 1, 20_000_000);
+        assert_eq!(store.latest_complete().unwrap(), sid(2, 1));
+        // Equal cuts (no writes in between): the later sequence number.
+        complete_after(&store, sid(2, 2), 3, 5, 0);
+        assert_eq!(store.latest_complete().unwrap(), sid(2, 2));
+        // Retention keeps the newest by the same order.
+        assert_eq!(store.retain(2).unwrap(), vec![sid(1, 3), sid(0, 7)]);
+    }
+
+    #[test]
+    fn a_damaged_newest_snapshot_is_refused_by_name_never_skipped_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        complete_after(&store, sid(0, 1), 2, 2, 1);
+        complete_after(&store, sid(0, 2), 2, 4, 2);
+        let manifest = store.manifest_path(sid(0, 2));
+        let mut bytes = fs::read(&manifest).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&manifest, &bytes).unwrap();
+
+        let err = store.newest(Newest::Complete).unwrap_err();
+        assert!(matches!(err, StoreError::NewestDamaged { id, .. } if id == sid(0, 2)));
+        let text = err.to_string();
+        assert!(text.contains(&manifest.display().to_string()), "{text}");
+        assert!(text.contains("latest-valid"), "{text}");
+
+        let chosen = store.newest(Newest::Valid).unwrap();
+        assert_eq!(chosen.manifest.id, sid(0, 1));
+        assert_eq!(chosen.skipped.len(), 1);
+        assert_eq!(chosen.skipped[0].0, sid(0, 2));
+
+        // Damage without summaries to rank it by: still assumed newest.
+        fs::remove_file(store.info_path(sid(0, 2), 0)).unwrap();
+        assert!(store.newest(Newest::Complete).is_err());
+        // A whole manifest over a damaged part is refused the same way.
+        fs::remove_dir_all(store.dir(sid(0, 2))).unwrap();
+        complete_after(&store, sid(1, 1), 2, 6, 3);
+        let part = store.part_path(sid(1, 1), 1);
+        let mut bytes = fs::read(&part).unwrap();
+        bytes[30] ^= 1;
+        fs::write(&part, &bytes).unwrap();
+        let err = store.restore_point(RestoreFrom::Latest).unwrap_err();
+        assert!(
+            err.to_string().contains(&part.display().to_string()),
+            "{err}"
+        );
+        let chosen = store.restore_point(RestoreFrom::LatestValid).unwrap();
+        assert_eq!(chosen.manifest.id, sid(0, 1));
+    }
+
+    #[test]
+    fn a_renamed_snapshot_dir_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        complete_after(&store, sid(0, 1), 2, 2, 1);
+        fs::rename(store.dir(sid(0, 1)), store.dir(sid(0, 9))).unwrap();
+        let err = store.load(sid(0, 9)).unwrap_err().to_string();
+        assert!(
+            err.contains(&store.manifest_path(sid(0, 9)).display().to_string())
+                && err.contains("holds snapshot 0-1"),
+            "{err}"
+        );
+        // A part moved into another snapshot's directory is refused too.
+        complete_after(&store, sid(0, 2), 2, 2, 1);
+        complete_after(&store, sid(0, 3), 2, 2, 1);
+        let from = store.part_path(sid(0, 2), 1);
+        let to = store.part_path(sid(0, 3), 1);
+        fs::copy(&from, &to).unwrap();
+        let m = store.manifest(sid(0, 3)).unwrap();
+        let err = store.load_part(&m, 1).unwrap_err().to_string();
+        assert!(err.contains(&to.display().to_string()), "{err}");
+    }
 }
