@@ -146,20 +146,23 @@ pub struct NodeConfig {
 /// Which stored snapshot to start from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestoreFrom {
-    /// The most recently completed one in the data dir.
+    /// The newest complete one (by cut and id); refused if that one is damaged.
     Latest,
+    /// The newest complete one that is whole, skipping damaged newer ones with a warning.
+    LatestValid,
     Id(SnapshotId),
 }
 
 impl std::str::FromStr for RestoreFrom {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "latest" {
-            Ok(RestoreFrom::Latest)
-        } else {
-            s.parse()
+        match s {
+            "latest" => Ok(RestoreFrom::Latest),
+            "latest-valid" => Ok(RestoreFrom::LatestValid),
+            _ => s
+                .parse()
                 .map(RestoreFrom::Id)
-                .map_err(|e| format!("{e}, or `latest`"))
+                .map_err(|e| format!("{e}, `latest` or `latest-valid`")),
         }
     }
 }
@@ -168,6 +171,7 @@ impl std::fmt::Display for RestoreFrom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RestoreFrom::Latest => f.write_str("latest"),
+            RestoreFrom::LatestValid => f.write_str("latest-valid"),
             RestoreFrom::Id(id) => write!(f, "{id}"),
         }
     }
@@ -285,6 +289,7 @@ mod tests {
         assert!("20-1".parse::<DelayRange>().is_err());
         assert!("fast".parse::<DelayRange>().is_err());
         assert_eq!("latest".parse(), Ok(RestoreFrom::Latest));
+        assert_eq!("latest-valid".parse(), Ok(RestoreFrom::LatestValid));
         assert_eq!(
             "1-4".parse(),
             Ok(RestoreFrom::Id(SnapshotId {

@@ -19,10 +19,9 @@
 //! | ShiViz event log                                | [`shiviz`]    |
 //! | wiring one node together                        | [`serve`]     |
 //! | `gsmo cluster`: local multi-process launcher    | [`launcher`]  |
-//! | snapshot files: atomic, versioned, checksummed  | [`store`]     |
-//! | `gsmo snapshot show/verify`                     | [`inspect`]   |
-//! | operator commands: snapshot take/list, traces   | [`tools`]     |
+//! | snapshots on disk: format, store, manifest, data-dir lock, verify, CLI | [`snapshot`] |
 //! | recorded event traces for conformance checks    | [`tracefile`] |
+//! | `gsmo trace check`                              | [`tracecheck`] |
 //!
 //! ## Consistency seen by a Redis client
 //! A write (`SET`, `MSET`, `DEL`, `INCRBY`, `TRANSFER`) is replied to once the
@@ -41,13 +40,12 @@ pub mod fault;
 pub mod frame;
 pub mod handshake;
 pub mod history;
-pub mod inspect;
 pub mod launcher;
 pub mod peer;
 pub mod resp;
 pub mod runtime;
 pub mod serve;
 pub mod shiviz;
-pub mod store;
-pub mod tools;
+pub mod snapshot;
+pub mod tracecheck;
 pub mod tracefile;

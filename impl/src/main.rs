@@ -7,7 +7,8 @@ use gsmo_node::config::{
     DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
-use gsmo_node::{resp, serve, shiviz, tools};
+use gsmo_node::snapshot::cli as snapshot_cli;
+use gsmo_node::{resp, serve, shiviz, tracecheck};
 use gsmo_spec::multicast::Mode;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,30 +101,34 @@ enum SnapshotCmd {
     },
     /// List stored snapshots and their status.
     List {
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// One or more data dirs (repeat the flag, or separate with commas).
+        #[arg(long = "data-dir", required = true, value_delimiter = ',')]
+        data_dirs: Vec<PathBuf>,
     },
-    /// Per node: keys, bytes, channel messages, duration.
+    /// Per node: keys, bytes, channel messages, duration, delivery vector.
     Show {
-        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3) or `latest`.
+        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3), `latest` or `latest-valid`.
         id: RestoreFrom,
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// One or more data dirs (repeat the flag, or separate with commas).
+        #[arg(long = "data-dir", required = true, value_delimiter = ',')]
+        data_dirs: Vec<PathBuf>,
     },
     /// Check a stored snapshot with the spec's predicates; exit 1 if any check fails.
     #[command(
         after_help = "Checks: every file's checksum and format version; the parts form one \
-snapshot of one cluster; the cut is consistent (per channel, received-before-record <= \
+snapshot of one cluster, each file in the directory its contents name; the cut is consistent (per channel, received-before-record <= \
 sent-before-record, from the recorded counts and delivery vectors); each recorded channel holds \
 exactly the messages sent before the sender's record and received after the receiver's; with \
 --bank-prefix, the bank sum (balances plus transfers in flight) is conserved; and a dry-run \
-restore in the spec's simulator settles every replica on the same store."
+restore in the spec's simulator settles every replica on the same store. With one data \
+dir per node, pass them all (--data-dir A --data-dir B ...): each part is checked where it lies."
     )]
     Verify {
-        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3) or `latest`.
+        /// Snapshot id (INITIATOR-SEQ, e.g. 0-3), `latest` or `latest-valid`.
         id: RestoreFrom,
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// One or more data dirs (repeat the flag, or separate with commas).
+        #[arg(long = "data-dir", required = true, value_delimiter = ',')]
+        data_dirs: Vec<PathBuf>,
         /// Keys with this prefix are bank accounts whose sum TRANSFER conserves.
         #[arg(long)]
         bank_prefix: Option<String>,
@@ -150,8 +155,9 @@ enum TraceCmd {
 /// Snapshot, trace and fault options shared by `node` and `cluster`.
 #[derive(Args, Clone)]
 struct OpsArgs {
-    /// Directory for snapshots, shared by the cluster's nodes: parts are written to
-    /// DIR/snapshots/<id>/part-<node>.gsmo and the last node done writes MANIFEST.gsmo.
+    /// Directory for snapshots, owned by one cluster (DIR/CLUSTER) and locked per node
+    /// (DIR/node-<i>.lock): parts are written to DIR/snapshots/<id>/part-<node>.gsmo and,
+    /// when the nodes share it, the last node done writes MANIFEST.gsmo.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Abort a snapshot still unfinished after this many seconds (e.g. a node died).
@@ -160,9 +166,10 @@ struct OpsArgs {
     /// Complete snapshots kept in --data-dir; older ones are deleted.
     #[arg(long, default_value_t = 5, value_name = "K")]
     snapshot_keep: usize,
-    /// Start from a stored snapshot: INITIATOR-SEQ or `latest`. Every node of the
-    /// cluster must restore the same one (the handshake refuses a mix).
-    #[arg(long, value_name = "ID|latest")]
+    /// Start from a stored snapshot: INITIATOR-SEQ, `latest` (the newest complete one by
+    /// cut and id; refused if it is damaged) or `latest-valid` (skips damaged ones, with a
+    /// warning). Every node must restore the same one (the handshake refuses a mix).
+    #[arg(long, value_name = "ID|latest|latest-valid")]
     restore: Option<RestoreFrom>,
     /// Fault: delay every outgoing peer frame by a random MS or MIN-MAX milliseconds
     /// (never reordering one channel, as TCP would not).
@@ -441,16 +448,16 @@ async fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
                     .context("--node: port past 65535")?,
                 None => port,
             };
-            tools::take(&host, port, data_dir.as_deref(), Duration::from_secs(wait)).await
+            snapshot_cli::take(&host, port, data_dir.as_deref(), Duration::from_secs(wait)).await
         }
-        SnapshotCmd::List { data_dir } => tools::list(&data_dir),
-        SnapshotCmd::Show { id, data_dir } => tools::show(&data_dir, id),
+        SnapshotCmd::List { data_dirs } => snapshot_cli::list(&data_dirs),
+        SnapshotCmd::Show { id, data_dirs } => snapshot_cli::show(&data_dirs, id),
         SnapshotCmd::Verify {
             id,
-            data_dir,
+            data_dirs,
             bank_prefix,
             bank_total,
-        } => tools::verify(&data_dir, id, bank_prefix, bank_total),
+        } => snapshot_cli::verify(&data_dirs, id, bank_prefix, bank_total),
     }
 }
 
@@ -463,7 +470,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Cluster(a) => run_cluster(a).await,
         Cmd::Snapshot(c) => run_snapshot(c).await,
         Cmd::Trace(TraceCmd::Check { traces, quiescent }) => {
-            tools::check_traces(&traces, quiescent)
+            tracecheck::check_traces(&traces, quiescent)
         }
     };
     match result {

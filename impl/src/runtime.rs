@@ -23,7 +23,7 @@ use crate::frame::PeerFrame;
 use crate::history;
 use crate::peer::{Direction, LinkEvent, LinkState};
 use crate::shiviz::ShivizLog;
-use crate::store::{Manifest, PartFile, SnapshotStore, StoreError};
+use crate::snapshot::{Manifest, PartFile, SnapshotStore, StoreError};
 use crate::tracefile::TraceWriter;
 use gsmo_spec::kv::Reply;
 use gsmo_spec::multicast::{MsgId, Wire};

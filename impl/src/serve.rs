@@ -1,17 +1,19 @@
 //! Wires one node together: listeners, peer channels, client door, event loop.
 
-use crate::config::{LogFormat, NodeConfig, RestoreFrom};
+use crate::config::{LogFormat, NodeConfig};
 use crate::fault::{self, Schedule};
 use crate::handshake::{Hello, FRESH};
 use crate::runtime::{announce, Boot, Input, Runtime, TICK};
 use crate::shiviz::ShivizLog;
-use crate::store::{SnapshotStore, StoreError};
+use crate::snapshot::cli::utc;
+use crate::snapshot::{datadir, SnapshotStore, StoreError};
 use crate::tracefile::{TraceError, TraceWriter};
 use crate::{client, peer};
 use gsmo_spec::node::Node;
 use gsmo_spec::trace::Start;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tracing::warn;
 
 /// Inputs queued for the event loop before connections wait (backpressure).
 const INPUT_QUEUE: usize = 4096;
@@ -32,8 +34,9 @@ pub enum ServeError {
     Trace(#[from] TraceError),
 }
 
-/// The node's starting state: empty, or its part of a stored snapshot
-/// (checksums of every part and the manifest verified first).
+/// The node's starting state: empty, or its part of a stored snapshot (the
+/// manifest, this node's part, and every other part present in its data dir
+/// checked first). Prints which snapshot it restores and when it was cut.
 pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, ServeError> {
     let Some(from) = cfg.restore else {
         return Ok(Boot {
@@ -51,11 +54,12 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
     let store = store.ok_or_else(|| {
         ServeError::Restore("--restore needs --data-dir (where the snapshots are)".into())
     })?;
-    let id = match from {
-        RestoreFrom::Latest => store.latest_complete()?,
-        RestoreFrom::Id(id) => id,
-    };
-    let (manifest, mut parts) = store.load(id)?;
+    let chosen = store.restore_point(from)?;
+    for (skipped, why) in &chosen.skipped {
+        warn!("--restore {from}: skipping damaged snapshot {skipped}: {why}");
+    }
+    let manifest = chosen.manifest;
+    let id = manifest.id;
     let mismatch = |what: &str, snap: &dyn std::fmt::Display, ours: &dyn std::fmt::Display| {
         ServeError::Restore(format!(
             "snapshot {id} was taken with {what} {snap}, this node has {ours}"
@@ -78,7 +82,21 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
             &cfg.cluster_size(),
         ));
     }
-    let part = parts.swap_remove(cfg.id).part;
+    let pf = store.load_part(&manifest, cfg.id)?;
+    let me = &manifest.parts[cfg.id];
+    announce(
+        cfg.log_format,
+        &format!(
+            "gsmo node {}: --restore {from}: restoring snapshot {id}, cut at {} (node {}'s clock), \
+             {} keys and {} in-flight messages in this node's part",
+            cfg.id,
+            utc(manifest.cut_unix_ms()),
+            id.initiator,
+            me.keys,
+            me.channel_messages
+        ),
+    );
+    let part = pf.part;
     let (node, outputs) =
         Node::restore(&part).map_err(|e| ServeError::Restore(format!("snapshot {id}: {e}")))?;
     Ok(Boot {
@@ -103,11 +121,13 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError>
 /// Runs a node until the process is stopped.
 pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     let (me, n) = (cfg.id, cfg.cluster_size());
-    let store = cfg
+    // Held until the node stops: one process per node id and data dir.
+    let claim = cfg
         .data_dir
         .as_deref()
-        .map(SnapshotStore::open)
+        .map(|dir| datadir::claim(dir, &cfg.cluster_id, me))
         .transpose()?;
+    let store = claim.as_ref().map(|c| c.store.clone());
     let boot = boot(&cfg, store.as_ref())?;
     let trace = match (&cfg.trace, &boot.trace_start) {
         (Some(path), Some(start)) => Some(TraceWriter::create(path, start)?),
@@ -179,5 +199,6 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     )
     .run(rx)
     .await;
+    drop(claim);
     Ok(())
 }

@@ -198,7 +198,7 @@ async fn run(mode: Mode, faults: bool) {
         // Conformance: the real run, replayed through the spec. Nothing is in
         // flight any more (all delivered, the snapshot complete everywhere).
         let paths: Vec<_> = (0..NODES).map(trace_path).collect();
-        let loaded = gsmo_node::tools::load_traces(&paths).unwrap();
+        let loaded = gsmo_node::tracecheck::load_traces(&paths).unwrap();
         match gsmo_spec::trace::check_cluster(&loaded, mode, true) {
             Ok(c) => assert!(
                 c.deliveries >= NODES * writes && c.messages > 0,

@@ -2,7 +2,7 @@
 //! verified with the spec's predicates, restored into a fresh cluster; a
 //! snapshot that cannot finish aborts cleanly; a damaged file is refused.
 
-use gsmo_node::store::{SnapshotStore, Status};
+use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::sim::Cluster as SimCluster;
 use gsmo_spec::snapshot::SnapshotId;

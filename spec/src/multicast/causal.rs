@@ -48,6 +48,8 @@ pub struct Causal<P> {
     /// Kept sorted by id so that equal histories give equal (hash-equal) states.
     holdback: BTreeMap<MsgId, Msg<P>>,
     /// Broken variant: check only `M[j] == V[j] + 1` (FIFO), not the other entries.
+    /// (Never serialized: a model's broken flag must not reach snapshot files.)
+    #[serde(skip)]
     fifo_only: bool,
 }
 

@@ -24,7 +24,9 @@ pub struct Fifo<P> {
     /// `R[j]`: messages delivered from each origin.
     next: Vec<u64>,
     holdback: BTreeMap<MsgId, P>,
-    /// Broken variant: deliver on arrival, ignoring sequence numbers.
+    /// Broken variant: deliver on arrival, ignoring sequence numbers. Never
+    /// serialized: a model's broken flag must not reach snapshot files.
+    #[serde(skip)]
     no_holdback: bool,
 }
 

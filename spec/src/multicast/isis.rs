@@ -37,7 +37,9 @@ struct Held<P> {
     payload: P,
     priority: Priority,
     agreed: bool,
-    /// Local arrival number: only the broken variant orders ties by it.
+    /// Local arrival number: only the broken variant orders ties by it (so
+    /// it is never serialized, like the flag).
+    #[serde(skip)]
     arrival: u64,
 }
 
@@ -54,11 +56,14 @@ pub struct Isis<P> {
     sent: u64,
     max_proposed: u64,
     max_agreed: u64,
+    #[serde(skip)]
     arrivals: u64,
     holdback: BTreeMap<MsgId, Held<P>>,
     /// Sender side: proposals gathered so far for this node's own messages.
     collecting: BTreeMap<MsgId, Collecting>,
     /// Broken variant: compare priorities by `seq` alone; ties fall to local arrival order.
+    /// (Never serialized: a model's broken flag must not reach snapshot files.)
+    #[serde(skip)]
     no_tie_break: bool,
 }
 

@@ -32,6 +32,8 @@ pub struct Sequencer<P> {
     data: BTreeMap<MsgId, P>,
     order: BTreeMap<u64, MsgId>,
     /// Broken variant: deliver data on arrival, without waiting for its number.
+    /// (Never serialized: a model's broken flag must not reach snapshot files.)
+    #[serde(skip)]
     no_wait: bool,
 }
 

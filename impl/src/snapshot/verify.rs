@@ -1,8 +1,10 @@
-//! `gsmo snapshot show` and `gsmo snapshot verify`: read a stored snapshot and
-//! judge it with the spec's own predicates, the same functions the model
-//! checker evaluates, plus a dry-run restore in the spec's simulator.
+//! `gsmo snapshot show` and `gsmo snapshot verify`: judge a stored snapshot
+//! with the spec's own predicates, the same functions the model checker
+//! evaluates, plus a dry-run restore in the spec's simulator. (Reading the
+//! files, checksums and placement checks are the store's: [`super::store`].)
 
-use crate::store::{Manifest, PartFile};
+use super::format::PartFile;
+use super::manifest::Manifest;
 use gsmo_spec::properties;
 use gsmo_spec::sim::Cluster;
 use std::fmt::Write as _;
@@ -58,20 +60,24 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Human-readable summary of a complete snapshot.
-pub fn show(manifest: &Manifest, parts: &[PartFile]) -> String {
+/// Human-readable summary of a complete snapshot, from its manifest alone.
+pub fn show(manifest: &Manifest) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "snapshot {}  cluster {}  mode {}  nodes {}",
-        manifest.id, manifest.cluster_id, manifest.mode, manifest.nodes
+        "snapshot {}  cluster {}  mode {}  nodes {}  cut {}",
+        manifest.id,
+        manifest.cluster_id,
+        manifest.mode,
+        manifest.nodes,
+        super::cli::utc(manifest.cut_unix_ms())
     );
     let _ = writeln!(
         s,
         "{:>4}  {:>9}  {:>12}  {:>11}  {:>12}  {:>9}  delivered vector",
         "node", "keys", "state bytes", "file bytes", "channel msgs", "duration"
     );
-    for (info, pf) in manifest.parts.iter().zip(parts) {
+    for info in &manifest.parts {
         let _ = writeln!(
             s,
             "{:>4}  {:>9}  {:>12}  {:>11}  {:>12}  {:>7}ms  {:?}",
@@ -81,7 +87,7 @@ pub fn show(manifest: &Manifest, parts: &[PartFile]) -> String {
             info.bytes,
             info.channel_messages,
             info.duration_ms,
-            pf.part.state.multicast.delivered()
+            info.delivered
         );
     }
     s
@@ -182,8 +188,8 @@ fn dry_run_restore(parts: &[gsmo_spec::node::Part], sent: &[u64]) -> Result<Stri
 
 #[cfg(test)]
 mod tests {
+    use super::super::store::SnapshotStore;
     use super::*;
-    use crate::store::SnapshotStore;
     use gsmo_spec::kv::Op;
     use gsmo_spec::multicast::Mode;
     use gsmo_spec::node::Command;
@@ -233,7 +239,7 @@ mod tests {
         let report = verify(&m, &parts, &opts);
         assert!(report.passed(), "{report}");
         assert_eq!(report.checks.len(), 6);
-        assert!(show(&m, &parts).contains("snapshot 2-1"));
+        assert!(show(&m).contains("snapshot 2-1"));
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! The snapshot file format: one header for every file, and the single place
+//! that maps a format version to a decoder.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic: "GSMOPART" (part), "GSMOINFO" (part summary), "GSMOMANI" (manifest)
+//! 8       2     format version, little-endian (written: FORMAT_VERSION)
+//! 10      2     reserved, 0
+//! 12      8     payload length in bytes, little-endian
+//! 20      4     CRC-32 (IEEE) of the payload, little-endian
+//! 24      ...   payload: bincode 2 (standard config, serde) of PartFile / PartSummary / Manifest
+//! ```
+//! Readers check magic, version, length and checksum before decoding and name
+//! the file in every error. `tests/data/v1/` holds golden files of version 1,
+//! decoded field by field by `tests/format_v1.rs`, so a change to a spec type
+//! that would change these bytes fails a test instead of old files.
+//!
+//! Changing the format: bump [`FORMAT_VERSION`], keep the old payload types in
+//! a `v<N>` module, and add an arm to the `match` in [`read_part`],
+//! [`read_summary`] and [`read_manifest`] that decodes the old type and
+//! converts it. Nothing else reads a payload.
+
+use super::error::{io_err, StoreError};
+use super::manifest::{Manifest, PartSummary};
+use gsmo_spec::multicast::Mode;
+use gsmo_spec::node::Part;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fs;
+use std::path::Path;
+
+pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
+pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
+pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
+/// The version this build writes.
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 24;
+/// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
+/// larger one is refused before any allocation.
+pub const MAX_FILE_BYTES: u64 = 8 << 30;
+
+/// One node's part, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFile {
+    pub cluster_id: String,
+    pub mode: Mode,
+    /// Wall-clock time the local state was recorded (ms since the Unix epoch).
+    pub recorded_unix_ms: u64,
+    /// From recording the local state to the last incoming channel closing.
+    pub duration_ms: u64,
+    pub part: Part,
+}
+
+/// The whole file image of `value` under `magic`, in the current version.
+pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
+    let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("in-memory encoding cannot fail");
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Checks a file image's header, length and checksum; returns the version and
+/// the payload. Any version passes here: the `read_*` functions dispatch on it.
+pub fn check_image<'a>(
+    path: &Path,
+    magic: &[u8; 8],
+    bytes: &'a [u8],
+) -> Result<(u16, &'a [u8]), StoreError> {
+    let path_buf = || path.to_path_buf();
+    if bytes.len() < 8 || &bytes[..8] != magic {
+        return Err(StoreError::NotASnapshot { path: path_buf() });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(StoreError::Truncated {
+            path: path_buf(),
+            expected: HEADER_LEN as u64,
+            actual: bytes.len() as u64,
+        });
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
+    if reserved != 0 {
+        return Err(StoreError::Reserved {
+            path: path_buf(),
+            found: reserved,
+        });
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() as u64 != len {
+        return Err(StoreError::Truncated {
+            path: path_buf(),
+            expected: len,
+            actual: payload.len() as u64,
+        });
+    }
+    let actual = crc32fast::hash(payload);
+    if actual != crc {
+        return Err(StoreError::Checksum {
+            path: path_buf(),
+            expected: crc,
+            actual,
+        });
+    }
+    Ok((version, payload))
+}
+
+fn decode_payload<T: DeserializeOwned>(path: &Path, payload: &[u8]) -> Result<T, StoreError> {
+    let path_buf = || path.to_path_buf();
+    // The limit stops a crafted length field from claiming more than a file may hold.
+    let config = bincode::config::standard().with_limit::<{ MAX_FILE_BYTES as usize }>();
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| StoreError::Decode {
+            path: path_buf(),
+            reason: e.to_string(),
+        })?;
+    if used != payload.len() {
+        return Err(StoreError::Decode {
+            path: path_buf(),
+            reason: format!("{} trailing bytes", payload.len() - used),
+        });
+    }
+    Ok(value)
+}
+
+fn unsupported(path: &Path, found: u16) -> StoreError {
+    StoreError::Version {
+        path: path.to_path_buf(),
+        found,
+    }
+}
+
+/// Decodes a part file image (the whole file).
+pub fn decode_part(path: &Path, bytes: &[u8]) -> Result<PartFile, StoreError> {
+    match check_image(path, PART_MAGIC, bytes)? {
+        (1, payload) => decode_payload(path, payload),
+        (v, _) => Err(unsupported(path, v)),
+    }
+}
+
+/// Decodes a part summary file image.
+pub fn decode_summary(path: &Path, bytes: &[u8]) -> Result<PartSummary, StoreError> {
+    match check_image(path, INFO_MAGIC, bytes)? {
+        (1, payload) => decode_payload(path, payload),
+        (v, _) => Err(unsupported(path, v)),
+    }
+}
+
+/// Decodes a manifest file image.
+pub fn decode_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, StoreError> {
+    match check_image(path, MANIFEST_MAGIC, bytes)? {
+        (1, payload) => decode_payload(path, payload),
+        (v, _) => Err(unsupported(path, v)),
+    }
+}
+
+/// Reads a whole file, refusing one over [`MAX_FILE_BYTES`] before allocating.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, StoreError> {
+    let size = fs::metadata(path).map_err(io_err(path))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(StoreError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: size,
+        });
+    }
+    fs::read(path).map_err(io_err(path))
+}
+
+/// Reads and verifies one part file.
+pub fn read_part(path: &Path) -> Result<PartFile, StoreError> {
+    decode_part(path, &read_bytes(path)?)
+}
+
+/// Reads and verifies one part summary file.
+pub fn read_summary(path: &Path) -> Result<PartSummary, StoreError> {
+    decode_summary(path, &read_bytes(path)?)
+}
+
+/// Reads and verifies one manifest.
+pub fn read_manifest(path: &Path) -> Result<Manifest, StoreError> {
+    decode_manifest(path, &read_bytes(path)?)
+}

@@ -1,0 +1,176 @@
+//! The manifest: what declares a snapshot complete, built from every node's
+//! small [`PartSummary`] alone (as Flink's checkpoint coordinator completes a
+//! checkpoint from its tasks' acknowledgements), never from the parts
+//! themselves. A summary is what a node knows once its part is on its own
+//! disk: size, checksum, counts and its piece of the cut. Today the summaries
+//! are read from `part-<node>.info.gsmo` files beside the parts in a shared
+//! data dir; they are serializable so they can as well travel over the peer
+//! link to the initiator, which then writes the manifest into every node's dir.
+
+use super::error::StoreError;
+use super::format::{PartFile, HEADER_LEN};
+use gsmo_spec::multicast::Mode;
+use gsmo_spec::snapshot::SnapshotId;
+use gsmo_spec::NodeId;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// One node's acknowledgement that its part is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSummary {
+    pub id: SnapshotId,
+    pub node: NodeId,
+    pub cluster_id: String,
+    pub mode: Mode,
+    /// Wall-clock time the node recorded its state (ms since the Unix epoch).
+    pub recorded_unix_ms: u64,
+    pub duration_ms: u64,
+    /// The part's file name inside the snapshot's directory.
+    pub file: String,
+    /// Size of the whole part file and CRC-32 of its payload.
+    pub bytes: u64,
+    pub crc32: u32,
+    pub keys: u64,
+    pub state_bytes: u64,
+    pub channel_messages: u64,
+    /// The node's delivery vector at its record: its piece of the cut.
+    pub delivered: Vec<u64>,
+}
+
+impl PartSummary {
+    /// The summary of `file`, whose encoded image is `image`.
+    pub fn of(file: &PartFile, image: &[u8]) -> Self {
+        let part = &file.part;
+        PartSummary {
+            id: part.id,
+            node: part.node,
+            cluster_id: file.cluster_id.clone(),
+            mode: file.mode,
+            recorded_unix_ms: file.recorded_unix_ms,
+            duration_ms: file.duration_ms,
+            file: part_file_name(part.node),
+            bytes: image.len() as u64,
+            crc32: crc32fast::hash(&image[HEADER_LEN..]),
+            keys: part.state.kv.len() as u64,
+            state_bytes: part.state.kv.payload_bytes() as u64,
+            channel_messages: part.channel_messages() as u64,
+            delivered: part.state.multicast.delivered().to_vec(),
+        }
+    }
+}
+
+/// `part-<node>.gsmo`.
+pub fn part_file_name(node: NodeId) -> String {
+    format!("part-{node}.gsmo")
+}
+
+/// Declares a snapshot complete: every part present, each with its checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: SnapshotId,
+    pub cluster_id: String,
+    pub mode: Mode,
+    pub nodes: usize,
+    /// The latest record time among the parts (each by its own node's clock).
+    pub created_unix_ms: u64,
+    /// One per node, in node order.
+    pub parts: Vec<PartSummary>,
+}
+
+impl Manifest {
+    /// When the initiator recorded its state: "when the snapshot was cut".
+    pub fn cut_unix_ms(&self) -> u64 {
+        self.parts
+            .get(self.id.initiator)
+            .map_or(self.created_unix_ms, |p| p.recorded_unix_ms)
+    }
+
+    pub fn recency(&self) -> Recency {
+        Recency::of(self.id, &self.parts)
+    }
+}
+
+/// How new a snapshot is, from its cut and id, never from a wall clock (the
+/// nodes' clocks differ, and a restore rewinds none of them).
+///
+/// A node's deliveries only grow, so a snapshot started after another one
+/// finished holds at least as many deliveries at every node: the total number
+/// of deliveries in the cut orders snapshots taken one after another, and the
+/// initiator's sequence number breaks ties (no writes in between).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recency {
+    pub deliveries: u64,
+    pub id: SnapshotId,
+}
+
+impl Recency {
+    pub fn of(id: SnapshotId, parts: &[PartSummary]) -> Self {
+        Recency {
+            deliveries: parts.iter().flat_map(|p| &p.delivered).sum(),
+            id,
+        }
+    }
+}
+
+impl Ord for Recency {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.deliveries, self.id.seq, self.id.initiator).cmp(&(
+            other.deliveries,
+            other.id.seq,
+            other.id.initiator,
+        ))
+    }
+}
+
+impl PartialOrd for Recency {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The manifest of snapshot `id` of an `nodes`-node cluster from its parts'
+/// summaries, in any order. Refuses a missing, duplicate or foreign part.
+/// A function of the summaries alone, so every node that assembles it writes
+/// the same bytes.
+pub fn assemble(
+    id: SnapshotId,
+    nodes: usize,
+    mut summaries: Vec<PartSummary>,
+) -> Result<Manifest, StoreError> {
+    let invalid = |reason: String| StoreError::Invalid { id, reason };
+    summaries.sort_by_key(|s| s.node);
+    if let Some(s) = summaries.iter().find(|s| s.id != id) {
+        return Err(invalid(format!(
+            "node {}'s summary is for snapshot {}",
+            s.node, s.id
+        )));
+    }
+    let present: Vec<NodeId> = summaries.iter().map(|s| s.node).collect();
+    if present != (0..nodes).collect::<Vec<_>>() {
+        return Err(invalid(format!(
+            "expected one part from each of nodes 0..{nodes}, have parts from {present:?}"
+        )));
+    }
+    let first = &summaries[0];
+    if let Some(bad) = summaries
+        .iter()
+        .find(|p| p.cluster_id != first.cluster_id || p.mode != first.mode)
+    {
+        return Err(invalid(format!(
+            "node {}'s part is from cluster `{}` in mode {}, node 0's from `{}` in mode {}",
+            bad.node, bad.cluster_id, bad.mode, first.cluster_id, first.mode
+        )));
+    }
+    Ok(Manifest {
+        id,
+        cluster_id: first.cluster_id.clone(),
+        mode: first.mode,
+        nodes,
+        created_unix_ms: summaries
+            .iter()
+            .map(|p| p.recorded_unix_ms)
+            .max()
+            .unwrap_or(0),
+        parts: summaries,
+    })
+}
