@@ -82,6 +82,10 @@ pub const BAD_AMOUNT: &str = "ERR transfer amount must be positive";
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvStore {
     entries: BTreeMap<Key, Entry>,
+    /// Broken variant (model checker only, never persisted): a `TRANSFER`
+    /// short of funds debits `from` and credits nobody.
+    #[serde(skip)]
+    debit_only_when_short: bool,
 }
 
 fn parse_int(v: Option<&Value>) -> Result<i64, Reply> {
@@ -101,6 +105,12 @@ fn int_value(i: i64) -> Value {
 impl KvStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The broken store whose short-of-funds `TRANSFER` debits without crediting.
+    pub fn debit_only_when_short(mut self) -> Self {
+        self.debit_only_when_short = true;
+        self
     }
 
     /// A local read.
@@ -178,6 +188,9 @@ impl KvStore {
         let t = parse_int(self.get(to))?;
         if from == to {
             return Ok((f, f));
+        }
+        if f < amount && self.debit_only_when_short {
+            return Ok((f - amount, t));
         }
         if f < amount {
             return Err(Reply::Error(INSUFFICIENT_FUNDS.into()));

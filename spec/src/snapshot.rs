@@ -152,6 +152,10 @@ pub struct Recorder<S, M> {
     /// recorder counts arrivals instead of checking positions, so the model can run
     /// it on an unordered network and watch the cut break.
     strict_fifo: bool,
+    /// Broken variant: a marker of any id closes its channel for every snapshot
+    /// in progress (channel state shared between concurrent snapshot ids).
+    #[serde(default)]
+    shared_channel_closing: bool,
 }
 
 impl<S: Clone, M: Clone> Recorder<S, M> {
@@ -167,7 +171,15 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             aborted: BTreeSet::new(),
             record_channels: true,
             strict_fifo: true,
+            shared_channel_closing: false,
         }
+    }
+
+    /// The broken variant in which concurrent snapshots share channel state: a
+    /// marker of one id closes that channel for every snapshot in progress.
+    pub fn with_shared_channel_closing(mut self) -> Self {
+        self.shared_channel_closing = true;
+        self
     }
 
     /// The broken variant that forgets channel state (in-flight messages are lost from the snapshot).
@@ -264,6 +276,15 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             Envelope::Marker { id } => {
                 if self.aborted.contains(&id) {
                     return Ok((None, effects));
+                }
+                if self.shared_channel_closing {
+                    let others: Vec<SnapshotId> = self.active.keys().copied().collect();
+                    for other in others.into_iter().filter(|&o| o != id) {
+                        if let Some(rec) = self.active.get_mut(&other) {
+                            rec.open.remove(&from);
+                        }
+                        self.finish_if_closed(other, &mut effects);
+                    }
                 }
                 if !self.active.contains_key(&id) {
                     self.record(id, state(), Some(from), &mut effects);
