@@ -24,9 +24,12 @@ pub fn load_traces(paths: &[PathBuf]) -> anyhow::Result<Vec<Trace>> {
 
 pub fn check_traces(paths: &[PathBuf], quiescent: bool) -> anyhow::Result<()> {
     let traces = load_traces(paths)?;
-    let mode = match &traces[0].start {
+    let Some(first) = traces.first() else {
+        bail!("no traces given: pass one per node, e.g. traces/n0.trace traces/n1.trace ...");
+    };
+    let mode = match &first.start {
         gsmo_spec::trace::Start::Fresh { mode, .. } => *mode,
-        gsmo_spec::trace::Start::Restored(part) => part.state.multicast.mode(),
+        gsmo_spec::trace::Start::Restored { part, .. } => part.state.multicast.mode(),
     };
     match check_cluster(&traces, mode, quiescent) {
         Ok(c) => {

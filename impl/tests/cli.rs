@@ -101,3 +101,28 @@ fn snapshot_and_trace_commands_explain_themselves() {
     let (ok, text) = gsmo(&["trace", "check", missing.to_str().unwrap()]);
     assert!(!ok && text.contains("n0.trace"), "{text}");
 }
+
+#[test]
+fn trace_check_refuses_an_incomplete_set_of_traces() {
+    use gsmo_node::tracefile::TraceWriter;
+    use gsmo_spec::multicast::Mode;
+    use gsmo_spec::trace::Start;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |i: usize| dir.path().join(format!("n{i}.trace"));
+    for node in 0..3 {
+        let start = Start::Fresh {
+            node,
+            n: 3,
+            mode: Mode::TotalSequencer,
+        };
+        let mut w = TraceWriter::create(&path(node), &start).unwrap();
+        w.flush().unwrap();
+    }
+    let arg = |i: usize| path(i).to_str().unwrap().to_string();
+    let (ok, text) = gsmo(&["trace", "check", &arg(0), &arg(1), &arg(2)]);
+    assert!(ok && text.contains("CONFORMS"), "{text}");
+    let (ok, text) = gsmo(&["trace", "check", &arg(0), &arg(1)]);
+    assert!(!ok && text.contains("no trace of n2"), "{text}");
+    let (ok, text) = gsmo(&["trace", "check", &arg(0)]);
+    assert!(!ok && text.contains("no trace of n1, n2"), "{text}");
+}

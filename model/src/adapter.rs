@@ -7,7 +7,6 @@
 use gsmo_spec::multicast::{self, Effect, Mode, Multicast, Wire};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_spec::NodeId;
 use stateright::actor::{model_timeout, Actor, ActorModelAction, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -92,8 +91,6 @@ pub struct MulticasterState {
 pub enum Step {
     /// Multicast the next message.
     Multicast,
-    /// Move money (or write) to this peer.
-    Transfer { to: NodeId },
     /// Issue the next client write.
     Write,
     /// Start a Chandy-Lamport snapshot here.
@@ -104,7 +101,6 @@ impl Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Multicast => write!(f, "multicasts"),
-            Step::Transfer { to } => write!(f, "transfers to n{to}"),
             Step::Write => write!(f, "writes"),
             Step::Snapshot => write!(f, "starts a snapshot"),
         }
@@ -205,6 +201,18 @@ pub fn describe_wire<P: Debug>(w: &Wire<P>) -> String {
         Wire::Isis(isis::Msg::Agreed { id, priority }) => {
             format!("agreed {id} at {}.{}", priority.seq, priority.node)
         }
+    }
+}
+
+/// The application payload a multicast message carries, if it carries one.
+pub fn payload<P>(w: &Wire<P>) -> Option<&P> {
+    use multicast::{isis, sequencer};
+    match w {
+        Wire::Fifo(m) => Some(&m.payload),
+        Wire::Causal(m) => Some(&m.payload),
+        Wire::Sequencer(sequencer::Msg::Data { payload, .. })
+        | Wire::Isis(isis::Msg::Data { payload, .. }) => Some(payload),
+        _ => None,
     }
 }
 

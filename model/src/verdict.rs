@@ -106,10 +106,24 @@ impl Verdict {
             .collect()
     }
 
-    /// PASS unless an always/eventually property has a counterexample. A missing
-    /// example ([`Verdict::vacuous`]) is reported but is not a violation.
+    /// PASS only if no always/eventually property has a counterexample and
+    /// every sometimes-property has an example ([`Verdict::vacuous`]): an
+    /// unreachable example means part of the model never runs, so the other
+    /// verdicts could hold for the wrong reason.
     pub fn passed(&self) -> bool {
-        self.failures().next().is_none()
+        self.failures().next().is_none() && self.vacuous().is_empty()
+    }
+
+    /// How a run with a deliberately broken model is judged: caught only if the
+    /// property the variant `promises` to violate is violated. Violating others
+    /// instead does not count: the property meant to guard that bug let it by.
+    pub fn judge(&self, promises: Option<&'static str>) -> Outcome {
+        match promises {
+            None if self.passed() => Outcome::Pass,
+            None => Outcome::Fail,
+            Some(p) if self.failures().any(|f| f.property == p) => Outcome::Caught,
+            Some(_) => Outcome::NotCaught,
+        }
     }
 
     pub fn states_per_second(&self) -> f64 {
@@ -119,6 +133,19 @@ impl Verdict {
     pub fn finding(&self, property: &str) -> Option<&Finding> {
         self.findings.iter().find(|f| f.property == property)
     }
+}
+
+/// The verdict on one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A correct model: every property holds, every example found.
+    Pass,
+    /// A correct model with a counterexample or a missing example.
+    Fail,
+    /// A broken variant, caught by the property it promises to violate.
+    Caught,
+    /// A broken variant whose promised property held (whatever else failed).
+    NotCaught,
 }
 
 /// Progress on stderr, once a second after the first. It polls the checker

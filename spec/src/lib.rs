@@ -14,14 +14,12 @@
 //! | FIFO / causal / total multicast       | [`multicast`]            |
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
 //! | replicated K/V state machine          | [`kv`]                   |
-//! | the lecture's bank (snapshot example) | [`bank`]                 |
 //! | a replica: all of the above composed  | [`node`]                 |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
 //! | safety predicates over histories      | [`properties`]           |
 //! | replaying a real node's trace         | [`trace`]                |
 //! | linearizability / sequential consistency | [`consistency`]        |
 
-pub mod bank;
 pub mod clock;
 pub mod consistency;
 pub mod kv;

@@ -323,6 +323,13 @@ impl Node {
         self
     }
 
+    /// Starts the replica from `kv` instead of an empty store (a model's opening
+    /// balances, or its deliberately broken store); every replica must get the same.
+    pub fn with_store(mut self, kv: KvStore) -> Self {
+        self.state.kv = kv;
+        self
+    }
+
     /// A replica resumed from its snapshot part. The part's recorded channel
     /// messages are fed in as if they had just arrived, so writes in flight at
     /// the cut are not lost; the returned outputs (sends, deliveries) must be

@@ -279,6 +279,10 @@ pub struct Recorder<S, M> {
     /// recorder counts arrivals instead of checking positions, so the model can run
     /// it on an unordered network and watch the cut break.
     strict_fifo: bool,
+    /// Broken variant: a marker of any id closes its channel for every snapshot
+    /// in progress (channel state shared between concurrent snapshot ids).
+    #[serde(default)]
+    shared_channel_closing: bool,
 }
 
 /// Effects of one recorder step.
@@ -301,12 +305,20 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             timeout_ms: u64::MAX,
             record_channels: true,
             strict_fifo: true,
+            shared_channel_closing: false,
         }
     }
 
     /// Abort snapshots not finished `ms` milliseconds after this node heard of them.
     pub fn with_timeout(mut self, ms: u64) -> Self {
         self.timeout_ms = ms;
+        self
+    }
+
+    /// The broken variant in which concurrent snapshots share channel state: a
+    /// marker of one id closes that channel for every snapshot in progress.
+    pub fn with_shared_channel_closing(mut self) -> Self {
+        self.shared_channel_closing = true;
         self
     }
 
@@ -419,6 +431,15 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             Envelope::Marker { id } => {
                 if self.aborted.contains(&id) || self.committed.contains(&id) {
                     return Ok((None, effects));
+                }
+                if self.shared_channel_closing {
+                    let others: Vec<SnapshotId> = self.active.keys().copied().collect();
+                    for other in others.into_iter().filter(|&o| o != id) {
+                        if let Some(rec) = self.active.get_mut(&other) {
+                            rec.open.remove(&from);
+                        }
+                        self.finish_if_closed(other, &mut effects);
+                    }
                 }
                 if !self.active.contains_key(&id) {
                     if !self.finishing.contains_key(&id) {

@@ -48,6 +48,14 @@ impl Trace {
         }
     }
 
+    /// The size of the cluster the trace's header records.
+    pub fn cluster_size(&self) -> usize {
+        match &self.start {
+            Start::Fresh { n, .. } => *n,
+            Start::Restored { part, .. } => part.channels.len(),
+        }
+    }
+
     /// The node's multicast history (for the ordering predicates).
     pub fn events(&self) -> Vec<Event> {
         self.steps
@@ -172,7 +180,59 @@ pub struct Conformance {
     pub deliveries: usize,
 }
 
-/// Checks a whole cluster's traces (one per node, same epoch): every step
+/// Refuses a set of traces that is not one per node of the cluster their
+/// headers record: with a node missing, channels and orders cannot be judged
+/// (a lost message and an unread trace look alike), so saying CONFORMS would lie.
+fn complete(traces: &[Trace]) -> Result<(), Violation> {
+    let Some(first) = traces.first() else {
+        return Err(violation("complete traces", "no traces given".into()));
+    };
+    let n = first.cluster_size();
+    if let Some(t) = traces.iter().find(|t| t.cluster_size() != n) {
+        return Err(violation(
+            "complete traces",
+            format!(
+                "node {}'s trace records a {n}-node cluster but node {}'s a {}-node one: \
+                 the traces are not from one run",
+                first.node(),
+                t.node(),
+                t.cluster_size()
+            ),
+        ));
+    }
+    let seen: Vec<NodeId> = traces.iter().map(Trace::node).collect();
+    let missing: Vec<String> = (0..n)
+        .filter(|i| !seen.contains(i))
+        .map(|i| format!("n{i}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(violation(
+            "complete traces",
+            format!(
+                "the traces record a {n}-node cluster, but there is no trace of {} \
+                 (given: {}): pass all {n}, in node order",
+                missing.join(", "),
+                seen.iter()
+                    .map(|i| format!("n{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if traces.len() != n {
+        return Err(violation(
+            "complete traces",
+            format!(
+                "{} traces for a {n}-node cluster: some node's trace was given twice",
+                traces.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a whole cluster's traces (one per node, same epoch, all of them:
+/// an incomplete set is refused, naming the nodes missing): every step
 /// replays exactly; every channel delivered a prefix of what was sent, in
 /// order, with nothing invented (the model's reliable FIFO network); and the
 /// ordering properties of `mode` hold on the combined history. Pass
@@ -183,6 +243,7 @@ pub fn check_cluster(
     mode: Mode,
     quiescent: bool,
 ) -> Result<Conformance, Violation> {
+    complete(traces)?;
     for (i, t) in traces.iter().enumerate() {
         if t.node() != i {
             return Err(violation(
@@ -363,5 +424,28 @@ mod tests {
         let last = t[1].steps.len() - 1;
         t[1].steps.truncate(last);
         assert!(check_cluster(&t, mode, true).is_err());
+    }
+
+    #[test]
+    fn an_incomplete_set_of_traces_is_refused_by_name() {
+        let mode = Mode::TotalSequencer;
+        let t = traced_run(mode);
+        let v = check_cluster(&t[..2], mode, false).unwrap_err();
+        assert_eq!(v.property, "complete traces");
+        assert!(
+            v.detail.contains("3-node") && v.detail.contains("no trace of n2"),
+            "{v}"
+        );
+        let v = check_cluster(&t[..1], mode, false).unwrap_err();
+        assert!(v.detail.contains("no trace of n1, n2"), "{v}");
+        let v = check_cluster(&[t[0].clone(), t[2].clone()], mode, false).unwrap_err();
+        assert!(v.detail.contains("no trace of n1"), "{v}");
+        let mut twice = t.clone();
+        twice.push(t[2].clone());
+        assert_eq!(
+            check_cluster(&twice, mode, false).unwrap_err().property,
+            "complete traces"
+        );
+        assert!(check_cluster(&[], mode, false).is_err());
     }
 }

@@ -7,7 +7,7 @@ use gsmo_model::causal::{CausalBug, CausalCfg};
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
 use gsmo_model::total::{TotalBug, TotalCfg};
-use gsmo_model::verdict::{check, Explained, Search, Strategy, Verdict};
+use gsmo_model::verdict::{check, Explained, Outcome, Search, Strategy, Verdict};
 use gsmo_spec::multicast::Mode;
 use stateright::Expectation;
 use std::fmt::Debug;
@@ -27,6 +27,21 @@ definition of \"correct\" the real cluster runs.
 With no arguments, checks every model at its default, small configuration and
 prints, per model: its properties, unique and total states, depth, seconds,
 states/s, and PASS or FAIL with the counterexample, action by action.
+
+THE DEFAULT SWEEP: each configuration is the smallest that shows its feature's bugs
+  causal                 3 nodes x 1 msg: a causal chain (a -> b's delivery ->
+                         b's send -> c) needs three nodes; with two, causal = FIFO
+  total-sequencer/-isis  3 nodes x 1 msg: two senders contend at a third replica
+  snapshot               the bank, 2 accounts of 1, one transfer each (1 from
+                         account 0: covered; 2 from account 1: overdraws unless
+                         account 0's arrived), TWO snapshots, so that concurrent
+                         snapshot ids overlap at a replica (shared-channel-closing
+                         needs them). 3 accounts cost minutes, not seconds
+  kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
+                         accounts of 1: replica 0's covered, replica 1's overdraws
+                         unless 0's came first), 1 snapshot, for every mode
+  kv --mode causal --nodes 3 --msgs 1 --snapshots 0
+                         the causal chain again, through the whole replica
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)
@@ -58,12 +73,20 @@ SYMMETRY REDUCTION is not offered, because no model here admits a sound one:
                    must rename all of them consistently; sorting the actors
                    alone could merge states that are not equivalent.
 
+NO VACUOUS VERDICTS
+  A sometimes-property is an example the model must reach (a snapshot that
+  records a transfer in flight, an overdraft refused, two snapshots in progress
+  at once). If a complete run finds none, that part of the model never ran and
+  the run is a FAIL. A --broken run is caught only if the property the variant
+  promises (\"must violate ...\" in its title) is violated; violating other
+  properties instead is reported as NOT CAUGHT.
+
 EXIT STATUS
-  0  no property was violated in any run
-  1  some always/eventually property was violated. With --broken this is the
-     expected outcome (the variant was caught); a broken variant that is NOT
-     caught exits 0 and prints PASS (UNEXPECTED ...).
+  0  every property held and every example was found
+  1  a property was violated or an example is missing. With --broken this is
+     the expected outcome: the variant was caught by its promised property
   2  bad arguments
+  3  a --broken variant was NOT caught: its promised property held
 
 EXAMPLES
   check                                       every model, default configuration
@@ -201,6 +224,9 @@ struct TotalArgs {
 
 #[derive(Args, Clone)]
 struct SnapshotArgs {
+    /// The total order the bank's replicas run: total-sequencer or total-isis.
+    #[arg(long, default_value_t = SnapshotCfg::default().mode)]
+    mode: Mode,
     #[arg(long, default_value_t = SnapshotCfg::default().nodes)]
     nodes: usize,
     /// Transfers each account makes.
@@ -209,7 +235,7 @@ struct SnapshotArgs {
     /// Each account's starting balance.
     #[arg(long, default_value_t = SnapshotCfg::default().balance)]
     balance: u64,
-    /// The amount each transfer moves.
+    /// Account i moves AMOUNT * (i + 1) per transfer (so some transfers overdraw).
     #[arg(long, default_value_t = SnapshotCfg::default().amount)]
     amount: u64,
     /// Snapshots started in all, by any accounts.
@@ -264,10 +290,12 @@ impl SearchArgs {
     }
 }
 
-/// One model, configured: its title, whether it is a broken variant, and how to run it.
+/// One model, configured: its title, what it promises if it is a broken
+/// variant, and how to run it.
 struct Job {
     title: String,
-    broken: bool,
+    /// For a broken variant: the property it must violate to count as caught.
+    promises: Option<&'static str>,
     search: Search,
     model: AnyModel,
 }
@@ -302,7 +330,7 @@ impl ModelCmd {
                         cfg.effective_channels(),
                         broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
                     ),
-                    broken: a.broken.is_some(),
+                    promises: a.broken.map(|b| b.caught_by()),
                     search: a.search.search(),
                     model: AnyModel::Causal(cfg),
                 }
@@ -311,6 +339,7 @@ impl ModelCmd {
             ModelCmd::TotalIsis(a) => total_job(Mode::TotalIsis, a)?,
             ModelCmd::Snapshot(a) => {
                 let cfg = SnapshotCfg {
+                    mode: a.mode,
                     nodes: a.nodes,
                     transfers: a.msgs,
                     balance: a.balance,
@@ -319,9 +348,11 @@ impl ModelCmd {
                     channels: a.network,
                     broken: a.broken,
                 };
+                cfg.validate()?;
                 Job {
                     title: format!(
-                        "snapshot: {} of {} x {} of {}, {}, {} channels{}",
+                        "snapshot (bank over {}): {} of {} x {} of {}, {}, {} channels{}",
+                        a.mode,
                         plural(a.nodes as u64, "account"),
                         a.balance,
                         plural(a.msgs, "transfer"),
@@ -330,7 +361,7 @@ impl ModelCmd {
                         cfg.effective_channels(),
                         broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
                     ),
-                    broken: a.broken.is_some(),
+                    promises: a.broken.map(|b| b.caught_by()),
                     search: a.search.search(),
                     model: AnyModel::Snapshot(cfg),
                 }
@@ -355,7 +386,7 @@ impl ModelCmd {
                         cfg.effective_channels(),
                         broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
                     ),
-                    broken: a.broken.is_some(),
+                    promises: a.broken.map(|b| b.caught_by()),
                     search: a.search.search(),
                     model: AnyModel::Kv(cfg),
                 }
@@ -381,7 +412,7 @@ fn total_job(mode: Mode, a: TotalArgs) -> Result<Job, String> {
             cfg.effective_channels(),
             broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
         ),
-        broken: a.broken.is_some(),
+        promises: a.broken.map(|b| b.caught_by()),
         search: a.search.search(),
         model: AnyModel::Total(cfg),
     })
@@ -420,8 +451,8 @@ fn thousands(k: usize) -> String {
     out
 }
 
-/// Prints a verdict; returns whether a property was violated.
-fn print_verdict(job: &Job, v: &Verdict) -> bool {
+/// Prints a verdict and judges it.
+fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
     let props: Vec<String> = v
         .properties
         .iter()
@@ -459,17 +490,49 @@ fn print_verdict(job: &Job, v: &Verdict) -> bool {
         }
     }
     for name in v.vacuous() {
-        println!("   note: no run reaches \"{name}\" in this configuration");
+        if job.promises.is_some() {
+            println!("   note: the broken variant never reaches \"{name}\"");
+        } else {
+            println!(
+                "   VACUOUS: no run reaches sometimes \"{name}\": part of the model never runs, \
+                 so the other properties may hold for the wrong reason"
+            );
+        }
     }
-    let failed = !v.passed();
-    let verdict = match (failed, job.broken) {
-        (false, false) => "PASS".to_string(),
-        (true, false) => "FAIL".to_string(),
-        (true, true) => "FAIL (expected: broken variant caught)".to_string(),
-        (false, true) => "PASS (UNEXPECTED: the broken variant was not caught)".to_string(),
+    if !v.complete {
+        let missing: Vec<_> = v
+            .properties
+            .iter()
+            .filter(|(name, e)| *e == Expectation::Sometimes && v.finding(name).is_none())
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
+        if !missing.is_empty() {
+            println!(
+                "   note: no example yet of {} (the run is incomplete)",
+                missing.join(", ")
+            );
+        }
+    }
+    let outcome = v.judge(job.promises);
+    let violated: Vec<&str> = v.failures().map(|f| f.property).collect();
+    let verdict = match (outcome, job.promises) {
+        (Outcome::Pass, _) => "PASS".to_string(),
+        (Outcome::Fail, _) => "FAIL".to_string(),
+        (Outcome::Caught, Some(p)) => {
+            format!("FAIL (expected: broken variant caught by \"{p}\")")
+        }
+        (_, p) => format!(
+            "NOT CAUGHT (UNEXPECTED: the broken variant must violate \"{}\", which held{})",
+            p.unwrap_or_default(),
+            if violated.is_empty() {
+                String::new()
+            } else {
+                format!("; it violated only {}", violated.join(", "))
+            }
+        ),
     };
     println!("   {verdict}");
-    failed
+    outcome
 }
 
 fn run(job: &Job) -> Verdict {
@@ -499,7 +562,7 @@ where
 
 /// The default sweep: every model at its default configuration.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 8] = [
+    let argvs: [&[&str]; 9] = [
         &["causal"],
         &["total-sequencer"],
         &["total-isis"],
@@ -508,6 +571,17 @@ fn defaults() -> Vec<Job> {
         &["kv", "--mode", "causal"],
         &["kv", "--mode", "total-sequencer"],
         &["kv", "--mode", "total-isis"],
+        &[
+            "kv",
+            "--mode",
+            "causal",
+            "--nodes",
+            "3",
+            "--msgs",
+            "1",
+            "--snapshots",
+            "0",
+        ],
     ];
     argvs
         .iter()
@@ -551,12 +625,10 @@ fn main() -> ExitCode {
         }
     };
     let mut summary = Vec::new();
-    let mut any_failed = false;
     for job in &jobs {
         let v = run(job);
-        let failed = print_verdict(job, &v);
-        any_failed |= failed;
-        summary.push((job.title.clone(), v, failed));
+        let outcome = print_verdict(job, &v);
+        summary.push((job.title.clone(), v, outcome));
         println!();
     }
     if summary.len() > 1 {
@@ -564,18 +636,32 @@ fn main() -> ExitCode {
             "{:<72} {:>12} {:>9} {:>12}  verdict",
             "model", "unique", "seconds", "states/s"
         );
-        for (title, v, failed) in &summary {
+        for (title, v, outcome) in &summary {
             let short: String = title.chars().take(72).collect();
             println!(
                 "{short:<72} {:>12} {:>9.2} {:>12.0}  {}",
                 thousands(v.unique_states),
                 v.elapsed.as_secs_f64(),
                 v.states_per_second(),
-                if *failed { "FAIL" } else { "PASS" }
+                match outcome {
+                    Outcome::Pass => "PASS",
+                    Outcome::Fail => "FAIL",
+                    Outcome::Caught => "CAUGHT",
+                    Outcome::NotCaught => "NOT CAUGHT",
+                }
             );
         }
     }
-    if any_failed {
+    exit_status(summary.iter().map(|(_, _, o)| *o))
+}
+
+/// 3 if a broken variant was not caught, else 1 if anything failed or was
+/// caught, else 0 (see EXIT STATUS).
+fn exit_status(outcomes: impl Iterator<Item = Outcome>) -> ExitCode {
+    let outcomes: Vec<Outcome> = outcomes.collect();
+    if outcomes.contains(&Outcome::NotCaught) {
+        ExitCode::from(3)
+    } else if outcomes.iter().any(|o| *o != Outcome::Pass) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -598,8 +684,8 @@ mod tests {
     #[test]
     fn the_default_sweep_is_every_model_unbroken() {
         let jobs = defaults();
-        assert_eq!(jobs.len(), 8);
-        assert!(jobs.iter().all(|j| !j.broken));
+        assert_eq!(jobs.len(), 9);
+        assert!(jobs.iter().all(|j| j.promises.is_none()));
         let kv_modes: Vec<Mode> = jobs
             .iter()
             .filter_map(|j| match &j.model {
@@ -607,7 +693,22 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(kv_modes, Mode::ALL);
+        assert_eq!(kv_modes[..4], Mode::ALL);
+        // The features whose bugs need them: concurrent snapshots, overdrafts,
+        // and three nodes for a causal chain.
+        let snapshot = jobs.iter().find_map(|j| match &j.model {
+            AnyModel::Snapshot(c) => Some(c.clone()),
+            _ => None,
+        });
+        assert!(snapshot.is_some_and(|c| c.snapshots >= 2 && c.transfers >= 1));
+        assert!(jobs.iter().any(|j| matches!(
+            &j.model,
+            AnyModel::Kv(c) if c.mode == Mode::Causal && c.nodes >= 3
+        )));
+        assert!(jobs.iter().any(|j| matches!(
+            &j.model,
+            AnyModel::Causal(c) if c.nodes >= 3
+        )));
     }
 
     #[test]
@@ -627,7 +728,7 @@ mod tests {
             "1",
         ])
         .unwrap();
-        assert!(j.broken);
+        assert_eq!(j.promises, Some("total order"));
         assert_eq!(j.search.strategy, Strategy::Dfs);
         assert_eq!(j.search.threads, 1);
         let AnyModel::Kv(c) = j.model else {
@@ -686,5 +787,41 @@ mod tests {
             assert_eq!(addr, "127.0.0.1:3999");
             assert!(matches!(model.job().unwrap().model, AnyModel::Snapshot(_)));
         }
+    }
+
+    fn quiet(mut j: Job) -> Job {
+        j.search.progress = false;
+        j
+    }
+
+    #[test]
+    fn a_variant_is_caught_only_by_the_property_it_promises() {
+        let j = quiet(job(&["snapshot", "--broken", "debit-only"]).unwrap());
+        assert_eq!(j.promises, Some("conservation"));
+        let v = run(&j);
+        assert_eq!(v.judge(j.promises), Outcome::Caught);
+        assert_eq!(print_verdict(&j, &v), Outcome::Caught);
+        // The same run judged against a promise it does not keep: other
+        // properties failed, but the promised one held, so it is NOT caught.
+        assert!(v.failures().next().is_some());
+        assert_eq!(v.judge(Some("consistent cut")), Outcome::NotCaught);
+        let liar = Job {
+            promises: Some("consistent cut"),
+            ..j
+        };
+        assert_eq!(print_verdict(&liar, &v), Outcome::NotCaught);
+    }
+
+    #[test]
+    fn a_missing_example_fails_the_run() {
+        // Balances so large that no transfer ever overdraws: the funds check's
+        // refusing side never runs, and the sweep must say so.
+        let j = quiet(job(&["snapshot", "--balance", "5"]).unwrap());
+        let v = run(&j);
+        assert!(v.failures().next().is_none());
+        assert_eq!(v.vacuous(), vec!["overdraft refused"]);
+        assert_eq!(v.judge(None), Outcome::Fail);
+        let j = quiet(job(&["snapshot"]).unwrap());
+        assert_eq!(run(&j).judge(None), Outcome::Pass);
     }
 }

@@ -405,6 +405,10 @@ pub struct KvStore {
     live: usize,
     /// Last-writer-wins: the last FLUSHALL's stamp; any write stamped below it is void.
     flushed: Stamp,
+    /// Broken variant (model checker only, never persisted): a `TRANSFER`
+    /// short of funds debits `from` and credits nobody.
+    #[serde(skip)]
+    debit_only_when_short: bool,
 }
 
 pub(crate) fn parse_int(v: Option<&Value>) -> Result<i64, Reply> {
@@ -424,6 +428,12 @@ pub(crate) fn int_value(i: i64) -> Value {
 impl KvStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The broken store whose short-of-funds `TRANSFER` debits without crediting.
+    pub fn debit_only_when_short(mut self) -> Self {
+        self.debit_only_when_short = true;
+        self
     }
 
     /// A store from snapshot format 1, where every value was a string:

@@ -35,6 +35,9 @@ impl KvStore {
         if from == to {
             return Ok((f, f));
         }
+        if f < amount && self.debit_only_when_short {
+            return Ok((f - amount, t));
+        }
         if f < amount {
             return Err(err(INSUFFICIENT_FUNDS));
         }
