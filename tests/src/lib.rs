@@ -217,6 +217,8 @@ impl TestCluster {
                 .args(["node", "--id", &id.to_string(), "--cluster", &list])
                 .args(["--mode", mode.name(), "--client-port", "0"])
                 .args(["--cluster-id", &cluster_id])
+                // The harness reads histories and stores with the GSMO.* debug commands.
+                .arg("--debug-commands")
                 .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
                 .args(l.node_args.get(&id).into_iter().flatten())
                 .env(
