@@ -150,6 +150,17 @@ fn proof(
         .to_vec())
 }
 
+/// The dialer's proof for `hello` answering a challenge with `acceptor_nonce`
+/// (what [`offer`] sends; public so tests can play a dialer that ignores the
+/// acceptor's proof).
+pub fn dialer_proof(
+    secret: Option<&Secret>,
+    hello: &Hello,
+    acceptor_nonce: &Nonce,
+) -> Result<Vec<u8>, FrameError> {
+    proof(secret, DIALER_LABEL, hello, acceptor_nonce)
+}
+
 /// Checks a received proof in constant time (hmac's `verify_slice`).
 fn verify(
     secret: Option<&Secret>,
