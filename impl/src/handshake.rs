@@ -519,4 +519,140 @@ mod tests {
         offered.unwrap();
         assert_eq!(accepted.unwrap().0, 1);
     }
+
+    fn pair() -> (
+        Framed<tokio::io::DuplexStream, LengthDelimitedCodec>,
+        Framed<tokio::io::DuplexStream, LengthDelimitedCodec>,
+    ) {
+        let (a, b) = tokio::io::duplex(4096);
+        (
+            Framed::new(a, codec(MAX_HANDSHAKE_FRAME)),
+            Framed::new(b, codec(MAX_HANDSHAKE_FRAME)),
+        )
+    }
+
+    fn keyed(h: Hello, key: Option<&str>) -> Hello {
+        h.with_secret(key.map(|k| Arc::new(Secret::new(k))))
+    }
+
+    #[tokio::test]
+    async fn only_matching_secrets_complete_and_admit_runs_last() {
+        let cases = [
+            (Some("k"), Some("k"), true),
+            (None, None, true),
+            (Some("k"), Some("other"), false),
+            (None, Some("k"), false),
+            (Some("k"), None, false),
+        ];
+        for (dialer_key, acceptor_key, welcome) in cases {
+            let (mut client, mut server) = pair();
+            let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), dialer_key);
+            let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), acceptor_key);
+            let admitted = std::cell::Cell::new(false);
+            let (offered, accepted) = tokio::join!(
+                offer(&mut client, &dialer),
+                accept(&mut server, &ours, |from| {
+                    admitted.set(true);
+                    Ok(from * 10)
+                })
+            );
+            let case = format!("{dialer_key:?} -> {acceptor_key:?}");
+            assert_eq!(offered.is_ok(), welcome, "{case}: {offered:?}");
+            assert_eq!(accepted.is_ok(), welcome, "{case}: {accepted:?}");
+            assert_eq!(admitted.get(), welcome, "{case}: slot taken without proof");
+            if welcome {
+                assert_eq!(accepted.unwrap(), (1, 10));
+            } else {
+                assert!(offered.unwrap_err().is_permanent(), "{case}");
+            }
+        }
+    }
+
+    /// A recording of an earlier genuine exchange: the dialer's hello and its
+    /// valid proof for the challenge it got then (acceptor nonce `[9; 32]`).
+    fn recorded_dialer_bytes(hello: &Hello) -> Vec<u8> {
+        let then = Hello {
+            nonce: [7; 32],
+            ..hello.clone()
+        };
+        let proof = dialer_proof(hello.secret.as_deref(), &then, &[9; 32]).unwrap();
+        let mut out = Vec::new();
+        for body in [
+            frame::encode(&then).unwrap(),
+            frame::encode(&Finish::Proof(proof)).unwrap(),
+        ] {
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_replayed_handshake_is_refused_and_admits_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let key = Some("k");
+        let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), key);
+        let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), key);
+        let (mut client, mut server) = pair();
+        client
+            .get_mut()
+            .write_all(&recorded_dialer_bytes(&dialer))
+            .await
+            .unwrap();
+        let accepted = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+            panic!("a replay must not reach admit")
+        })
+        .await;
+        assert!(
+            matches!(
+                accepted,
+                Err(HandshakeError::Refused(Refusal::Unauthenticated(1)))
+            ),
+            "{accepted:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            ..Default::default()
+        })]
+
+        /// Whatever a stranger sends, the acceptor answers with an error or a
+        /// refusal, never panics, and never admits.
+        #[test]
+        fn arbitrary_frames_never_get_admitted(
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            second in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            valid_hello in proptest::prelude::any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+                let (mut client, mut server) = pair();
+                let hello_body = if valid_hello {
+                    frame::encode(&Hello::new("c", Mode::Fifo, 2, 1, 0)).unwrap().to_vec()
+                } else {
+                    first
+                };
+                let _ = client.send(bytes::Bytes::from(hello_body)).await;
+                let _ = client.send(bytes::Bytes::from(second)).await;
+                drop(client);
+                let r = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+                    panic!("an unauthenticated sender reached admit")
+                })
+                .await;
+                proptest::prop_assert!(r.is_err());
+                Ok(())
+            })?;
+        }
+
+        /// Decoding any bytes as any handshake message is an error or a value, never a panic.
+        #[test]
+        fn decoders_take_any_bytes(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = frame::decode::<Hello>(&body);
+            let _ = frame::decode::<Answer>(&body);
+            let _ = frame::decode::<Finish>(&body);
+        }
+    }
 }
