@@ -1,40 +1,57 @@
 //! Redis client connections.
 //!
-//! Each connection is a reader and a writer joined by a bounded queue of
-//! pending replies, in request order: the reader parses a request, hands it to
-//! the runtime with a oneshot for the answer and queues the oneshot; the writer
-//! awaits the queue's head, so replies leave in request order however the
-//! replica interleaves them, and pipelining works. The writer flushes only when
-//! nothing else is ready, so a pipeline's replies share TCP segments.
+//! Each connection is a reader, a collector and a sender. The reader parses a
+//! request, passes it through the connection's [`Gate`] (AUTH, debug
+//! commands), hands it to the runtime with a oneshot for the answer and queues
+//! the oneshot; the collector awaits the queue's head, so replies leave in
+//! request order however the replica interleaves them, and pipelining works;
+//! the sender writes the encoded replies, flushing only when nothing else is
+//! ready, so a pipeline's replies share TCP segments.
 //!
 //! Commands on one connection take effect in order, as in Redis, even when
 //! pipelined: writes are multicast in arrival order (every mode keeps one
 //! origin's writes in FIFO order), and a read or admin command that arrives
 //! while this connection still has writes awaiting local delivery is held back
-//! and dispatched by the writer once their replies are out; anything arriving
+//! and dispatched by the collector once their replies are out; anything arriving
 //! behind a held-back request is held back too. Without that, a pipelined
 //! `SET k v; GET k` could read before its own write (or after a later one).
+//!
+//! Memory per connection is bounded like Redis's `client-output-buffer-limit`:
+//! replies encoded but not yet taken by the client's socket are counted, and a
+//! client whose unread replies pass the limit is disconnected (one reply larger
+//! than the limit is still sent). Reads are answered by the runtime at once, so
+//! at most [`READS_IN_FLIGHT`] of them may wait uncollected; otherwise a
+//! pipeline of `GET big` could make the runtime materialise every answer
+//! before the collector counts the first.
 
+use crate::admission::{Admission, Gate, Slot, MAX_CLIENTS_ERROR};
 use crate::resp::{self, Request, RespCodec, RespError};
 use crate::runtime::{ClientRequest, Input, Response};
-use futures::{SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use gsmo_spec::node::Command;
 use redis_protocol::resp2::types::BytesFrame;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
 
 /// Replies a connection may have outstanding before its reader waits.
 const PIPELINE_DEPTH: usize = 1024;
+/// Reads dispatched to the runtime whose answers the collector has not yet counted.
+pub const READS_IN_FLIGHT: usize = 8;
+/// The sender's write buffer.
+const SEND_BUFFER: usize = 64 << 10;
 
 enum Pending {
     Ready(BytesFrame),
-    Wait(oneshot::Receiver<Response>),
+    /// A read's answer, holding one of the connection's [`READS_IN_FLIGHT`] permits.
+    Wait(oneshot::Receiver<Response>, OwnedSemaphorePermit),
     /// A write's answer; counts down the connection's writes in flight.
     Write(oneshot::Receiver<Response>),
     /// A request to dispatch only when every earlier reply is out.
@@ -43,13 +60,24 @@ enum Pending {
     Close(BytesFrame),
 }
 
-/// Serves Redis clients forever.
-pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>) {
+/// Serves Redis clients forever, at most `admission.max_clients` at once.
+pub async fn accept_loop(
+    listener: TcpListener,
+    inputs: mpsc::Sender<Input>,
+    admission: Arc<Admission>,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve(stream, inputs.clone()));
-            }
+            Ok((stream, addr)) => match admission.try_admit() {
+                Some(slot) => {
+                    tokio::spawn(serve(stream, inputs.clone(), admission.clone(), slot));
+                }
+                None => {
+                    // Like Redis: one non-blocking write of the error, then close.
+                    let _ = stream.try_write(MAX_CLIENTS_ERROR);
+                    debug!(client = %addr, "refused a client: max number of clients reached");
+                }
+            },
             Err(e) => {
                 warn!("cannot accept a client connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -58,41 +86,91 @@ pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>) {
     }
 }
 
-async fn serve(stream: TcpStream, inputs: mpsc::Sender<Input>) {
+/// Why a connection's collector stopped.
+enum Flow {
+    /// Every reply is handed to the sender (the reader ended, or a reply said close).
+    Done,
+    /// The client's unread replies passed the output buffer limit: cut it off.
+    Overflow,
+}
+
+async fn serve(
+    stream: TcpStream,
+    inputs: mpsc::Sender<Input>,
+    admission: Arc<Admission>,
+    _slot: Slot,
+) {
     let _ = stream.set_nodelay(true);
     let who = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
     let order = Arc::new(Order::default());
-    let writer = tokio::spawn(write_replies(write, rx, inputs.clone(), order.clone()));
+    let unsent = Arc::new(AtomicUsize::new(0));
+    let mut collector = tokio::spawn(collect(
+        rx,
+        out_tx,
+        inputs.clone(),
+        order.clone(),
+        unsent.clone(),
+        admission.clone(),
+        who.clone(),
+    ));
+    let sender = tokio::spawn(send(write, out_rx, unsent));
+    let reading = read_requests(read, tx, inputs, order, Gate::new(admission), who);
+    let flow = tokio::select! {
+        () = reading => (&mut collector).await,
+        flow = &mut collector => flow,
+    };
+    match flow {
+        Ok(Flow::Done) => {
+            let _ = sender.await;
+        }
+        Ok(Flow::Overflow) | Err(_) => sender.abort(),
+    }
+}
+
+async fn read_requests(
+    read: OwnedReadHalf,
+    tx: mpsc::Sender<Pending>,
+    inputs: mpsc::Sender<Input>,
+    order: Arc<Order>,
+    mut gate: Gate,
+    who: String,
+) {
+    let reads = Arc::new(Semaphore::new(READS_IN_FLIGHT));
     let mut requests = FramedRead::new(read, RespCodec::default());
     while let Some(next) = requests.next().await {
-        let pending = match next {
-            Ok(args) => match resp::parse_command(&args) {
-                Request::Local(frame) => Pending::Ready(frame),
-                Request::Quit => Pending::Close(resp::ok()),
-                Request::Node(req) => {
-                    let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
-                    if order.must_defer(is_write) {
-                        order.deferred.fetch_add(1, SeqCst);
-                        Pending::Deferred(req)
-                    } else {
-                        if is_write {
-                            order.writes.fetch_add(1, SeqCst);
-                        }
-                        let Some(answer) = dispatch(&inputs, req).await else {
-                            break; // shutting down
-                        };
-                        if is_write {
-                            Pending::Write(answer)
-                        } else {
-                            Pending::Wait(answer)
-                        }
-                    }
+        let request = next.map(|args| match gate.check(&args) {
+            Some(reply) => Request::Local(reply),
+            None => resp::parse_command(&args),
+        });
+        let pending = match request {
+            Ok(Request::Local(frame)) => Pending::Ready(frame),
+            Ok(Request::Quit) => Pending::Close(resp::ok()),
+            Ok(Request::Node(req)) => {
+                let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
+                if order.must_defer(is_write) {
+                    order.deferred.fetch_add(1, SeqCst);
+                    Pending::Deferred(req)
+                } else if is_write {
+                    order.writes.fetch_add(1, SeqCst);
+                    let Some(answer) = dispatch(&inputs, req).await else {
+                        break; // shutting down
+                    };
+                    Pending::Write(answer)
+                } else {
+                    let Ok(permit) = reads.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let Some(answer) = dispatch(&inputs, req).await else {
+                        break; // shutting down
+                    };
+                    Pending::Wait(answer, permit)
                 }
-            },
+            }
             Err(RespError::Protocol(e)) => {
                 debug!(client = %who, "closing client connection: Protocol error: {e}");
                 Pending::Close(resp::error(format!("ERR Protocol error: {e}")))
@@ -107,8 +185,6 @@ async fn serve(stream: TcpStream, inputs: mpsc::Sender<Input>) {
             break;
         }
     }
-    drop(tx);
-    let _ = writer.await;
 }
 
 /// What keeps one connection's commands in order (see the module docs).
@@ -146,17 +222,26 @@ async fn answer_frame(answer: Option<oneshot::Receiver<Response>>) -> (BytesFram
     }
 }
 
-async fn write_replies(
-    write: OwnedWriteHalf,
+/// Awaits replies in request order, encodes them and hands them to the sender,
+/// counting them as unsent until the sender has written them.
+async fn collect(
     mut queue: mpsc::Receiver<Pending>,
+    out: mpsc::UnboundedSender<(Bytes, bool)>,
     inputs: mpsc::Sender<Input>,
     order: Arc<Order>,
-) {
-    let mut sink = FramedWrite::new(write, RespCodec::default());
+    unsent: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
+    who: String,
+) -> Flow {
+    let mut codec = RespCodec::default();
     while let Some(pending) = queue.recv().await {
+        let mut permit = None;
         let (frame, close) = match pending {
             Pending::Ready(f) => (f, false),
-            Pending::Wait(answer) => answer_frame(Some(answer)).await,
+            Pending::Wait(answer, p) => {
+                permit = Some(p);
+                answer_frame(Some(answer)).await
+            }
             Pending::Write(answer) => {
                 let r = answer_frame(Some(answer)).await;
                 order.writes.fetch_sub(1, SeqCst);
@@ -180,14 +265,48 @@ async fn write_replies(
             }
             Pending::Close(f) => (f, true),
         };
-        if sink.feed(frame).await.is_err() {
+        let mut buf = BytesMut::new();
+        if codec.encode(frame, &mut buf).is_err() {
+            return Flow::Overflow;
+        }
+        let len = buf.len();
+        let before = unsent.fetch_add(len, SeqCst);
+        drop(permit);
+        let limit = admission.output_buffer_limit;
+        if before > 0 && before + len > limit {
+            admission.output_limit_hit();
+            warn!(
+                client = %who,
+                "disconnecting a client: {} bytes of unread replies pass the output buffer limit \
+                 of {limit} (--client-output-buffer-limit)",
+                before + len
+            );
+            return Flow::Overflow;
+        }
+        if out.send((buf.freeze(), close)).is_err() || close {
+            return Flow::Done;
+        }
+    }
+    Flow::Done
+}
+
+/// Writes encoded replies to the socket, flushing when no more are ready.
+async fn send(
+    write: OwnedWriteHalf,
+    mut out: mpsc::UnboundedReceiver<(Bytes, bool)>,
+    unsent: Arc<AtomicUsize>,
+) {
+    let mut sink = BufWriter::with_capacity(SEND_BUFFER, write);
+    while let Some((bytes, close)) = out.recv().await {
+        if sink.write_all(&bytes).await.is_err() {
             return;
         }
-        if (close || queue.is_empty()) && sink.flush().await.is_err() {
+        unsent.fetch_sub(bytes.len(), SeqCst);
+        if (close || out.is_empty()) && sink.flush().await.is_err() {
             return;
         }
         if close {
-            let _ = sink.close().await;
+            let _ = sink.shutdown().await;
             return;
         }
     }

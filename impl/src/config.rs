@@ -5,10 +5,14 @@
 //! count (all on 127.0.0.1, peer port = base + id), a comma-separated list, or
 //! a file with one address per line, so nodes can run on other hosts.
 
+use crate::admission::Admission;
+use crate::secret::{Secret, CLUSTER_SECRET_ENV};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Node `i` listens for peers on `DEFAULT_PEER_BASE + i` unless told otherwise.
@@ -36,6 +40,17 @@ pub enum ConfigError {
     PortRange { base: u16, n: usize },
     #[error("address {0} appears twice in the cluster list")]
     Duplicate(String),
+    #[error("the cluster file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("the cluster id is empty")]
+    EmptyClusterId,
+    #[error(
+        "{what} {addr} is not a loopback address, and without a cluster secret any host could \
+             join as a peer: put the same secret on every node in a file and pass \
+             --cluster-secret-file FILE (or set {CLUSTER_SECRET_ENV}), e.g. \
+             `head -c 32 /dev/urandom | base64 > secret`"
+    )]
+    Unauthenticated { what: &'static str, addr: String },
 }
 
 /// Parses `--cluster`: an existing file, a node count, or `HOST:PORT,HOST:PORT,...`.
@@ -50,11 +65,22 @@ pub fn parse_cluster(arg: &str, peer_base: u16) -> Result<Vec<String>, ConfigErr
         parse_list(text.lines().map(|l| l.split('#').next().unwrap_or("")))?
     } else if let Ok(n) = arg.parse::<usize>() {
         local_cluster(n, peer_base)?
+    } else if looks_like_a_path(arg) {
+        return Err(ConfigError::MissingFile(path.to_path_buf()));
     } else {
         parse_list(arg.split(','))?
     };
     check_members(&addrs)?;
     Ok(addrs)
+}
+
+/// `dir/file` or `file.ext` (but not `10.0.0.1` or `host:port`): a missing cluster file.
+fn looks_like_a_path(arg: &str) -> bool {
+    !arg.contains([':', ','])
+        && (arg.contains('/')
+            || arg
+                .rsplit_once('.')
+                .is_some_and(|(_, ext)| ext.chars().any(|c| c.is_ascii_alphabetic())))
 }
 
 /// `n` nodes on 127.0.0.1 with consecutive peer ports from `base`.
@@ -101,6 +127,18 @@ fn check_members(addrs: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether `HOST:PORT` names this machine's loopback interface (without resolving names).
+pub fn is_loopback(addr: &str) -> bool {
+    let Some((host, _)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == IpAddr::V6(Ipv6Addr::LOCALHOST))
+}
+
 /// How a node logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -141,6 +179,11 @@ pub struct NodeConfig {
     /// Record every spec input and output here, for `gsmo trace check`.
     pub trace: Option<PathBuf>,
     pub faults: Faults,
+    /// Peers prove they know it in the handshake; without it peers must be on loopback.
+    pub cluster_secret: Option<Arc<Secret>>,
+    /// Who may connect and run what, client limits, and their live counters;
+    /// shared by the client door and `INFO`.
+    pub admission: Arc<Admission>,
 }
 
 /// Which stored snapshot to start from.
@@ -245,7 +288,28 @@ impl NodeConfig {
             restore: None,
             trace: None,
             faults: Faults::default(),
+            cluster_secret: None,
+            admission: Arc::new(Admission::default()),
         })
+    }
+
+    /// Refuses settings the node could not run safely: an empty cluster id, and
+    /// peer addresses off loopback without a cluster secret.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.cluster_id.is_empty() {
+            return Err(ConfigError::EmptyClusterId);
+        }
+        if self.cluster_secret.is_none() {
+            let listen = std::iter::once(("--peer-listen", &self.peer_listen));
+            let members = self.peers.iter().map(|a| ("peer address", a));
+            if let Some((what, addr)) = listen.chain(members).find(|(_, a)| !is_loopback(a)) {
+                return Err(ConfigError::Unauthenticated {
+                    what,
+                    addr: addr.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn cluster_size(&self) -> usize {
@@ -319,5 +383,35 @@ mod tests {
             NodeConfig::new(3, local_cluster(3, 7100).unwrap(), Mode::Fifo),
             Err(ConfigError::IdOutOfRange { id: 3, n: 3 })
         ));
+        assert!(matches!(
+            parse_cluster("no-such-cluster.txt", 7100),
+            Err(ConfigError::MissingFile(_))
+        ));
+    }
+
+    #[test]
+    fn peers_off_loopback_need_a_secret() {
+        for a in ["127.0.0.1:1", "127.8.0.1:1", "localhost:1", "[::1]:1"] {
+            assert!(is_loopback(a), "{a}");
+        }
+        for a in [
+            "0.0.0.0:1",
+            "10.0.0.1:1",
+            "[::]:1",
+            "db.example:1",
+            "nohost",
+        ] {
+            assert!(!is_loopback(a), "{a}");
+        }
+        let peers = vec!["10.0.0.1:7100".to_string(), "10.0.0.2:7100".to_string()];
+        let mut cfg = NodeConfig::new(0, peers, Mode::Fifo).unwrap();
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("--cluster-secret-file"), "{err}");
+        cfg.cluster_secret = Some(Arc::new(Secret::new("s")));
+        cfg.check().unwrap();
+        cfg.cluster_id.clear();
+        assert_eq!(cfg.check(), Err(ConfigError::EmptyClusterId));
+        let local = NodeConfig::new(1, local_cluster(2, 7100).unwrap(), Mode::Fifo).unwrap();
+        local.check().unwrap();
     }
 }

@@ -1,25 +1,50 @@
-//! The first frame on every peer connection, and its answer.
+//! The first frames on every peer connection: who the peers are, and proof
+//! that both know the cluster secret.
 //!
-//! The connecting node says who it is and what cluster it believes it is in;
-//! the accepting node compares that with its own view and answers
-//! [`Answer::Welcome`] or [`Answer::Refused`] with the reason, which both sides
-//! log. Everything that would make the two replicas disagree about the
-//! protocol (version, cluster, ordering mode, size, ids) is checked here, so a
+//! 1. The dialer sends a [`Hello`]: who it is, what cluster it believes it is
+//!    in, and a fresh random nonce.
+//! 2. The acceptor compares that with its own view; on a mismatch it answers
+//!    [`Answer::Refused`] with the reason, which both sides log. Otherwise it
+//!    answers [`Answer::Challenge`]: its own fresh nonce and an HMAC-SHA256
+//!    proof over the whole transcript (both nonces, cluster id, mode, size,
+//!    both node ids, epoch).
+//! 3. The dialer checks that proof (so it never feeds a stranger) and answers
+//!    with its own proof over the same transcript under a different label
+//!    ([`Finish::Proof`]), or refuses.
+//! 4. Only then does the acceptor `admit` the sender (take its slot) and answer
+//!    [`Answer::Welcome`].
+//!
+//! This is the challenge-response of mutual authentication with a pre-shared
+//! key (as in ISO/IEC 9798-4 and the SCRAM family): fresh nonces on both
+//! sides defeat replay of a recorded handshake, distinct labels defeat
+//! reflecting a proof back, and binding the ids and epoch into the MAC stops a
+//! proof for one channel being used for another. Without a secret the MAC key
+//! is empty: the exchange still runs, but proves nothing, which is why a node
+//! without a secret only talks to peers on loopback (see `serve`). The link is
+//! authenticated at the start only; the frames after it are neither encrypted
+//! nor MACed (no TLS), see the README.
+//!
+//! Everything that would make the two replicas disagree about the protocol
+//! (version, cluster, ordering mode, size, ids) is checked here, so a
 //! misconfigured node is turned away at the door instead of corrupting state.
 
 use crate::frame::{self, FrameError};
+use crate::secret::{random_bytes, Secret};
 use futures::{SinkExt, StreamExt};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::NodeId;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// Identifies a gsmo peer connection before anything else is trusted.
 pub const MAGIC: [u8; 4] = *b"GSMO";
-/// Bumped whenever the peer wire format changes.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Bumped whenever the peer wire format changes (2: authenticated handshake).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// A peer that has not completed its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -39,16 +64,114 @@ pub struct Hello {
     /// Channels restart at position zero in each epoch, so members of
     /// different epochs must never be joined.
     pub epoch: String,
+    /// Fresh from a CSPRNG for every connection attempt (set by [`offer`] / [`accept`]).
+    pub nonce: Nonce,
+    /// The key this side proves itself with; never sent.
+    #[serde(skip)]
+    pub secret: Option<Arc<Secret>>,
 }
+
+/// A handshake nonce.
+pub type Nonce = [u8; 32];
 
 /// The epoch of a node started empty.
 pub const FRESH: &str = "fresh";
 
-/// The accepting node's reply.
+/// The accepting node's replies: a challenge (or a refusal) to the hello,
+/// then the verdict on the dialer's proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
+    Challenge { nonce: Nonce, proof: Vec<u8> },
     Welcome,
     Refused(String),
+}
+
+/// The dialer's reply to a challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Finish {
+    Proof(Vec<u8>),
+    Refused(String),
+}
+
+/// What both proofs are computed over; bincode makes its encoding unambiguous.
+#[derive(Serialize)]
+struct Transcript<'a> {
+    label: &'static str,
+    version: u16,
+    cluster_id: &'a str,
+    mode: Mode,
+    cluster_size: u32,
+    dialer: u32,
+    acceptor: u32,
+    epoch: &'a str,
+    dialer_nonce: &'a Nonce,
+    acceptor_nonce: &'a Nonce,
+}
+
+const ACCEPTOR_LABEL: &str = "gsmo peer auth v2: acceptor";
+const DIALER_LABEL: &str = "gsmo peer auth v2: dialer";
+
+/// HMAC-SHA256 under `secret` (an empty key without one) of the transcript
+/// fixed by the dialer's `hello` and the acceptor's nonce.
+fn transcript_mac(
+    secret: Option<&Secret>,
+    label: &'static str,
+    hello: &Hello,
+    acceptor_nonce: &Nonce,
+) -> Result<Hmac<Sha256>, FrameError> {
+    let t = Transcript {
+        label,
+        version: hello.version,
+        cluster_id: &hello.cluster_id,
+        mode: hello.mode,
+        cluster_size: hello.cluster_size,
+        dialer: hello.from,
+        acceptor: hello.to,
+        epoch: &hello.epoch,
+        dialer_nonce: &hello.nonce,
+        acceptor_nonce,
+    };
+    let key = secret.map_or(&[][..], Secret::expose);
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(&frame::encode(&t)?);
+    Ok(mac)
+}
+
+fn proof(
+    secret: Option<&Secret>,
+    label: &'static str,
+    hello: &Hello,
+    acceptor_nonce: &Nonce,
+) -> Result<Vec<u8>, FrameError> {
+    Ok(transcript_mac(secret, label, hello, acceptor_nonce)?
+        .finalize()
+        .into_bytes()
+        .to_vec())
+}
+
+/// The dialer's proof for `hello` answering a challenge with `acceptor_nonce`
+/// (what [`offer`] sends; public so tests can play a dialer that ignores the
+/// acceptor's proof).
+pub fn dialer_proof(
+    secret: Option<&Secret>,
+    hello: &Hello,
+    acceptor_nonce: &Nonce,
+) -> Result<Vec<u8>, FrameError> {
+    proof(secret, DIALER_LABEL, hello, acceptor_nonce)
+}
+
+/// Checks a received proof in constant time (hmac's `verify_slice`).
+fn verify(
+    secret: Option<&Secret>,
+    label: &'static str,
+    hello: &Hello,
+    acceptor_nonce: &Nonce,
+    received: &[u8],
+) -> Result<bool, FrameError> {
+    Ok(transcript_mac(secret, label, hello, acceptor_nonce)?
+        .verify_slice(received)
+        .is_ok())
 }
 
 /// Why a hello was refused.
@@ -72,6 +195,8 @@ pub enum Refusal {
     BadSender(u32),
     #[error("node {0} already has a channel here; channels are never re-opened because FIFO positions would break")]
     Duplicate(NodeId),
+    #[error("authentication failed: the sender's proof for node {0} does not match (wrong or missing cluster secret, or a replayed handshake)")]
+    Unauthenticated(u32),
 }
 
 /// A handshake could not complete.
@@ -89,12 +214,19 @@ pub enum HandshakeError {
     RefusedByPeer(String),
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
+    #[error("the node there cannot prove it knows the cluster secret (is the secret the same on every node?)")]
+    PeerUnauthenticated,
+    #[error("expected {0}, got another handshake message")]
+    Unexpected(&'static str),
 }
 
 impl HandshakeError {
     /// Whether retrying can help: a refusal is a configuration error and will not go away.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, HandshakeError::RefusedByPeer(_))
+        matches!(
+            self,
+            HandshakeError::RefusedByPeer(_) | HandshakeError::PeerUnauthenticated
+        )
     }
 }
 
@@ -115,7 +247,15 @@ impl Hello {
             from: from as u32,
             to: to as u32,
             epoch: FRESH.to_string(),
+            nonce: [0; 32],
+            secret: None,
         }
+    }
+
+    /// The same hello, proving itself with `secret`.
+    pub fn with_secret(mut self, secret: Option<Arc<Secret>>) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// The same hello from a node started in another epoch.
@@ -183,40 +323,85 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Connecting side: send our hello, wait for the answer.
+/// Connecting side: send our hello with a fresh nonce, check the acceptor's
+/// proof, send ours, wait for the verdict.
 pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     hello: &Hello,
 ) -> Result<(), HandshakeError> {
-    framed.send(frame::encode(hello)?).await?;
+    let hello = Hello {
+        nonce: random_bytes(),
+        ..hello.clone()
+    };
+    let secret = hello.secret.as_deref();
+    framed.send(frame::encode(&hello)?).await?;
+    let acceptor_nonce = match frame::decode::<Answer>(&next_frame(framed).await?)? {
+        Answer::Challenge { nonce, proof } => {
+            if !verify(secret, ACCEPTOR_LABEL, &hello, &nonce, &proof)? {
+                let why = "the acceptor's proof does not match our cluster secret";
+                let _ = framed
+                    .send(frame::encode(&Finish::Refused(why.into()))?)
+                    .await;
+                return Err(HandshakeError::PeerUnauthenticated);
+            }
+            nonce
+        }
+        Answer::Refused(reason) => return Err(HandshakeError::RefusedByPeer(reason)),
+        Answer::Welcome => return Err(HandshakeError::Unexpected("a challenge")),
+    };
+    let mine = proof(secret, DIALER_LABEL, &hello, &acceptor_nonce)?;
+    framed.send(frame::encode(&Finish::Proof(mine))?).await?;
     match frame::decode::<Answer>(&next_frame(framed).await?)? {
         Answer::Welcome => Ok(()),
         Answer::Refused(reason) => Err(HandshakeError::RefusedByPeer(reason)),
+        Answer::Challenge { .. } => Err(HandshakeError::Unexpected("a verdict")),
     }
 }
 
-/// Accepting side: read a hello, check it with `ours` and `admit` (which may
-/// refuse a duplicate), and answer. Returns the sender's id once welcomed.
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+/// Accepting side: read a hello, check it with `ours`, challenge the sender,
+/// check its proof, and only then `admit` it (which may refuse, e.g. a
+/// duplicate, or hand back a generation for a reconnect) and answer. Returns
+/// the sender's id and what `admit` returned.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin, T>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     ours: &Hello,
-    admit: impl FnOnce(NodeId) -> Result<(), Refusal>,
-) -> Result<NodeId, HandshakeError> {
-    let body = next_frame(framed).await?;
-    let verdict = frame::decode::<Hello>(&body)
-        .map_err(HandshakeError::from)
-        .and_then(|h| Ok(ours.check(&h)?))
-        .and_then(|from| admit(from).map(|()| from).map_err(HandshakeError::from));
+    admit: impl FnOnce(NodeId) -> Result<T, Refusal>,
+) -> Result<(NodeId, T), HandshakeError> {
+    let verdict = async {
+        let hello = frame::decode::<Hello>(&next_frame(framed).await?)?;
+        let from = ours.check(&hello)?;
+        let nonce: Nonce = random_bytes();
+        let secret = ours.secret.as_deref();
+        let challenge = Answer::Challenge {
+            nonce,
+            proof: proof(secret, ACCEPTOR_LABEL, &hello, &nonce)?,
+        };
+        framed.send(frame::encode(&challenge)?).await?;
+        match frame::decode::<Finish>(&next_frame(framed).await?)? {
+            Finish::Proof(p) if verify(secret, DIALER_LABEL, &hello, &nonce, &p)? => {}
+            Finish::Proof(_) => return Err(Refusal::Unauthenticated(hello.from).into()),
+            Finish::Refused(reason) => return Err(HandshakeError::RefusedByPeer(reason)),
+        }
+        // The slot is taken only now, by a sender that proved it knows the secret.
+        let admitted = admit(from)?;
+        Ok((from, admitted))
+    }
+    .await;
     match verdict {
-        Ok(from) => {
+        Ok(welcomed) => {
             framed.send(frame::encode(&Answer::Welcome)?).await?;
-            Ok(from)
+            Ok(welcomed)
         }
         Err(e) => {
             // Best effort: tell the other side why, then hang up.
-            let _ = framed
-                .send(frame::encode(&Answer::Refused(e.to_string()))?)
-                .await;
+            if !matches!(
+                e,
+                HandshakeError::RefusedByPeer(_) | HandshakeError::Closed | HandshakeError::Io(_)
+            ) {
+                let _ = framed
+                    .send(frame::encode(&Answer::Refused(e.to_string()))?)
+                    .await;
+            }
             Err(e)
         }
     }
@@ -332,6 +517,142 @@ mod tests {
             accept(&mut server, &ours, |_| Ok(()))
         );
         offered.unwrap();
-        assert_eq!(accepted.unwrap(), 1);
+        assert_eq!(accepted.unwrap().0, 1);
+    }
+
+    fn pair() -> (
+        Framed<tokio::io::DuplexStream, LengthDelimitedCodec>,
+        Framed<tokio::io::DuplexStream, LengthDelimitedCodec>,
+    ) {
+        let (a, b) = tokio::io::duplex(4096);
+        (
+            Framed::new(a, codec(MAX_HANDSHAKE_FRAME)),
+            Framed::new(b, codec(MAX_HANDSHAKE_FRAME)),
+        )
+    }
+
+    fn keyed(h: Hello, key: Option<&str>) -> Hello {
+        h.with_secret(key.map(|k| Arc::new(Secret::new(k))))
+    }
+
+    #[tokio::test]
+    async fn only_matching_secrets_complete_and_admit_runs_last() {
+        let cases = [
+            (Some("k"), Some("k"), true),
+            (None, None, true),
+            (Some("k"), Some("other"), false),
+            (None, Some("k"), false),
+            (Some("k"), None, false),
+        ];
+        for (dialer_key, acceptor_key, welcome) in cases {
+            let (mut client, mut server) = pair();
+            let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), dialer_key);
+            let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), acceptor_key);
+            let admitted = std::cell::Cell::new(false);
+            let (offered, accepted) = tokio::join!(
+                offer(&mut client, &dialer),
+                accept(&mut server, &ours, |from| {
+                    admitted.set(true);
+                    Ok(from * 10)
+                })
+            );
+            let case = format!("{dialer_key:?} -> {acceptor_key:?}");
+            assert_eq!(offered.is_ok(), welcome, "{case}: {offered:?}");
+            assert_eq!(accepted.is_ok(), welcome, "{case}: {accepted:?}");
+            assert_eq!(admitted.get(), welcome, "{case}: slot taken without proof");
+            if welcome {
+                assert_eq!(accepted.unwrap(), (1, 10));
+            } else {
+                assert!(offered.unwrap_err().is_permanent(), "{case}");
+            }
+        }
+    }
+
+    /// A recording of an earlier genuine exchange: the dialer's hello and its
+    /// valid proof for the challenge it got then (acceptor nonce `[9; 32]`).
+    fn recorded_dialer_bytes(hello: &Hello) -> Vec<u8> {
+        let then = Hello {
+            nonce: [7; 32],
+            ..hello.clone()
+        };
+        let proof = dialer_proof(hello.secret.as_deref(), &then, &[9; 32]).unwrap();
+        let mut out = Vec::new();
+        for body in [
+            frame::encode(&then).unwrap(),
+            frame::encode(&Finish::Proof(proof)).unwrap(),
+        ] {
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_replayed_handshake_is_refused_and_admits_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let key = Some("k");
+        let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), key);
+        let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), key);
+        let (mut client, mut server) = pair();
+        client
+            .get_mut()
+            .write_all(&recorded_dialer_bytes(&dialer))
+            .await
+            .unwrap();
+        let accepted = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+            panic!("a replay must not reach admit")
+        })
+        .await;
+        assert!(
+            matches!(
+                accepted,
+                Err(HandshakeError::Refused(Refusal::Unauthenticated(1)))
+            ),
+            "{accepted:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            ..Default::default()
+        })]
+
+        /// Whatever a stranger sends, the acceptor answers with an error or a
+        /// refusal, never panics, and never admits.
+        #[test]
+        fn arbitrary_frames_never_get_admitted(
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            second in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            valid_hello in proptest::prelude::any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+                let (mut client, mut server) = pair();
+                let hello_body = if valid_hello {
+                    frame::encode(&Hello::new("c", Mode::Fifo, 2, 1, 0)).unwrap().to_vec()
+                } else {
+                    first
+                };
+                let _ = client.send(bytes::Bytes::from(hello_body)).await;
+                let _ = client.send(bytes::Bytes::from(second)).await;
+                drop(client);
+                let r = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+                    panic!("an unauthenticated sender reached admit")
+                })
+                .await;
+                proptest::prop_assert!(r.is_err());
+                Ok(())
+            })?;
+        }
+
+        /// Decoding any bytes as any handshake message is an error or a value, never a panic.
+        #[test]
+        fn decoders_take_any_bytes(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = frame::decode::<Hello>(&body);
+            let _ = frame::decode::<Answer>(&body);
+            let _ = frame::decode::<Finish>(&body);
+        }
     }
 }

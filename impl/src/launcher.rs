@@ -3,9 +3,16 @@
 //!
 //! Each node is a real `gsmo node` process with its own sockets, exactly as it
 //! would run across hosts; the launcher only starts, watches and stops them.
+//! Nodes never outlive the launcher: they get SIGTERM when it stops on a
+//! signal (Ctrl-C, SIGTERM, SIGHUP), and the kernel sends them SIGTERM when it
+//! dies any other way, SIGKILL included (`PR_SET_PDEATHSIG`).
 
 use crate::config::{local_cluster, ConfigError, LogFormat};
+use crate::secret::Secret;
 use gsmo_spec::multicast::Mode;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -30,6 +37,8 @@ pub struct LaunchConfig {
     pub node_args: Vec<Vec<String>>,
     /// The `gsmo` binary to run as `gsmo node`.
     pub bin: PathBuf,
+    /// Environment for every node, for secrets (never on a command line, where `ps` shows them).
+    pub env: Vec<(String, Secret)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +111,10 @@ pub async fn run(cfg: LaunchConfig) -> Result<(), LaunchError> {
         if let Some(extra) = cfg.node_args.get(i) {
             cmd.args(extra);
         }
+        for (k, v) in &cfg.env {
+            cmd.env(k, std::ffi::OsStr::from_bytes(v.expose()));
+        }
+        die_with_launcher(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -131,12 +144,14 @@ pub async fn run(cfg: LaunchConfig) -> Result<(), LaunchError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(LaunchError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(LaunchError::Signal)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(LaunchError::Signal)?;
     let mut ready = vec![false; n];
     let mut running = vec![true; n];
     let result = loop {
         tokio::select! {
             _ = interrupt.recv() => break Ok(()),
             _ = term.recv() => break Ok(()),
+            _ = hangup.recv() => break Ok(()),
             ev = rx.recv() => match ev {
                 Some(Event::Ready(i)) => {
                     let was_all = ready.iter().all(|r| *r);
@@ -173,9 +188,8 @@ async fn stop(pids: &[Option<u32>], running: &[bool], rx: &mut mpsc::UnboundedRe
     let mut running = running.to_vec();
     for (pid, _) in pids.iter().zip(&running).filter(|(_, r)| **r) {
         if let Some(pid) = pid {
-            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
-            // not yet reaped (its waiter has not reported), so it cannot have been reused.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+            // Our own child, not yet reaped (its waiter has not reported), so not reused.
+            signal_node(*pid, Signal::SIGTERM);
         }
     }
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -192,9 +206,33 @@ async fn stop(pids: &[Option<u32>], running: &[bool], rx: &mut mpsc::UnboundedRe
     for (i, pid) in pids.iter().enumerate().filter(|(i, _)| running[*i]) {
         if let Some(pid) = pid {
             eprintln!("gsmo cluster: node {i} did not stop in {STOP_GRACE:?}; killing it");
-            // SAFETY: as above.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            signal_node(*pid, Signal::SIGKILL);
         }
+    }
+}
+
+fn signal_node(pid: u32, sig: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if let Err(e) = kill(Pid::from_raw(raw), sig) {
+        eprintln!("gsmo cluster: cannot send {sig} to pid {pid}: {e}");
+    }
+}
+
+/// Makes the kernel send the node SIGTERM when the launcher dies, however it dies.
+fn die_with_launcher(cmd: &mut Command) {
+    let launcher = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // prctl(2), getppid(2) and _exit(2), which are async-signal-safe; it
+    // allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            // The launcher may have died before prctl took effect.
+            if nix::unistd::getppid() != launcher {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 

@@ -34,6 +34,7 @@
 //! converge once quiet; read-modify-writes (`INCRBY`, `TRANSFER`) are resolved at
 //! the origin there, so use a total mode for counters and money.
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod fault;
@@ -44,6 +45,7 @@ pub mod launcher;
 pub mod peer;
 pub mod resp;
 pub mod runtime;
+pub mod secret;
 pub mod serve;
 pub mod shiviz;
 pub mod snapshot;

@@ -2,15 +2,18 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
     parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, DEFAULT_CLIENT_BASE,
     DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
+use gsmo_node::secret::{self, Secret, CLUSTER_SECRET_ENV};
 use gsmo_node::snapshot::cli as snapshot_cli;
 use gsmo_node::{resp, serve, shiviz, tracecheck};
 use gsmo_spec::multicast::Mode;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -40,8 +43,12 @@ Examples:
   gsmo node --id 1 --cluster 3 --mode causal
   gsmo node --id 2 --cluster 3 --mode causal
 
-  # across hosts: the same file everywhere, line i = node i's peer address
-  gsmo node --id 1 --cluster cluster.txt --peer-listen 0.0.0.0:7100 --bind 0.0.0.0
+  # across hosts: the same file everywhere, line i = node i's peer address, and the
+  # same secret file everywhere (peers off loopback must authenticate)
+  head -c 32 /dev/urandom | base64 > secret && chmod 600 secret
+  gsmo node --id 1 --cluster cluster.txt --peer-listen 0.0.0.0:7100 --bind 0.0.0.0 \
+            --cluster-secret-file secret --requirepass-file password
+  redis-cli -h HOST -p 6381 -a \"$(cat password)\" GET x
 
 Modes (every node of a cluster must run the same one; the handshake checks):
   fifo             each sender's writes applied in send order; concurrent writes last-writer-wins
@@ -181,12 +188,29 @@ struct OpsArgs {
 }
 
 impl OpsArgs {
-    fn apply(&self, cfg: &mut NodeConfig, slow: Option<u64>) -> anyhow::Result<()> {
+    /// What a node would refuse, so `gsmo cluster` refuses it before starting any.
+    fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.snapshot_timeout.is_finite() && self.snapshot_timeout > 0.0,
             "--snapshot-timeout must be a positive number of seconds"
         );
         anyhow::ensure!(self.snapshot_keep > 0, "--snapshot-keep must be at least 1");
+        if self.restore.is_some() {
+            let dir = self
+                .data_dir
+                .as_ref()
+                .context("--restore needs --data-dir (where the snapshots are)")?;
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--restore: the data dir {} does not exist",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn apply(&self, cfg: &mut NodeConfig, slow: Option<u64>) -> anyhow::Result<()> {
+        self.validate()?;
         cfg.data_dir = self.data_dir.clone();
         cfg.snapshot_timeout = Duration::from_secs_f64(self.snapshot_timeout);
         cfg.snapshot_keep = self.snapshot_keep;
@@ -196,6 +220,74 @@ impl OpsArgs {
             slow: slow.map(Duration::from_millis),
             seed: self.seed,
         };
+        Ok(())
+    }
+}
+
+/// Authentication and client limits shared by `node` and `cluster`.
+#[derive(Args, Clone)]
+struct DoorArgs {
+    /// Peers prove they know the secret in this file (HMAC-SHA256 challenge-response);
+    /// otherwise $GSMO_CLUSTER_SECRET is used. Without one, peers must be on loopback.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// Clients must `AUTH <password>` with the password in this file (redis-cli -a).
+    #[arg(long, value_name = "FILE")]
+    requirepass_file: Option<PathBuf>,
+    /// Allow GSMO.DUMP, GSMO.HISTORY and GSMO.DIGEST (they copy whole histories and stores).
+    #[arg(long)]
+    debug_commands: bool,
+    /// Most clients connected at once; more get `-ERR max number of clients reached`
+    /// [default: 10000, fewer if the open files limit minus those kept for peers is lower].
+    #[arg(long, value_name = "N")]
+    maxclients: Option<usize>,
+    /// A client whose unread replies pass this many bytes is disconnected (e.g. 64mb).
+    #[arg(long, value_name = "BYTES", default_value = "64mb", value_parser = admission::parse_bytes)]
+    client_output_buffer_limit: usize,
+}
+
+impl DoorArgs {
+    /// The same options as `gsmo node` arguments (the secret itself never goes on a command line).
+    fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--client-output-buffer-limit".to_string(),
+            self.client_output_buffer_limit.to_string(),
+        ];
+        if let Some(f) = &self.cluster_secret_file {
+            v.extend(["--cluster-secret-file".into(), f.display().to_string()]);
+        }
+        if let Some(f) = &self.requirepass_file {
+            v.extend(["--requirepass-file".into(), f.display().to_string()]);
+        }
+        if self.debug_commands {
+            v.push("--debug-commands".into());
+        }
+        if let Some(m) = self.maxclients {
+            v.extend(["--maxclients".into(), m.to_string()]);
+        }
+        v
+    }
+
+    /// Reads the secrets and sizes the client limits (raising the open files limit).
+    fn apply(&self, cfg: &mut NodeConfig) -> anyhow::Result<()> {
+        cfg.cluster_secret =
+            secret::cluster_secret(self.cluster_secret_file.as_deref())?.map(Arc::new);
+        let requirepass = self
+            .requirepass_file
+            .as_deref()
+            .map(|f| Secret::from_file("password", f))
+            .transpose()?;
+        let open_files = admission::raise_open_files_limit();
+        let max_clients = admission::max_clients(open_files, cfg.cluster_size(), self.maxclients)
+            .map_err(anyhow::Error::msg)?;
+        cfg.admission = Arc::new(Admission {
+            max_clients,
+            output_buffer_limit: self.client_output_buffer_limit,
+            open_files_limit: open_files,
+            requirepass,
+            debug_commands: self.debug_commands,
+            ..Admission::default()
+        });
         Ok(())
     }
 }
@@ -229,6 +321,8 @@ struct NodeArgs {
     cluster_id: String,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    door: DoorArgs,
     /// Start a snapshot from this node every SECS seconds.
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
@@ -265,6 +359,8 @@ struct ClusterArgs {
     cluster_id: String,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    door: DoorArgs,
     /// Node 0 starts a snapshot every SECS seconds.
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
@@ -291,6 +387,10 @@ fn node_help() -> String {
         s.push_str(c.usage);
         s.push('\n');
     }
+    s.push_str(
+        "  AUTH [default] password      with --requirepass-file; until then only AUTH, HELLO, QUIT\n\
+         (GSMO.* commands need --debug-commands)\n",
+    );
     s.push_str(&format!(
         "\nShiViz: run with --log-format shiviz, save stdout, paste it at\n\
          https://bestchai.bitbucket.io/shiviz/ with the regex\n  {}\n",
@@ -339,6 +439,7 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
     };
     cfg.cluster_id = a.cluster_id;
     a.ops.apply(&mut cfg, a.slow)?;
+    a.door.apply(&mut cfg)?;
     cfg.snapshot_every = a.snapshot_every.map(secs).transpose()?;
     cfg.trace = a.trace;
     cfg.log_format = a.log_format;
@@ -356,6 +457,19 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
 
 async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
     let bin = std::env::current_exe().context("finding the gsmo binary")?;
+    // Refuse here what the nodes would refuse, before starting any of them.
+    a.ops.validate()?;
+    anyhow::ensure!(!a.cluster_id.is_empty(), "the cluster id is empty");
+    let given = secret::cluster_secret(a.door.cluster_secret_file.as_deref())?;
+    if let Some(f) = &a.door.requirepass_file {
+        Secret::from_file("password", f)?;
+    }
+    // Nodes read an inherited $GSMO_CLUSTER_SECRET; without one, a fresh secret
+    // keeps other local processes from joining as peers.
+    let cluster_secret = match given {
+        Some(_) => None,
+        None => Some(Secret::generate()),
+    };
     if let Some(s) = a.snapshot_every {
         secs(s)?;
         anyhow::ensure!(
@@ -370,7 +484,9 @@ async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
             a.nodes
         );
     }
-    let mut node_args: Vec<Vec<String>> = vec![a.ops.to_args(); a.nodes];
+    let mut base_args = a.ops.to_args();
+    base_args.extend(a.door.to_args());
+    let mut node_args: Vec<Vec<String>> = vec![base_args; a.nodes];
     if let Some(s) = a.snapshot_every {
         node_args[0].extend(["--snapshot-every".into(), s.to_string()]);
     }
@@ -396,6 +512,10 @@ async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
         log_format: a.log_format,
         node_args,
         bin,
+        env: cluster_secret
+            .map(|s| (CLUSTER_SECRET_ENV.to_string(), s))
+            .into_iter()
+            .collect(),
     })
     .await?;
     Ok(())

@@ -248,7 +248,7 @@ async fn serve_incoming(
         }
     };
     let from = match handshake::accept(&mut framed, &ours, admit).await {
-        Ok(from) => from,
+        Ok((from, ())) => from,
         Err(e) => {
             warn!(%addr, "refused a peer connection from {addr}: {e}");
             return;

@@ -741,6 +741,7 @@ impl Runtime {
             "history_truncated",
             &u8::from(self.history_truncated),
         );
+        s.push_str(&self.cfg.admission.info());
         s.push_str("\r\n# Snapshots\r\n");
         line(&mut s, "snapshots_started", &self.stats.snapshots_started);
         line(&mut s, "snapshots_recorded", &self.stats.snapshots_recorded);

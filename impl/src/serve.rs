@@ -1,6 +1,6 @@
 //! Wires one node together: listeners, peer channels, client door, event loop.
 
-use crate::config::{LogFormat, NodeConfig};
+use crate::config::{ConfigError, LogFormat, NodeConfig};
 use crate::fault::{self, Schedule};
 use crate::handshake::{Hello, FRESH};
 use crate::runtime::{announce, Boot, Input, Runtime, TICK};
@@ -32,6 +32,8 @@ pub enum ServeError {
     Restore(String),
     #[error(transparent)]
     Trace(#[from] TraceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// The node's starting state: empty, or its part of a stored snapshot (the
@@ -121,6 +123,7 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError>
 /// Runs a node until the process is stopped.
 pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     let (me, n) = (cfg.id, cfg.cluster_size());
+    cfg.check()?;
     // Held until the node stops: one process per node id and data dir.
     let claim = cfg
         .data_dir
@@ -153,7 +156,9 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
                 fault::delay_line(Schedule::new(range, seed), tx)
             }
         });
-        let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j).with_epoch(&boot.epoch);
+        let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j)
+            .with_epoch(&boot.epoch)
+            .with_secret(cfg.cluster_secret.clone());
         tokio::spawn(peer::run_outgoing(
             hello,
             addr.clone(),
@@ -161,9 +166,15 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
             inputs.clone(),
         ));
     }
-    let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me).with_epoch(&boot.epoch);
+    let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me)
+        .with_epoch(&boot.epoch)
+        .with_secret(cfg.cluster_secret.clone());
     tokio::spawn(peer::accept_loop(peer_listener, ours, inputs.clone()));
-    tokio::spawn(client::accept_loop(client_listener, inputs.clone()));
+    tokio::spawn(client::accept_loop(
+        client_listener,
+        inputs.clone(),
+        cfg.admission.clone(),
+    ));
     let ticks = inputs.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK);

@@ -82,6 +82,53 @@ fn bad_configuration_is_refused_with_a_reason() {
 }
 
 #[test]
+fn the_launcher_refuses_what_its_nodes_would_before_starting_any() {
+    let missing = std::env::temp_dir().join("gsmo-no-such-dir-for-restore");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--snapshot-timeout", "0"],
+            "--snapshot-timeout must be a positive",
+        ),
+        (
+            &["--snapshot-keep", "0"],
+            "--snapshot-keep must be at least 1",
+        ),
+        (&["--cluster-id", ""], "the cluster id is empty"),
+        (
+            &["--restore", "latest", "--data-dir", missing],
+            "does not exist",
+        ),
+        (
+            &["--requirepass-file", missing],
+            "cannot read the password file",
+        ),
+        (
+            &["--cluster-secret-file", missing],
+            "cannot read the cluster secret file",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["cluster", "--nodes", "2"];
+        all.extend_from_slice(args);
+        let (ok, text) = gsmo(&all);
+        assert!(!ok, "{args:?} started: {text}");
+        assert!(text.contains(want), "{args:?}: expected `{want}`:\n{text}");
+        assert!(
+            !text.contains("gsmo cluster: 2 nodes"),
+            "{args:?} started nodes: {text}"
+        );
+    }
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "members.txt"]);
+    assert!(
+        !ok && text.contains("cluster file members.txt does not exist"),
+        "{text}"
+    );
+    let (ok, text) = gsmo(&["node", "--id", "0", "--cluster", "2", "--cluster-id", ""]);
+    assert!(!ok && text.contains("the cluster id is empty"), "{text}");
+}
+
+#[test]
 fn snapshot_and_trace_commands_explain_themselves() {
     let (ok, text) = gsmo(&["snapshot", "verify", "--help"]);
     assert!(ok, "{text}");

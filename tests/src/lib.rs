@@ -92,11 +92,16 @@ pub struct NodeProc {
     pub peer_addr: String,
     /// Everything the node wrote on stdout and stderr, for failure messages.
     output: Arc<Mutex<String>>,
+    ready: bool,
 }
 
 impl NodeProc {
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -112,6 +117,10 @@ pub struct TestCluster {
     /// The `--cluster-id` every node was given (unique per cluster).
     pub cluster_id: String,
     pub nodes: Vec<NodeProc>,
+    /// Every member's peer address, in id order (held nodes included).
+    pub peers: Vec<String>,
+    launch: Launch,
+    lines: (mpsc::Sender<Line>, mpsc::Receiver<Line>),
 }
 
 /// How to start a test cluster: size, mode, and node arguments.
@@ -125,6 +134,12 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Extra arguments for single nodes.
     pub node_args: std::collections::BTreeMap<NodeId, Vec<String>>,
+    /// Environment for every node (e.g. the cluster secret).
+    pub env: Vec<(String, String)>,
+    /// This many of the highest ids are not started until [`TestCluster::start_held`].
+    pub held: usize,
+    /// Every node runs under this `RLIMIT_NOFILE` (soft and hard).
+    pub open_files: Option<u64>,
 }
 
 impl Launch {
@@ -135,7 +150,28 @@ impl Launch {
             cluster_id: None,
             args: Vec::new(),
             node_args: Default::default(),
+            env: Vec::new(),
+            held: 0,
+            open_files: None,
         }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves the last `k` nodes unstarted: [`start`](Self::start) returns once
+    /// the others listen, and [`TestCluster::start_held`] starts them.
+    pub fn hold(mut self, k: usize) -> Self {
+        assert!(k < self.n, "hold fewer nodes than the cluster has");
+        self.held = k;
+        self
+    }
+
+    pub fn open_files(mut self, limit: u64) -> Self {
+        self.open_files = Some(limit);
+        self
     }
 
     pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
@@ -199,79 +235,134 @@ impl TestCluster {
     }
 
     fn try_start(bin: &PathBuf, l: &Launch) -> Result<TestCluster, String> {
-        let (n, mode) = (l.n, l.mode);
-        let peers: Vec<String> = free_ports(n)
+        let peers: Vec<String> = free_ports(l.n)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let list = peers.join(",");
         // Its own cluster id, so a port mix-up with a concurrent test is refused at the handshake.
         let cluster_id = l
             .cluster_id
             .clone()
             .unwrap_or_else(|| format!("test-{:016x}", random_u64()));
-        let (tx, rx) = mpsc::channel();
-        let mut nodes = Vec::new();
-        for (id, peer_addr) in peers.iter().enumerate() {
-            let mut child = Command::new(bin)
-                .args(["node", "--id", &id.to_string(), "--cluster", &list])
-                .args(["--mode", mode.name(), "--client-port", "0"])
-                .args(["--cluster-id", &cluster_id])
-                .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
-                .args(l.node_args.get(&id).into_iter().flatten())
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let output = Arc::new(Mutex::new(String::new()));
-            let stdout = child.stdout.take().expect("piped stdout");
-            let stderr = child.stderr.take().expect("piped stderr");
-            // `Closed` is reported once both streams end, so the output is whole by then.
-            let open = Arc::new(std::sync::atomic::AtomicUsize::new(2));
-            spawn_reader(id, stdout, output.clone(), tx.clone(), open.clone(), true);
-            spawn_reader(id, stderr, output.clone(), tx.clone(), open, false);
-            nodes.push(NodeProc {
-                child,
-                id,
-                client_port: 0,
-                peer_addr: peer_addr.clone(),
-                output,
-            });
-        }
-        drop(tx);
         let mut cluster = TestCluster {
-            mode,
+            mode: l.mode,
             cluster_id,
-            nodes,
+            nodes: Vec::new(),
+            peers,
+            launch: l.clone(),
+            lines: mpsc::channel(),
         };
+        for id in 0..l.n - l.held {
+            cluster.spawn(bin, id);
+        }
+        if l.held == 0 {
+            cluster.wait_until(true)?;
+        } else {
+            cluster.wait_until(false)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts the nodes [`Launch::hold`] left out and waits until every channel is up.
+    pub fn start_held(&mut self) {
+        let bin = gsmo_bin();
+        for id in self.nodes.len()..self.launch.n {
+            self.spawn(&bin, id);
+        }
+        if let Err(e) = self.wait_until(true) {
+            panic!("held nodes did not join:\n{e}");
+        }
+    }
+
+    fn spawn(&mut self, bin: &PathBuf, id: NodeId) {
+        let l = &self.launch;
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "node",
+            "--id",
+            &id.to_string(),
+            "--cluster",
+            &self.peers.join(","),
+        ])
+        .args(["--mode", l.mode.name(), "--client-port", "0"])
+        .args(["--cluster-id", &self.cluster_id])
+        // The harness reads histories and stores with the GSMO.* debug commands.
+        .arg("--debug-commands")
+        .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
+        .args(l.node_args.get(&id).into_iter().flatten())
+        .envs(l.env.iter().map(|(k, v)| (k, v)))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some(limit) = l.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec and calls only setrlimit(2),
+            // which is async-signal-safe; nothing is allocated or locked.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        limit,
+                        limit,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        // `Closed` is reported once both streams end, so the output is whole by then.
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let tx = &self.lines.0;
+        spawn_reader(id, stdout, output.clone(), tx.clone(), open.clone(), true);
+        spawn_reader(id, stderr, output.clone(), tx.clone(), open, false);
+        self.nodes.push(NodeProc {
+            child,
+            id,
+            client_port: 0,
+            peer_addr: self.peers[id].clone(),
+            output,
+            ready: false,
+        });
+    }
+
+    /// Waits until every started node listens, and with `ready` until every channel is up.
+    fn wait_until(&mut self, ready: bool) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
-        let mut ready = vec![false; n];
-        while !ready.iter().all(|r| *r) {
+        let started = self.nodes.len();
+        loop {
+            let listening = self.nodes.iter().all(|n| n.client_port != 0);
+            let all_ready = self.nodes.iter().all(|n| n.ready);
+            if listening && (!ready || (all_ready && started == self.launch.n)) {
+                return Ok(());
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Line::Listening(i, port)) => cluster.nodes[i].client_port = port,
-                Ok(Line::Ready(i)) => ready[i] = true,
+            match self.lines.1.recv_timeout(left) {
+                Ok(Line::Listening(i, port)) => self.nodes[i].client_port = port,
+                Ok(Line::Ready(i)) => self.nodes[i].ready = true,
                 Ok(Line::Closed(i)) => {
-                    let status = cluster.nodes[i].child.wait();
+                    let status = self.nodes[i].child.wait();
                     return Err(format!(
                         "node {i} exited early ({status:?}):\n{}",
-                        cluster.all_output()
+                        self.all_output()
                     ));
                 }
                 Err(_) => {
                     return Err(format!(
-                        "not ready within {START_DEADLINE:?} (ready: {ready:?}):\n{}",
-                        cluster.all_output()
+                        "not ready within {START_DEADLINE:?}:\n{}",
+                        self.all_output()
                     ))
                 }
             }
         }
-        Ok(cluster)
     }
 
     pub fn len(&self) -> usize {
