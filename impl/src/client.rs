@@ -68,9 +68,10 @@ async fn serve(stream: TcpStream, inputs: mpsc::Sender<Input>) {
     let order = Arc::new(Order::default());
     let writer = tokio::spawn(write_replies(write, rx, inputs.clone(), order.clone()));
     let mut requests = FramedRead::new(read, RespCodec::default());
+    let mut session = resp::Session::new();
     while let Some(next) = requests.next().await {
         let pending = match next {
-            Ok(args) => match resp::parse_command(&args) {
+            Ok(args) => match session.parse(&args) {
                 Request::Local(frame) => Pending::Ready(frame),
                 Request::Quit => Pending::Close(resp::ok()),
                 Request::Node(req) => {

@@ -49,5 +49,6 @@ pub mod runtime;
 pub mod serve;
 pub mod shiviz;
 pub mod store;
+pub mod store_v1;
 pub mod tools;
 pub mod tracefile;

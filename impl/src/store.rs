@@ -13,7 +13,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic: "GSMOPART" or "GSMOMANI"
-//! 8       2     format version, little-endian (currently 1)
+//! 8       2     format version, little-endian (currently 2; 1 is read, see store_v1.rs)
 //! 10      2     reserved, 0
 //! 12      8     payload length in bytes, little-endian
 //! 20      4     CRC-32 (IEEE) of the payload, little-endian
@@ -35,7 +35,11 @@ use std::path::{Path, PathBuf};
 pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
 pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: typed values (lists, sets, ...) in persistent maps. Version 1 (strings
+/// only) is still read: [`crate::store_v1`].
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u16 = 1;
 const HEADER_LEN: usize = 24;
 /// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
 /// larger one is refused before any allocation.
@@ -48,7 +52,7 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a gsmo snapshot file (bad magic)")]
     NotASnapshot { path: PathBuf },
-    #[error("{path}: format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error("{path}: format version {found} is not supported (this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION})")]
     Version { path: PathBuf, found: u16 },
     #[error(
         "{path}: reserved header bytes are {found:#06x}, expected 0 (written by a newer gsmo?)"
@@ -180,12 +184,24 @@ fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
 }
 
 /// Checks and decodes a file image; `bytes` is the whole file.
-pub fn decode_file<T: DeserializeOwned>(
+pub fn decode_file<T: DeserializeOwned + 'static>(
     path: &Path,
     magic: &[u8; 8],
     bytes: &[u8],
 ) -> Result<T, StoreError> {
     let payload = check_image(path, magic, bytes)?;
+    // Only a part's payload changed in version 2; manifests and info files read as they are.
+    if bytes[8..10] == 1u16.to_le_bytes() && magic == PART_MAGIC {
+        let old: crate::store_v1::PartFileV1 = decode_payload(path, payload)?;
+        let new: Box<dyn std::any::Any> = Box::new(old.upgrade());
+        return new
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Decode {
+                path: path.to_path_buf(),
+                reason: "a version-1 part read as something other than a part".into(),
+            });
+    }
     decode_payload(path, payload)
 }
 
@@ -207,7 +223,7 @@ pub fn check_image<'a>(
         });
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(StoreError::Version {
             path: path_buf(),
             found: version,
@@ -279,7 +295,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     result
 }
 
-fn read_checked<T: DeserializeOwned>(
+fn read_checked<T: DeserializeOwned + 'static>(
     path: &Path,
     magic: &[u8; 8],
 ) -> Result<(T, Vec<u8>), StoreError> {
