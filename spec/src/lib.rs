@@ -12,7 +12,7 @@
 //! | Lamport and vector clocks             | [`clock`]                |
 //! | FIFO / causal / total multicast       | [`multicast`]            |
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
-//! | replicated K/V state machine          | [`kv`]                   |
+//! | replicated K/V state machine (typed)  | [`kv`] (one module per type family) |
 //! | the lecture's bank (snapshot example) | [`bank`]                 |
 //! | a replica: all of the above composed  | [`node`]                 |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
