@@ -4,6 +4,8 @@
 #
 #   bench/cluster.sh                # 100000 requests, 100000 random keys, 50 clients
 #   N=20000 MODES="total-isis" bench/cluster.sh
+#   SUITE=default N=5000 bench/cluster.sh   # redis-benchmark's default suite (every command it
+#                                           # knows), requests/s per command and target
 #
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 # Prints one line per target and pipeline depth: SET and GET requests/s, and
@@ -44,6 +46,40 @@ rate() { # port pipeline test
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# The default suite: one column per target, one row per command.
+if [ "${SUITE:-}" = default ]; then
+  out=$(mktemp -d)
+  suite() { # port name
+    redis-benchmark -p "$1" -n "$N" -r "$R" -c "$C" -q 2>/dev/null | tr '\r' '\n' \
+      | awk -F': ' '/requests per second/ {split($2, a, " "); print $1 "\t" a[1]}' >"$out/$2"
+  }
+  redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
+  pids+=($!)
+  wait_ping "$REDIS_PORT"
+  suite "$REDIS_PORT" redis-server
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+  names=(redis-server)
+  for mode in $MODES; do
+    "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
+      >/tmp/gsmo-bench-$mode.log 2>&1 &
+    pids+=($!)
+    for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
+    suite "$CLIENT_BASE" "$mode"
+    names+=("$mode")
+    kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+  done
+  printf '%-38s' "requests/s (N=$N, 3 nodes)"; printf '%16s' "${names[@]}"; echo
+  cut -f1 "$out/redis-server" | while IFS= read -r test; do
+    printf '%-38s' "$test"
+    for n in "${names[@]}"; do
+      printf '%16s' "$(awk -F'\t' -v t="$test" '$1 == t {print $2}' "$out/$n" | head -1)"
+    done
+    echo
+  done
+  rm -rf "$out"
+  exit 0
+fi
 
 declare -A base
 printf '%-30s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"

@@ -142,33 +142,35 @@ async fn read_requests(
 ) {
     let reads = Arc::new(Semaphore::new(READS_IN_FLIGHT));
     let mut requests = FramedRead::new(read, RespCodec::default());
+    let mut session = resp::Session::new();
     while let Some(next) = requests.next().await {
-        let request = next.map(|args| match gate.check(&args) {
-            Some(reply) => Request::Local(reply),
-            None => resp::parse_command(&args),
-        });
-        let pending = match request {
-            Ok(Request::Local(frame)) => Pending::Ready(frame),
-            Ok(Request::Quit) => Pending::Close(resp::ok()),
-            Ok(Request::Node(req)) => {
-                let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
-                if order.must_defer(is_write) {
-                    order.deferred.fetch_add(1, SeqCst);
-                    Pending::Deferred(req)
-                } else if is_write {
-                    order.writes.fetch_add(1, SeqCst);
-                    let Some(answer) = dispatch(&inputs, req).await else {
-                        break; // shutting down
-                    };
-                    Pending::Write(answer)
-                } else {
-                    let Ok(permit) = reads.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let Some(answer) = dispatch(&inputs, req).await else {
-                        break; // shutting down
-                    };
-                    Pending::Wait(answer, permit)
+        let pending = match next {
+            Ok(args) => match gate
+                .check(&args)
+                .map_or_else(|| session.parse(&args), Request::Local)
+            {
+                Request::Local(frame) => Pending::Ready(frame),
+                Request::Quit => Pending::Close(resp::ok()),
+                Request::Node(req) => {
+                    let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
+                    if order.must_defer(is_write) {
+                        order.deferred.fetch_add(1, SeqCst);
+                        Pending::Deferred(req)
+                    } else if is_write {
+                        order.writes.fetch_add(1, SeqCst);
+                        let Some(answer) = dispatch(&inputs, req).await else {
+                            break; // shutting down
+                        };
+                        Pending::Write(answer)
+                    } else {
+                        let Ok(permit) = reads.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let Some(answer) = dispatch(&inputs, req).await else {
+                            break; // shutting down
+                        };
+                        Pending::Wait(answer, permit)
+                    }
                 }
             }
             Err(RespError::Protocol(e)) => {

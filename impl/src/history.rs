@@ -40,7 +40,8 @@ pub fn parse_msg_id(s: &str) -> Option<MsgId> {
     })
 }
 
-/// FNV-1a over the live keys and values in key order, each length-prefixed so
+/// FNV-1a over the live keys and values (collections in their
+/// [`gsmo_spec::kv::Data::render`] form) in key order, each length-prefixed so
 /// that `("ab","c")` and `("a","bc")` differ. Replicas that converged agree.
 pub fn digest(kv: &KvStore) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -52,7 +53,7 @@ pub fn digest(kv: &KvStore) -> u64 {
     };
     for (k, v) in kv.iter() {
         eat(k);
-        eat(v);
+        eat(&v.render());
     }
     h
 }

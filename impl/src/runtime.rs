@@ -46,7 +46,8 @@ const BATCH: usize = 1024;
 pub enum ClientRequest {
     Kv(Command),
     Snapshot,
-    Info,
+    /// INFO, optionally one section.
+    Info(Option<String>),
     DbSize,
     History,
     Dump,
@@ -315,7 +316,9 @@ impl Runtime {
                 let id = self.start_snapshot();
                 Response::Bulk(id.to_string().into_bytes())
             }
-            ClientRequest::Info => Response::Bulk(self.info().into_bytes()),
+            ClientRequest::Info(section) => Response::Bulk(
+                crate::resp::server::info_sections(&self.info(), section.as_deref()).into_bytes(),
+            ),
             ClientRequest::DbSize => Response::Int(self.node.kv().len() as i64),
             ClientRequest::History if self.history_truncated => Response::Error(format!(
                 "ERR history truncated after {} events (raise --history-limit)",
@@ -331,7 +334,7 @@ impl Runtime {
                 self.node
                     .kv()
                     .iter()
-                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .flat_map(|(k, v)| [k.clone(), v.render()])
                     .collect(),
             ),
             ClientRequest::Digest => Response::Bulk(

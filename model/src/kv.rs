@@ -5,8 +5,11 @@
 //! agreed priorities (Birman & Joseph 1987); snapshots: Chandy & Lamport (1985);
 //! last-writer-wins registers stamped with Lamport clocks (Lamport 1978).
 //!
-//! `nodes` replicas each issue `writes` client writes `SET x <origin>.<k>` at any
-//! moment, and any replica may start a snapshot (at most `snapshots` in all).
+//! `nodes` replicas each issue `writes` client writes at any moment: the odd
+//! ones `LPUSH x <origin>.<k>` (a list: order matters), the even ones `INCR c`
+//! (not idempotent: under fifo/causal resolved at the origin; under the total
+//! modes every increment must count), and any replica may start a snapshot
+//! (at most `snapshots` in all).
 //! An actor only feeds [`Input`]s to [`Node::handle`] and carries its
 //! [`Output`]s out; a ghost log of sends and deliveries, and the snapshot parts
 //! the replica completes, are what the properties judge. Always:
@@ -46,8 +49,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The one key every replica writes: all writes conflict, which is the point.
+/// The list every replica pushes to: all pushes conflict, which is the point.
 pub const KEY: &[u8] = b"x";
+/// The counter every replica increments.
+pub const COUNTER: &[u8] = b"c";
 
 /// The prefix of the bank's account keys, one account per replica (`acct:0`, ...).
 pub const ACCOUNT: &str = "acct:";
@@ -218,10 +223,18 @@ impl KvCfg {
                     .map(|k| {
                         if k == self.writes && k >= 2 {
                             transfer_to_next(i, self.nodes, i as u64 + 1)
-                        } else {
-                            Op::Set {
+                        } else if k % 2 == 1 {
+                            // A list push: order-sensitive, so convergence is at stake.
+                            Op::Push {
                                 key: KEY.to_vec(),
-                                value: format!("{i}.{k}").into_bytes(),
+                                values: vec![format!("{i}.{k}").into_bytes()],
+                                left: true,
+                            }
+                        } else {
+                            // Not idempotent: a duplicate or lost delivery shows.
+                            Op::IncrBy {
+                                key: COUNTER.to_vec(),
+                                delta: 1,
                             }
                         }
                     })
@@ -707,8 +720,8 @@ pub fn restores(parts: &[Part]) -> Result<(), Violation> {
                 id,
                 format!(
                     "after restore nodes 0 and {j} hold different stores: x = {} vs x = {}",
-                    show(c.nodes[0].kv().get(KEY)),
-                    show(node.kv().get(KEY))
+                    show(c.nodes[0].kv().data(KEY)),
+                    show(node.kv().data(KEY))
                 ),
             ));
         }
@@ -738,8 +751,10 @@ pub fn describe_op(op: &Op) -> String {
     }
 }
 
-fn show(v: Option<&Vec<u8>>) -> String {
-    v.map_or("(nil)".into(), |v| String::from_utf8_lossy(v).into_owned())
+fn show(v: Option<&gsmo_spec::kv::Data>) -> String {
+    v.map_or("(nil)".into(), |v| {
+        String::from_utf8_lossy(&v.render()).into_owned()
+    })
 }
 
 impl Explained for KvModel {
@@ -751,7 +766,7 @@ impl Explained for KvModel {
                     .actor_states
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| format!("n{i}: x = {}", show(a.node.kv().get(KEY))))
+                    .map(|(i, a)| format!("n{i}: x = {}", show(a.node.kv().data(KEY))))
                     .collect();
                 Violation {
                     detail: format!("{} ({})", v.detail, stores.join(", ")),

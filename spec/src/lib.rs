@@ -13,7 +13,7 @@
 //! | resumable reliable FIFO links         | [`link`]                 |
 //! | FIFO / causal / total multicast       | [`multicast`]            |
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
-//! | replicated K/V state machine          | [`kv`]                   |
+//! | replicated K/V state machine (typed)  | [`kv`] (one module per type family) |
 //! | a replica: all of the above composed  | [`node`]                 |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
 //! | safety predicates over histories      | [`properties`]           |

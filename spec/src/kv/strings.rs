@@ -155,17 +155,15 @@ impl KvStore {
         }
         let count = count.max(1);
         let mut keys = Vec::new();
-        let mut examined = 0;
         let mut last = None;
         let mut next = 0;
-        for (k, e) in self.entries.range(start..) {
+        for (examined, (k, e)) in self.entries.range(start..).enumerate() {
             let place = place_of(k);
             if examined >= count && last != Some(place) {
                 // Keys ascend and `last` is some place, so `place` > 0: never "done" by mistake.
                 next = place;
                 break;
             }
-            examined += 1;
             last = Some(place);
             if e.value.is_some() && pattern.is_none_or(|p| glob_match(p, k)) {
                 keys.push(Reply::Bulk(Some(k.clone())));

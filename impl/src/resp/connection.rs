@@ -1,0 +1,223 @@
+//! Connection commands: PING, ECHO, HELLO, CLIENT, COMMAND, SELECT, TIME,
+//! QUIT. Per-connection state (the client id, its name) lives in [`Session`];
+//! everything else about a connection is in `crate::client`.
+
+use super::{bulk, error, local_error, ok, parse_command, Kind, Request, COMMANDS};
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The Redis version whose command behaviour gsmo follows (HELLO reports it).
+pub const REDIS_VERSION: &str = "7.0.0";
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One client connection's state.
+#[derive(Debug)]
+pub struct Session {
+    id: u64,
+    name: Option<Bytes>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    /// A new connection, with the next client id.
+    pub fn new() -> Self {
+        Session {
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Parses one request in this connection's context.
+    pub fn parse(&mut self, args: &[Bytes]) -> Request {
+        let name = args.first().map(|n| n.to_ascii_uppercase());
+        match name.as_deref() {
+            Some(b"CLIENT") if args.len() >= 2 => self.client(&args[1..]),
+            Some(b"HELLO") => self.hello(&args[1..]),
+            _ => parse_command(args),
+        }
+    }
+
+    /// CLIENT ID | SETNAME name | GETNAME | SETINFO attr value.
+    fn client(&mut self, a: &[Bytes]) -> Request {
+        let sub = a[0].to_ascii_uppercase();
+        Request::Local(match (sub.as_slice(), a.len() - 1) {
+            (b"ID", 0) => BytesFrame::Integer(self.id as i64),
+            (b"SETNAME", 1) => match set_name(&a[1]) {
+                Ok(name) => {
+                    self.name = name;
+                    ok()
+                }
+                Err(e) => e,
+            },
+            (b"GETNAME", 0) => self.name.as_ref().map_or(BytesFrame::Null, bulk),
+            (b"SETINFO", 2) => ok(),
+            (b"ID" | b"SETNAME" | b"GETNAME" | b"SETINFO", _) => error(format!(
+                "ERR wrong number of arguments for 'client|{}' command",
+                String::from_utf8_lossy(&a[0]).to_ascii_lowercase()
+            )),
+            _ => error(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&a[0])
+            )),
+        })
+    }
+
+    /// HELLO [protover [SETNAME name]]: RESP2 only; RESP3 gets -NOPROTO so
+    /// clients fall back to RESP2.
+    fn hello(&mut self, a: &[Bytes]) -> Request {
+        if let Some(v) = a.first() {
+            match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                None => {
+                    return local_error("ERR Protocol version is not an integer or out of range")
+                }
+                Some(2) => {}
+                Some(_) => return local_error("NOPROTO unsupported protocol version"),
+            }
+        }
+        let mut opts = a.iter().skip(1);
+        while let Some(opt) = opts.next() {
+            match (opt.to_ascii_uppercase().as_slice(), opts.next()) {
+                (b"SETNAME", Some(name)) => match set_name(name) {
+                    Ok(name) => self.name = name,
+                    Err(e) => return Request::Local(e),
+                },
+                (b"AUTH", _) => {
+                    return local_error("ERR gsmo has no users: HELLO AUTH is not supported")
+                }
+                _ => {
+                    return local_error(format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        String::from_utf8_lossy(opt)
+                    ))
+                }
+            }
+        }
+        let s = |t: &'static str| BytesFrame::BulkString(Bytes::from_static(t.as_bytes()));
+        Request::Local(BytesFrame::Array(vec![
+            s("server"),
+            s("redis"),
+            s("version"),
+            s(REDIS_VERSION),
+            s("proto"),
+            BytesFrame::Integer(2),
+            s("id"),
+            BytesFrame::Integer(self.id as i64),
+            s("mode"),
+            s("standalone"),
+            s("role"),
+            s("master"),
+            s("modules"),
+            BytesFrame::Array(Vec::new()),
+        ]))
+    }
+}
+
+/// A client name as Redis allows it (empty clears it).
+fn set_name(name: &Bytes) -> Result<Option<Bytes>, BytesFrame> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok((!name.is_empty()).then(|| name.clone()))
+}
+
+pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
+    Ok(match name {
+        "PING" => Request::Local(match a.first() {
+            None => BytesFrame::SimpleString(Bytes::from_static(b"PONG")),
+            Some(m) => bulk(m),
+        }),
+        "ECHO" => Request::Local(bulk(&a[0])),
+        // Without a connection's session (tests, tools): a throwaway one.
+        "CLIENT" => Session::new().client(a),
+        "HELLO" => Session::new().hello(a),
+        "COMMAND" => Request::Local(command(a)),
+        "SELECT" if &a[0][..] == b"0" => Request::Local(ok()),
+        "SELECT" => local_error("ERR DB index is out of range (gsmo has one database)"),
+        "TIME" => Request::Local(time()),
+        "QUIT" => Request::Quit,
+        _ => unreachable!("{name} is not a connection command"),
+    })
+}
+
+/// COMMAND, COMMAND COUNT, COMMAND INFO name..., COMMAND LIST, COMMAND DOCS
+/// (no docs: an empty map, which redis-cli takes as "no hints").
+fn command(a: &[Bytes]) -> BytesFrame {
+    let sub = a.first().map(|s| s.to_ascii_uppercase());
+    match sub.as_deref() {
+        None => BytesFrame::Array(COMMANDS.iter().map(entry).collect()),
+        Some(b"COUNT") => BytesFrame::Integer(COMMANDS.len() as i64),
+        Some(b"LIST") => BytesFrame::Array(
+            COMMANDS
+                .iter()
+                .map(|c| BytesFrame::BulkString(c.name.to_ascii_lowercase().into()))
+                .collect(),
+        ),
+        Some(b"INFO") => BytesFrame::Array(
+            a[1..]
+                .iter()
+                .map(|n| {
+                    let upper = String::from_utf8_lossy(n).to_ascii_uppercase();
+                    COMMANDS
+                        .iter()
+                        .find(|c| c.name == upper)
+                        .map_or(BytesFrame::Null, entry)
+                })
+                .collect(),
+        ),
+        Some(b"DOCS") => BytesFrame::Array(Vec::new()),
+        Some(_) => error(format!(
+            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(&a[0])
+        )),
+    }
+}
+
+/// One COMMAND entry, in Redis 7's ten-field form.
+fn entry(c: &super::CommandSpec) -> BytesFrame {
+    let status = |s: &'static str| BytesFrame::SimpleString(Bytes::from_static(s.as_bytes()));
+    let flags = match c.kind {
+        Kind::Write => vec![status("write")],
+        Kind::Read => vec![status("readonly")],
+        Kind::Admin => vec![status("fast")],
+    };
+    let (first, last, step) = c.keys;
+    BytesFrame::Array(vec![
+        BytesFrame::BulkString(c.name.to_ascii_lowercase().into()),
+        BytesFrame::Integer(c.arity()),
+        BytesFrame::Array(flags),
+        BytesFrame::Integer(first),
+        BytesFrame::Integer(last),
+        BytesFrame::Integer(step),
+        BytesFrame::Array(Vec::new()),
+        BytesFrame::Array(Vec::new()),
+        BytesFrame::Array(Vec::new()),
+        BytesFrame::Array(Vec::new()),
+    ])
+}
+
+/// TIME: this node's clock, `[seconds, microseconds]`.
+fn time() -> BytesFrame {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    BytesFrame::Array(vec![
+        BytesFrame::BulkString(now.as_secs().to_string().into()),
+        BytesFrame::BulkString(now.subsec_micros().to_string().into()),
+    ])
+}

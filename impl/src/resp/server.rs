@@ -1,0 +1,72 @@
+//! Server commands: DBSIZE, FLUSHALL / FLUSHDB, SNAPSHOT, INFO [section],
+//! CONFIG GET, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
+
+use super::{local_error, read, syntax_error, write, ReadOp, Request};
+use crate::runtime::ClientRequest;
+use bytes::Bytes;
+use gsmo_spec::kv::Op;
+use redis_protocol::resp2::types::BytesFrame;
+
+pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
+    Ok(match name {
+        "DBSIZE" => read(ReadOp::DbSize),
+        "FLUSHALL" | "FLUSHDB" => match a.first().map(|m| m.to_ascii_uppercase()) {
+            None => write(Op::FlushAll),
+            Some(m) if m == b"SYNC" || m == b"ASYNC" => write(Op::FlushAll),
+            Some(_) => return Err(syntax_error()),
+        },
+        "SNAPSHOT" => Request::Node(ClientRequest::Snapshot),
+        "INFO" => Request::Node(ClientRequest::Info(
+            a.first()
+                .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()),
+        )),
+        "CONFIG" => config(a),
+        "GSMO.HISTORY" => Request::Node(ClientRequest::History),
+        "GSMO.DUMP" => Request::Node(ClientRequest::Dump),
+        "GSMO.DIGEST" => Request::Node(ClientRequest::Digest),
+        _ => unreachable!("{name} is not a server command"),
+    })
+}
+
+/// The sections of an INFO text (`# Name` headers) that `section` asks for:
+/// all of them for none, `all`, `everything` or `default`; none for an unknown one.
+pub fn info_sections(info: &str, section: Option<&str>) -> String {
+    let want = match section {
+        None | Some("all" | "everything" | "default") => return info.to_string(),
+        Some(s) => s,
+    };
+    let mut out = String::new();
+    for block in info.split("\r\n\r\n") {
+        let title = block
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# "))
+            .unwrap_or("");
+        if title.eq_ignore_ascii_case(want) {
+            out.push_str(block.trim_end());
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// `CONFIG GET`: just enough for `redis-benchmark` to see persistence is off.
+fn config(a: &[Bytes]) -> Request {
+    if !a[0].eq_ignore_ascii_case(b"GET") {
+        return local_error("ERR gsmo supports only CONFIG GET (parameters: save, appendonly)");
+    }
+    const PARAMS: [(&str, &str); 2] = [("save", ""), ("appendonly", "no")];
+    let mut out = Vec::new();
+    for (name, value) in PARAMS {
+        if a[1..].iter().any(|p| glob_match(p, name.as_bytes())) {
+            out.push(BytesFrame::BulkString(Bytes::from_static(name.as_bytes())));
+            out.push(BytesFrame::BulkString(Bytes::from_static(value.as_bytes())));
+        }
+    }
+    Request::Local(BytesFrame::Array(out))
+}
+
+/// A parameter name or the `*` wildcard, as `CONFIG GET` takes them.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    pattern == b"*" || pattern.eq_ignore_ascii_case(name)
+}

@@ -1,0 +1,38 @@
+//! A second real client library beside the `redis` crate: redis-py runs
+//! `tests/py/redis_py_commands.py` (every command family, Redis-worded errors,
+//! pipelines) against a 3-node cluster, reading on a second node to see the
+//! writes converge. `scripts/test` installs redis-py; without it this test
+//! fails with that instruction rather than skip.
+
+use gsmo_spec::multicast::Mode;
+use gsmo_tests::{run_with_deadline, TestCluster};
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn redis_py_exercises_every_command_family_and_pipelines() {
+    let have = Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "python3 with redis-py is needed: scripts/test installs it (pip install redis)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/redis_py_commands.py");
+    let cluster = TestCluster::start(3, Mode::TotalIsis);
+    let out = run_with_deadline(
+        Command::new("python3").arg(script).args([
+            cluster.client_port(0).to_string(),
+            cluster.client_port(1).to_string(),
+        ]),
+        Duration::from_secs(120),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "redis-py failed:\n{text}");
+    assert!(text.contains("all commands and pipelines ok"), "{text}");
+}
