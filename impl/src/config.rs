@@ -162,8 +162,9 @@ pub struct NodeConfig {
     /// Where to serve Redis clients.
     pub client_listen: String,
     /// Where snapshot parts go: `DATA_DIR/snapshots/<id>/part-<node>.gsmo`.
-    /// Members share it (same machine or a shared file system) so that the
-    /// node writing the last part can assemble the manifest.
+    /// Claimed at start for this cluster and node id (`snapshot::datadir`).
+    /// Members of a local cluster share it, so that the node writing the last
+    /// part can assemble the manifest.
     pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Multicast history events kept for `GSMO.HISTORY` before recording stops.

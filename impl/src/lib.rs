@@ -19,9 +19,10 @@
 //! | ShiViz event log                                | [`shiviz`]    |
 //! | wiring one node together                        | [`serve`]     |
 //! | `gsmo cluster`: local multi-process launcher    | [`launcher`]  |
-//! | snapshots on disk: format, store, manifest, data-dir lock, verify, CLI | [`snapshot`] |
+//! | snapshots on disk: format, store, manifest,     | [`snapshot`]  |
+//! | data-dir claim, verify, `gsmo snapshot` CLI     |               |
 //! | recorded event traces for conformance checks    | [`tracefile`] |
-//! | `gsmo trace check`                              | [`tracecheck`] |
+//! | `gsmo trace check`                              | [`tracecheck`]|
 //!
 //! ## Consistency seen by a Redis client
 //! A write (`SET`, `MSET`, `DEL`, `INCRBY`, `TRANSFER`) is replied to once the

@@ -56,10 +56,13 @@ pub fn claim(data_dir: &Path, cluster_id: &str, node: NodeId) -> Result<Claim, S
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.lines().next().unwrap_or("another process").trim();
+            if errno != nix::errno::Errno::EWOULDBLOCK {
+                return Err(refused(&lock_path, format!("cannot lock: {errno}")));
+            }
             return Err(refused(
                 &lock_path,
                 format!(
-                    "locked by {holder} ({errno}): a node {node} of cluster `{cluster_id}` \
+                    "locked by {holder}: a node {node} of cluster `{cluster_id}` \
                      already runs on this data dir (two clusters with one --data-dir, or a \
                      node started twice?); give each cluster its own --data-dir"
                 ),

@@ -138,6 +138,9 @@ pub fn assemble(
     mut summaries: Vec<PartSummary>,
 ) -> Result<Manifest, StoreError> {
     let invalid = |reason: String| StoreError::Invalid { id, reason };
+    if nodes == 0 {
+        return Err(invalid("a snapshot of a 0-node cluster".into()));
+    }
     summaries.sort_by_key(|s| s.node);
     if let Some(s) = summaries.iter().find(|s| s.id != id) {
         return Err(invalid(format!(

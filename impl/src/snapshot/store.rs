@@ -241,6 +241,22 @@ impl SnapshotStore {
         if m.id != id {
             return Err(misplaced(&path, format!("holds snapshot {}", m.id), id));
         }
+        // The data dir's owner (see `datadir`), when it has one, must be the snapshot's cluster.
+        if let Some(data_dir) = self.root.parent() {
+            if let Ok(owner) = fs::read_to_string(data_dir.join("CLUSTER")) {
+                if owner.trim() != m.cluster_id {
+                    return Err(StoreError::Misplaced {
+                        path,
+                        reason: format!(
+                            "a snapshot of cluster `{}`, but {} says this data dir is cluster `{}`'s",
+                            m.cluster_id,
+                            data_dir.join("CLUSTER").display(),
+                            owner.trim()
+                        ),
+                    });
+                }
+            }
+        }
         if let Some(p) = m.parts.iter().enumerate().find(|(i, p)| p.node != *i) {
             return Err(StoreError::Misplaced {
                 path,
@@ -443,7 +459,6 @@ impl SnapshotStore {
                 }
             }
         }
-        out.sort_by(|a, b| b.rank().cmp(&a.rank()));
         // A damaged snapshot ranked by fewer parts than the complete ones is
         // not known to be older: rank it newest.
         let nodes = out.iter().find_map(|c| match c {
@@ -457,7 +472,7 @@ impl SnapshotStore {
                 }
             }
         }
-        out.sort_by(|a, b| b.rank().cmp(&a.rank()));
+        out.sort_by_key(|c| std::cmp::Reverse(c.rank()));
         Ok(out)
     }
 
@@ -965,5 +980,13 @@ mod tests {
         let m = store.manifest(sid(0, 3)).unwrap();
         let err = store.load_part(&m, 1).unwrap_err().to_string();
         assert!(err.contains(&to.display().to_string()), "{err}");
+        // A snapshot copied into another cluster's data dir.
+        fs::write(dir.path().join("CLUSTER"), "other\n").unwrap();
+        let err = store.load(sid(0, 2)).unwrap_err().to_string();
+        assert!(
+            err.contains(&store.manifest_path(sid(0, 2)).display().to_string())
+                && err.contains("cluster `other`"),
+            "{err}"
+        );
     }
 }
