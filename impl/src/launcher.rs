@@ -219,6 +219,8 @@ fn signal_node(pid: u32, sig: Signal) {
 }
 
 /// Makes the kernel send the node SIGTERM when the launcher dies, however it dies.
+/// (Strictly: when the spawning thread exits; nodes are spawned from the main
+/// thread, which `#[tokio::main]` keeps for the launcher's whole life.)
 fn die_with_launcher(cmd: &mut Command) {
     let launcher = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and calls only

@@ -10,7 +10,9 @@
 //! | cluster addresses, ports, node settings         | [`config`]    |
 //! | peer framing (length prefix + bincode, limits)  | [`frame`]     |
 //! | fault injection: delayed channels, slow loop     | [`fault`]     |
-//! | peer handshake (version, cluster, mode, ids)    | [`handshake`] |
+//! | peer handshake (version, cluster, mode, ids, HMAC proof) | [`handshake`] |
+//! | secrets from files / env, constant-time compare | [`secret`]    |
+//! | client door: maxclients, AUTH, output limits    | [`admission`] |
 //! | one FIFO TCP channel per directed pair          | [`peer`]      |
 //! | Redis (RESP2) codec and command table           | [`resp`]      |
 //! | Redis client connections, pipelining            | [`client`]    |

@@ -440,6 +440,11 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
     cfg.cluster_id = a.cluster_id;
     a.ops.apply(&mut cfg, a.slow)?;
     a.door.apply(&mut cfg)?;
+    if cfg.cluster_secret.is_some() {
+        tracing::info!("peers must prove they know the cluster secret (HMAC-SHA256)");
+    } else {
+        tracing::info!("no cluster secret: peers on loopback only");
+    }
     cfg.snapshot_every = a.snapshot_every.map(secs).transpose()?;
     cfg.trace = a.trace;
     cfg.log_format = a.log_format;
