@@ -7,7 +7,7 @@
 
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties;
-use gsmo_tests::{have_tool, TestCluster};
+use gsmo_tests::{have_tool, run_bounded, run_bounded_with_input, TestCluster, COMMAND_DEADLINE};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,12 @@ fn require(tool: &str) {
 
 /// Runs `redis-cli -p PORT args...`; returns trimmed stdout, panicking on failure.
 fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli");
+    let out = run_bounded(
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args),
+        COMMAND_DEADLINE,
+    );
     assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -73,14 +74,11 @@ fn redis_cli_speaks_to_every_node() {
         "ERR wrong number of arguments for 'get' command"
     );
     // The connection survives errors: several commands on one redis-cli session.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf 'BOGUS\\nPING\\nGET greeting\\n' | redis-cli -p {}",
-            p(0)
-        ))
-        .output()
-        .expect("redis-cli via stdin");
+    let out = run_bounded_with_input(
+        Command::new("redis-cli").args(["-p", &p(0).to_string()]),
+        b"BOGUS\nPING\nGET greeting\n",
+        COMMAND_DEADLINE,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
@@ -99,11 +97,12 @@ async fn redis_benchmark_runs_clean_in_every_mode() {
     for mode in Mode::ALL {
         let cluster = TestCluster::start(3, mode);
         let started = Instant::now();
-        let out = Command::new("redis-benchmark")
-            .args(["-p", &cluster.client_port(0).to_string()])
-            .args(["-t", "set,get", "-n", "10000", "-r", "1000", "-q"])
-            .output()
-            .expect("run redis-benchmark");
+        let out = run_bounded(
+            Command::new("redis-benchmark")
+                .args(["-p", &cluster.client_port(0).to_string()])
+                .args(["-t", "set,get", "-n", "10000", "-r", "1000", "-q"]),
+            COMMAND_DEADLINE,
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode}: {out:?}");
