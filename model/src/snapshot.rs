@@ -269,8 +269,12 @@ type State = ReplicasState<Ledger>;
 
 /// Positions against the recorder's own counts, then contents against the ledger.
 fn exact_channels(s: &State, parts: &[Part]) -> Result<(), Violation> {
-    exact_channel_state(parts)?;
-    channel_contents_match(parts, &s.history.sent)
+    exact_channel_state(parts)
+        .and_then(|()| channel_contents_match(parts, &s.history.sent))
+        .map_err(|v| Violation {
+            detail: format!("snapshot {}: {}", parts[0].id, v.detail),
+            ..v
+        })
 }
 
 fn transfer_in_flight(parts: &[Part]) -> bool {

@@ -50,8 +50,38 @@ impl<M> FifoNetwork<M> {
     }
 }
 
-/// Rounds over every busy channel after which [`Cluster::quiesce`] gives up.
-const QUIESCE_ROUNDS: usize = 100_000;
+/// The fixed part of [`Cluster::quiesce_bound`].
+pub const QUIESCE_MARGIN: usize = 100_000;
+
+/// Why a simulated cluster did not run to quiescence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuiesceError {
+    /// A node refused a message.
+    Peer(PeerError),
+    /// Still busy after `steps` deliveries: a livelock.
+    NoQuiet { steps: usize, in_flight: usize },
+}
+
+impl From<PeerError> for QuiesceError {
+    fn from(e: PeerError) -> Self {
+        QuiesceError::Peer(e)
+    }
+}
+
+impl std::fmt::Display for QuiesceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuiesceError::Peer(e) => e.fmt(f),
+            QuiesceError::NoQuiet { steps, in_flight } => write!(
+                f,
+                "not quiet after {steps} deliveries ({in_flight} messages still in flight): \
+                 the nodes keep sending each other messages (a livelock)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for QuiesceError {}
 
 /// A whole simulated cluster of [`Node`]s, with each node's multicast history.
 #[derive(Clone, Debug)]
@@ -141,19 +171,41 @@ impl Cluster {
     }
 
     /// Delivers everything in flight, round-robin over channels, until quiet.
-    /// Nodes created with [`Node::connected`] and ordinary inputs quiesce; a
-    /// protocol that keeps talking for ever is reported instead of looping.
-    pub fn quiesce(&mut self) -> Result<(), PeerError> {
-        for _ in 0..QUIESCE_ROUNDS {
+    ///
+    /// Bounded: a correct cluster quiets after a few protocol messages per
+    /// message in flight, so a run past [`Cluster::quiesce_bound`] deliveries is
+    /// a livelock (a bug), reported rather than looped on for ever.
+    pub fn quiesce(&mut self) -> Result<(), QuiesceError> {
+        self.quiesce_within(self.quiesce_bound())
+    }
+
+    /// [`Cluster::quiesce`] with an explicit bound on deliveries.
+    pub fn quiesce_within(&mut self, bound: usize) -> Result<(), QuiesceError> {
+        let mut steps = 0;
+        loop {
             let busy = self.network.busy();
             if busy.is_empty() {
                 return Ok(());
             }
             for (from, to) in busy {
+                if steps >= bound {
+                    return Err(QuiesceError::NoQuiet {
+                        steps,
+                        in_flight: self.network.in_flight(),
+                    });
+                }
+                steps += 1;
                 self.step(from, to)?;
             }
         }
-        panic!("the cluster did not quiesce within {QUIESCE_ROUNDS} rounds: a protocol loop")
+    }
+
+    /// The most deliveries [`Cluster::quiesce`] makes from here: a generous
+    /// multiple of what every message in flight can cause (each data message
+    /// costs at most a few protocol messages per node), plus a fixed margin.
+    pub fn quiesce_bound(&self) -> usize {
+        let n = self.nodes.len().max(1);
+        QUIESCE_MARGIN + 16 * n * n * self.network.in_flight()
     }
 
     /// The snapshot's parts if every node has completed it.
@@ -208,5 +260,33 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Op;
+
+    #[test]
+    fn a_run_past_its_bound_is_reported_not_looped_on() {
+        let mut c = Cluster::new(3, Mode::TotalIsis);
+        for i in 0..3 {
+            let op = Op::Set {
+                key: b"x".to_vec(),
+                value: vec![i as u8],
+            };
+            c.client(i, Command::Write(op));
+        }
+        let mut short = c.clone();
+        let err = short.quiesce_within(5).unwrap_err();
+        assert!(
+            matches!(err, QuiesceError::NoQuiet { steps: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("livelock"), "{err}");
+        assert!(c.quiesce_bound() >= QUIESCE_MARGIN);
+        c.quiesce().unwrap();
+        assert_eq!(c.network.in_flight(), 0);
     }
 }

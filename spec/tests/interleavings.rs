@@ -93,8 +93,27 @@ fn check_orders(mode: Mode, logs: &[Vec<Event>]) -> Result<(), properties::Viola
 const BANK: [&str; 4] = ["acct:a", "acct:b", "acct:c", "acct:d"];
 const OPENING: i64 = 100;
 
+/// Failures are saved to `interleavings.proptest-regressions` (commit it) and
+/// replayed first on every run; `GSMO_SEED=N` fixes proptest's generator too.
+fn config() -> ProptestConfig {
+    use proptest::test_runner::RngSeed;
+    let rng_seed = match std::env::var("GSMO_SEED") {
+        Ok(s) => RngSeed::Fixed(
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("GSMO_SEED={s:?} is not a number")),
+        ),
+        Err(_) => RngSeed::Random,
+    };
+    ProptestConfig {
+        cases: 160,
+        rng_seed,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn every_mode_keeps_its_promise(mode in mode(), n in 1usize..5, schedule in actions(80, false)) {

@@ -6,9 +6,15 @@
 //! waits for each node's `ready` line (all peer channels up) with a deadline;
 //! no sleeps stand in for synchronisation. Processes are killed on drop.
 //!
-//! The `gsmo` binary is taken from `$GSMO_BIN`, or from next to the test
-//! executable (`target/<profile>/gsmo`), which `cargo test --workspace` builds
-//! because `gsmo-node` has an integration test of its own.
+//! The `gsmo` binary under test is the one these tests were compiled with:
+//! once per test process, [`gsmo_bin`] runs `cargo build -p gsmo-node --bin
+//! gsmo` in the test's own profile and target directory (a no-op when it is
+//! fresh), so `cargo test -p gsmo-tests` alone never tests a stale binary.
+//! `$GSMO_BIN` overrides it.
+//!
+//! Every external command has a deadline ([`run_bounded`]): one that hangs is
+//! killed and the test fails saying which command and what it printed.
+//! Randomised tests take their seed from [`seed`] (`GSMO_SEED`, printed).
 
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{self, Event, Violation};
@@ -16,10 +22,10 @@ use gsmo_spec::NodeId;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a cluster may take to start (processes, listeners, every channel).
@@ -27,36 +33,154 @@ pub const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a cluster may take to deliver everything once clients stop.
 pub const QUIET_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The `gsmo` binary under test.
+/// How long any one external command (`redis-cli`, `redis-benchmark`, a
+/// one-shot `gsmo`) may run before it is killed and the test fails.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+/// How long a node may take to answer one request on a [`TestCluster::connect`]
+/// connection (a reply past it is an error, so a stuck node fails the test).
+pub const REPLY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long building the `gsmo` binary under test may take.
+pub const BUILD_DEADLINE: Duration = Duration::from_secs(1200);
+
+/// The `gsmo` binary under test: `$GSMO_BIN`, or the one built (once per test
+/// process) from this very source tree, in this test's profile and target dir.
 pub fn gsmo_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GSMO_BIN") {
-        return PathBuf::from(p);
-    }
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("GSMO_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build_gsmo(),
+    })
+    .clone()
+}
+
+fn build_gsmo() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/gsmo
-    let bin = exe
+    // target/<profile>/deps/<test> -> target/<profile> -> target
+    let profile_dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("gsmo"))
+        .and_then(Path::parent)
         .expect("test executable has no grandparent directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("profile directory has no parent");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(p) => p,
+        None => panic!("no profile in {}", profile_dir.display()),
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "gsmo-node", "--bin", "gsmo"])
+        .args(["--profile", profile])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    let out = run_bounded(&mut cmd, BUILD_DEADLINE);
     assert!(
-        bin.is_file(),
-        "the gsmo binary is not at {}: build it first (`cargo build -p gsmo-node` with the \
-         same profile, e.g. --release), run the whole workspace (`cargo test --workspace` \
-         builds it), or point GSMO_BIN at it",
-        bin.display()
+        out.status.success(),
+        "building the gsmo binary under test failed ({:?}):\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
     );
+    let bin = profile_dir.join("gsmo");
+    assert!(bin.is_file(), "{cmd:?} left no binary at {}", bin.display());
     bin
 }
 
-/// Whether a tool such as `redis-cli` is on PATH.
+/// Runs `cmd` to completion within `deadline` (stdin closed, stdout and stderr
+/// captured). A command still running at the deadline is killed and the test
+/// fails naming it, with everything it printed: no test hangs for ever.
+pub fn run_bounded(cmd: &mut Command, deadline: Duration) -> Output {
+    run_bounded_with_input(cmd, &[], deadline)
+}
+
+/// [`run_bounded`], writing `input` to the command's stdin first.
+pub fn run_bounded_with_input(cmd: &mut Command, input: &[u8], deadline: Duration) -> Output {
+    use std::io::{Read, Write};
+    let stdin = if input.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(mut w) = child.stdin.take() {
+        // A command that never reads must not block us: write from a thread.
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&input);
+        });
+    }
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = read(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = read(Box::new(child.stderr.take().expect("piped stderr")));
+    let until = Instant::now() + deadline;
+    // Polling for exit with a deadline: std has no wait-with-timeout.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= until => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let (o, e) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        panic!(
+            "{cmd:?} did not finish within {deadline:?} and was killed.\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&o),
+            String::from_utf8_lossy(&e)
+        )
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// The seed for a randomised test: `GSMO_SEED` if set, else random. Printed
+/// (once per process) with how to rerun, so every failure reproduces.
+pub fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let seed = match std::env::var("GSMO_SEED") {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("GSMO_SEED={s:?} is not a number")),
+            Err(_) => random_u64(),
+        };
+        eprintln!("GSMO_SEED={seed} (rerun with GSMO_SEED={seed} to repeat this run's randomness)");
+        seed
+    })
+}
+
+/// Whether a tool such as `redis-cli` is on PATH (and answers `--version`).
 pub fn have_tool(name: &str) -> bool {
-    Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    on_path
+        && run_bounded(Command::new(name).arg("--version"), COMMAND_DEADLINE)
+            .status
+            .success()
 }
 
 /// `k` ports that are free now, below the kernel's ephemeral range (so no
@@ -214,10 +338,7 @@ impl Launch {
 /// Runs the `gsmo` binary to completion (for `snapshot` and `trace` commands);
 /// returns success and stdout+stderr.
 pub fn gsmo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
-    let out = Command::new(gsmo_bin())
-        .args(args)
-        .output()
-        .expect("run gsmo");
+    let out = run_bounded(Command::new(gsmo_bin()).args(args), COMMAND_DEADLINE);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
@@ -399,8 +520,12 @@ impl TestCluster {
     /// A fresh connection to node `i`.
     pub async fn connect(&self, i: NodeId) -> redis::aio::MultiplexedConnection {
         let client = redis::Client::open(self.url(i)).expect("redis url");
+        // Bounded: a node that stops answering fails the test, it does not hang it.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REPLY_DEADLINE))
+            .set_response_timeout(Some(REPLY_DEADLINE));
         client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap_or_else(|e| panic!("connect to node {i}: {e}"))
     }
@@ -540,47 +665,29 @@ fn spawn_reader(
     });
 }
 
-/// Runs an external command to completion or kills it at `deadline`
-/// (panicking with what it printed so far): no tool may hang a test.
-pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    // Drain both pipes on threads so a chatty tool cannot block on a full pipe.
-    let drain = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hung_command_is_killed_and_named() {
+        let started = Instant::now();
+        let err = std::panic::catch_unwind(|| {
+            run_bounded(
+                Command::new("sh").args(["-c", "echo partial; exec sleep 60"]),
+                Duration::from_millis(300),
+            )
         })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let until = Instant::now() + deadline;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on child") {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            let (out, err) = (
-                out.join().unwrap_or_default(),
-                err.join().unwrap_or_default(),
-            );
-            panic!(
-                "{cmd:?} still running after {deadline:?}; killed.\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out),
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::process::Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("did not finish within") && msg.contains("sleep"),
+            "{msg}"
+        );
+        assert!(msg.contains("partial"), "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(50));
+        let out =
+            run_bounded_with_input(&mut Command::new("cat"), b"echo", Duration::from_secs(60));
+        assert_eq!(out.stdout, b"echo");
     }
 }

@@ -41,7 +41,7 @@ async fn client(
     history: &Mutex<Vec<ClientOp>>,
 ) {
     let mut con = cluster.connect(node).await;
-    let mut x = (id as u64 + 1) * 0x9e37_79b9_7f4a_7c15;
+    let mut x = (gsmo_tests::seed() ^ (id as u64 + 1)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     for i in 0..OPS {
         x ^= x << 13;
         x ^= x >> 7;

@@ -102,13 +102,13 @@ async fn run(mode: Mode, faults: bool) {
     let trace_path = |i: usize| traces.path().join(format!("n{i}.trace"));
     let mut launch = Launch::new(NODES, mode);
     if faults {
-        let seed = started.elapsed().subsec_nanos().to_string();
+        let seed = gsmo_tests::seed().to_string();
         let pattern = traces.path().join("n{id}.trace");
         launch = launch
             .args(&["--delay", "0-15", "--seed", &seed])
             .args(&["--trace".to_string(), pattern.display().to_string()])
             .node_args(2, &["--slow", "2"]);
-        eprintln!("{mode}: fault seed {seed}");
+        eprintln!("{mode}: fault seed {seed} (GSMO_SEED)");
     }
     let cluster = launch.start();
     {

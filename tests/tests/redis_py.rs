@@ -5,7 +5,7 @@
 //! fails with that instruction rather than skip.
 
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{run_with_deadline, TestCluster};
+use gsmo_tests::{run_bounded, TestCluster};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ fn redis_py_exercises_every_command_family_and_pipelines() {
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/redis_py_commands.py");
     let cluster = TestCluster::start(3, Mode::TotalIsis);
-    let out = run_with_deadline(
+    let out = run_bounded(
         Command::new("python3").arg(script).args([
             cluster.client_port(0).to_string(),
             cluster.client_port(1).to_string(),

@@ -8,7 +8,7 @@
 
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties;
-use gsmo_tests::{have_tool, run_with_deadline, TestCluster};
+use gsmo_tests::{have_tool, run_bounded, run_bounded_with_input, TestCluster, COMMAND_DEADLINE};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,12 @@ fn require(tool: &str) {
 
 /// Runs `redis-cli -p PORT args...`; returns trimmed stdout, panicking on failure.
 fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli");
+    let out = run_bounded(
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args),
+        COMMAND_DEADLINE,
+    );
     assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -74,14 +75,11 @@ fn redis_cli_speaks_to_every_node() {
         "ERR wrong number of arguments for 'get' command"
     );
     // The connection survives errors: several commands on one redis-cli session.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf 'BOGUS\\nPING\\nGET greeting\\n' | redis-cli -p {}",
-            p(0)
-        ))
-        .output()
-        .expect("redis-cli via stdin");
+    let out = run_bounded_with_input(
+        Command::new("redis-cli").args(["-p", &p(0).to_string()]),
+        b"BOGUS\nPING\nGET greeting\n",
+        COMMAND_DEADLINE,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
@@ -100,11 +98,12 @@ async fn redis_benchmark_runs_clean_in_every_mode() {
     for mode in Mode::ALL {
         let cluster = TestCluster::start(3, mode);
         let started = Instant::now();
-        let out = Command::new("redis-benchmark")
-            .args(["-p", &cluster.client_port(0).to_string()])
-            .args(["-t", "set,get", "-n", "10000", "-r", "1000", "-q"])
-            .output()
-            .expect("run redis-benchmark");
+        let out = run_bounded(
+            Command::new("redis-benchmark")
+                .args(["-p", &cluster.client_port(0).to_string()])
+                .args(["-t", "set,get", "-n", "10000", "-r", "1000", "-q"]),
+            COMMAND_DEADLINE,
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode}: {out:?}");
@@ -156,7 +155,7 @@ async fn redis_benchmark_default_suite_runs_clean_in_every_mode() {
     require("redis-benchmark");
     for mode in Mode::ALL {
         let cluster = TestCluster::start(3, mode);
-        let out = run_with_deadline(
+        let out = run_bounded(
             Command::new("redis-benchmark")
                 .args(["-p", &cluster.client_port(0).to_string()])
                 .args(["-n", "1000", "-r", "1000", "-c", "20", "-q"]),
@@ -242,7 +241,7 @@ fn redis_cli_pipe_loads_in_bulk_and_new_commands_answer() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("load.txt");
     std::fs::write(&file, input).unwrap();
-    let out = run_with_deadline(
+    let out = run_bounded(
         Command::new("sh").arg("-c").arg(format!(
             "redis-cli -p {} --pipe < {}",
             p(0),

@@ -108,7 +108,7 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
             clients.push(transferrer(
                 &cluster,
                 node,
-                (node * 7 + c * 13 + 1) as u64,
+                gsmo_tests::seed() ^ (node * 7 + c * 13 + 1) as u64,
                 &done,
             ));
         }

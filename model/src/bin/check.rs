@@ -824,4 +824,22 @@ mod tests {
         let j = quiet(job(&["snapshot"]).unwrap());
         assert_eq!(run(&j).judge(None), Outcome::Pass);
     }
+
+    #[test]
+    fn the_default_sweep_passes_with_every_example_found() {
+        // What `check` with no arguments runs, judged as it judges: no
+        // counterexample, no missing example. bench/mutants.sh relies on it.
+        for j in defaults().into_iter().map(quiet) {
+            let v = run(&j);
+            assert!(v.complete, "{}", j.title);
+            assert_eq!(
+                v.judge(None),
+                Outcome::Pass,
+                "{}: failures {:?}, vacuous {:?}",
+                j.title,
+                v.failures().map(|f| f.property).collect::<Vec<_>>(),
+                v.vacuous()
+            );
+        }
+    }
 }
