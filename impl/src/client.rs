@@ -15,8 +15,8 @@
 //! behind a held-back request is held back too. Without that, a pipelined
 //! `SET k v; GET k` could read before its own write (or after a later one).
 
+use crate::event::{ClientRequest, Input, Response};
 use crate::resp::{self, Request, RespCodec, RespError};
-use crate::runtime::{ClientRequest, Input, Response};
 use futures::{SinkExt, StreamExt};
 use gsmo_spec::node::Command;
 use redis_protocol::resp2::types::BytesFrame;

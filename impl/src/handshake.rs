@@ -3,7 +3,8 @@
 //! The connecting node says who it is and what cluster it believes it is in;
 //! the accepting node compares that with its own view and answers
 //! [`Answer::Welcome`] or [`Answer::Refused`] with the reason, which both sides
-//! log. Everything that would make the two replicas disagree about the
+//! log. The welcome carries the resume point of the dialer's channel: how many
+//! of its link frames the acceptor has delivered (see `gsmo_spec::link`). Everything that would make the two replicas disagree about the
 //! protocol (version, cluster, ordering mode, size, ids) is checked here, so a
 //! misconfigured node is turned away at the door instead of corrupting state.
 
@@ -19,7 +20,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 /// Identifies a gsmo peer connection before anything else is trusted.
 pub const MAGIC: [u8; 4] = *b"GSMO";
 /// Bumped whenever the peer wire format changes.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// A peer that has not completed its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,7 +48,10 @@ pub const FRESH: &str = "fresh";
 /// The accepting node's reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
-    Welcome,
+    /// Admitted; the acceptor delivered the dialer's frames through `delivered`.
+    Welcome {
+        delivered: u64,
+    },
     Refused(String),
 }
 
@@ -70,8 +74,8 @@ pub enum Refusal {
     Epoch { ours: String, theirs: String },
     #[error("sender claims node id {0}, which is not another member")]
     BadSender(u32),
-    #[error("node {0} already has a channel here; channels are never re-opened because FIFO positions would break")]
-    Duplicate(NodeId),
+    #[error("the event loop of this node is shutting down")]
+    ShuttingDown,
 }
 
 /// A handshake could not complete.
@@ -183,34 +187,52 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Connecting side: send our hello, wait for the answer.
+/// Connecting side: send our hello, wait for the answer; returns the resume
+/// point (how many of our frames the peer delivered).
 pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     hello: &Hello,
-) -> Result<(), HandshakeError> {
+) -> Result<u64, HandshakeError> {
     framed.send(frame::encode(hello)?).await?;
     match frame::decode::<Answer>(&next_frame(framed).await?)? {
-        Answer::Welcome => Ok(()),
+        Answer::Welcome { delivered } => Ok(delivered),
         Answer::Refused(reason) => Err(HandshakeError::RefusedByPeer(reason)),
     }
 }
 
-/// Accepting side: read a hello, check it with `ours` and `admit` (which may
-/// refuse a duplicate), and answer. Returns the sender's id once welcomed.
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+/// Accepting side: read a hello, check it with `ours`, let `admit` (the event
+/// loop) refuse it or name the resume point, and answer. Returns the sender's
+/// id and `admit`'s value once welcomed.
+///
+/// Hook for peer authentication: a check of the sender's credentials belongs
+/// between `ours.check` and `admit`, so an unauthenticated dialer never
+/// reaches the event loop.
+pub async fn accept<S, F, T>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     ours: &Hello,
-    admit: impl FnOnce(NodeId) -> Result<(), Refusal>,
-) -> Result<NodeId, HandshakeError> {
+    admit: impl FnOnce(NodeId) -> F,
+) -> Result<(NodeId, T), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: std::future::Future<Output = Result<(u64, T), Refusal>>,
+{
     let body = next_frame(framed).await?;
-    let verdict = frame::decode::<Hello>(&body)
+    let checked = frame::decode::<Hello>(&body)
         .map_err(HandshakeError::from)
-        .and_then(|h| Ok(ours.check(&h)?))
-        .and_then(|from| admit(from).map(|()| from).map_err(HandshakeError::from));
+        .and_then(|h| Ok(ours.check(&h)?));
+    let verdict = match checked {
+        Ok(from) => admit(from)
+            .await
+            .map(|admitted| (from, admitted))
+            .map_err(HandshakeError::from),
+        Err(e) => Err(e),
+    };
     match verdict {
-        Ok(from) => {
-            framed.send(frame::encode(&Answer::Welcome)?).await?;
-            Ok(from)
+        Ok((from, (delivered, value))) => {
+            framed
+                .send(frame::encode(&Answer::Welcome { delivered })?)
+                .await?;
+            Ok((from, value))
         }
         Err(e) => {
             // Best effort: tell the other side why, then hang up.
@@ -311,7 +333,7 @@ mod tests {
         let ours = Hello::new("gsmo", Mode::Fifo, 2, 1, 0);
         let (offered, accepted) = tokio::join!(
             offer(&mut client, &theirs),
-            accept(&mut server, &ours, |_| Ok(()))
+            accept(&mut server, &ours, |_| async { Ok((0, ())) })
         );
         let offered = offered.unwrap_err();
         assert!(offered.is_permanent());
@@ -329,9 +351,9 @@ mod tests {
         let mut server = Framed::new(b, codec(MAX_HANDSHAKE_FRAME));
         let (offered, accepted) = tokio::join!(
             offer(&mut client, &ours),
-            accept(&mut server, &ours, |_| Ok(()))
+            accept(&mut server, &ours, |_| async { Ok((7, "admitted")) })
         );
-        offered.unwrap();
-        assert_eq!(accepted.unwrap(), 1);
+        assert_eq!(offered.unwrap(), 7, "the resume point reaches the dialer");
+        assert_eq!(accepted.unwrap(), (1, "admitted"));
     }
 }

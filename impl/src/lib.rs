@@ -9,12 +9,16 @@
 //! |-------------------------------------------------|---------------|
 //! | cluster addresses, ports, node settings         | [`config`]    |
 //! | peer framing (length prefix + bincode, limits)  | [`frame`]     |
-//! | fault injection: delayed channels, slow loop     | [`fault`]     |
-//! | peer handshake (version, cluster, mode, ids)    | [`handshake`] |
-//! | one FIFO TCP channel per directed pair          | [`peer`]      |
+//! | fault injection: delays, broken links, slow loop | [`fault`]     |
+//! | peer handshake (version, cluster, mode, resume) | [`handshake`] |
+//! | peer connections: dial forever, accept, write   | [`peer`]      |
+//! | what the event loop takes (shared event types)  | [`event`]     |
 //! | Redis (RESP2) codec and command table           | [`resp`]      |
 //! | Redis client connections, pipelining            | [`client`]    |
 //! | the event loop that owns the replica            | [`runtime`]   |
+//! | connection events into the spec's link layer    | [`links`]     |
+//! | snapshot files behind the spec's decisions      | [`housekeeping`] |
+//! | `INFO`                                          | [`info`]      |
 //! | history text form and store digest              | [`history`]   |
 //! | ShiViz event log                                | [`shiviz`]    |
 //! | wiring one node together                        | [`serve`]     |
@@ -37,12 +41,16 @@
 
 pub mod client;
 pub mod config;
+pub mod event;
 pub mod fault;
 pub mod frame;
 pub mod handshake;
 pub mod history;
+pub mod housekeeping;
+pub mod info;
 pub mod inspect;
 pub mod launcher;
+pub mod links;
 pub mod peer;
 pub mod resp;
 pub mod runtime;

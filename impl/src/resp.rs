@@ -10,7 +10,7 @@
 //! [`parse_command`] turns a request into either a reply the connection can give
 //! by itself (PING, CONFIG GET, ...) or a [`ClientRequest`] for the replica.
 
-use crate::runtime::{ClientRequest, Response};
+use crate::event::{ClientRequest, Response};
 use bytes::{Bytes, BytesMut};
 use gsmo_spec::kv::{Op, Reply};
 use gsmo_spec::node::Command;

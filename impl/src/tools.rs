@@ -164,7 +164,7 @@ pub fn check_traces(paths: &[PathBuf], quiescent: bool) -> anyhow::Result<()> {
     let traces = load_traces(paths)?;
     let mode = match &traces[0].start {
         gsmo_spec::trace::Start::Fresh { mode, .. } => *mode,
-        gsmo_spec::trace::Start::Restored(part) => part.state.multicast.mode(),
+        gsmo_spec::trace::Start::Restored { part, .. } => part.state.multicast.mode(),
     };
     match check_cluster(&traces, mode, quiescent) {
         Ok(c) => {
