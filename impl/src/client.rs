@@ -25,8 +25,8 @@
 //! before the collector counts the first.
 
 use crate::admission::{Admission, Gate, Slot, MAX_CLIENTS_ERROR};
+use crate::event::{ClientRequest, Input, Response};
 use crate::resp::{self, Request, RespCodec, RespError};
-use crate::runtime::{ClientRequest, Input, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gsmo_spec::node::Command;

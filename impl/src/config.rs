@@ -8,6 +8,7 @@
 use crate::admission::Admission;
 use crate::secret::{Secret, CLUSTER_SECRET_ENV};
 use gsmo_spec::multicast::Mode;
+use gsmo_spec::node::Limits;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use std::net::{IpAddr, Ipv6Addr};
@@ -21,6 +22,8 @@ pub const DEFAULT_PEER_BASE: u16 = 7100;
 pub const DEFAULT_CLIENT_BASE: u16 = 6380;
 /// Every member's handshake must carry the same cluster id.
 pub const DEFAULT_CLUSTER_ID: &str = "gsmo";
+/// Frames a peer connection's writer may have queued before it is closed.
+pub const DEFAULT_PEER_QUEUE: usize = 4096;
 /// Largest cluster the handshake and the per-node arrays are sized for.
 pub const MAX_NODES: usize = 64;
 
@@ -171,8 +174,12 @@ pub struct NodeConfig {
     pub history_limit: usize,
     /// Start a snapshot this often.
     pub snapshot_every: Option<Duration>,
-    /// A snapshot still unfinished here after this long is aborted.
-    pub snapshot_timeout: Duration,
+    /// The spec's fault bounds: write timeout, unreachable-after, snapshot
+    /// timeout, link buffer bytes.
+    pub limits: Limits,
+    /// Frames queued for one peer connection's writer; a connection whose
+    /// queue is full is closed (the link's retained buffer and the resume refill it).
+    pub peer_queue: usize,
     /// Complete snapshots kept on disk; older ones are deleted.
     pub snapshot_keep: usize,
     /// Start from a stored snapshot instead of empty.
@@ -232,7 +239,9 @@ pub struct Faults {
     /// This node's event loop pauses this long before each batch of inputs
     /// (a slow or overloaded replica).
     pub slow: Option<Duration>,
-    /// Seeds the delay generator; with the same seed a channel draws the same delays.
+    /// Break one random peer connection at random intervals averaging this.
+    pub disconnect_every: Option<Duration>,
+    /// Seeds the delay and disconnect generators, so a run can be replayed.
     pub seed: u64,
 }
 
@@ -284,7 +293,8 @@ impl NodeConfig {
             log_format: LogFormat::Text,
             history_limit: 1_000_000,
             snapshot_every: None,
-            snapshot_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            peer_queue: DEFAULT_PEER_QUEUE,
             snapshot_keep: 5,
             restore: None,
             trace: None,

@@ -1,4 +1,4 @@
-//! Fault injection: delayed channels and a slow event loop.
+//! Fault injection: delayed channels, broken connections, a slow event loop.
 //!
 //! A delayed channel holds each outgoing frame for a random time before the
 //! writer sees it. Release times never decrease along one channel
@@ -8,7 +8,7 @@
 //! must cope with, on real sockets.
 
 use crate::config::DelayRange;
-use std::collections::VecDeque;
+use crate::event::Input;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,46 +47,22 @@ pub fn channel_seed(seed: u64, from: usize, to: usize) -> u64 {
     seed ^ ((from as u64) << 32 | to as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Puts a delay line in front of `out`: returns the sender to use instead.
-/// The line ends (and drops `out`) when the returned sender is dropped and
-/// everything queued has been released.
-pub fn delay_line<T: Send + 'static>(
-    mut schedule: Schedule,
-    out: mpsc::UnboundedSender<T>,
-) -> mpsc::UnboundedSender<T> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<T>();
-    tokio::spawn(async move {
-        let mut held: VecDeque<(Instant, T)> = VecDeque::new();
-        let mut open = true;
-        while open || !held.is_empty() {
-            let head = held.front().map(|(at, _)| *at);
-            tokio::select! {
-                next = rx.recv(), if open => match next {
-                    Some(item) => {
-                        let at = schedule.release(Instant::now());
-                        held.push_back((at, item));
-                    }
-                    None => open = false,
-                },
-                _ = sleep_until(head), if head.is_some() => {
-                    let now = Instant::now();
-                    while held.front().is_some_and(|(at, _)| *at <= now) {
-                        let (_, item) = held.pop_front().expect("front checked");
-                        if out.send(item).is_err() {
-                            return; // the writer is gone; so is the channel
-                        }
-                    }
-                }
-            }
+/// The `--fault-disconnect-every` injector: at random intervals (uniform in
+/// `0..=2*every`, so `every` on average) it asks the event loop to break one
+/// peer connection, chosen by the random `pick` it sends along. Seeded, so a
+/// run's faults can be replayed with the same `--seed`.
+pub async fn disconnect_faults(every: Duration, seed: u64, inputs: mpsc::Sender<Input>) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let max = (every.as_millis() as u64).saturating_mul(2).max(1);
+    loop {
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..=max))).await;
+        if inputs
+            .send(Input::FaultDisconnect { pick: rng.u64(..) })
+            .await
+            .is_err()
+        {
+            return;
         }
-    });
-    tx
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -117,24 +93,5 @@ mod tests {
             prev = at;
         }
         assert!(spread.len() > 10, "delays do not vary: {spread:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_line_delivers_everything_in_order() {
-        let (out, mut rx) = mpsc::unbounded_channel();
-        let range = DelayRange {
-            min_ms: 1,
-            max_ms: 30,
-        };
-        let tx = delay_line(Schedule::new(range, 3), out);
-        for i in 0..200 {
-            tx.send(i).unwrap();
-        }
-        drop(tx);
-        let mut got = Vec::new();
-        while let Some(i) = rx.recv().await {
-            got.push(i);
-        }
-        assert_eq!(got, (0..200).collect::<Vec<_>>());
     }
 }

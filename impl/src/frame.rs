@@ -7,7 +7,7 @@
 
 use bincode::config::{Configuration, Limit, Varint};
 use bytes::Bytes;
-use gsmo_spec::node::PeerMsg;
+use gsmo_spec::node::LinkFrame;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
@@ -30,7 +30,7 @@ pub struct PeerFrame {
     /// The sender's ShiViz logging clock after its send event, when it logs
     /// ShiViz; purely for the diagram, the protocol never reads it.
     pub clock: Option<Vec<u64>>,
-    pub msg: PeerMsg,
+    pub frame: LinkFrame,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,7 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use gsmo_spec::kv::{Op, Stamp, Write};
+    use gsmo_spec::link::Frame;
     use gsmo_spec::multicast::{fifo, MsgId, Wire};
     use gsmo_spec::snapshot::Envelope;
     use tokio_util::codec::{Decoder, Encoder};
@@ -87,9 +88,13 @@ mod tests {
         };
         PeerFrame {
             clock: Some(vec![1, 2, 0]),
-            msg: Envelope::Msg {
+            frame: Frame::Data {
                 seq: 4,
-                body: Wire::Fifo(fifo::Msg { id, payload }),
+                ack: 2,
+                body: Envelope::Msg {
+                    seq: 4,
+                    body: Wire::Fifo(fifo::Msg { id, payload }),
+                },
             },
         }
     }

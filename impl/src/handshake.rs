@@ -82,7 +82,9 @@ pub const FRESH: &str = "fresh";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
     Challenge { nonce: Nonce, proof: Vec<u8> },
-    Welcome,
+    /// Admitted; the acceptor delivered the dialer's frames through `delivered`
+    /// (the resume point of the dialer's link, see `gsmo_spec::link`).
+    Welcome { delivered: u64 },
     Refused(String),
 }
 
@@ -193,10 +195,12 @@ pub enum Refusal {
     Epoch { ours: String, theirs: String },
     #[error("sender claims node id {0}, which is not another member")]
     BadSender(u32),
-    #[error("node {0} already has a channel here; channels are never re-opened because FIFO positions would break")]
+    #[error("node {0} already has a channel here")]
     Duplicate(NodeId),
     #[error("authentication failed: the sender's proof for node {0} does not match (wrong or missing cluster secret, or a replayed handshake)")]
     Unauthenticated(u32),
+    #[error("the event loop of this node is shutting down")]
+    ShuttingDown,
 }
 
 /// A handshake could not complete.
@@ -324,11 +328,12 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Connecting side: send our hello with a fresh nonce, check the acceptor's
-/// proof, send ours, wait for the verdict.
+/// proof, send ours, wait for the verdict. Returns the resume point: how many
+/// of our link frames the acceptor has delivered.
 pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     hello: &Hello,
-) -> Result<(), HandshakeError> {
+) -> Result<u64, HandshakeError> {
     let hello = Hello {
         nonce: random_bytes(),
         ..hello.clone()
@@ -347,26 +352,30 @@ pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
             nonce
         }
         Answer::Refused(reason) => return Err(HandshakeError::RefusedByPeer(reason)),
-        Answer::Welcome => return Err(HandshakeError::Unexpected("a challenge")),
+        Answer::Welcome { .. } => return Err(HandshakeError::Unexpected("a challenge")),
     };
     let mine = proof(secret, DIALER_LABEL, &hello, &acceptor_nonce)?;
     framed.send(frame::encode(&Finish::Proof(mine))?).await?;
     match frame::decode::<Answer>(&next_frame(framed).await?)? {
-        Answer::Welcome => Ok(()),
+        Answer::Welcome { delivered } => Ok(delivered),
         Answer::Refused(reason) => Err(HandshakeError::RefusedByPeer(reason)),
         Answer::Challenge { .. } => Err(HandshakeError::Unexpected("a verdict")),
     }
 }
 
 /// Accepting side: read a hello, check it with `ours`, challenge the sender,
-/// check its proof, and only then `admit` it (which may refuse, e.g. a
-/// duplicate, or hand back a generation for a reconnect) and answer. Returns
-/// the sender's id and what `admit` returned.
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin, T>(
+/// check its proof, and only then let `admit` (the event loop) refuse it or
+/// name the resume point (a reconnect of the same node replaces its stale
+/// connection there), and answer. Returns the sender's id and `admit`'s value.
+pub async fn accept<S, F, T>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     ours: &Hello,
-    admit: impl FnOnce(NodeId) -> Result<T, Refusal>,
-) -> Result<(NodeId, T), HandshakeError> {
+    admit: impl FnOnce(NodeId) -> F,
+) -> Result<(NodeId, T), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: std::future::Future<Output = Result<(u64, T), Refusal>>,
+{
     let verdict = async {
         let hello = frame::decode::<Hello>(&next_frame(framed).await?)?;
         let from = ours.check(&hello)?;
@@ -383,14 +392,16 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin, T>(
             Finish::Refused(reason) => return Err(HandshakeError::RefusedByPeer(reason)),
         }
         // The slot is taken only now, by a sender that proved it knows the secret.
-        let admitted = admit(from)?;
+        let admitted = admit(from).await?;
         Ok((from, admitted))
     }
     .await;
     match verdict {
-        Ok(welcomed) => {
-            framed.send(frame::encode(&Answer::Welcome)?).await?;
-            Ok(welcomed)
+        Ok((from, (delivered, value))) => {
+            framed
+                .send(frame::encode(&Answer::Welcome { delivered })?)
+                .await?;
+            Ok((from, value))
         }
         Err(e) => {
             // Best effort: tell the other side why, then hang up.
@@ -496,7 +507,7 @@ mod tests {
         let ours = Hello::new("gsmo", Mode::Fifo, 2, 1, 0);
         let (offered, accepted) = tokio::join!(
             offer(&mut client, &theirs),
-            accept(&mut server, &ours, |_| Ok(()))
+            accept(&mut server, &ours, |_| async { Ok((0, ())) })
         );
         let offered = offered.unwrap_err();
         assert!(offered.is_permanent());
@@ -514,10 +525,10 @@ mod tests {
         let mut server = Framed::new(b, codec(MAX_HANDSHAKE_FRAME));
         let (offered, accepted) = tokio::join!(
             offer(&mut client, &ours),
-            accept(&mut server, &ours, |_| Ok(()))
+            accept(&mut server, &ours, |_| async { Ok((7, "admitted")) })
         );
-        offered.unwrap();
-        assert_eq!(accepted.unwrap().0, 1);
+        assert_eq!(offered.unwrap(), 7, "the resume point reaches the dialer");
+        assert_eq!(accepted.unwrap(), (1, "admitted"));
     }
 
     fn pair() -> (
@@ -553,7 +564,7 @@ mod tests {
                 offer(&mut client, &dialer),
                 accept(&mut server, &ours, |from| {
                     admitted.set(true);
-                    Ok(from * 10)
+                    async move { Ok((0, from * 10)) }
                 })
             );
             let case = format!("{dialer_key:?} -> {acceptor_key:?}");
@@ -599,7 +610,7 @@ mod tests {
             .write_all(&recorded_dialer_bytes(&dialer))
             .await
             .unwrap();
-        let accepted = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+        let accepted = accept(&mut server, &ours, |_| -> std::future::Ready<Result<(u64, ()), Refusal>> {
             panic!("a replay must not reach admit")
         })
         .await;
@@ -638,7 +649,7 @@ mod tests {
                 let _ = client.send(bytes::Bytes::from(hello_body)).await;
                 let _ = client.send(bytes::Bytes::from(second)).await;
                 drop(client);
-                let r = accept(&mut server, &ours, |_| -> Result<(), Refusal> {
+                let r = accept(&mut server, &ours, |_| -> std::future::Ready<Result<(u64, ()), Refusal>> {
                     panic!("an unauthenticated sender reached admit")
                 })
                 .await;

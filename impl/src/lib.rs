@@ -9,14 +9,18 @@
 //! |-------------------------------------------------|---------------|
 //! | cluster addresses, ports, node settings         | [`config`]    |
 //! | peer framing (length prefix + bincode, limits)  | [`frame`]     |
-//! | fault injection: delayed channels, slow loop     | [`fault`]     |
-//! | peer handshake (version, cluster, mode, ids, HMAC proof) | [`handshake`] |
+//! | fault injection: delays, broken links, slow loop | [`fault`]     |
+//! | peer handshake (version, cluster, mode, resume, HMAC proof) | [`handshake`] |
 //! | secrets from files / env, constant-time compare | [`secret`]    |
 //! | client door: maxclients, AUTH, output limits    | [`admission`] |
-//! | one FIFO TCP channel per directed pair          | [`peer`]      |
+//! | peer connections: dial forever, accept, write   | [`peer`]      |
+//! | what the event loop takes (shared event types)  | [`event`]     |
 //! | Redis (RESP2) codec and command table           | [`resp`]      |
 //! | Redis client connections, pipelining            | [`client`]    |
 //! | the event loop that owns the replica            | [`runtime`]   |
+//! | connection events into the spec's link layer    | [`links`]     |
+//! | snapshot files behind the spec's decisions      | [`housekeeping`] |
+//! | `INFO`                                          | [`info`]      |
 //! | history text form and store digest              | [`history`]   |
 //! | ShiViz event log                                | [`shiviz`]    |
 //! | wiring one node together                        | [`serve`]     |
@@ -40,11 +44,15 @@
 pub mod admission;
 pub mod client;
 pub mod config;
+pub mod event;
 pub mod fault;
 pub mod frame;
 pub mod handshake;
 pub mod history;
+pub mod housekeeping;
+pub mod info;
 pub mod launcher;
+pub mod links;
 pub mod peer;
 pub mod resp;
 pub mod runtime;

@@ -5,13 +5,14 @@ use clap::{Args, Parser, Subcommand};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
     parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, DEFAULT_CLIENT_BASE,
-    DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE,
+    DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
 use gsmo_node::secret::{self, Secret, CLUSTER_SECRET_ENV};
 use gsmo_node::snapshot::cli as snapshot_cli;
 use gsmo_node::{resp, serve, shiviz, tracecheck};
 use gsmo_spec::multicast::Mode;
+use gsmo_spec::node::Limits;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,6 +171,24 @@ struct OpsArgs {
     /// Abort a snapshot still unfinished after this many seconds (e.g. a node died).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     snapshot_timeout: f64,
+    /// Answer a write not delivered within SECS with `-TIMEOUT` (its outcome unknown).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    write_timeout: f64,
+    /// A peer disconnected this long is unreachable: writes that need it are
+    /// refused at once (`-CLUSTERDOWN`), snapshots waiting for it abort.
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    unreachable_after: f64,
+    /// Unacknowledged bytes kept per peer link for resending; when full, writes
+    /// are refused (`-TRYAGAIN`) until the peer catches up.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    link_buffer: u64,
+    /// Frames queued per peer connection writer; when full the connection is
+    /// closed and the link resends after reconnecting.
+    #[arg(long, default_value_t = DEFAULT_PEER_QUEUE, value_name = "FRAMES")]
+    peer_queue: usize,
+    /// Fault: break a random peer connection at random intervals averaging MS.
+    #[arg(long, value_name = "MS")]
+    fault_disconnect_every: Option<u64>,
     /// Complete snapshots kept in --data-dir; older ones are deleted.
     #[arg(long, default_value_t = 5, value_name = "K")]
     snapshot_keep: usize,
@@ -182,9 +201,10 @@ struct OpsArgs {
     /// (never reordering one channel, as TCP would not).
     #[arg(long, value_name = "MS|MIN-MAX")]
     delay: Option<DelayRange>,
-    /// Seed for --delay, so a run's delays can be replayed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed for --delay and --fault-disconnect-every, so a run's faults can be
+    /// replayed [default: $GSMO_SEED, else random; printed].
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 impl OpsArgs {
@@ -195,6 +215,14 @@ impl OpsArgs {
             "--snapshot-timeout must be a positive number of seconds"
         );
         anyhow::ensure!(self.snapshot_keep > 0, "--snapshot-keep must be at least 1");
+        anyhow::ensure!(self.peer_queue > 0, "--peer-queue must be at least 1");
+        anyhow::ensure!(
+            self.link_buffer > 0,
+            "--link-buffer must be at least 1 byte"
+        );
+        if let Some(ms) = self.fault_disconnect_every {
+            anyhow::ensure!(ms > 0, "--fault-disconnect-every must be at least 1 ms");
+        }
         if self.restore.is_some() {
             let dir = self
                 .data_dir
@@ -212,13 +240,20 @@ impl OpsArgs {
     fn apply(&self, cfg: &mut NodeConfig, slow: Option<u64>) -> anyhow::Result<()> {
         self.validate()?;
         cfg.data_dir = self.data_dir.clone();
-        cfg.snapshot_timeout = Duration::from_secs_f64(self.snapshot_timeout);
+        cfg.limits = Limits {
+            write_timeout_ms: millis("--write-timeout", self.write_timeout)?,
+            unreachable_after_ms: millis("--unreachable-after", self.unreachable_after)?,
+            snapshot_timeout_ms: millis("--snapshot-timeout", self.snapshot_timeout)?,
+            link_buffer_bytes: self.link_buffer,
+        };
+        cfg.peer_queue = self.peer_queue;
         cfg.snapshot_keep = self.snapshot_keep;
         cfg.restore = self.restore;
         cfg.faults = Faults {
             delay: self.delay,
             slow: slow.map(Duration::from_millis),
-            seed: self.seed,
+            disconnect_every: self.fault_disconnect_every.map(Duration::from_millis),
+            seed: self.seed.unwrap_or_else(seed_from_env),
         };
         Ok(())
     }
@@ -489,7 +524,13 @@ async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
             a.nodes
         );
     }
-    let mut base_args = a.ops.to_args();
+    let mut ops = a.ops.clone();
+    if ops.delay.is_some() || ops.fault_disconnect_every.is_some() {
+        // One seed for the whole cluster (each node derives its own streams), printed for reruns.
+        let seed = *ops.seed.get_or_insert_with(seed_from_env);
+        println!("gsmo cluster: fault seed {seed} (rerun with --seed {seed} or GSMO_SEED={seed})");
+    }
+    let mut base_args = ops.to_args();
     base_args.extend(a.door.to_args());
     let mut node_args: Vec<Vec<String>> = vec![base_args; a.nodes];
     if let Some(s) = a.snapshot_every {
@@ -526,6 +567,26 @@ async fn run_cluster(a: ClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A positive number of seconds as whole milliseconds.
+fn millis(flag: &str, s: f64) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        s.is_finite() && s > 0.0,
+        "{flag} must be a positive number of seconds, got {s}"
+    );
+    Ok((s * 1000.0).round().max(1.0) as u64)
+}
+
+/// `$GSMO_SEED` if set (a bad value is a hard error: a rerun must be exact), else random.
+fn seed_from_env() -> u64 {
+    match std::env::var("GSMO_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("GSMO_SEED={s} is not a number")),
+        Err(_) => fastrand::u64(..),
+    }
+}
+
 fn secs(s: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         s.is_finite() && s > 0.0,
@@ -540,11 +601,23 @@ impl OpsArgs {
         let mut v = vec![
             "--snapshot-timeout".to_string(),
             self.snapshot_timeout.to_string(),
+            "--write-timeout".into(),
+            self.write_timeout.to_string(),
+            "--unreachable-after".into(),
+            self.unreachable_after.to_string(),
+            "--link-buffer".into(),
+            self.link_buffer.to_string(),
+            "--peer-queue".into(),
+            self.peer_queue.to_string(),
             "--snapshot-keep".into(),
             self.snapshot_keep.to_string(),
-            "--seed".into(),
-            self.seed.to_string(),
         ];
+        if let Some(s) = self.seed {
+            v.extend(["--seed".into(), s.to_string()]);
+        }
+        if let Some(ms) = self.fault_disconnect_every {
+            v.extend(["--fault-disconnect-every".into(), ms.to_string()]);
+        }
         if let Some(d) = &self.data_dir {
             v.extend(["--data-dir".into(), d.display().to_string()]);
         }

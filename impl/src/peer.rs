@@ -1,26 +1,39 @@
-//! Peer channels: one TCP connection per directed pair, so each channel is FIFO
-//! as Chandy-Lamport and the model assume.
+//! Peer connections: one TCP connection per directed pair at a time, re-dialed
+//! forever, each carrying the spec's link frames (`gsmo_spec::link`).
 //!
 //! Node `i` dials node `j` for the channel `i -> j` and only writes on it; it
-//! accepts `j`'s dial for `j -> i` and only reads from it. Dialing retries with
-//! backoff while the cluster starts. Once a channel has been up, losing it is
-//! final: it is reported (log + `INFO`) and never silently re-opened, because
-//! messages in flight on the dead connection would leave a gap the protocol
-//! cannot see. A stranger's connection (garbage, a wrong cluster, an impostor
-//! for a connected id) is refused and closed without touching any channel.
+//! accepts `j`'s dial for `j -> i` and only reads from it. FIFO order and
+//! exactly-once delivery across connections are the link layer's job, not
+//! TCP's: a broken connection loses whatever was in its buffers, and the next
+//! one resumes from what the receiver says it delivered.
+//!
+//! * **Dial** (`run_outgoing`): with backoff, forever. The handshake's welcome
+//!   carries the resume point; the task reports [`LinkEvent::OutUp`] with it
+//!   and a fresh bounded writer queue, then writes until the connection breaks
+//!   ([`LinkEvent::OutDown`]) and dials again. Only a refusal (a configuration
+//!   mismatch) ends it: [`LinkEvent::Refused`], and the node exits.
+//! * **Accept** (`accept_loop`): the handshake asks the event loop for the
+//!   resume point and a generation number ([`LinkEvent::InHello`]); a newer
+//!   connection from the same peer replaces an older one, whose reader the loop
+//!   stops. A stranger (garbage, a wrong cluster) is refused and closed
+//!   without touching any channel.
+//! * **Bound**: the writer queue holds at most `--peer-queue` frames. The loop
+//!   never waits on it: when it is full the loop closes that connection; the
+//!   link's retained buffer keeps the frames and the resume resends them.
 
+use crate::event::{Admitted, Input, LinkEvent};
+use crate::fault::Schedule;
 use crate::frame::{self, codec, PeerFrame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
 use crate::handshake::{self, HandshakeError, Hello, Refusal};
-use crate::runtime::Input;
 use futures::{SinkExt, StreamExt};
 use gsmo_spec::NodeId;
-use std::fmt;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::codec::{Framed, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
@@ -30,151 +43,117 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Frames written before a flush when the queue keeps refilling.
 const WRITE_BATCH: usize = 512;
 
-/// Which way a channel carries messages, seen from this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// This node to the peer.
-    Out,
-    /// The peer to this node.
-    In,
-}
-
-/// A channel's condition, as `INFO` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    Connecting,
-    Up,
-    /// Was up, then broke; never re-opened.
-    Lost(String),
-    /// The peer refused our handshake (a configuration mismatch).
-    Refused(String),
-    /// The peer sent something a correct peer never sends.
-    Failed(String),
-}
-
-impl fmt::Display for LinkState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // INFO values must stay on one line and free of the `,` separator.
-        let clean = |s: &str| s.replace([',', '\r', '\n'], ";");
-        match self {
-            LinkState::Connecting => f.write_str("connecting"),
-            LinkState::Up => f.write_str("up"),
-            LinkState::Lost(r) => write!(f, "LOST({})", clean(r)),
-            LinkState::Refused(r) => write!(f, "REFUSED({})", clean(r)),
-            LinkState::Failed(r) => write!(f, "FAILED({})", clean(r)),
-        }
-    }
-}
-
-/// A change in a channel's condition, for the runtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkEvent {
-    Up {
-        peer: NodeId,
-        dir: Direction,
-    },
-    Down {
-        peer: NodeId,
-        dir: Direction,
-        reason: String,
-    },
-    Refused {
-        peer: NodeId,
-        reason: String,
-    },
-}
-
-/// The outgoing channel to `hello.to` at `addr`: dial (with backoff), then
-/// write every frame queued for it until the connection breaks.
+/// The outgoing channel to `hello.to` at `addr`: dial, write, re-dial, forever.
+/// `delay` holds frames back (the `--delay` fault) without reordering them.
 pub async fn run_outgoing(
     hello: Hello,
     addr: String,
-    mut queue: mpsc::UnboundedReceiver<PeerFrame>,
+    queue_bound: usize,
+    mut delay: Option<Schedule>,
     inputs: mpsc::Sender<Input>,
 ) {
     let peer = hello.to as NodeId;
-    let framed = match dial(&hello, &addr).await {
-        Ok(f) => f,
-        Err(reason) => {
-            drop(queue); // from now on the runtime's sends fail and are counted as dropped
-            let _ = inputs
-                .send(Input::Link(LinkEvent::Refused { peer, reason }))
-                .await;
-            return;
+    let mut backoff = FIRST_BACKOFF;
+    for gen in 1u64.. {
+        match dial(&hello, &addr).await {
+            Ok((framed, delivered)) => {
+                backoff = FIRST_BACKOFF;
+                let (queue, rx) = mpsc::channel(queue_bound.max(1));
+                let up = LinkEvent::OutUp {
+                    peer,
+                    gen,
+                    delivered,
+                    queue,
+                };
+                if inputs.send(Input::Link(up)).await.is_err() {
+                    return; // shutting down
+                }
+                let reason = pump(framed, rx, queue_bound, delay.as_mut()).await;
+                let down = LinkEvent::OutDown { peer, gen, reason };
+                if inputs.send(Input::Link(down)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.is_permanent() => {
+                let reason = e.to_string();
+                let _ = inputs
+                    .send(Input::Link(LinkEvent::Refused { peer, reason }))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let reason = format!("{e} (at {addr})");
+                let failed = LinkEvent::DialFailed { peer, reason };
+                if inputs.send(Input::Link(failed)).await.is_err() {
+                    return;
+                }
+            }
         }
-    };
-    let _ = inputs
-        .send(Input::Link(LinkEvent::Up {
-            peer,
-            dir: Direction::Out,
-        }))
-        .await;
-    let reason = pump(framed, &mut queue).await;
-    drop(queue);
-    let _ = inputs
-        .send(Input::Link(LinkEvent::Down {
-            peer,
-            dir: Direction::Out,
-            reason,
-        }))
-        .await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
-/// Dials until a handshake succeeds; gives up only when the peer refuses us.
+/// One dial and handshake; returns the connection and the resume point.
 async fn dial(
     hello: &Hello,
     addr: &str,
-) -> Result<Framed<TcpStream, LengthDelimitedCodec>, String> {
-    let peer = hello.to;
-    let mut delay = FIRST_BACKOFF;
-    for attempt in 1u64.. {
-        let result = async {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            stream.set_nodelay(true)?;
-            let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
-            handshake::offer(&mut framed, hello).await?;
-            Ok::<_, HandshakeError>(framed)
-        }
-        .await;
-        match result {
-            Ok(framed) => return Ok(framed),
-            Err(e) if e.is_permanent() => return Err(e.to_string()),
-            Err(e) => {
-                if attempt == 1 || attempt % 25 == 0 {
-                    info!(
-                        peer,
-                        "waiting for node {peer} at {addr}: {e} (attempt {attempt}, retrying)"
-                    );
-                } else {
-                    debug!(peer, "dial attempt {attempt} failed: {e}");
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-    unreachable!("the attempt counter does not run out")
+) -> Result<(Framed<TcpStream, LengthDelimitedCodec>, u64), HandshakeError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
+    let delivered = handshake::offer(&mut framed, hello).await?;
+    Ok((framed, delivered))
 }
 
-/// Writes queued frames, flushing whenever the queue runs dry; returns why it stopped.
+/// Writes queued frames (each held until its release time under `--delay`),
+/// flushing whenever nothing is due; returns why it stopped.
 async fn pump(
     framed: Framed<TcpStream, LengthDelimitedCodec>,
-    queue: &mut mpsc::UnboundedReceiver<PeerFrame>,
+    mut queue: mpsc::Receiver<PeerFrame>,
+    bound: usize,
+    mut delay: Option<&mut Schedule>,
 ) -> String {
     let (mut read, write) = framed.into_inner().into_split();
     let mut sink = FramedWrite::new(write, codec(MAX_FRAME));
     let mut probe = [0u8; 64];
+    // Frames taken from the queue but not yet due (only under `--delay`).
+    let mut held: VecDeque<(Instant, PeerFrame)> = VecDeque::new();
     loop {
+        let head = held.front().map(|(at, _)| *at);
         tokio::select! {
-            next = queue.recv() => {
+            next = queue.recv(), if held.len() < bound => {
                 let Some(first) = next else {
-                    return "this node is shutting down".into();
+                    return "closed by this node".into();
                 };
-                if let Err(e) = write_batch(&mut sink, first, queue).await {
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH {
+                    match queue.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
+                }
+                match delay.as_deref_mut() {
+                    Some(schedule) => {
+                        let now = Instant::now();
+                        held.extend(batch.into_iter().map(|f| (schedule.release(now), f)));
+                    }
+                    None => {
+                        if let Err(e) = write_all(&mut sink, batch).await {
+                            return format!("write failed: {e}");
+                        }
+                    }
+                }
+            }
+            _ = sleep_until(head), if head.is_some() => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while held.front().is_some_and(|(at, _)| *at <= now) {
+                    due.push(held.pop_front().expect("front checked").1);
+                }
+                if let Err(e) = write_all(&mut sink, due).await {
                     return format!("write failed: {e}");
                 }
             }
@@ -190,36 +169,30 @@ async fn pump(
     }
 }
 
-async fn write_batch(
+async fn write_all(
     sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
-    first: PeerFrame,
-    queue: &mut mpsc::UnboundedReceiver<PeerFrame>,
+    frames: Vec<PeerFrame>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    sink.feed(frame::encode(&first)?).await?;
-    for _ in 0..WRITE_BATCH {
-        match queue.try_recv() {
-            Ok(f) => sink.feed(frame::encode(&f)?).await?,
-            Err(_) => break,
-        }
+    for f in &frames {
+        sink.feed(frame::encode(f)?).await?;
     }
     SinkExt::<bytes::Bytes>::flush(sink).await?;
     Ok(())
 }
 
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Accepts peer connections forever. `ours` is this node's view (with `to` = this node).
 pub async fn accept_loop(listener: TcpListener, ours: Hello, inputs: mpsc::Sender<Input>) {
-    // Which peers already have (or had) their incoming channel: each may open it once.
-    let claimed = Arc::new(Mutex::new(vec![false; ours.cluster_size as usize]));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                tokio::spawn(serve_incoming(
-                    stream,
-                    addr,
-                    ours.clone(),
-                    claimed.clone(),
-                    inputs.clone(),
-                ));
+                tokio::spawn(serve_incoming(stream, addr, ours.clone(), inputs.clone()));
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -230,55 +203,76 @@ pub async fn accept_loop(listener: TcpListener, ours: Hello, inputs: mpsc::Sende
     }
 }
 
+/// Asks the event loop to admit `peer`: a generation and the resume point.
+async fn admit(inputs: &mpsc::Sender<Input>, peer: NodeId) -> Result<Admitted, Refusal> {
+    let (answer, rx) = oneshot::channel();
+    inputs
+        .send(Input::Link(LinkEvent::InHello { peer, answer }))
+        .await
+        .map_err(|_| Refusal::ShuttingDown)?;
+    rx.await.map_err(|_| Refusal::ShuttingDown)
+}
+
 async fn serve_incoming(
     stream: TcpStream,
     addr: SocketAddr,
     ours: Hello,
-    claimed: Arc<Mutex<Vec<bool>>>,
     inputs: mpsc::Sender<Input>,
 ) {
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
-    let admit = |from: NodeId| {
-        let mut claimed = claimed.lock().expect("claim table poisoned");
-        if std::mem::replace(&mut claimed[from], true) {
-            Err(Refusal::Duplicate(from))
-        } else {
-            Ok(())
+    // The generation the loop gave this connection, once it did: a failed
+    // welcome must still be reported as this connection going down.
+    let mut admitted_gen = None;
+    let slot = &mut admitted_gen;
+    let result = handshake::accept(&mut framed, &ours, |from| {
+        let inputs = inputs.clone();
+        async move {
+            let a = admit(&inputs, from).await?;
+            *slot = Some((from, a.gen));
+            Ok((a.delivered, (a.gen, a.stop)))
         }
-    };
-    let from = match handshake::accept(&mut framed, &ours, admit).await {
-        Ok((from, ())) => from,
+    })
+    .await;
+    let (from, gen, mut stop) = match result {
+        Ok((from, (gen, stop))) => (from, gen, stop),
         Err(e) => {
             warn!(%addr, "refused a peer connection from {addr}: {e}");
+            if let Some((peer, gen)) = admitted_gen {
+                let reason = format!("the welcome did not go out: {e}");
+                let down = LinkEvent::InDown { peer, gen, reason };
+                let _ = inputs.send(Input::Link(down)).await;
+            }
             return;
         }
     };
+    debug!(peer = from, gen, "inbound connection from n{from} ({addr})");
     framed.codec_mut().set_max_frame_length(MAX_FRAME);
-    let _ = inputs
-        .send(Input::Link(LinkEvent::Up {
-            peer: from,
-            dir: Direction::In,
-        }))
-        .await;
     let reason = loop {
-        match framed.next().await {
-            None => break "connection closed by the peer".to_string(),
-            Some(Err(e)) => break format!("bad frame: {e}"),
-            Some(Ok(body)) => match frame::decode::<PeerFrame>(&body) {
-                Ok(frame) => {
-                    if inputs.send(Input::Peer { from, frame }).await.is_err() {
-                        return; // shutting down
+        tokio::select! {
+            next = framed.next() => match next {
+                None => break "connection closed by the peer".to_string(),
+                Some(Err(e)) => break format!("bad frame: {e}"),
+                Some(Ok(body)) => match frame::decode::<PeerFrame>(&body) {
+                    Ok(frame) => {
+                        if inputs.send(Input::Peer { from, gen, frame }).await.is_err() {
+                            return; // shutting down
+                        }
                     }
-                }
-                Err(e) => break e.to_string(),
+                    Err(e) => break e.to_string(),
+                },
             },
+            _ = &mut stop => break "closed by this node".to_string(),
         }
     };
+    info!(
+        peer = from,
+        "connection n{from}->n{} (#{gen}) ended: {reason}", ours.to
+    );
     let _ = inputs
-        .send(Input::Link(LinkEvent::Down {
+        .send(Input::Link(LinkEvent::InDown {
             peer: from,
-            dir: Direction::In,
+            gen,
             reason,
         }))
         .await;

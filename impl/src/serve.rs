@@ -1,9 +1,10 @@
 //! Wires one node together: listeners, peer channels, client door, event loop.
 
 use crate::config::{ConfigError, LogFormat, NodeConfig};
+use crate::event::Input;
 use crate::fault::{self, Schedule};
 use crate::handshake::{Hello, FRESH};
-use crate::runtime::{announce, Boot, Input, Runtime, TICK};
+use crate::runtime::{announce, Boot, Runtime, TICK};
 use crate::shiviz::ShivizLog;
 use crate::snapshot::cli::utc;
 use crate::snapshot::{datadir, SnapshotStore, StoreError};
@@ -34,6 +35,8 @@ pub enum ServeError {
     Trace(#[from] TraceError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("stopping: {0}")]
+    Fatal(String),
 }
 
 /// The node's starting state: empty, or its part of a stored snapshot (the
@@ -42,7 +45,7 @@ pub enum ServeError {
 pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, ServeError> {
     let Some(from) = cfg.restore else {
         return Ok(Boot {
-            node: Node::new(cfg.id, cfg.cluster_size(), cfg.mode),
+            node: Node::new(cfg.id, cfg.cluster_size(), cfg.mode).with_limits(cfg.limits),
             outputs: Vec::new(),
             epoch: FRESH.to_string(),
             restored_from: None,
@@ -50,6 +53,7 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
                 node: cfg.id,
                 n: cfg.cluster_size(),
                 mode: cfg.mode,
+                limits: cfg.limits,
             }),
         });
     };
@@ -102,11 +106,14 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
     let (node, outputs) =
         Node::restore(&part).map_err(|e| ServeError::Restore(format!("snapshot {id}: {e}")))?;
     Ok(Boot {
-        node,
+        node: node.with_limits(cfg.limits),
         outputs,
         epoch: format!("restored from {id}"),
         restored_from: Some(id),
-        trace_start: cfg.trace.is_some().then(|| Start::Restored(Box::new(part))),
+        trace_start: cfg.trace.is_some().then(|| Start::Restored {
+            part: Box::new(part),
+            limits: cfg.limits,
+        }),
     })
 }
 
@@ -146,25 +153,25 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
     let client_addr = local(&client_listener, &cfg.client_listen);
 
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
-    let mut writers = vec![None; n];
     for (j, addr) in cfg.peers.iter().enumerate().filter(|(j, _)| *j != me) {
-        let (tx, queue) = mpsc::unbounded_channel();
-        writers[j] = Some(match cfg.faults.delay {
-            None => tx,
-            Some(range) => {
-                let seed = fault::channel_seed(cfg.faults.seed, me, j);
-                fault::delay_line(Schedule::new(range, seed), tx)
-            }
-        });
+        let delay = cfg
+            .faults
+            .delay
+            .map(|range| Schedule::new(range, fault::channel_seed(cfg.faults.seed, me, j)));
         let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j)
             .with_epoch(&boot.epoch)
             .with_secret(cfg.cluster_secret.clone());
         tokio::spawn(peer::run_outgoing(
             hello,
             addr.clone(),
-            queue,
+            cfg.peer_queue,
+            delay,
             inputs.clone(),
         ));
+    }
+    if let Some(every) = cfg.faults.disconnect_every {
+        let seed = fault::channel_seed(cfg.faults.seed, me, me);
+        tokio::spawn(fault::disconnect_faults(every, seed, inputs.clone()));
     }
     let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me)
         .with_epoch(&boot.epoch)
@@ -198,18 +205,19 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
             cfg.mode, cfg.cluster_id, boot.epoch
         ),
     );
-    Runtime::new(
-        cfg,
-        boot,
-        writers,
-        shiviz,
-        client_addr,
-        store,
-        trace,
-        inputs,
-    )
-    .run(rx)
-    .await;
+    if cfg.faults.delay.is_some() || cfg.faults.disconnect_every.is_some() {
+        announce(
+            cfg.log_format,
+            &format!(
+                "gsmo node {me} fault seed {} (rerun with --seed {0})",
+                cfg.faults.seed
+            ),
+        );
+    }
+    let result = Runtime::new(cfg, boot, shiviz, client_addr, store, trace, inputs)
+        .run(rx)
+        .await
+        .map_err(ServeError::Fatal);
     drop(claim);
-    Ok(())
+    result
 }

@@ -15,7 +15,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GSMOTRAC";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 /// A single step larger than this is a corrupt length, not a real record.
 const MAX_RECORD: u32 = 256 << 20;
 
@@ -169,6 +169,7 @@ mod tests {
             node: 0,
             n: 1,
             mode: Mode::TotalSequencer,
+            limits: gsmo_spec::node::Limits::default(),
         };
         let mut node = Node::new(0, 1, Mode::TotalSequencer);
         let mut w = TraceWriter::create(&path, &start).unwrap();

@@ -410,10 +410,12 @@ impl Node {
         self.down_since[peer]
     }
 
-    /// Whether `peer` has been disconnected for longer than the limit allows.
+    /// Whether `peer` has been disconnected for longer than the limit allows
+    /// (never this replica itself, which has no connection to itself).
     pub fn is_unreachable(&self, peer: NodeId) -> bool {
-        self.down_since[peer]
-            .is_some_and(|t| self.now.saturating_sub(t) >= self.limits.unreachable_after_ms)
+        peer != self.me
+            && self.down_since[peer]
+                .is_some_and(|t| self.now.saturating_sub(t) >= self.limits.unreachable_after_ms)
     }
 
     /// The last tick's time.
@@ -855,6 +857,19 @@ mod tests {
         let mut causal = Node::new(0, 3, Mode::Causal).with_limits(limits);
         tick(&mut causal, 13_000);
         assert_eq!(causal.write_refusal(), None);
+    }
+
+    #[test]
+    fn a_replica_is_never_unreachable_to_itself() {
+        let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
+        n0.start_snapshot();
+        let out = tick(&mut n0, 10_000);
+        assert!(!n0.is_unreachable(0) && !n0.is_unreachable(1));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::SnapshotAborted { .. })),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -107,7 +107,14 @@ pub struct PartSummary {
     pub bytes: u64,
     pub crc32: u32,
     pub keys: u64,
+    pub state_bytes: u64,
     pub channel_messages: u64,
+    /// Wall-clock time of the record point (ms since the Unix epoch) and how
+    /// long the part took: for people, never for the protocol.
+    pub recorded_unix_ms: u64,
+    pub duration_ms: u64,
+    /// The node's delivery vector at its record point: its piece of the cut.
+    pub delivered: Vec<u64>,
 }
 
 /// Why a snapshot was abandoned.

@@ -201,6 +201,16 @@ fn free_ports(k: usize) -> Vec<u16> {
     ports
 }
 
+/// The seed of a randomised test: `$GSMO_SEED`, or random; printed with how to rerun.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("GSMO_SEED") {
+        Ok(s) => s.trim().parse().expect("GSMO_SEED must be a number"),
+        Err(_) => random_u64(),
+    };
+    eprintln!("{test}: GSMO_SEED={seed} (rerun with GSMO_SEED={seed})");
+    seed
+}
+
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -511,6 +521,31 @@ impl TestCluster {
             .join("\n")
     }
 
+    /// Node `i`'s process id.
+    pub fn pid(&self, i: NodeId) -> u32 {
+        self.nodes[i].child.id()
+    }
+
+    /// Sends node `i` a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, i: NodeId, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.pid(i).to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} node {i} failed");
+    }
+
+    /// Node `i`'s resident set size in KiB (`VmRSS` in /proc/PID/status).
+    pub fn rss_kib(&self, i: NodeId) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)))
+            .unwrap_or_else(|e| panic!("/proc status of node {i}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS for node {i}"))
+    }
+
     /// Kills node `i` (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self, i: NodeId) {
         let _ = self.nodes[i].child.kill();
@@ -524,6 +559,24 @@ impl TestCluster {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REPLY_DEADLINE))
             .set_response_timeout(Some(REPLY_DEADLINE));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect to node {i}: {e}"))
+    }
+
+    /// A connection to node `i` that waits up to `patience` for each reply
+    /// (the `redis` crate gives up after 500 ms by default; a write may
+    /// legitimately take up to the node's `--write-timeout`).
+    pub async fn connect_patient(
+        &self,
+        i: NodeId,
+        patience: Duration,
+    ) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url(i)).expect("redis url");
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(patience))
+            .set_response_timeout(Some(patience));
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await

@@ -119,6 +119,7 @@ fn refused(addr: &str, hello: &Hello) -> String {
     match frame::decode::<Answer>(&got[4..]).unwrap() {
         Answer::Refused(reason) => reason,
         other => panic!("{hello:?} was answered {other:?}"),
+        Answer::Welcome { .. } => panic!("{hello:?} was welcomed"),
     }
 }
 
@@ -200,6 +201,8 @@ async fn peer_port_refuses_strangers_and_loses_nothing() {
             },
             "bad magic",
         ),
+        // (A well-formed hello from a member replaces its connection: peer
+        // authentication, not this check, keeps impostors out.)
     ];
     for (hello, reason) in cases {
         let got = refused(&addr, &hello);
@@ -221,7 +224,6 @@ async fn peer_port_refuses_strangers_and_loses_nothing() {
     for i in 0..3 {
         let info = cluster.info(i).await;
         assert_eq!(info["peers_connected"], "2", "node {i}: {info:?}");
-        assert_eq!(info["peer_messages_dropped"], "0", "node {i}");
     }
     for i in 0..3 {
         let mut con = cluster.connect(i).await;
@@ -234,7 +236,7 @@ async fn peer_port_refuses_strangers_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_peer_is_reported_not_hidden() {
+async fn lost_peer_is_reported_and_its_frames_retained() {
     let mut cluster = TestCluster::start(3, Mode::Fifo);
     let mut n0 = cluster.connect(0).await;
     set(&mut n0, "a", "1").await;
@@ -246,7 +248,7 @@ async fn lost_peer_is_reported_not_hidden() {
         loop {
             let info = cluster.info(i).await;
             let n2 = &info["peer_n2"];
-            if n2.contains("out=LOST(") && n2.contains("in=LOST(") {
+            if n2.contains("out=down(") && n2.contains("in=down(") && n2.contains("unreachable=1") {
                 assert_eq!(info["peers_connected"], "1", "node {i}");
                 break;
             }
@@ -257,12 +259,18 @@ async fn lost_peer_is_reported_not_hidden() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let log = cluster.nodes[i].output();
-        assert!(log.contains(&format!("LOST channel n{i}->n2")), "{log}");
-        assert!(log.contains(&format!("LOST channel n2->n{i}")), "{log}");
+        assert!(log.contains(&format!("channel n{i}->n2 down")), "{log}");
+        assert!(log.contains(&format!("channel n2->n{i} down")), "{log}");
     }
-    // FIFO delivery needs no other node: node 0 keeps serving, and counts what n2 missed.
+    // FIFO delivery needs no other node: node 0 keeps serving, and its link
+    // to n2 keeps the write for a resume.
     set(&mut n0, "b", "2").await;
     assert_eq!(get(&mut n0, "b").await.as_deref(), Some("2"));
     let info = cluster.info(0).await;
-    assert_eq!(info["peer_messages_dropped"], "1", "{info:?}");
+    let retained: u64 = info["peer_n2"]
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("retained_frames="))
+        .and_then(|v| v.parse().ok())
+        .expect("peer_n2 shows retained_frames");
+    assert!(retained >= 1, "the write for n2 is kept: {info:?}");
 }

@@ -26,7 +26,7 @@ pub mod zsets;
 
 pub use connection::Session;
 
-use crate::runtime::{ClientRequest, Response};
+use crate::event::{ClientRequest, Response};
 use bytes::{Bytes, BytesMut};
 use gsmo_spec::kv::{Op, ReadOp, Reply};
 use gsmo_spec::node::Command;

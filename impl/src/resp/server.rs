@@ -2,7 +2,7 @@
 //! CONFIG GET, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
 
 use super::{local_error, read, syntax_error, write, ReadOp, Request};
-use crate::runtime::ClientRequest;
+use crate::event::ClientRequest;
 use bytes::Bytes;
 use gsmo_spec::kv::Op;
 use redis_protocol::resp2::types::BytesFrame;

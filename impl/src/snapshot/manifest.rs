@@ -15,6 +15,48 @@ use gsmo_spec::NodeId;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
+/// What the spec's commit carries of one part (the wire form) from its full
+/// summary, and back: every node rebuilds the manifest from these, so no data
+/// dir needs another node's files.
+impl PartSummary {
+    pub fn to_wire(&self) -> gsmo_spec::snapshot::PartSummary {
+        gsmo_spec::snapshot::PartSummary {
+            node: self.node,
+            bytes: self.bytes,
+            crc32: self.crc32,
+            keys: self.keys,
+            state_bytes: self.state_bytes,
+            channel_messages: self.channel_messages,
+            recorded_unix_ms: self.recorded_unix_ms,
+            duration_ms: self.duration_ms,
+            delivered: self.delivered.clone(),
+        }
+    }
+
+    pub fn from_wire(
+        id: SnapshotId,
+        cluster_id: &str,
+        mode: Mode,
+        w: &gsmo_spec::snapshot::PartSummary,
+    ) -> Self {
+        PartSummary {
+            id,
+            node: w.node,
+            cluster_id: cluster_id.to_string(),
+            mode,
+            recorded_unix_ms: w.recorded_unix_ms,
+            duration_ms: w.duration_ms,
+            file: part_file_name(w.node),
+            bytes: w.bytes,
+            crc32: w.crc32,
+            keys: w.keys,
+            state_bytes: w.state_bytes,
+            channel_messages: w.channel_messages,
+            delivered: w.delivered.clone(),
+        }
+    }
+}
+
 /// One node's acknowledgement that its part is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartSummary {

@@ -24,5 +24,5 @@ pub mod verify;
 
 pub use error::StoreError;
 pub use format::PartFile;
-pub use manifest::{Manifest, PartSummary};
+pub use manifest::{assemble, Manifest, PartSummary};
 pub use store::{Newest, SnapshotStore, Status};

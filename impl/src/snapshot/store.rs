@@ -564,7 +564,11 @@ impl SnapshotStore {
             .collect();
         for id in &doomed {
             let dir = self.dir(*id);
-            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            match fs::remove_dir_all(&dir) {
+                // Another node sharing this dir got there first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(io_err(&dir))?,
+            }
         }
         Ok(doomed)
     }

@@ -1,0 +1,105 @@
+//! What the event loop reacts to: the types the connection tasks ([`crate::peer`],
+//! [`crate::client`]) and the loop ([`crate::runtime`]) share, in one module of
+//! their own so neither side imports the other.
+
+use crate::frame::PeerFrame;
+use gsmo_spec::kv::Reply;
+use gsmo_spec::node::Command;
+use gsmo_spec::snapshot::{PartSummary, SnapshotId};
+use gsmo_spec::NodeId;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a client connection asks of the replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    Kv(Command),
+    Snapshot,
+    /// INFO, optionally one section.
+    Info(Option<String>),
+    DbSize,
+    History,
+    Dump,
+    Digest,
+}
+
+/// The replica's answer, in a form `resp` turns into a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Kv(Reply),
+    Bulk(Vec<u8>),
+    Int(i64),
+    Array(Vec<Vec<u8>>),
+    Error(String),
+}
+
+/// Everything the event loop reacts to.
+#[derive(Debug)]
+pub enum Input {
+    Client {
+        req: ClientRequest,
+        reply: oneshot::Sender<Response>,
+    },
+    /// A frame read on inbound connection `gen` from `from`.
+    Peer {
+        from: NodeId,
+        gen: u64,
+        frame: PeerFrame,
+    },
+    Link(LinkEvent),
+    /// The ticker: time for the spec, periodic snapshots.
+    Tick,
+    /// A snapshot part finished writing (off the loop), or could not be written.
+    Stored {
+        id: SnapshotId,
+        result: Result<PartSummary, String>,
+    },
+    /// The fault injector: break one peer connection now.
+    FaultDisconnect {
+        pick: u64,
+    },
+}
+
+/// A connection's life, reported by its task.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Our connection `gen` to `peer` passed the handshake; the peer has
+    /// delivered our frames through `delivered`. Frames for it go into `queue`.
+    OutUp {
+        peer: NodeId,
+        gen: u64,
+        delivered: u64,
+        queue: mpsc::Sender<PeerFrame>,
+    },
+    /// Our connection `gen` to `peer` ended.
+    OutDown {
+        peer: NodeId,
+        gen: u64,
+        reason: String,
+    },
+    /// `peer` dialed us and passed the handshake: the loop answers with the
+    /// resume point (how many of its frames we delivered) and a new
+    /// generation; dropping `stop` later closes the connection.
+    InHello {
+        peer: NodeId,
+        answer: oneshot::Sender<Admitted>,
+    },
+    /// Inbound connection `gen` from `peer` ended.
+    InDown {
+        peer: NodeId,
+        gen: u64,
+        reason: String,
+    },
+    /// `peer` refused our handshake: a configuration error that retrying cannot fix.
+    Refused { peer: NodeId, reason: String },
+    /// A dial attempt failed (the peer is down or not started yet).
+    DialFailed { peer: NodeId, reason: String },
+}
+
+/// The loop's answer to [`LinkEvent::InHello`].
+#[derive(Debug)]
+pub struct Admitted {
+    pub gen: u64,
+    pub delivered: u64,
+    /// Resolves (its sender dropped) when the loop closes this connection.
+    pub stop: oneshot::Receiver<()>,
+}

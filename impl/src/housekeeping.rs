@@ -1,0 +1,275 @@
+//! Snapshot housekeeping: the files behind the spec's snapshot decisions.
+//!
+//! The recorder in `gsmo_spec::snapshot` decides everything: when a part is
+//! complete, when a snapshot commits, when and why it is aborted. This file
+//! carries those outputs out on disk, off the event loop (encoding and fsync
+//! of a big store take long):
+//! * `SnapshotComplete(part)`: write the part, then feed `Stored` with its
+//!   [`PartSummary`] (size, CRC-32, keys, channel messages) or the I/O error
+//!   text; the spec aborts on a failed store.
+//! * `SnapshotCommitted`: the initiator writes the manifest and runs retention.
+//! * `SnapshotAborted` / `DropPart`: delete this node's part; an abort also
+//!   writes the `ABORTED` record with the reason and the deciding node.
+//!
+//! Plus the operator's side: `SNAPSHOT`, `--snapshot-every`, counters for INFO.
+
+use crate::event::Input;
+use crate::runtime::Runtime;
+use crate::snapshot::{self, PartFile, SnapshotStore};
+use gsmo_spec::node::{Input as SpecInput, Part};
+use gsmo_spec::snapshot::{AbortReason, PartSummary, SnapshotId};
+use gsmo_spec::NodeId;
+use std::collections::HashMap;
+use std::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// Snapshot files and counters.
+pub struct Snapshots {
+    pub store: Option<SnapshotStore>,
+    pub stats: SnapshotStats,
+    /// Snapshots this node recorded and has not seen end: when it recorded each.
+    active: HashMap<SnapshotId, Active>,
+    next_periodic: Option<Instant>,
+    last_recorded: Option<SnapshotId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotStats {
+    pub started: u64,
+    pub recorded: u64,
+    /// Parts this node completed (all its incoming channels closed).
+    pub completed: u64,
+    pub stored: u64,
+    pub store_errors: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub last_snapshot: Option<SnapshotId>,
+    pub last_duration_ms: u64,
+    pub last_state_bytes: u64,
+    pub last_channel_messages: u64,
+    pub last_status: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Active {
+    since: Instant,
+    /// Wall clock, for the part file.
+    recorded_unix_ms: u64,
+}
+
+impl Snapshots {
+    pub fn new(store: Option<SnapshotStore>) -> Self {
+        Snapshots {
+            store,
+            stats: SnapshotStats::default(),
+            active: HashMap::new(),
+            next_periodic: None,
+            last_recorded: None,
+        }
+    }
+
+    /// The highest snapshot sequence number `node` has on disk (0 if none).
+    pub fn last_seq_on_disk(&self, node: NodeId) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.last_seq_of(node))
+    }
+}
+
+impl Runtime {
+    /// Starts a snapshot here. This is the single place SNAPSHOT enters the protocol.
+    pub fn start_snapshot(&mut self) -> SnapshotId {
+        self.snapshots.last_recorded = None;
+        self.feed(SpecInput::StartSnapshot)
+            .expect("starting a snapshot is always accepted");
+        // The initiator records its state at once, so the output names the id.
+        let id = self
+            .snapshots
+            .last_recorded
+            .expect("the spec records the initiator's state on start");
+        self.snapshots.stats.started += 1;
+        info!(snapshot = %id, "starting snapshot");
+        id
+    }
+
+    /// `--snapshot-every`, once the cluster has been up.
+    pub(crate) fn periodic_snapshot(&mut self) {
+        let (Some(every), true) = (self.cfg.snapshot_every, self.ready_announced) else {
+            return;
+        };
+        let now = Instant::now();
+        let due = *self.snapshots.next_periodic.get_or_insert(now + every);
+        if now >= due {
+            self.snapshots.next_periodic = Some(now + every);
+            self.start_snapshot();
+        }
+    }
+
+    pub(crate) fn on_recorded(&mut self, id: SnapshotId) {
+        let s = &mut self.snapshots;
+        s.stats.recorded += 1;
+        s.last_recorded = Some(id);
+        s.active.insert(
+            id,
+            Active {
+                since: Instant::now(),
+                recorded_unix_ms: unix_ms(),
+            },
+        );
+        debug!(snapshot = %id, "recorded local state");
+        if let Some(z) = &mut self.shiviz {
+            z.local(format_args!("record snapshot {id}"));
+        }
+    }
+
+    /// The single place a finished snapshot part leaves the protocol.
+    pub(crate) fn on_part_complete(&mut self, part: Box<Part>) {
+        let id = part.id;
+        let me = self.cfg.id;
+        let active = self.snapshots.active.get(&id).copied();
+        let duration_ms = active.map_or(0, |a| a.since.elapsed().as_millis() as u64);
+        let stats = &mut self.snapshots.stats;
+        stats.completed += 1;
+        stats.last_snapshot = Some(id);
+        stats.last_duration_ms = duration_ms;
+        stats.last_state_bytes = part.state.kv.payload_bytes() as u64;
+        stats.last_channel_messages = part.channel_messages() as u64;
+        if let Some(s) = &mut self.shiviz {
+            s.local(format_args!("complete snapshot {id}"));
+        }
+        info!(
+            snapshot = %id,
+            keys = part.state.kv.len(),
+            in_flight = part.channel_messages(),
+            duration_ms,
+            "snapshot part complete"
+        );
+        let Some(store) = self.snapshots.store.clone() else {
+            // Nothing to write: the part is "stored" as far as the protocol goes.
+            let summary = PartSummary {
+                node: me,
+                keys: part.state.kv.len() as u64,
+                state_bytes: part.state.kv.payload_bytes() as u64,
+                channel_messages: part.channel_messages() as u64,
+                delivered: part.state.multicast.delivered().to_vec(),
+                duration_ms,
+                ..PartSummary::default()
+            };
+            self.deferred.push_back(SpecInput::Stored {
+                id,
+                result: Ok(summary),
+            });
+            return;
+        };
+        let file = PartFile {
+            cluster_id: self.cfg.cluster_id.clone(),
+            mode: self.cfg.mode,
+            recorded_unix_ms: active.map_or_else(unix_ms, |a| a.recorded_unix_ms),
+            duration_ms,
+            part: *part,
+        };
+        let tx = self.loopback.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = store
+                .store_part(&file)
+                .map(|s| s.to_wire())
+                .map_err(|e| e.to_string());
+            let _ = tx.blocking_send(Input::Stored { id, result });
+        });
+    }
+
+    /// A part write finished (off the loop): the spec hears of it.
+    pub(crate) fn on_stored(&mut self, id: SnapshotId, result: Result<PartSummary, String>) {
+        let stats = &mut self.snapshots.stats;
+        match &result {
+            Ok(p) => {
+                stats.stored += 1;
+                stats.last_status = format!("{id} part stored");
+                info!(snapshot = %id, "part of {id} stored ({} bytes, crc32 {:08x})", p.bytes, p.crc32);
+            }
+            Err(e) => {
+                stats.store_errors += 1;
+                stats.last_status = format!("{id} part not stored: {e}");
+                error!(snapshot = %id, "snapshot {id} part NOT stored: {e}");
+            }
+        }
+        self.feed(SpecInput::Stored { id, result })
+            .expect("a store outcome is always accepted");
+    }
+
+    pub(crate) fn on_committed(&mut self, id: SnapshotId, parts: Vec<PartSummary>) {
+        self.snapshots.active.remove(&id);
+        let stats = &mut self.snapshots.stats;
+        stats.committed += 1;
+        stats.last_status = format!("{id} complete");
+        info!(snapshot = %id, "snapshot {id} COMPLETE: all {} parts stored", parts.len());
+        // Every node writes the manifest into its own data dir from the
+        // summaries the commit carries, and runs retention there: nothing
+        // needs a shared file system (with a shared one, the writers agree).
+        let Some(store) = self.snapshots.store.clone() else {
+            return;
+        };
+        let (cluster, mode) = (self.cfg.cluster_id.clone(), self.cfg.mode);
+        let (n, keep) = (self.cfg.cluster_size(), self.cfg.snapshot_keep);
+        tokio::task::spawn_blocking(move || {
+            let summaries = parts
+                .iter()
+                .map(|p| snapshot::PartSummary::from_wire(id, &cluster, mode, p))
+                .collect();
+            let written = snapshot::assemble(id, n, summaries)
+                .and_then(|m| store.write_manifest(&m).map(|()| m));
+            match written {
+                Ok(m) => {
+                    info!(snapshot = %id, "manifest of {id} written ({} parts)", m.parts.len());
+                    match store.retain(keep) {
+                        Ok(removed) => {
+                            for old in removed {
+                                info!(snapshot = %old, "retention: deleted snapshot {old}");
+                            }
+                        }
+                        Err(e) => warn!("retention after {id}: {e}"),
+                    }
+                }
+                Err(e) => error!(snapshot = %id, "cannot write the manifest of {id}: {e}"),
+            }
+        });
+    }
+
+    pub(crate) fn on_aborted(&mut self, id: SnapshotId, by: NodeId, reason: AbortReason) {
+        self.snapshots.active.remove(&id);
+        let stats = &mut self.snapshots.stats;
+        stats.aborted += 1;
+        stats.last_status = format!("{id} aborted by n{by}: {reason}");
+        warn!(snapshot = %id, "snapshot {id} ABORTED by n{by}: {reason}");
+        if let Some(store) = self.snapshots.store.clone() {
+            let reason = reason.to_string();
+            tokio::task::spawn_blocking(move || {
+                // Writes ABORTED ("node <by>: <reason>") and removes the parts.
+                if let Err(e) = store.mark_aborted(id, by, &reason) {
+                    error!(snapshot = %id, "cannot mark snapshot {id} aborted: {e}");
+                }
+            });
+        }
+    }
+
+    /// A part stored after its snapshot was aborted: delete it.
+    pub(crate) fn on_drop_part(&mut self, id: SnapshotId) {
+        let Some(store) = self.snapshots.store.clone() else {
+            return;
+        };
+        let me = self.cfg.id;
+        tokio::task::spawn_blocking(move || {
+            for path in [store.part_path(id, me), store.info_path(id, me)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => debug!(snapshot = %id, "dropped {}", path.display()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => error!(snapshot = %id, "cannot drop {}: {e}", path.display()),
+                }
+            }
+        });
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,317 @@
+//! The event loop's side of peer connections: which connection to each peer
+//! is current, the resume handshake's answers, and carrying the spec's link
+//! decisions out on them.
+//!
+//! Connections come and go ([`crate::peer`] re-dials forever); the spec's
+//! link layer (`gsmo_spec::link`) keeps each directed channel reliable and
+//! FIFO across them. This file only translates: an outgoing connection up is
+//! `LinkUp { delivered }` (and the frames the spec resends go on it), one
+//! down is `LinkDown`, an inbound one is `InboundUp` / `LinkDown`. Every
+//! connection has a generation number, so a late event from a replaced
+//! connection changes nothing.
+//!
+//! Two decisions are the runtime's own, because they are about this process
+//! and not the protocol: a full writer queue closes its connection (memory
+//! stays bounded; the link's retained buffer and the resume refill it), and a
+//! peer that has delivered more of our frames than we ever sent proves this
+//! node restarted with empty state, so it exits rather than serve it.
+
+use crate::event::{Admitted, LinkEvent};
+use crate::frame::PeerFrame;
+use crate::runtime::{describe, Runtime};
+use gsmo_spec::link::{Frame, LinkError};
+use gsmo_spec::node::{Input as SpecInput, LinkFrame, PeerError};
+use gsmo_spec::NodeId;
+use std::fmt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// One direction's connection, as `INFO` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ConnState {
+    /// Never connected yet.
+    #[default]
+    Connecting,
+    Up,
+    /// Was up, broke (the reason); being re-dialed or awaited.
+    Down(String),
+}
+
+impl fmt::Display for ConnState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // INFO values must stay on one line and free of the `,` separator.
+        let clean = |s: &str| s.replace([',', '\r', '\n'], ";");
+        match self {
+            ConnState::Connecting => f.write_str("connecting"),
+            ConnState::Up => f.write_str("up"),
+            ConnState::Down(r) => write!(f, "down({})", clean(r)),
+        }
+    }
+}
+
+/// Both connections with one peer.
+#[derive(Debug, Default)]
+pub struct PeerConn {
+    pub out: ConnState,
+    /// The current outgoing connection's generation and writer queue.
+    out_gen: u64,
+    queue: Option<mpsc::Sender<PeerFrame>>,
+    pub inbound: ConnState,
+    /// The current inbound connection's generation; dropping `stop` closes it.
+    in_gen: u64,
+    stop: Option<oneshot::Sender<()>>,
+    /// Outgoing / inbound connections that came up (the first included).
+    pub out_ups: u64,
+    pub in_ups: u64,
+    /// Connections this node closed because the writer queue was full.
+    pub queue_full_closes: u64,
+    /// Dial attempts that failed since the last success.
+    pub dial_failures: u64,
+    pub last_dial_error: String,
+    /// Resume handshakes refused because the peer's resume point did not fit.
+    pub refused_resumes: u64,
+}
+
+impl PeerConn {
+    /// Frames waiting in the current writer queue.
+    pub fn queued(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map_or(0, |q| q.max_capacity() - q.capacity())
+    }
+}
+
+impl Runtime {
+    pub(crate) fn peer_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.cfg.cluster_size()).filter(move |&j| j != self.cfg.id)
+    }
+
+    pub(crate) fn peers_up(&self) -> usize {
+        self.peer_ids()
+            .filter(|&j| {
+                self.peers[j].out == ConnState::Up && self.peers[j].inbound == ConnState::Up
+            })
+            .count()
+    }
+
+    pub(crate) fn on_link(&mut self, event: LinkEvent) {
+        let me = self.cfg.id;
+        match event {
+            LinkEvent::OutUp {
+                peer,
+                gen,
+                delivered,
+                queue,
+            } => {
+                let p = &mut self.peers[peer];
+                p.out_gen = gen;
+                p.queue = Some(queue);
+                match self.feed(SpecInput::LinkUp { peer, delivered }) {
+                    Ok(()) => {
+                        let p = &mut self.peers[peer];
+                        p.out = ConnState::Up;
+                        p.out_ups += 1;
+                        p.dial_failures = 0;
+                        let resend = self.node.link(peer).sent() - delivered;
+                        if p.out_ups == 1 {
+                            info!(peer, "channel n{me}->n{peer} up");
+                        } else {
+                            info!(
+                                peer,
+                                "channel n{me}->n{peer} reconnected (#{gen}): n{peer} delivered \
+                                 {delivered} frames, resending {resend}"
+                            );
+                        }
+                        self.check_ready();
+                    }
+                    Err(PeerError::Link {
+                        error: error @ LinkError::AheadOfSent { .. },
+                        ..
+                    }) => {
+                        self.fatal = Some(format!(
+                            "node {peer} refuses to resume: {error}. This node restarted with an \
+                             empty state while the cluster kept running; restart the whole \
+                             cluster, or restore every node from one snapshot (--restore)"
+                        ));
+                    }
+                    Err(e) => {
+                        let p = &mut self.peers[peer];
+                        p.queue = None;
+                        p.refused_resumes += 1;
+                        p.out = ConnState::Down(format!("resume refused: {e}"));
+                        warn!(peer, "refusing the connection n{me}->n{peer}: {e}");
+                    }
+                }
+            }
+            LinkEvent::OutDown { peer, gen, reason } => {
+                let p = &mut self.peers[peer];
+                if gen == p.out_gen && p.out == ConnState::Up {
+                    warn!(peer, "channel n{me}->n{peer} down: {reason}; re-dialing");
+                    self.close_out(peer, reason);
+                }
+            }
+            LinkEvent::InHello { peer, answer } => self.admit(peer, answer),
+            LinkEvent::InDown { peer, gen, reason } => {
+                let p = &mut self.peers[peer];
+                if gen == p.in_gen && p.inbound == ConnState::Up {
+                    warn!(peer, "channel n{peer}->n{me} down: {reason}");
+                    self.close_in(peer, reason);
+                }
+            }
+            LinkEvent::Refused { peer, reason } => {
+                self.fatal = Some(format!(
+                    "node {peer} refused this node's handshake: {reason}"
+                ));
+            }
+            LinkEvent::DialFailed { peer, reason } => {
+                let p = &mut self.peers[peer];
+                p.dial_failures += 1;
+                if p.dial_failures == 1 || p.dial_failures % 25 == 0 {
+                    info!(
+                        peer,
+                        "waiting for node {peer}: {reason} (attempt {}, retrying)", p.dial_failures
+                    );
+                } else {
+                    debug!(peer, "dial attempt failed: {reason}");
+                }
+                p.last_dial_error = reason;
+            }
+        }
+    }
+
+    /// A newer inbound connection from `peer` replaces any older one: answer
+    /// with its generation and the resume point.
+    fn admit(&mut self, peer: NodeId, answer: oneshot::Sender<Admitted>) {
+        let (stop, stopped) = oneshot::channel();
+        let p = &mut self.peers[peer];
+        let gen = p.in_gen + 1;
+        let admitted = Admitted {
+            gen,
+            delivered: self.node.link(peer).delivered(),
+            stop: stopped,
+        };
+        if answer.send(admitted).is_err() {
+            return; // the connection died during the handshake
+        }
+        p.in_gen = gen;
+        if p.stop.replace(stop).is_some() {
+            debug!(peer, "a newer connection from n{peer} replaces the old one");
+        }
+        p.inbound = ConnState::Up;
+        p.in_ups += 1;
+        if p.in_ups == 1 {
+            info!(peer, "channel n{peer}->n{} up", self.cfg.id);
+        }
+        self.feed(SpecInput::InboundUp { peer })
+            .expect("a member's connection is always accepted");
+        self.check_ready();
+    }
+
+    /// Our outgoing connection to `peer` is gone: the link keeps its frames.
+    fn close_out(&mut self, peer: NodeId, reason: String) {
+        let p = &mut self.peers[peer];
+        p.queue = None;
+        p.out = ConnState::Down(reason);
+        self.feed(SpecInput::LinkDown {
+            peer,
+            outgoing: true,
+        })
+        .expect("a member's connection is always accepted");
+    }
+
+    /// The inbound connection from `peer` is gone (or this node closes it).
+    fn close_in(&mut self, peer: NodeId, reason: String) {
+        let p = &mut self.peers[peer];
+        p.stop = None;
+        p.inbound = ConnState::Down(reason);
+        self.feed(SpecInput::LinkDown {
+            peer,
+            outgoing: false,
+        })
+        .expect("a member's connection is always accepted");
+    }
+
+    pub(crate) fn on_peer(&mut self, from: NodeId, gen: u64, frame: PeerFrame) {
+        if gen != self.peers[from].in_gen || self.peers[from].inbound != ConnState::Up {
+            return; // from a replaced connection: the link would drop it anyway
+        }
+        if let (Some(s), Frame::Data { body, .. }) = (&mut self.shiviz, &frame.frame) {
+            s.receive(
+                frame.clock.as_deref(),
+                format_args!("recv {} from n{from}", describe(body)),
+            );
+        }
+        if let Err(e) = self.feed(SpecInput::Peer {
+            from,
+            frame: frame.frame,
+        }) {
+            let me = self.cfg.id;
+            error!(
+                peer = from,
+                "closing the connection n{from}->n{me}: node {from} sent what a correct peer \
+                 never sends: {e}"
+            );
+            self.close_in(from, format!("protocol error: {e}"));
+        }
+    }
+
+    /// Puts a frame on the current connection to `to`, if there is one. The
+    /// link retains it until acknowledged, so a frame that finds no
+    /// connection is resent on the next resume.
+    pub(crate) fn send_peer(&mut self, to: NodeId, frame: LinkFrame) {
+        let Some(queue) = &self.peers[to].queue else {
+            return;
+        };
+        let clock = match (&mut self.shiviz, &frame) {
+            (Some(s), Frame::Data { body, .. }) => {
+                Some(s.send(format_args!("send {} to n{to}", describe(body))))
+            }
+            _ => None,
+        };
+        match queue.try_send(PeerFrame { clock, frame }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let bound = self.cfg.peer_queue;
+                warn!(
+                    peer = to,
+                    "writer queue to n{to} full ({bound} frames, --peer-queue): closing the \
+                     connection; the link resends its frames on resume"
+                );
+                self.peers[to].queue_full_closes += 1;
+                self.close_out(to, format!("writer queue full ({bound} frames)"));
+            }
+            // The writer is gone; its OutDown is on the way.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.peers[to].queue = None,
+        }
+    }
+
+    /// `--fault-disconnect-every`: breaks one connection that is up, chosen by `pick`.
+    pub(crate) fn fault_disconnect(&mut self, pick: u64) {
+        let up: Vec<(NodeId, bool)> = self
+            .peer_ids()
+            .flat_map(|j| [(j, true), (j, false)])
+            .filter(|&(j, out)| {
+                let state = if out {
+                    &self.peers[j].out
+                } else {
+                    &self.peers[j].inbound
+                };
+                *state == ConnState::Up
+            })
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let (peer, outgoing) = up[(pick % up.len() as u64) as usize];
+        self.fault_disconnects += 1;
+        let me = self.cfg.id;
+        let reason = "broken by --fault-disconnect-every".to_string();
+        if outgoing {
+            info!(peer, "fault: breaking the connection n{me}->n{peer}");
+            self.close_out(peer, reason);
+        } else {
+            info!(peer, "fault: breaking the connection n{peer}->n{me}");
+            self.close_in(peer, reason);
+        }
+    }
+}
