@@ -350,6 +350,11 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
     let _ = late.read_to_end(&mut answer);
     assert_eq!(answer, b"-ERR max number of clients reached\r\n");
 
+    // Strangers holding the peer port open do not take the peers' descriptors either.
+    let strangers: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(&cluster.peers[0]).ok())
+        .collect();
+
     // The connected client is served, and a snapshot still gets its files.
     let () = redis::cmd("SET")
         .arg("k")
@@ -373,6 +378,7 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
 
     // Once the idle ones go, new clients are welcome again.
     drop(idle);
+    drop(strangers);
     poll_info(&mut worker, "idle connections not released", |i| {
         field(i, "connected_clients") < max
     })
