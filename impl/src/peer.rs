@@ -189,10 +189,23 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// Accepts peer connections forever. `ours` is this node's view (with `to` = this node).
 pub async fn accept_loop(listener: TcpListener, ours: Hello, inputs: mpsc::Sender<Input>) {
+    // Peer-port connections at once, channels included: strangers cannot use up the
+    // descriptors `admission::reserved_fds` keeps for peers and snapshot files.
+    let open = Arc::new(tokio::sync::Semaphore::new(
+        2 * ours.cluster_size as usize + 8,
+    ));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                tokio::spawn(serve_incoming(stream, addr, ours.clone(), inputs.clone()));
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    warn!(%addr, "refused a peer connection from {addr}: too many open");
+                    continue;
+                };
+                let serve = serve_incoming(stream, addr, ours.clone(), inputs.clone());
+                tokio::spawn(async move {
+                    serve.await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.

@@ -226,6 +226,19 @@ fn peak_rss_mb(pid: u32) -> u64 {
 
 type Info = std::collections::BTreeMap<String, String>;
 
+/// A connection that waits as long as [`PATIENCE`] for replies (the crate's
+/// default 500 ms is short for a node busy copying 8 MB replies on a loaded machine).
+async fn patient(port: u16) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(PATIENCE))
+        .set_response_timeout(Some(PATIENCE));
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
 /// INFO over an existing connection (a full node accepts no new one).
 async fn info_on(con: &mut redis::aio::MultiplexedConnection) -> Info {
     let text: String = redis::cmd("INFO").query_async(con).await.unwrap();
@@ -260,7 +273,7 @@ async fn a_client_that_never_reads_is_cut_off_at_its_output_limit() {
     let cluster = Launch::new(2, Mode::Fifo)
         .args(&["--client-output-buffer-limit", "16mb"])
         .start();
-    let mut con = cluster.connect(0).await;
+    let mut con = patient(cluster.client_port(0)).await;
     let big = vec![b'x'; 8 << 20];
     let () = redis::cmd("SET")
         .arg("big")
@@ -312,7 +325,7 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
         .open_files(200)
         .args(&["--data-dir", &data])
         .start();
-    let mut worker = cluster.connect(0).await;
+    let mut worker = patient(cluster.client_port(0)).await;
     let info = cluster.info(0).await;
     assert_eq!(info["open_files_limit"], "200");
     let max = field(&info, "maxclients");
@@ -337,6 +350,11 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
     let _ = late.read_to_end(&mut answer);
     assert_eq!(answer, b"-ERR max number of clients reached\r\n");
 
+    // Strangers holding the peer port open do not take the peers' descriptors either.
+    let strangers: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(&cluster.peers[0]).ok())
+        .collect();
+
     // The connected client is served, and a snapshot still gets its files.
     let () = redis::cmd("SET")
         .arg("k")
@@ -348,7 +366,7 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
         .query_async(&mut worker)
         .await
         .unwrap();
-    let mut n1 = cluster.connect(1).await;
+    let mut n1 = patient(cluster.client_port(1)).await;
     for con in [&mut worker, &mut n1] {
         poll_info(con, "snapshot not stored", |info| {
             field(info, "snapshots_stored") >= 1
@@ -360,6 +378,7 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
 
     // Once the idle ones go, new clients are welcome again.
     drop(idle);
+    drop(strangers);
     poll_info(&mut worker, "idle connections not released", |i| {
         field(i, "connected_clients") < max
     })
