@@ -6,7 +6,7 @@ use crate::fault::{self, Schedule};
 use crate::handshake::{Hello, FRESH};
 use crate::runtime::{announce, Boot, Runtime, TICK};
 use crate::shiviz::ShivizLog;
-use crate::snapshot::cli::utc;
+use crate::snapshot::manifest::utc;
 use crate::snapshot::{datadir, SnapshotStore, StoreError};
 use crate::tracefile::{TraceError, TraceWriter};
 use crate::{client, peer};

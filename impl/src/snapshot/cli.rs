@@ -24,28 +24,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-/// `2026-12-01 05:31:52.123 UTC` for a time in ms since the Unix epoch.
-pub fn utc(unix_ms: u64) -> String {
-    let (secs, ms) = (unix_ms / 1000, unix_ms % 1000);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// One snapshot directory tree per data dir given on the command line.
 pub struct DataDirs {
     stores: Vec<(PathBuf, SnapshotStore)>,
@@ -360,12 +338,5 @@ mod tests {
         assert!(!assembled);
         assert_eq!(again, manifest);
         all.check_parts(&manifest).unwrap();
-    }
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(super::utc(951_782_400_123), "2000-02-29 00:00:00.123 UTC");
-        assert_eq!(super::utc(1_796_117_512_000), "2026-12-01 09:31:52.000 UTC");
     }
 }

@@ -1,8 +1,7 @@
 //! Everything that can be wrong with snapshots on disk. Each error about a
 //! file names the file, so an operator knows what to look at.
 
-use super::format::FORMAT_VERSION;
-use super::format::MAX_FILE_BYTES;
+use super::format::{FORMAT_VERSION, MAX_FILE_BYTES};
 use gsmo_spec::snapshot::SnapshotId;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -14,8 +14,8 @@
 
 use super::error::{io_err, StoreError};
 use super::format::{
-    check_image, encode_file, read_bytes, read_manifest, read_summary, PartFile, INFO_MAGIC,
-    MANIFEST_MAGIC, PART_MAGIC,
+    check_image, decode_part, encode_file, read_bytes, read_manifest, read_summary, PartFile,
+    HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
 };
 use super::manifest::{assemble, part_file_name, Manifest, PartSummary, Recency};
 use crate::config::RestoreFrom;
@@ -369,8 +369,8 @@ impl SnapshotStore {
             })?;
         let path = self.dir(manifest.id).join(&summary.file);
         let bytes = read_bytes(&path)?;
-        let pf = super::format::decode_part(&path, &bytes)?;
-        let crc = crc32fast::hash(&bytes[super::format::HEADER_LEN..]);
+        let pf = decode_part(&path, &bytes)?;
+        let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
         if crc != summary.crc32 || bytes.len() as u64 != summary.bytes {
             return Err(StoreError::Checksum {
                 path,
@@ -585,7 +585,7 @@ fn misplaced(path: &Path, holds: String, expected: SnapshotId) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::format::{decode_part, read_part};
+    use super::super::format::read_part;
     use super::*;
     use gsmo_spec::kv::Op;
     use gsmo_spec::multicast::Mode;

@@ -70,7 +70,7 @@ pub fn show(manifest: &Manifest) -> String {
         manifest.cluster_id,
         manifest.mode,
         manifest.nodes,
-        super::cli::utc(manifest.cut_unix_ms())
+        super::manifest::utc(manifest.cut_unix_ms())
     );
     let _ = writeln!(
         s,
