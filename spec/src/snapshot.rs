@@ -194,6 +194,9 @@ struct Recording<S, M> {
     open: BTreeSet<NodeId>,
     /// When this node first heard of the snapshot (the timeout runs from here).
     since: u64,
+    /// At the initiator: parts stored elsewhere before its own part completed
+    /// (a peer can finish while the initiator still awaits another's marker).
+    early_parts: BTreeMap<NodeId, PartSummary>,
 }
 
 /// A snapshot whose part here is complete, awaiting its verdict.
@@ -605,10 +608,12 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
 
     fn part_stored(&mut self, id: SnapshotId, part: PartSummary, effects: &mut Effects<S, M>) {
         let Some(f) = self.finishing.get_mut(&id) else {
-            // A part stored before the initiator's own part completed cannot
-            // happen: every other node records after the initiator sent markers,
-            // and the initiator's part waits only for markers. Late parts of an
-            // aborted or committed snapshot are ignored.
+            // A peer may store its part while the initiator still awaits
+            // another peer's marker: keep it for when the initiator's part
+            // completes. Late parts of an aborted or committed snapshot are ignored.
+            if let Some(rec) = self.active.get_mut(&id) {
+                rec.early_parts.insert(part.node, part);
+            }
             return;
         };
         if part.node == self.me {
@@ -659,6 +664,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 channels: vec![Vec::new(); self.n],
                 open,
                 since: self.now,
+                early_parts: BTreeMap::new(),
             },
         );
         effects.push(SnapshotEffect::Recorded { id });
@@ -677,7 +683,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 Finishing {
                     since: rec.since,
                     stored: false,
-                    parts: BTreeMap::new(),
+                    parts: rec.early_parts,
                 },
             );
             effects.push(SnapshotEffect::Complete(LocalSnapshot {
@@ -705,6 +711,39 @@ mod tests {
             SnapshotEffect::Complete(s) => Some(s.clone()),
             _ => None,
         })
+    }
+
+    #[test]
+    fn a_part_stored_before_the_initiators_own_part_completes_still_counts() {
+        // Initiator 0 of three: node 1 finishes and stores while 0 still
+        // awaits node 2's marker.
+        let mut r: R = Recorder::new(0, 3);
+        let (id, _) = r.initiate("s");
+        let summary = |node| PartSummary {
+            node,
+            ..PartSummary::default()
+        };
+        r.on_envelope(1, Envelope::Marker { id }, || "s").unwrap();
+        let stored = Envelope::Stored {
+            id,
+            part: summary(1),
+        };
+        let (_, eff) = r.on_envelope(1, stored, || "s").unwrap();
+        assert!(eff.is_empty());
+        let (_, eff) = r.on_envelope(2, Envelope::Marker { id }, || "s").unwrap();
+        assert!(complete(&eff).is_some());
+        r.on_stored(id, Ok(summary(0)));
+        assert_eq!(r.waiting_on(id), vec![2], "node 1's early part counted");
+        let stored = Envelope::Stored {
+            id,
+            part: summary(2),
+        };
+        let (_, eff) = r.on_envelope(2, stored, || "s").unwrap();
+        assert!(
+            eff.iter()
+                .any(|e| matches!(e, SnapshotEffect::Committed { .. })),
+            "{eff:?}"
+        );
     }
 
     #[test]
