@@ -216,7 +216,7 @@ async fn expect_restored(
     let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
         .kv()
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), v.render()))
         .collect();
     let want_vector = sent_before_cut
         .iter()
