@@ -69,8 +69,7 @@ pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
 /// SET key value [NX|XX] [GET]; expiry options are refused, never ignored.
 fn set(a: &[Bytes]) -> Result<Request, Request> {
     let (mut cond, mut get) = (None, false);
-    let mut opts = a[2..].iter();
-    while let Some(opt) = opts.next() {
+    for opt in &a[2..] {
         match opt.to_ascii_uppercase().as_slice() {
             b"NX" if cond.is_none() => cond = Some(SetCond::Nx),
             b"XX" if cond.is_none() => cond = Some(SetCond::Xx),
@@ -98,8 +97,7 @@ fn scan(a: &[Bytes]) -> Result<Request, Request> {
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| local_error("ERR invalid cursor"))?;
     let (mut pattern, mut count) = (None, 10);
-    let mut opts = a[1..].chunks(2);
-    for opt in opts.by_ref() {
+    for opt in a[1..].chunks(2) {
         let [name, value] = opt else {
             return Err(syntax_error());
         };
