@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
 
-OUT=${OUT:-${CARGO_TARGET_DIR:-target}/mutants}
+OUT=${OUT:-${CARGO_TARGET_DIR:-target}/mutants-report}
 JOBS=${JOBS:-1}
 mkdir -p "$OUT"
 

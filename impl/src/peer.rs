@@ -191,7 +191,7 @@ async fn sleep_until(at: Option<Instant>) {
 pub async fn accept_loop(listener: TcpListener, ours: Hello, inputs: mpsc::Sender<Input>) {
     // Peer-port connections at once, channels included: strangers cannot use up the
     // descriptors `admission::reserved_fds` keeps for peers and snapshot files.
-    let open = Arc::new(tokio::sync::Semaphore::new(
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(
         2 * ours.cluster_size as usize + 8,
     ));
     loop {

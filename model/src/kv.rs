@@ -5,29 +5,36 @@
 //! agreed priorities (Birman & Joseph 1987); snapshots: Chandy & Lamport (1985);
 //! last-writer-wins registers stamped with Lamport clocks (Lamport 1978).
 //!
-//! `nodes` replicas each issue `writes` client writes at any moment: the odd
-//! ones `LPUSH x <origin>.<k>` (a list: order matters), the even ones `INCR c`
-//! (not idempotent: under fifo/causal resolved at the origin; under the total
-//! modes every increment must count), and any replica may start a snapshot
-//! (at most `snapshots` in all).
+//! `nodes` replicas each issue `writes` client writes at any moment, from
+//! [`KvCfg::script`]: odd ones `LPUSH x <origin>.<k>` (a list: order matters),
+//! even ones `INCR c` (not idempotent: under fifo/causal resolved at the
+//! origin; under the total modes every increment must count) and, with two or
+//! more, last a `TRANSFER` between the bank's accounts (one covered, one
+//! overdrawing unless the other came first), and any replica may start a
+//! snapshot (at most `snapshots` in all). The [`Replica`] actor is also the
+//! snapshot model's account: one bank, the product's.
 //! An actor only feeds [`Input`]s to [`Node::handle`] and carries its
 //! [`Output`]s out; a ghost log of sends and deliveries, and the snapshot parts
 //! the replica completes, are what the properties judge. Always:
 //! * **convergence**: replicas that delivered the same set of writes hold the
 //!   same store ([`gsmo_spec::properties::convergence`]);
 //! * **integrity**, and **total order** under the total modes;
+//! * **conservation** under the total modes: every replica's accounts, and
+//!   every recorded part's, hold the opening total;
 //! * **consistent cut**: every completed snapshot is a consistent cut, by
 //!   channel counts and by delivery vectors;
 //! * **snapshot restores**: every completed snapshot, restored with
 //!   [`Cluster::restore`] and run to quiescence, leaves every replica with the
 //!   same store, holding exactly the writes their origins had sent before the cut.
 //!
-//! Eventually: every write delivered everywhere.
+//! Eventually: every write delivered everywhere, and **termination**: every
+//! write answered, every snapshot started complete at every replica.
 //!
 //! Broken variants: `delivery-order` (FIFO/causal replicas applying writes in
 //! delivery order rather than last-writer-wins) diverges; `no-wait` and
 //! `no-tie-break` (the total modes' broken multicasts) break total order and
-//! then convergence; `no-channel-recording` (a recorder that records states
+//! then convergence; `debit-only` (a TRANSFER short of funds that debits and
+//! credits nobody) breaks conservation; `no-channel-recording` (a recorder that records states
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses.
 
