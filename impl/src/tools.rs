@@ -1,5 +1,5 @@
 //! The operator commands: `gsmo snapshot take|list|show|verify` and
-//! `gsmo trace check`. Each reads files the nodes wrote and judges them with
+//! `gsmo trace check|show`. Each reads files the nodes wrote and judges them with
 //! the spec's own functions; none of them touches a running node's state
 //! except `take`, which sends one `SNAPSHOT` command like any Redis client.
 
@@ -160,12 +160,16 @@ pub fn load_traces(paths: &[PathBuf]) -> anyhow::Result<Vec<Trace>> {
     Ok(traces)
 }
 
-pub fn check_traces(paths: &[PathBuf], quiescent: bool) -> anyhow::Result<()> {
-    let traces = load_traces(paths)?;
-    let mode = match &traces[0].start {
+fn mode_of(t: &Trace) -> gsmo_spec::multicast::Mode {
+    match &t.start {
         gsmo_spec::trace::Start::Fresh { mode, .. } => *mode,
         gsmo_spec::trace::Start::Restored(part) => part.state.multicast.mode(),
-    };
+    }
+}
+
+pub fn check_traces(paths: &[PathBuf], quiescent: bool) -> anyhow::Result<()> {
+    let traces = load_traces(paths)?;
+    let mode = mode_of(&traces[0]);
     match check_cluster(&traces, mode, quiescent) {
         Ok(c) => {
             println!(
@@ -180,4 +184,42 @@ pub fn check_traces(paths: &[PathBuf], quiescent: bool) -> anyhow::Result<()> {
         }
         Err(v) => bail!("DOES NOT CONFORM: {v}"),
     }
+}
+
+/// `gsmo trace show`: the traces as a space-time diagram, in SVG and/or HTML.
+pub fn show_traces(
+    paths: &[PathBuf],
+    svg: Option<&Path>,
+    html: Option<&Path>,
+    steps: Option<usize>,
+) -> anyhow::Result<()> {
+    use gsmo_view::spacetime;
+    let traces = load_traces(paths)?;
+    anyhow::ensure!(!traces.is_empty(), "no traces given");
+    let total: usize = traces.iter().map(|t| t.steps.len()).sum();
+    let title = format!(
+        "{} nodes, {}: {total} steps{}",
+        traces.len(),
+        mode_of(&traces[0]),
+        steps.map_or(String::new(), |k| format!(" (first {k} per node)"))
+    );
+    let d = gsmo_view::trace::diagram(&traces, &title, steps);
+    for (path, text) in [
+        (svg, svg.map(|_| spacetime::svg(&d))),
+        (html, html.map(|_| spacetime::html(&d))),
+    ] {
+        if let (Some(path), Some(text)) = (path, text) {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    let recorded = d.messages.iter().filter(|m| !m.recorded.is_empty()).count();
+    println!(
+        "{} nodes, {} events, {} messages, {} snapshot cuts, {recorded} messages recorded in flight",
+        d.nodes.len(),
+        d.events.iter().map(Vec::len).sum::<usize>(),
+        d.messages.len(),
+        d.cuts.len()
+    );
+    Ok(())
 }

@@ -242,7 +242,10 @@ impl Builder {
     /// in flight by `snapshot`.
     pub fn mark_recorded(&mut self, from: usize, to: usize, seq: u64, snapshot: &str) {
         if let Some(m) = self.d.messages.iter_mut().find(|m| {
-            m.from.node == from && m.to_node == to && m.seq == Some(seq) && m.kind != MsgKind::Marker
+            m.from.node == from
+                && m.to_node == to
+                && m.seq == Some(seq)
+                && m.kind != MsgKind::Marker
         }) {
             if !m.recorded.iter().any(|s| s == snapshot) {
                 m.recorded.push(snapshot.to_string());
@@ -255,7 +258,11 @@ impl Builder {
     }
 }
 
-/// Each event's row: one below its predecessor and below the send it receives.
+/// Rows between a send and its receipt at the least: messages take time, and
+/// steeper arrows cross fewer labels.
+const TRANSIT: usize = 2;
+
+/// Each event's row: one below its predecessor and [`TRANSIT`] below the send it receives.
 /// A receipt whose send cannot be placed first (not a causal history) is
 /// placed as if it had no send.
 pub fn rows(d: &Diagram) -> Vec<Vec<usize>> {
@@ -270,7 +277,7 @@ pub fn rows(d: &Diagram) -> Vec<Vec<usize>> {
                 let after_prev = rows[i].last().map_or(0, |r| r + 1);
                 let row = match e.receives.map(|m| d.messages[m].from) {
                     Some(from) => match placed(&rows, from) {
-                        Some(r) => after_prev.max(r + 1),
+                        Some(r) => after_prev.max(r + TRANSIT),
                         None => break,
                     },
                     None => after_prev,
@@ -294,11 +301,11 @@ pub fn rows(d: &Diagram) -> Vec<Vec<usize>> {
     }
 }
 
-const COL: f64 = 250.0;
+const COL: f64 = 330.0;
 const LEFT: f64 = 50.0;
 const TOP: f64 = 64.0;
-const ROW: f64 = 26.0;
-const LABEL_ROOM: f64 = 230.0;
+const ROW: f64 = 28.0;
+const LABEL_ROOM: f64 = 300.0;
 /// Colours of successive snapshots' cuts.
 const CUT_COLOURS: [&str; 4] = ["#d7263d", "#7b2cbf", "#0f7b6c", "#b35c00"];
 
@@ -341,6 +348,7 @@ const STYLE: &str = "\
 .gs .deliver{fill:#1b7f3a}\
 .gs .latest{fill:#ffe14d;stroke:#e0b400}\
 .gs .clock{fill:#1d5fa8}\
+.gs .lbl{paint-order:stroke;stroke:#fff;stroke-width:4px;stroke-linejoin:round}\
 .gs .msg{stroke-width:1.4;fill:none}\
 .gs .data{stroke:#1d5fa8}\
 .gs .control{stroke:#888}\
@@ -467,8 +475,14 @@ pub fn svg(d: &Diagram) -> String {
             escape(&m.label),
             if m.to.is_none() { " inflight" } else { "" }
         );
-        // The short label a third of the way along, clear of the sending event.
-        let (lx, ly) = (x1 + dx * 0.35, y1 + dy * 0.35);
+        // The short label just left of the arrow's right end: the gap there is
+        // clear of the event labels, which run right from each timeline.
+        let t = if dx.abs() < 1.0 {
+            0.5
+        } else {
+            ((x1.max(x2) - 45.0 - x1) / dx).clamp(0.0, 1.0)
+        };
+        let (lx, ly) = (x1 + dx * t, y1 + dy * t);
         let _ = write!(
             s,
             "<text class='short' x='{:.0}' y='{:.0}' text-anchor='middle'>{}{}</text></g>",
@@ -497,7 +511,10 @@ pub fn svg(d: &Diagram) -> String {
                 }
             }
             if e.latest {
-                let _ = write!(s, "<circle class='latest' cx='{cx:.0}' cy='{cy:.0}' r='10'/>");
+                let _ = write!(
+                    s,
+                    "<circle class='latest' cx='{cx:.0}' cy='{cy:.0}' r='10'/>"
+                );
             }
             let _ = match e.kind {
                 Kind::Local => write!(s, "<circle class='ev' cx='{cx:.0}' cy='{cy:.0}' r='5'/>"),
@@ -516,10 +533,10 @@ pub fn svg(d: &Diagram) -> String {
                     cy - 2.5
                 ),
             };
-            let room = if i + 1 == n { 34 } else { 30 };
+            let room = if i + 1 == n { 36 } else { 34 };
             let _ = write!(
                 s,
-                "<text x='{:.0}' y='{:.0}'><title>{}</title>{}",
+                "<text class='lbl' x='{:.0}' y='{:.0}'><title>{}</title>{}",
                 cx + 11.0,
                 cy + 4.0,
                 escape(&e.label),
@@ -587,20 +604,28 @@ mod tests {
         let r = b.event(0, Kind::Record, "records 0-1");
         b.record("0-1", r);
         b.send(r, 1, MsgKind::Marker, "M 0-1", "marker 0-1", None);
-        let h = b.receive(1, 0, "data n0#1 SET x=1", Some(1), Kind::HeldBack, "held n0#1");
+        let h = b.receive(
+            1,
+            0,
+            "data n0#1 SET x=1",
+            Some(1),
+            Kind::HeldBack,
+            "held n0#1",
+        );
         b.set_clock(h, "[0,0]");
         b.set_msg_id(h, "n0#1");
         b.event(1, Kind::Record, "records 0-1 <&>");
-        b.record(
-            "0-1",
-            At {
-                node: 1,
-                event: 1,
-            },
-        );
+        b.record("0-1", At { node: 1, event: 1 });
         let d = b.event(1, Kind::Deliver, "deliver n0#1 x=1");
         b.set_msg_id(d, "n0#1");
-        b.receive(1, 0, "data n0#2 SET x=2", Some(2), Kind::Receive, "recv n0#2");
+        b.receive(
+            1,
+            0,
+            "data n0#2 SET x=2",
+            Some(2),
+            Kind::Receive,
+            "recv n0#2",
+        );
         b.mark_recorded(0, 1, 2, "0-1");
         b.finish()
     }
@@ -610,8 +635,8 @@ mod tests {
         let d = lecture();
         let rows = rows(&d);
         assert_eq!(rows[0], vec![0, 1, 2]);
-        // n1's first receipt is below n0's first send.
-        assert_eq!(rows[1], vec![1, 2, 3, 4]);
+        // n1's first receipt is TRANSIT rows below n0's first send.
+        assert_eq!(rows[1], vec![2, 3, 4, 5]);
         for m in d.messages.iter().filter(|m| m.to.is_some()) {
             assert!(rows[m.to_node][m.to.unwrap()] > rows[m.from.node][m.from.event]);
         }
@@ -623,9 +648,16 @@ mod tests {
         let svg = svg(&d);
         assert_eq!(svg.matches("class='timeline'").count(), 2);
         assert!(svg.contains("class='cut' data-snapshot='0-1'"), "{svg}");
-        assert_eq!(svg.matches("class='recorded'").count(), 2, "one message, one legend entry");
+        assert_eq!(
+            svg.matches("class='recorded'").count(),
+            2,
+            "one message, one legend entry"
+        );
         assert!(svg.contains("class='held'"));
-        assert!(svg.contains("class='holdline'"), "held-back receipt joined to its delivery");
+        assert!(
+            svg.contains("class='holdline'"),
+            "held-back receipt joined to its delivery"
+        );
         // The marker is still in flight.
         assert!(svg.contains("msg marker inflight"));
         assert!(svg.contains("records 0-1 &lt;&amp;&gt;"));

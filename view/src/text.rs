@@ -170,13 +170,19 @@ mod tests {
         assert_eq!(bytes(b"a=b"), "\"a=b\"");
         assert_eq!(bytes(&[0xff, b'a']), "\u{fffd}a");
         let long = vec![b'v'; 100];
-        assert_eq!(bytes(&long), format!("{}…(100 bytes)", "v".repeat(MAX_BYTES)));
+        assert_eq!(
+            bytes(&long),
+            format!("{}…(100 bytes)", "v".repeat(MAX_BYTES))
+        );
     }
 
     #[test]
     fn messages_read_like_the_lecture() {
         let set = Write {
-            stamp: Stamp { lamport: 1, node: 0 },
+            stamp: Stamp {
+                lamport: 1,
+                node: 0,
+            },
             op: Op::Set {
                 key: b"x".to_vec(),
                 value: b"0.1".to_vec(),
@@ -208,7 +214,10 @@ mod tests {
     #[test]
     fn ops_read_like_redis() {
         let op = Op::MSet {
-            pairs: vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())],
+            pairs: vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+            ],
         };
         assert_eq!(super::op(&op), "MSET a=1 b=2");
         let t = Op::Transfer {

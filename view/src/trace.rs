@@ -33,9 +33,8 @@ fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
     match w {
         Wire::Fifo(m) => Some(m.id),
         Wire::Causal(m) => Some(m.id),
-        Wire::Sequencer(sequencer::Msg::Data { id, .. }) | Wire::Isis(isis::Msg::Data { id, .. }) => {
-            Some(*id)
-        }
+        Wire::Sequencer(sequencer::Msg::Data { id, .. })
+        | Wire::Isis(isis::Msg::Data { id, .. }) => Some(*id),
         _ => None,
     }
 }
@@ -43,14 +42,24 @@ fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
 /// A peer message's arrow: its kind, short label, full label and channel position.
 fn arrow(msg: &PeerMsg) -> (MsgKind, String, String, Option<u64>) {
     match msg {
-        Envelope::Marker { id } => (MsgKind::Marker, format!("M {id}"), text::peer_msg(msg), None),
+        Envelope::Marker { id } => (
+            MsgKind::Marker,
+            format!("M {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
         Envelope::Msg { seq, body } => {
             let kind = if text::is_data(body) {
                 MsgKind::Data
             } else {
                 MsgKind::Control
             };
-            (kind, text::wire_short(body), text::peer_msg(msg), Some(*seq))
+            (
+                kind,
+                text::wire_short(body),
+                text::peer_msg(msg),
+                Some(*seq),
+            )
         }
     }
 }
@@ -133,7 +142,9 @@ impl Drawer {
             | Some(Input::SkipSnapshotIds { .. }) => return made,
             Some(Input::Peer { from, msg }) => {
                 let (kind, label, seq) = match msg {
-                    Envelope::Marker { id } => (Kind::Receive, format!("marker {id} from n{from}"), None),
+                    Envelope::Marker { id } => {
+                        (Kind::Receive, format!("marker {id} from n{from}"), None)
+                    }
                     Envelope::Msg { seq, body } => match data_id(body) {
                         Some(id) if delivered_now(id) => (Kind::Deliver, String::new(), Some(*seq)),
                         Some(id) => (Kind::HeldBack, format!("held {id}"), Some(*seq)),
@@ -256,15 +267,18 @@ pub fn diagram(traces: &[Trace], title: &str, max_steps: Option<usize>) -> Diagr
         .max()
         .unwrap_or(0);
     let mut d = Drawer::new(title, n);
-    let mut cursors: Vec<(usize, std::slice::Iter<'_, gsmo_spec::trace::Step>, Option<At>)> =
-        traces
-            .iter()
-            .map(|t| {
-                let restored = d.start(t.node(), &t.start);
-                let steps = &t.steps[..max_steps.unwrap_or(usize::MAX).min(t.steps.len())];
-                (t.node(), steps.iter(), restored)
-            })
-            .collect();
+    let mut cursors: Vec<(
+        usize,
+        std::slice::Iter<'_, gsmo_spec::trace::Step>,
+        Option<At>,
+    )> = traces
+        .iter()
+        .map(|t| {
+            let restored = d.start(t.node(), &t.start);
+            let steps = &t.steps[..max_steps.unwrap_or(usize::MAX).min(t.steps.len())];
+            (t.node(), steps.iter(), restored)
+        })
+        .collect();
     // Feed the traces in a causal order: a receipt waits for its send (the
     // traces of a run without one, e.g. cut short by `max_steps`, still draw).
     loop {
@@ -292,8 +306,9 @@ pub fn diagram(traces: &[Trace], title: &str, max_steps: Option<usize>) -> Diagr
         }
         if !progress {
             // No send for some receipt: draw the first such one without its arrow.
-            if let Some((node, steps, restored)) =
-                cursors.iter_mut().find(|(_, s, _)| !s.as_slice().is_empty())
+            if let Some((node, steps, restored)) = cursors
+                .iter_mut()
+                .find(|(_, s, _)| !s.as_slice().is_empty())
             {
                 let step = steps.next().expect("not empty");
                 d.step(*node, step.input.as_ref(), &step.outputs, *restored);
@@ -357,12 +372,19 @@ mod tests {
             let d = diagram(&traces(mode), "test", None);
             assert_eq!(d.nodes.len(), 3);
             assert_eq!(d.cuts.len(), 1, "{mode}");
-            assert!(d.cuts[0].points.iter().all(Option::is_some), "{mode}: every node recorded");
+            assert!(
+                d.cuts[0].points.iter().all(Option::is_some),
+                "{mode}: every node recorded"
+            );
             assert!(
                 d.messages.iter().all(|m| m.to.is_some()),
                 "{mode}: every message received"
             );
-            let markers = d.messages.iter().filter(|m| m.kind == MsgKind::Marker).count();
+            let markers = d
+                .messages
+                .iter()
+                .filter(|m| m.kind == MsgKind::Marker)
+                .count();
             assert_eq!(markers, 6, "{mode}");
             for events in &d.events {
                 // Every node ends having delivered both writes (n0's and n2's).
@@ -390,7 +412,10 @@ mod tests {
                 assert_eq!(crosses, !m.recorded.is_empty(), "{mode}: {}", m.label);
                 recorded += m.recorded.len();
             }
-            assert!(recorded > 0, "{mode}: the writes were in flight at n1's record point");
+            assert!(
+                recorded > 0,
+                "{mode}: the writes were in flight at n1's record point"
+            );
         }
     }
 
