@@ -28,7 +28,7 @@
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses.
 
-use crate::adapter::{self, arm, describe_action, describe_wire, Channels, Step};
+use crate::adapter::{self, arm, Channels, Step};
 use crate::verdict::Explained;
 use clap::ValueEnum;
 use gsmo_spec::kv::{Op, Resolution};
@@ -39,7 +39,7 @@ use gsmo_spec::properties::{
     integrity, total_order, Event, Violation,
 };
 use gsmo_spec::sim::Cluster;
-use gsmo_spec::snapshot::{Envelope, Recorder, SnapshotId};
+use gsmo_spec::snapshot::{Recorder, SnapshotId};
 use stateright::actor::{Actor, ActorModel, ActorModelState, Id, Out};
 use stateright::{Expectation, Model};
 use std::borrow::Cow;
@@ -339,15 +339,7 @@ impl Actor for Replica {
         let s = state.to_mut();
         match step {
             Step::Write => {
-                let k = s.node.state().multicast.sent() + 1;
-                let op = Op::Set {
-                    key: KEY.to_vec(),
-                    value: format!("{}.{k}", usize::from(id)).into_bytes(),
-                };
-                let input = Input::Client {
-                    req: k,
-                    cmd: Command::Write(op),
-                };
+                let input = write_input(usize::from(id), s.node.state().multicast.sent() + 1);
                 self.handle(s, input, o);
                 if s.node.state().multicast.sent() < self.writes {
                     arm(o, Step::Write);
@@ -377,6 +369,18 @@ impl Actor for Replica {
             msg,
         };
         self.handle(state.to_mut(), input, o);
+    }
+}
+
+/// Replica `me`'s `k`-th client write: `SET x <me>.<k>`.
+pub fn write_input(me: usize, k: u64) -> Input {
+    let op = Op::Set {
+        key: KEY.to_vec(),
+        value: format!("{me}.{k}").into_bytes(),
+    };
+    Input::Client {
+        req: k,
+        cmd: Command::Write(op),
     }
 }
 
@@ -506,10 +510,7 @@ impl Explained for KvModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, |m: &PeerMsg| match m {
-            Envelope::Msg { seq, body } => format!("#{seq} {}", describe_wire(body)),
-            Envelope::Marker { id } => format!("marker {id}"),
-        })
+        crate::display::action(action, crate::display::kv_msg)
     }
 }
 

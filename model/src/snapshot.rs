@@ -27,7 +27,7 @@
 //! loses money in flight; `reordering` channels let a marker overtake a transfer
 //! and the cut break; `lossy` channels lose markers, so snapshots never finish.
 
-use crate::adapter::{self, arm, describe_action, Channels, Step};
+use crate::adapter::{self, arm, Channels, Step};
 use crate::verdict::Explained;
 use gsmo_spec::bank::{Account, AccountEvent, Transfer};
 use gsmo_spec::properties::{
@@ -535,10 +535,7 @@ impl Explained for SnapshotModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, |w: &Wire| match w {
-            Envelope::Msg { seq, body } => format!("transfer #{seq} of {}", body.0),
-            Envelope::Marker { id } => format!("marker {id}"),
-        })
+        crate::display::action(action, crate::display::bank_msg)
     }
 }
 

@@ -7,7 +7,7 @@
 //! shortened). A vector is `[1,0,2]`, a message id `n0#1`, a snapshot id `0-1`.
 
 use gsmo_spec::kv::{KvStore, Op, Write};
-use gsmo_spec::multicast::{isis, sequencer, Wire};
+use gsmo_spec::multicast::{isis, sequencer, MsgId, Wire};
 use gsmo_spec::node::PeerMsg;
 use gsmo_spec::snapshot::Envelope;
 use std::fmt::Write as _;
@@ -111,16 +111,21 @@ pub fn wire_short<P>(w: &Wire<P>) -> String {
     }
 }
 
+/// The multicast message a data message carries (`None`: bookkeeping).
+pub fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
+    match w {
+        Wire::Fifo(m) => Some(m.id),
+        Wire::Causal(m) => Some(m.id),
+        Wire::Sequencer(sequencer::Msg::Data { id, .. })
+        | Wire::Isis(isis::Msg::Data { id, .. }) => Some(*id),
+        _ => None,
+    }
+}
+
 /// Whether a multicast message carries the application's data (rather than
 /// the ordering protocol's bookkeeping: orders, proposals, agreements).
 pub fn is_data<P>(w: &Wire<P>) -> bool {
-    matches!(
-        w,
-        Wire::Fifo(_)
-            | Wire::Causal(_)
-            | Wire::Sequencer(sequencer::Msg::Data { .. })
-            | Wire::Isis(isis::Msg::Data { .. })
-    )
+    data_id(w).is_some()
 }
 
 /// A framed channel message: the body as `body` says, or `marker 0-1`.

@@ -12,7 +12,7 @@
 
 use crate::spacetime::{At, Builder, Diagram, Kind, MsgKind};
 use crate::text;
-use gsmo_spec::multicast::{isis, sequencer, MsgId, Wire};
+use gsmo_spec::multicast::MsgId;
 use gsmo_spec::node::{Command, Input, Output, PeerMsg};
 use gsmo_spec::snapshot::Envelope;
 use gsmo_spec::trace::{Start, Trace};
@@ -26,17 +26,6 @@ pub struct Drawer {
     b: Builder,
     /// Per node, writes delivered from each origin so far.
     delivered: Vec<Vec<u64>>,
-}
-
-/// The multicast message a data message carries.
-fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
-    match w {
-        Wire::Fifo(m) => Some(m.id),
-        Wire::Causal(m) => Some(m.id),
-        Wire::Sequencer(sequencer::Msg::Data { id, .. })
-        | Wire::Isis(isis::Msg::Data { id, .. }) => Some(*id),
-        _ => None,
-    }
 }
 
 /// A peer message's arrow: its kind, short label, full label and channel position.
@@ -145,7 +134,7 @@ impl Drawer {
                     Envelope::Marker { id } => {
                         (Kind::Receive, format!("marker {id} from n{from}"), None)
                     }
-                    Envelope::Msg { seq, body } => match data_id(body) {
+                    Envelope::Msg { seq, body } => match text::data_id(body) {
                         Some(id) if delivered_now(id) => (Kind::Deliver, String::new(), Some(*seq)),
                         Some(id) => (Kind::HeldBack, format!("held {id}"), Some(*seq)),
                         None => (
@@ -161,7 +150,7 @@ impl Drawer {
                 let c = self.clock(node);
                 self.b.set_clock(at, c);
                 let id = match msg {
-                    Envelope::Msg { body, .. } => data_id(body),
+                    Envelope::Msg { body, .. } => text::data_id(body),
                     Envelope::Marker { .. } => None,
                 };
                 if let Some(id) = id {
