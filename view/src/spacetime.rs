@@ -372,7 +372,8 @@ pub fn svg(d: &Diagram) -> String {
     let x = |i: usize| LEFT + COL * i as f64 + 20.0;
     let y = |row: usize| TOP + ROW * row as f64 + ROW / 2.0;
     let bottom = y(body_rows) - ROW / 2.0;
-    let width = LEFT + COL * n.saturating_sub(1) as f64 + LABEL_ROOM + 40.0;
+    // Wide enough for the legend, however few the nodes.
+    let width = (LEFT + COL * n.saturating_sub(1) as f64 + LABEL_ROOM + 40.0).max(760.0);
     let height = bottom + 64.0;
     let at = |a: At| (x(a.node), y(rows[a.node][a.event]));
     let mut s = String::new();
