@@ -221,3 +221,95 @@ impl Presented for TotalModel {
         picture::multicast(title, &self.actors, steps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CausalCfg, KvCfg, SnapshotCfg, TotalCfg};
+    use gsmo_spec::multicast::Mode;
+    use stateright::Checker;
+
+    /// Walks `e` from its first initial state: a snapshot first (if it has
+    /// them), then always the first action that leads somewhere. Checks every
+    /// label is readable and every wrapped property agrees with the model's
+    /// own; returns the picture of the whole path.
+    fn walk<M: Presented>(e: &Explorer<M>) -> String
+    where
+        M::State: Clone + Hash + PartialEq,
+        M::Action: Clone + Debug + PartialEq,
+    {
+        let mut state = e.init_states().remove(0);
+        let mut actions_taken = Vec::new();
+        for _ in 0..60 {
+            let mut actions = Vec::new();
+            e.actions(&state, &mut actions);
+            let choice = actions
+                .iter()
+                .position(|a| {
+                    actions_taken.is_empty() && e.format_action(a).ends_with("starts a snapshot")
+                })
+                .into_iter()
+                .chain(0..actions.len())
+                .find(|&k| {
+                    e.next_state(&state, actions[k].clone())
+                        .is_some_and(|s| e.within_boundary(&s))
+                });
+            let Some(k) = choice else { break };
+            let a = actions[k].clone();
+            let label = e.format_action(&a);
+            assert!(!label.contains("Id(") && !label.contains("Msg"), "{label}");
+            let outcome = e.format_step(&state, a.clone()).unwrap();
+            assert!(
+                !outcome.contains("Arc") && !outcome.contains('{'),
+                "{outcome}"
+            );
+            state = e.next_state(&state, a.clone()).unwrap();
+            actions_taken.push(a);
+            for (wrapped, inner) in e.properties().iter().zip(&e.properties) {
+                assert_eq!(
+                    (wrapped.condition)(e, &state),
+                    (inner.condition)(&e.model, &state.0),
+                    "{}",
+                    inner.name
+                );
+            }
+        }
+        let init = e.init_states().remove(0);
+        let path = Path::from_actions(e, init, &actions_taken).expect("a path");
+        e.as_svg(path).unwrap()
+    }
+
+    #[test]
+    fn every_model_is_drawn_with_its_timelines_and_cuts() {
+        for mode in Mode::ALL {
+            let svg = walk(&Explorer::new(KvCfg::new(mode).into_model()));
+            assert_eq!(svg.matches("class='timeline'").count(), 2, "{mode}");
+            assert!(
+                svg.contains("<polyline class='cut' data-snapshot='0-1'"),
+                "{mode}: {svg}"
+            );
+        }
+        let svg = walk(&Explorer::new(SnapshotCfg::default().into_model()));
+        assert!(
+            svg.contains("<polyline class='cut' data-snapshot='0-1'"),
+            "{svg}"
+        );
+        assert!(svg.contains("bal "), "{svg}");
+        let svg = walk(&Explorer::new(CausalCfg::default().into_model()));
+        assert_eq!(svg.matches("class='timeline'").count(), 3, "{svg}");
+        let svg = walk(&Explorer::new(TotalCfg::new(Mode::TotalIsis).into_model()));
+        assert!(
+            svg.contains("msg control"),
+            "ISIS proposals and agreements: {svg}"
+        );
+        assert!(svg.contains("class='held'"), "ISIS holds data back: {svg}");
+    }
+
+    #[test]
+    fn the_wrapper_explores_the_same_space() {
+        let inner = CausalCfg::default().into_model();
+        let checker = Explorer::new(inner).checker().spawn_bfs().join();
+        checker.assert_properties();
+        assert_eq!(checker.unique_state_count(), 690);
+    }
+}
