@@ -584,7 +584,7 @@ pub fn svg(d: &Diagram) -> String {
 pub fn html(d: &Diagram) -> String {
     format!(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>{}</title></head>\
-         <body style='margin:0;background:#fff'>{}</body></html>\n",
+         <body style='margin:0;background:#fff'><div style='display:flow-root'>{}</div></body></html>\n",
         escape(&d.title),
         svg(d)
     )
