@@ -38,6 +38,7 @@ Examples:
   # faults and conformance: random per-channel delay, a slow node, traces
   gsmo cluster --nodes 3 --mode causal --delay 0-20 --slow-node 2 --slow 5 --trace-dir traces
   gsmo trace check traces/n0.trace traces/n1.trace traces/n2.trace
+  gsmo trace show traces/*.trace --svg run.svg      # the run as a space-time diagram
 
   # the same by hand, one terminal per node
   gsmo node --id 0 --cluster 3 --mode causal
@@ -157,6 +158,23 @@ enum TraceCmd {
         /// The cluster had settled: also require every message delivered everywhere.
         #[arg(long)]
         quiescent: bool,
+    },
+    /// Draw the traces as a space-time diagram: a timeline per node, messages
+    /// as arrows, held-back receipts, delivery vectors, each snapshot's cut and
+    /// the messages it recorded in flight.
+    Show {
+        /// One trace per node (from `--trace` / `--trace-dir`), any order.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// Write the diagram as SVG to FILE.
+        #[arg(long, value_name = "FILE", required_unless_present = "html")]
+        svg: Option<PathBuf>,
+        /// Write the diagram as a standalone HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Draw only each trace's first N steps (long runs make tall pictures).
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
     },
 }
 
@@ -670,6 +688,12 @@ async fn main() -> std::process::ExitCode {
         Cmd::Trace(TraceCmd::Check { traces, quiescent }) => {
             tracecheck::check_traces(&traces, quiescent)
         }
+        Cmd::Trace(TraceCmd::Show {
+            traces,
+            svg,
+            html,
+            steps,
+        }) => tracecheck::show_traces(&traces, svg.as_deref(), html.as_deref(), steps),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

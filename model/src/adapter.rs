@@ -1,16 +1,17 @@
 //! The thin layer between the spec's pure transition functions and stateright.
 //!
 //! Nothing here decides anything about a protocol: it turns spec effects into
-//! stateright `Out` commands, picks the network the spec is run on, and prints
-//! actions so a counterexample reads as a story. Every model file builds on it.
+//! stateright `Out` commands and picks the network the spec is run on (how a
+//! step reads to a person is [`crate::display`]'s). Every model file builds on it.
 
-use gsmo_spec::multicast::{self, Effect, Mode, Multicast, Wire};
+use gsmo_spec::multicast::{Effect, Mode, Multicast, Wire};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::SnapshotId;
-use stateright::actor::{model_timeout, Actor, ActorModelAction, Id, LossyNetwork, Network, Out};
+use gsmo_spec::NodeId;
+use stateright::actor::{model_timeout, Actor, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::{self, Debug, Display};
+use std::fmt::{self, Display};
 use std::hash::Hash;
 
 /// The channels a model runs on. The spec assumes reliable FIFO channels;
@@ -184,63 +185,6 @@ pub fn logs(states: &[std::sync::Arc<MulticasterState>]) -> Vec<&[Event]> {
 pub fn all_done(msgs: u64, states: &[std::sync::Arc<MulticasterState>]) -> bool {
     states.iter().all(|s| s.endpoint.sent() == msgs)
         && gsmo_spec::properties::all_delivered(&logs(states)).is_ok()
-}
-
-/// A multicast message in a line: `data n0#1 [1,0,0]`, `order n1#1 = 2`.
-pub fn describe_wire<P: Debug>(w: &Wire<P>) -> String {
-    use multicast::{isis, sequencer};
-    match w {
-        Wire::Fifo(m) => format!("data {}", m.id),
-        Wire::Causal(m) => format!("data {} ts {:?}", m.id, m.ts),
-        Wire::Sequencer(sequencer::Msg::Data { id, .. }) => format!("data {id}"),
-        Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("order {id} = {global}"),
-        Wire::Isis(isis::Msg::Data { id, .. }) => format!("data {id}"),
-        Wire::Isis(isis::Msg::Propose { id, priority }) => {
-            format!("propose {id} at {}.{}", priority.seq, priority.node)
-        }
-        Wire::Isis(isis::Msg::Agreed { id, priority }) => {
-            format!("agreed {id} at {}.{}", priority.seq, priority.node)
-        }
-    }
-}
-
-/// The application payload a multicast message carries, if it carries one.
-pub fn payload<P>(w: &Wire<P>) -> Option<&P> {
-    use multicast::{isis, sequencer};
-    match w {
-        Wire::Fifo(m) => Some(&m.payload),
-        Wire::Causal(m) => Some(&m.payload),
-        Wire::Sequencer(sequencer::Msg::Data { payload, .. })
-        | Wire::Isis(isis::Msg::Data { payload, .. }) => Some(payload),
-        _ => None,
-    }
-}
-
-/// One step of a counterexample, as a line a person reads.
-pub fn describe_action<Msg, R: Debug>(
-    action: &ActorModelAction<Msg, Step, R>,
-    msg: impl Fn(&Msg) -> String,
-) -> String {
-    let n = |id: &Id| format!("n{}", usize::from(*id));
-    match action {
-        ActorModelAction::Deliver { src, dst, msg: m } => {
-            format!("{} receives from {}: {}", n(dst), n(src), msg(m))
-        }
-        ActorModelAction::Drop(env) => {
-            format!(
-                "the network loses {} -> {}: {}",
-                n(&env.src),
-                n(&env.dst),
-                msg(&env.msg)
-            )
-        }
-        ActorModelAction::Timeout(id, step) => format!("{} {step}", n(id)),
-        ActorModelAction::Crash(id) => format!("{} crashes", n(id)),
-        ActorModelAction::Recover(id) => format!("{} recovers", n(id)),
-        ActorModelAction::SelectRandom { actor, random, .. } => {
-            format!("{} picks {random:?}", n(actor))
-        }
-    }
 }
 
 /// Every snapshot whose parts all actors have completed, parts in node order

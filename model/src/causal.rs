@@ -13,7 +13,7 @@
 //! the vector timestamps hold back whatever arrives early, so the model passes
 //! on the unordered network too.
 
-use crate::adapter::{self, describe_action, describe_wire, Channels, Multicaster};
+use crate::adapter::{self, Channels, Multicaster};
 use crate::verdict::Explained;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{causal_order, integrity, Violation};
@@ -126,7 +126,7 @@ impl Explained for CausalModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, describe_wire)
+        crate::display::action(action, crate::display::multicast_msg)
     }
 }
 

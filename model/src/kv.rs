@@ -38,7 +38,7 @@
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses.
 
-use crate::adapter::{self, arm, describe_action, describe_wire, payload, Channels, Step};
+use crate::adapter::{self, arm, Channels, Step};
 use crate::verdict::Explained;
 use clap::ValueEnum;
 use gsmo_spec::kv::{KvStore, Op, Reply, Resolution, Stamp, Write, INSUFFICIENT_FUNDS};
@@ -49,7 +49,7 @@ use gsmo_spec::properties::{
     integrity, total_order, Event, Violation,
 };
 use gsmo_spec::sim::Cluster;
-use gsmo_spec::snapshot::{Envelope, Recorder, SnapshotId};
+use gsmo_spec::snapshot::{Recorder, SnapshotId};
 use stateright::actor::{Actor, ActorModel, ActorModelState, Id, Out};
 use stateright::{Expectation, Model};
 use std::borrow::Cow;
@@ -535,6 +535,18 @@ impl Actor for Replica {
     }
 }
 
+/// Replica `me`'s `k`-th client write: `SET x <me>.<k>`.
+pub fn write_input(me: usize, k: u64) -> Input {
+    let op = Op::Set {
+        key: KEY.to_vec(),
+        value: format!("{me}.{k}").into_bytes(),
+    };
+    Input::Client {
+        req: k,
+        cmd: Command::Write(op),
+    }
+}
+
 pub type KvModel = ActorModel<Replica, KvCfg>;
 type State = ActorModelState<Replica>;
 /// A state of any model of [`Replica`]s, whatever its ghost history.
@@ -736,28 +748,6 @@ pub fn restores(parts: &[Part]) -> Result<(), Violation> {
     Ok(())
 }
 
-/// A peer message in a line, with the write a data message carries:
-/// `#1 data n0#1: TRANSFER acct:0 acct:1 1`.
-pub fn describe_peer_msg(m: &PeerMsg) -> String {
-    match m {
-        Envelope::Msg { seq, body } => match payload(body) {
-            Some(w) => format!("#{seq} {}: {}", describe_wire(body), describe_op(&w.op)),
-            None => format!("#{seq} {}", describe_wire(body)),
-        },
-        Envelope::Marker { id } => format!("marker {id}"),
-    }
-}
-
-/// A write as its Redis command.
-pub fn describe_op(op: &Op) -> String {
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    match op {
-        Op::Set { key, value } => format!("SET {} {}", s(key), s(value)),
-        Op::Transfer { from, to, amount } => format!("TRANSFER {} {} {amount}", s(from), s(to)),
-        other => format!("{other:?}"),
-    }
-}
-
 fn show(v: Option<&gsmo_spec::kv::Data>) -> String {
     v.map_or("(nil)".into(), |v| {
         String::from_utf8_lossy(&v.render()).into_owned()
@@ -794,7 +784,7 @@ impl Explained for KvModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, describe_peer_msg)
+        crate::display::action(action, crate::display::kv_msg)
     }
 }
 

@@ -12,11 +12,17 @@
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
-//! checker and explains what it found. The `check` binary drives them all.
+//! checker and explains what it found. [`display`] says actions and states in
+//! the words a person reads, [`picture`] draws a path as a space-time diagram,
+//! and [`explore`] wraps a model for stateright's web explorer with both. The
+//! `check` binary drives them all.
 
 pub mod adapter;
 pub mod causal;
+pub mod display;
+pub mod explore;
 pub mod kv;
+pub mod picture;
 pub mod snapshot;
 pub mod total;
 pub mod verdict;

@@ -30,9 +30,9 @@
 //! and the cut break; `lossy` channels lose markers, so snapshots never finish;
 //! `debit-only` is a `TRANSFER` that, short of funds, debits and credits nobody.
 
-use crate::adapter::{payload, Channels};
+use crate::adapter::Channels;
 use crate::kv::{
-    balances, complete_snapshots, conserved, cut, describe_peer_msg, opening_balances,
+    balances, complete_snapshots, conserved, cut, opening_balances,
     overdraft_tried, restores, terminated, transfer_to_next, Bugs, Replica, ReplicasState,
 };
 use crate::verdict::Explained;
@@ -282,7 +282,7 @@ fn transfer_in_flight(parts: &[Part]) -> bool {
         p.channels
             .iter()
             .flatten()
-            .any(|(_, w)| payload(w).is_some_and(|w| matches!(w.op, Op::Transfer { .. })))
+            .any(|(_, w)| w.payload().is_some_and(|w| matches!(w.op, Op::Transfer { .. })))
     })
 }
 
@@ -311,7 +311,7 @@ impl Explained for SnapshotModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        crate::adapter::describe_action(action, describe_peer_msg)
+        crate::display::action(action, crate::display::kv_msg)
     }
 }
 

@@ -15,7 +15,7 @@
 //! channels make the sequencer number a message twice, breaking integrity;
 //! `lossy` channels break "all delivered".
 
-use crate::adapter::{self, describe_action, describe_wire, Channels, Multicaster};
+use crate::adapter::{self, Channels, Multicaster};
 use crate::verdict::Explained;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{fifo_order, integrity, total_order};
@@ -173,7 +173,7 @@ impl Explained for TotalModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, describe_wire)
+        crate::display::action(action, crate::display::multicast_msg)
     }
 }
 

@@ -4,12 +4,13 @@
 use clap::{Args, Parser, Subcommand};
 use gsmo_model::adapter::Channels;
 use gsmo_model::causal::{CausalBug, CausalCfg};
+use gsmo_model::explore::{Explorer, Presented};
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
 use gsmo_model::total::{TotalBug, TotalCfg};
 use gsmo_model::verdict::{check, Explained, Outcome, Search, Strategy, Verdict};
 use gsmo_spec::multicast::Mode;
-use stateright::Expectation;
+use stateright::{Expectation, Model};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::process::ExitCode;
@@ -561,7 +562,7 @@ fn run(job: &Job) -> Verdict {
 
 fn explore<M>(model: M, addr: &str, threads: usize)
 where
-    M: Explained + Send + Sync + 'static,
+    M: Presented + Send + Sync + 'static,
     M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
     M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
 {
@@ -571,7 +572,7 @@ where
         std::process::exit(2);
     }
     println!("Explorer at http://{addr}/ (Ctrl-C to stop)");
-    let _ = model.checker().threads(threads).serve(addr);
+    let _ = Explorer::new(model).checker().threads(threads).serve(addr);
 }
 
 /// The default sweep: every model at its default configuration.

@@ -1,0 +1,235 @@
+//! The one text language in which gsmo shows its messages and states to a
+//! person: `check`'s counterexamples, the explorer's actions and states, and
+//! the labels of every space-time diagram all call these functions.
+//!
+//! Keys and values are bytes; they are shown as text (lossy UTF-8, control
+//! characters escaped, quoted when they would otherwise be ambiguous, long ones
+//! shortened). A vector is `[1,0,2]`, a message id `n0#1`, a snapshot id `0-1`.
+
+use gsmo_spec::kv::{KvStore, Op, Write};
+use gsmo_spec::multicast::{isis, sequencer, MsgId, Wire};
+use gsmo_spec::node::PeerMsg;
+use gsmo_spec::snapshot::Envelope;
+use std::fmt::Write as _;
+
+/// Longest key or value shown whole; longer ones end in `…(N bytes)`.
+pub const MAX_BYTES: usize = 24;
+/// Most keys a store summary lists before `… (N keys)`.
+pub const MAX_KEYS: usize = 6;
+
+/// A key or value as text: `x`, `0.1`, `"hello world"`, `"a\nb"`, `""`.
+pub fn bytes(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    let mut shown: String = text.chars().take(MAX_BYTES).collect();
+    let cut = shown.len() < text.len();
+    let plain = !shown.is_empty()
+        && shown
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '"' | '=' | '\\'));
+    if !plain {
+        shown = format!("\"{}\"", shown.escape_debug());
+    }
+    if cut {
+        let _ = write!(shown, "…({} bytes)", b.len());
+    }
+    shown
+}
+
+/// A vector of counts: `[1,0,2]`.
+pub fn vector(v: &[u64]) -> String {
+    let parts: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// A client write in Redis's words: `SET x=0.1`, `DEL a b`, `TRANSFER a b 30`.
+pub fn op(op: &Op) -> String {
+    match op {
+        Op::Set { key, value } => format!("SET {}={}", bytes(key), bytes(value)),
+        Op::MSet { pairs } => {
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", bytes(k), bytes(v)))
+                .collect();
+            format!("MSET {}", pairs.join(" "))
+        }
+        Op::Del { keys } => {
+            let keys: Vec<String> = keys.iter().map(|k| bytes(k)).collect();
+            format!("DEL {}", keys.join(" "))
+        }
+        Op::IncrBy { key, delta } => format!("INCRBY {} {delta}", bytes(key)),
+        Op::Transfer { from, to, amount } => {
+            format!("TRANSFER {} {} {amount}", bytes(from), bytes(to))
+        }
+    }
+}
+
+/// A replicated write (its stamp orders last-writer-wins; the op is what a person reads).
+pub fn write(w: &Write) -> String {
+    op(&w.op)
+}
+
+/// A multicast message, its payload shown by `payload` (empty: left out):
+/// `data n0#1 SET x=0.1  [1,0]`, `order n0#1 = 2`, `propose n0#1 at 1.2`.
+pub fn wire<P>(w: &Wire<P>, payload: impl Fn(&P) -> String) -> String {
+    let data = |id, p: &P| {
+        let p = payload(p);
+        if p.is_empty() {
+            format!("data {id}")
+        } else {
+            format!("data {id} {p}")
+        }
+    };
+    match w {
+        Wire::Fifo(m) => data(m.id, &m.payload),
+        Wire::Causal(m) => format!("{}  {}", data(m.id, &m.payload), vector(m.ts.entries())),
+        Wire::Sequencer(sequencer::Msg::Data { id, payload }) => data(*id, payload),
+        Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("order {id} = {global}"),
+        Wire::Isis(isis::Msg::Data { id, payload }) => data(*id, payload),
+        Wire::Isis(isis::Msg::Propose { id, priority }) => {
+            format!("propose {id} at {}.{}", priority.seq, priority.node)
+        }
+        Wire::Isis(isis::Msg::Agreed { id, priority }) => {
+            format!("agreed {id} at {}.{}", priority.seq, priority.node)
+        }
+    }
+}
+
+/// The few characters an arrow carries: `n0#1`, `ord n0#1=2`, `agr n0#1`.
+pub fn wire_short<P>(w: &Wire<P>) -> String {
+    match w {
+        Wire::Fifo(m) => m.id.to_string(),
+        Wire::Causal(m) => m.id.to_string(),
+        Wire::Sequencer(sequencer::Msg::Data { id, .. }) => id.to_string(),
+        Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("ord {id}={global}"),
+        Wire::Isis(isis::Msg::Data { id, .. }) => id.to_string(),
+        Wire::Isis(isis::Msg::Propose { id, priority }) => {
+            format!("prop {id} {}.{}", priority.seq, priority.node)
+        }
+        Wire::Isis(isis::Msg::Agreed { id, priority }) => {
+            format!("agr {id} {}.{}", priority.seq, priority.node)
+        }
+    }
+}
+
+/// The multicast message a data message carries (`None`: bookkeeping).
+pub fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
+    match w {
+        Wire::Fifo(m) => Some(m.id),
+        Wire::Causal(m) => Some(m.id),
+        Wire::Sequencer(sequencer::Msg::Data { id, .. })
+        | Wire::Isis(isis::Msg::Data { id, .. }) => Some(*id),
+        _ => None,
+    }
+}
+
+/// Whether a multicast message carries the application's data (rather than
+/// the ordering protocol's bookkeeping: orders, proposals, agreements).
+pub fn is_data<P>(w: &Wire<P>) -> bool {
+    data_id(w).is_some()
+}
+
+/// A framed channel message: the body as `body` says, or `marker 0-1`.
+pub fn envelope<M>(e: &Envelope<M>, body: impl Fn(&M) -> String) -> String {
+    match e {
+        Envelope::Msg { body: b, .. } => body(b),
+        Envelope::Marker { id } => format!("marker {id}"),
+    }
+}
+
+/// What replicas send each other: `data n0#1 SET x=0.1  [1,0]`, `marker 0-1`.
+pub fn peer_msg(m: &PeerMsg) -> String {
+    envelope(m, |w| wire(w, write))
+}
+
+/// A store as `x=0.1 y=2`, `(empty)`, or its first keys and `… (N keys)`.
+pub fn store(kv: &KvStore) -> String {
+    if kv.is_empty() {
+        return "(empty)".into();
+    }
+    let mut shown: Vec<String> = kv
+        .iter()
+        .take(MAX_KEYS)
+        .map(|(k, v)| format!("{}={}", bytes(k), bytes(v)))
+        .collect();
+    if kv.len() > MAX_KEYS {
+        shown.push(format!("… ({} keys)", kv.len()));
+    }
+    shown.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gsmo_spec::clock::VectorClock;
+    use gsmo_spec::kv::Stamp;
+    use gsmo_spec::multicast::{causal, MsgId};
+    use gsmo_spec::snapshot::SnapshotId;
+
+    #[test]
+    fn keys_and_values_read_as_text() {
+        assert_eq!(bytes(b"x"), "x");
+        assert_eq!(bytes(b"0.1"), "0.1");
+        assert_eq!(bytes(b""), "\"\"");
+        assert_eq!(bytes(b"hello world"), "\"hello world\"");
+        assert_eq!(bytes(b"a\nb"), "\"a\\nb\"");
+        assert_eq!(bytes(b"a=b"), "\"a=b\"");
+        assert_eq!(bytes(&[0xff, b'a']), "\u{fffd}a");
+        let long = vec![b'v'; 100];
+        assert_eq!(
+            bytes(&long),
+            format!("{}…(100 bytes)", "v".repeat(MAX_BYTES))
+        );
+    }
+
+    #[test]
+    fn messages_read_like_the_lecture() {
+        let set = Write {
+            stamp: Stamp {
+                lamport: 1,
+                node: 0,
+            },
+            op: Op::Set {
+                key: b"x".to_vec(),
+                value: b"0.1".to_vec(),
+            },
+        };
+        let id = MsgId { origin: 0, seq: 1 };
+        let m: PeerMsg = Envelope::Msg {
+            seq: 1,
+            body: Wire::Causal(causal::Msg {
+                id,
+                ts: VectorClock::from_entries(vec![1, 0]),
+                payload: set,
+            }),
+        };
+        assert_eq!(peer_msg(&m), "data n0#1 SET x=0.1  [1,0]");
+        let marker: PeerMsg = Envelope::Marker {
+            id: SnapshotId {
+                initiator: 0,
+                seq: 1,
+            },
+        };
+        assert_eq!(peer_msg(&marker), "marker 0-1");
+        let order: Wire<()> = Wire::Sequencer(sequencer::Msg::Order { id, global: 2 });
+        assert_eq!(wire(&order, |_| String::new()), "order n0#1 = 2");
+        assert_eq!(wire_short(&order), "ord n0#1=2");
+        assert!(!is_data(&order));
+    }
+
+    #[test]
+    fn ops_read_like_redis() {
+        let op = Op::MSet {
+            pairs: vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+            ],
+        };
+        assert_eq!(super::op(&op), "MSET a=1 b=2");
+        let t = Op::Transfer {
+            from: b"acct:alice".to_vec(),
+            to: b"acct:bob".to_vec(),
+            amount: 30,
+        };
+        assert_eq!(super::op(&t), "TRANSFER acct:alice acct:bob 30");
+    }
+}
