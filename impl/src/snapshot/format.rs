@@ -11,17 +11,23 @@
 //! 24      ...   payload: bincode 2 (standard config, serde) of PartFile / PartSummary / Manifest
 //! ```
 //! Readers check magic, version, length and checksum before decoding and name
-//! the file in every error. `tests/data/v1/` holds golden files of version 1,
-//! decoded field by field by `tests/format_v1.rs`, so a change to a spec type
-//! that would change these bytes fails a test instead of old files.
+//! the file in every error. `tests/data/v<N>/` holds golden files of each
+//! version, decoded field by field by `tests/format_v1.rs`, so a change to a
+//! spec type that would change these bytes fails a test instead of old files.
+//!
+//! Versions: 1 stored a strings-only K/V store (read through [`super::v1`] and
+//! upgraded); 2 stores typed values (strings, lists, sets, hashes, sorted
+//! sets). Only the part payload changed: summaries and manifests have one
+//! layout under both, and are written with the current version like parts.
 //!
 //! Changing the format: bump [`FORMAT_VERSION`], keep the old payload types in
-//! a `v<N>` module, and add an arm to the `match` in [`read_part`],
-//! [`read_summary`] and [`read_manifest`] that decodes the old type and
+//! a `v<N>` module, and add an arm to the `match` in [`decode_part`],
+//! [`decode_summary`] and [`decode_manifest`] that decodes the old type and
 //! converts it. Nothing else reads a payload.
 
 use super::error::{io_err, StoreError};
 use super::manifest::{Manifest, PartSummary};
+use super::v1::PartFileV1;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::Part;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -32,7 +38,7 @@ pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
 pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
 /// The version this build writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 24;
 /// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
 /// larger one is refused before any allocation.
@@ -52,11 +58,17 @@ pub struct PartFile {
 
 /// The whole file image of `value` under `magic`, in the current version.
 pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
+    encode_file_as(magic, FORMAT_VERSION, value)
+}
+
+/// The file image of `value` under `magic` with header `version`: for tests
+/// that rebuild an old version's file from its `v<N>` payload type.
+pub fn encode_file_as<T: Serialize>(magic: &[u8; 8], version: u16, value: &T) -> Vec<u8> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .expect("in-memory encoding cannot fail");
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(magic);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -111,7 +123,9 @@ pub fn check_image<'a>(
     Ok((version, payload))
 }
 
-fn decode_payload<T: DeserializeOwned>(path: &Path, payload: &[u8]) -> Result<T, StoreError> {
+/// Decodes one payload as `T`, refusing trailing bytes. Public so tests can
+/// read an old version's payload as its `v<N>` type.
+pub fn decode_payload<T: DeserializeOwned>(path: &Path, payload: &[u8]) -> Result<T, StoreError> {
     let path_buf = || path.to_path_buf();
     // The limit stops a crafted length field from claiming more than a file may hold.
     let config = bincode::config::standard().with_limit::<{ MAX_FILE_BYTES as usize }>();
@@ -139,23 +153,24 @@ fn unsupported(path: &Path, found: u16) -> StoreError {
 /// Decodes a part file image (the whole file).
 pub fn decode_part(path: &Path, bytes: &[u8]) -> Result<PartFile, StoreError> {
     match check_image(path, PART_MAGIC, bytes)? {
-        (1, payload) => decode_payload(path, payload),
+        (1, payload) => decode_payload(path, payload).map(PartFileV1::upgrade),
+        (2, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }
 
-/// Decodes a part summary file image.
+/// Decodes a part summary file image (one layout in versions 1 and 2).
 pub fn decode_summary(path: &Path, bytes: &[u8]) -> Result<PartSummary, StoreError> {
     match check_image(path, INFO_MAGIC, bytes)? {
-        (1, payload) => decode_payload(path, payload),
+        (1 | 2, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }
 
-/// Decodes a manifest file image.
+/// Decodes a manifest file image (one layout in versions 1 and 2).
 pub fn decode_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, StoreError> {
     match check_image(path, MANIFEST_MAGIC, bytes)? {
-        (1, payload) => decode_payload(path, payload),
+        (1 | 2, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }

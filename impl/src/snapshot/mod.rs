@@ -20,6 +20,7 @@ pub mod error;
 pub mod format;
 pub mod manifest;
 pub mod store;
+pub mod v1;
 pub mod verify;
 
 pub use error::StoreError;

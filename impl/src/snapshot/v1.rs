@@ -2,8 +2,10 @@
 //! string, so a version-1 store is `key -> (string or tombstone, stamp)`.
 //! Everything else in a part (clocks, hold-back queue, channel contents)
 //! decodes as today: write operations only gained variants, at the end.
+//! [`super::format::decode_part`] is the one caller; summaries and manifests
+//! did not change between versions 1 and 2.
 
-use crate::store::PartFile;
+use super::format::PartFile;
 use gsmo_spec::clock::LamportClock;
 use gsmo_spec::kv::{KvStore, Stamp, Write};
 use gsmo_spec::multicast::{Mode, Multicast, Wire};
@@ -75,22 +77,10 @@ impl PartFileV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{read_part, PART_MAGIC};
+    use crate::snapshot::format::{encode_file_as, read_part, PART_MAGIC};
     use gsmo_spec::kv::Op;
     use gsmo_spec::node::Command;
     use gsmo_spec::sim::Cluster;
-
-    /// A version-1 part file, byte for byte as gsmo 1 wrote it.
-    fn v1_image(file: &PartFileV1) -> Vec<u8> {
-        let payload = bincode::serde::encode_to_vec(file, bincode::config::standard()).unwrap();
-        let mut out = PART_MAGIC.to_vec();
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        out
-    }
 
     #[test]
     fn a_version_1_part_reads_as_today_with_string_values() {
@@ -137,7 +127,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part-0.gsmo");
-        std::fs::write(&path, v1_image(&old)).unwrap();
+        std::fs::write(&path, encode_file_as(PART_MAGIC, 1, &old)).unwrap();
         let read = read_part(&path).unwrap();
         assert_eq!(read.recorded_unix_ms, 7);
         assert_eq!(read.part.state.kv.get(b"a"), Some(&b"1".to_vec()));
