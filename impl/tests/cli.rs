@@ -161,6 +161,7 @@ fn trace_check_refuses_an_incomplete_set_of_traces() {
             node,
             n: 3,
             mode: Mode::TotalSequencer,
+            limits: Default::default(),
         };
         let mut w = TraceWriter::create(&path(node), &start).unwrap();
         w.flush().unwrap();

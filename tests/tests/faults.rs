@@ -11,7 +11,7 @@
 //! generous slack for a loaded machine) is what the feature promises: no
 //! client ever hangs.
 
-use gsmo_node::store::{SnapshotStore, Status};
+use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_tests::{check_ordering, gsmo, test_seed, Launch, TestCluster};

@@ -146,7 +146,7 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
     let genuine = as_n2.clone().with_secret(secret);
     let (offered, accepted) = tokio::join!(
         handshake::offer(&mut dialer, &genuine),
-        handshake::accept(&mut stand_in, &ours, |_| Ok(()))
+        handshake::accept(&mut stand_in, &ours, |_| async { Ok((0, ())) })
     );
     offered.unwrap();
     accepted.unwrap();

@@ -60,6 +60,13 @@ pub fn op(op: &Op) -> String {
         Op::Transfer { from, to, amount } => {
             format!("TRANSFER {} {} {amount}", bytes(from), bytes(to))
         }
+        Op::Push { key, values, left } => {
+            let values: Vec<String> = values.iter().map(|v| bytes(v)).collect();
+            let cmd = if *left { "LPUSH" } else { "RPUSH" };
+            format!("{cmd} {} {}", bytes(key), values.join(" "))
+        }
+        // The rarer commands, as the spec spells them.
+        other => format!("{other:?}"),
     }
 }
 
@@ -133,6 +140,9 @@ pub fn envelope<M>(e: &Envelope<M>, body: impl Fn(&M) -> String) -> String {
     match e {
         Envelope::Msg { body: b, .. } => body(b),
         Envelope::Marker { id } => format!("marker {id}"),
+        Envelope::Abort { id, by, reason } => format!("abort {id} by n{by} ({reason})"),
+        Envelope::Stored { id, part } => format!("part {id} of n{} stored", part.node),
+        Envelope::Committed { id, .. } => format!("commit {id}"),
     }
 }
 
@@ -149,7 +159,7 @@ pub fn store(kv: &KvStore) -> String {
     let mut shown: Vec<String> = kv
         .iter()
         .take(MAX_KEYS)
-        .map(|(k, v)| format!("{}={}", bytes(k), bytes(v)))
+        .map(|(k, v)| format!("{}={}", bytes(k), bytes(&v.render())))
         .collect();
     if kv.len() > MAX_KEYS {
         shown.push(format!("… ({} keys)", kv.len()));
