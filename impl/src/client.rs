@@ -172,7 +172,7 @@ async fn read_requests(
                         Pending::Wait(answer, permit)
                     }
                 }
-            }
+            },
             Err(RespError::Protocol(e)) => {
                 debug!(client = %who, "closing client connection: Protocol error: {e}");
                 Pending::Close(resp::error(format!("ERR Protocol error: {e}")))

@@ -81,10 +81,15 @@ pub const FRESH: &str = "fresh";
 /// then the verdict on the dialer's proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
-    Challenge { nonce: Nonce, proof: Vec<u8> },
+    Challenge {
+        nonce: Nonce,
+        proof: Vec<u8>,
+    },
     /// Admitted; the acceptor delivered the dialer's frames through `delivered`
     /// (the resume point of the dialer's link, see `gsmo_spec::link`).
-    Welcome { delivered: u64 },
+    Welcome {
+        delivered: u64,
+    },
     Refused(String),
 }
 
@@ -610,9 +615,13 @@ mod tests {
             .write_all(&recorded_dialer_bytes(&dialer))
             .await
             .unwrap();
-        let accepted = accept(&mut server, &ours, |_| -> std::future::Ready<Result<(u64, ()), Refusal>> {
-            panic!("a replay must not reach admit")
-        })
+        let accepted = accept(
+            &mut server,
+            &ours,
+            |_| -> std::future::Ready<Result<(u64, ()), Refusal>> {
+                panic!("a replay must not reach admit")
+            },
+        )
         .await;
         assert!(
             matches!(

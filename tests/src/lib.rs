@@ -7,9 +7,9 @@
 //! no sleeps stand in for synchronisation. Processes are killed on drop.
 //!
 //! The `gsmo` binary under test is the one these tests were compiled with:
-//! once per test process, [`gsmo_bin`] runs `cargo build -p gsmo-node --bin
-//! gsmo` in the test's own profile and target directory (a no-op when it is
-//! fresh), so `cargo test -p gsmo-tests` alone never tests a stale binary.
+//! once per test process, [`gsmo_bin`] runs `cargo test --workspace --no-run`
+//! (which builds `gsmo`) in the test's own profile and target directory (a
+//! no-op when it is fresh), so `cargo test -p gsmo-tests` alone never tests a stale binary.
 //! `$GSMO_BIN` overrides it.
 //!
 //! Every external command has a deadline ([`run_bounded`]): one that hangs is
@@ -71,7 +71,10 @@ fn build_gsmo() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "gsmo-node", "--bin", "gsmo"])
+    // The same build `cargo test --workspace` makes (dev-dependency features
+    // unified), so under the README's command this is a no-op instead of a
+    // second build of every dependency with other features.
+    cmd.args(["test", "--quiet", "--workspace", "--no-run"])
         .args(["--profile", profile])
         .arg("--manifest-path")
         .arg(&manifest)

@@ -103,7 +103,8 @@ async fn a_real_run_is_drawn_with_its_cut() {
 
     // The picture's recorded messages are exactly those crossing the cut.
     let traces =
-        gsmo_node::tracecheck::load_traces(&paths.iter().map(Into::into).collect::<Vec<_>>()).unwrap();
+        gsmo_node::tracecheck::load_traces(&paths.iter().map(Into::into).collect::<Vec<_>>())
+            .unwrap();
     let d = gsmo_view::trace::diagram(&traces, "run", None);
     let cut: Vec<usize> = d.cuts[0].points.iter().map(|p| p.unwrap()).collect();
     let mut recorded = 0;

@@ -39,7 +39,9 @@ fn arrow(msg: &PeerMsg) -> (MsgKind, String, String, Option<u64>) {
             None,
         ),
         // The end of a snapshot (abort, stored part, commit): snapshot control.
-        Envelope::Abort { id, .. } | Envelope::Stored { id, .. } | Envelope::Committed { id, .. } => (
+        Envelope::Abort { id, .. }
+        | Envelope::Stored { id, .. }
+        | Envelope::Committed { id, .. } => (
             MsgKind::Marker,
             format!("S {id}"),
             text::peer_msg(msg),
@@ -266,7 +268,11 @@ impl Drawer {
                     }
                 }
                 Output::SnapshotAborted { id, by, reason } => {
-                    let at = self.event(node, Kind::Local, format!("{id} aborted by n{by}: {reason}"));
+                    let at = self.event(
+                        node,
+                        Kind::Local,
+                        format!("{id} aborted by n{by}: {reason}"),
+                    );
                     made.push(at);
                 }
                 Output::Multicast { .. } | Output::Reply { .. } | Output::DropPart { .. } => {}
@@ -393,7 +399,12 @@ mod tests {
         };
         for i in 0..n {
             for peer in (0..n).filter(|&j| j != i) {
-                feed(i, Input::LinkUp { peer, delivered: 0 }, &mut nodes, &mut net);
+                feed(
+                    i,
+                    Input::LinkUp { peer, delivered: 0 },
+                    &mut nodes,
+                    &mut net,
+                );
                 feed(i, Input::InboundUp { peer }, &mut nodes, &mut net);
             }
         }

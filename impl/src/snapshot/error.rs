@@ -12,7 +12,7 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a gsmo snapshot file (bad magic)")]
     NotASnapshot { path: PathBuf },
-    #[error("{path}: format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error("{path}: format version {found} is not supported (this build reads versions 1 to {FORMAT_VERSION})")]
     Version { path: PathBuf, found: u16 },
     #[error(
         "{path}: reserved header bytes are {found:#06x}, expected 0 (written by a newer gsmo?)"

@@ -5,6 +5,7 @@
 //! | file header, format version, the one version dispatch      | [`format`]   |
 //! | errors, each naming its file                               | [`error`]    |
 //! | part summaries, the manifest, which snapshot is newest     | [`manifest`] |
+//! | version-1 part payloads, read and upgraded                | [`v1`]       |
 //! | one data dir's snapshots: write, abort, list, retention    | [`store`]    |
 //! | one cluster per data dir: `CLUSTER`, per-node lock, probe  | [`datadir`]  |
 //! | `show`/`verify`: the spec's predicates over the parts      | [`verify`]   |
