@@ -100,11 +100,18 @@ pub fn fifo_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
 /// algorithm's clocks, so a buggy clock cannot vouch for itself.
 pub fn causal_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
     let past = causal_pasts(logs);
+    let width = past.values().map(Vec::len).max().unwrap_or(0);
     for (node, log) in logs.iter().enumerate() {
         let mut done: HashSet<MsgId> = HashSet::new();
+        // Per origin, how many of its messages this node delivered without a gap.
+        let mut prefix = vec![0u64; width];
         for b in delivered(log) {
             if let Some(before) = past.get(&b) {
-                if let Some(a) = before.iter().find(|a| !done.contains(a)) {
+                if let Some(j) = (0..before.len()).find(|&j| before[j] > prefix[j]) {
+                    let a = MsgId {
+                        origin: j,
+                        seq: prefix[j] + 1,
+                    };
                     return fail(
                         "causal order",
                         format!("node {node} delivered {b} before {a}, which happened before it"),
@@ -112,27 +119,37 @@ pub fn causal_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
                 }
             }
             done.insert(b);
+            if let Some(p) = prefix.get_mut(b.origin) {
+                while done.contains(&MsgId {
+                    origin: b.origin,
+                    seq: *p + 1,
+                }) {
+                    *p += 1;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// For each sent message, the messages whose send happened before its send.
-fn causal_pasts<L: AsRef<[Event]>>(logs: &[L]) -> HashMap<MsgId, BTreeSet<MsgId>> {
-    let mut past: HashMap<MsgId, BTreeSet<MsgId>> = HashMap::new();
-    let sent: HashSet<MsgId> = logs
-        .iter()
-        .flat_map(|l| l.as_ref().iter())
-        .filter_map(|e| {
-            if let Event::Send(m) = e {
-                Some(*m)
-            } else {
-                None
-            }
-        })
-        .collect();
+/// For each sent message, its causal past as a vector: per origin, how many of
+/// that origin's messages were sent before it (happened-before is downward
+/// closed per origin, since an origin's sends are ordered). A vector per
+/// message instead of a set keeps long real runs' checks linear in memory.
+fn causal_pasts<L: AsRef<[Event]>>(logs: &[L]) -> HashMap<MsgId, Vec<u64>> {
+    let mut past: HashMap<MsgId, Vec<u64>> = HashMap::new();
+    let mut sent: HashSet<MsgId> = HashSet::new();
+    let mut width = logs.len();
+    for e in logs.iter().flat_map(|l| l.as_ref().iter()) {
+        let (Event::Send(m) | Event::Deliver(m)) = e;
+        width = width.max(m.origin + 1);
+        if let Event::Send(m) = e {
+            sent.insert(*m);
+        }
+    }
+    let note = |v: &mut Vec<u64>, m: MsgId| v[m.origin] = v[m.origin].max(m.seq);
     let mut pos = vec![0usize; logs.len()];
-    let mut known: Vec<BTreeSet<MsgId>> = vec![BTreeSet::new(); logs.len()];
+    let mut known: Vec<Vec<u64>> = vec![vec![0; width]; logs.len()];
     // Advance nodes in any order that processes a send before its deliveries.
     loop {
         let mut progressed = false;
@@ -142,19 +159,18 @@ fn causal_pasts<L: AsRef<[Event]>>(logs: &[L]) -> HashMap<MsgId, BTreeSet<MsgId>
                 match log[pos[i]] {
                     Event::Send(m) => {
                         past.insert(m, known[i].clone());
-                        known[i].insert(m);
+                        note(&mut known[i], m);
                     }
                     Event::Deliver(m) => match past.get(&m) {
                         Some(p) => {
-                            let p = p.clone();
-                            known[i].extend(p);
-                            known[i].insert(m);
+                            for (k, p) in known[i].iter_mut().zip(p) {
+                                *k = (*k).max(*p);
+                            }
+                            note(&mut known[i], m);
                         }
                         // Its send is not processed yet; unsent messages are integrity's business.
                         None if sent.contains(&m) => break,
-                        None => {
-                            known[i].insert(m);
-                        }
+                        None => {}
                     },
                 }
                 pos[i] += 1;
