@@ -4,9 +4,11 @@
 //! stateright `Out` commands, picks the network the spec is run on, and prints
 //! actions so a counterexample reads as a story. Every model file builds on it.
 
+use gsmo_spec::link::Frame;
 use gsmo_spec::multicast::{self, Effect, Mode, Multicast, Wire};
+use gsmo_spec::node::LinkFrame;
 use gsmo_spec::properties::Event;
-use gsmo_spec::snapshot::SnapshotId;
+use gsmo_spec::snapshot::{Envelope, PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{model_timeout, Actor, ActorModelAction, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
@@ -205,6 +207,39 @@ pub fn describe_wire<P: Debug>(w: &Wire<P>) -> String {
         Wire::Isis(isis::Msg::Agreed { id, priority }) => {
             format!("agreed {id} at {}.{}", priority.seq, priority.node)
         }
+    }
+}
+
+/// A replica's link frame in a line: `[3 ack 1] #2 data n0#2`, `[ack 4]`.
+pub fn describe_frame(f: &LinkFrame) -> String {
+    match f {
+        Frame::Data { seq, ack, body } => {
+            let body = match body {
+                Envelope::Msg { seq, body } => format!("#{seq} {}", describe_wire(body)),
+                control => describe_control(control),
+            };
+            format!("[{seq} ack {ack}] {body}")
+        }
+        Frame::Ack { ack } => format!("[ack {ack}]"),
+    }
+}
+
+/// What the model reports for a stored part: it stores nothing, so only the node.
+pub fn part_summary(node: NodeId) -> PartSummary {
+    PartSummary {
+        node,
+        ..PartSummary::default()
+    }
+}
+
+/// A snapshot control envelope in a line: `marker 0-1`, `abort 0-1 by n1 (...)`.
+pub fn describe_control<M>(e: &Envelope<M>) -> String {
+    match e {
+        Envelope::Msg { seq, .. } => format!("#{seq}"),
+        Envelope::Marker { id } => format!("marker {id}"),
+        Envelope::Abort { id, by, reason } => format!("abort {id} by n{by} ({reason})"),
+        Envelope::Stored { id, part } => format!("part {id} of n{} stored", part.node),
+        Envelope::Committed { id, .. } => format!("commit {id}"),
     }
 }
 

@@ -150,11 +150,14 @@ impl Bank {
     ) {
         for e in effects {
             match e {
-                SnapshotEffect::SendMarker { to, id } => {
-                    o.send(Id::from(to), Envelope::Marker { id })
-                }
-                // The ledger sees the record point as the markers leave.
-                SnapshotEffect::Recorded { .. } => {}
+                SnapshotEffect::Send { to, envelope } => o.send(Id::from(to), envelope),
+                // The ledger sees the record point as the markers leave. Parts
+                // are never reported stored here, so no snapshot is committed or
+                // aborted: the bank checks the cut, not how snapshots end.
+                SnapshotEffect::Recorded { .. }
+                | SnapshotEffect::Committed { .. }
+                | SnapshotEffect::Aborted { .. }
+                | SnapshotEffect::DropPart { .. } => {}
                 SnapshotEffect::Complete(part) => {
                     parts.insert(part.id, part);
                 }
@@ -312,6 +315,9 @@ impl Ledger {
                 }
                 let at = h.moves[i].len();
                 h.record_points[i].insert(*id, at);
+            }
+            Envelope::Abort { .. } | Envelope::Stored { .. } | Envelope::Committed { .. } => {
+                return None
             }
         }
         Some(h)
@@ -537,7 +543,7 @@ impl Explained for SnapshotModel {
     fn describe(&self, action: &<Self as Model>::Action) -> String {
         describe_action(action, |w: &Wire| match w {
             Envelope::Msg { seq, body } => format!("transfer #{seq} of {}", body.0),
-            Envelope::Marker { id } => format!("marker {id}"),
+            other => crate::adapter::describe_control(other),
         })
     }
 }
