@@ -10,6 +10,7 @@
 //! | total order (sequencer, ISIS)     | [`total`]     | total order, FIFO order, integrity, all delivered      |
 //! | Chandy-Lamport bank snapshot      | [`snapshot`]  | cut, channel state, conservation, termination, replay  |
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
+//! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
 //! checker and explains what it found. The `check` binary drives them all.
@@ -17,6 +18,7 @@
 pub mod adapter;
 pub mod causal;
 pub mod kv;
+pub mod link;
 pub mod snapshot;
 pub mod total;
 pub mod verdict;
@@ -24,6 +26,7 @@ pub mod verdict;
 pub use adapter::Channels;
 pub use causal::{CausalBug, CausalCfg};
 pub use kv::{KvBug, KvCfg};
+pub use link::{LinkCfg, LinkVariant};
 pub use snapshot::{SnapshotBug, SnapshotCfg};
 pub use total::{TotalBug, TotalCfg};
 pub use verdict::{check, Explained, Search, Strategy, Verdict};
