@@ -100,6 +100,8 @@ pub enum Step {
     Write,
     /// Start a Chandy-Lamport snapshot here.
     Snapshot,
+    /// Suffer a fault, or let time pass ([`crate::faults`]).
+    Fault(crate::faults::Fault),
 }
 
 impl Display for Step {
@@ -109,6 +111,7 @@ impl Display for Step {
             Step::Transfer { to } => write!(f, "transfers to n{to}"),
             Step::Write => write!(f, "writes"),
             Step::Snapshot => write!(f, "starts a snapshot"),
+            Step::Fault(fault) => write!(f, "{fault}"),
         }
     }
 }
@@ -221,6 +224,19 @@ pub fn describe_frame(f: &LinkFrame) -> String {
             format!("[{seq} ack {ack}] {body}")
         }
         Frame::Ack { ack } => format!("[ack {ack}]"),
+    }
+}
+
+/// A message between replicas in a line (see [`crate::faults::Wire`]).
+pub fn describe_wire_frame(w: &crate::faults::Wire) -> String {
+    use crate::faults::Wire;
+    match w {
+        Wire::Frame { conn: 0, frame } => describe_frame(frame),
+        Wire::Frame { conn, frame } => format!("(connection {conn}) {}", describe_frame(frame)),
+        Wire::Resume { conn, delivered } => {
+            format!("new connection {conn}: resume after frame {delivered}")
+        }
+        Wire::Closed => "connection closed (process died)".to_string(),
     }
 }
 

@@ -29,12 +29,13 @@
 //! channels let a marker overtake a write, which the restore then loses.
 
 use crate::adapter::{self, arm, describe_action, Channels, Step};
+use crate::faults::{Faults, Ghost, Runtime, Wire};
 use crate::verdict::Explained;
 use clap::ValueEnum;
 use gsmo_spec::kv::{Op, Resolution};
 use gsmo_spec::link::LinkBug;
 use gsmo_spec::multicast::{Mode, MsgId, Multicast};
-use gsmo_spec::node::{Command, Input, LinkFrame, Node, Output, Part};
+use gsmo_spec::node::{Command, Input, Node, Output, Part};
 use gsmo_spec::properties::{
     all_delivered, causal_order, consistent_cut, consistent_delivery_vectors, convergence,
     integrity, total_order, Event, Violation,
@@ -62,6 +63,8 @@ pub struct KvCfg {
     pub snapshots: usize,
     pub channels: Channels,
     pub broken: Option<KvBug>,
+    /// Broken connections (and, for other models, crashes, time, disks).
+    pub faults: Faults,
 }
 
 /// The K/V model's deliberately broken variants.
@@ -83,6 +86,9 @@ pub enum KvBug {
     /// a marker overtakes a write, which then belongs to no part of the
     /// snapshot. Caught by "snapshot restores".
     Reordering,
+    /// No link layer under broken connections: what was in flight is lost.
+    /// Caught by "all delivered".
+    NoLinkLayer,
 }
 
 impl KvBug {
@@ -92,6 +98,7 @@ impl KvBug {
             KvBug::DeliveryOrder => "convergence",
             KvBug::NoWait | KvBug::NoTieBreak => "total order",
             KvBug::NoChannelRecording | KvBug::Reordering => "snapshot restores",
+            KvBug::NoLinkLayer => "all delivered",
         }
     }
 }
@@ -105,6 +112,7 @@ impl Default for KvCfg {
             snapshots: 1,
             channels: Channels::Ordered,
             broken: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -147,6 +155,9 @@ impl KvCfg {
                     name.unwrap_or_default()
                 ))
             }
+            (Some(KvBug::NoLinkLayer), _) if self.faults.disconnects == 0 => {
+                Err("no-link-layer loses frames with broken connections: it needs --disconnects 1 or more".into())
+            }
             _ => Ok(()),
         }
     }
@@ -156,6 +167,18 @@ impl KvCfg {
         match self.broken {
             Some(KvBug::Reordering) => Channels::Unordered,
             _ => self.channels,
+        }
+    }
+
+    /// The faults actually used: the link variants run without the link layer.
+    pub fn effective_faults(&self) -> Faults {
+        let link = match self.broken {
+            Some(KvBug::Reordering | KvBug::NoLinkLayer) => LinkBug::Bypass,
+            _ => self.faults.link,
+        };
+        Faults {
+            link,
+            ..self.faults
         }
     }
 
@@ -171,6 +194,7 @@ impl KvCfg {
             broken: self.broken,
             snapshots: self.snapshots > 0,
             strict_fifo: channels == Channels::Ordered,
+            faults: self.effective_faults(),
         };
         let mut model = ActorModel::new(self.clone(), ())
             .actors(vec![replica; self.nodes])
@@ -256,6 +280,7 @@ pub struct Replica {
     /// Whether the recorder insists on FIFO channel positions (it does whenever
     /// the channels promise them; other networks run the tolerant recorder).
     pub strict_fifo: bool,
+    pub faults: Faults,
 }
 
 /// A replica's state: the spec node plus what the properties judge.
@@ -269,6 +294,8 @@ pub struct ReplicaState {
     pub parts: BTreeMap<SnapshotId, Part>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
+    /// The runtime's side: connections, the disk, what is unanswered.
+    pub ghost: Ghost,
 }
 
 impl Replica {
@@ -284,13 +311,7 @@ impl Replica {
         if !self.strict_fifo {
             recorder = recorder.tolerate_reordering();
         }
-        let mut node = Node::from_parts(multicast, recorder);
-        if self.broken == Some(KvBug::Reordering) {
-            // The link layer would turn reordering into gaps it drops: without
-            // it, the reordered frames reach the (tolerant) recorder.
-            node = node.with_link_bug(LinkBug::Bypass);
-        }
-        let node = node.connected();
+        let node = self.faults.node(Node::from_parts(multicast, recorder));
         if self.broken == Some(KvBug::DeliveryOrder) {
             node.with_resolution(Resolution::DeliveryOrder)
         } else {
@@ -300,36 +321,41 @@ impl Replica {
 
     /// Feeds one input to the spec node and carries its outputs out.
     fn handle(&self, s: &mut ReplicaState, input: Input, o: &mut Out<Self>) {
-        let outputs = s
-            .node
-            .handle(input)
-            .expect("peers are correct replicas of the same mode; non-FIFO channels run a tolerant recorder");
+        let mut rt = Runtime {
+            faults: &self.faults,
+            node: &mut s.node,
+            ghost: &mut s.ghost,
+        };
+        let outputs = rt.feed(input, o);
+        rt.rearm(o);
+        Self::record(s, outputs);
+    }
+
+    /// Records what the properties judge; the runtime did the rest.
+    fn record(s: &mut ReplicaState, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { to, frame } => o.send(Id::from(to), frame),
                 Output::Multicast { id } => s.log.push(Event::Send(id)),
                 Output::Delivered { id, .. } => s.log.push(Event::Deliver(id)),
                 Output::SnapshotComplete(part) => {
-                    let id = part.id;
-                    s.parts.insert(id, *part);
-                    // Storing succeeds at once here, as in the spec's simulator.
-                    let result = Ok(adapter::part_summary(s.node.id()));
-                    self.handle(s, Input::Stored { id, result }, o);
+                    s.parts.insert(part.id, *part);
                 }
-                // Clients are not modelled beyond their writes; the record point
-                // is visible in the part itself.
-                Output::Reply { .. }
-                | Output::SnapshotRecorded { .. }
-                | Output::SnapshotCommitted { .. }
-                | Output::SnapshotAborted { .. }
-                | Output::DropPart { .. } => {}
+                _ => {}
             }
+        }
+    }
+
+    fn runtime<'a>(&'a self, s: &'a mut ReplicaState) -> Runtime<'a> {
+        Runtime {
+            faults: &self.faults,
+            node: &mut s.node,
+            ghost: &mut s.ghost,
         }
     }
 }
 
 impl Actor for Replica {
-    type Msg = LinkFrame;
+    type Msg = Wire;
     type State = ReplicaState;
     type Timer = Step;
     type Random = ();
@@ -343,15 +369,20 @@ impl Actor for Replica {
             // How many snapshots may start is bounded globally (`within_boundary`).
             arm(o, Step::Snapshot);
         }
+        self.faults.arm(usize::from(id), self.n, o);
         ReplicaState {
             node: self.node(usize::from(id)),
             log: Vec::new(),
             parts: BTreeMap::new(),
             snapshots_started: 0,
+            ghost: Ghost::default(),
         }
     }
 
     fn on_timeout(&self, id: Id, state: &mut Cow<ReplicaState>, step: &Step, o: &mut Out<Self>) {
+        if state.ghost.crashed {
+            return;
+        }
         let s = state.to_mut();
         match step {
             Step::Write => {
@@ -374,25 +405,23 @@ impl Actor for Replica {
                 self.handle(s, Input::StartSnapshot, o);
                 arm(o, Step::Snapshot);
             }
+            Step::Fault(fault) => {
+                let outputs = self.runtime(s).on_fault(*fault, o);
+                Self::record(s, outputs);
+            }
             Step::Multicast | Step::Transfer { .. } => {
                 unreachable!("a replica only writes and snapshots")
             }
         }
     }
 
-    fn on_msg(
-        &self,
-        _: Id,
-        state: &mut Cow<ReplicaState>,
-        src: Id,
-        frame: LinkFrame,
-        o: &mut Out<Self>,
-    ) {
-        let input = Input::Peer {
-            from: usize::from(src),
-            frame,
-        };
-        self.handle(state.to_mut(), input, o);
+    fn on_msg(&self, _: Id, state: &mut Cow<ReplicaState>, src: Id, wire: Wire, o: &mut Out<Self>) {
+        if state.ghost.crashed {
+            return;
+        }
+        let s = state.to_mut();
+        let outputs = self.runtime(s).on_wire(usize::from(src), wire, o);
+        Self::record(s, outputs);
     }
 }
 
@@ -522,7 +551,7 @@ impl Explained for KvModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        describe_action(action, adapter::describe_frame)
+        describe_action(action, adapter::describe_wire_frame)
     }
 }
 
@@ -539,6 +568,7 @@ mod tests {
             snapshots,
             channels: Channels::Ordered,
             broken: None,
+            faults: Faults::default(),
         }
     }
 
@@ -670,6 +700,33 @@ mod tests {
                 ..cfg(Mode::Causal, 2, 1, 1)
             },
             &[],
+        );
+    }
+
+    fn disconnecting(mode: Mode, snapshots: usize) -> KvCfg {
+        KvCfg {
+            faults: Faults {
+                disconnects: 1,
+                ..Faults::default()
+            },
+            ..cfg(mode, 2, 1, snapshots)
+        }
+    }
+
+    #[test]
+    fn the_link_layer_keeps_every_property_across_broken_connections() {
+        assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 24071);
+        assert_eq!(holds(disconnecting(Mode::Causal, 0)), 265);
+    }
+
+    #[test]
+    fn without_the_link_layer_broken_connections_lose_writes() {
+        catches(
+            KvCfg {
+                broken: Some(KvBug::NoLinkLayer),
+                ..disconnecting(Mode::TotalSequencer, 1)
+            },
+            &["snapshot restores"],
         );
     }
 

@@ -17,6 +17,7 @@
 
 pub mod adapter;
 pub mod causal;
+pub mod faults;
 pub mod kv;
 pub mod link;
 pub mod snapshot;

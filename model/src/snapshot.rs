@@ -225,7 +225,9 @@ impl Actor for Bank {
                 // How many snapshots may start is bounded globally (`within_boundary`).
                 arm(o, Step::Snapshot);
             }
-            Step::Multicast | Step::Write => unreachable!("a bank neither multicasts nor writes"),
+            Step::Multicast | Step::Write | Step::Fault(_) => {
+                unreachable!("a bank neither multicasts nor writes, and suffers no faults")
+            }
         }
     }
 

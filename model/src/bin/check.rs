@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use gsmo_model::adapter::Channels;
 use gsmo_model::causal::{CausalBug, CausalCfg};
+use gsmo_model::faults::Faults;
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::link::{LinkCfg, LinkVariant};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
@@ -251,6 +252,9 @@ struct KvArgs {
     snapshots: usize,
     #[arg(long, value_enum, default_value_t = Channels::Ordered)]
     network: Channels,
+    /// Incoming connections each replica may lose (the link layer resumes them).
+    #[arg(long, default_value_t = 0)]
+    disconnects: usize,
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     broken: Option<KvBug>,
@@ -385,11 +389,20 @@ impl ModelCmd {
                     snapshots: a.snapshots,
                     channels: a.network,
                     broken: a.broken,
+                    faults: Faults {
+                        disconnects: a.disconnects,
+                        ..Faults::default()
+                    },
                 };
                 cfg.validate()?;
+                let disconnects = if a.disconnects > 0 {
+                    format!(", {} each", plural(a.disconnects as u64, "disconnect"))
+                } else {
+                    String::new()
+                };
                 Job {
                     title: format!(
-                        "kv over {}: {} x {}, {}, {} channels{}",
+                        "kv over {}: {} x {}, {}, {} channels{disconnects}{}",
                         a.mode,
                         plural(a.nodes as u64, "replica"),
                         plural(a.msgs, "write"),
@@ -580,7 +593,7 @@ where
 
 /// The default sweep: every model at its default configuration.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 9] = [
+    let argvs: [&[&str]; 10] = [
         &["causal"],
         &["total-sequencer"],
         &["total-isis"],
@@ -590,6 +603,15 @@ fn defaults() -> Vec<Job> {
         &["kv", "--mode", "total-sequencer"],
         &["kv", "--mode", "total-isis"],
         &["link"],
+        &[
+            "kv",
+            "--mode",
+            "total-sequencer",
+            "--msgs",
+            "1",
+            "--disconnects",
+            "1",
+        ],
     ];
     argvs
         .iter()
@@ -681,12 +703,12 @@ mod tests {
     #[test]
     fn the_default_sweep_is_every_model_unbroken() {
         let jobs = defaults();
-        assert_eq!(jobs.len(), 9);
+        assert_eq!(jobs.len(), 10);
         assert!(jobs.iter().all(|j| !j.broken));
         let kv_modes: Vec<Mode> = jobs
             .iter()
             .filter_map(|j| match &j.model {
-                AnyModel::Kv(c) => Some(c.mode),
+                AnyModel::Kv(c) if !c.faults.any() => Some(c.mode),
                 _ => None,
             })
             .collect();
