@@ -11,6 +11,7 @@
 
 use crate::causal::CausalModel;
 use crate::kv::KvModel;
+use crate::link::LinkModel;
 use crate::picture::{self, Steps};
 use crate::snapshot::SnapshotModel;
 use crate::total::TotalModel;
@@ -176,10 +177,19 @@ impl Presented for KvModel {
 
 impl Presented for SnapshotModel {
     fn summary(s: &Self::State) -> String {
-        display::bank_state(s)
+        display::kv_state(s)
     }
     fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
         picture::bank(self, steps)
+    }
+}
+
+impl Presented for LinkModel {
+    fn summary(s: &Self::State) -> String {
+        display::link_state(s)
+    }
+    fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
+        picture::link(self, steps)
     }
 }
 

@@ -12,6 +12,7 @@
 
 use crate::spacetime::{At, Builder, Diagram, Kind, MsgKind};
 use crate::text;
+use gsmo_spec::link::Frame;
 use gsmo_spec::multicast::MsgId;
 use gsmo_spec::node::{Command, Input, Output, PeerMsg};
 use gsmo_spec::snapshot::Envelope;
@@ -34,6 +35,24 @@ fn arrow(msg: &PeerMsg) -> (MsgKind, String, String, Option<u64>) {
         Envelope::Marker { id } => (
             MsgKind::Marker,
             format!("M {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
+        Envelope::Abort { id, .. } => (
+            MsgKind::Control,
+            format!("abort {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
+        Envelope::Stored { id, .. } => (
+            MsgKind::Control,
+            format!("stored {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
+        Envelope::Committed { id, .. } => (
+            MsgKind::Control,
+            format!("commit {id}"),
             text::peer_msg(msg),
             None,
         ),
@@ -79,7 +98,7 @@ impl Drawer {
     pub fn start(&mut self, node: usize, start: &Start) -> Option<At> {
         match start {
             Start::Fresh { .. } => None,
-            Start::Restored(part) => {
+            Start::Restored { part, .. } => {
                 let d = part.state.multicast.delivered();
                 if d.len() == self.delivered[node].len() {
                     self.delivered[node] = d.to_vec();
@@ -128,12 +147,40 @@ impl Drawer {
                 cmd: Command::Get { .. },
                 ..
             })
-            | Some(Input::SkipSnapshotIds { .. }) => return made,
-            Some(Input::Peer { from, msg }) => {
+            | Some(Input::Client {
+                cmd: Command::Read(_),
+                ..
+            })
+            | Some(Input::SkipSnapshotIds { .. })
+            | Some(Input::Peer {
+                frame: Frame::Ack { .. },
+                ..
+            }) => return made,
+            // Connections and time: only what they make the node send is drawn.
+            Some(Input::LinkUp { .. })
+            | Some(Input::InboundUp { .. })
+            | Some(Input::LinkDown { .. })
+            | Some(Input::Tick { .. })
+            | Some(Input::StartSnapshot) => {}
+            Some(Input::Stored { id, result }) => {
+                let label = match result {
+                    Ok(_) => format!("stored {id}"),
+                    Err(e) => format!("storing {id} failed: {e}"),
+                };
+                let at = self.event(node, Kind::Local, label);
+                anchor = Some((at, None));
+            }
+            Some(Input::Peer {
+                from,
+                frame: Frame::Data { body: msg, .. },
+            }) => {
                 let (kind, label, seq) = match msg {
                     Envelope::Marker { id } => {
                         (Kind::Receive, format!("marker {id} from n{from}"), None)
                     }
+                    Envelope::Abort { .. }
+                    | Envelope::Stored { .. }
+                    | Envelope::Committed { .. } => (Kind::Receive, text::peer_msg(msg), None),
                     Envelope::Msg { seq, body } => match text::data_id(body) {
                         Some(id) if delivered_now(id) => (Kind::Deliver, String::new(), Some(*seq)),
                         Some(id) => (Kind::HeldBack, format!("held {id}"), Some(*seq)),
@@ -151,14 +198,13 @@ impl Drawer {
                 self.b.set_clock(at, c);
                 let id = match msg {
                     Envelope::Msg { body, .. } => text::data_id(body),
-                    Envelope::Marker { .. } => None,
+                    _ => None,
                 };
                 if let Some(id) = id {
                     self.b.set_msg_id(at, id.to_string());
                 }
                 anchor = Some((at, id));
             }
-            Some(Input::StartSnapshot) => {}
             Some(Input::AbortSnapshot { id }) => {
                 let at = self.event(node, Kind::Local, format!("aborts {id}"));
                 anchor = Some((at, None));
@@ -177,7 +223,14 @@ impl Drawer {
                     made.push(at);
                     anchor.get_or_insert((at, None));
                 }
-                Output::Send { to, msg } => {
+                Output::Send {
+                    frame: Frame::Ack { .. },
+                    ..
+                } => {}
+                Output::Send {
+                    to,
+                    frame: Frame::Data { body: msg, .. },
+                } => {
                     let from = match (msg, record, anchor) {
                         (Envelope::Marker { .. }, Some(r), _) => r,
                         (_, _, Some((a, _))) => a,
@@ -227,7 +280,17 @@ impl Drawer {
                         self.b.annotate(at, &note);
                     }
                 }
-                Output::Multicast { .. } | Output::Reply { .. } => {}
+                Output::SnapshotCommitted { id, .. } => {
+                    if let Some(&at) = made.last() {
+                        self.b.annotate(at, &format!("; {id} committed"));
+                    }
+                }
+                Output::SnapshotAborted { id, .. } => {
+                    if let Some(&at) = made.last() {
+                        self.b.annotate(at, &format!("; {id} aborted"));
+                    }
+                }
+                Output::Multicast { .. } | Output::Reply { .. } | Output::DropPart { .. } => {}
             }
         }
         made
@@ -250,7 +313,7 @@ pub fn diagram(traces: &[Trace], title: &str, max_steps: Option<usize>) -> Diagr
         .iter()
         .map(|t| match &t.start {
             Start::Fresh { n, .. } => *n,
-            Start::Restored(p) => p.channels.len(),
+            Start::Restored { part, .. } => part.channels.len(),
         })
         .chain(traces.iter().map(|t| t.node() + 1))
         .max()
@@ -275,10 +338,14 @@ pub fn diagram(traces: &[Trace], title: &str, max_steps: Option<usize>) -> Diagr
         let mut left = false;
         for (node, steps, restored) in cursors.iter_mut() {
             while let Some(step) = steps.as_slice().first() {
-                if let Some(Input::Peer { from, msg }) = &step.input {
+                if let Some(Input::Peer {
+                    from,
+                    frame: Frame::Data { body: msg, .. },
+                }) = &step.input
+                {
                     let seq = match msg {
                         Envelope::Msg { seq, .. } => Some(*seq),
-                        Envelope::Marker { .. } => None,
+                        _ => None,
                     };
                     if !d.b.in_flight(*from, *node, &text::peer_msg(msg), seq) {
                         left = true;
@@ -320,10 +387,15 @@ mod tests {
     /// Three replicas: two writes, a snapshot from n1 while they are in flight.
     fn traces(mode: Mode) -> Vec<Trace> {
         let n = 3;
-        let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(i, n, mode)).collect();
+        let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(i, n, mode).connected()).collect();
         let mut traces: Vec<Trace> = (0..n)
             .map(|node| Trace {
-                start: Start::Fresh { node, n, mode },
+                start: Start::Fresh {
+                    node,
+                    n,
+                    mode,
+                    limits: nodes[node].limits(),
+                },
                 steps: Vec::new(),
             })
             .collect();
@@ -331,8 +403,8 @@ mod tests {
         let mut feed = |i: usize, input: Input, nodes: &mut Vec<Node>, net: &mut FifoNetwork<_>| {
             let outputs = nodes[i].handle(input.clone()).unwrap();
             for o in &outputs {
-                if let Output::Send { to, msg } = o {
-                    net.send(i, *to, msg.clone());
+                if let Output::Send { to, frame } = o {
+                    net.send(i, *to, frame.clone());
                 }
             }
             traces[i].steps.push(Step {
@@ -349,8 +421,8 @@ mod tests {
         }
         feed(1, Input::StartSnapshot, &mut nodes, &mut net);
         while let Some(&(from, to)) = net.busy().first() {
-            let msg = net.receive(from, to).unwrap();
-            feed(to, Input::Peer { from, msg }, &mut nodes, &mut net);
+            let frame = net.receive(from, to).unwrap();
+            feed(to, Input::Peer { from, frame }, &mut nodes, &mut net);
         }
         traces
     }
