@@ -304,7 +304,7 @@ mod tests {
             svg.contains("<polyline class='cut' data-snapshot='0-1'"),
             "{svg}"
         );
-        assert!(svg.contains("bal "), "{svg}");
+        assert!(svg.contains("TRANSFER acct:"), "{svg}");
         let svg = walk(&Explorer::new(CausalCfg::default().into_model()));
         assert_eq!(svg.matches("class='timeline'").count(), 3, "{svg}");
         let svg = walk(&Explorer::new(TotalCfg::new(Mode::TotalIsis).into_model()));

@@ -367,7 +367,7 @@ mod tests {
             .spawn_bfs()
             .join();
         checker.assert_properties();
-        assert_eq!(checker.unique_state_count(), 2448);
+        assert_eq!(checker.unique_state_count(), 9930);
     }
 
     #[test]
