@@ -440,7 +440,7 @@ fn delivered(log: &[Event]) -> impl Iterator<Item = MsgId> + '_ {
     })
 }
 
-fn converged(s: &State) -> Result<(), Violation> {
+pub fn converged(s: &State) -> Result<(), Violation> {
     let replicas: Vec<(BTreeSet<MsgId>, _)> = s
         .actor_states
         .iter()

@@ -10,11 +10,13 @@
 //! | total order (sequencer, ISIS)     | [`total`]     | total order, FIFO order, integrity, all delivered      |
 //! | Chandy-Lamport bank snapshot      | [`snapshot`]  | cut, channel state, conservation, termination, replay  |
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
+//! | snapshot abort policy, crashes   | [`abort`]     | commit xor abort, no aborted part, all end, all answered |
 //! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
 //! checker and explains what it found. The `check` binary drives them all.
 
+pub mod abort;
 pub mod adapter;
 pub mod causal;
 pub mod faults;
