@@ -9,6 +9,7 @@
 //! properties (stateright's conditions are `fn` pointers, so each is reached
 //! through a small per-index trampoline).
 
+use crate::abort::AbortModel;
 use crate::causal::CausalModel;
 use crate::kv::KvModel;
 use crate::link::LinkModel;
@@ -181,6 +182,21 @@ impl Presented for SnapshotModel {
     }
     fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
         picture::bank(self, steps)
+    }
+}
+
+impl Presented for AbortModel {
+    fn summary(s: &Self::State) -> String {
+        display::kv_state(s)
+    }
+    fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
+        let title = format!(
+            "abort over {}, {} replicas: {} steps",
+            self.cfg.mode,
+            self.actors.len(),
+            steps.len().saturating_sub(1)
+        );
+        picture::replicas(title, &self.actors, steps)
     }
 }
 

@@ -704,7 +704,7 @@ pub fn balances(kv: &KvStore) -> String {
         .join(", ")
 }
 
-fn converged(s: &State) -> Result<(), Violation> {
+pub fn converged(s: &State) -> Result<(), Violation> {
     let replicas: Vec<(BTreeSet<MsgId>, _)> = s
         .actor_states
         .iter()

@@ -10,6 +10,7 @@
 //! | total order (sequencer, ISIS)     | [`total`]     | total order, FIFO order, integrity, all delivered      |
 //! | Chandy-Lamport bank snapshot      | [`snapshot`]  | cut, channel state, conservation, termination, replay  |
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
+//! | snapshot abort policy, crashes   | [`abort`]     | commit xor abort, no aborted part, all end, all answered |
 //! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
@@ -18,6 +19,7 @@
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
 //! `check` binary drives them all.
 
+pub mod abort;
 pub mod adapter;
 pub mod causal;
 pub mod display;

@@ -85,7 +85,7 @@ pub fn bank(
 /// replica's runtime on a copy of its state, and its input and the node's
 /// outputs drawn by [`Drawer`], as `gsmo trace show` draws a real node's
 /// trace. Connection events, crashes and ticks draw only what they send.
-fn replicas<H>(
+pub fn replicas<H>(
     title: String,
     actors: &[Replica],
     steps: &Steps<ReplicasState<H>, Action<Replica>>,

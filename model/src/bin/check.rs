@@ -2,10 +2,11 @@
 //! functions and predicates the real cluster runs.
 
 use clap::{Args, Parser, Subcommand};
+use gsmo_model::abort::{self as abort_model, AbortCfg};
 use gsmo_model::adapter::Channels;
 use gsmo_model::causal::{CausalBug, CausalCfg};
 use gsmo_model::explore::{Explorer, Presented};
-use gsmo_model::faults::Faults;
+use gsmo_model::faults::{AdapterBug, Faults};
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::link::{LinkCfg, LinkVariant};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
@@ -61,6 +62,7 @@ MODELS
                    with the K/V store's own TRANSFER
   kv               the replicated K/V store over one ordering mode (--mode)
   link             the resumable FIFO link across lossy networks and disconnects
+  abort            snapshot abort policy and write replies under crashes, time, disk failures
   explore MODEL    serve stateright's web explorer for MODEL
 
 BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
@@ -193,6 +195,16 @@ enum ModelCmd {
     /// a prefix of sent, in order, once each; no resume refused; and where
     /// nothing more can happen, everything was delivered.
     Link(LinkArgs),
+    /// The snapshot abort policy and "no client hangs", with a crash, a clock
+    /// and a failing disk.
+    ///
+    /// K/V replicas (--mode) each issue --msgs writes; one snapshot; one replica
+    /// may crash (its peers see its connections close), each disk may refuse a
+    /// part once, clocks tick while a timer could fire. Always: never committed
+    /// at one replica and aborted at another (unless the initiator crashed), no
+    /// part of an aborted snapshot kept; once quiet: every snapshot ended at
+    /// every live replica, every write answered (value or error).
+    Abort(AbortArgs),
 }
 
 /// How to search, shared by every model.
@@ -332,6 +344,34 @@ struct LinkArgs {
     search: SearchArgs,
 }
 
+#[derive(Args, Clone)]
+struct AbortArgs {
+    #[arg(long, default_value_t = AbortCfg::default().mode)]
+    mode: Mode,
+    #[arg(long, default_value_t = AbortCfg::default().nodes)]
+    nodes: usize,
+    /// Writes each replica issues.
+    #[arg(long, default_value_t = AbortCfg::default().writes)]
+    msgs: u64,
+    /// Snapshots started in all.
+    #[arg(long, default_value_t = AbortCfg::default().snapshots)]
+    snapshots: usize,
+    /// No replica crashes.
+    #[arg(long)]
+    no_crash: bool,
+    /// No disk fails.
+    #[arg(long)]
+    no_store_failures: bool,
+    /// Incoming connections each replica may lose.
+    #[arg(long, default_value_t = AbortCfg::default().disconnects)]
+    disconnects: usize,
+    /// Run a deliberately broken runtime.
+    #[arg(long, value_enum)]
+    broken: Option<AdapterBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
 impl SearchArgs {
     fn search(&self) -> Search {
         let strategy = match (self.dfs, self.simulation) {
@@ -366,6 +406,7 @@ enum AnyModel {
     Snapshot(SnapshotCfg),
     Kv(KvCfg),
     Link(LinkCfg),
+    Abort(AbortCfg),
 }
 
 fn plural(k: impl Into<u64>, what: &str) -> String {
@@ -497,6 +538,34 @@ impl ModelCmd {
                     promises: a.broken.map(|b| b.caught_by()),
                     search: a.search.search(),
                     model: AnyModel::Link(cfg),
+                }
+            }
+            ModelCmd::Abort(a) => {
+                let cfg = AbortCfg {
+                    mode: a.mode,
+                    nodes: a.nodes,
+                    writes: a.msgs,
+                    snapshots: a.snapshots,
+                    crash: !a.no_crash,
+                    store_failures: !a.no_store_failures,
+                    disconnects: a.disconnects,
+                    broken: a.broken,
+                };
+                Job {
+                    title: format!(
+                        "abort over {}: {} x {}, {}, crash {}, disk failures {}, {}{}",
+                        a.mode,
+                        plural(a.nodes as u64, "replica"),
+                        plural(a.msgs, "write"),
+                        plural(a.snapshots as u64, "snapshot"),
+                        if cfg.crash { "yes" } else { "no" },
+                        if cfg.store_failures { "yes" } else { "no" },
+                        plural(a.disconnects as u64, "disconnect"),
+                        broken_suffix(a.broken.map(|b| (name_of(b), abort_model::caught_by(b))))
+                    ),
+                    promises: a.broken.map(abort_model::caught_by),
+                    search: a.search.search(),
+                    model: AnyModel::Abort(cfg),
                 }
             }
         })
@@ -651,6 +720,7 @@ fn run(job: &Job) -> Verdict {
         AnyModel::Snapshot(c) => check(c.clone().into_model(), &job.search),
         AnyModel::Kv(c) => check(c.clone().into_model(), &job.search),
         AnyModel::Link(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Abort(c) => check(c.clone().into_model(), &job.search),
     }
 }
 
@@ -671,7 +741,7 @@ where
 
 /// The default sweep: every model at its default configuration.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 11] = [
+    let argvs: [&[&str]; 13] = [
         &["causal"],
         &["total-sequencer"],
         &["total-isis"],
@@ -700,6 +770,15 @@ fn defaults() -> Vec<Job> {
             "1",
             "--disconnects",
             "1",
+        ],
+        &["abort"],
+        &[
+            "abort",
+            "--msgs",
+            "1",
+            "--snapshots",
+            "0",
+            "--no-store-failures",
         ],
     ];
     argvs
@@ -740,6 +819,7 @@ fn main() -> ExitCode {
                 AnyModel::Snapshot(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Kv(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Link(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Abort(c) => explore(c.into_model(), &addr, t),
             }
             return ExitCode::SUCCESS;
         }
@@ -804,7 +884,7 @@ mod tests {
     #[test]
     fn the_default_sweep_is_every_model_unbroken() {
         let jobs = defaults();
-        assert_eq!(jobs.len(), 11);
+        assert_eq!(jobs.len(), 13);
         assert!(jobs.iter().all(|j| j.promises.is_none()));
         let kv_modes: Vec<Mode> = jobs
             .iter()
