@@ -6,7 +6,7 @@
 
 use gsmo_spec::multicast::{Effect, Mode, Multicast, Wire};
 use gsmo_spec::properties::Event;
-use gsmo_spec::snapshot::SnapshotId;
+use gsmo_spec::snapshot::{PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{model_timeout, Actor, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
@@ -96,6 +96,8 @@ pub enum Step {
     Write,
     /// Start a Chandy-Lamport snapshot here.
     Snapshot,
+    /// Suffer a fault, or let time pass ([`crate::faults`]).
+    Fault(crate::faults::Fault),
 }
 
 impl Display for Step {
@@ -104,6 +106,7 @@ impl Display for Step {
             Step::Multicast => write!(f, "multicasts"),
             Step::Write => write!(f, "writes"),
             Step::Snapshot => write!(f, "starts a snapshot"),
+            Step::Fault(fault) => write!(f, "{fault}"),
         }
     }
 }
@@ -185,6 +188,14 @@ pub fn logs(states: &[std::sync::Arc<MulticasterState>]) -> Vec<&[Event]> {
 pub fn all_done(msgs: u64, states: &[std::sync::Arc<MulticasterState>]) -> bool {
     states.iter().all(|s| s.endpoint.sent() == msgs)
         && gsmo_spec::properties::all_delivered(&logs(states)).is_ok()
+}
+
+/// What the model reports for a stored part: it stores nothing, so only the node.
+pub fn part_summary(node: NodeId) -> PartSummary {
+    PartSummary {
+        node,
+        ..PartSummary::default()
+    }
 }
 
 /// Every snapshot whose parts all actors have completed, parts in node order

@@ -7,12 +7,13 @@
 //! speaks too.
 
 use crate::adapter::{Multicaster, Step};
-use crate::kv::Replica;
-use crate::snapshot::{Bank, Ledger, Wire as BankWire};
+use crate::faults::Wire as ReplicaWire;
+use crate::kv::ReplicasState;
+use crate::link::{LinkAction, LinkState};
+use gsmo_spec::link::Frame;
 use gsmo_spec::multicast::Wire;
-use gsmo_spec::node::PeerMsg;
+use gsmo_spec::node::{LinkFrame, PeerMsg};
 use gsmo_spec::properties::Event;
-use gsmo_spec::snapshot::Envelope;
 use gsmo_view::text;
 use stateright::actor::{ActorModelAction, ActorModelState, Id, Network};
 use std::fmt::{Debug, Write as _};
@@ -53,9 +54,28 @@ pub fn kv_msg(m: &PeerMsg) -> String {
     text::peer_msg(m)
 }
 
-/// A bank's message: `transfer 1`, `marker 0-1`.
-pub fn bank_msg(m: &BankWire) -> String {
-    text::envelope(m, |t| format!("transfer {}", t.0))
+/// A replica's link frame: `[1 ack 0] data n0#1 SET x=0.1  [1,0]`, `[ack 2]`.
+pub fn kv_frame(f: &LinkFrame) -> String {
+    text::link_frame(f)
+}
+
+/// What travels between replicas of the K/V and snapshot models
+/// ([`crate::faults::Wire`]): a frame (on a replaced connection, with its
+/// number), the resume handshake, or a dead process's closed connections.
+pub fn kv_wire(w: &ReplicaWire) -> String {
+    match w {
+        ReplicaWire::Frame { conn: 0, frame } => kv_frame(frame),
+        ReplicaWire::Frame { conn, frame } => format!("(connection {conn}) {}", kv_frame(frame)),
+        ReplicaWire::Resume { conn, delivered } => {
+            format!("new connection {conn}: resume after frame {delivered}")
+        }
+        ReplicaWire::Closed => "connection closed (process died)".to_string(),
+    }
+}
+
+/// The link model's frame, its body a message number: `[2 ack 1] m3`, `[ack 1]`.
+pub fn link_frame(f: &Frame<u8>) -> String {
+    text::frame(f, |m| format!("m{m}"))
 }
 
 /// Every message in flight, `src → dst  message`, per channel in send order.
@@ -94,9 +114,9 @@ fn network<M: Eq + Hash + Clone>(out: &mut String, net: &Network<M>, msg: impl F
     }
 }
 
-/// A K/V model state: per replica its store, clocks, hold-back queue and
-/// snapshots; then the network.
-pub fn kv_state(s: &ActorModelState<Replica>) -> String {
+/// A state of the K/V or snapshot model: per replica its store, clocks,
+/// hold-back queue and snapshots; then the network.
+pub fn kv_state<H>(s: &ReplicasState<H>) -> String {
     let mut out = String::new();
     for (i, a) in s.actor_states.iter().enumerate() {
         let node = &a.node;
@@ -141,49 +161,7 @@ pub fn kv_state(s: &ActorModelState<Replica>) -> String {
             out.push('\n');
         }
     }
-    network(&mut out, &s.network, kv_msg);
-    out
-}
-
-/// A bank model state: per account its balance, channel counts and snapshots.
-pub fn bank_state(s: &ActorModelState<Bank, Ledger>) -> String {
-    let mut out = String::new();
-    for (i, a) in s.actor_states.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "n{i}  balance {}   sent {}  received {}",
-            a.account.balance,
-            text::vector(a.recorder.sent_counts()),
-            text::vector(a.recorder.received_counts())
-        );
-        for id in a.recorder.in_progress() {
-            let waiting: Vec<String> = a
-                .recorder
-                .waiting_on(id)
-                .iter()
-                .map(|j| format!("n{j}"))
-                .collect();
-            let _ = writeln!(
-                out,
-                "    snapshot {id}: recorded, waiting for markers from {}",
-                waiting.join(", ")
-            );
-        }
-        for (id, part) in &a.parts {
-            let _ = write!(
-                out,
-                "    snapshot {id}: done, recorded balance {}",
-                part.state.balance
-            );
-            for (from, msgs) in part.channels.iter().enumerate() {
-                for (_, t) in msgs {
-                    let _ = write!(out, "; in flight from n{from}: transfer {}", t.0);
-                }
-            }
-            out.push('\n');
-        }
-    }
-    network(&mut out, &s.network, bank_msg);
+    network(&mut out, &s.network, kv_wire);
     out
 }
 
@@ -217,10 +195,68 @@ pub fn multicast_state(s: &ActorModelState<Multicaster>) -> String {
     out
 }
 
-/// Marks an envelope's body as what the bank's arrows carry.
-pub(crate) fn bank_arrow(m: &BankWire) -> (String, Option<u64>) {
-    match m {
-        Envelope::Msg { seq, body } => (format!("${}", body.0), Some(*seq)),
-        Envelope::Marker { id } => (format!("M {id}"), None),
+/// One step of the link model, in the words of [`action`]:
+/// `n0 → n1  [1 ack 0] m1`, `n0 → n1  lost: [2 ack 0] m2`.
+pub fn link_action(a: &LinkAction) -> String {
+    match a {
+        LinkAction::Send { from, to } => format!("n{from} sends to n{to}"),
+        LinkAction::Deliver { from, to, k, f } => {
+            let order = if *k > 0 { "  (out of order)" } else { "" };
+            format!("n{from} → n{to}  {}{order}", link_frame(f))
+        }
+        LinkAction::Lose { from, to, f, .. } => {
+            format!("n{from} → n{to}  lost: {}", link_frame(f))
+        }
+        LinkAction::Duplicate { from, to, f, .. } => {
+            format!("n{from} → n{to}  duplicated: {}", link_frame(f))
+        }
+        LinkAction::Ack { from, to } => format!("n{from} acks to n{to}"),
+        LinkAction::Disconnect { from, to } => {
+            format!("connection n{from} → n{to} breaks, losing what is in flight")
+        }
+        LinkAction::Reconnect { from, to } => {
+            format!("n{from} reconnects to n{to}, resuming after what n{to} delivered")
+        }
     }
+}
+
+/// A link model state: per channel what was delivered and what is in flight.
+pub fn link_state(s: &LinkState) -> String {
+    let mut out = String::new();
+    for (i, row) in s.wire.iter().enumerate() {
+        for (j, frames) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            let delivered: Vec<String> =
+                s.delivered[i][j].iter().map(|m| format!("m{m}")).collect();
+            let wire: Vec<String> = frames.iter().map(link_frame).collect();
+            let _ = writeln!(
+                out,
+                "n{i} → n{j}  sent {}  delivered {}{}  in flight: {}",
+                s.links[i][j].sent(),
+                if delivered.is_empty() {
+                    "-".into()
+                } else {
+                    delivered.join(",")
+                },
+                if s.broken[i][j] {
+                    "  (connection dead)"
+                } else {
+                    ""
+                },
+                if wire.is_empty() {
+                    "nothing".into()
+                } else {
+                    wire.join(", ")
+                },
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "faults left {}  disconnects left {}  lost {}",
+        s.faults_left, s.disconnects_left, s.lost
+    );
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "error: {e}");
+    }
+    out
 }

@@ -9,8 +9,10 @@
 //! properties (stateright's conditions are `fn` pointers, so each is reached
 //! through a small per-index trampoline).
 
+use crate::abort::AbortModel;
 use crate::causal::CausalModel;
 use crate::kv::KvModel;
+use crate::link::LinkModel;
 use crate::picture::{self, Steps};
 use crate::snapshot::SnapshotModel;
 use crate::total::TotalModel;
@@ -176,10 +178,34 @@ impl Presented for KvModel {
 
 impl Presented for SnapshotModel {
     fn summary(s: &Self::State) -> String {
-        display::bank_state(s)
+        display::kv_state(s)
     }
     fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
         picture::bank(self, steps)
+    }
+}
+
+impl Presented for AbortModel {
+    fn summary(s: &Self::State) -> String {
+        display::kv_state(s)
+    }
+    fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
+        let title = format!(
+            "abort over {}, {} replicas: {} steps",
+            self.cfg.mode,
+            self.actors.len(),
+            steps.len().saturating_sub(1)
+        );
+        picture::replicas(title, &self.actors, steps)
+    }
+}
+
+impl Presented for LinkModel {
+    fn summary(s: &Self::State) -> String {
+        display::link_state(s)
+    }
+    fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
+        picture::link(self, steps)
     }
 }
 
@@ -294,7 +320,7 @@ mod tests {
             svg.contains("<polyline class='cut' data-snapshot='0-1'"),
             "{svg}"
         );
-        assert!(svg.contains("bal "), "{svg}");
+        assert!(svg.contains("TRANSFER acct:"), "{svg}");
         let svg = walk(&Explorer::new(CausalCfg::default().into_model()));
         assert_eq!(svg.matches("class='timeline'").count(), 3, "{svg}");
         let svg = walk(&Explorer::new(TotalCfg::new(Mode::TotalIsis).into_model()));

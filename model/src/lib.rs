@@ -10,6 +10,8 @@
 //! | total order (sequencer, ISIS)     | [`total`]     | total order, FIFO order, integrity, all delivered      |
 //! | Chandy-Lamport bank snapshot      | [`snapshot`]  | cut, channel state, conservation, termination, replay  |
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
+//! | snapshot abort policy, crashes   | [`abort`]     | commit xor abort, no aborted part, all end, all answered |
+//! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
 //! checker and explains what it found. [`display`] says actions and states in
@@ -17,11 +19,14 @@
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
 //! `check` binary drives them all.
 
+pub mod abort;
 pub mod adapter;
 pub mod causal;
 pub mod display;
 pub mod explore;
+pub mod faults;
 pub mod kv;
+pub mod link;
 pub mod picture;
 pub mod snapshot;
 pub mod total;
@@ -30,6 +35,7 @@ pub mod verdict;
 pub use adapter::Channels;
 pub use causal::{CausalBug, CausalCfg};
 pub use kv::{KvBug, KvCfg};
+pub use link::{LinkCfg, LinkVariant};
 pub use snapshot::{SnapshotBug, SnapshotCfg};
 pub use total::{TotalBug, TotalCfg};
 pub use verdict::{check, Explained, Search, Strategy, Verdict};

@@ -4,23 +4,25 @@
 //! The K/V model's replicas are the spec's whole [`gsmo_spec::node::Node`]:
 //! each step is re-fed to a copy of the replica it happened at, and its
 //! [`Input`] and outputs are drawn by [`gsmo_view::trace::Drawer`], exactly as
-//! `gsmo trace show` draws a real node's trace. The bank and the multicast
-//! models are drawn from what their actors send (stateright's own way: re-run
-//! the actor's handler on the state before the step) and from the state after it.
+//! `gsmo trace show` draws a real node's trace; the snapshot model's bank runs
+//! the same replicas and is drawn alike. The multicast models are drawn from
+//! what their actors send (stateright's own way: re-run the actor's handler on
+//! the state before the step) and from the state after it.
 
 use crate::adapter::{Multicaster, Step};
 use crate::display;
-use crate::kv::{self, KvModel, Replica};
-use crate::snapshot::{Bank, Ledger, SnapshotModel};
+use crate::faults::Wire;
+use crate::kv::{KvModel, Replica, ReplicasState};
+use crate::link::{LinkAction, LinkModel, LinkState};
+use crate::snapshot::{Ledger, SnapshotModel};
+use gsmo_spec::link::Frame;
 use gsmo_spec::node::Input;
 use gsmo_spec::properties::Event;
-use gsmo_spec::snapshot::{Envelope, SnapshotId};
-use gsmo_view::spacetime::{At, Builder, Diagram, Kind, MsgKind};
+use gsmo_view::spacetime::{Builder, Diagram, Kind, MsgKind};
 use gsmo_view::text;
 use gsmo_view::trace::Drawer;
 use stateright::actor::{Actor, ActorModelAction, ActorModelState, Command, Out};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
 /// A path as stateright gives it: each state with the action taken from it.
 pub type Steps<S, A> = [(S, Option<A>)];
@@ -54,147 +56,83 @@ fn last_action<S, A>(steps: &Steps<S, A>) -> Option<usize> {
     steps.iter().rposition(|(_, a)| a.is_some())
 }
 
-/// The K/V model: every step re-fed to the spec replica it happened at.
-pub fn kv(model: &KvModel, steps: &Steps<ActorModelState<Replica>, Action<Replica>>) -> Diagram {
-    let n = model.actors.len();
+/// The K/V model: every step re-run on the replica it happened at.
+pub fn kv(model: &KvModel, steps: &Steps<ReplicasState<()>, Action<Replica>>) -> Diagram {
     let title = format!(
-        "kv over {}, {n} replicas: {} steps",
+        "kv over {}, {} replicas: {} steps",
+        model.cfg.mode,
+        model.actors.len(),
+        steps.len().saturating_sub(1)
+    );
+    replicas(title, &model.actors, steps)
+}
+
+/// The bank: the same replicas, moving money by `TRANSFER`.
+pub fn bank(
+    model: &SnapshotModel,
+    steps: &Steps<ReplicasState<Ledger>, Action<Replica>>,
+) -> Diagram {
+    let title = format!(
+        "bank of {} accounts over {}: {} steps",
+        model.actors.len(),
         model.cfg.mode,
         steps.len().saturating_sub(1)
     );
-    let mut d = Drawer::new(title, n);
+    replicas(title, &model.actors, steps)
+}
+
+/// Replicas of the spec's [`gsmo_spec::node::Node`]: each step re-run by the
+/// replica's runtime on a copy of its state, and its input and the node's
+/// outputs drawn by [`Drawer`], as `gsmo trace show` draws a real node's
+/// trace. Connection events, crashes and ticks draw only what they send.
+pub fn replicas<H>(
+    title: String,
+    actors: &[Replica],
+    steps: &Steps<ReplicasState<H>, Action<Replica>>,
+) -> Diagram {
+    let mut d = Drawer::new(title, actors.len());
     let last = last_action(steps);
     for (k, (s, a)) in steps.iter().enumerate() {
+        let Some(a) = a else { continue };
         let (node, input) = match a {
-            Some(ActorModelAction::Deliver { src, dst, msg }) => (
-                usize::from(*dst),
-                Input::Peer {
-                    from: usize::from(*src),
-                    msg: msg.clone(),
-                },
-            ),
-            Some(ActorModelAction::Timeout(id, Step::Write)) => {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let from = usize::from(*src);
+                let input = match msg {
+                    Wire::Frame { frame, .. } => Some(Input::Peer {
+                        from,
+                        frame: frame.clone(),
+                    }),
+                    Wire::Resume { .. } | Wire::Closed => None,
+                };
+                (usize::from(*dst), input)
+            }
+            ActorModelAction::Timeout(id, Step::Write) => {
                 let me = usize::from(*id);
-                let k = s.actor_states[me].node.state().multicast.sent() + 1;
-                (me, kv::write_input(me, k))
+                (me, Some(actors[me].next_write(me, &s.actor_states[me])))
             }
-            Some(ActorModelAction::Timeout(id, Step::Snapshot)) => {
-                (usize::from(*id), Input::StartSnapshot)
+            ActorModelAction::Timeout(id, Step::Snapshot) => {
+                (usize::from(*id), Some(Input::StartSnapshot))
             }
+            ActorModelAction::Timeout(id, Step::Fault(_)) => (usize::from(*id), None),
             _ => continue,
         };
-        let outputs = s.actor_states[node]
-            .node
-            .clone()
-            .handle(input.clone())
-            .unwrap_or_default();
-        let made = d.step(node, Some(&input), &outputs, None);
+        let mut state = s.actor_states[node].as_ref().clone();
+        let mut out: Out<Replica> = Out::new();
+        let mut rt = actors[node].runtime(&mut state);
+        let outputs = match (a, &input) {
+            (ActorModelAction::Deliver { src, msg, .. }, _) => {
+                rt.on_wire(usize::from(*src), msg.clone(), &mut out)
+            }
+            (ActorModelAction::Timeout(_, Step::Fault(f)), _) => rt.on_fault(*f, &mut out),
+            (_, Some(input)) => rt.feed(input.clone(), &mut out),
+            _ => continue,
+        };
+        let made = d.step(node, input.as_ref(), &outputs, None);
         if Some(k) == last {
             made.into_iter().for_each(|at| d.set_latest(at));
         }
     }
     d.finish()
-}
-
-fn bank_ids(s: &crate::snapshot::BankState) -> BTreeSet<SnapshotId> {
-    s.recorder
-        .in_progress()
-        .chain(s.parts.keys().copied())
-        .collect()
-}
-
-/// The lecture's bank: transfers, markers, record points and cuts.
-pub fn bank(
-    model: &SnapshotModel,
-    steps: &Steps<ActorModelState<Bank, Ledger>, Action<Bank>>,
-) -> Diagram {
-    let n = model.actors.len();
-    let mut b = Builder::new(
-        format!(
-            "bank of {n} accounts: {} steps",
-            steps.len().saturating_sub(1)
-        ),
-        names(n),
-    );
-    b.set_clock_legend("bal N by an event: the account's balance after it");
-    let last = last_action(steps);
-    for (k, w) in steps.windows(2).enumerate() {
-        let ((s, Some(a)), (next, _)) = (&w[0], &w[1]) else {
-            continue;
-        };
-        let (me, first) = match a {
-            ActorModelAction::Deliver { src, dst, msg } => {
-                let (me, from) = (usize::from(*dst), usize::from(*src));
-                let (_, seq) = display::bank_arrow(msg);
-                let label = match msg {
-                    Envelope::Msg { body, .. } => format!("receives {}", body.0),
-                    Envelope::Marker { id } => format!("marker {id} from n{from}"),
-                };
-                (
-                    me,
-                    Some(b.receive(me, from, &display::bank_msg(msg), seq, Kind::Receive, label)),
-                )
-            }
-            ActorModelAction::Timeout(id, Step::Transfer { to }) => {
-                let me = usize::from(*id);
-                if next.actor_states[me] == s.actor_states[me] {
-                    continue;
-                }
-                let amount =
-                    s.actor_states[me].account.balance - next.actor_states[me].account.balance;
-                (
-                    me,
-                    Some(b.event(me, Kind::Local, format!("sends {amount} to n{to}"))),
-                )
-            }
-            ActorModelAction::Timeout(id, Step::Snapshot) => (usize::from(*id), None),
-            _ => continue,
-        };
-        let (before, after) = (&s.actor_states[me], &next.actor_states[me]);
-        let mut made: Vec<At> = first.into_iter().collect();
-        let mut record = None;
-        for id in bank_ids(after).difference(&bank_ids(before)) {
-            let at = b.event(me, Kind::Record, format!("records {id}"));
-            b.record(&id.to_string(), at);
-            record = Some(at);
-            made.push(at);
-        }
-        for (to, m) in sends(&model.actors[me], before, a) {
-            let (short, seq) = display::bank_arrow(&m);
-            let (kind, from) = match &m {
-                Envelope::Marker { .. } => (MsgKind::Marker, record.or(first)),
-                Envelope::Msg { .. } => (MsgKind::Data, first),
-            };
-            if let Some(from) = from {
-                b.send(from, to, kind, short, display::bank_msg(&m), seq);
-            }
-        }
-        for (id, part) in after
-            .parts
-            .iter()
-            .filter(|(id, _)| !before.parts.contains_key(id))
-        {
-            let snapshot = id.to_string();
-            for (from, msgs) in part.channels.iter().enumerate() {
-                for (seq, _) in msgs {
-                    b.mark_recorded(from, me, *seq, &snapshot);
-                }
-            }
-            if let Some(&at) = made.last() {
-                b.annotate(
-                    at,
-                    &format!("; {snapshot} done, recorded bal {}", part.state.balance),
-                );
-            }
-        }
-        for &at in &made {
-            b.set_clock(at, format!("bal {}", after.account.balance));
-            if Some(k) == last {
-                b.set_latest(at);
-            }
-        }
-    }
-    b.finish()
 }
 
 /// The causal and total-order models: multicasts, receipts held back, deliveries.
@@ -279,6 +217,65 @@ pub fn multicast(
             if Some(k) == last {
                 b.set_latest(at);
             }
+        }
+    }
+    b.finish()
+}
+
+/// The link model: sends, acks and resends as arrows (a data frame's label is
+/// its link sequence number), receipts, losses and broken connections.
+pub fn link(model: &LinkModel, steps: &Steps<LinkState, LinkAction>) -> Diagram {
+    let n = model.cfg.nodes;
+    let title = format!("link, {n} nodes: {} steps", steps.len().saturating_sub(1));
+    let mut b = Builder::new(title, names(n));
+    let last = last_action(steps);
+    for (k, w) in steps.windows(2).enumerate() {
+        let ((s, Some(a)), (next, _)) = (&w[0], &w[1]) else {
+            continue;
+        };
+        let label = display::link_action(a);
+        let (at, from, to) = match a {
+            LinkAction::Deliver { from, to, f, .. } => {
+                let (seq, kind) = match f {
+                    Frame::Data { seq, .. } => (Some(*seq), Kind::Deliver),
+                    Frame::Ack { .. } => (None, Kind::Receive),
+                };
+                let full = display::link_frame(f);
+                let at = b.receive(*to, *from, &full, seq, kind, full.clone());
+                (at, *to, *from)
+            }
+            LinkAction::Send { from, to }
+            | LinkAction::Ack { from, to }
+            | LinkAction::Reconnect { from, to }
+            | LinkAction::Disconnect { from, to } => {
+                (b.event(*from, Kind::Local, label), *from, *to)
+            }
+            LinkAction::Lose { from, to, .. } | LinkAction::Duplicate { from, to, .. } => {
+                (b.event(*from, Kind::Local, label), *from, *to)
+            }
+        };
+        // Frames this step put on the wire from `from` (sends, acks, resends).
+        if matches!(
+            a,
+            LinkAction::Send { .. } | LinkAction::Ack { .. } | LinkAction::Reconnect { .. }
+        ) {
+            let before = if matches!(a, LinkAction::Reconnect { .. }) {
+                0
+            } else {
+                s.wire[from][to].len()
+            };
+            for f in next.wire[from][to].iter().skip(before) {
+                let (kind, short, seq) = match f {
+                    Frame::Data { seq, body, .. } => {
+                        (MsgKind::Data, format!("m{body}"), Some(*seq))
+                    }
+                    Frame::Ack { ack } => (MsgKind::Control, format!("ack {ack}"), None),
+                };
+                b.send(at, to, kind, short, display::link_frame(f), seq);
+            }
+        }
+        if Some(k) == last {
+            b.set_latest(at);
         }
     }
     b.finish()

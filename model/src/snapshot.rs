@@ -31,14 +31,16 @@
 //! `debit-only` is a `TRANSFER` that, short of funds, debits and credits nobody.
 
 use crate::adapter::Channels;
+use crate::faults::{Faults, Wire as KvWire};
 use crate::kv::{
-    balances, complete_snapshots, conserved, cut, opening_balances,
-    overdraft_tried, restores, terminated, transfer_to_next, Bugs, Replica, ReplicasState,
+    balances, complete_snapshots, conserved, cut, opening_balances, overdraft_tried, restores,
+    terminated, transfer_to_next, Bugs, Replica, ReplicasState,
 };
 use crate::verdict::Explained;
 use gsmo_spec::kv::{Op, Write};
+use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::multicast::{Mode, Wire};
-use gsmo_spec::node::{Part, PeerMsg};
+use gsmo_spec::node::Part;
 use gsmo_spec::properties::{channel_contents_match, exact_channel_state, Violation};
 use gsmo_spec::snapshot::Envelope;
 use stateright::actor::{ActorModel, Envelope as Sent};
@@ -155,6 +157,18 @@ impl SnapshotCfg {
         (self.nodes as u64 * self.balance) as i64
     }
 
+    /// No faults but the channels' own; the reordering variant runs without
+    /// the link layer, which would otherwise put the frames back in order.
+    fn faults(&self) -> Faults {
+        Faults {
+            link: match self.broken {
+                Some(SnapshotBug::Reordering) => LinkBug::Bypass,
+                _ => LinkBug::None,
+            },
+            ..Faults::default()
+        }
+    }
+
     fn script(&self) -> Vec<Vec<Op>> {
         (0..self.nodes)
             .map(|i| {
@@ -182,6 +196,7 @@ impl SnapshotCfg {
             },
             snapshots: self.snapshots > 0,
             strict_fifo: channels == Channels::Ordered,
+            faults: self.faults(),
         };
         let mut model = ActorModel::new(self.clone(), Ledger::new(self.nodes))
             .actors(vec![replica; self.nodes])
@@ -254,8 +269,16 @@ impl Ledger {
         }
     }
 
-    fn record_out(_: &SnapshotCfg, h: &Ledger, env: Sent<&PeerMsg>) -> Option<Ledger> {
-        let Envelope::Msg { body, .. } = env.msg else {
+    fn record_out(_: &SnapshotCfg, h: &Ledger, env: Sent<&KvWire>) -> Option<Ledger> {
+        let KvWire::Frame {
+            frame:
+                Frame::Data {
+                    body: Envelope::Msg { body, .. },
+                    ..
+                },
+            ..
+        } = env.msg
+        else {
             return None;
         };
         let mut h = h.clone();
@@ -279,10 +302,10 @@ fn exact_channels(s: &State, parts: &[Part]) -> Result<(), Violation> {
 
 fn transfer_in_flight(parts: &[Part]) -> bool {
     parts.iter().any(|p| {
-        p.channels
-            .iter()
-            .flatten()
-            .any(|(_, w)| w.payload().is_some_and(|w| matches!(w.op, Op::Transfer { .. })))
+        p.channels.iter().flatten().any(|(_, w)| {
+            w.payload()
+                .is_some_and(|w| matches!(w.op, Op::Transfer { .. }))
+        })
     })
 }
 
@@ -311,7 +334,7 @@ impl Explained for SnapshotModel {
     }
 
     fn describe(&self, action: &<Self as Model>::Action) -> String {
-        crate::display::action(action, crate::display::kv_msg)
+        crate::display::action(action, crate::display::kv_wire)
     }
 }
 
@@ -344,7 +367,7 @@ mod tests {
             .spawn_bfs()
             .join();
         checker.assert_properties();
-        assert_eq!(checker.unique_state_count(), 2448);
+        assert_eq!(checker.unique_state_count(), 9930);
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     let init = steps(&addr, "/.states");
     assert_eq!(init.len(), 1);
     let state = init[0]["state"].as_str().unwrap();
-    assert!(state.starts_with("n0  (empty)"), "{state}");
+    assert!(state.starts_with("n0  acct:0=1 acct:1=1 "), "{state}");
 
     // n0 starts a snapshot, then n1 writes: n1's write reaches n0 after n0
     // recorded and before n1's marker, so the snapshot records it in flight.
@@ -132,15 +132,18 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     let last = last.unwrap();
     let labels = labels.join("\n");
     // The counterexample language: the write with its key and value as text.
-    assert!(labels.contains("n1 → n0  data n1#1 SET x=1.1"), "{labels}");
-    assert!(labels.contains("n0 → n1  marker 0-1"), "{labels}");
-    assert!(labels.contains("n0 → n1  order n1#1 = 1"), "{labels}");
+    assert!(
+        labels.contains("n1 → n0  [1 ack 0] data n1#1 LPUSH x 1.1"),
+        "{labels}"
+    );
+    assert!(labels.contains("n0 → n1  [1 ack 0] marker 0-1"), "{labels}");
+    assert!(labels.contains("] order n1#1 = 1"), "{labels}");
 
     let state = last["state"].as_str().unwrap();
-    assert!(state.contains("n0  x=1.1"), "{state}");
-    assert!(state.contains("n1  x=1.1"), "{state}");
+    assert!(state.contains("n0  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
+    assert!(state.contains("n1  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
     assert!(
-        state.contains("snapshot 0-1: done, recorded (empty)  delivered [0,0]; in flight from n1: data n1#1 SET x=1.1"),
+        state.contains("snapshot 0-1: done, recorded acct:0=1 acct:1=1  delivered [0,0]; in flight from n1: data n1#1 LPUSH x 1.1"),
         "{state}"
     );
     assert!(state.contains("in flight: nothing"), "{state}");
@@ -154,5 +157,5 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     );
     // The recorded write (the legend has one more).
     assert_eq!(svg.matches("<line class='recorded'").count(), 2, "{svg}");
-    assert!(svg.contains("n1#1 SET x=1.1"), "{svg}");
+    assert!(svg.contains("n1#1 LPUSH x 1.1"), "{svg}");
 }

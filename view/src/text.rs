@@ -6,9 +6,11 @@
 //! characters escaped, quoted when they would otherwise be ambiguous, long ones
 //! shortened). A vector is `[1,0,2]`, a message id `n0#1`, a snapshot id `0-1`.
 
-use gsmo_spec::kv::{KvStore, Op, Write};
+use gsmo_spec::kv::zsets::format_score;
+use gsmo_spec::kv::{Data, KvStore, Op, SetCond, Write};
+use gsmo_spec::link::Frame;
 use gsmo_spec::multicast::{isis, sequencer, MsgId, Wire};
-use gsmo_spec::node::PeerMsg;
+use gsmo_spec::node::{LinkFrame, PeerMsg};
 use gsmo_spec::snapshot::Envelope;
 use std::fmt::Write as _;
 
@@ -41,32 +43,106 @@ pub fn vector(v: &[u64]) -> String {
     format!("[{}]", parts.join(","))
 }
 
-/// A client write in Redis's words: `SET x=0.1`, `DEL a b`, `TRANSFER a b 30`.
+/// A client write in Redis's words: `SET x=0.1`, `DEL a b`, `LPUSH x 0.1`,
+/// `TRANSFER a b 30`.
 pub fn op(op: &Op) -> String {
+    let list = |vs: &[Vec<u8>]| vs.iter().map(|v| bytes(v)).collect::<Vec<_>>().join(" ");
+    let pairs = |ps: &[(Vec<u8>, Vec<u8>)]| {
+        ps.iter()
+            .map(|(k, v)| format!("{}={}", bytes(k), bytes(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let count = |c: &Option<usize>| c.map(|c| format!(" {c}")).unwrap_or_default();
     match op {
         Op::Set { key, value } => format!("SET {}={}", bytes(key), bytes(value)),
-        Op::MSet { pairs } => {
-            let pairs: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| format!("{}={}", bytes(k), bytes(v)))
-                .collect();
-            format!("MSET {}", pairs.join(" "))
-        }
-        Op::Del { keys } => {
-            let keys: Vec<String> = keys.iter().map(|k| bytes(k)).collect();
-            format!("DEL {}", keys.join(" "))
-        }
+        Op::MSet { pairs: ps } => format!("MSET {}", pairs(ps)),
+        Op::Del { keys } => format!("DEL {}", list(keys)),
+        Op::IncrBy { key, delta: 1 } => format!("INCR {}", bytes(key)),
         Op::IncrBy { key, delta } => format!("INCRBY {} {delta}", bytes(key)),
         Op::Transfer { from, to, amount } => {
             format!("TRANSFER {} {} {amount}", bytes(from), bytes(to))
         }
-        Op::Push { key, values, left } => {
-            let values: Vec<String> = values.iter().map(|v| bytes(v)).collect();
-            let cmd = if *left { "LPUSH" } else { "RPUSH" };
-            format!("{cmd} {} {}", bytes(key), values.join(" "))
+        Op::SetWith {
+            key,
+            value,
+            cond,
+            get,
+        } => {
+            let cond = match cond {
+                Some(SetCond::Nx) => " NX",
+                Some(SetCond::Xx) => " XX",
+                None => "",
+            };
+            let get = if *get { " GET" } else { "" };
+            format!("SET {}={}{cond}{get}", bytes(key), bytes(value))
         }
-        // The rarer commands, as the spec spells them.
-        other => format!("{other:?}"),
+        Op::GetDel { key } => format!("GETDEL {}", bytes(key)),
+        Op::MSetNx { pairs: ps } => format!("MSETNX {}", pairs(ps)),
+        Op::Append { key, value } => format!("APPEND {} {}", bytes(key), bytes(value)),
+        Op::Rename { from, to } => format!("RENAME {} {}", bytes(from), bytes(to)),
+        Op::FlushAll => "FLUSHALL".into(),
+        Op::Push { key, values, left } => {
+            let cmd = if *left { "LPUSH" } else { "RPUSH" };
+            format!("{cmd} {} {}", bytes(key), list(values))
+        }
+        Op::Pop {
+            key,
+            left,
+            count: c,
+        } => {
+            let cmd = if *left { "LPOP" } else { "RPOP" };
+            format!("{cmd} {}{}", bytes(key), count(c))
+        }
+        Op::SAdd { key, members } => format!("SADD {} {}", bytes(key), list(members)),
+        Op::SPop { key, count: c } => format!("SPOP {}{}", bytes(key), count(c)),
+        Op::HSet { key, pairs: ps } => format!("HSET {} {}", bytes(key), pairs(ps)),
+        Op::HDel { key, fields } => format!("HDEL {} {}", bytes(key), list(fields)),
+        Op::ZAdd { key, pairs: ps } => {
+            let ps: Vec<String> = ps
+                .iter()
+                .map(|(s, m)| format!("{} {}", format_score(s), bytes(m)))
+                .collect();
+            format!("ZADD {} {}", bytes(key), ps.join(" "))
+        }
+        Op::ZPopMin { key, count: c } => format!("ZPOPMIN {}{}", bytes(key), count(c)),
+        Op::Assign { pairs: ps, .. } => {
+            let ps: Vec<String> = ps
+                .iter()
+                .map(|(k, d)| match d {
+                    Some(d) => format!("{}={}", bytes(k), data(d)),
+                    None => format!("{} deleted", bytes(k)),
+                })
+                .collect();
+            format!("assign {}", ps.join(" "))
+        }
+    }
+}
+
+/// A value of any type: `0.1` (a string), `[b,a]` (a list), `{a,b}` (a set),
+/// `{f:v}` (a hash), `{m:1.5}` (a sorted set).
+pub fn data(d: &Data) -> String {
+    let join = |items: Vec<String>| items.join(",");
+    match d {
+        Data::Str(v) => bytes(v),
+        Data::List(l) => format!("[{}]", join(l.iter().map(|v| bytes(v)).collect())),
+        Data::Set(s) => format!("{{{}}}", join(s.iter().map(|v| bytes(v)).collect())),
+        Data::Hash(h) => format!(
+            "{{{}}}",
+            join(
+                h.iter()
+                    .map(|(f, v)| format!("{}:{}", bytes(f), bytes(v)))
+                    .collect()
+            )
+        ),
+        Data::ZSet(z) => format!(
+            "{{{}}}",
+            join(
+                z.iter()
+                    .map(|(m, s)| format!("{}:{}", bytes(m), format_score(s)))
+                    .collect()
+            )
+        ),
     }
 }
 
@@ -135,7 +211,9 @@ pub fn is_data<P>(w: &Wire<P>) -> bool {
     data_id(w).is_some()
 }
 
-/// A framed channel message: the body as `body` says, or `marker 0-1`.
+/// A framed channel message: the body as `body` says, or the snapshot's
+/// control words: `marker 0-1`, `abort 0-1 by n1 (timed out ...)`,
+/// `part 0-1 of n2 stored`, `commit 0-1`.
 pub fn envelope<M>(e: &Envelope<M>, body: impl Fn(&M) -> String) -> String {
     match e {
         Envelope::Msg { body: b, .. } => body(b),
@@ -144,6 +222,20 @@ pub fn envelope<M>(e: &Envelope<M>, body: impl Fn(&M) -> String) -> String {
         Envelope::Stored { id, part } => format!("part {id} of n{} stored", part.node),
         Envelope::Committed { id, .. } => format!("commit {id}"),
     }
+}
+
+/// A link frame: its body as `body` says, behind the link's sequence number
+/// and acknowledgement (`[3 ack 1] data n0#2 ...`), or `[ack 4]`.
+pub fn frame<M>(f: &Frame<M>, body: impl Fn(&M) -> String) -> String {
+    match f {
+        Frame::Data { seq, ack, body: b } => format!("[{seq} ack {ack}] {}", body(b)),
+        Frame::Ack { ack } => format!("[ack {ack}]"),
+    }
+}
+
+/// A replica's link frame: `[1 ack 0] data n0#1 SET x=0.1  [1,0]`, `[ack 2]`.
+pub fn link_frame(f: &LinkFrame) -> String {
+    frame(f, peer_msg)
 }
 
 /// What replicas send each other: `data n0#1 SET x=0.1  [1,0]`, `marker 0-1`.
@@ -159,7 +251,7 @@ pub fn store(kv: &KvStore) -> String {
     let mut shown: Vec<String> = kv
         .iter()
         .take(MAX_KEYS)
-        .map(|(k, v)| format!("{}={}", bytes(k), bytes(&v.render())))
+        .map(|(k, v)| format!("{}={}", bytes(k), data(v)))
         .collect();
     if kv.len() > MAX_KEYS {
         shown.push(format!("… ({} keys)", kv.len()));

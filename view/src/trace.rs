@@ -38,12 +38,21 @@ fn arrow(msg: &PeerMsg) -> (MsgKind, String, String, Option<u64>) {
             text::peer_msg(msg),
             None,
         ),
-        // The end of a snapshot (abort, stored part, commit): snapshot control.
-        Envelope::Abort { id, .. }
-        | Envelope::Stored { id, .. }
-        | Envelope::Committed { id, .. } => (
-            MsgKind::Marker,
-            format!("S {id}"),
+        Envelope::Abort { id, .. } => (
+            MsgKind::Control,
+            format!("abort {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
+        Envelope::Stored { id, .. } => (
+            MsgKind::Control,
+            format!("stored {id}"),
+            text::peer_msg(msg),
+            None,
+        ),
+        Envelope::Committed { id, .. } => (
+            MsgKind::Control,
+            format!("commit {id}"),
             text::peer_msg(msg),
             None,
         ),
@@ -135,33 +144,43 @@ impl Drawer {
                 anchor = Some((at, id));
             }
             Some(Input::Client {
-                cmd: Command::Get { .. } | Command::Read(_),
+                cmd: Command::Get { .. },
                 ..
             })
-            | Some(Input::SkipSnapshotIds { .. }) => return made,
-            // Link acknowledgements and connection events draw nothing.
-            Some(Input::Peer {
+            | Some(Input::Client {
+                cmd: Command::Read(_),
+                ..
+            })
+            | Some(Input::SkipSnapshotIds { .. })
+            | Some(Input::Peer {
                 frame: Frame::Ack { .. },
                 ..
-            })
-            | Some(Input::LinkUp { .. })
+            }) => return made,
+            // Connections and time: only what they make the node send is drawn.
+            Some(Input::LinkUp { .. })
             | Some(Input::InboundUp { .. })
             | Some(Input::LinkDown { .. })
             | Some(Input::Tick { .. })
-            | Some(Input::Stored { .. }) => return made,
+            | Some(Input::StartSnapshot) => {}
+            Some(Input::Stored { id, result }) => {
+                let label = match result {
+                    Ok(_) => format!("stored {id}"),
+                    Err(e) => format!("storing {id} failed: {e}"),
+                };
+                let at = self.event(node, Kind::Local, label);
+                anchor = Some((at, None));
+            }
             Some(Input::Peer {
                 from,
                 frame: Frame::Data { body: msg, .. },
             }) => {
                 let (kind, label, seq) = match msg {
-                    Envelope::Marker { .. }
-                    | Envelope::Abort { .. }
+                    Envelope::Marker { id } => {
+                        (Kind::Receive, format!("marker {id} from n{from}"), None)
+                    }
+                    Envelope::Abort { .. }
                     | Envelope::Stored { .. }
-                    | Envelope::Committed { .. } => (
-                        Kind::Receive,
-                        format!("{} from n{from}", text::peer_msg(msg)),
-                        None,
-                    ),
+                    | Envelope::Committed { .. } => (Kind::Receive, text::peer_msg(msg), None),
                     Envelope::Msg { seq, body } => match text::data_id(body) {
                         Some(id) if delivered_now(id) => (Kind::Deliver, String::new(), Some(*seq)),
                         Some(id) => (Kind::HeldBack, format!("held {id}"), Some(*seq)),
@@ -186,7 +205,6 @@ impl Drawer {
                 }
                 anchor = Some((at, id));
             }
-            Some(Input::StartSnapshot) => {}
             Some(Input::AbortSnapshot { id }) => {
                 let at = self.event(node, Kind::Local, format!("aborts {id}"));
                 anchor = Some((at, None));
@@ -267,13 +285,10 @@ impl Drawer {
                         self.b.annotate(at, &format!("; {id} committed"));
                     }
                 }
-                Output::SnapshotAborted { id, by, reason } => {
-                    let at = self.event(
-                        node,
-                        Kind::Local,
-                        format!("{id} aborted by n{by}: {reason}"),
-                    );
-                    made.push(at);
+                Output::SnapshotAborted { id, .. } => {
+                    if let Some(&at) = made.last() {
+                        self.b.annotate(at, &format!("; {id} aborted"));
+                    }
                 }
                 Output::Multicast { .. } | Output::Reply { .. } | Output::DropPart { .. } => {}
             }
@@ -372,14 +387,14 @@ mod tests {
     /// Three replicas: two writes, a snapshot from n1 while they are in flight.
     fn traces(mode: Mode) -> Vec<Trace> {
         let n = 3;
-        let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(i, n, mode)).collect();
+        let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(i, n, mode).connected()).collect();
         let mut traces: Vec<Trace> = (0..n)
             .map(|node| Trace {
                 start: Start::Fresh {
                     node,
                     n,
                     mode,
-                    limits: Default::default(),
+                    limits: nodes[node].limits(),
                 },
                 steps: Vec::new(),
             })
@@ -397,17 +412,6 @@ mod tests {
                 outputs,
             });
         };
-        for i in 0..n {
-            for peer in (0..n).filter(|&j| j != i) {
-                feed(
-                    i,
-                    Input::LinkUp { peer, delivered: 0 },
-                    &mut nodes,
-                    &mut net,
-                );
-                feed(i, Input::InboundUp { peer }, &mut nodes, &mut net);
-            }
-        }
         for i in [0, 2] {
             let cmd = Command::Write(Op::Set {
                 key: b"x".to_vec(),

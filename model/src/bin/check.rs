@@ -2,13 +2,16 @@
 //! functions and predicates the real cluster runs.
 
 use clap::{Args, Parser, Subcommand};
+use gsmo_model::abort::{self as abort_model, AbortCfg};
 use gsmo_model::adapter::Channels;
 use gsmo_model::causal::{CausalBug, CausalCfg};
 use gsmo_model::explore::{Explorer, Presented};
+use gsmo_model::faults::{AdapterBug, Faults};
 use gsmo_model::kv::{KvBug, KvCfg};
+use gsmo_model::link::{LinkCfg, LinkVariant};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
 use gsmo_model::total::{TotalBug, TotalCfg};
-use gsmo_model::verdict::{check, Explained, Outcome, Search, Strategy, Verdict};
+use gsmo_model::verdict::{check, Outcome, Search, Strategy, Verdict};
 use gsmo_spec::multicast::Mode;
 use stateright::{Expectation, Model};
 use std::fmt::Debug;
@@ -58,6 +61,8 @@ MODELS
   snapshot         Chandy-Lamport snapshots of the bank: replicas moving money
                    with the K/V store's own TRANSFER
   kv               the replicated K/V store over one ordering mode (--mode)
+  link             the resumable FIFO link across lossy networks and disconnects
+  abort            snapshot abort policy and write replies under crashes, time, disk failures
   explore MODEL    serve stateright's web explorer for MODEL
 
 BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
@@ -108,6 +113,7 @@ EXAMPLES
   check kv --mode total-sequencer --broken no-channel-recording
   check snapshot --nodes 3 --dfs --timeout 600
   check causal --simulation 7 --timeout 5     random walks instead of exhaustive search
+  check link --nodes 3 --msgs 1 --broken resume-off-by-one
   check explore snapshot --addr 127.0.0.1:3000";
 
 #[derive(Parser)]
@@ -180,6 +186,25 @@ enum ModelCmd {
     /// FIFO channels: on --network unordered the snapshot properties fail (that
     /// is the `reordering` variant).
     Kv(KvArgs),
+    /// The resumable FIFO link (JGroups UNICAST3, Redis PSYNC).
+    ///
+    /// --nodes nodes each send --msgs messages to every other node through the
+    /// spec's link, over a network that may lose, duplicate and reorder frames
+    /// (--faults in all) and break connections (--disconnects; a reconnect
+    /// resumes from what the peer delivered). Always: per channel, delivered is
+    /// a prefix of sent, in order, once each; no resume refused; and where
+    /// nothing more can happen, everything was delivered.
+    Link(LinkArgs),
+    /// The snapshot abort policy and "no client hangs", with a crash, a clock
+    /// and a failing disk.
+    ///
+    /// K/V replicas (--mode) each issue --msgs writes; one snapshot; one replica
+    /// may crash (its peers see its connections close), each disk may refuse a
+    /// part once, clocks tick while a timer could fire. Always: never committed
+    /// at one replica and aborted at another (unless the initiator crashed), no
+    /// part of an aborted snapshot kept; once quiet: every snapshot ended at
+    /// every live replica, every write answered (value or error).
+    Abort(AbortArgs),
 }
 
 /// How to search, shared by every model.
@@ -280,9 +305,69 @@ struct KvArgs {
     snapshots: usize,
     #[arg(long, value_enum, default_value_t = Channels::Ordered)]
     network: Channels,
+    /// Incoming connections each replica may lose (the link layer resumes them).
+    #[arg(long, default_value_t = 0)]
+    disconnects: usize,
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     broken: Option<KvBug>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
+struct LinkArgs {
+    #[arg(long, default_value_t = LinkCfg::default().nodes)]
+    nodes: usize,
+    /// Messages each node sends to each other node.
+    #[arg(long, default_value_t = LinkCfg::default().msgs)]
+    msgs: u8,
+    /// Frames the network may lose, duplicate or deliver out of order, in all.
+    #[arg(long, default_value_t = LinkCfg::default().faults)]
+    faults: u8,
+    /// Connection breaks, in all.
+    #[arg(long, default_value_t = LinkCfg::default().disconnects)]
+    disconnects: u8,
+    /// The network never loses a frame.
+    #[arg(long)]
+    no_loss: bool,
+    /// The network never duplicates a frame.
+    #[arg(long)]
+    no_duplicates: bool,
+    /// The network keeps frames in order.
+    #[arg(long)]
+    fifo: bool,
+    /// Run a deliberately broken link.
+    #[arg(long, value_enum)]
+    broken: Option<LinkVariant>,
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
+struct AbortArgs {
+    #[arg(long, default_value_t = AbortCfg::default().mode)]
+    mode: Mode,
+    #[arg(long, default_value_t = AbortCfg::default().nodes)]
+    nodes: usize,
+    /// Writes each replica issues.
+    #[arg(long, default_value_t = AbortCfg::default().writes)]
+    msgs: u64,
+    /// Snapshots started in all.
+    #[arg(long, default_value_t = AbortCfg::default().snapshots)]
+    snapshots: usize,
+    /// No replica crashes.
+    #[arg(long)]
+    no_crash: bool,
+    /// No disk fails.
+    #[arg(long)]
+    no_store_failures: bool,
+    /// Incoming connections each replica may lose.
+    #[arg(long, default_value_t = AbortCfg::default().disconnects)]
+    disconnects: usize,
+    /// Run a deliberately broken runtime.
+    #[arg(long, value_enum)]
+    broken: Option<AdapterBug>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -320,6 +405,8 @@ enum AnyModel {
     Total(TotalCfg),
     Snapshot(SnapshotCfg),
     Kv(KvCfg),
+    Link(LinkCfg),
+    Abort(AbortCfg),
 }
 
 fn plural(k: impl Into<u64>, what: &str) -> String {
@@ -389,11 +476,20 @@ impl ModelCmd {
                     snapshots: a.snapshots,
                     channels: a.network,
                     broken: a.broken,
+                    faults: Faults {
+                        disconnects: a.disconnects,
+                        ..Faults::default()
+                    },
                 };
                 cfg.validate()?;
+                let disconnects = if a.disconnects > 0 {
+                    format!(", {} each", plural(a.disconnects as u64, "disconnect"))
+                } else {
+                    String::new()
+                };
                 Job {
                     title: format!(
-                        "kv over {}: {} x {}, {}, {} channels{}",
+                        "kv over {}: {} x {}, {}, {} channels{disconnects}{}",
                         a.mode,
                         plural(a.nodes as u64, "replica"),
                         plural(a.msgs, "write"),
@@ -404,6 +500,72 @@ impl ModelCmd {
                     promises: a.broken.map(|b| b.caught_by()),
                     search: a.search.search(),
                     model: AnyModel::Kv(cfg),
+                }
+            }
+            ModelCmd::Link(a) => {
+                if a.nodes < 2 {
+                    return Err("a link needs --nodes 2 or more".into());
+                }
+                let cfg = LinkCfg {
+                    nodes: a.nodes,
+                    msgs: a.msgs,
+                    faults: a.faults,
+                    disconnects: a.disconnects,
+                    lossy: !a.no_loss,
+                    duplicating: !a.no_duplicates,
+                    reordering: !a.fifo,
+                    broken: a.broken,
+                };
+                let kinds: Vec<&str> = [
+                    (cfg.lossy, "lose"),
+                    (cfg.duplicating, "duplicate"),
+                    (cfg.reordering, "reorder"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, k)| *k)
+                .collect();
+                Job {
+                    title: format!(
+                        "link: {} x {} each way, {} ({}), {}{}",
+                        plural(a.nodes as u64, "node"),
+                        plural(a.msgs, "msg"),
+                        plural(a.faults, "network fault"),
+                        kinds.join("/"),
+                        plural(a.disconnects, "disconnect"),
+                        broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+                    ),
+                    promises: a.broken.map(|b| b.caught_by()),
+                    search: a.search.search(),
+                    model: AnyModel::Link(cfg),
+                }
+            }
+            ModelCmd::Abort(a) => {
+                let cfg = AbortCfg {
+                    mode: a.mode,
+                    nodes: a.nodes,
+                    writes: a.msgs,
+                    snapshots: a.snapshots,
+                    crash: !a.no_crash,
+                    store_failures: !a.no_store_failures,
+                    disconnects: a.disconnects,
+                    broken: a.broken,
+                };
+                Job {
+                    title: format!(
+                        "abort over {}: {} x {}, {}, crash {}, disk failures {}, {}{}",
+                        a.mode,
+                        plural(a.nodes as u64, "replica"),
+                        plural(a.msgs, "write"),
+                        plural(a.snapshots as u64, "snapshot"),
+                        if cfg.crash { "yes" } else { "no" },
+                        if cfg.store_failures { "yes" } else { "no" },
+                        plural(a.disconnects as u64, "disconnect"),
+                        broken_suffix(a.broken.map(|b| (name_of(b), abort_model::caught_by(b))))
+                    ),
+                    promises: a.broken.map(abort_model::caught_by),
+                    search: a.search.search(),
+                    model: AnyModel::Abort(cfg),
                 }
             }
         })
@@ -557,6 +719,8 @@ fn run(job: &Job) -> Verdict {
         AnyModel::Total(c) => check(c.clone().into_model(), &job.search),
         AnyModel::Snapshot(c) => check(c.clone().into_model(), &job.search),
         AnyModel::Kv(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Link(c) => check(c.clone().into_model(), &job.search),
+        AnyModel::Abort(c) => check(c.clone().into_model(), &job.search),
     }
 }
 
@@ -577,7 +741,7 @@ where
 
 /// The default sweep: every model at its default configuration.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 9] = [
+    let argvs: [&[&str]; 13] = [
         &["causal"],
         &["total-sequencer"],
         &["total-isis"],
@@ -596,6 +760,25 @@ fn defaults() -> Vec<Job> {
             "1",
             "--snapshots",
             "0",
+        ],
+        &["link"],
+        &[
+            "kv",
+            "--mode",
+            "total-sequencer",
+            "--msgs",
+            "1",
+            "--disconnects",
+            "1",
+        ],
+        &["abort"],
+        &[
+            "abort",
+            "--msgs",
+            "1",
+            "--snapshots",
+            "0",
+            "--no-store-failures",
         ],
     ];
     argvs
@@ -635,6 +818,8 @@ fn main() -> ExitCode {
                 AnyModel::Total(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Snapshot(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Kv(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Link(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Abort(c) => explore(c.into_model(), &addr, t),
             }
             return ExitCode::SUCCESS;
         }
@@ -699,12 +884,12 @@ mod tests {
     #[test]
     fn the_default_sweep_is_every_model_unbroken() {
         let jobs = defaults();
-        assert_eq!(jobs.len(), 9);
+        assert_eq!(jobs.len(), 13);
         assert!(jobs.iter().all(|j| j.promises.is_none()));
         let kv_modes: Vec<Mode> = jobs
             .iter()
             .filter_map(|j| match &j.model {
-                AnyModel::Kv(c) => Some(c.mode),
+                AnyModel::Kv(c) if !c.faults.any() => Some(c.mode),
                 _ => None,
             })
             .collect();
