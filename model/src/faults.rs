@@ -190,7 +190,9 @@ pub fn wants_tick(node: &Node) -> bool {
     node.pending_writes() > 0
         || node.snapshots_in_progress().into_iter().any(|id| {
             let acknowledged = id.initiator != me && node.snapshot_waiting_on(id) == [id.initiator];
-            !acknowledged
+            // An acknowledged part waits for the initiator's verdict; if the
+            // initiator is unreachable already, the next tick aborts it.
+            !acknowledged || node.is_unreachable(id.initiator)
         })
         || (0..node.cluster_size())
             .any(|j| j != me && node.down_since(j).is_some() && !node.is_unreachable(j))
