@@ -901,19 +901,26 @@ mod tests {
                 broken: Some(KvBug::DeliveryOrder),
                 ..cfg(mode, 2, 1, 0)
             };
-            let checker = c
-                .into_model()
-                .checker()
-                .finish_when(HasDiscoveries::AnyFailures)
-                .spawn_bfs()
-                .join();
-            let path = checker.discovery("convergence").expect("divergence found");
-            let why = checker
-                .model()
-                .why("convergence", path.last_state())
-                .unwrap();
+            let why = explain_violation(c, "convergence");
             assert!(why.contains("differ"), "{why}");
         }
+    }
+
+    /// The model's explanation of the first violation of `property` it finds.
+    fn explain_violation(c: KvCfg, property: &'static str) -> String {
+        let checker = c
+            .into_model()
+            .checker()
+            .finish_when(HasDiscoveries::AnyFailures)
+            .spawn_bfs()
+            .join();
+        let path = checker
+            .discovery(property)
+            .unwrap_or_else(|| panic!("{property} is never violated"));
+        checker
+            .model()
+            .why(property, path.last_state())
+            .expect("a violated property is explained")
     }
 
     #[test]
@@ -1005,17 +1012,7 @@ mod tests {
                 broken: Some(KvBug::DebitOnly),
                 ..KvCfg::new(mode)
             };
-            let checker = c
-                .into_model()
-                .checker()
-                .finish_when(HasDiscoveries::AnyFailures)
-                .spawn_bfs()
-                .join();
-            let path = checker.discovery("conservation").expect("money lost");
-            let why = checker
-                .model()
-                .why("conservation", path.last_state())
-                .unwrap();
+            let why = explain_violation(c, "conservation");
             assert!(why.contains("acct:1 = -1"), "{mode}: {why}");
         }
     }
