@@ -137,11 +137,7 @@ impl AbortCfg {
                 });
         }
         model.within_boundary(|cfg, s| {
-            s.actor_states
-                .iter()
-                .map(|a| a.snapshots_started)
-                .sum::<usize>()
-                <= cfg.snapshots
+            crate::kv::snapshots_started(&s.actor_states) <= cfg.snapshots
                 && s.actor_states.iter().filter(|a| a.ghost.crashed).count() <= 1
         })
     }

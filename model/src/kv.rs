@@ -378,14 +378,13 @@ impl KvCfg {
                 orders_differ(s)
             });
         }
-        model.within_boundary(|cfg, s| {
-            s.actor_states
-                .iter()
-                .map(|a| a.snapshots_started)
-                .sum::<usize>()
-                <= cfg.snapshots
-        })
+        model.within_boundary(|cfg, s| snapshots_started(&s.actor_states) <= cfg.snapshots)
     }
+}
+
+/// Snapshots started by all replicas together: what bounds the models' snapshot steps.
+pub fn snapshots_started(states: &[Arc<ReplicaState>]) -> usize {
+    states.iter().map(|a| a.snapshots_started).sum()
 }
 
 /// Which parts of a replica are deliberately broken (each a knob of the spec).

@@ -246,11 +246,7 @@ impl SnapshotCfg {
         model
             .record_msg_out(Ledger::record_out)
             .within_boundary(|cfg, s| {
-                s.actor_states
-                    .iter()
-                    .map(|a| a.snapshots_started)
-                    .sum::<usize>()
-                    <= cfg.snapshots
+                crate::kv::snapshots_started(&s.actor_states) <= cfg.snapshots
             })
     }
 }
