@@ -7,7 +7,8 @@
 //! 8       2     format version, little-endian (written: FORMAT_VERSION)
 //! 10      2     reserved, 0
 //! 12      8     payload length in bytes, little-endian
-//! 20      4     CRC-32 (IEEE) of the payload, little-endian
+//! 20      4     CRC-32 (IEEE), little-endian: from version 2 on, of bytes 8..12
+//!               (version and reserved) then the payload; in version 1, of the payload
 //! 24      ...   payload: bincode 2 (standard config, serde) of PartFile / PartSummary / Manifest
 //! ```
 //! Readers check magic, version, length and checksum before decoding and name
@@ -71,13 +72,26 @@ pub fn encode_file_as<T: Serialize>(magic: &[u8; 8], version: u16, value: &T) ->
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    let crc = checksum(version, &out[8..12], &payload);
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&payload);
     out
 }
 
-/// Checks a file image's header, length and checksum; returns the version and
-/// the payload. Any version passes here: the `read_*` functions dispatch on it.
+/// The header's checksum. Version 1 covered only the payload, so a flipped
+/// version byte could send a newer payload to an older decoder; from version
+/// 2 on the version field is covered too.
+fn checksum(version: u16, version_and_reserved: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if version >= 2 {
+        h.update(version_and_reserved);
+    }
+    h.update(payload);
+    h.finalize()
+}
+
+/// Checks a file image's header, version, length and checksum; returns the
+/// version and the payload, which the `decode_*` functions dispatch on.
 pub fn check_image<'a>(
     path: &Path,
     magic: &[u8; 8],
@@ -95,6 +109,11 @@ pub fn check_image<'a>(
         });
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    // Checked before the checksum: how a version computes its checksum is
+    // part of the version, so a future file is named as such, not as corrupt.
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return Err(unsupported(path, version));
+    }
     let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
     if reserved != 0 {
         return Err(StoreError::Reserved {
@@ -112,7 +131,7 @@ pub fn check_image<'a>(
             actual: payload.len() as u64,
         });
     }
-    let actual = crc32fast::hash(payload);
+    let actual = checksum(version, &bytes[8..12], payload);
     if actual != crc {
         return Err(StoreError::Checksum {
             path: path_buf(),

@@ -797,6 +797,16 @@ mod tests {
         )
     }
 
+    /// The case proptest once found: a v2 file whose version byte reads 1
+    /// would reach the v1 decoder if the checksum did not cover the version.
+    #[test]
+    fn a_downgraded_version_field_is_corrupt() {
+        let mut bad = valid_part_file();
+        bad[8] = 1;
+        let err = decode_part(Path::new("m.gsmo"), &bad).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
 
