@@ -139,6 +139,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(gsmo_spec::testing::proptest_config(256))]
+
         #[test]
         fn random_bodies_are_refused_or_decoded_never_a_panic(body in vec(any::<u8>(), 0..512)) {
             if let Ok(f) = decode::<PeerFrame>(&body) {

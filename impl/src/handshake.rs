@@ -633,10 +633,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: 256,
-            ..Default::default()
-        })]
+        #![proptest_config(gsmo_spec::testing::proptest_config(256))]
 
         /// Whatever a stranger sends, the acceptor answers with an error or a
         /// refusal, never panics, and never admits.

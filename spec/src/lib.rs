@@ -29,6 +29,8 @@ pub mod node;
 pub mod properties;
 pub mod sim;
 pub mod snapshot;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 
 /// A cluster member, numbered `0..n`.

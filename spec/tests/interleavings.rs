@@ -96,20 +96,7 @@ const OPENING: i64 = 100;
 /// Failures are saved to `interleavings.proptest-regressions` (commit it) and
 /// replayed first on every run; `GSMO_SEED=N` fixes proptest's generator too.
 fn config() -> ProptestConfig {
-    use proptest::test_runner::RngSeed;
-    let rng_seed = match std::env::var("GSMO_SEED") {
-        Ok(s) => RngSeed::Fixed(
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("GSMO_SEED={s:?} is not a number")),
-        ),
-        Err(_) => RngSeed::Random,
-    };
-    ProptestConfig {
-        cases: 160,
-        rng_seed,
-        ..ProptestConfig::default()
-    }
+    gsmo_spec::testing::proptest_config(160)
 }
 
 proptest! {

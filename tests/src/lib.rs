@@ -159,21 +159,11 @@ pub fn run_bounded_with_input(cmd: &mut Command, input: &[u8], deadline: Duratio
     }
 }
 
-/// The seed for a randomised test: `GSMO_SEED` if set, else random. Printed
-/// (once per process) with how to rerun, so every failure reproduces.
+/// The seed for a randomised test ([`gsmo_spec::testing::seed`]), chosen
+/// and printed once per process, so every failure reproduces.
 pub fn seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
-    *SEED.get_or_init(|| {
-        let seed = match std::env::var("GSMO_SEED") {
-            Ok(s) => s
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("GSMO_SEED={s:?} is not a number")),
-            Err(_) => random_u64(),
-        };
-        eprintln!("GSMO_SEED={seed} (rerun with GSMO_SEED={seed} to repeat this run's randomness)");
-        seed
-    })
+    *SEED.get_or_init(|| gsmo_spec::testing::seed("gsmo-tests"))
 }
 
 /// Whether a tool such as `redis-cli` is on PATH (and answers `--version`).
@@ -204,16 +194,12 @@ fn free_ports(k: usize) -> Vec<u16> {
     ports
 }
 
-/// The seed of a randomised test: `$GSMO_SEED`, or random; printed with how to rerun.
+/// The seed of randomised test `test` ([`gsmo_spec::testing::seed`]).
 pub fn test_seed(test: &str) -> u64 {
-    let seed = match std::env::var("GSMO_SEED") {
-        Ok(s) => s.trim().parse().expect("GSMO_SEED must be a number"),
-        Err(_) => random_u64(),
-    };
-    eprintln!("{test}: GSMO_SEED={seed} (rerun with GSMO_SEED={seed})");
-    seed
+    gsmo_spec::testing::seed(test)
 }
 
+/// Randomness that is not a test's input (ports, ids): need not reproduce.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -804,6 +804,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(gsmo_spec::testing::proptest_config(256))]
+
         #[test]
         fn random_bytes_give_commands_or_a_protocol_error(input in vec(any::<u8>(), 0..600)) {
             let mut codec = RespCodec::default();

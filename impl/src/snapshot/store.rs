@@ -808,7 +808,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+        #![proptest_config(gsmo_spec::testing::proptest_config(300))]
 
         /// Arbitrary bytes: never a panic, always a named error.
         #[test]
