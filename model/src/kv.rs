@@ -989,7 +989,7 @@ mod tests {
 
     #[test]
     fn the_link_layer_keeps_every_property_across_broken_connections() {
-        assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 24071);
+        assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 24_542);
         assert_eq!(holds(disconnecting(Mode::Causal, 0)), 265);
     }
 

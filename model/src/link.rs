@@ -32,11 +32,14 @@
 //! Always: per channel, what was delivered is a prefix of what was sent, in
 //! order, without duplicates (**fifo exactly once**); no resume is refused
 //! (**no link error**); and once nothing more can happen, every message was
-//! delivered (**all delivered when quiet**, judged in terminal states, so it
-//! is sound with cycles too; the budgets make the space finite).
+//! delivered (**all delivered when quiet**) and acknowledged, so no retained
+//! buffer holds a frame for good (**nothing retained when quiet**); both are
+//! judged in terminal states, so they are sound with cycles too (the budgets
+//! make the space finite).
 //!
 //! Broken variants ([`LinkBug`]): `no-dedup` delivers a duplicate, `no-resend`
-//! and `resume-off-by-one` lose frames for good.
+//! and `resume-off-by-one` lose frames for good, `stale-ack` never re-sends an
+//! ack that died with a connection.
 
 use crate::verdict::Explained;
 use gsmo_spec::link::{Frame, Link, LinkBug};
@@ -84,6 +87,8 @@ pub enum LinkVariant {
     NoResend,
     /// Resumes one frame too late. Caught by "all delivered when quiet".
     ResumeOffByOne,
+    /// Never re-sends an ack lost with a connection. Caught by "nothing retained when quiet".
+    StaleAck,
 }
 
 impl LinkVariant {
@@ -92,6 +97,7 @@ impl LinkVariant {
             LinkVariant::NoDedup => LinkBug::NoDedup,
             LinkVariant::NoResend => LinkBug::NoResend,
             LinkVariant::ResumeOffByOne => LinkBug::ResumeOffByOne,
+            LinkVariant::StaleAck => LinkBug::StaleAck,
         }
     }
 
@@ -100,6 +106,7 @@ impl LinkVariant {
         match self {
             LinkVariant::NoDedup => FIFO,
             LinkVariant::NoResend | LinkVariant::ResumeOffByOne => QUIET,
+            LinkVariant::StaleAck => RETAINED,
         }
     }
 }
@@ -107,6 +114,7 @@ impl LinkVariant {
 const FIFO: &str = "fifo exactly once";
 const QUIET: &str = "all delivered when quiet";
 const ERRORS: &str = "no link error";
+const RETAINED: &str = "nothing retained when quiet";
 
 /// The whole system: every node's links, the wire, and ghost records.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -197,6 +205,25 @@ fn fifo_exactly_once(s: &LinkState) -> Result<(), String> {
             if *got != prefix {
                 return Err(format!(
                     "n{to} delivered {got:?} from n{from}: not 1, 2, ... in order, once each"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every frame was acknowledged: retained buffers hold memory until their
+/// peer's ack, so one left behind at rest is a leak the bound would hit.
+fn nothing_retained(s: &LinkState) -> Result<(), String> {
+    for (i, row) in s.links.iter().enumerate() {
+        for (j, link) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            if link.retained_frames() > 0 {
+                return Err(format!(
+                    "nothing more can happen, but n{i} still retains {} frame(s) n{j} delivered \
+                     (n{j} delivered {}, n{i} knows of {})",
+                    link.retained_frames(),
+                    s.links[j][i].delivered(),
+                    link.acked()
                 ));
             }
         }
@@ -355,6 +382,9 @@ impl Model for LinkModel {
             Property::always(QUIET, |m: &Self, s: &LinkState| {
                 !m.quiet(s) || all_delivered(&m.cfg, s).is_ok()
             }),
+            Property::always(RETAINED, |m: &Self, s: &LinkState| {
+                !m.quiet(s) || nothing_retained(s).is_ok()
+            }),
             // Non-vacuity: frames really were lost, and still all arrived.
             Property::sometimes("all delivered after a loss", |m: &Self, s: &LinkState| {
                 s.lost > 0 && m.quiet(s) && all_delivered(&m.cfg, s).is_ok()
@@ -369,6 +399,7 @@ impl Explained for LinkModel {
             FIFO => fifo_exactly_once(s).err(),
             ERRORS => s.error.clone(),
             QUIET => all_delivered(&self.cfg, s).err(),
+            RETAINED => nothing_retained(s).err(),
             _ => None,
         }
     }
@@ -405,13 +436,14 @@ mod tests {
 
     #[test]
     fn the_link_is_fifo_exactly_once_and_recovers() {
-        assert_eq!(states(LinkCfg::default()), 51_984);
+        assert_eq!(states(LinkCfg::default()), 56_593);
     }
 
     #[test]
     fn each_broken_link_is_caught() {
-        assert_eq!(caught(LinkVariant::NoDedup), 69_381);
-        assert_eq!(caught(LinkVariant::NoResend), 41_813);
-        assert_eq!(caught(LinkVariant::ResumeOffByOne), 42_135);
+        assert_eq!(caught(LinkVariant::NoDedup), 76_644);
+        assert_eq!(caught(LinkVariant::NoResend), 51_361);
+        assert_eq!(caught(LinkVariant::ResumeOffByOne), 51_225);
+        assert_eq!(caught(LinkVariant::StaleAck), 51_984);
     }
 }

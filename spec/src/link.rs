@@ -65,6 +65,9 @@ pub enum LinkBug {
     ResumeOffByOne,
     /// No link layer at all: frames go out only once and every arrival is delivered.
     Bypass,
+    /// Trusts that an acknowledgement put on a connection arrived, though the
+    /// connection died with it: the peer keeps our acknowledged frames for good.
+    StaleAck,
 }
 
 /// The peer's resume point does not fit this channel's history.
@@ -214,10 +217,15 @@ impl<M: Clone> Link<M> {
         }
         self.on_ack(peer_delivered)?;
         self.out_up = true;
+        if self.bug != LinkBug::StaleAck {
+            // Acks on the old connection may have died with it, and the peer
+            // trims its retained buffer only on our acks: owe one again.
+            self.ack_sent = 0;
+        }
         let skip = match self.bug {
             LinkBug::NoResend | LinkBug::Bypass => self.retained.len(),
             LinkBug::ResumeOffByOne => 1,
-            LinkBug::None | LinkBug::NoDedup => 0,
+            LinkBug::None | LinkBug::NoDedup | LinkBug::StaleAck => 0,
         };
         let resend: Vec<(u64, M)> = self
             .retained
