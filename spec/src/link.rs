@@ -217,11 +217,6 @@ impl<M: Clone> Link<M> {
         }
         self.on_ack(peer_delivered)?;
         self.out_up = true;
-        if self.bug != LinkBug::StaleAck {
-            // Acks on the old connection may have died with it, and the peer
-            // trims its retained buffer only on our acks: owe one again.
-            self.ack_sent = 0;
-        }
         let skip = match self.bug {
             LinkBug::NoResend | LinkBug::Bypass => self.retained.len(),
             LinkBug::ResumeOffByOne => 1,
@@ -239,6 +234,11 @@ impl<M: Clone> Link<M> {
     /// The outgoing connection broke: frames wait in the retained buffer.
     pub fn disconnect(&mut self) {
         self.out_up = false;
+        if self.bug != LinkBug::StaleAck {
+            // Acks on the dead connection may have died with it, and the peer
+            // trims its retained buffer only on our acks: owe one again.
+            self.ack_sent = 0;
+        }
     }
 
     /// Whether the outgoing connection is up.
