@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
-    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, DEFAULT_CLIENT_BASE,
-    DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
+    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug,
+    DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
 use gsmo_node::secret::{self, Secret, CLUSTER_SECRET_ENV};
@@ -223,6 +223,9 @@ struct OpsArgs {
     /// replayed [default: $GSMO_SEED, else random; printed].
     #[arg(long)]
     seed: Option<u64>,
+    /// Test-only: a deliberate runtime bug the simulator's seed sweep must catch.
+    #[arg(long, hide = true, value_enum)]
+    bug: Option<RuntimeBug>,
 }
 
 impl OpsArgs {
@@ -272,6 +275,7 @@ impl OpsArgs {
             slow: slow.map(Duration::from_millis),
             disconnect_every: self.fault_disconnect_every.map(Duration::from_millis),
             seed: self.seed.unwrap_or_else(seed_from_env),
+            bug: self.bug,
         };
         Ok(())
     }
