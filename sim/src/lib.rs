@@ -107,6 +107,48 @@ pub struct Outcome {
     pub violations: Vec<String>,
 }
 
+/// A sweep's totals; [`Totals::line`] is the summary `sim` ends with, the
+/// same bytes for the same seeds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub seeds: u64,
+    pub sim_ms: u64,
+    pub events: u64,
+    pub faults: u64,
+    pub reconnects: u64,
+    pub failed: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Outcome) {
+        self.seeds += 1;
+        self.sim_ms += o.sim_ms;
+        self.events += o.events;
+        self.faults += o.faults;
+        self.reconnects += o.reconnects;
+        self.failed += u64::from(!o.violations.is_empty());
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} reconnects, \
+             {} violating seeds",
+            self.seeds,
+            self.sim_ms / 1000,
+            self.sim_ms % 1000,
+            self.events,
+            self.faults,
+            self.reconnects,
+            self.failed
+        )
+    }
+}
+
+/// The mode a sweep gives `seed` when none is chosen.
+pub fn mode_of(seed: u64) -> Mode {
+    MODES[(seed % MODES.len() as u64) as usize]
+}
+
 /// What the simulated hosts hand back to the judge.
 #[derive(Default)]
 pub struct Shared {

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gsmo_node::config::RuntimeBug;
-use gsmo_sim::{run, Opts, MODES};
+use gsmo_sim::{mode_of, run, Opts, Totals};
 use gsmo_spec::multicast::Mode;
 use std::time::Instant;
 
@@ -52,10 +52,9 @@ fn main() {
         None => (cli.first..cli.first + cli.seeds).collect(),
     };
     let started = Instant::now();
-    let (mut sim_ms, mut events, mut faults, mut failed) = (0u64, 0u64, 0u64, 0u64);
-    let mut reconnects = 0u64;
-    for (k, &seed) in seeds.iter().enumerate() {
-        let mode = cli.mode.unwrap_or(MODES[(seed % 4) as usize]);
+    let mut totals = Totals::default();
+    for &seed in &seeds {
+        let mode = cli.mode.unwrap_or_else(|| mode_of(seed));
         let o = Opts {
             nodes: cli.nodes,
             clients: cli.clients,
@@ -65,16 +64,9 @@ fn main() {
             ..Opts::new(seed, mode)
         };
         let out = run(&o);
-        sim_ms += out.sim_ms;
-        events += out.events;
-        faults += out.faults;
-        reconnects += out.reconnects;
+        totals.add(&out);
         if !out.violations.is_empty() {
-            failed += 1;
-            println!(
-                "seed {seed} ({mode}): {} violation(s):",
-                out.violations.len()
-            );
+            println!("seed {seed} ({mode}): {} violation(s):", out.violations.len());
             for v in &out.violations {
                 println!("    {v}");
             }
@@ -83,27 +75,23 @@ fn main() {
                 break;
             }
         }
-        let done = k as u64 + 1;
-        if done % 10 == 0 && done < seeds.len() as u64 {
+        if totals.seeds % 10 == 0 && totals.seeds < seeds.len() as u64 {
             eprintln!(
-                "  {done}/{} seeds, {failed} failing, {:.1} s",
+                "  {}/{} seeds, {} failing, {:.1} s",
+                totals.seeds,
                 seeds.len(),
+                totals.failed,
                 started.elapsed().as_secs_f64()
             );
         }
     }
-    println!(
-        "sim: {} seeds, {:.3} simulated s, {events} events, {faults} faults injected, \
-         {reconnects} reconnects, {failed} violating seeds",
-        seeds.len(),
-        sim_ms as f64 / 1000.0
-    );
+    println!("{}", totals.line());
     eprintln!(
         "({:.1} s wall, {:.1} seeds/s)",
         started.elapsed().as_secs_f64(),
-        seeds.len() as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        totals.seeds as f64 / started.elapsed().as_secs_f64().max(1e-9)
     );
-    if failed > 0 {
+    if totals.failed > 0 {
         std::process::exit(1);
     }
 }
