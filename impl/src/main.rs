@@ -1,7 +1,7 @@
 //! `gsmo`: run a replica (`gsmo node`) or a local cluster of them (`gsmo cluster`).
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
     parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug,
@@ -649,6 +649,9 @@ impl OpsArgs {
         if let Some(d) = self.delay {
             v.extend(["--delay".into(), d.to_string()]);
         }
+        if let Some(b) = self.bug.and_then(|b| b.to_possible_value()) {
+            v.extend(["--bug".into(), b.get_name().to_string()]);
+        }
         v
     }
 }
@@ -715,5 +718,38 @@ async fn main() -> std::process::ExitCode {
             eprintln!("gsmo: error: {msg}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn runtime_bugs_are_accepted_but_hidden_from_help() {
+        for sub in ["node", "cluster"] {
+            let help = Cli::command()
+                .find_subcommand_mut(sub)
+                .expect("a subcommand")
+                .render_long_help()
+                .to_string();
+            assert!(!help.contains("--bug"), "{sub} --help shows --bug");
+            assert!(
+                help.contains("--delay"),
+                "{sub} --help lost its fault flags"
+            );
+        }
+        let cli = Cli::try_parse_from(["gsmo", "cluster", "--bug", "drop-after-reconnect"])
+            .expect("--bug parses");
+        let Cmd::Cluster(a) = cli.command else {
+            panic!("not a cluster command")
+        };
+        let args = a.ops.to_args();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--bug", "drop-after-reconnect"]),
+            "the launcher passes --bug on to its nodes: {args:?}"
+        );
     }
 }

@@ -87,11 +87,11 @@ impl Opts {
     }
 }
 
-pub fn bug_name(b: RuntimeBug) -> &'static str {
-    match b {
-        RuntimeBug::ReorderDelayLine => "reorder-delay-line",
-        RuntimeBug::DropAfterReconnect => "drop-after-reconnect",
-    }
+/// The bug's `--bug` spelling.
+pub fn bug_name(b: RuntimeBug) -> String {
+    use clap::ValueEnum;
+    b.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// What one run did and what the spec said about it.

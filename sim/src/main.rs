@@ -66,7 +66,10 @@ fn main() {
         let out = run(&o);
         totals.add(&out);
         if !out.violations.is_empty() {
-            println!("seed {seed} ({mode}): {} violation(s):", out.violations.len());
+            println!(
+                "seed {seed} ({mode}): {} violation(s):",
+                out.violations.len()
+            );
             for v in &out.violations {
                 println!("    {v}");
             }
