@@ -133,6 +133,17 @@ async fn pump(
         // Biased: the simulator needs polling order to be a function of the seed.
         tokio::select! {
             biased;
+            // Frames due first, so a busy queue cannot hold back the delay line.
+            _ = sleep_until(head), if head.is_some() => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while held.front().is_some_and(|(at, _)| *at <= now) {
+                    due.push(held.pop_front().expect("front checked").1);
+                }
+                if let Err(e) = write_all(&mut sink, due).await {
+                    return format!("write failed: {e}");
+                }
+            }
             next = queue.recv(), if held.len() < bound => {
                 let Some(first) = next else {
                     return "closed by this node".into();
@@ -162,16 +173,6 @@ async fn pump(
                             return format!("write failed: {e}");
                         }
                     }
-                }
-            }
-            _ = sleep_until(head), if head.is_some() => {
-                let now = Instant::now();
-                let mut due = Vec::new();
-                while held.front().is_some_and(|(at, _)| *at <= now) {
-                    due.push(held.pop_front().expect("front checked").1);
-                }
-                if let Err(e) = write_all(&mut sink, due).await {
-                    return format!("write failed: {e}");
                 }
             }
             // Nothing is ever sent back on an outgoing channel: a read ending is the peer hanging up.
