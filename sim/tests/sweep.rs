@@ -24,7 +24,11 @@ fn sweep(seeds: impl Iterator<Item = u64>, f: impl Fn(&mut Opts)) -> (Totals, Ve
         let out = run(&o);
         totals.add(&out);
         if !out.violations.is_empty() {
-            failures.push(format!("{}\n    {}", o.command(), out.violations.join("\n    ")));
+            failures.push(format!(
+                "{}\n    {}",
+                o.command(),
+                out.violations.join("\n    ")
+            ));
         }
     }
     (totals, failures)
