@@ -26,6 +26,7 @@
 
 use crate::admission::{Admission, Gate, Slot, MAX_CLIENTS_ERROR};
 use crate::event::{ClientRequest, Input, Response};
+use crate::net::{Listener, Stream};
 use crate::resp::{self, Request, RespCodec, RespError};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -35,8 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
@@ -62,7 +62,7 @@ enum Pending {
 
 /// Serves Redis clients forever, at most `admission.max_clients` at once.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Box<dyn Listener>,
     inputs: mpsc::Sender<Input>,
     admission: Arc<Admission>,
 ) {
@@ -95,7 +95,7 @@ enum Flow {
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     inputs: mpsc::Sender<Input>,
     admission: Arc<Admission>,
     _slot: Slot,
@@ -104,7 +104,7 @@ async fn serve(
     let who = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let (read, write) = stream.into_split();
+    let (read, write) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let order = Arc::new(Order::default());
@@ -120,7 +120,9 @@ async fn serve(
     ));
     let sender = tokio::spawn(send(write, out_rx, unsent));
     let reading = read_requests(read, tx, inputs, order, Gate::new(admission), who);
+    // Biased: the simulator needs polling order to be a function of the seed.
     let flow = tokio::select! {
+        biased;
         () = reading => (&mut collector).await,
         flow = &mut collector => flow,
     };
@@ -133,7 +135,7 @@ async fn serve(
 }
 
 async fn read_requests(
-    read: OwnedReadHalf,
+    read: ReadHalf<Stream>,
     tx: mpsc::Sender<Pending>,
     inputs: mpsc::Sender<Input>,
     order: Arc<Order>,
@@ -294,7 +296,7 @@ async fn collect(
 
 /// Writes encoded replies to the socket, flushing when no more are ready.
 async fn send(
-    write: OwnedWriteHalf,
+    write: WriteHalf<Stream>,
     mut out: mpsc::UnboundedReceiver<(Bytes, bool)>,
     unsent: Arc<AtomicUsize>,
 ) {

@@ -243,6 +243,19 @@ pub struct Faults {
     pub disconnect_every: Option<Duration>,
     /// Seeds the delay and disconnect generators, so a run can be replayed.
     pub seed: u64,
+    /// A deliberate runtime bug (hidden `--bug`), for tests that the simulator's
+    /// seed sweep catches it.
+    pub bug: Option<RuntimeBug>,
+}
+
+/// Deliberate runtime bugs: test-only knobs, hidden from `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeBug {
+    /// The `--delay` line releases a channel's frames by their own delays
+    /// alone, so a later frame may overtake an earlier one.
+    ReorderDelayLine,
+    /// The writer of a re-dialed connection loses the first frame it is given.
+    DropAfterReconnect,
 }
 
 /// A delay range in milliseconds: `MS` or `MIN-MAX`.

@@ -7,7 +7,7 @@
 //! each other freely: the interleavings the ordering and snapshot algorithms
 //! must cope with, on real sockets.
 
-use crate::config::DelayRange;
+use crate::config::{DelayRange, RuntimeBug};
 use crate::event::Input;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,6 +20,8 @@ pub struct Schedule {
     range: DelayRange,
     rng: fastrand::Rng,
     last: Option<Instant>,
+    /// `--bug reorder-delay-line`: release times may decrease.
+    reorders: bool,
 }
 
 impl Schedule {
@@ -29,14 +31,24 @@ impl Schedule {
             range,
             rng: fastrand::Rng::with_seed(seed),
             last: None,
+            reorders: false,
         }
+    }
+
+    /// The same schedule with a deliberate runtime bug, if it is one of the delay line's.
+    pub fn with_bug(mut self, bug: Option<RuntimeBug>) -> Self {
+        self.reorders = bug == Some(RuntimeBug::ReorderDelayLine);
+        self
     }
 
     /// When a frame enqueued at `now` may leave.
     pub fn release(&mut self, now: Instant) -> Instant {
         let ms = self.rng.u64(self.range.min_ms..=self.range.max_ms);
         let at = now + Duration::from_millis(ms);
-        let at = self.last.map_or(at, |last| at.max(last));
+        let at = match self.last {
+            Some(last) if !self.reorders => at.max(last),
+            _ => at,
+        };
         self.last = Some(at);
         at
     }

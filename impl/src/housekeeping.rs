@@ -20,7 +20,7 @@ use gsmo_spec::node::{Input as SpecInput, Part};
 use gsmo_spec::snapshot::{AbortReason, PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use std::collections::HashMap;
-use std::time::Instant;
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 /// Snapshot files and counters.
@@ -269,7 +269,5 @@ impl Runtime {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::net::unix_ms()
 }

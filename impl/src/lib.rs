@@ -14,6 +14,7 @@
 //! | secrets from files / env, constant-time compare | [`secret`]    |
 //! | client door: maxclients, AUTH, output limits    | [`admission`] |
 //! | peer connections: dial forever, accept, write   | [`peer`]      |
+//! | sockets, wall clock, entropy (real or simulated) | [`net`]       |
 //! | what the event loop takes (shared event types)  | [`event`]     |
 //! | Redis (RESP2) codec and command table           | [`resp`]      |
 //! | Redis client connections, pipelining            | [`client`]    |
@@ -53,6 +54,7 @@ pub mod housekeeping;
 pub mod info;
 pub mod launcher;
 pub mod links;
+pub mod net;
 pub mod peer;
 pub mod resp;
 pub mod runtime;

@@ -1,11 +1,11 @@
 //! `gsmo`: run a replica (`gsmo node`) or a local cluster of them (`gsmo cluster`).
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
-    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, DEFAULT_CLIENT_BASE,
-    DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
+    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug,
+    DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
 use gsmo_node::secret::{self, Secret, CLUSTER_SECRET_ENV};
@@ -223,6 +223,9 @@ struct OpsArgs {
     /// replayed [default: $GSMO_SEED, else random; printed].
     #[arg(long)]
     seed: Option<u64>,
+    /// Test-only: a deliberate runtime bug the simulator's seed sweep must catch.
+    #[arg(long, hide = true, value_enum)]
+    bug: Option<RuntimeBug>,
 }
 
 impl OpsArgs {
@@ -272,6 +275,7 @@ impl OpsArgs {
             slow: slow.map(Duration::from_millis),
             disconnect_every: self.fault_disconnect_every.map(Duration::from_millis),
             seed: self.seed.unwrap_or_else(seed_from_env),
+            bug: self.bug,
         };
         Ok(())
     }
@@ -645,6 +649,9 @@ impl OpsArgs {
         if let Some(d) = self.delay {
             v.extend(["--delay".into(), d.to_string()]);
         }
+        if let Some(b) = self.bug.and_then(|b| b.to_possible_value()) {
+            v.extend(["--bug".into(), b.get_name().to_string()]);
+        }
         v
     }
 }
@@ -711,5 +718,38 @@ async fn main() -> std::process::ExitCode {
             eprintln!("gsmo: error: {msg}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn runtime_bugs_are_accepted_but_hidden_from_help() {
+        for sub in ["node", "cluster"] {
+            let help = Cli::command()
+                .find_subcommand_mut(sub)
+                .expect("a subcommand")
+                .render_long_help()
+                .to_string();
+            assert!(!help.contains("--bug"), "{sub} --help shows --bug");
+            assert!(
+                help.contains("--delay"),
+                "{sub} --help lost its fault flags"
+            );
+        }
+        let cli = Cli::try_parse_from(["gsmo", "cluster", "--bug", "drop-after-reconnect"])
+            .expect("--bug parses");
+        let Cmd::Cluster(a) = cli.command else {
+            panic!("not a cluster command")
+        };
+        let args = a.ops.to_args();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--bug", "drop-after-reconnect"]),
+            "the launcher passes --bug on to its nodes: {args:?}"
+        );
     }
 }

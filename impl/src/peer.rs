@@ -21,17 +21,18 @@
 //!   never waits on it: when it is full the loop closes that connection; the
 //!   link's retained buffer keeps the frames and the resume resends them.
 
+use crate::config::RuntimeBug;
 use crate::event::{Admitted, Input, LinkEvent};
 use crate::fault::Schedule;
 use crate::frame::{self, codec, PeerFrame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
 use crate::handshake::{self, HandshakeError, Hello, Refusal};
+use crate::net::{Listener, Net, Stream};
 use futures::{SinkExt, StreamExt};
 use gsmo_spec::NodeId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{Framed, FramedWrite, LengthDelimitedCodec};
@@ -46,16 +47,18 @@ const WRITE_BATCH: usize = 512;
 /// The outgoing channel to `hello.to` at `addr`: dial, write, re-dial, forever.
 /// `delay` holds frames back (the `--delay` fault) without reordering them.
 pub async fn run_outgoing(
+    net: Net,
     hello: Hello,
     addr: String,
     queue_bound: usize,
     mut delay: Option<Schedule>,
+    bug: Option<RuntimeBug>,
     inputs: mpsc::Sender<Input>,
 ) {
     let peer = hello.to as NodeId;
     let mut backoff = FIRST_BACKOFF;
     for gen in 1u64.. {
-        match dial(&hello, &addr).await {
+        match dial(&net, &hello, &addr).await {
             Ok((framed, delivered)) => {
                 backoff = FIRST_BACKOFF;
                 let (queue, rx) = mpsc::channel(queue_bound.max(1));
@@ -68,7 +71,9 @@ pub async fn run_outgoing(
                 if inputs.send(Input::Link(up)).await.is_err() {
                     return; // shutting down
                 }
-                let reason = pump(framed, rx, queue_bound, delay.as_mut()).await;
+                // Test-only: lose the first frame after a reconnect.
+                let lose_first = gen > 1 && bug == Some(RuntimeBug::DropAfterReconnect);
+                let reason = pump(framed, rx, queue_bound, delay.as_mut(), lose_first).await;
                 let down = LinkEvent::OutDown { peer, gen, reason };
                 if inputs.send(Input::Link(down)).await.is_err() {
                     return;
@@ -96,10 +101,11 @@ pub async fn run_outgoing(
 
 /// One dial and handshake; returns the connection and the resume point.
 async fn dial(
+    net: &Net,
     hello: &Hello,
     addr: &str,
-) -> Result<(Framed<TcpStream, LengthDelimitedCodec>, u64), HandshakeError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+) -> Result<(Framed<Stream, LengthDelimitedCodec>, u64), HandshakeError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
@@ -111,19 +117,33 @@ async fn dial(
 /// Writes queued frames (each held until its release time under `--delay`),
 /// flushing whenever nothing is due; returns why it stopped.
 async fn pump(
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<Stream, LengthDelimitedCodec>,
     mut queue: mpsc::Receiver<PeerFrame>,
     bound: usize,
     mut delay: Option<&mut Schedule>,
+    mut lose_first: bool,
 ) -> String {
-    let (mut read, write) = framed.into_inner().into_split();
+    let (mut read, write) = tokio::io::split(framed.into_inner());
     let mut sink = FramedWrite::new(write, codec(MAX_FRAME));
     let mut probe = [0u8; 64];
     // Frames taken from the queue but not yet due (only under `--delay`).
     let mut held: VecDeque<(Instant, PeerFrame)> = VecDeque::new();
     loop {
         let head = held.front().map(|(at, _)| *at);
+        // Biased: the simulator needs polling order to be a function of the seed.
         tokio::select! {
+            biased;
+            // Frames due first, so a busy queue cannot hold back the delay line.
+            _ = sleep_until(head), if head.is_some() => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while held.front().is_some_and(|(at, _)| *at <= now) {
+                    due.push(held.pop_front().expect("front checked").1);
+                }
+                if let Err(e) = write_all(&mut sink, due).await {
+                    return format!("write failed: {e}");
+                }
+            }
             next = queue.recv(), if held.len() < bound => {
                 let Some(first) = next else {
                     return "closed by this node".into();
@@ -135,26 +155,24 @@ async fn pump(
                         Err(_) => break,
                     }
                 }
+                if std::mem::take(&mut lose_first) {
+                    batch.remove(0);
+                }
                 match delay.as_deref_mut() {
                     Some(schedule) => {
                         let now = Instant::now();
-                        held.extend(batch.into_iter().map(|f| (schedule.release(now), f)));
+                        for f in batch {
+                            // In release order; a correct schedule's times never decrease.
+                            let at = schedule.release(now);
+                            let pos = held.partition_point(|(t, _)| *t <= at);
+                            held.insert(pos, (at, f));
+                        }
                     }
                     None => {
                         if let Err(e) = write_all(&mut sink, batch).await {
                             return format!("write failed: {e}");
                         }
                     }
-                }
-            }
-            _ = sleep_until(head), if head.is_some() => {
-                let now = Instant::now();
-                let mut due = Vec::new();
-                while held.front().is_some_and(|(at, _)| *at <= now) {
-                    due.push(held.pop_front().expect("front checked").1);
-                }
-                if let Err(e) = write_all(&mut sink, due).await {
-                    return format!("write failed: {e}");
                 }
             }
             // Nothing is ever sent back on an outgoing channel: a read ending is the peer hanging up.
@@ -170,7 +188,7 @@ async fn pump(
 }
 
 async fn write_all(
-    sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+    sink: &mut FramedWrite<WriteHalf<Stream>, LengthDelimitedCodec>,
     frames: Vec<PeerFrame>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     for f in &frames {
@@ -188,7 +206,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Accepts peer connections forever. `ours` is this node's view (with `to` = this node).
-pub async fn accept_loop(listener: TcpListener, ours: Hello, inputs: mpsc::Sender<Input>) {
+pub async fn accept_loop(listener: Box<dyn Listener>, ours: Hello, inputs: mpsc::Sender<Input>) {
     // Peer-port connections at once, channels included: strangers cannot use up the
     // descriptors `admission::reserved_fds` keeps for peers and snapshot files.
     let open = std::sync::Arc::new(tokio::sync::Semaphore::new(
@@ -227,7 +245,7 @@ async fn admit(inputs: &mpsc::Sender<Input>, peer: NodeId) -> Result<Admitted, R
 }
 
 async fn serve_incoming(
-    stream: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     ours: Hello,
     inputs: mpsc::Sender<Input>,
@@ -263,6 +281,8 @@ async fn serve_incoming(
     framed.codec_mut().set_max_frame_length(MAX_FRAME);
     let reason = loop {
         tokio::select! {
+            biased;
+            _ = &mut stop => break "closed by this node".to_string(),
             next = framed.next() => match next {
                 None => break "connection closed by the peer".to_string(),
                 Some(Err(e)) => break format!("bad frame: {e}"),
@@ -275,7 +295,6 @@ async fn serve_incoming(
                     Err(e) => break e.to_string(),
                 },
             },
-            _ = &mut stop => break "closed by this node".to_string(),
         }
     };
     info!(

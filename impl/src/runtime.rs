@@ -32,8 +32,10 @@ use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, Requ
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so a simulated runtime's time is the spec's time.
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{error, warn};
 
 /// Inputs the loop takes per wake-up before flushing logs and traces.
@@ -342,6 +344,9 @@ impl Runtime {
 /// Prints a status line where the launcher and test harness look for it:
 /// stdout, unless stdout carries the ShiViz log.
 pub fn announce(format: LogFormat, line: &str) {
+    if crate::net::simulated() {
+        return;
+    }
     match format {
         LogFormat::Text => println!("{line}"),
         LogFormat::Shiviz => eprintln!("{line}"),

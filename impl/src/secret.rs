@@ -114,9 +114,7 @@ impl std::fmt::Debug for Secret {
 
 /// Bytes from the operating system's CSPRNG (nonces, generated secrets).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    getrandom::fill(&mut out).expect("the operating system's random source failed");
-    out
+    crate::net::random_bytes()
 }
 
 /// The cluster secret: `--cluster-secret-file` if given, else `$GSMO_CLUSTER_SECRET`, else none.

@@ -4,6 +4,7 @@ use crate::config::{ConfigError, LogFormat, NodeConfig};
 use crate::event::Input;
 use crate::fault::{self, Schedule};
 use crate::handshake::{Hello, FRESH};
+use crate::net::{Listener, Net};
 use crate::runtime::{announce, Boot, Runtime, TICK};
 use crate::shiviz::ShivizLog;
 use crate::snapshot::manifest::utc;
@@ -12,7 +13,6 @@ use crate::tracefile::{TraceError, TraceWriter};
 use crate::{client, peer};
 use gsmo_spec::node::Node;
 use gsmo_spec::trace::Start;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -117,18 +117,21 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
     })
 }
 
-async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what,
-            addr: addr.to_string(),
-            source,
-        })
+async fn bind(net: &Net, what: &'static str, addr: &str) -> Result<Box<dyn Listener>, ServeError> {
+    net.bind(addr).await.map_err(|source| ServeError::Bind {
+        what,
+        addr: addr.to_string(),
+        source,
+    })
 }
 
-/// Runs a node until the process is stopped.
+/// Runs a node on real sockets until the process is stopped.
 pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
+    serve_on(cfg, Net::tokio()).await
+}
+
+/// Runs a node on `net`'s sockets (the simulator passes simulated ones).
+pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
     let (me, n) = (cfg.id, cfg.cluster_size());
     cfg.check()?;
     // Held until the node stops: one process per node id and data dir.
@@ -143,29 +146,32 @@ pub async fn serve(cfg: NodeConfig) -> Result<(), ServeError> {
         (Some(path), Some(start)) => Some(TraceWriter::create(path, start)?),
         _ => None,
     };
-    let peer_listener = bind("peers", &cfg.peer_listen).await?;
-    let client_listener = bind("clients", &cfg.client_listen).await?;
-    let local = |l: &TcpListener, fallback: &str| {
+    let peer_listener = bind(&net, "peers", &cfg.peer_listen).await?;
+    let client_listener = bind(&net, "clients", &cfg.client_listen).await?;
+    let local = |l: &dyn Listener, fallback: &str| {
         l.local_addr()
             .map_or_else(|_| fallback.to_string(), |a| a.to_string())
     };
-    let peer_addr = local(&peer_listener, &cfg.peer_listen);
-    let client_addr = local(&client_listener, &cfg.client_listen);
+    let peer_addr = local(peer_listener.as_ref(), &cfg.peer_listen);
+    let client_addr = local(client_listener.as_ref(), &cfg.client_listen);
 
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
     for (j, addr) in cfg.peers.iter().enumerate().filter(|(j, _)| *j != me) {
         let delay = cfg
             .faults
             .delay
-            .map(|range| Schedule::new(range, fault::channel_seed(cfg.faults.seed, me, j)));
+            .map(|range| Schedule::new(range, fault::channel_seed(cfg.faults.seed, me, j)))
+            .map(|s| s.with_bug(cfg.faults.bug));
         let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j)
             .with_epoch(&boot.epoch)
             .with_secret(cfg.cluster_secret.clone());
         tokio::spawn(peer::run_outgoing(
+            net.clone(),
             hello,
             addr.clone(),
             cfg.peer_queue,
             delay,
+            cfg.faults.bug,
             inputs.clone(),
         ));
     }

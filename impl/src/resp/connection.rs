@@ -213,9 +213,7 @@ fn entry(c: &super::CommandSpec) -> BytesFrame {
 
 /// TIME: this node's clock, `[seconds, microseconds]`.
 fn time() -> BytesFrame {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::Duration::from_millis(crate::net::unix_ms());
     BytesFrame::Array(vec![
         BytesFrame::BulkString(now.as_secs().to_string().into()),
         BytesFrame::BulkString(now.subsec_micros().to_string().into()),

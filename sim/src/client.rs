@@ -1,0 +1,81 @@
+//! A Redis client over a simulated connection: RESP2 frames with
+//! `redis-protocol` (the `redis` crate wants tokio's own sockets).
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use gsmo_spec::kv::Reply;
+use redis_protocol::codec::Resp2;
+use redis_protocol::resp2::types::BytesFrame;
+use std::io;
+use tokio_util::codec::Framed;
+
+pub struct Redis {
+    framed: Framed<turmoil::net::TcpStream, Resp2>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Redis {
+    pub async fn connect(host: &str, port: u16) -> io::Result<Redis> {
+        let s = turmoil::net::TcpStream::connect((host, port)).await?;
+        Ok(Redis {
+            framed: Framed::new(s, Resp2::default()),
+        })
+    }
+
+    /// Sends one command and waits for its reply.
+    pub async fn call(&mut self, args: &[&[u8]]) -> io::Result<BytesFrame> {
+        let req = BytesFrame::Array(
+            args.iter()
+                .map(|a| BytesFrame::BulkString(Bytes::copy_from_slice(a)))
+                .collect(),
+        );
+        self.framed.send(req).await.map_err(io_err)?;
+        match self.framed.next().await {
+            Some(r) => r.map_err(io_err),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the node closed the connection",
+            )),
+        }
+    }
+
+    /// A reply as one bulk string's text (INFO, GSMO.DIGEST).
+    pub async fn text(&mut self, args: &[&[u8]]) -> io::Result<String> {
+        match self.call(args).await? {
+            BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => {
+                Ok(String::from_utf8_lossy(&b).into_owned())
+            }
+            other => Err(io_err(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A reply that is an array of bulk strings (GSMO.HISTORY, GSMO.DUMP).
+    pub async fn strings(&mut self, args: &[&[u8]]) -> io::Result<Vec<Vec<u8>>> {
+        match self.call(args).await? {
+            BytesFrame::Array(items) => items
+                .into_iter()
+                .map(|f| match f {
+                    BytesFrame::BulkString(b) => Ok(b.to_vec()),
+                    other => Err(io_err(format!("unexpected item {other:?}"))),
+                })
+                .collect(),
+            other => Err(io_err(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
+
+/// A RESP2 reply as the K/V store's [`Reply`] (what the consistency checker compares).
+pub fn to_reply(f: &BytesFrame) -> Reply {
+    match f {
+        BytesFrame::SimpleString(s) if &s[..] == b"OK" => Reply::Ok,
+        BytesFrame::SimpleString(s) => Reply::Status(String::from_utf8_lossy(s).into_owned()),
+        BytesFrame::Error(e) => Reply::Error(e.to_string()),
+        BytesFrame::Integer(i) => Reply::Int(*i),
+        BytesFrame::BulkString(b) => Reply::Bulk(Some(b.to_vec())),
+        BytesFrame::Null => Reply::Bulk(None),
+        BytesFrame::Array(a) => Reply::Array(a.iter().map(to_reply).collect()),
+    }
+}
