@@ -29,6 +29,7 @@ pub mod node;
 pub mod properties;
 pub mod sim;
 pub mod snapshot;
+pub mod symmetry;
 pub mod trace;
 
 /// A cluster member, numbered `0..n`.
