@@ -76,7 +76,9 @@ fn rename_network(net: &Network<Wire<()>>, to: &[usize]) -> Network<Wire<()>> {
         Network::Ordered(flows) => Network::Ordered(
             flows
                 .iter()
-                .map(|(&(src, dst), q)| ((id(src), id(dst)), q.iter().map(|m| m.rename(to)).collect()))
+                .map(|(&(src, dst), q)| {
+                    ((id(src), id(dst)), q.iter().map(|m| m.rename(to)).collect())
+                })
                 .collect(),
         ),
         Network::UnorderedNonDuplicating(bag) => {
@@ -168,5 +170,127 @@ fn permute_run<K: Ord>(
         order.swap(at, j);
         permute_run(order, at + 1, end, key, f);
         order.swap(at, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::Channels;
+    use crate::causal::{CausalBug, CausalCfg};
+    use crate::verdict::{Search, Strategy};
+    use stateright::{Checker, HasDiscoveries, Model, Path};
+    use std::collections::HashSet;
+
+    fn cfg(nodes: usize, msgs: u64, channels: Channels, broken: Option<CausalBug>) -> CausalCfg {
+        CausalCfg {
+            nodes,
+            msgs,
+            channels,
+            broken,
+        }
+    }
+
+    fn dfs(c: CausalCfg, symmetry: bool) -> usize {
+        let search = Search {
+            strategy: Strategy::Dfs,
+            symmetry,
+            ..Search::default()
+        };
+        let v = crate::verdict::check(c.into_model(), &search);
+        assert!(v.passed() && v.complete);
+        assert_eq!(v.symmetry, symmetry);
+        v.unique_states
+    }
+
+    #[test]
+    fn symmetry_pins_the_reduction() {
+        let small = cfg(3, 1, Channels::Ordered, None);
+        assert_eq!(dfs(small.clone(), false), 690);
+        assert_eq!(dfs(small, true), 123);
+        let reordering = cfg(2, 2, Channels::Unordered, None);
+        assert_eq!(dfs(reordering.clone(), false), 165);
+        assert_eq!(dfs(reordering, true), 87);
+    }
+
+    /// Every reachable state of the model, by plain search.
+    fn reachable(c: CausalCfg) -> Vec<State> {
+        let model = c.into_model();
+        let mut seen = HashSet::new();
+        let mut todo = model.init_states();
+        let mut all = Vec::new();
+        while let Some(s) = todo.pop() {
+            if !seen.insert(s.clone()) {
+                continue;
+            }
+            let mut actions = Vec::new();
+            model.actions(&s, &mut actions);
+            todo.extend(actions.into_iter().filter_map(|a| model.next_state(&s, a)));
+            all.push(s);
+        }
+        all
+    }
+
+    /// The representative is canonical: every renaming of a state has the same
+    /// one, so the reduced count is exactly the number of classes.
+    #[test]
+    fn the_representative_is_the_same_for_every_renaming() {
+        let states = reachable(cfg(3, 1, Channels::Ordered, None));
+        assert_eq!(states.len(), 690);
+        let perms = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let mut classes = HashSet::new();
+        for s in &states {
+            let r = representative(s);
+            for to in &perms {
+                assert_eq!(representative(&rename(s, to)), r);
+            }
+            classes.insert(r);
+        }
+        assert_eq!(classes.len(), 123);
+    }
+
+    /// Under symmetry the checker still reports the path it really took: its
+    /// actions replay from the initial state to a state that violates the property.
+    #[test]
+    fn a_counterexample_under_symmetry_replays() {
+        let model = cfg(3, 1, Channels::Ordered, Some(CausalBug::FifoOnly)).into_model();
+        let checker = model
+            .clone()
+            .checker()
+            .symmetry_fn(representative)
+            .finish_when(HasDiscoveries::AnyFailures)
+            .spawn_dfs()
+            .join();
+        let path = checker.discovery("causal order").expect("caught");
+        let init = path.clone().into_states().swap_remove(0);
+        let replayed = Path::from_actions(&model, init, &path.clone().into_actions())
+            .expect("the actions replay");
+        assert_eq!(replayed.last_state(), path.last_state());
+        let logs = crate::adapter::logs(&replayed.last_state().actor_states);
+        assert!(gsmo_spec::properties::causal_order(&logs).is_err());
+    }
+
+    #[test]
+    fn broken_variants_are_caught_under_symmetry() {
+        for bug in [CausalBug::FifoOnly, CausalBug::Lossy] {
+            let search = Search {
+                strategy: Strategy::Dfs,
+                symmetry: true,
+                ..Search::default()
+            };
+            let v = crate::verdict::check(
+                cfg(3, 1, Channels::Ordered, Some(bug)).into_model(),
+                &search,
+            );
+            let f = v.finding(bug.caught_by()).expect("caught");
+            assert!(!f.path.is_empty() && f.why.is_some(), "{f:#?}");
+        }
     }
 }

@@ -682,7 +682,11 @@ fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
     println!(
         "   {} unique states{}, {} total, depth {}, {:.2} s, {:.0} states/s{}",
         thousands(v.unique_states),
-        if v.symmetry { " (up to renaming nodes)" } else { "" },
+        if v.symmetry {
+            " (up to renaming nodes)"
+        } else {
+            ""
+        },
         thousands(v.total_states),
         v.max_depth,
         v.elapsed.as_secs_f64(),
@@ -1043,6 +1047,25 @@ mod tests {
         assert!(job(&["total-isis", "--broken", "no-wait"]).is_err());
         assert!(job(&["causal", "--bfs", "--dfs"]).is_err());
         assert!(job(&["kv", "--mode", "paxos"]).is_err());
+    }
+
+    #[test]
+    fn symmetry_only_where_sound_and_with_dfs() {
+        let j = job(&["causal", "--symmetry"]).expect("causal is symmetric");
+        assert!(j.search.symmetry && j.search.strategy == Strategy::Dfs && !j.compare);
+        assert!(job(&["causal", "--symmetry", "--compare"]).is_ok_and(|j| j.compare));
+        assert!(job(&["causal", "--symmetry", "--bfs"]).is_err());
+        assert!(job(&["causal", "--compare"]).is_err());
+        for model in [
+            "snapshot",
+            "total-sequencer",
+            "total-isis",
+            "kv",
+            "link",
+            "abort",
+        ] {
+            assert!(job(&[model, "--symmetry"]).is_err(), "{model}");
+        }
     }
 
     #[test]

@@ -116,7 +116,6 @@ impl<P: Clone> Algorithm<P> for Causal<P> {
 /// not copied wholesale, so that a new field must say how it renames.
 impl<P: Clone> crate::symmetry::Rename for Causal<P> {
     fn rename(&self, to: &[NodeId]) -> Self {
-        use crate::symmetry::Rename as _;
         Causal {
             me: to[self.me],
             clock: self.clock.rename(to),

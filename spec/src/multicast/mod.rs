@@ -405,7 +405,6 @@ fn drive<P, A: Algorithm<P>>(
 /// endpoint is symmetric: the sequencer is node 0, ISIS breaks ties by node id.
 impl<P: Clone> crate::symmetry::Rename for Multicast<P> {
     fn rename(&self, to: &[NodeId]) -> Self {
-        use crate::symmetry::Rename as _;
         let algo = match &self.algo {
             Algo::Causal(a) => Algo::Causal(a.rename(to)),
             Algo::Fifo(_) | Algo::Sequencer(_) | Algo::Isis(_) => {
