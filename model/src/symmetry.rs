@@ -122,6 +122,9 @@ pub fn representative(s: &State) -> State {
         }
     });
     if let [(_, to)] = best.as_slice() {
+        if to.iter().enumerate().all(|(k, &t)| k == t) {
+            return s.clone();
+        }
         return rename(s, to);
     }
     best.iter()
