@@ -130,7 +130,7 @@ impl Explained for CausalModel {
     }
 
     /// CBCAST treats every node alike ([`crate::symmetry`] says why that is exact).
-    fn symmetry(&self) -> Option<fn(&State) -> State> {
+    fn symmetry(&self) -> Option<crate::verdict::Representative<Self>> {
         Some(crate::symmetry::representative)
     }
 }

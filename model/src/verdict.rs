@@ -17,10 +17,13 @@ pub trait Explained: Model {
     fn describe(&self, action: &Self::Action) -> String;
     /// The representative of a state's symmetry class, if the model has a sound
     /// symmetry ([`crate::symmetry`]); `None` (the default) if it has none.
-    fn symmetry(&self) -> Option<fn(&Self::State) -> Self::State> {
+    fn symmetry(&self) -> Option<Representative<Self>> {
         None
     }
 }
+
+/// A function from a state to the representative of its symmetry class.
+pub type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
 
 /// How the state space is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
