@@ -1,34 +1,42 @@
 #!/usr/bin/env bash
 # The model checker's speed and memory on the configurations issue 16 tracks.
 #
-#   bench/check.sh                 # all three
-#   CONFIGS="causal" bench/check.sh
+#   bench/check.sh                          # all four
+#   CONFIGS="causal causal-sym" bench/check.sh
+#   TIMEOUT=600 bench/check.sh              # give each run at most 600 s (check --timeout)
+#   CHECK=/path/to/other/check bench/check.sh   # another build (before/after)
 #
-# Prints, per configuration: wall seconds, unique states (from check's summary),
-# and peak RSS (GNU time's maximum resident set size). A benchmark, not a test.
+# Prints, per configuration: wall seconds, user CPU seconds (on a shared machine
+# the steadier number), unique states (from check's summary; "+" if the run
+# stopped at the timeout), and peak RSS (GNU time's maximum resident set size).
+# snapshot and kv-isis run depth-first: breadth-first holds the whole frontier
+# and ran out of 14 GB on both. A benchmark, not a test.
 # For scale: TLC checks the causal configuration (0.54 M distinct states) in 83 s
 # on this machine class.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p gsmo-model --bin check
-CHECK=${CARGO_TARGET_DIR:-target}/release/check
+if [ -z "${CHECK:-}" ]; then
+  cargo build --release -q -p gsmo-model --bin check
+  CHECK=${CARGO_TARGET_DIR:-target}/release/check
+fi
 command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time not found (apt-get install -y time)" >&2; exit 1; }
 
 declare -A ARGS=(
   [causal]="causal --nodes 3 --msgs 2 --network unordered"
-  [snapshot]="snapshot --nodes 3"
-  [kv-isis]="kv --mode total-isis --nodes 3 --msgs 1"
+  [causal-sym]="causal --nodes 3 --msgs 2 --network unordered --symmetry"
+  [snapshot]="snapshot --nodes 3 --dfs"
+  [kv-isis]="kv --mode total-isis --nodes 3 --msgs 1 --dfs"
 )
-CONFIGS=${CONFIGS:-"causal snapshot kv-isis"}
-printf '%-10s %10s %14s %12s  %s\n' config seconds states peak_rss_mb args
+CONFIGS=${CONFIGS:-"causal causal-sym snapshot kv-isis"}
+LIMIT=${TIMEOUT:+--timeout $TIMEOUT}
+printf '%-10s %9s %9s %14s %12s  %s\n' config wall_s user_s states peak_rss_mb args
 for c in $CONFIGS; do
   out=$(mktemp)
-  start=$(date +%s%N)
   # shellcheck disable=SC2086
-  /usr/bin/time -f '%M' -o "$out.rss" "$CHECK" ${ARGS[$c]} >"$out" 2>&1 || true
-  end=$(date +%s%N)
-  states=$(grep -oE '[0-9,]+ (unique )?states' "$out" | tail -1 | grep -oE '^[0-9,]+' | tr -d , || echo '?')
-  rss_kb=$(tail -1 "$out.rss")
-  printf '%-10s %10.1f %14s %12d  %s\n' "$c" "$(awk "BEGIN{print ($end - $start) / 1e9}")" "$states" "$((rss_kb / 1024))" "${ARGS[$c]}"
-  rm -f "$out" "$out.rss"
+  /usr/bin/time -f '%e %U %M' -o "$out.time" "$CHECK" ${ARGS[$c]} $LIMIT >"$out" 2>/dev/null || true
+  states=$(grep -E '^ +[0-9,]+ unique states' "$out" | tail -1 | grep -oE '[0-9,]+' | head -1 | tr -d , || true)
+  grep -q INCOMPLETE "$out" && states="$states+"
+  read -r wall user rss_kb < <(tail -1 "$out.time")
+  printf '%-10s %9.1f %9.1f %14s %12d  %s\n' "$c" "$wall" "$user" "${states:-?}" "$((rss_kb / 1024))" "${ARGS[$c]} $LIMIT"
+  rm -f "$out" "$out.time"
 done

@@ -128,6 +128,11 @@ impl Explained for CausalModel {
     fn describe(&self, action: &<Self as Model>::Action) -> String {
         crate::display::action(action, crate::display::multicast_msg)
     }
+
+    /// CBCAST treats every node alike ([`crate::symmetry`] says why that is exact).
+    fn symmetry(&self) -> Option<crate::verdict::Representative<Self>> {
+        Some(crate::symmetry::representative)
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod kv;
 pub mod link;
 pub mod picture;
 pub mod snapshot;
+pub mod symmetry;
 pub mod total;
 pub mod verdict;
 

@@ -15,7 +15,15 @@ pub trait Explained: Model {
     fn why(&self, property: &'static str, state: &Self::State) -> Option<String>;
     /// One action as a line of a counterexample.
     fn describe(&self, action: &Self::Action) -> String;
+    /// The representative of a state's symmetry class, if the model has a sound
+    /// symmetry ([`crate::symmetry`]); `None` (the default) if it has none.
+    fn symmetry(&self) -> Option<Representative<Self>> {
+        None
+    }
 }
+
+/// A function from a state to the representative of its symmetry class.
+pub type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
 
 /// How the state space is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +47,11 @@ pub struct Search {
     pub timeout: Option<Duration>,
     /// Print progress to stderr on runs longer than a second.
     pub progress: bool,
+    /// Explore one state per symmetry class (DFS and simulation only: stateright's
+    /// BFS ignores symmetry). Counterexamples stay concrete paths: the checker
+    /// continues every path with the state the action really produced and only
+    /// *remembers* the representative, so a path's actions replay from the start.
+    pub symmetry: bool,
 }
 
 impl Default for Search {
@@ -49,6 +62,7 @@ impl Default for Search {
             threads: 1,
             timeout: None,
             progress: false,
+            symmetry: false,
         }
     }
 }
@@ -83,6 +97,10 @@ pub struct Verdict {
     pub complete: bool,
     /// Discoveries, in property order.
     pub findings: Vec<Finding>,
+    /// Whether states were merged by symmetry (`unique_states` then counts classes).
+    pub symmetry: bool,
+    /// The process's peak resident memory so far (Linux), in bytes.
+    pub peak_rss: Option<u64>,
 }
 
 impl Verdict {
@@ -207,6 +225,13 @@ where
     if let Some(t) = timeout {
         builder = builder.timeout(t);
     }
+    let symmetry = search.symmetry && search.strategy != Strategy::Bfs;
+    if symmetry {
+        let representative = judge
+            .symmetry()
+            .expect("--symmetry on a model without a sound symmetry");
+        builder = builder.symmetry_fn(representative);
+    }
     let mut progress = Progress {
         enabled: search.progress,
         next: Duration::from_secs(1),
@@ -277,7 +302,23 @@ where
         elapsed,
         complete,
         findings,
+        symmetry,
+        peak_rss: peak_rss(),
     }
+}
+
+/// The peak resident set size of this process (`VmHWM`), where Linux tells it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// A counterexample to an eventually-property as it should be: the condition

@@ -29,6 +29,7 @@ pub mod node;
 pub mod properties;
 pub mod sim;
 pub mod snapshot;
+pub mod symmetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;

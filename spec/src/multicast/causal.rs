@@ -110,3 +110,21 @@ impl<P: Clone> Algorithm<P> for Causal<P> {
         self.holdback.len()
     }
 }
+
+/// Renaming nodes for symmetry reduction ([`crate::symmetry`]): CBCAST treats
+/// every node alike, so its state renames entry by entry. Fields are listed,
+/// not copied wholesale, so that a new field must say how it renames.
+impl<P: Clone> crate::symmetry::Rename for Causal<P> {
+    fn rename(&self, to: &[NodeId]) -> Self {
+        Causal {
+            me: to[self.me],
+            clock: self.clock.rename(to),
+            holdback: self
+                .holdback
+                .values()
+                .map(|m| (m.id.rename(to), m.rename(to)))
+                .collect(),
+            fifo_only: self.fifo_only,
+        }
+    }
+}

@@ -400,3 +400,23 @@ fn drive<P, A: Algorithm<P>>(
         }
     }
 }
+
+/// Renaming nodes for symmetry reduction ([`crate::symmetry`]). Only the causal
+/// endpoint is symmetric: the sequencer is node 0, ISIS breaks ties by node id.
+impl<P: Clone> crate::symmetry::Rename for Multicast<P> {
+    fn rename(&self, to: &[NodeId]) -> Self {
+        let algo = match &self.algo {
+            Algo::Causal(a) => Algo::Causal(a.rename(to)),
+            Algo::Fifo(_) | Algo::Sequencer(_) | Algo::Isis(_) => {
+                panic!("only the causal endpoint renames (see crate::symmetry)")
+            }
+        };
+        Multicast {
+            me: to[self.me],
+            n: self.n,
+            algo,
+            sent: self.sent,
+            delivered: crate::symmetry::permute(&self.delivered, to),
+        }
+    }
+}
