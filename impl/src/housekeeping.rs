@@ -213,6 +213,15 @@ impl Runtime {
 
     /// A part write finished (off the loop): the spec hears of it.
     pub(crate) fn on_stored(&mut self, id: SnapshotId, result: Result<PartSummary, String>) {
+        if !self.snapshots.active.contains_key(&id) {
+            // Aborted while the write was under way (the abort may have removed
+            // the temp file under it): the spec drops the part, and INFO keeps
+            // saying why the snapshot was aborted.
+            info!(snapshot = %id, "part of aborted snapshot {id} written or failed after the abort: dropping it");
+            self.feed(SpecInput::Stored { id, result })
+                .expect("a store outcome is always accepted");
+            return;
+        }
         let stats = &mut self.snapshots.stats;
         match &result {
             Ok(p) => {

@@ -220,10 +220,12 @@ impl SnapshotStore {
         if self.manifest_path(id).exists() {
             return Ok(()); // completed elsewhere before this node timed out: keep it
         }
-        write_atomic(
+        // On a disk that refuses the record (full, read-only, out of
+        // descriptors) the parts still go; the error is reported after.
+        let recorded = write_atomic(
             &self.aborted_path(id),
             format!("node {node}: {reason}\n").as_bytes(),
-        )?;
+        );
         // Parts, their info files, and temp files of writes in progress.
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.filter_map(|e| e.ok()) {
@@ -234,7 +236,7 @@ impl SnapshotStore {
                 }
             }
         }
-        Ok(())
+        recorded
     }
 
     /// At a node's start: finds the snapshots whose part `node` was writing
