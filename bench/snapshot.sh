@@ -61,7 +61,7 @@ snap() { "$GSMO" snapshot take --port "$CLIENT_BASE" --data-dir "$DATA/n0" --wai
 t=$(snap)
 bytes=$(du -scb "$DATA"/n*/snapshots | tail -1 | cut -f1)
 echo "snapshot of the idle cluster: ${t} s, $((bytes / 1000000)) MB on disk (3 parts, one per node's dir)"
-"$GSMO" snapshot show latest --data-dir "$DATA/n0"
+"$GSMO" snapshot show latest --data-dir "$DATA/n0" --data-dir "$DATA/n1" --data-dir "$DATA/n2"
 
 # redis-benchmark --csv: "SET","rps","avg","min","p50","p95","p99","max" (ms).
 bench() { redis-benchmark -p "$CLIENT_BASE" -t set -n "$WRITES" -r "$KEYS" -d "$VALUE" -c 50 -P 16 --csv 2>/dev/null \

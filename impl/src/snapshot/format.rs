@@ -103,22 +103,29 @@ pub fn write_file<W: Write + Seek, T: Serialize>(
     head[..8].copy_from_slice(magic);
     head[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     w.write_all(&head)?;
-    let mut tee = Tee {
-        inner: &mut *w,
-        bytes: 0,
-        header_crc: crc32fast::Hasher::new(),
-        payload_crc: crc32fast::Hasher::new(),
-    };
+    let mut header_crc = crc32fast::Hasher::new();
     if covers_version(FORMAT_VERSION) {
-        tee.header_crc.update(&head[8..12]);
+        header_crc.update(&head[8..12]);
     }
-    bincode::serde::encode_into_std_write(value, &mut tee, bincode::config::standard()).map_err(
+    // bincode writes field by field; the buffer hands the checksums and the
+    // file large chunks.
+    let mut out = io::BufWriter::with_capacity(
+        256 << 10,
+        Tee {
+            inner: &mut *w,
+            bytes: 0,
+            header_crc,
+            payload_crc: crc32fast::Hasher::new(),
+        },
+    );
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()).map_err(
         |e| match e {
             // Keep the OS error (ENOSPC, EIO, ...) as it is: the abort reason names it.
             bincode::error::EncodeError::Io { inner, .. } => inner,
             other => io::Error::other(other.to_string()),
         },
     )?;
+    let tee = out.into_inner().map_err(|e| e.into_error())?;
     let (len, crc, payload_crc32) = (
         tee.bytes,
         tee.header_crc.finalize(),

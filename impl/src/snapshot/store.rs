@@ -49,7 +49,7 @@ pub fn write_atomic_with<R>(
     let tmp = temp_path(path);
     let result = (|| {
         let f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut w = BufWriter::new(f);
         let r = fill(&mut w).map_err(io_err(&tmp))?;
         let f = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         f.sync_all().map_err(io_err(&tmp))?;
@@ -755,7 +755,7 @@ mod tests {
         let store = SnapshotStore::open(dir.path()).unwrap();
         let summary = store.store_part(&pf).unwrap();
         let image = encode_file(PART_MAGIC, &pf);
-        assert!(image.len() > 1 << 20, "larger than the 1 MiB buffer");
+        assert!(image.len() > 1 << 20, "many times the write buffer");
         assert_eq!(fs::read(store.part_path(id, 0)).unwrap(), image);
         assert_eq!(summary, PartSummary::of(&pf, &image));
     }
