@@ -357,8 +357,8 @@ async fn kill_9_while_writing_the_part_aborts_and_the_restart_cleans_up() {
     );
 
     // The survivors abort it (node 2 unreachable) and delete their parts.
-    for i in 0..NODES - 1 {
-        let store = SnapshotStore::open(&dirs[i]).unwrap();
+    for (i, dir) in dirs.iter().enumerate().take(NODES - 1) {
+        let store = SnapshotStore::open(dir).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match store.status(id).unwrap() {
@@ -371,8 +371,8 @@ async fn kill_9_while_writing_the_part_aborts_and_the_restart_cleans_up() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !leftovers(&dirs[i], id).is_empty() {
-            assert!(Instant::now() < deadline, "{:?}", leftovers(&dirs[i], id));
+        while !leftovers(dir, id).is_empty() {
+            assert!(Instant::now() < deadline, "{:?}", leftovers(dir, id));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
