@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Chandy-Lamport on a loaded cluster: time to snapshot a 3-node cluster holding
-# KEYS keys of VALUE bytes (default 1 000 000 x 90 B, about 100 MB of payload
-# per replica), and write throughput with vs without snapshots running.
+# Chandy-Lamport on a loaded cluster: 3 `gsmo node` processes, each with its
+# own data dir (as on 3 hosts), holding KEYS keys of VALUE bytes (default
+# 1 000 000 x 90 B, about 100 MB of payload per replica). Prints:
+#   * the time to snapshot the idle cluster, and its parts;
+#   * the longest event-loop pause at the record point (INFO
+#     max_snapshot_record_step_us: the spec step that captures the state);
+#   * SET throughput and p99 / max latency without snapshots and while
+#     snapshotting back to back, and the throughput ratio during/without.
 #
 #   bench/snapshot.sh
 #   KEYS=100000 MODE=total-sequencer bench/snapshot.sh
@@ -20,13 +25,17 @@ PEER_BASE=${PEER_BASE:-17580}
 cargo build --release -q -p gsmo-node
 GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
 DATA=$(mktemp -d /tmp/gsmo-bench-snap.XXXXXX)
-pid=
-cleanup() { [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DATA"; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
 
-"$GSMO" cluster --nodes 3 --mode "$MODE" --data-dir "$DATA" --snapshot-timeout 600 \
-  --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" >"$DATA/cluster.log" 2>&1 &
-pid=$!
+members="127.0.0.1:$PEER_BASE,127.0.0.1:$((PEER_BASE + 1)),127.0.0.1:$((PEER_BASE + 2))"
+for i in 0 1 2; do
+  "$GSMO" node --id "$i" --cluster "$members" --mode "$MODE" --cluster-id bench \
+    --client-port $((CLIENT_BASE + i)) --data-dir "$DATA/n$i" --snapshot-timeout 600 \
+    >"$DATA/node$i.log" 2>&1 &
+  pids+=($!)
+done
 for i in 0 1 2; do
   for _ in $(seq 1 200); do redis-cli -p $((CLIENT_BASE + i)) PING >/dev/null 2>&1 && break; sleep 0.05; done
 done
@@ -47,17 +56,18 @@ for i in 0 1 2; do
 done
 echo "loaded in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s; every replica holds $KEYS keys"
 
-snap() { "$GSMO" snapshot take --port "$CLIENT_BASE" --data-dir "$DATA" --wait 600 2>/dev/null \
+snap() { "$GSMO" snapshot take --port "$CLIENT_BASE" --data-dir "$DATA/n0" --wait 600 2>/dev/null \
   | awk '/COMPLETE in/ { sub("s:", "", $5); print $5 }'; }
 t=$(snap)
-bytes=$(du -sb "$DATA/snapshots" | cut -f1)
-echo "snapshot of the idle cluster: ${t} s, $((bytes / 1000000)) MB on disk (3 parts)"
-"$GSMO" snapshot show latest --data-dir "$DATA"
+bytes=$(du -scb "$DATA"/n*/snapshots | tail -1 | cut -f1)
+echo "snapshot of the idle cluster: ${t} s, $((bytes / 1000000)) MB on disk (3 parts, one per node's dir)"
+"$GSMO" snapshot show latest --data-dir "$DATA/n0" --data-dir "$DATA/n1" --data-dir "$DATA/n2"
 
-bench() { redis-benchmark -p "$CLIENT_BASE" -t set -n "$WRITES" -r "$KEYS" -d "$VALUE" -c 50 -P 16 -q 2>/dev/null \
-  | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1; }
-quiet=$(bench)
-echo "writes without a snapshot: $quiet SET/s"
+# redis-benchmark --csv: "SET","rps","avg","min","p50","p95","p99","max" (ms).
+bench() { redis-benchmark -p "$CLIENT_BASE" -t set -n "$WRITES" -r "$KEYS" -d "$VALUE" -c 50 -P 16 --csv 2>/dev/null \
+  | awk -F'","' '/^"SET/ { gsub("\"", "", $8); print $2, $7, $8 }'; }
+read -r quiet quiet_p99 quiet_max <<<"$(bench)"
+echo "writes without a snapshot: $quiet SET/s, p99 $quiet_p99 ms, max $quiet_max ms"
 bench >"$DATA/during" &
 bpid=$!
 taken=0; times=()
@@ -65,6 +75,12 @@ while kill -0 "$bpid" 2>/dev/null; do
   t=$(snap); [ -n "$t" ] && { taken=$((taken + 1)); times+=("$t"); }
 done
 wait "$bpid"
-during=$(cat "$DATA/during")
-echo "writes while snapshotting back to back ($taken snapshots, ${times[*]:-} s each): $during SET/s"
+read -r during during_p99 during_max <"$DATA/during"
+echo "writes while snapshotting back to back ($taken snapshots, ${times[*]:-} s each): $during SET/s, p99 $during_p99 ms, max $during_max ms"
 awk -v a="$during" -v b="$quiet" 'BEGIN { printf "throughput ratio during/without: %.2f\n", a / b }'
+for i in 0 1 2; do
+  info=$(redis-cli -p $((CLIENT_BASE + i)) INFO | tr -d '\r')
+  max=$(sed -n 's/^max_snapshot_record_step_us://p' <<<"$info")
+  recorded=$(sed -n 's/^snapshots_recorded://p' <<<"$info")
+  echo "node $i: longest event-loop pause at a record point: $((max / 1000)).$(printf %03d $((max % 1000))) ms over $recorded records"
+done

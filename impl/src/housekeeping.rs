@@ -16,7 +16,7 @@
 use crate::event::Input;
 use crate::runtime::Runtime;
 use crate::snapshot::{self, PartFile, SnapshotStore};
-use gsmo_spec::node::{Input as SpecInput, Part};
+use gsmo_spec::node::{Input as SpecInput, Output, Part};
 use gsmo_spec::snapshot::{AbortReason, PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use std::collections::HashMap;
@@ -48,6 +48,11 @@ pub struct SnapshotStats {
     pub last_state_bytes: u64,
     pub last_channel_messages: u64,
     pub last_status: String,
+    /// How long the event loop stood still for the last record step (the spec
+    /// step that captured the local state) and the longest such step, in µs:
+    /// every client waits that long, so it must stay O(1) in the store's size.
+    pub last_record_step_us: u64,
+    pub max_record_step_us: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +70,18 @@ impl Snapshots {
             active: HashMap::new(),
             next_periodic: None,
             last_recorded: None,
+        }
+    }
+
+    /// Notes how long a spec step took if it recorded a snapshot's local state.
+    pub(crate) fn note_step(&mut self, took: std::time::Duration, out: &[Output]) {
+        if out
+            .iter()
+            .any(|o| matches!(o, Output::SnapshotRecorded { .. }))
+        {
+            let us = took.as_micros() as u64;
+            self.stats.last_record_step_us = us;
+            self.stats.max_record_step_us = self.stats.max_record_step_us.max(us);
         }
     }
 
@@ -88,6 +105,22 @@ impl Runtime {
         self.snapshots.stats.started += 1;
         info!(snapshot = %id, "starting snapshot");
         id
+    }
+
+    /// At start: parts this node was writing when it died are removed and
+    /// their snapshots marked aborted (see `SnapshotStore::sweep_interrupted`).
+    pub(crate) fn sweep_interrupted_parts(&mut self) {
+        let Some(store) = &self.snapshots.store else {
+            return;
+        };
+        match store.sweep_interrupted(self.cfg.id) {
+            Ok(swept) => {
+                for id in swept {
+                    warn!(snapshot = %id, "snapshot {id}: this node died while writing its part; removed the half-written file and marked it ABORTED");
+                }
+            }
+            Err(e) => error!("cleaning up interrupted snapshot parts: {e}"),
+        }
     }
 
     /// `--snapshot-every`, once the cluster has been up.
@@ -130,7 +163,8 @@ impl Runtime {
         stats.completed += 1;
         stats.last_snapshot = Some(id);
         stats.last_duration_ms = duration_ms;
-        stats.last_state_bytes = part.state.kv.payload_bytes() as u64;
+        // The state's byte count is O(keys): it comes back with the summary,
+        // computed off the loop (see `on_stored`).
         stats.last_channel_messages = part.channel_messages() as u64;
         if let Some(s) = &mut self.shiviz {
             s.local(format_args!("complete snapshot {id}"));
@@ -153,6 +187,7 @@ impl Runtime {
                 duration_ms,
                 ..PartSummary::default()
             };
+            self.snapshots.stats.last_state_bytes = summary.state_bytes;
             self.deferred.push_back(SpecInput::Stored {
                 id,
                 result: Ok(summary),
@@ -178,10 +213,20 @@ impl Runtime {
 
     /// A part write finished (off the loop): the spec hears of it.
     pub(crate) fn on_stored(&mut self, id: SnapshotId, result: Result<PartSummary, String>) {
+        if !self.snapshots.active.contains_key(&id) {
+            // Aborted while the write was under way (the abort may have removed
+            // the temp file under it): the spec drops the part, and INFO keeps
+            // saying why the snapshot was aborted.
+            info!(snapshot = %id, "part of aborted snapshot {id} written or failed after the abort: dropping it");
+            self.feed(SpecInput::Stored { id, result })
+                .expect("a store outcome is always accepted");
+            return;
+        }
         let stats = &mut self.snapshots.stats;
         match &result {
             Ok(p) => {
                 stats.stored += 1;
+                stats.last_state_bytes = p.state_bytes;
                 stats.last_status = format!("{id} part stored");
                 info!(snapshot = %id, "part of {id} stored ({} bytes, crc32 {:08x})", p.bytes, p.crc32);
             }

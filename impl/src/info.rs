@@ -122,6 +122,16 @@ impl Runtime {
         line(&mut s, "last_snapshot_status", &st.last_status);
         line(
             &mut s,
+            "last_snapshot_record_step_us",
+            &st.last_record_step_us,
+        );
+        line(
+            &mut s,
+            "max_snapshot_record_step_us",
+            &st.max_record_step_us,
+        );
+        line(
+            &mut s,
             "snapshot_every_s",
             &self.cfg.snapshot_every.map_or(0.0, |d| d.as_secs_f64()),
         );

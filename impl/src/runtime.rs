@@ -136,6 +136,7 @@ impl Runtime {
             }
         }
         rt.carry_out(outputs);
+        rt.sweep_interrupted_parts();
         // Snapshot ids already on disk are not reused.
         let through = rt.snapshots.last_seq_on_disk(rt.cfg.id);
         if through > 0 {
@@ -149,7 +150,9 @@ impl Runtime {
     /// An input the spec rejects changes nothing and is not recorded.
     pub(crate) fn feed(&mut self, input: SpecInput) -> Result<(), PeerError> {
         let traced = self.trace.is_some().then(|| input.clone());
+        let step = Instant::now();
         let out = self.node.handle(input)?;
+        self.snapshots.note_step(step.elapsed(), &out);
         if let (Some(t), Some(input)) = (&mut self.trace, traced) {
             if let Err(e) = t.record(Some(&input), &out) {
                 if self.trace_error.is_none() {

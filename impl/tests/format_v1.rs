@@ -16,8 +16,8 @@
 //! bless once when adding a version, never rewrite a released version's files.
 
 use gsmo_node::snapshot::format::{
-    decode_part, decode_payload, encode_file, encode_file_as, read_bytes, FORMAT_VERSION,
-    HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
+    decode_part, decode_payload, encode_file, encode_file_as, read_bytes, write_file,
+    FORMAT_VERSION, HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
 };
 use gsmo_node::snapshot::v1::PartFileV1;
 use gsmo_node::snapshot::{Manifest, PartFile, PartSummary, SnapshotStore};
@@ -344,6 +344,16 @@ fn version_2_files_decode_field_by_field_and_reencode_identically() {
         let bytes = read_bytes(&dir.join(format!("part-{i}.gsmo"))).unwrap();
         assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
         assert_eq!(encode_file(PART_MAGIC, pf), bytes, "part {i}");
+        // The streamed encoder the nodes use writes the very same bytes, and
+        // declares the size and payload CRC the golden summary holds.
+        let mut streamed = std::io::Cursor::new(Vec::new());
+        let written = write_file(&mut streamed, PART_MAGIC, pf).unwrap();
+        assert_eq!(streamed.into_inner(), bytes, "streamed part {i}");
+        assert_eq!(
+            (written.bytes, written.payload_crc32),
+            (manifest.parts[i].bytes, manifest.parts[i].crc32),
+            "streamed part {i}'s summary"
+        );
         let info = read_bytes(&store.info_path(ID, i)).unwrap();
         assert_eq!(
             encode_file(INFO_MAGIC, &manifest.parts[i]),

@@ -176,6 +176,16 @@ pub fn have_tool(name: &str) -> bool {
             .success()
 }
 
+/// Whether this process runs as root (network namespaces, mounts, prlimit on others).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
 /// `k` ports that are free now, below the kernel's ephemeral range (so no
 /// outgoing connection is handed one by chance) and randomly placed (so test
 /// runs in parallel processes rarely try the same ones).
@@ -263,6 +273,16 @@ pub struct Launch {
     pub held: usize,
     /// Every node runs under this `RLIMIT_NOFILE` (soft and hard).
     pub open_files: Option<u64>,
+    /// Where each node runs (by id); empty: every node on 127.0.0.1.
+    pub hosts: Vec<Host>,
+}
+
+/// A node's own host: the address it listens on (peers and clients) and the
+/// command prefix that starts a process there, e.g. `ip netns exec NS`.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub ip: String,
+    pub wrap: Vec<String>,
 }
 
 impl Launch {
@@ -276,6 +296,7 @@ impl Launch {
             env: Vec::new(),
             held: 0,
             open_files: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -289,6 +310,13 @@ impl Launch {
     pub fn hold(mut self, k: usize) -> Self {
         assert!(k < self.n, "hold fewer nodes than the cluster has");
         self.held = k;
+        self
+    }
+
+    /// Runs node `i` on `hosts[i]` (its own address; with `--bind` to it).
+    pub fn hosts(mut self, hosts: Vec<Host>) -> Self {
+        assert_eq!(hosts.len(), self.n, "one host per node");
+        self.hosts = hosts;
         self
     }
 
@@ -314,6 +342,10 @@ impl Launch {
     pub fn cluster_id(mut self, id: &str) -> Self {
         self.cluster_id = Some(id.to_string());
         self
+    }
+
+    fn host_ip(&self, i: NodeId) -> &str {
+        self.hosts.get(i).map_or("127.0.0.1", |h| h.ip.as_str())
     }
 
     /// Starts the nodes and waits until every peer channel is up.
@@ -357,7 +389,8 @@ impl TestCluster {
     fn try_start(bin: &PathBuf, l: &Launch) -> Result<TestCluster, String> {
         let peers: Vec<String> = free_ports(l.n)
             .into_iter()
-            .map(|p| format!("127.0.0.1:{p}"))
+            .enumerate()
+            .map(|(i, p)| format!("{}:{p}", l.host_ip(i)))
             .collect();
         // Its own cluster id, so a port mix-up with a concurrent test is refused at the handshake.
         let cluster_id = l
@@ -396,7 +429,14 @@ impl TestCluster {
 
     fn spawn(&mut self, bin: &PathBuf, id: NodeId) {
         let l = &self.launch;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match l.hosts.get(id) {
+            Some(h) => {
+                let mut c = Command::new(&h.wrap[0]);
+                c.args(&h.wrap[1..]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args([
             "node",
             "--id",
@@ -406,6 +446,13 @@ impl TestCluster {
         ])
         .args(["--mode", l.mode.name(), "--client-port", "0"])
         .args(["--cluster-id", &self.cluster_id])
+        .args(
+            l.hosts
+                .get(id)
+                .map(|h| ["--bind", h.ip.as_str()])
+                .into_iter()
+                .flatten(),
+        )
         // The harness reads histories and stores with the GSMO.* debug commands.
         .arg("--debug-commands")
         .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
@@ -498,7 +545,11 @@ impl TestCluster {
     }
 
     pub fn url(&self, i: NodeId) -> String {
-        format!("redis://127.0.0.1:{}/", self.client_port(i))
+        format!(
+            "redis://{}:{}/",
+            self.launch.host_ip(i),
+            self.client_port(i)
+        )
     }
 
     /// Every node's output, for a failure message.

@@ -33,6 +33,7 @@ use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::Part;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fs;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
@@ -78,16 +79,104 @@ pub fn encode_file_as<T: Serialize>(magic: &[u8; 8], version: u16, value: &T) ->
     out
 }
 
+/// What [`write_file`] wrote: the whole file's size and the CRC-32 of its
+/// payload alone (the one a [`PartSummary`] declares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub payload_crc32: u32,
+}
+
+/// Streams the file image of `value` under `magic` into `w`, byte for byte
+/// what [`encode_file`] returns, without holding the payload in memory: the
+/// header goes out with length and checksum zero, bincode encodes straight
+/// into `w` while both CRCs are computed on the fly, and the header is patched
+/// at the end. A 1 M-key part is ~100 MB; this keeps that second copy (and
+/// the time to build it) out of the node.
+pub fn write_file<W: Write + Seek, T: Serialize>(
+    w: &mut W,
+    magic: &[u8; 8],
+    value: &T,
+) -> io::Result<Written> {
+    let start = w.stream_position()?;
+    let mut head = [0u8; HEADER_LEN];
+    head[..8].copy_from_slice(magic);
+    head[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    w.write_all(&head)?;
+    let mut header_crc = crc32fast::Hasher::new();
+    if covers_version(FORMAT_VERSION) {
+        header_crc.update(&head[8..12]);
+    }
+    // bincode writes field by field; the buffer hands the checksums and the
+    // file large chunks.
+    let mut out = io::BufWriter::with_capacity(
+        256 << 10,
+        Tee {
+            inner: &mut *w,
+            bytes: 0,
+            header_crc,
+            payload_crc: crc32fast::Hasher::new(),
+        },
+    );
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()).map_err(
+        |e| match e {
+            // Keep the OS error (ENOSPC, EIO, ...) as it is: the abort reason names it.
+            bincode::error::EncodeError::Io { inner, .. } => inner,
+            other => io::Error::other(other.to_string()),
+        },
+    )?;
+    let tee = out.into_inner().map_err(|e| e.into_error())?;
+    let (len, crc, payload_crc32) = (
+        tee.bytes,
+        tee.header_crc.finalize(),
+        tee.payload_crc.finalize(),
+    );
+    w.seek(SeekFrom::Start(start + 12))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&crc.to_le_bytes())?;
+    w.seek(SeekFrom::Start(start + HEADER_LEN as u64 + len))?;
+    Ok(Written {
+        bytes: HEADER_LEN as u64 + len,
+        payload_crc32,
+    })
+}
+
+/// Counts and checksums the payload on its way to the file.
+struct Tee<'a, W> {
+    inner: &'a mut W,
+    bytes: u64,
+    header_crc: crc32fast::Hasher,
+    payload_crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.header_crc.update(&buf[..n]);
+        self.payload_crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The header's checksum. Version 1 covered only the payload, so a flipped
 /// version byte could send a newer payload to an older decoder; from version
 /// 2 on the version field is covered too.
 fn checksum(version: u16, version_and_reserved: &[u8], payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    if version >= 2 {
+    if covers_version(version) {
         h.update(version_and_reserved);
     }
     h.update(payload);
     h.finalize()
+}
+
+fn covers_version(version: u16) -> bool {
+    version >= 2
 }
 
 /// Checks a file image's header, version, length and checksum; returns the

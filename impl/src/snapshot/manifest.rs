@@ -8,7 +8,7 @@
 //! link to the initiator, which then writes the manifest into every node's dir.
 
 use super::error::StoreError;
-use super::format::{PartFile, HEADER_LEN};
+use super::format::{PartFile, Written, HEADER_LEN};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
@@ -82,6 +82,17 @@ pub struct PartSummary {
 impl PartSummary {
     /// The summary of `file`, whose encoded image is `image`.
     pub fn of(file: &PartFile, image: &[u8]) -> Self {
+        Self::of_written(
+            file,
+            Written {
+                bytes: image.len() as u64,
+                payload_crc32: crc32fast::hash(&image[HEADER_LEN..]),
+            },
+        )
+    }
+
+    /// The summary of `file`, streamed to disk as `written` describes.
+    pub fn of_written(file: &PartFile, written: Written) -> Self {
         let part = &file.part;
         PartSummary {
             id: part.id,
@@ -91,8 +102,8 @@ impl PartSummary {
             recorded_unix_ms: file.recorded_unix_ms,
             duration_ms: file.duration_ms,
             file: part_file_name(part.node),
-            bytes: image.len() as u64,
-            crc32: crc32fast::hash(&image[HEADER_LEN..]),
+            bytes: written.bytes,
+            crc32: written.payload_crc32,
             keys: part.state.kv.len() as u64,
             state_bytes: part.state.kv.payload_bytes() as u64,
             channel_messages: part.channel_messages() as u64,

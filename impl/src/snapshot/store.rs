@@ -14,30 +14,50 @@
 
 use super::error::{io_err, StoreError};
 use super::format::{
-    check_image, decode_part, encode_file, read_bytes, read_manifest, read_summary, PartFile,
-    HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
+    check_image, decode_part, encode_file, read_bytes, read_manifest, read_summary, write_file,
+    PartFile, HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
 };
 use super::manifest::{assemble, part_file_name, Manifest, PartSummary, Recency};
 use crate::config::RestoreFrom;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use std::fs;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// The temp file a write of `path` goes through (a dot file next to it, named
+/// for the writing process, so a restarted node knows a leftover for its own).
+pub fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `path` atomically with `fill` (through a buffer into the temp
+/// file), then fsync, rename, fsync of the directory. On any error the temp
+/// file is removed: a failed write leaves nothing behind.
+pub fn write_atomic_with<R>(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<R>,
+) -> Result<R, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_path(path);
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
+        let f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = BufWriter::new(f);
+        let r = fill(&mut w).map_err(io_err(&tmp))?;
+        let f = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, path).map_err(io_err(path))?;
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))
+            .map_err(io_err(dir))?;
+        Ok(r)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -169,9 +189,11 @@ impl SnapshotStore {
         if let Some(reason) = self.aborted_reason(id) {
             return Err(StoreError::Aborted { id, reason });
         }
-        let image = encode_file(PART_MAGIC, file);
-        write_atomic(&self.part_path(id, file.part.node), &image)?;
-        let summary = PartSummary::of(file, &image);
+        // Streamed: no second copy of the store is built in memory.
+        let written = write_atomic_with(&self.part_path(id, file.part.node), |w| {
+            write_file(w, PART_MAGIC, file)
+        })?;
+        let summary = PartSummary::of_written(file, written);
         write_atomic(
             &self.info_path(id, summary.node),
             &encode_file(INFO_MAGIC, &summary),
@@ -198,10 +220,12 @@ impl SnapshotStore {
         if self.manifest_path(id).exists() {
             return Ok(()); // completed elsewhere before this node timed out: keep it
         }
-        write_atomic(
+        // On a disk that refuses the record (full, read-only, out of
+        // descriptors) the parts still go; the error is reported after.
+        let recorded = write_atomic(
             &self.aborted_path(id),
             format!("node {node}: {reason}\n").as_bytes(),
-        )?;
+        );
         // Parts, their info files, and temp files of writes in progress.
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.filter_map(|e| e.ok()) {
@@ -212,7 +236,49 @@ impl SnapshotStore {
                 }
             }
         }
-        Ok(())
+        recorded
+    }
+
+    /// At a node's start: finds the snapshots whose part `node` was writing
+    /// when its process died (kill -9, power loss), removes the leftovers
+    /// (temp files, a part without its summary) and marks each aborted, naming
+    /// the node. Such a snapshot cannot have completed anywhere: a node
+    /// acknowledges its part only once part and summary are on disk. A whole
+    /// part is left alone (its snapshot may have completed at the others).
+    pub fn sweep_interrupted(&self, node: NodeId) -> Result<Vec<SnapshotId>, StoreError> {
+        let part = part_file_name(node);
+        let info = format!("part-{node}.info.gsmo");
+        let temps = [format!(".{part}.tmp-"), format!(".{info}.tmp-")];
+        let mut swept = Vec::new();
+        for id in self.list()? {
+            let dir = self.dir(id);
+            if self.manifest_path(id).exists() || self.aborted_path(id).exists() {
+                continue;
+            }
+            let mut leftovers = Vec::new();
+            for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if temps.iter().any(|t| name.starts_with(t.as_str())) {
+                    leftovers.push(e.path());
+                }
+            }
+            if self.part_path(id, node).exists() && !self.info_path(id, node).exists() {
+                leftovers.push(self.part_path(id, node));
+            }
+            if leftovers.is_empty() {
+                continue;
+            }
+            for path in &leftovers {
+                fs::remove_file(path).map_err(io_err(path))?;
+            }
+            self.mark_aborted(
+                id,
+                node,
+                "interrupted: the node stopped while writing its part (found at its restart)",
+            )?;
+            swept.push(id);
+        }
+        Ok(swept)
     }
 
     /// Nodes whose part file is present here.
@@ -658,6 +724,79 @@ mod tests {
             leftovers.is_empty(),
             "temp files left behind: {leftovers:?}"
         );
+    }
+
+    /// A part bigger than the write buffer, streamed to disk, is byte for
+    /// byte the in-memory image, and its summary declares that image.
+    #[test]
+    fn a_streamed_part_is_the_in_memory_image() {
+        let mut c = Cluster::new(1, Mode::TotalIsis);
+        for i in 0..12_000 {
+            c.client(
+                0,
+                Command::Write(Op::Set {
+                    key: format!("key:{i:08}").into_bytes(),
+                    value: vec![b'v'; 90],
+                }),
+            );
+        }
+        c.quiesce().unwrap();
+        let id = c.snapshot(0);
+        c.quiesce().unwrap();
+        let part = c.completed(id).unwrap().remove(0);
+        let pf = PartFile {
+            cluster_id: "t".into(),
+            mode: Mode::TotalIsis,
+            recorded_unix_ms: 1,
+            duration_ms: 0,
+            part,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let summary = store.store_part(&pf).unwrap();
+        let image = encode_file(PART_MAGIC, &pf);
+        assert!(image.len() > 1 << 20, "many times the write buffer");
+        assert_eq!(fs::read(store.part_path(id, 0)).unwrap(), image);
+        assert_eq!(summary, PartSummary::of(&pf, &image));
+    }
+
+    /// A node killed while writing its part leaves a temp file (or a part
+    /// without its summary); at its restart both go and the snapshot is
+    /// marked aborted by that node. Whole parts and other snapshots stay.
+    #[test]
+    fn a_restarted_node_sweeps_its_interrupted_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        complete_after(&store, sid(0, 1), 2, 2, 1);
+        let (torn, half, whole) = (sid(0, 2), sid(0, 3), sid(1, 4));
+        for id in [torn, half, whole] {
+            fs::create_dir_all(store.dir(id)).unwrap();
+        }
+        let tmp = store.dir(torn).join(".part-1.gsmo.tmp-4242");
+        fs::write(&tmp, b"GSMOPART half").unwrap();
+        fs::write(store.part_path(torn, 0), b"node 0's part").unwrap();
+        fs::write(store.part_path(half, 1), b"no summary yet").unwrap();
+        fs::write(store.part_path(whole, 1), b"whole").unwrap();
+        fs::write(store.info_path(whole, 1), b"summary").unwrap();
+        assert_eq!(store.sweep_interrupted(1).unwrap(), vec![torn, half]);
+        for id in [torn, half] {
+            let status = store.status(id).unwrap();
+            assert!(
+                matches!(&status, Status::Aborted(why) if why.starts_with("node 1: interrupted")),
+                "{status}"
+            );
+            assert_eq!(store.parts_present(id), Vec::<NodeId>::new());
+        }
+        assert!(!tmp.exists());
+        assert_eq!(
+            store.status(whole).unwrap(),
+            Status::Incomplete { parts: vec![1] }
+        );
+        assert!(matches!(
+            store.status(sid(0, 1)).unwrap(),
+            Status::Complete(_)
+        ));
+        assert!(store.sweep_interrupted(1).unwrap().is_empty());
     }
 
     #[test]
