@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn every_snapshot_ends_once_and_every_write_is_answered() {
-        assert_eq!(states(AbortCfg::default()), 38_067);
+        assert_eq!(states(AbortCfg::default()), 37_091);
         assert_eq!(states(writing()), WRITING);
     }
 
