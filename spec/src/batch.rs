@@ -16,6 +16,7 @@ use crate::kv::Write;
 use crate::multicast::MsgId;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A batch is full at this many bytes (by [`Write::approx_bytes`]); a write
 /// that would pass it goes into the next batch, so a batch is one write or at
@@ -23,11 +24,13 @@ use serde::{Deserialize, Serialize};
 pub const BATCH_BYTES: u64 = 1 << 20;
 
 /// Writes one replica multicast as one message, applied in order on delivery.
+/// The writes are shared, not copied, by the message to each peer, the link's
+/// resend buffer and the hold-back queue.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Batch {
     /// The origin's number of the first write; the others follow consecutively.
     pub first: u64,
-    pub writes: Vec<Write>,
+    pub writes: Arc<Vec<Write>>,
 }
 
 impl Batch {
@@ -81,7 +84,7 @@ impl Outbox {
         self.bytes = 0;
         Batch {
             first,
-            writes: std::mem::take(&mut self.writes),
+            writes: Arc::new(std::mem::take(&mut self.writes)),
         }
     }
 }

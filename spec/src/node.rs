@@ -42,6 +42,7 @@ use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// What the replica's channels carry between replicas.
 pub type PeerMsg = Envelope<Wire<Batch>>;
@@ -755,6 +756,8 @@ impl Node {
                 Effect::Deliver { id: batch_id, payload } => {
                     // A batch's writes, in the order they were issued.
                     let Batch { first, writes } = payload;
+                    // Copied only where the batch is still shared (a resend buffer).
+                    let writes = Arc::try_unwrap(writes).unwrap_or_else(|w| (*w).clone());
                     for (i, write) in writes.into_iter().enumerate() {
                         let id = MsgId {
                             origin: batch_id.origin,
