@@ -196,6 +196,7 @@ impl SnapshotCfg {
                 ..Bugs::default()
             },
             snapshots: self.snapshots > 0,
+            batch: 1,
             strict_fifo: channels == Channels::Ordered,
             faults: self.faults(),
         };
