@@ -301,11 +301,8 @@ fn exact_channels(s: &State, parts: &[Part]) -> Result<(), Violation> {
 fn transfer_in_flight(parts: &[Part]) -> bool {
     parts.iter().any(|p| {
         p.channels.iter().flatten().any(|(_, w)| {
-            w.payload().is_some_and(|b| {
-                b.writes
-                    .iter()
-                    .any(|w| matches!(w.op, Op::Transfer { .. }))
-            })
+            w.payload()
+                .is_some_and(|b| b.writes.iter().any(|w| matches!(w.op, Op::Transfer { .. })))
         })
     })
 }

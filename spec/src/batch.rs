@@ -129,11 +129,22 @@ mod tests {
         for mode in Mode::ALL {
             let mut c = cluster(3, mode, 8);
             // Node 1, so that the sequencer's own order messages do not count here.
-            let reqs: Vec<_> = ["a", "b", "c"].iter().map(|v| c.client(1, set(v))).collect();
-            assert_eq!(c.network.in_flight(), 0, "{mode}: nothing goes before the flush");
+            let reqs: Vec<_> = ["a", "b", "c"]
+                .iter()
+                .map(|v| c.client(1, set(v)))
+                .collect();
+            assert_eq!(
+                c.network.in_flight(),
+                0,
+                "{mode}: nothing goes before the flush"
+            );
             assert_eq!(c.nodes[1].unflushed_writes(), 3);
             c.input(1, Input::Flush).unwrap();
-            assert_eq!(c.network.in_flight(), 2, "{mode}: one data message per peer");
+            assert_eq!(
+                c.network.in_flight(),
+                2,
+                "{mode}: one data message per peer"
+            );
             c.quiesce().unwrap();
             let ids: Vec<MsgId> = (1..=3).map(|seq| MsgId { origin: 1, seq }).collect();
             for i in 0..3 {
@@ -160,7 +171,11 @@ mod tests {
         c.input(1, Input::Flush).unwrap();
         c.input(1, Input::Flush).unwrap(); // an empty outbox sends nothing
         c.quiesce().unwrap();
-        assert_eq!(c.nodes[1].state().multicast.sent(), 3, "3 batches of 5 writes");
+        assert_eq!(
+            c.nodes[1].state().multicast.sent(),
+            3,
+            "3 batches of 5 writes"
+        );
         assert_eq!(c.nodes[0].kv(), c.nodes[1].kv());
         let seqs: Vec<u64> = c.delivered(0).iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
@@ -176,10 +191,18 @@ mod tests {
                 delta: 1,
             });
             let r = c.client(0, incr);
-            assert_eq!(c.nodes[0].unflushed_writes(), 1, "{mode}: the SET went first");
+            assert_eq!(
+                c.nodes[0].unflushed_writes(),
+                1,
+                "{mode}: the SET went first"
+            );
             c.input(0, Input::Flush).unwrap();
             c.quiesce().unwrap();
-            assert_eq!(c.replies[0][&r], Reply::Int(6), "{mode}: it saw its own SET");
+            assert_eq!(
+                c.replies[0][&r],
+                Reply::Int(6),
+                "{mode}: it saw its own SET"
+            );
             assert_eq!(c.nodes[1].kv().get(b"k"), Some(&b"6".to_vec()), "{mode}");
         }
     }

@@ -753,7 +753,10 @@ impl Node {
                     let msg = self.recorder.wrap(to, msg);
                     self.send(to, msg, out);
                 }
-                Effect::Deliver { id: batch_id, payload } => {
+                Effect::Deliver {
+                    id: batch_id,
+                    payload,
+                } => {
                     // A batch's writes, in the order they were issued.
                     let Batch { first, writes } = payload;
                     // Copied only where the batch is still shared (a resend buffer).
@@ -771,11 +774,7 @@ impl Node {
                                 reply: p.promised.unwrap_or_else(|| reply.clone()),
                             });
                         }
-                        out.push(Output::Delivered {
-                            id,
-                            write,
-                            reply,
-                        });
+                        out.push(Output::Delivered { id, write, reply });
                     }
                 }
             }

@@ -156,7 +156,10 @@ pub fn write(w: &Write) -> String {
 pub fn batch(b: &Batch) -> String {
     match b.writes.as_slice() {
         [w] => write(w),
-        ws => format!("{{{}}}", ws.iter().map(write).collect::<Vec<_>>().join(" | ")),
+        ws => format!(
+            "{{{}}}",
+            ws.iter().map(write).collect::<Vec<_>>().join(" | ")
+        ),
     }
 }
 

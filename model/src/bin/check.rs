@@ -794,8 +794,24 @@ fn defaults() -> Vec<Job> {
             "--no-store-failures",
         ],
         // Batches of 1 and 2 writes: a replica may flush after each write or after two.
-        &["kv", "--mode", "total-sequencer", "--batch", "2", "--snapshots", "0"],
-        &["kv", "--mode", "total-isis", "--batch", "2", "--snapshots", "0"],
+        &[
+            "kv",
+            "--mode",
+            "total-sequencer",
+            "--batch",
+            "2",
+            "--snapshots",
+            "0",
+        ],
+        &[
+            "kv",
+            "--mode",
+            "total-isis",
+            "--batch",
+            "2",
+            "--snapshots",
+            "0",
+        ],
         &[
             "kv",
             "--mode",

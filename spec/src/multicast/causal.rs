@@ -68,7 +68,11 @@ impl<P> Causal<P> {
         Causal {
             me: self.me,
             clock: self.clock,
-            holdback: self.holdback.into_iter().map(|(id, m)| (id, m.map(&mut f))).collect(),
+            holdback: self
+                .holdback
+                .into_iter()
+                .map(|(id, m)| (id, m.map(&mut f)))
+                .collect(),
             fifo_only: self.fifo_only,
         }
     }

@@ -45,7 +45,11 @@ impl<P> Fifo<P> {
             me: self.me,
             sent: self.sent,
             next: self.next,
-            holdback: self.holdback.into_iter().map(|(id, p)| (id, f(id, p))).collect(),
+            holdback: self
+                .holdback
+                .into_iter()
+                .map(|(id, p)| (id, f(id, p)))
+                .collect(),
             no_holdback: self.no_holdback,
         }
     }

@@ -56,7 +56,11 @@ impl<P> Sequencer<P> {
             sent: self.sent,
             assigned: self.assigned,
             next: self.next,
-            data: self.data.into_iter().map(|(id, p)| (id, f(id, p))).collect(),
+            data: self
+                .data
+                .into_iter()
+                .map(|(id, p)| (id, f(id, p)))
+                .collect(),
             order: self.order,
             no_wait: self.no_wait,
         }
