@@ -56,6 +56,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The held writes' bytes (by [`Write::approx_bytes`]).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub fn len(&self) -> usize {
         self.writes.len()
     }

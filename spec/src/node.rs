@@ -592,13 +592,15 @@ impl Node {
                 secs(self.now.saturating_sub(since))
             ));
         }
+        // The unflushed batch counts as sent: it joins every link when it goes.
         let limit = self.limits.link_buffer_bytes;
+        let unflushed = self.outbox.bytes();
         (0..self.n)
-            .find(|&j| j != self.me && self.links[j].is_full(limit))
+            .find(|&j| j != self.me && self.links[j].retained_bytes() + unflushed >= limit)
             .map(|j| {
                 format!(
                     "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
-                    self.links[j].retained_bytes()
+                    self.links[j].retained_bytes() + unflushed
                 )
             })
     }
