@@ -3,6 +3,8 @@
 # redis-server on the same machine in the same run.
 #
 #   bench/cluster.sh                # 100000 requests, 100000 random keys, 50 clients
+#                                   # (rows `x3`: the 50 clients and N spread over all 3
+#                                   # nodes, one redis-benchmark per node at once, rates summed)
 #   N=20000 MODES="total-isis" bench/cluster.sh
 #   SUITE=default N=5000 bench/cluster.sh   # redis-benchmark's default suite (every command it
 #                                           # knows), requests/s per command and target
@@ -24,8 +26,10 @@ PEER_BASE=${PEER_BASE:-17480}
 for tool in redis-server redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
 done
-cargo build --release -q -p gsmo-node
-GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building
+  cargo build --release -q -p gsmo-node
+  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -43,6 +47,20 @@ wait_ping() { # port
 rate() { # port pipeline test
   redis-benchmark -p "$1" -t "$3" -n "$N" -r "$R" -c "$C" -P "$2" -q 2>/dev/null \
     | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1
+}
+
+# The same, with the clients and requests spread over the 3 nodes at once: the summed rate.
+rate3() { # base-port pipeline test
+  local dir jobs=(); dir=$(mktemp -d)
+  for i in 0 1 2; do
+    local c=$(( (C + 2 - i) / 3 ))
+    redis-benchmark -p $(($1 + i)) -t "$3" -n $((N / 3)) -r "$R" -c "$c" -P "$2" -q 2>/dev/null \
+      | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1 >"$dir/$i" &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
+  cat "$dir"/0 "$dir"/1 "$dir"/2 | awk '{s += $1} END {printf "%.2f", s}'
+  rm -rf "$dir"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
@@ -82,14 +100,14 @@ if [ "${SUITE:-}" = default ]; then
 fi
 
 declare -A base
-printf '%-30s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
+printf '%-34s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
 pids+=($!)
 wait_ping "$REDIS_PORT"
 for P in 1 16; do
   s=$(rate "$REDIS_PORT" "$P" set); g=$(rate "$REDIS_PORT" "$P" get)
   base[$P-set]=$s; base[$P-get]=$g
-  printf '%-30s %3s %14s %14s %9s %9s\n' "redis-server" "$P" "$s" "$g" 1.00 1.00
+  printf '%-34s %3s %14s %14s %9s %9s\n' "redis-server" "$P" "$s" "$g" 1.00 1.00
 done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 
@@ -100,7 +118,12 @@ for mode in $MODES; do
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   for P in 1 16; do
     s=$(rate "$CLIENT_BASE" "$P" set); g=$(rate "$CLIENT_BASE" "$P" get)
-    printf '%-30s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode" "$P" "$s" "$g" \
+    printf '%-34s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode" "$P" "$s" "$g" \
+      "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")"
+  done
+  for P in 1 16; do
+    s=$(rate3 "$CLIENT_BASE" "$P" set); g=$(rate3 "$CLIENT_BASE" "$P" get)
+    printf '%-34s %3s %14s %14s %9s %9s\n' "gsmo 3 nodes $mode x3" "$P" "$s" "$g" \
       "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")"
   done
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'

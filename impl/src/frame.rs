@@ -68,6 +68,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
+    use gsmo_spec::batch::Batch;
     use gsmo_spec::kv::{Op, Stamp, Write};
     use gsmo_spec::link::Frame;
     use gsmo_spec::multicast::{fifo, MsgId, Wire};
@@ -93,7 +94,13 @@ mod tests {
                 ack: 2,
                 body: Envelope::Msg {
                     seq: 4,
-                    body: Wire::Fifo(fifo::Msg { id, payload }),
+                    body: Wire::Fifo(fifo::Msg {
+                        id,
+                        payload: Batch {
+                            first: 7,
+                            writes: std::sync::Arc::new(vec![payload]),
+                        },
+                    }),
                 },
             },
         }

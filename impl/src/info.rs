@@ -43,6 +43,7 @@ impl Runtime {
         line(&mut s, "write_timeout_ms", &limits.write_timeout_ms);
         line(&mut s, "unreachable_after_ms", &limits.unreachable_after_ms);
         line(&mut s, "link_buffer_bytes", &limits.link_buffer_bytes);
+        line(&mut s, "max_batch_writes", &limits.max_batch);
         line(&mut s, "peer_queue_frames", &self.cfg.peer_queue);
         line(
             &mut s,
@@ -56,6 +57,7 @@ impl Runtime {
         line(&mut s, "holdback_depth", &self.node.holdback_depth());
         line(&mut s, "pending_writes", &self.node.pending_writes());
         line(&mut s, "multicasts_sent", &multicast.sent());
+        line(&mut s, "writes_multicast", &self.node.state().writes);
         line(&mut s, "messages_delivered", &self.delivered_total());
         let per_origin: Vec<String> = multicast
             .delivered()

@@ -200,6 +200,10 @@ struct OpsArgs {
     /// are refused (`-TRYAGAIN`) until the peer catches up.
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     link_buffer: u64,
+    /// Writes multicast as one batch at most (one place in the order for all;
+    /// a batch goes whenever no input is waiting, full or not). 1: no batching.
+    #[arg(long, default_value_t = 256, value_name = "WRITES")]
+    max_batch: u64,
     /// Frames queued per peer connection writer; when full the connection is
     /// closed and the link resends after reconnecting.
     #[arg(long, default_value_t = DEFAULT_PEER_QUEUE, value_name = "FRAMES")]
@@ -241,6 +245,7 @@ impl OpsArgs {
             self.link_buffer > 0,
             "--link-buffer must be at least 1 byte"
         );
+        anyhow::ensure!(self.max_batch > 0, "--max-batch must be at least 1 write");
         if let Some(ms) = self.fault_disconnect_every {
             anyhow::ensure!(ms > 0, "--fault-disconnect-every must be at least 1 ms");
         }
@@ -266,6 +271,7 @@ impl OpsArgs {
             unreachable_after_ms: millis("--unreachable-after", self.unreachable_after)?,
             snapshot_timeout_ms: millis("--snapshot-timeout", self.snapshot_timeout)?,
             link_buffer_bytes: self.link_buffer,
+            max_batch: self.max_batch,
         };
         cfg.peer_queue = self.peer_queue;
         cfg.snapshot_keep = self.snapshot_keep;
@@ -629,6 +635,8 @@ impl OpsArgs {
             self.unreachable_after.to_string(),
             "--link-buffer".into(),
             self.link_buffer.to_string(),
+            "--max-batch".into(),
+            self.max_batch.to_string(),
             "--peer-queue".into(),
             self.peer_queue.to_string(),
             "--snapshot-keep".into(),

@@ -4,9 +4,10 @@
 //! parts) arrive on one mpsc queue; each is fed to the state machine and the
 //! resulting [`Output`]s are carried out. The loop never awaits anything but
 //! its input queue, so it cannot deadlock with the connections it feeds. It
-//! drains whatever inputs are ready before yielding, and peer writers flush
-//! only when their queue runs dry, so a pipelining client's writes travel in
-//! few TCP segments.
+//! drains whatever inputs are ready, then feeds the spec `Flush`: the writes
+//! that arrived meanwhile go out as one batch (one multicast, one frame per
+//! peer), without a timer. Peer writers flush only when their queue runs dry,
+//! so a pipelining client's writes travel in few TCP segments.
 //!
 //! Every call into the protocol goes through [`Runtime::feed`], which hands
 //! the spec node one [`SpecInput`] and, with `--trace`, records the input and
@@ -181,6 +182,13 @@ impl Runtime {
                     Err(_) => break,
                 }
             }
+            // Nothing more waiting (or a wake-up's worth handled): the writes that
+            // arrived meanwhile go out as one batch, so no timer adds latency.
+            if self.node.unflushed_writes() > 0 {
+                self.feed(SpecInput::Flush)
+                    .expect("a flush is always accepted");
+                self.drain_deferred();
+            }
             if let Some(s) = &mut self.shiviz {
                 s.flush();
             }
@@ -211,6 +219,10 @@ impl Runtime {
             Input::Stored { id, result } => self.on_stored(id, result),
             Input::FaultDisconnect { pick } => self.fault_disconnect(pick),
         }
+        self.drain_deferred();
+    }
+
+    fn drain_deferred(&mut self) {
         while let Some(input) = self.deferred.pop_front() {
             if let Err(e) = self.feed(input) {
                 error!("the spec refused a deferred input: {e}");

@@ -7,8 +7,11 @@
 //! - `v1/`: a strings-only store. Read through `snapshot::v1` and upgraded;
 //!   its payloads re-encode byte for byte through the version-1 types, and the
 //!   upgraded part re-encodes as version 2.
-//! - `v2/`: typed values (string, list, set, hash, sorted set). Re-encodes byte
-//!   for byte through today's types.
+//! - `v2/`: typed values (string, list, set, hash, sorted set), one write per
+//!   multicast message. Read through `snapshot::v2` and upgraded; re-encodes
+//!   byte for byte through the version-2 types.
+//! - `v3/`: batches of writes per multicast message (here batches of one).
+//!   Re-encodes byte for byte through today's types.
 //!
 //! Each is a 2-node total-isis run of the spec's simulator with a write in
 //! flight at the cut. `GSMO_BLESS_GOLDEN=1 cargo test -p gsmo-node --test
@@ -20,6 +23,7 @@ use gsmo_node::snapshot::format::{
     FORMAT_VERSION, HEADER_LEN, INFO_MAGIC, MANIFEST_MAGIC, PART_MAGIC,
 };
 use gsmo_node::snapshot::v1::PartFileV1;
+use gsmo_node::snapshot::v2::PartFileV2;
 use gsmo_node::snapshot::{Manifest, PartFile, PartSummary, SnapshotStore};
 use gsmo_spec::clock::LamportClock;
 use gsmo_spec::kv::{Data, KvStore, Op, Score};
@@ -205,8 +209,11 @@ fn in_flight(parts: &[PartFile]) -> (u64, MsgId, u64, Op) {
     let Wire::Isis(isis::Msg::Data { id, payload }) = wire else {
         panic!("expected ISIS data in flight, got {wire:?}");
     };
-    assert_eq!(payload.stamp.node, 0);
-    (*seq, *id, payload.stamp.lamport, payload.op.clone())
+    let [write] = payload.writes.as_slice() else {
+        panic!("expected a batch of one in flight, got {payload:?}");
+    };
+    assert_eq!(write.stamp.node, 0);
+    (*seq, *id, write.stamp.lamport, write.op.clone())
 }
 
 #[test]
@@ -275,19 +282,15 @@ fn version_1_files_decode_field_by_field_and_reencode_identically() {
             info,
             "info {i}"
         );
-        // Written again, an upgraded part is a version-2 file of the same part.
+        // Written again, an upgraded part is a current-version file of the same part.
         let again = encode_file(PART_MAGIC, pf);
-        assert_eq!(u16::from_le_bytes([again[8], again[9]]), 2);
+        assert_eq!(u16::from_le_bytes([again[8], again[9]]), FORMAT_VERSION);
         assert_eq!(&decode_part(&path, &again).unwrap(), pf, "part {i}");
     }
 }
 
 #[test]
-fn version_2_files_decode_field_by_field_and_reencode_identically() {
-    if std::env::var_os("GSMO_BLESS_GOLDEN").is_some() {
-        bless();
-    }
-    assert_eq!(FORMAT_VERSION, 2, "a new version needs its own golden test");
+fn version_2_files_decode_field_by_field_and_upgrade() {
     let store = SnapshotStore::open(&golden_dir(2)).unwrap();
     let (manifest, parts) = store.load(ID).unwrap();
 
@@ -336,13 +339,89 @@ fn version_2_files_decode_field_by_field_and_reencode_identically() {
         }
     );
 
+    // The version-2 types re-encode the very bytes on disk; the upgrade keeps
+    // every count a summary holds and numbers each write as its message.
+    let dir = store.dir(ID);
+    let manifest_bytes = read_bytes(&store.manifest_path(ID)).unwrap();
+    assert_eq!(encode_file_as(MANIFEST_MAGIC, 2, &manifest), manifest_bytes);
+    for (i, pf) in parts.iter().enumerate() {
+        let path = dir.join(format!("part-{i}.gsmo"));
+        let bytes = read_bytes(&path).unwrap();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+        let old: PartFileV2 = decode_payload(&path, &bytes[HEADER_LEN..]).unwrap();
+        assert_eq!(encode_file_as(PART_MAGIC, 2, &old), bytes, "part {i}");
+        assert_eq!(PartSummary::of(pf, &bytes), manifest.parts[i], "part {i}");
+        assert_eq!(pf.part.state.writes, pf.part.state.multicast.sent());
+        let info = read_bytes(&store.info_path(ID, i)).unwrap();
+        assert_eq!(
+            encode_file_as(INFO_MAGIC, 2, &manifest.parts[i]),
+            info,
+            "info {i}"
+        );
+    }
+}
+
+#[test]
+fn version_3_files_decode_field_by_field_and_reencode_identically() {
+    if std::env::var_os("GSMO_BLESS_GOLDEN").is_some() {
+        bless();
+    }
+    assert_eq!(FORMAT_VERSION, 3, "a new version needs its own golden test");
+    let store = SnapshotStore::open(&golden_dir(3)).unwrap();
+    let (manifest, parts) = store.load(ID).unwrap();
+
+    check_manifest(&manifest);
+    let s = &manifest.parts;
+    assert_eq!(
+        s.iter()
+            .map(|s| (s.bytes, s.crc32, s.keys, s.state_bytes, s.channel_messages))
+            .collect::<Vec<_>>(),
+        GOLDEN_V3_SUMMARY_NUMBERS
+    );
+    assert_eq!(s[0].delivered, GOLDEN_V3_DELIVERED);
+    assert_eq!(s[1].delivered, GOLDEN_V3_DELIVERED);
+
+    for (i, pf) in parts.iter().enumerate() {
+        check_part(i, pf, &GOLDEN_V3_DELIVERED, &golden_v3_part_numbers()[i]);
+        let kv = &pf.part.state.kv;
+        assert_eq!(
+            rendered(kv),
+            pairs(&[
+                ("alice", "100"),
+                ("hash", "hash 1:f 1:v"),
+                ("list", "list 1:a 1:b"),
+                ("set", "set 1:x 1:y"),
+                ("zset", "zset 1:n 2:-2 1:m 3:1.5"),
+            ]),
+            "node {i}: the delete took `gone`, the LPUSH was in flight"
+        );
+        assert_eq!(kv.get(b"alice"), Some(&b"100".to_vec()));
+        assert_eq!(kv.get(b"list"), None, "a list is no string");
+        assert_eq!(kv.get(b"gone"), None);
+        assert!(matches!(kv.data(b"list"), Some(Data::List(l)) if l.len() == 2));
+        assert!(matches!(kv.data(b"set"), Some(Data::Set(s)) if s.len() == 2));
+        assert!(matches!(kv.data(b"hash"), Some(Data::Hash(h)) if h.len() == 1));
+        assert!(matches!(kv.data(b"zset"), Some(Data::ZSet(_))));
+        assert_eq!(kv.len(), 5);
+    }
+    let (seq, id, lamport, op) = in_flight(&parts);
+    assert_eq!((seq, id, lamport), GOLDEN_V3_IN_FLIGHT);
+    assert_eq!(
+        op,
+        Op::Push {
+            key: b"list".to_vec(),
+            values: bytes(&["in flight"]),
+            left: true,
+        }
+    );
+
     // Re-encoding what was decoded gives the very bytes on disk.
     let dir = store.dir(ID);
     let manifest_bytes = read_bytes(&store.manifest_path(ID)).unwrap();
     assert_eq!(encode_file(MANIFEST_MAGIC, &manifest), manifest_bytes);
     for (i, pf) in parts.iter().enumerate() {
         let bytes = read_bytes(&dir.join(format!("part-{i}.gsmo"))).unwrap();
-        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
         assert_eq!(encode_file(PART_MAGIC, pf), bytes, "part {i}");
         // The streamed encoder the nodes use writes the very same bytes, and
         // declares the size and payload CRC the golden summary holds.
@@ -371,6 +450,16 @@ const GOLDEN_V2_DELIVERED: [u64; 2] = [3, 4];
 /// The 11th message on channel 0 -> 1: node 0's fourth multicast, at Lamport 5.
 const GOLDEN_V2_IN_FLIGHT: (u64, MsgId, u64) = (11, MsgId { origin: 0, seq: 4 }, 5);
 
+/// Version 3 is the same run (batches of one): the same numbers, other bytes.
+const GOLDEN_V3_SUMMARY_NUMBERS: [(u64, u32, u64, u64, u64); 2] =
+    [(212, 3479071682, 5, 47, 0), (207, 3338837689, 5, 47, 1)];
+const GOLDEN_V3_DELIVERED: [u64; 2] = GOLDEN_V2_DELIVERED;
+const GOLDEN_V3_IN_FLIGHT: (u64, MsgId, u64) = GOLDEN_V2_IN_FLIGHT;
+
+fn golden_v3_part_numbers() -> [PartNumbers; 2] {
+    golden_v2_part_numbers()
+}
+
 fn golden_v2_part_numbers() -> [PartNumbers; 2] {
     [
         (4, 1, 5, vec![0, 11], vec![0, 11], 0),
@@ -397,6 +486,7 @@ fn broken_variant_flags_stay_out_of_files() {
                     kv,
                     multicast,
                     lamport: LamportClock(3),
+                    writes: 0,
                 },
                 sent: vec![0, 1],
                 received: vec![0, 1],

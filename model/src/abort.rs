@@ -103,6 +103,7 @@ impl AbortCfg {
             opening: kv::opening_balances(self.nodes, 1),
             bugs: Bugs::default(),
             snapshots: self.snapshots > 0,
+            batch: 1,
             strict_fifo: true,
             faults: Faults {
                 disconnects: self.disconnects,

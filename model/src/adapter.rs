@@ -96,6 +96,8 @@ pub enum Step {
     Write,
     /// Start a Chandy-Lamport snapshot here.
     Snapshot,
+    /// Multicast the writes issued since the last multicast, as one batch.
+    Flush,
     /// Suffer a fault, or let time pass ([`crate::faults`]).
     Fault(crate::faults::Fault),
 }
@@ -106,6 +108,7 @@ impl Display for Step {
             Step::Multicast => write!(f, "multicasts"),
             Step::Write => write!(f, "writes"),
             Step::Snapshot => write!(f, "starts a snapshot"),
+            Step::Flush => write!(f, "flushes its batch"),
             Step::Fault(fault) => write!(f, "{fault}"),
         }
     }

@@ -154,7 +154,7 @@ pub fn kv_state<H>(s: &ReplicasState<H>) -> String {
                     let _ = write!(
                         out,
                         "; in flight from n{from}: {}",
-                        text::wire(w, text::write)
+                        text::wire(w, text::batch)
                     );
                 }
             }

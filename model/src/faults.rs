@@ -112,6 +112,7 @@ impl Faults {
         unreachable_after_ms: 1,
         snapshot_timeout_ms: 2,
         link_buffer_bytes: u64::MAX,
+        max_batch: 1,
     };
 
     /// Whether any fault is on (the plain models run without any).

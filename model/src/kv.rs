@@ -45,7 +45,7 @@ use clap::ValueEnum;
 use gsmo_spec::kv::{Data, KvStore, Op, Reply, Resolution, Stamp, Write, INSUFFICIENT_FUNDS};
 use gsmo_spec::link::LinkBug;
 use gsmo_spec::multicast::{Mode, MsgId, Multicast};
-use gsmo_spec::node::{Command, Input, Node, Output, Part};
+use gsmo_spec::node::{Command, Input, Limits, Node, Output, Part};
 use gsmo_spec::properties::{
     all_delivered, causal_order, consistent_cut, consistent_delivery_vectors, convergence,
     integrity, total_order, Event, Violation,
@@ -117,6 +117,9 @@ pub struct KvCfg {
     pub broken: Option<KvBug>,
     /// Broken connections (and, for other models, crashes, time, disks).
     pub faults: Faults,
+    /// Writes a replica multicasts as one batch at most ([`Limits::max_batch`]);
+    /// above 1 a replica may also flush a smaller batch at any moment.
+    pub batch: u64,
 }
 
 /// The K/V model's deliberately broken variants.
@@ -169,6 +172,7 @@ impl Default for KvCfg {
             channels: Channels::Ordered,
             broken: None,
             faults: Faults::default(),
+            batch: 1,
         }
     }
 }
@@ -186,6 +190,9 @@ impl KvCfg {
     pub fn validate(&self) -> Result<(), String> {
         if self.nodes == 0 {
             return Err("a cluster needs at least one replica".into());
+        }
+        if self.batch == 0 {
+            return Err("a batch holds at least one write: --batch 1 or more".into());
         }
         // Redelivery would make the space infinite and a replica's recorder
         // count a write twice; total-sequencer --broken duplicating shows it.
@@ -237,13 +244,22 @@ impl KvCfg {
     /// more the last is `TRANSFER acct:i acct:i+1 (i+1)` out of an opening
     /// balance of 1. Replica 0's is covered; replica 1's overdraws unless replica
     /// 0's has arrived first, so both sides of the funds check are reached.
+    /// With batches under fifo/causal the others are blind `SET x i.k`: a
+    /// read-modify-write flushes the batch before it there, so only blind
+    /// writes share a batch.
     pub fn script(&self) -> Vec<Vec<Op>> {
+        let blind = self.batch > 1 && !self.mode.is_total();
         (0..self.nodes)
             .map(|i| {
                 (1..=self.writes)
                     .map(|k| {
                         if k == self.writes && k >= 2 {
                             transfer_to_next(i, self.nodes, i as u64 + 1)
+                        } else if blind {
+                            Op::Set {
+                                key: KEY.to_vec(),
+                                value: format!("{i}.{k}").into_bytes(),
+                            }
                         } else if k % 2 == 1 {
                             // A list push: order-sensitive, so convergence is at stake.
                             Op::Push {
@@ -299,6 +315,7 @@ impl KvCfg {
                 debit_only: b == Some(KvBug::DebitOnly),
             },
             snapshots: self.snapshots > 0,
+            batch: self.batch,
             strict_fifo: channels == Channels::Ordered,
             faults: self.effective_faults(),
         };
@@ -414,6 +431,8 @@ pub struct Replica {
     pub bugs: Bugs,
     /// Whether snapshots may be started at all (how many: `within_boundary`).
     pub snapshots: bool,
+    /// The most writes in one batch ([`Limits::max_batch`]).
+    pub batch: u64,
     /// Whether the recorder insists on FIFO channel positions (it does whenever
     /// the channels promise them; other networks run the tolerant recorder).
     pub strict_fifo: bool,
@@ -466,6 +485,11 @@ impl Replica {
         let node = self
             .faults
             .node(Node::from_parts(multicast, recorder).with_store(kv));
+        let limits = Limits {
+            max_batch: self.batch,
+            ..node.limits()
+        };
+        let node = node.with_limits(limits);
         if self.bugs.delivery_order {
             node.with_resolution(Resolution::DeliveryOrder)
         } else {
@@ -563,7 +587,14 @@ impl Actor for Replica {
                 if s.issued < s.quota {
                     arm(o, Step::Write);
                 }
+                // A flush is a step of its own only while a batch waits.
+                if s.node.unflushed_writes() > 0 {
+                    arm(o, Step::Flush);
+                } else {
+                    o.cancel_timer(Step::Flush);
+                }
             }
+            Step::Flush => self.handle(s, Input::Flush, o),
             Step::Snapshot => {
                 s.snapshots_started += 1;
                 self.handle(s, Input::StartSnapshot, o);
@@ -836,6 +867,7 @@ mod tests {
             channels: Channels::Ordered,
             broken: None,
             faults: Faults::default(),
+            batch: 1,
         }
     }
 

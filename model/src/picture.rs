@@ -113,6 +113,7 @@ pub fn replicas<H>(
             ActorModelAction::Timeout(id, Step::Snapshot) => {
                 (usize::from(*id), Some(Input::StartSnapshot))
             }
+            ActorModelAction::Timeout(id, Step::Flush) => (usize::from(*id), Some(Input::Flush)),
             ActorModelAction::Timeout(id, Step::Fault(_)) => (usize::from(*id), None),
             _ => continue,
         };

@@ -37,7 +37,8 @@ use crate::kv::{
     terminated, transfer_to_next, Bugs, Replica, ReplicasState,
 };
 use crate::verdict::Explained;
-use gsmo_spec::kv::{Op, Write};
+use gsmo_spec::batch::Batch;
+use gsmo_spec::kv::Op;
 use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::multicast::{Mode, Wire};
 use gsmo_spec::node::Part;
@@ -195,6 +196,7 @@ impl SnapshotCfg {
                 ..Bugs::default()
             },
             snapshots: self.snapshots > 0,
+            batch: 1,
             strict_fifo: channels == Channels::Ordered,
             faults: self.faults(),
         };
@@ -255,7 +257,7 @@ impl SnapshotCfg {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
     /// `sent[i][j]`: every message `i` put on channel `i -> j`, in order.
-    pub sent: Vec<Vec<Vec<Wire<Write>>>>,
+    pub sent: Vec<Vec<Vec<Wire<Batch>>>>,
 }
 
 impl Ledger {
@@ -300,7 +302,7 @@ fn transfer_in_flight(parts: &[Part]) -> bool {
     parts.iter().any(|p| {
         p.channels.iter().flatten().any(|(_, w)| {
             w.payload()
-                .is_some_and(|w| matches!(w.op, Op::Transfer { .. }))
+                .is_some_and(|b| b.writes.iter().any(|w| matches!(w.op, Op::Transfer { .. })))
         })
     })
 }

@@ -12,6 +12,7 @@
 //! | Lamport and vector clocks             | [`clock`]                |
 //! | resumable reliable FIFO links         | [`link`]                 |
 //! | FIFO / causal / total multicast       | [`multicast`]            |
+//! | batching writes into one multicast    | [`batch`]                |
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
 //! | replicated K/V state machine (typed)  | [`kv`] (one module per type family) |
 //! | a replica: all of the above composed  | [`node`]                 |
@@ -20,6 +21,7 @@
 //! | replaying a real node's trace         | [`trace`]                |
 //! | linearizability / sequential consistency | [`consistency`]        |
 
+pub mod batch;
 pub mod clock;
 pub mod consistency;
 pub mod kv;

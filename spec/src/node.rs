@@ -18,12 +18,18 @@
 //!   `TIMEOUT` (its outcome unknown: it may still be applied);
 //! * the snapshot abort policy lives in the [`Recorder`].
 //!
+//! Writes go out in batches ([`crate::batch`]): those issued since the last
+//! multicast travel as one message, on [`Input::Flush`] or when the batch is
+//! full ([`Limits::max_batch`]); delivery applies them in order and answers
+//! each client.
+//!
 //! Consistency: a write is replied to once *this* replica delivers it in the
 //! cluster's order, so under the total modes a client that waits for its reply
 //! sees its write at its replica and every later write it makes is ordered after
 //! it; reads are local and may lag other replicas (sequential consistency for
 //! clients pinned to one replica, not linearizability).
 
+use crate::batch::{Batch, Outbox};
 use crate::clock::LamportClock;
 use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write};
 use crate::link::{Frame, Link, LinkBug, LinkError};
@@ -36,13 +42,14 @@ use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// What the replica's channels carry between replicas.
-pub type PeerMsg = Envelope<Wire<Write>>;
+pub type PeerMsg = Envelope<Wire<Batch>>;
 /// What travels on a connection: a [`PeerMsg`] framed by the link layer.
 pub type LinkFrame = Frame<PeerMsg>;
 /// One replica's part of a snapshot.
-pub type Part = LocalSnapshot<NodeState, Wire<Write>>;
+pub type Part = LocalSnapshot<NodeState, Wire<Batch>>;
 /// The runtime's handle for a client request, echoed in its reply.
 pub type RequestId = u64;
 
@@ -57,6 +64,9 @@ pub struct Limits {
     pub snapshot_timeout_ms: u64,
     /// A link holding this many unacknowledged bytes is full: writes are refused.
     pub link_buffer_bytes: u64,
+    /// A batch holding this many writes is multicast at once, without waiting
+    /// for [`Input::Flush`]; 1 multicasts every write on its own.
+    pub max_batch: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +76,7 @@ impl Default for Limits {
             unreachable_after_ms: 3_000,
             snapshot_timeout_ms: 30_000,
             link_buffer_bytes: 64 << 20,
+            max_batch: 1,
         }
     }
 }
@@ -78,8 +89,10 @@ const ACK_EVERY: u64 = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeState {
     pub kv: KvStore,
-    pub multicast: Multicast<Write>,
+    pub multicast: Multicast<Batch>,
     pub lamport: LamportClock,
+    /// Writes this replica has multicast: the last write id's number.
+    pub writes: u64,
 }
 
 /// A client request.
@@ -139,6 +152,8 @@ pub enum Input {
     SkipSnapshotIds {
         through: u64,
     },
+    /// Multicast the writes issued since the last multicast as one batch.
+    Flush,
 }
 
 /// What the runtime must do.
@@ -209,7 +224,9 @@ pub struct Node {
     me: NodeId,
     n: usize,
     state: NodeState,
-    recorder: Recorder<NodeState, Wire<Write>>,
+    recorder: Recorder<NodeState, Wire<Batch>>,
+    /// Writes issued here and not yet multicast: the next batch.
+    outbox: Outbox,
     /// Writes issued here and not yet delivered, with the client to answer.
     pending: BTreeMap<MsgId, Pending>,
     /// How delivered writes are applied: [`resolution_for`] the mode, unless a
@@ -286,8 +303,8 @@ impl Node {
 
     /// A replica over explicit (possibly deliberately broken) components.
     pub fn from_parts(
-        multicast: Multicast<Write>,
-        recorder: Recorder<NodeState, Wire<Write>>,
+        multicast: Multicast<Batch>,
+        recorder: Recorder<NodeState, Wire<Batch>>,
     ) -> Self {
         let (me, n) = (multicast.me(), multicast.group_size());
         let resolution = resolution_for(multicast.mode());
@@ -303,8 +320,10 @@ impl Node {
                 kv: KvStore::new(),
                 multicast,
                 lamport: LamportClock::default(),
+                writes: 0,
             },
             recorder,
+            outbox: Outbox::default(),
             pending: BTreeMap::new(),
             resolution,
             links: (0..n).map(|_| Link::new()).collect(),
@@ -384,6 +403,11 @@ impl Node {
     /// Writes this replica has issued and not yet delivered.
     pub fn pending_writes(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Writes issued here and not yet multicast (the next batch).
+    pub fn unflushed_writes(&self) -> usize {
+        self.outbox.len()
     }
 
     pub fn snapshots_in_progress(&self) -> Vec<SnapshotId> {
@@ -472,6 +496,7 @@ impl Node {
                 self.carry_out_snapshot(effects, &mut out);
             }
             Input::SkipSnapshotIds { through } => self.skip_snapshot_ids_through(through),
+            Input::Flush => self.flush(&mut out),
         }
         Ok(out)
     }
@@ -567,13 +592,15 @@ impl Node {
                 secs(self.now.saturating_sub(since))
             ));
         }
+        // The unflushed batch counts as sent: it joins every link when it goes.
         let limit = self.limits.link_buffer_bytes;
+        let unflushed = self.outbox.bytes();
         (0..self.n)
-            .find(|&j| j != self.me && self.links[j].is_full(limit))
+            .find(|&j| j != self.me && self.links[j].retained_bytes() + unflushed >= limit)
             .map(|j| {
                 format!(
                     "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
-                    self.links[j].retained_bytes()
+                    self.links[j].retained_bytes() + unflushed
                 )
             })
     }
@@ -598,6 +625,12 @@ impl Node {
                     });
                     return out;
                 }
+                // Last-writer-wins resolves a read-modify-write against this store,
+                // which must hold this replica's earlier writes: they go out (and,
+                // under fifo/causal, are delivered here) first.
+                if self.resolution == Resolution::LastWriterWins && !op.is_blind() {
+                    self.flush(&mut out);
+                }
                 let incr = matches!(op, Op::IncrBy { .. });
                 let op = match self.resolution {
                     Resolution::LastWriterWins => match self.state.kv.resolve(op) {
@@ -621,7 +654,14 @@ impl Node {
                     lamport: self.state.lamport.tick(),
                     node: self.me,
                 };
-                let (id, effects) = self.state.multicast.multicast(Write { stamp, op });
+                let write = Write { stamp, op };
+                if self.outbox.would_overflow(&write) {
+                    self.flush(&mut out);
+                }
+                let id = MsgId {
+                    origin: self.me,
+                    seq: self.state.writes + self.outbox.len() as u64 + 1,
+                };
                 self.pending.insert(
                     id,
                     Pending {
@@ -630,11 +670,29 @@ impl Node {
                         since: self.now,
                     },
                 );
-                out.push(Output::Multicast { id });
-                self.carry_out(effects, &mut out);
+                self.outbox.push(write);
+                if self.outbox.is_full(self.limits.max_batch) {
+                    self.flush(&mut out);
+                }
             }
         }
         out
+    }
+
+    /// Multicasts the writes issued since the last multicast, as one batch.
+    fn flush(&mut self, out: &mut Vec<Output>) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let batch = self.outbox.take(self.state.writes + 1);
+        self.state.writes += batch.writes.len() as u64;
+        for i in 0..batch.writes.len() {
+            out.push(Output::Multicast {
+                id: batch.id(self.me, i),
+            });
+        }
+        let (_, effects) = self.state.multicast.multicast(batch);
+        self.carry_out(effects, out);
     }
 
     /// Starts a snapshot at this replica.
@@ -681,7 +739,7 @@ impl Node {
     /// Hands `msg` to the link with `to`; a frame comes out if its connection is up.
     fn send(&mut self, to: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
         let size = match &msg {
-            Envelope::Msg { body, .. } => body.payload().map_or(32, Write::approx_bytes),
+            Envelope::Msg { body, .. } => body.payload().map_or(32, Batch::approx_bytes),
             _ => 32,
         };
         if let Some(frame) = self.links[to].send(msg, size) {
@@ -689,7 +747,7 @@ impl Node {
         }
     }
 
-    fn carry_out(&mut self, effects: Vec<Effect<Write>>, out: &mut Vec<Output>) {
+    fn carry_out(&mut self, effects: Vec<Effect<Batch>>, out: &mut Vec<Output>) {
         let how = self.resolution;
         for e in effects {
             match e {
@@ -697,20 +755,29 @@ impl Node {
                     let msg = self.recorder.wrap(to, msg);
                     self.send(to, msg, out);
                 }
-                Effect::Deliver { id, payload } => {
-                    self.state.lamport.observe(payload.stamp.lamport);
-                    let reply = self.state.kv.apply(&payload, how);
-                    if let Some(p) = self.pending.remove(&id) {
-                        out.push(Output::Reply {
-                            req: p.req,
-                            reply: p.promised.unwrap_or_else(|| reply.clone()),
-                        });
+                Effect::Deliver {
+                    id: batch_id,
+                    payload,
+                } => {
+                    // A batch's writes, in the order they were issued.
+                    let Batch { first, writes } = payload;
+                    // Copied only where the batch is still shared (a resend buffer).
+                    let writes = Arc::try_unwrap(writes).unwrap_or_else(|w| (*w).clone());
+                    for (i, write) in writes.into_iter().enumerate() {
+                        let id = MsgId {
+                            origin: batch_id.origin,
+                            seq: first + i as u64,
+                        };
+                        self.state.lamport.observe(write.stamp.lamport);
+                        let reply = self.state.kv.apply(&write, how);
+                        if let Some(p) = self.pending.remove(&id) {
+                            out.push(Output::Reply {
+                                req: p.req,
+                                reply: p.promised.unwrap_or_else(|| reply.clone()),
+                            });
+                        }
+                        out.push(Output::Delivered { id, write, reply });
                     }
-                    out.push(Output::Delivered {
-                        id,
-                        write: payload,
-                        reply,
-                    });
                 }
             }
         }
@@ -718,7 +785,7 @@ impl Node {
 
     fn carry_out_snapshot(
         &mut self,
-        effects: Vec<SnapshotEffect<NodeState, Wire<Write>>>,
+        effects: Vec<SnapshotEffect<NodeState, Wire<Batch>>>,
         out: &mut Vec<Output>,
     ) {
         for e in effects {

@@ -154,6 +154,13 @@ impl Cluster {
         req
     }
 
+    /// Feeds `node` any input (a flush, a tick) and carries its outputs out.
+    pub fn input(&mut self, node: NodeId, input: Input) -> Result<(), PeerError> {
+        let out = self.nodes[node].handle(input)?;
+        self.carry_out(node, out);
+        Ok(())
+    }
+
     pub fn snapshot(&mut self, node: NodeId) -> SnapshotId {
         let (id, out) = self.nodes[node].start_snapshot();
         self.carry_out(node, out);

@@ -6,6 +6,7 @@
 //! characters escaped, quoted when they would otherwise be ambiguous, long ones
 //! shortened). A vector is `[1,0,2]`, a message id `n0#1`, a snapshot id `0-1`.
 
+use gsmo_spec::batch::Batch;
 use gsmo_spec::kv::zsets::format_score;
 use gsmo_spec::kv::{Data, KvStore, Op, SetCond, Write};
 use gsmo_spec::link::Frame;
@@ -151,6 +152,17 @@ pub fn write(w: &Write) -> String {
     op(&w.op)
 }
 
+/// A batch of writes: one write as [`write`], more as `{SET a | SET b}`.
+pub fn batch(b: &Batch) -> String {
+    match b.writes.as_slice() {
+        [w] => write(w),
+        ws => format!(
+            "{{{}}}",
+            ws.iter().map(write).collect::<Vec<_>>().join(" | ")
+        ),
+    }
+}
+
 /// A multicast message, its payload shown by `payload` (empty: left out):
 /// `data n0#1 SET x=0.1  [1,0]`, `order n0#1 = 2`, `propose n0#1 at 1.2`.
 pub fn wire<P>(w: &Wire<P>, payload: impl Fn(&P) -> String) -> String {
@@ -240,7 +252,7 @@ pub fn link_frame(f: &LinkFrame) -> String {
 
 /// What replicas send each other: `data n0#1 SET x=0.1  [1,0]`, `marker 0-1`.
 pub fn peer_msg(m: &PeerMsg) -> String {
-    envelope(m, |w| wire(w, write))
+    envelope(m, |w| wire(w, batch))
 }
 
 /// A store as `x=0.1 y=2`, `(empty)`, or its first keys and `… (N keys)`.
@@ -301,10 +313,18 @@ mod tests {
             body: Wire::Causal(causal::Msg {
                 id,
                 ts: VectorClock::from_entries(vec![1, 0]),
-                payload: set,
+                payload: Batch {
+                    first: 1,
+                    writes: std::sync::Arc::new(vec![set.clone()]),
+                },
             }),
         };
         assert_eq!(peer_msg(&m), "data n0#1 SET x=0.1  [1,0]");
+        let two = Batch {
+            first: 1,
+            writes: std::sync::Arc::new(vec![set.clone(), set]),
+        };
+        assert_eq!(batch(&two), "{SET x=0.1 | SET x=0.1}");
         let marker: PeerMsg = Envelope::Marker {
             id: SnapshotId {
                 initiator: 0,

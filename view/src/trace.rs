@@ -136,9 +136,11 @@ impl Drawer {
                     Output::Multicast { id } => Some(*id),
                     _ => None,
                 });
+                let answered = outputs.iter().any(|o| matches!(o, Output::Reply { .. }));
                 let label = match id {
                     Some(id) => format!("{id} {}", text::op(op)),
-                    None => format!("{} (refused)", text::op(op)),
+                    None if answered => format!("{} (refused)", text::op(op)),
+                    None => format!("{} (batched)", text::op(op)),
                 };
                 let at = self.event(node, Kind::Local, label);
                 anchor = Some((at, id));
@@ -162,6 +164,21 @@ impl Drawer {
             | Some(Input::LinkDown { .. })
             | Some(Input::Tick { .. })
             | Some(Input::StartSnapshot) => {}
+            Some(Input::Flush) => {
+                let ids: Vec<MsgId> = outputs
+                    .iter()
+                    .filter_map(|o| match o {
+                        Output::Multicast { id } => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(&first) = ids.first() else {
+                    return made;
+                };
+                let names: Vec<String> = ids.iter().map(MsgId::to_string).collect();
+                let at = self.event(node, Kind::Local, format!("multicasts {}", names.join(" ")));
+                anchor = Some((at, Some(first)));
+            }
             Some(Input::Stored { id, result }) => {
                 let label = match result {
                     Ok(_) => format!("stored {id}"),

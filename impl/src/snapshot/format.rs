@@ -18,8 +18,10 @@
 //!
 //! Versions: 1 stored a strings-only K/V store (read through [`super::v1`] and
 //! upgraded); 2 stores typed values (strings, lists, sets, hashes, sorted
-//! sets). Only the part payload changed: summaries and manifests have one
-//! layout under both, and are written with the current version like parts.
+//! sets); 3 stores batches of writes where 2 stored one write per multicast
+//! message (read through [`super::v2`] and upgraded). Only the part payload
+//! changed: summaries and manifests have one layout under all, and are
+//! written with the current version like parts.
 //!
 //! Changing the format: bump [`FORMAT_VERSION`], keep the old payload types in
 //! a `v<N>` module, and add an arm to the `match` in [`decode_part`],
@@ -29,6 +31,7 @@
 use super::error::{io_err, StoreError};
 use super::manifest::{Manifest, PartSummary};
 use super::v1::PartFileV1;
+use super::v2::PartFileV2;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::Part;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -40,7 +43,7 @@ pub const PART_MAGIC: &[u8; 8] = b"GSMOPART";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"GSMOMANI";
 pub const INFO_MAGIC: &[u8; 8] = b"GSMOINFO";
 /// The version this build writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 24;
 /// Largest file a reader will load (a 1 M-key snapshot part is ~100 MB); a
 /// larger one is refused before any allocation.
@@ -261,24 +264,25 @@ fn unsupported(path: &Path, found: u16) -> StoreError {
 /// Decodes a part file image (the whole file).
 pub fn decode_part(path: &Path, bytes: &[u8]) -> Result<PartFile, StoreError> {
     match check_image(path, PART_MAGIC, bytes)? {
-        (1, payload) => decode_payload(path, payload).map(PartFileV1::upgrade),
-        (2, payload) => decode_payload(path, payload),
+        (1, payload) => decode_payload(path, payload).map(|p: PartFileV1| p.upgrade().upgrade()),
+        (2, payload) => decode_payload(path, payload).map(PartFileV2::upgrade),
+        (3, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }
 
-/// Decodes a part summary file image (one layout in versions 1 and 2).
+/// Decodes a part summary file image (one layout in versions 1 to 3).
 pub fn decode_summary(path: &Path, bytes: &[u8]) -> Result<PartSummary, StoreError> {
     match check_image(path, INFO_MAGIC, bytes)? {
-        (1 | 2, payload) => decode_payload(path, payload),
+        (1..=3, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }
 
-/// Decodes a manifest file image (one layout in versions 1 and 2).
+/// Decodes a manifest file image (one layout in versions 1 to 3).
 pub fn decode_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, StoreError> {
     match check_image(path, MANIFEST_MAGIC, bytes)? {
-        (1 | 2, payload) => decode_payload(path, payload),
+        (1..=3, payload) => decode_payload(path, payload),
         (v, _) => Err(unsupported(path, v)),
     }
 }

@@ -6,6 +6,7 @@
 //! | errors, each naming its file                               | [`error`]    |
 //! | part summaries, the manifest, which snapshot is newest     | [`manifest`] |
 //! | version-1 part payloads, read and upgraded                | [`v1`]       |
+//! | version-2 part payloads (one write a message), upgraded    | [`v2`]       |
 //! | one data dir's snapshots: write, abort, list, retention    | [`store`]    |
 //! | one cluster per data dir: `CLUSTER`, per-node lock, probe  | [`datadir`]  |
 //! | `show`/`verify`: the spec's predicates over the parts      | [`verify`]   |
@@ -22,6 +23,7 @@ pub mod format;
 pub mod manifest;
 pub mod store;
 pub mod v1;
+pub mod v2;
 pub mod verify;
 
 pub use error::StoreError;

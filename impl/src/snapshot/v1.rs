@@ -5,11 +5,10 @@
 //! [`super::format::decode_part`] is the one caller; summaries and manifests
 //! did not change between versions 1 and 2.
 
-use super::format::PartFile;
+use super::v2::{NodeStateV2, PartFileV2};
 use gsmo_spec::clock::LamportClock;
 use gsmo_spec::kv::{KvStore, Stamp, Write};
 use gsmo_spec::multicast::{Mode, Multicast, Wire};
-use gsmo_spec::node::NodeState;
 use gsmo_spec::snapshot::LocalSnapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,8 +42,8 @@ pub struct EntryV1 {
 }
 
 impl PartFileV1 {
-    /// The same part in today's form.
-    pub fn upgrade(self) -> PartFile {
+    /// The same part in version 2's form (then [`PartFileV2::upgrade`]).
+    pub fn upgrade(self) -> PartFileV2 {
         let p = self.part;
         let kv = KvStore::from_strings(
             p.state
@@ -53,7 +52,7 @@ impl PartFileV1 {
                 .into_iter()
                 .map(|(k, e)| (k, e.value, e.stamp)),
         );
-        PartFile {
+        PartFileV2 {
             cluster_id: self.cluster_id,
             mode: self.mode,
             recorded_unix_ms: self.recorded_unix_ms,
@@ -61,7 +60,7 @@ impl PartFileV1 {
             part: LocalSnapshot {
                 id: p.id,
                 node: p.node,
-                state: NodeState {
+                state: NodeStateV2 {
                     kv,
                     multicast: p.state.multicast,
                     lamport: p.state.lamport,
@@ -81,6 +80,11 @@ mod tests {
     use gsmo_spec::kv::Op;
     use gsmo_spec::node::Command;
     use gsmo_spec::sim::Cluster;
+
+    /// Today's batch of one as the write versions 1 and 2 carried.
+    fn one(_: gsmo_spec::multicast::MsgId, b: gsmo_spec::batch::Batch) -> Write {
+        b.writes[0].clone()
+    }
 
     #[test]
     fn a_version_1_part_reads_as_today_with_string_values() {
@@ -117,12 +121,16 @@ mod tests {
                 node: part.node,
                 state: NodeStateV1 {
                     kv: old_kv,
-                    multicast: part.state.multicast.clone(),
+                    multicast: part.state.multicast.clone().map(one),
                     lamport: part.state.lamport,
                 },
                 sent: part.sent.clone(),
                 received: part.received.clone(),
-                channels: part.channels.clone(),
+                channels: part
+                    .channels
+                    .iter()
+                    .map(|c| c.iter().map(|(s, w)| (*s, w.clone().map(one))).collect())
+                    .collect(),
             },
         };
         let dir = tempfile::tempdir().unwrap();

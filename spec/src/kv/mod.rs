@@ -150,6 +150,16 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Whether the op writes without reading: [`KvStore::resolve`] leaves it as it is.
+    pub fn is_blind(&self) -> bool {
+        matches!(
+            self,
+            Op::Set { .. } | Op::MSet { .. } | Op::Del { .. } | Op::FlushAll | Op::Assign { .. }
+        )
+    }
+}
+
 impl Write {
     /// Roughly what this write costs on the wire and in a retained buffer:
     /// keys and values plus a fixed overhead, enough for byte bounds.

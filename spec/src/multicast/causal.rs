@@ -53,7 +53,30 @@ pub struct Causal<P> {
     fifo_only: bool,
 }
 
+impl<P> Msg<P> {
+    pub(crate) fn map<Q>(self, f: impl FnOnce(MsgId, P) -> Q) -> Msg<Q> {
+        Msg {
+            id: self.id,
+            ts: self.ts,
+            payload: f(self.id, self.payload),
+        }
+    }
+}
+
 impl<P> Causal<P> {
+    pub(crate) fn map<Q>(self, mut f: impl FnMut(MsgId, P) -> Q) -> Causal<Q> {
+        Causal {
+            me: self.me,
+            clock: self.clock,
+            holdback: self
+                .holdback
+                .into_iter()
+                .map(|(id, m)| (id, m.map(&mut f)))
+                .collect(),
+            fifo_only: self.fifo_only,
+        }
+    }
+
     pub(crate) fn new(me: NodeId, n: usize, fifo_only: bool) -> Self {
         Causal {
             me,

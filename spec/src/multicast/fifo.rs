@@ -30,7 +30,30 @@ pub struct Fifo<P> {
     no_holdback: bool,
 }
 
+impl<P> Msg<P> {
+    pub(crate) fn map<Q>(self, f: impl FnOnce(MsgId, P) -> Q) -> Msg<Q> {
+        Msg {
+            id: self.id,
+            payload: f(self.id, self.payload),
+        }
+    }
+}
+
 impl<P> Fifo<P> {
+    pub(crate) fn map<Q>(self, mut f: impl FnMut(MsgId, P) -> Q) -> Fifo<Q> {
+        Fifo {
+            me: self.me,
+            sent: self.sent,
+            next: self.next,
+            holdback: self
+                .holdback
+                .into_iter()
+                .map(|(id, p)| (id, f(id, p)))
+                .collect(),
+            no_holdback: self.no_holdback,
+        }
+    }
+
     pub(crate) fn new(me: NodeId, n: usize, no_holdback: bool) -> Self {
         Fifo {
             me,

@@ -67,7 +67,43 @@ pub struct Isis<P> {
     no_tie_break: bool,
 }
 
+impl<P> Msg<P> {
+    pub(crate) fn map<Q>(self, f: impl FnOnce(MsgId, P) -> Q) -> Msg<Q> {
+        match self {
+            Msg::Data { id, payload } => Msg::Data {
+                id,
+                payload: f(id, payload),
+            },
+            Msg::Propose { id, priority } => Msg::Propose { id, priority },
+            Msg::Agreed { id, priority } => Msg::Agreed { id, priority },
+        }
+    }
+}
+
 impl<P> Isis<P> {
+    pub(crate) fn map<Q>(self, mut f: impl FnMut(MsgId, P) -> Q) -> Isis<Q> {
+        let holdback = self.holdback.into_iter().map(|(id, h)| {
+            let held = Held {
+                payload: f(id, h.payload),
+                priority: h.priority,
+                agreed: h.agreed,
+                arrival: h.arrival,
+            };
+            (id, held)
+        });
+        Isis {
+            me: self.me,
+            n: self.n,
+            sent: self.sent,
+            max_proposed: self.max_proposed,
+            max_agreed: self.max_agreed,
+            arrivals: self.arrivals,
+            holdback: holdback.collect(),
+            collecting: self.collecting,
+            no_tie_break: self.no_tie_break,
+        }
+    }
+
     pub(crate) fn new(me: NodeId, n: usize, no_tie_break: bool) -> Self {
         Isis {
             me,

@@ -166,6 +166,17 @@ impl<P> Wire<P> {
         }
     }
 
+    /// The same message with its payload replaced by `f(id, payload)`: how an
+    /// old snapshot's messages are read into today's payload type.
+    pub fn map<Q>(self, f: impl FnOnce(MsgId, P) -> Q) -> Wire<Q> {
+        match self {
+            Wire::Fifo(m) => Wire::Fifo(m.map(f)),
+            Wire::Causal(m) => Wire::Causal(m.map(f)),
+            Wire::Sequencer(m) => Wire::Sequencer(m.map(f)),
+            Wire::Isis(m) => Wire::Isis(m.map(f)),
+        }
+    }
+
     /// The mode this message belongs to.
     pub fn mode(&self) -> Mode {
         match self {
@@ -248,6 +259,24 @@ impl<P: Payload> Multicast<P> {
             algo,
             sent: 0,
             delivered: vec![0; n],
+        }
+    }
+
+    /// The same endpoint with every payload it holds replaced by `f(id, payload)`:
+    /// how an old snapshot's state is read into today's payload type.
+    pub fn map<Q>(self, f: impl FnMut(MsgId, P) -> Q) -> Multicast<Q> {
+        let algo = match self.algo {
+            Algo::Fifo(a) => Algo::Fifo(a.map(f)),
+            Algo::Causal(a) => Algo::Causal(a.map(f)),
+            Algo::Sequencer(a) => Algo::Sequencer(a.map(f)),
+            Algo::Isis(a) => Algo::Isis(a.map(f)),
+        };
+        Multicast {
+            me: self.me,
+            n: self.n,
+            algo,
+            sent: self.sent,
+            delivered: self.delivered,
         }
     }
 

@@ -37,7 +37,35 @@ pub struct Sequencer<P> {
     no_wait: bool,
 }
 
+impl<P> Msg<P> {
+    pub(crate) fn map<Q>(self, f: impl FnOnce(MsgId, P) -> Q) -> Msg<Q> {
+        match self {
+            Msg::Data { id, payload } => Msg::Data {
+                id,
+                payload: f(id, payload),
+            },
+            Msg::Order { id, global } => Msg::Order { id, global },
+        }
+    }
+}
+
 impl<P> Sequencer<P> {
+    pub(crate) fn map<Q>(self, mut f: impl FnMut(MsgId, P) -> Q) -> Sequencer<Q> {
+        Sequencer {
+            me: self.me,
+            sent: self.sent,
+            assigned: self.assigned,
+            next: self.next,
+            data: self
+                .data
+                .into_iter()
+                .map(|(id, p)| (id, f(id, p)))
+                .collect(),
+            order: self.order,
+            no_wait: self.no_wait,
+        }
+    }
+
     pub(crate) fn new(me: NodeId, _n: usize, no_wait: bool) -> Self {
         Sequencer {
             me,

@@ -1,0 +1,214 @@
+//! Batching: a replica multicasts the writes that arrived since its last
+//! multicast as one [`Batch`], so a burst of writes costs one place in the
+//! order (one ISIS round, one sequencer number, one vector timestamp) instead
+//! of one each.
+//!
+//! The ordering algorithms never look inside a batch: it is their payload.
+//! Writes keep identities of their own ([`Batch::id`]), numbered per origin
+//! like messages, so histories, replies and timeouts stay per write.
+//!
+//! When a batch goes out is an input: [`Input::Flush`](crate::node::Input::Flush)
+//! (the runtime sends it when its input queue runs dry, so no timer adds
+//! latency), or the batch is full ([`Limits::max_batch`](crate::node::Limits)
+//! writes, or [`BATCH_BYTES`]).
+
+use crate::kv::Write;
+use crate::multicast::MsgId;
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A batch is full at this many bytes (by [`Write::approx_bytes`]); a write
+/// that would pass it goes into the next batch, so a batch is one write or at
+/// most this big, well under a peer frame's limit.
+pub const BATCH_BYTES: u64 = 1 << 20;
+
+/// Writes one replica multicast as one message, applied in order on delivery.
+/// The writes are shared, not copied, by the message to each peer, the link's
+/// resend buffer and the hold-back queue.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Batch {
+    /// The origin's number of the first write; the others follow consecutively.
+    pub first: u64,
+    pub writes: Arc<Vec<Write>>,
+}
+
+impl Batch {
+    /// The identity of write `i` of this batch from `origin`.
+    pub fn id(&self, origin: NodeId, i: usize) -> MsgId {
+        MsgId {
+            origin,
+            seq: self.first + i as u64,
+        }
+    }
+
+    /// What the batch costs on the wire and in a retained buffer.
+    pub fn approx_bytes(&self) -> u64 {
+        self.writes.iter().map(Write::approx_bytes).sum()
+    }
+}
+
+/// The writes issued here since the last multicast.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Outbox {
+    writes: Vec<Write>,
+    bytes: u64,
+}
+
+impl Outbox {
+    /// The held writes' bytes (by [`Write::approx_bytes`]).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Whether `w` must go into a new batch: this one would pass [`BATCH_BYTES`].
+    pub fn would_overflow(&self, w: &Write) -> bool {
+        !self.is_empty() && self.bytes + w.approx_bytes() > BATCH_BYTES
+    }
+
+    /// Whether the batch must go now: `max` writes, or [`BATCH_BYTES`].
+    pub fn is_full(&self, max: u64) -> bool {
+        self.writes.len() as u64 >= max.max(1) || self.bytes >= BATCH_BYTES
+    }
+
+    pub fn push(&mut self, w: Write) {
+        self.bytes += w.approx_bytes();
+        self.writes.push(w);
+    }
+
+    /// The batch of everything held, numbered from `first`; the outbox is empty after.
+    pub fn take(&mut self, first: u64) -> Batch {
+        self.bytes = 0;
+        Batch {
+            first,
+            writes: Arc::new(std::mem::take(&mut self.writes)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kv::{Op, Reply};
+    use crate::multicast::{Mode, MsgId};
+    use crate::node::{Command, Input, Limits, Node};
+    use crate::properties::{integrity, promised_orders, Event};
+    use crate::sim::Cluster;
+
+    fn cluster(n: usize, mode: Mode, max_batch: u64) -> Cluster {
+        let limits = Limits {
+            max_batch,
+            ..Limits::default()
+        };
+        Cluster::from_nodes(
+            (0..n)
+                .map(|i| Node::new(i, n, mode).with_limits(limits))
+                .collect(),
+        )
+    }
+
+    fn push(v: &str) -> Command {
+        Command::Write(Op::Push {
+            key: b"x".to_vec(),
+            values: vec![v.into()],
+            left: false,
+        })
+    }
+
+    fn set(v: &str) -> Command {
+        Command::Write(Op::Set {
+            key: b"k".to_vec(),
+            value: v.into(),
+        })
+    }
+
+    #[test]
+    fn a_batch_is_one_message_per_peer_and_its_writes_are_applied_in_order() {
+        for mode in Mode::ALL {
+            let mut c = cluster(3, mode, 8);
+            // Node 1, so that the sequencer's own order messages do not count here.
+            let reqs: Vec<_> = ["a", "b", "c"]
+                .iter()
+                .map(|v| c.client(1, set(v)))
+                .collect();
+            assert_eq!(
+                c.network.in_flight(),
+                0,
+                "{mode}: nothing goes before the flush"
+            );
+            assert_eq!(c.nodes[1].unflushed_writes(), 3);
+            c.input(1, Input::Flush).unwrap();
+            assert_eq!(
+                c.network.in_flight(),
+                2,
+                "{mode}: one data message per peer"
+            );
+            c.quiesce().unwrap();
+            let ids: Vec<MsgId> = (1..=3).map(|seq| MsgId { origin: 1, seq }).collect();
+            for i in 0..3 {
+                assert_eq!(c.delivered(i), ids, "{mode}: n{i}");
+                assert_eq!(c.nodes[i].kv().get(b"k"), Some(&b"c".to_vec()), "{mode}");
+            }
+            for r in reqs {
+                assert_eq!(c.replies[1][&r], Reply::Ok, "{mode}: every client answered");
+            }
+            let sends = c.logs[1].iter().filter(|e| matches!(e, Event::Send(_)));
+            assert_eq!(sends.count(), 3, "{mode}: history stays per write");
+            promised_orders(mode, &c.logs).unwrap();
+            integrity(&c.logs).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_full_batch_goes_without_a_flush_and_numbering_continues() {
+        let mut c = cluster(2, Mode::TotalIsis, 2);
+        for v in ["a", "b", "c", "d", "e"] {
+            c.client(1, push(v));
+        }
+        assert_eq!(c.nodes[1].unflushed_writes(), 1, "two full batches went");
+        c.input(1, Input::Flush).unwrap();
+        c.input(1, Input::Flush).unwrap(); // an empty outbox sends nothing
+        c.quiesce().unwrap();
+        assert_eq!(
+            c.nodes[1].state().multicast.sent(),
+            3,
+            "3 batches of 5 writes"
+        );
+        assert_eq!(c.nodes[0].kv(), c.nodes[1].kv());
+        let seqs: Vec<u64> = c.delivered(0).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn last_writer_wins_flushes_before_a_read_modify_write() {
+        for mode in [Mode::Fifo, Mode::Causal] {
+            let mut c = cluster(2, mode, 8);
+            c.client(0, set("5"));
+            let incr = Command::Write(Op::IncrBy {
+                key: b"k".to_vec(),
+                delta: 1,
+            });
+            let r = c.client(0, incr);
+            assert_eq!(
+                c.nodes[0].unflushed_writes(),
+                1,
+                "{mode}: the SET went first"
+            );
+            c.input(0, Input::Flush).unwrap();
+            c.quiesce().unwrap();
+            assert_eq!(
+                c.replies[0][&r],
+                Reply::Int(6),
+                "{mode}: it saw its own SET"
+            );
+            assert_eq!(c.nodes[1].kv().get(b"k"), Some(&b"6".to_vec()), "{mode}");
+        }
+    }
+}
