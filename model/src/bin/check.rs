@@ -112,6 +112,8 @@ EXIT STATUS
      the expected outcome: the variant was caught by its promised property
   2  bad arguments
   3  a --broken variant was NOT caught: its promised property held
+  4  INCOMPLETE: nothing was violated, but not every state was explored
+     (--timeout, --depth or --simulation stopped the search): not a proof
 
 EXAMPLES
   check                                       every model, default configuration
@@ -761,6 +763,9 @@ fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
     let outcome = v.judge(job.promises);
     let violated: Vec<&str> = v.failures().map(|f| f.property).collect();
     let verdict = match (outcome, job.promises) {
+        (Outcome::Pass, _) if !v.complete => {
+            "INCOMPLETE (no violation in the states explored; not a proof)".to_string()
+        }
         (Outcome::Pass, _) => "PASS".to_string(),
         (Outcome::Fail, _) => "FAIL".to_string(),
         (Outcome::Caught, Some(p)) => {
@@ -962,6 +967,7 @@ fn main() -> ExitCode {
                 v.elapsed.as_secs_f64(),
                 v.states_per_second(),
                 match outcome {
+                    Outcome::Pass if !v.complete => "INCOMPLETE",
                     Outcome::Pass => "PASS",
                     Outcome::Fail => "FAIL",
                     Outcome::Caught => "CAUGHT",
@@ -970,17 +976,20 @@ fn main() -> ExitCode {
             );
         }
     }
-    exit_status(summary.iter().map(|(_, _, o)| *o))
+    exit_status(summary.iter().map(|(_, v, o)| (*o, v.complete)))
 }
 
 /// 3 if a broken variant was not caught, else 1 if anything failed or was
-/// caught, else 0 (see EXIT STATUS).
-fn exit_status(outcomes: impl Iterator<Item = Outcome>) -> ExitCode {
-    let outcomes: Vec<Outcome> = outcomes.collect();
-    if outcomes.contains(&Outcome::NotCaught) {
+/// caught, else 4 if a search stopped short (a partial search is not a
+/// pass), else 0 (see EXIT STATUS).
+fn exit_status(outcomes: impl Iterator<Item = (Outcome, bool)>) -> ExitCode {
+    let outcomes: Vec<(Outcome, bool)> = outcomes.collect();
+    if outcomes.iter().any(|(o, _)| *o == Outcome::NotCaught) {
         ExitCode::from(3)
-    } else if outcomes.iter().any(|o| *o != Outcome::Pass) {
+    } else if outcomes.iter().any(|(o, _)| *o != Outcome::Pass) {
         ExitCode::from(1)
+    } else if outcomes.iter().any(|(_, complete)| !complete) {
+        ExitCode::from(4)
     } else {
         ExitCode::SUCCESS
     }
