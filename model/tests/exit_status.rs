@@ -8,7 +8,10 @@ fn check(args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .output()
         .expect("run check");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
