@@ -311,6 +311,10 @@ struct KvArgs {
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     broken: Option<KvBug>,
+    /// Also write a path as spec steps for `sim --replay`: the
+    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
+    #[arg(long, value_name = "FILE")]
+    save_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -793,8 +797,36 @@ fn defaults() -> Vec<Job> {
         .collect()
 }
 
+/// `check kv --save-path FILE`: writes the job's path for `sim --replay`.
+fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
+    let AnyModel::Kv(cfg) = &job.model else {
+        return Err("--save-path saves kv paths only".into());
+    };
+    let seed = gsmo_model::replay::seed();
+    if job.promises.is_none() {
+        println!("random path: GSMO_SEED={seed}");
+    }
+    let path = gsmo_model::replay::kv_path(cfg.clone(), &job.title, job.promises, seed);
+    let mut bytes = gsmo_spec::path::MAGIC.to_vec();
+    bytes.extend(
+        bincode::serde::encode_to_vec(&path, bincode::config::standard())
+            .map_err(|e| e.to_string())?,
+    );
+    std::fs::write(file, bytes).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    println!(
+        "saved a path of {} spec steps to {}",
+        path.steps.len(),
+        file.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let save = match &cli.command {
+        Some(Command::Model(ModelCmd::Kv(a))) => a.save_path.clone(),
+        _ => None,
+    };
     let jobs = match cli.command {
         None => defaults(),
         Some(Command::Model(m)) => match m.job() {
@@ -824,6 +856,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    if let Some(file) = save {
+        if let Err(e) = save_path(&jobs[0], &file) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut summary = Vec::new();
     for job in &jobs {
         let v = run(job);
