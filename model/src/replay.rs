@@ -9,7 +9,8 @@
 
 use crate::kv::KvCfg;
 use gsmo_spec::node::{Input, Output};
-use gsmo_spec::path::{SpecPath, Step};
+use crate::kv::KvBug;
+use gsmo_spec::path::{Knobs, SpecPath, Step};
 use gsmo_spec::NodeId;
 use stateright::{Checker, Model};
 use std::cell::RefCell;
@@ -70,6 +71,10 @@ fn next(state: &mut u64) -> u64 {
 /// shortest), or else a random walk from `seed` to where nothing more can
 /// happen within the boundary.
 pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u64) -> SpecPath {
+    let knobs = Knobs {
+        broken_multicast: matches!(cfg.broken, Some(KvBug::NoWait | KvBug::NoTieBreak)),
+        debit_only: cfg.broken == Some(KvBug::DebitOnly),
+    };
     let model = cfg.into_model();
     let init = model.init_states().swap_remove(0);
     let nodes = init.actor_states.iter().map(|a| a.node.clone()).collect();
@@ -115,6 +120,7 @@ pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u6
         violates: violates.map(str::to_string),
         seed: violates.is_none().then_some(seed),
         nodes,
+        knobs,
         steps,
     }
 }

@@ -22,6 +22,18 @@ pub struct Step {
     pub outputs: Vec<Output>,
 }
 
+/// The broken variants' flags that serialization leaves out on purpose (a
+/// model's broken flag must never reach a snapshot file): the replay sets
+/// them again on the starting replicas. The others (resolution, recorder,
+/// link) travel with the [`Node`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knobs {
+    /// The mode's broken multicast (`Multicast::broken`).
+    pub broken_multicast: bool,
+    /// A store whose short-of-funds `TRANSFER` debits without crediting.
+    pub debit_only: bool,
+}
+
 /// A whole path: the replicas as they started (their deliberate bugs
 /// included: each is a knob of the spec) and the steps in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +44,17 @@ pub struct SpecPath {
     pub violates: Option<String>,
     /// The seed of a random path.
     pub seed: Option<u64>,
+    /// The replicas before the first step, as serialized (see [`Knobs`]).
     pub nodes: Vec<Node>,
+    pub knobs: Knobs,
     pub steps: Vec<Step>,
+}
+
+impl SpecPath {
+    /// Replica `i` as it started, its broken flags included.
+    pub fn start(&self, i: NodeId) -> Node {
+        self.nodes[i]
+            .clone()
+            .with_bug_flags(self.knobs.broken_multicast, self.knobs.debit_only)
+    }
 }
