@@ -10,7 +10,7 @@
 use crate::kv::KvCfg;
 use gsmo_spec::node::{Input, Output};
 use crate::kv::KvBug;
-use gsmo_spec::path::{Knobs, SpecPath, Step};
+use gsmo_spec::path::{Knobs, SpecPath, Step, MAGIC};
 use gsmo_spec::NodeId;
 use stateright::{Checker, Model};
 use std::cell::RefCell;
@@ -123,4 +123,14 @@ pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u6
         knobs,
         steps,
     }
+}
+
+/// Writes `path` to `file`: [`MAGIC`], then bincode (what `sim --replay` reads).
+pub fn save(path: &SpecPath, file: &std::path::Path) -> Result<(), String> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend(
+        bincode::serde::encode_to_vec(path, bincode::config::standard())
+            .map_err(|e| e.to_string())?,
+    );
+    std::fs::write(file, bytes).map_err(|e| format!("cannot write {}: {e}", file.display()))
 }

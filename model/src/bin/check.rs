@@ -807,12 +807,7 @@ fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
         println!("random path: GSMO_SEED={seed}");
     }
     let path = gsmo_model::replay::kv_path(cfg.clone(), &job.title, job.promises, seed);
-    let mut bytes = gsmo_spec::path::MAGIC.to_vec();
-    bytes.extend(
-        bincode::serde::encode_to_vec(&path, bincode::config::standard())
-            .map_err(|e| e.to_string())?,
-    );
-    std::fs::write(file, bytes).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    gsmo_model::replay::save(&path, file)?;
     println!(
         "saved a path of {} spec steps to {}",
         path.steps.len(),
