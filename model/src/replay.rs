@@ -7,9 +7,9 @@
 //! only on while the path's actions are re-applied one by one, so the
 //! checker's own threads never pay for it.
 
+use crate::kv::KvBug;
 use crate::kv::KvCfg;
 use gsmo_spec::node::{Input, Output};
-use crate::kv::KvBug;
 use gsmo_spec::path::{Knobs, SpecPath, Step, MAGIC};
 use gsmo_spec::NodeId;
 use stateright::{Checker, Model};

@@ -59,14 +59,21 @@ fn replay(file: &std::path::Path) -> ! {
             std::process::exit(2);
         }
     };
-    println!("replaying {} spec steps of {}", path.steps.len(), path.model);
+    println!(
+        "replaying {} spec steps of {}",
+        path.steps.len(),
+        path.model
+    );
     let r = gsmo_sim::replay::replay(&path);
     let mut ok = true;
     if let Some(m) = &r.mismatch {
         println!("MISMATCH at {m}");
         ok = false;
     } else {
-        println!("the real nodes agreed with the model at all {} steps", r.steps);
+        println!(
+            "the real nodes agreed with the model at all {} steps",
+            r.steps
+        );
     }
     for v in &r.violations {
         println!("real nodes violate {v}");

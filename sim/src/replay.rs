@@ -24,9 +24,7 @@ use gsmo_node::runtime::{Boot, Runtime};
 use gsmo_spec::kv::Reply;
 use gsmo_spec::node::{Input as SpecInput, LinkFrame, Output, RequestId};
 use gsmo_spec::path::{SpecPath, MAGIC};
-use gsmo_spec::properties::{
-    causal_order, convergence, integrity, total_order, Event, Violation,
-};
+use gsmo_spec::properties::{causal_order, convergence, integrity, total_order, Event, Violation};
 use gsmo_spec::snapshot::{Envelope, PartSummary};
 use gsmo_spec::NodeId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -87,9 +85,7 @@ impl Real {
         match self.ask(ClientRequest::History) {
             Response::Array(lines) => lines
                 .iter()
-                .map(|l| {
-                    history::parse_event(&String::from_utf8_lossy(l)).expect("history parses")
-                })
+                .map(|l| history::parse_event(&String::from_utf8_lossy(l)).expect("history parses"))
                 .collect(),
             r => panic!("GSMO.HISTORY answered {r:?}"),
         }
@@ -194,10 +190,7 @@ pub fn replay(path: &SpecPath) -> Replayed {
         {
             end += 1;
         }
-        let expected: Vec<&Output> = path.steps[k..end]
-            .iter()
-            .flat_map(|s| &s.outputs)
-            .collect();
+        let expected: Vec<&Output> = path.steps[k..end].iter().flat_map(|s| &s.outputs).collect();
         let at = format!("step {k} (n{i} takes {})", describe(&step.input));
         let real = &mut reals[i];
         match &step.input {

@@ -17,7 +17,10 @@ fn round_trip(path: &SpecPath) -> Replayed {
     let back = load(&file).unwrap();
     // The broken flags are left out of the serialized nodes and set again.
     for i in 0..path.nodes.len() {
-        assert!(back.start(i) == path.nodes[i], "n{i} starts as in the model");
+        assert!(
+            back.start(i) == path.nodes[i],
+            "n{i} starts as in the model"
+        );
     }
     assert_eq!(back.steps.len(), path.steps.len());
     replay(&back)
@@ -31,7 +34,10 @@ fn counterexample(mode: Mode, bug: KvBug) -> (SpecPath, Replayed) {
     let path = kv_path(cfg, &format!("{mode} {bug:?}"), Some(bug.caught_by()), 0);
     assert!(!path.steps.is_empty());
     let r = round_trip(&path);
-    assert_eq!(r.mismatch, None, "{mode} {bug:?}: the real code left the path");
+    assert_eq!(
+        r.mismatch, None,
+        "{mode} {bug:?}: the real code left the path"
+    );
     assert_eq!(r.steps, path.steps.len(), "every step driven");
     (path, r)
 }
@@ -73,13 +79,23 @@ fn random_paths_of_correct_kv_models_replay_and_agree() {
         .unwrap_or_else(|| fastrand::u64(..1 << 40));
     eprintln!("random paths from GSMO_SEED={first}");
     for seed in first..first + 3 {
-        for mode in [Mode::Fifo, Mode::Causal, Mode::TotalSequencer, Mode::TotalIsis] {
+        for mode in [
+            Mode::Fifo,
+            Mode::Causal,
+            Mode::TotalSequencer,
+            Mode::TotalIsis,
+        ] {
             let path = kv_path(KvCfg::new(mode), &mode.to_string(), None, seed);
             let r = round_trip(&path);
-            let rerun = format!("rerun: GSMO_SEED={seed} cargo test -p gsmo-sim --release --test replay");
+            let rerun =
+                format!("rerun: GSMO_SEED={seed} cargo test -p gsmo-sim --release --test replay");
             assert_eq!(r.mismatch, None, "{mode}, seed {seed}; {rerun}");
             assert_eq!(r.steps, path.steps.len(), "{mode}, seed {seed}; {rerun}");
-            assert!(r.violations.is_empty(), "{mode}, seed {seed}: {:?}; {rerun}", r.violations);
+            assert!(
+                r.violations.is_empty(),
+                "{mode}, seed {seed}: {:?}; {rerun}",
+                r.violations
+            );
         }
     }
 }
