@@ -10,17 +10,22 @@
 //! captured where it leaves the loop: frames in the writer queues, replies on
 //! the clients' channels, sends and deliveries in `GSMO.HISTORY`; and
 //! compared with the model's outputs. At the end the real nodes' histories and
-//! stores are judged by the spec's predicates.
+//! stores are judged by the spec's predicates, and every snapshot whose parts
+//! all reached the real disks (a temporary data dir per node) is judged as
+//! the kv model judges its parts (consistent cut, restores).
 //!
-//! Without a disk the runtime reports a complete part stored by itself, in
-//! the same step; the model feeds that `Stored` as a step of its own right
-//! after, so such steps are compared together with the one before.
+//! The runtime stores a part off the loop and hears back on its loopback
+//! queue; the model feeds that `Stored` as a step of its own right after the
+//! step that completed the part, so the replay waits for the disk there and
+//! compares both steps together.
 
 use gsmo_node::config::NodeConfig;
 use gsmo_node::event::{ClientRequest, Input, LinkEvent, Response};
 use gsmo_node::frame::PeerFrame;
 use gsmo_node::history;
 use gsmo_node::runtime::{Boot, Runtime};
+use gsmo_node::snapshot::format::read_part;
+use gsmo_node::snapshot::store::SnapshotStore;
 use gsmo_spec::kv::Reply;
 use gsmo_spec::node::{Input as SpecInput, LinkFrame, Output, RequestId};
 use gsmo_spec::path::{SpecPath, MAGIC};
@@ -71,7 +76,9 @@ struct Real {
     waiting: Vec<(RequestId, oneshot::Receiver<Response>)>,
     /// History events already compared.
     seen: usize,
-    _loopback: mpsc::Receiver<Input>,
+    /// Where the runtime reports parts stored off the loop.
+    loopback: mpsc::Receiver<Input>,
+    store: SnapshotStore,
 }
 
 impl Real {
@@ -124,8 +131,9 @@ fn summary(p: &PartSummary) -> PartSummary {
     }
 }
 
-/// Sets up one real runtime per replica of `path`, connected both ways.
-fn start(path: &SpecPath) -> Vec<Real> {
+/// Sets up one real runtime per replica of `path`, connected both ways,
+/// each with a data dir under `dir`.
+fn start(path: &SpecPath, dir: &std::path::Path) -> Vec<Real> {
     let n = path.nodes.len();
     let peers: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", 7100 + i)).collect();
     (0..n)
@@ -140,7 +148,18 @@ fn start(path: &SpecPath) -> Vec<Real> {
                 trace_start: None,
             };
             let (loop_tx, loop_rx) = mpsc::channel(16);
-            let rt = Runtime::new(cfg, boot, None, "replay".into(), None, None, loop_tx);
+            let data = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&data).expect("a temporary data dir");
+            let store = SnapshotStore::open(&data).expect("a snapshot store");
+            let rt = Runtime::new(
+                cfg,
+                boot,
+                None,
+                "replay".into(),
+                Some(store.clone()),
+                None,
+                loop_tx,
+            );
             let mut real = Real {
                 rt,
                 queues: (0..n).map(|_| None).collect(),
@@ -148,7 +167,8 @@ fn start(path: &SpecPath) -> Vec<Real> {
                 _stops: Vec::new(),
                 waiting: Vec::new(),
                 seen: 0,
-                _loopback: loop_rx,
+                loopback: loop_rx,
+                store,
             };
             for j in (0..n).filter(|&j| j != i) {
                 let (tx, rx) = mpsc::channel(1 << 16);
@@ -173,7 +193,14 @@ fn start(path: &SpecPath) -> Vec<Real> {
 
 /// Drives the real runtimes along `path`, comparing step by step.
 pub fn replay(path: &SpecPath) -> Replayed {
-    let mut reals = start(path);
+    // The runtime writes parts with spawn_blocking: it needs a tokio runtime.
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let _entered = tokio.enter();
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let mut reals = start(path, dir.path());
     let n = reals.len();
     // Frames the real senders put on each directed channel, not yet delivered.
     let mut wires: HashMap<(NodeId, NodeId), VecDeque<LinkFrame>> = HashMap::new();
@@ -230,6 +257,39 @@ pub fn replay(path: &SpecPath) -> Replayed {
                     describe(other)
                 ));
                 return out;
+            }
+        }
+        // The parts the model stored in this step: wait for the real disk.
+        for stored in &path.steps[k + 1..end] {
+            let SpecInput::Stored { id, .. } = &stored.input else {
+                unreachable!("folded steps are stores")
+            };
+            loop {
+                let input = tokio
+                    .block_on(async {
+                        tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            real.loopback.recv(),
+                        )
+                        .await
+                    })
+                    .ok()
+                    .flatten();
+                match input {
+                    Some(Input::Stored { id: got, result }) => {
+                        let done = got == *id;
+                        real.rt.handle(Input::Stored { id: got, result });
+                        if done {
+                            break;
+                        }
+                    }
+                    Some(other) => real.rt.handle(other),
+                    None => {
+                        out.mismatch =
+                            Some(format!("{at}: the real n{i} never stored its part of {id}"));
+                        return out;
+                    }
+                }
             }
         }
         out.steps = end;
@@ -294,7 +354,38 @@ pub fn replay(path: &SpecPath) -> Replayed {
         k = end;
     }
     out.violations = judge(&mut reals, path.nodes[0].mode());
+    out.violations.extend(judge_snapshots(&reals));
     out
+}
+
+/// Every snapshot whose parts are on every real disk, judged as the kv model
+/// judges the parts its replicas complete.
+fn judge_snapshots(reals: &[Real]) -> Vec<Violation> {
+    let n = reals.len();
+    let ids: BTreeSet<_> = reals
+        .iter()
+        .flat_map(|r| {
+            std::fs::read_dir(r.store.root())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect::<Vec<gsmo_spec::snapshot::SnapshotId>>()
+        })
+        .collect();
+    let mut v = Vec::new();
+    for id in ids {
+        let parts: Vec<_> = (0..n)
+            .filter_map(|i| read_part(&reals[i].store.part_path(id, i)).ok())
+            .map(|f| f.part)
+            .collect();
+        if parts.len() < n {
+            continue;
+        }
+        v.extend(gsmo_model::kv::cut(&parts).err());
+        v.extend(gsmo_model::kv::restores(&parts).err());
+    }
+    v
 }
 
 /// The reply a real client receives for the model's reply.
