@@ -6,7 +6,10 @@
 //! writer queue we read, [`LinkEvent::InHello`]); then each step's input goes
 //! in through [`Runtime::handle`], the code a real connection feeds: a client
 //! request, a frame the real sender put on its queue (the path only says
-//! which one arrives next), a SNAPSHOT command. What the runtime does is
+//! which one arrives next), a SNAPSHOT command, a connection breaking or
+//! coming up (the runtime's `InDown`/`InHello`/`OutDown`/`OutUp`; frames on a
+//! broken connection are lost, as the model loses them). Ticks are not
+//! driven: the kv model runs without time. What the runtime does is
 //! captured where it leaves the loop: frames in the writer queues, replies on
 //! the clients' channels, sends and deliveries in `GSMO.HISTORY`; and
 //! compared with the model's outputs. At the end the real nodes' histories and
@@ -29,7 +32,9 @@ use gsmo_node::snapshot::store::SnapshotStore;
 use gsmo_spec::kv::Reply;
 use gsmo_spec::node::{Input as SpecInput, LinkFrame, Output, RequestId};
 use gsmo_spec::path::{SpecPath, MAGIC};
-use gsmo_spec::properties::{causal_order, convergence, integrity, total_order, Event, Violation};
+use gsmo_spec::properties::{
+    all_delivered, causal_order, convergence, integrity, total_order, Event, Violation,
+};
 use gsmo_spec::snapshot::{Envelope, PartSummary};
 use gsmo_spec::NodeId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -68,8 +73,9 @@ struct Real {
     rt: Runtime,
     /// Writer queue per peer (this node's own slot unused).
     queues: Vec<Option<mpsc::Receiver<PeerFrame>>>,
-    /// The current inbound connection's generation per peer.
+    /// The current inbound / outgoing connection's generation per peer.
     in_gen: Vec<u64>,
+    out_gen: Vec<u64>,
     /// Dropping these would close the inbound connections.
     _stops: Vec<oneshot::Receiver<()>>,
     /// The model's request id of each unanswered client request.
@@ -164,6 +170,7 @@ fn start(path: &SpecPath, dir: &std::path::Path) -> Vec<Real> {
                 rt,
                 queues: (0..n).map(|_| None).collect(),
                 in_gen: vec![0; n],
+                out_gen: vec![1; n],
                 _stops: Vec::new(),
                 waiting: Vec::new(),
                 seen: 0,
@@ -204,6 +211,9 @@ pub fn replay(path: &SpecPath) -> Replayed {
     let n = reals.len();
     // Frames the real senders put on each directed channel, not yet delivered.
     let mut wires: HashMap<(NodeId, NodeId), VecDeque<LinkFrame>> = HashMap::new();
+    // Channels whose receiver dropped the connection and whose sender has
+    // not noticed yet: what the sender writes there is lost, as with TCP.
+    let mut broken: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
     let mut out = Replayed::default();
     let mut k = 0;
     while k < path.steps.len() {
@@ -250,6 +260,59 @@ pub fn replay(path: &SpecPath) -> Replayed {
                     gen,
                     frame: PeerFrame { clock: None, frame },
                 });
+            }
+            // The connection from `peer` breaks (a Disconnect fault) ...
+            SpecInput::LinkDown {
+                peer,
+                outgoing: false,
+            } => {
+                let gen = real.in_gen[*peer];
+                real.rt.handle(Input::Link(LinkEvent::InDown {
+                    peer: *peer,
+                    gen,
+                    reason: "replayed disconnect".into(),
+                }));
+                wires.remove(&(*peer, i));
+                broken.insert((*peer, i));
+            }
+            // ... and a new one from it is accepted.
+            SpecInput::InboundUp { peer } => {
+                let (answer, mut admitted) = oneshot::channel();
+                real.rt.handle(Input::Link(LinkEvent::InHello {
+                    peer: *peer,
+                    answer,
+                }));
+                let a = admitted.try_recv().expect("the loop admits a member");
+                real.in_gen[*peer] = a.gen;
+                real._stops.push(a.stop);
+            }
+            // The sender hears of it (the resume handshake): its old
+            // connection is gone, with whatever it still held.
+            SpecInput::LinkDown {
+                peer,
+                outgoing: true,
+            } => {
+                let gen = real.out_gen[*peer];
+                real.rt.handle(Input::Link(LinkEvent::OutDown {
+                    peer: *peer,
+                    gen,
+                    reason: "replayed disconnect".into(),
+                }));
+                let q = real.queues[*peer].as_mut().expect("connected");
+                while q.try_recv().is_ok() {}
+                wires.remove(&(i, *peer));
+                broken.remove(&(i, *peer));
+            }
+            SpecInput::LinkUp { peer, delivered } => {
+                let (tx, rx) = mpsc::channel(1 << 16);
+                real.out_gen[*peer] += 1;
+                real.rt.handle(Input::Link(LinkEvent::OutUp {
+                    peer: *peer,
+                    gen: real.out_gen[*peer],
+                    delivered: *delivered,
+                    queue: tx,
+                }));
+                real.queues[*peer] = Some(rx);
             }
             other => {
                 out.mismatch = Some(format!(
@@ -299,7 +362,9 @@ pub fn replay(path: &SpecPath) -> Replayed {
             let q = real.queues[j].as_mut().expect("connected");
             while let Ok(f) = q.try_recv() {
                 sent.entry(j).or_default().push(f.frame.clone());
-                wires.entry((i, j)).or_default().push_back(f.frame);
+                if !broken.contains(&(i, j)) {
+                    wires.entry((i, j)).or_default().push_back(f.frame);
+                }
             }
         }
         let mut replies: BTreeSet<(RequestId, String)> = BTreeSet::new();
@@ -398,6 +463,8 @@ fn judge(reals: &mut [Real], mode: gsmo_spec::multicast::Mode) -> Vec<Violation>
     let logs: Vec<Vec<Event>> = reals.iter_mut().map(Real::history).collect();
     let mut v = Vec::new();
     v.extend(integrity(&logs).err());
+    // A saved path ends where nothing more can happen: everything sent is in.
+    v.extend(all_delivered(&logs).err());
     if mode.is_total() {
         v.extend(total_order(&logs).err());
     }

@@ -2,12 +2,14 @@
 //! that lives in spec/ has its counterexample saved (`check kv --broken B
 //! --save-path`), replayed, and reproduced on the real nodes; random paths of
 //! the correct kv model (seeded by GSMO_SEED) replay and agree at every step.
-//! (`no-link-layer` needs broken connections, which the replay does not drive.)
+//! With broken connections too (`--disconnects`, and `no-link-layer`).
 
+use gsmo_model::faults::Faults;
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::replay::{kv_path, save};
 use gsmo_sim::replay::{load, replay, Replayed};
 use gsmo_spec::multicast::Mode;
+use gsmo_spec::node::Input;
 use gsmo_spec::path::SpecPath;
 
 /// Saves `path` to a file and replays what `sim --replay` would read back.
@@ -27,10 +29,11 @@ fn round_trip(path: &SpecPath) -> Replayed {
     replay(&back)
 }
 
-fn counterexample(mode: Mode, bug: KvBug) -> (SpecPath, Replayed) {
+fn counterexample(cfg: KvCfg, bug: KvBug) -> (SpecPath, Replayed) {
+    let mode = cfg.mode;
     let cfg = KvCfg {
         broken: Some(bug),
-        ..KvCfg::new(mode)
+        ..cfg
     };
     let path = kv_path(cfg, &format!("{mode} {bug:?}"), Some(bug.caught_by()), 0);
     assert!(!path.steps.is_empty());
@@ -55,7 +58,7 @@ fn each_spec_variant_counterexample_fails_the_same_property_on_the_real_nodes() 
         (Mode::TotalSequencer, KvBug::NoChannelRecording),
         (Mode::Fifo, KvBug::Reordering),
     ] {
-        let (_, r) = counterexample(mode, bug);
+        let (_, r) = counterexample(KvCfg::new(mode), bug);
         assert!(
             r.violates(bug.caught_by()),
             "{mode} {bug:?}: the real nodes must violate {}, found {:?}",
@@ -65,6 +68,41 @@ fn each_spec_variant_counterexample_fails_the_same_property_on_the_real_nodes() 
     }
 }
 
+/// `kv --mode total-sequencer --msgs 1 --disconnects 1`: the default sweep's
+/// kv over broken connections.
+fn with_disconnects() -> KvCfg {
+    KvCfg {
+        writes: 1,
+        faults: Faults {
+            disconnects: 1,
+            ..Faults::default()
+        },
+        ..KvCfg::new(Mode::TotalSequencer)
+    }
+}
+
+fn disconnects(path: &SpecPath) -> usize {
+    path.steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.input,
+                Input::LinkDown {
+                    outgoing: false,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn the_link_layer_variant_loses_writes_on_the_real_nodes_too() {
+    let (path, r) = counterexample(with_disconnects(), KvBug::NoLinkLayer);
+    assert!(disconnects(&path) > 0, "the path breaks a connection");
+    assert!(r.violates("all delivered"), "{:?}", r.violations);
+}
+
 #[test]
 fn random_paths_of_correct_kv_models_replay_and_agree() {
     let first = std::env::var("GSMO_SEED")
@@ -72,6 +110,7 @@ fn random_paths_of_correct_kv_models_replay_and_agree() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..1 << 40));
     eprintln!("random paths from GSMO_SEED={first}");
+    let mut broke = 0;
     for seed in first..first + 3 {
         for mode in [
             Mode::Fifo,
@@ -91,7 +130,22 @@ fn random_paths_of_correct_kv_models_replay_and_agree() {
                 r.violations
             );
         }
+        let path = kv_path(with_disconnects(), "disconnects", None, seed);
+        let r = round_trip(&path);
+        let rerun =
+            format!("rerun: GSMO_SEED={seed} cargo test -p gsmo-sim --release --test replay");
+        assert_eq!(r.mismatch, None, "with disconnects, seed {seed}; {rerun}");
+        assert!(
+            r.violations.is_empty(),
+            "with disconnects, seed {seed}: {:?}; {rerun}",
+            r.violations
+        );
+        broke += disconnects(&path);
     }
+    assert!(
+        broke > 0,
+        "some random path broke a connection (GSMO_SEED={first})"
+    );
 }
 
 #[test]
