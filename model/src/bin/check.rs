@@ -1008,6 +1008,36 @@ mod tests {
     }
 
     #[test]
+    fn save_path_writes_the_variants_counterexample() {
+        assert!(job(&["link", "--save-path", "p"]).is_err(), "kv only");
+        let dir = std::env::temp_dir().join(format!("gsmo-save-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.path");
+        let j = job(&[
+            "kv",
+            "--mode",
+            "fifo",
+            "--broken",
+            "delivery-order",
+            "--save-path",
+            "p",
+        ])
+        .unwrap();
+        save_path(&j, &file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(bytes.starts_with(gsmo_spec::path::MAGIC));
+        let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
+            &bytes[gsmo_spec::path::MAGIC.len()..],
+            bincode::config::standard(),
+        )
+        .unwrap();
+        assert_eq!(path.violates.as_deref(), Some("convergence"));
+        assert_eq!(path.nodes.len(), 2);
+        assert!(!path.steps.is_empty());
+    }
+
+    #[test]
     fn explore_takes_its_address_before_or_after_the_model() {
         for argv in [
             ["check", "explore", "snapshot", "--addr", "127.0.0.1:3999"],
