@@ -222,8 +222,14 @@ impl Runtime<'_> {
         {
             self.ghost.unanswered.insert(*req);
         }
+        let recorded = crate::replay::recording().then(|| input.clone());
         let outputs = match self.node.handle(input) {
-            Ok(out) => out,
+            Ok(out) => {
+                if let Some(input) = recorded {
+                    crate::replay::record(self.node.id(), input, &out);
+                }
+                out
+            }
             Err(e) => {
                 // A correct runtime drops the connection; the ghost keeps the
                 // evidence for the properties.

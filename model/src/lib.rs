@@ -17,7 +17,8 @@
 //! checker and explains what it found. [`display`] says actions and states in
 //! the words a person reads, [`picture`] draws a path as a space-time diagram,
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
-//! `check` binary drives them all.
+//! `check` binary drives them all; [`replay`] saves a kv path as spec steps
+//! for `sim --replay`.
 
 pub mod abort;
 pub mod adapter;
@@ -28,6 +29,7 @@ pub mod faults;
 pub mod kv;
 pub mod link;
 pub mod picture;
+pub mod replay;
 pub mod snapshot;
 pub mod symmetry;
 pub mod total;

@@ -14,6 +14,9 @@
 //! sequential consistency per key, exact counters and bank conservation
 //! (total modes).
 //!
+//! [`replay`] drives the real event loops along a model path instead
+//! (`sim --replay`).
+//!
 //! Not simulated: node crashes. A node restarted with empty state is refused
 //! by its peers by design (its links cannot resume), so a crash needs a
 //! whole-cluster restore from a snapshot on disk, which the simulator's
@@ -22,6 +25,7 @@
 pub mod client;
 pub mod judge;
 pub mod net;
+pub mod replay;
 pub mod workload;
 
 use gsmo_node::config::{DelayRange, NodeConfig, RuntimeBug};

@@ -43,10 +43,58 @@ struct Cli {
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
+    /// Instead of seeds: drive the real event loops along a path saved by
+    /// `check kv ... --save-path FILE`, comparing each step with the model.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<std::path::PathBuf>,
+}
+
+/// `--replay FILE`: exit 0 if the real code agreed with the model at every
+/// step (and, for a counterexample, violated what the model did), else 1.
+fn replay(file: &std::path::Path) -> ! {
+    let path = match gsmo_sim::replay::load(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "replaying {} spec steps of {}",
+        path.steps.len(),
+        path.model
+    );
+    let r = gsmo_sim::replay::replay(&path);
+    let mut ok = true;
+    if let Some(m) = &r.mismatch {
+        println!("MISMATCH at {m}");
+        ok = false;
+    } else {
+        println!(
+            "the real nodes agreed with the model at all {} steps",
+            r.steps
+        );
+    }
+    for v in &r.violations {
+        println!("real nodes violate {v}");
+    }
+    match &path.violates {
+        Some(p) if r.mismatch.is_none() && !r.violates(p) => {
+            println!("NOT REPRODUCED: the model's path violates \"{p}\", the real nodes do not");
+            ok = false;
+        }
+        Some(p) if r.mismatch.is_none() => println!("REPRODUCED: \"{p}\" fails on the real nodes"),
+        None if !r.violations.is_empty() => ok = false,
+        _ => {}
+    }
+    std::process::exit(if ok { 0 } else { 1 })
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(file) = &cli.replay {
+        replay(file);
+    }
     let seeds: Vec<u64> = match cli.seed {
         Some(s) => vec![s],
         None => (cli.first..cli.first + cli.seeds).collect(),

@@ -18,6 +18,7 @@
 //! | a replica: all of the above composed  | [`node`]                 |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
 //! | safety predicates over histories      | [`properties`]           |
+//! | a model path as spec steps (replay)   | [`path`]                 |
 //! | replaying a real node's trace         | [`trace`]                |
 //! | linearizability / sequential consistency | [`consistency`]        |
 
@@ -28,6 +29,7 @@ pub mod kv;
 pub mod link;
 pub mod multicast;
 pub mod node;
+pub mod path;
 pub mod properties;
 pub mod sim;
 pub mod snapshot;

@@ -342,6 +342,20 @@ impl Node {
         self
     }
 
+    /// Sets the broken flags serialization leaves out, on a replica that has
+    /// sent nothing yet (a replayed path's start, [`crate::path::Knobs`]).
+    pub fn with_bug_flags(mut self, broken_multicast: bool, debit_only: bool) -> Self {
+        if broken_multicast {
+            assert_eq!(self.state.multicast.sent(), 0, "a fresh replica");
+            let mode = self.state.multicast.mode();
+            self.state.multicast = Multicast::broken(mode, self.me, self.n);
+        }
+        if debit_only {
+            self.state.kv = self.state.kv.clone().debit_only_when_short();
+        }
+        self
+    }
+
     /// Starts the replica from `kv` instead of an empty store (a model's opening
     /// balances, or its deliberately broken store); every replica must get the same.
     pub fn with_store(mut self, kv: KvStore) -> Self {

@@ -334,6 +334,10 @@ struct KvArgs {
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     broken: Option<KvBug>,
+    /// Also write a path as spec steps for `sim --replay`: the
+    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
+    #[arg(long, value_name = "FILE")]
+    save_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -916,8 +920,31 @@ fn defaults() -> Vec<Job> {
         .collect()
 }
 
+/// `check kv --save-path FILE`: writes the job's path for `sim --replay`.
+fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
+    let AnyModel::Kv(cfg) = &job.model else {
+        return Err("--save-path saves kv paths only".into());
+    };
+    let seed = gsmo_model::replay::seed();
+    if job.promises.is_none() {
+        println!("random path: GSMO_SEED={seed}");
+    }
+    let path = gsmo_model::replay::kv_path(cfg.clone(), &job.title, job.promises, seed);
+    gsmo_model::replay::save(&path, file)?;
+    println!(
+        "saved a path of {} spec steps to {}",
+        path.steps.len(),
+        file.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let save = match &cli.command {
+        Some(Command::Model(ModelCmd::Kv(a))) => a.save_path.clone(),
+        _ => None,
+    };
     let jobs = match cli.command {
         None => defaults(),
         Some(Command::Model(m)) => match m.job() {
@@ -947,6 +974,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    if let Some(file) = save {
+        if let Err(e) = save_path(&jobs[0], &file) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut summary = Vec::new();
     for job in &jobs {
         let v = run(job);
@@ -1125,6 +1158,36 @@ mod tests {
         ] {
             assert!(job(&[model, "--symmetry"]).is_err(), "{model}");
         }
+    }
+
+    #[test]
+    fn save_path_writes_the_variants_counterexample() {
+        assert!(job(&["link", "--save-path", "p"]).is_err(), "kv only");
+        let dir = std::env::temp_dir().join(format!("gsmo-save-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.path");
+        let j = job(&[
+            "kv",
+            "--mode",
+            "fifo",
+            "--broken",
+            "delivery-order",
+            "--save-path",
+            "p",
+        ])
+        .unwrap();
+        save_path(&j, &file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(bytes.starts_with(gsmo_spec::path::MAGIC));
+        let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
+            &bytes[gsmo_spec::path::MAGIC.len()..],
+            bincode::config::standard(),
+        )
+        .unwrap();
+        assert_eq!(path.violates.as_deref(), Some("convergence"));
+        assert_eq!(path.nodes.len(), 2);
+        assert!(!path.steps.is_empty());
     }
 
     #[test]
