@@ -758,6 +758,50 @@ fn spawn_reader(
     });
 }
 
+/// One client's share of a bank workload: `transfers` TRANSFERs between
+/// random accounts `acct:0..accounts` on node `node`, drawn from `seed`
+/// (xorshift, so a seed repeats the run); an "insufficient funds" refusal is
+/// part of the workload. Counts each finished transfer in `done`, which lets
+/// a test spread snapshots over the run.
+pub async fn transferrer(
+    cluster: &TestCluster,
+    node: NodeId,
+    seed: u64,
+    accounts: usize,
+    transfers: usize,
+    done: &std::sync::atomic::AtomicUsize,
+) {
+    let mut con = cluster.connect(node).await;
+    let mut x = seed | 1;
+    for _ in 0..transfers {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let from = x as usize % accounts;
+        let to = (from + 1 + (x >> 8) as usize % (accounts - 1)) % accounts;
+        let amount = 1 + (x >> 16) % 50;
+        let r: redis::RedisResult<redis::Value> = redis::cmd("TRANSFER")
+            .arg(format!("acct:{from}"))
+            .arg(format!("acct:{to}"))
+            .arg(amount)
+            .query_async(&mut con)
+            .await;
+        match r {
+            Ok(redis::Value::Okay) => {}
+            Err(e) if e.to_string().contains("insufficient funds") => {}
+            other => panic!("TRANSFER answered {other:?}"),
+        }
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Starts a snapshot at node `node` and returns its id.
+pub async fn snapshot_at(cluster: &TestCluster, node: NodeId) -> gsmo_spec::snapshot::SnapshotId {
+    let mut con = cluster.connect(node).await;
+    let id: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
+    id.parse().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

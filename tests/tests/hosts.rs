@@ -14,7 +14,7 @@ use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::sim::Cluster as SimCluster;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{gsmo, Host, Launch, TestCluster};
+use gsmo_tests::{gsmo, Host, Launch};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -122,36 +122,6 @@ fn hosts_or_skip() -> Option<Hosts> {
     }
 }
 
-async fn transferrer(cluster: &TestCluster, node: usize, seed: u64, done: &AtomicUsize) {
-    let mut con = cluster.connect(node).await;
-    let mut x = seed | 1;
-    for _ in 0..TRANSFERS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let from = x as usize % ACCOUNTS;
-        let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-        let r: redis::RedisResult<redis::Value> = redis::cmd("TRANSFER")
-            .arg(format!("acct:{from}"))
-            .arg(format!("acct:{to}"))
-            .arg(1 + (x >> 16) % 50)
-            .query_async(&mut con)
-            .await;
-        match r {
-            Ok(redis::Value::Okay) => {}
-            Err(e) if e.to_string().contains("insufficient funds") => {}
-            other => panic!("TRANSFER answered {other:?}"),
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-async fn snapshot_at(cluster: &TestCluster, node: usize) -> SnapshotId {
-    let mut con = cluster.connect(node).await;
-    let id: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
-    id.parse().unwrap()
-}
-
 /// Polls until `id` is complete in `store` (each node writes the manifest into
 /// its own dir once the commit reaches it).
 async fn complete_in(store: &SnapshotStore, id: SnapshotId) -> gsmo_node::snapshot::Manifest {
@@ -220,7 +190,9 @@ async fn three_hosts_with_their_own_disks_snapshot_verify_and_restore() {
     for node in 0..NODES {
         for c in 0..2 {
             let seed = gsmo_tests::seed() ^ (node * 7 + c * 13 + 1) as u64;
-            clients.push(transferrer(&cluster, node, seed, &done));
+            clients.push(gsmo_tests::transferrer(
+                &cluster, node, seed, ACCOUNTS, TRANSFERS, &done,
+            ));
         }
     }
     let snapshotter = async {
@@ -229,7 +201,7 @@ async fn three_hosts_with_their_own_disks_snapshot_verify_and_restore() {
             while done.load(Ordering::Relaxed) < (k + 1) * all / (SNAPSHOTS + 1) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            ids.push(snapshot_at(&cluster, k % NODES).await);
+            ids.push(gsmo_tests::snapshot_at(&cluster, k % NODES).await);
         }
         ids
     };

@@ -39,38 +39,6 @@ async fn settled(store: &SnapshotStore, id: SnapshotId) -> Status {
     }
 }
 
-/// One client: random transfers between random accounts (xorshift, seeded per client).
-async fn transferrer(cluster: &TestCluster, node: usize, seed: u64, done: &AtomicUsize) {
-    let mut con = cluster.connect(node).await;
-    let mut x = seed | 1;
-    for _ in 0..TRANSFERS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let from = x as usize % ACCOUNTS;
-        let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-        let amount = 1 + (x >> 16) % 50;
-        let r: redis::RedisResult<redis::Value> = redis::cmd("TRANSFER")
-            .arg(format!("acct:{from}"))
-            .arg(format!("acct:{to}"))
-            .arg(amount)
-            .query_async(&mut con)
-            .await;
-        match r {
-            Ok(redis::Value::Okay) => {}
-            Err(e) if e.to_string().contains("insufficient funds") => {}
-            other => panic!("TRANSFER answered {other:?}"),
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-async fn snapshot_at(cluster: &TestCluster, node: usize) -> SnapshotId {
-    let mut con = cluster.connect(node).await;
-    let id: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
-    id.parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_under_transfer_load_verify_and_restore() {
     let mode = Mode::TotalIsis;
@@ -105,10 +73,12 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
     let mut clients = Vec::new();
     for node in 0..3 {
         for c in 0..CLIENTS_PER_NODE {
-            clients.push(transferrer(
+            clients.push(gsmo_tests::transferrer(
                 &cluster,
                 node,
                 gsmo_tests::seed() ^ (node * 7 + c * 13 + 1) as u64,
+                ACCOUNTS,
+                TRANSFERS,
                 &done,
             ));
         }
@@ -120,10 +90,13 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
             while done.load(Ordering::Relaxed) < (k + 1) * all / (SNAPSHOTS + 1) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            ids.push(snapshot_at(&cluster, k % 3).await);
+            ids.push(gsmo_tests::snapshot_at(&cluster, k % 3).await);
         }
         // Two more at once, from two nodes: concurrent ids must not interfere.
-        let (a, b) = futures::join!(snapshot_at(&cluster, 1), snapshot_at(&cluster, 2));
+        let (a, b) = futures::join!(
+            gsmo_tests::snapshot_at(&cluster, 1),
+            gsmo_tests::snapshot_at(&cluster, 2)
+        );
         ids.extend([a, b]);
         ids
     };
@@ -323,7 +296,7 @@ async fn a_killed_node_aborts_the_snapshot_and_the_rest_keep_serving() {
         .args(&["--data-dir", &dir, "--snapshot-timeout", "1"])
         .start();
     cluster.kill(2);
-    let id = snapshot_at(&cluster, 0).await;
+    let id = gsmo_tests::snapshot_at(&cluster, 0).await;
     let store = SnapshotStore::open(data.path()).unwrap();
     match settled(&store, id).await {
         Status::Aborted(why) => assert!(
@@ -397,7 +370,7 @@ async fn a_snapshot_stuck_behind_a_slow_node_times_out() {
         .args(&["--data-dir", &dir, "--snapshot-timeout", "0.5"])
         .node_args(2, &["--slow", "1500"])
         .start();
-    let id = snapshot_at(&cluster, 0).await;
+    let id = gsmo_tests::snapshot_at(&cluster, 0).await;
     let store = SnapshotStore::open(data.path()).unwrap();
     match settled(&store, id).await {
         Status::Aborted(why) => assert!(
@@ -455,7 +428,7 @@ async fn a_corrupted_snapshot_file_is_refused_by_name() {
             .await
             .unwrap();
     }
-    let id = snapshot_at(&cluster, 1).await;
+    let id = gsmo_tests::snapshot_at(&cluster, 1).await;
     let store = SnapshotStore::open(data.path()).unwrap();
     assert!(matches!(settled(&store, id).await, Status::Complete(_)));
     drop(cluster);
