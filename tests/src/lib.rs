@@ -233,6 +233,26 @@ impl NodeProc {
         self.output.lock().unwrap().clone()
     }
 
+    /// The node's output once it contains every one of `needles`: a reader
+    /// thread copies the node's stdout, so a line the node wrote may reach
+    /// [`NodeProc::output`] a little after what it did became visible.
+    /// Panics with the output after `patience`.
+    pub fn output_containing(&self, needles: &[&str], patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let out = self.output();
+            if needles.iter().all(|n| out.contains(n)) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never printed {needles:?} within {patience:?}:\n{out}",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
