@@ -16,6 +16,9 @@
 //! killed and the test fails saying which command and what it printed.
 //! Randomised tests take their seed from [`seed`] (`GSMO_SEED`, printed).
 
+pub mod bank;
+pub use bank::{expect_restored, money, snapshot_at, transferrer};
+
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{self, Event, Violation};
 use gsmo_spec::NodeId;
@@ -159,6 +162,34 @@ pub fn run_bounded_with_input(cmd: &mut Command, input: &[u8], deadline: Duratio
     }
 }
 
+/// Runs `program args` within [`COMMAND_DEADLINE`] for a set-up step that may
+/// legitimately fail (`ip`, `mount`, `prlimit` where the kernel or the user
+/// forbids it): Err says what ran and what it printed, so a test can skip.
+pub fn try_run(program: &str, args: &[&str]) -> Result<(), String> {
+    if !have_program(program) {
+        return Err(format!("{program}: not found on PATH"));
+    }
+    let out = run_bounded(Command::new(program).args(args), COMMAND_DEADLINE);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A name no other test process shares (cluster ids, interfaces, dirs).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// The seed for a randomised test ([`gsmo_spec::testing::seed`]), chosen
 /// and printed once per process, so every failure reproduces.
 pub fn seed() -> u64 {
@@ -166,11 +197,15 @@ pub fn seed() -> u64 {
     *SEED.get_or_init(|| gsmo_spec::testing::seed("gsmo-tests"))
 }
 
+/// Whether `name` is an executable file on PATH.
+fn have_program(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
 /// Whether a tool such as `redis-cli` is on PATH (and answers `--version`).
 pub fn have_tool(name: &str) -> bool {
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
-    on_path
+    have_program(name)
         && run_bounded(Command::new(name).arg("--version"), COMMAND_DEADLINE)
             .status
             .success()
@@ -776,50 +811,6 @@ fn spawn_reader(
             let _ = events.send(Line::Closed(id));
         }
     });
-}
-
-/// One client's share of a bank workload: `transfers` TRANSFERs between
-/// random accounts `acct:0..accounts` on node `node`, drawn from `seed`
-/// (xorshift, so a seed repeats the run); an "insufficient funds" refusal is
-/// part of the workload. Counts each finished transfer in `done`, which lets
-/// a test spread snapshots over the run.
-pub async fn transferrer(
-    cluster: &TestCluster,
-    node: NodeId,
-    seed: u64,
-    accounts: usize,
-    transfers: usize,
-    done: &std::sync::atomic::AtomicUsize,
-) {
-    let mut con = cluster.connect(node).await;
-    let mut x = seed | 1;
-    for _ in 0..transfers {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let from = x as usize % accounts;
-        let to = (from + 1 + (x >> 8) as usize % (accounts - 1)) % accounts;
-        let amount = 1 + (x >> 16) % 50;
-        let r: redis::RedisResult<redis::Value> = redis::cmd("TRANSFER")
-            .arg(format!("acct:{from}"))
-            .arg(format!("acct:{to}"))
-            .arg(amount)
-            .query_async(&mut con)
-            .await;
-        match r {
-            Ok(redis::Value::Okay) => {}
-            Err(e) if e.to_string().contains("insufficient funds") => {}
-            other => panic!("TRANSFER answered {other:?}"),
-        }
-        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Starts a snapshot at node `node` and returns its id.
-pub async fn snapshot_at(cluster: &TestCluster, node: NodeId) -> gsmo_spec::snapshot::SnapshotId {
-    let mut con = cluster.connect(node).await;
-    let id: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
-    id.parse().unwrap()
 }
 
 #[cfg(test)]

@@ -6,20 +6,12 @@
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{gsmo_bin, Launch, TestCluster};
+use gsmo_tests::{gsmo_bin, unique, Launch, TestCluster};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MODE: Mode = Mode::TotalSequencer;
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// Starts one `gsmo node` that is expected to refuse to run; returns its
 /// output once it exits (failing the test if it keeps running).

@@ -12,11 +12,9 @@
 use gsmo_node::snapshot::cli::DataDirs;
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
-use gsmo_spec::sim::Cluster as SimCluster;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{gsmo, Host, Launch};
+use gsmo_tests::{expect_restored, gsmo, money, try_run, Host, Launch};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,19 +26,7 @@ const SNAPSHOTS: usize = 3;
 
 /// `ip` with `args`; Err with what it printed.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    try_run("ip", args)
 }
 
 /// The namespaces, veths and bridge of one test; deleted on drop.
@@ -281,41 +267,10 @@ async fn three_hosts_with_their_own_disks_snapshot_verify_and_restore() {
         .into_iter()
         .map(|p| p.part)
         .collect();
-    let sent_before_cut: Vec<u64> = parts.iter().map(|p| p.state.multicast.sent()).collect();
-    let mut sim = SimCluster::restore(&parts).unwrap();
-    sim.quiesce().unwrap();
-    let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
-        .kv()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.render()))
-        .collect();
-    let want = sent_before_cut
-        .iter()
-        .enumerate()
-        .map(|(i, d)| format!("n{i}={d}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for i in 0..NODES {
-        loop {
-            let info = restored.info(i).await;
-            if info["delivered_by_origin"] == want {
-                assert_eq!(info["restored_from"], id.to_string());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {i} after restore delivered {} != sent before the cut {want}",
-                info["delivered_by_origin"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(restored.dump(i).await, expected, "node {i}");
-    }
-    let money: i64 = expected
-        .iter()
-        .filter(|(k, _)| k.starts_with(b"acct:"))
-        .map(|(_, v)| std::str::from_utf8(v).unwrap().parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(money, total, "money conserved through snapshot and restore");
+    let expected = expect_restored(&restored, &parts, id).await;
+    assert_eq!(
+        money(&expected),
+        total,
+        "money conserved through snapshot and restore"
+    );
 }

@@ -4,9 +4,8 @@
 
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
-use gsmo_spec::sim::Cluster as SimCluster;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{gsmo, Launch, TestCluster};
+use gsmo_tests::{expect_restored, gsmo, money, unique, Launch};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,12 +16,10 @@ const CLIENTS_PER_NODE: usize = 2;
 const TRANSFERS: usize = 120;
 const SNAPSHOTS: usize = 4;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+/// The parts of complete snapshot `id` in `store`.
+fn parts_of(store: &SnapshotStore, id: SnapshotId) -> Vec<gsmo_spec::node::Part> {
+    let (_, parts) = store.load(id).unwrap();
+    parts.into_iter().map(|p| p.part).collect()
 }
 
 /// Polls the store until `id` is complete or aborted (a node cannot announce
@@ -154,13 +151,12 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
         .cluster_id(&cluster_id)
         .args(&["--data-dir", &dir, "--restore", &id.to_string()])
         .start();
-    let expected = expect_restored(&restored, &store, id).await;
-    let sum: i64 = expected
-        .iter()
-        .filter(|(k, _)| k.starts_with(b"acct:"))
-        .map(|(_, v)| std::str::from_utf8(v).unwrap().parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(sum, total, "money conserved through snapshot and restore");
+    let expected = expect_restored(&restored, &parts_of(&store, id), id).await;
+    assert_eq!(
+        money(&expected),
+        total,
+        "money conserved through snapshot and restore"
+    );
 
     // The restored cluster keeps working, and a node from another epoch is refused.
     let mut con = restored.connect(1).await;
@@ -171,55 +167,6 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
         .await
         .unwrap();
     assert_eq!(v, 5);
-}
-
-/// Waits until every node of `restored` has delivered exactly the writes sent
-/// before snapshot `id`'s cut (no more, no fewer) and checks each store equals
-/// the one the spec's own restore settles on. Returns that store.
-async fn expect_restored(
-    restored: &TestCluster,
-    store: &SnapshotStore,
-    id: SnapshotId,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let (_, parts) = store.load(id).unwrap();
-    let parts: Vec<_> = parts.into_iter().map(|p| p.part).collect();
-    let sent_before_cut: Vec<u64> = parts.iter().map(|p| p.state.multicast.sent()).collect();
-    let mut sim = SimCluster::restore(&parts).unwrap();
-    sim.quiesce().unwrap();
-    let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
-        .kv()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.render()))
-        .collect();
-    let want_vector = sent_before_cut
-        .iter()
-        .enumerate()
-        .map(|(i, d)| format!("n{i}={d}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for i in 0..restored.len() {
-        loop {
-            let info = restored.info(i).await;
-            if info["delivered_by_origin"] == want_vector {
-                assert_eq!(info["restored_from"], id.to_string());
-                assert_eq!(info["holdback_depth"], "0");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {i} after restore: delivered {} != sent before the cut {want_vector}",
-                info["delivered_by_origin"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(
-            restored.dump(i).await,
-            expected,
-            "node {i} differs from the spec's restore"
-        );
-    }
-    expected
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +226,7 @@ async fn a_crashed_cluster_restarts_from_its_last_periodic_snapshot() {
         .cluster_id(&cluster_id)
         .args(&["--data-dir", &dir, "--restore", "latest"])
         .start();
-    let state = expect_restored(&restored, &store, latest).await;
+    let state = expect_restored(&restored, &parts_of(&store, latest), latest).await;
     assert_eq!(
         state.len(),
         3,

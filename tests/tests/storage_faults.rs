@@ -11,7 +11,7 @@
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{gsmo, Launch, TestCluster};
+use gsmo_tests::{gsmo, try_run, unique, Launch, TestCluster};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,30 +19,6 @@ use std::time::{Duration, Instant};
 const NODES: usize = 3;
 /// The node whose disk fails.
 const FAULTY: usize = 2;
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// Unmounts on drop, so a failing assertion leaves no mount behind.
 struct Mount(PathBuf);
@@ -62,7 +38,7 @@ fn mount_or_skip(args: &[&str], dir: &Path) -> Option<Mount> {
     let mut all = args.to_vec();
     let d = dir.display().to_string();
     all.push(&d);
-    match run("mount", &all) {
+    match try_run("mount", &all) {
         Ok(()) => Some(Mount(dir.to_path_buf())),
         Err(e) => {
             eprintln!("SKIPPED: cannot mount here: {e}");
@@ -251,7 +227,7 @@ async fn a_full_disk_aborts_the_snapshot_everywhere() {
     assert!(!ok, "{out}");
     aborted_everywhere(&cluster, &dirs, id, &out, "No space left on device").await;
     let d = dirs[FAULTY].display().to_string();
-    run("mount", &["-o", "remount,size=16m", &d]).unwrap();
+    try_run("mount", &["-o", "remount,size=16m", &d]).unwrap();
     next_completes(&cluster, &dirs, id);
 }
 
@@ -271,11 +247,11 @@ async fn a_disk_gone_read_only_aborts_the_snapshot_everywhere() {
     };
     let cluster = launch(base.path()).start();
     load(&cluster, 50, 10).await;
-    run("mount", &["-o", "remount,bind,ro", &d]).unwrap();
+    try_run("mount", &["-o", "remount,bind,ro", &d]).unwrap();
     let (ok, id, out) = take(&cluster, &dirs[0]);
     assert!(!ok, "{out}");
     aborted_everywhere(&cluster, &dirs, id, &out, "Read-only file system").await;
-    run("mount", &["-o", "remount,bind,rw", &d]).unwrap();
+    try_run("mount", &["-o", "remount,bind,rw", &d]).unwrap();
     next_completes(&cluster, &dirs, id);
 }
 
@@ -301,9 +277,9 @@ async fn too_many_open_files_aborts_the_snapshot_everywhere() {
         })
         .unwrap();
     // Descriptors 0-2 are taken: node 2 can open nothing more.
-    run("prlimit", &["--pid", &pid, &format!("--nofile=3:{hard}")]).unwrap();
+    try_run("prlimit", &["--pid", &pid, &format!("--nofile=3:{hard}")]).unwrap();
     let (ok, id, out) = take(&cluster, &dirs[0]);
-    run(
+    try_run(
         "prlimit",
         &["--pid", &pid, &format!("--nofile={soft}:{hard}")],
     )
