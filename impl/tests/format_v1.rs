@@ -289,24 +289,32 @@ fn version_1_files_decode_field_by_field_and_reencode_identically() {
     }
 }
 
-#[test]
-fn version_2_files_decode_field_by_field_and_upgrade() {
-    let store = SnapshotStore::open(&golden_dir(2)).unwrap();
-    let (manifest, parts) = store.load(ID).unwrap();
-
+/// What versions 2 and 3 (the typed store) hold alike: one run, the same
+/// stores, counts and message in flight; only the bytes (and so the
+/// summaries' sizes and CRCs) differ.
+fn check_typed_golden(
+    manifest: &Manifest,
+    parts: &[PartFile],
+    summary_numbers: &[(u64, u32, u64, u64, u64); 2],
+) {
     check_manifest(&manifest);
     let s = &manifest.parts;
     assert_eq!(
         s.iter()
             .map(|s| (s.bytes, s.crc32, s.keys, s.state_bytes, s.channel_messages))
             .collect::<Vec<_>>(),
-        GOLDEN_V2_SUMMARY_NUMBERS
+        *summary_numbers
     );
-    assert_eq!(s[0].delivered, GOLDEN_V2_DELIVERED);
-    assert_eq!(s[1].delivered, GOLDEN_V2_DELIVERED);
+    assert_eq!(s[0].delivered, GOLDEN_TYPED_DELIVERED);
+    assert_eq!(s[1].delivered, GOLDEN_TYPED_DELIVERED);
 
     for (i, pf) in parts.iter().enumerate() {
-        check_part(i, pf, &GOLDEN_V2_DELIVERED, &golden_v2_part_numbers()[i]);
+        check_part(
+            i,
+            pf,
+            &GOLDEN_TYPED_DELIVERED,
+            &golden_typed_part_numbers()[i],
+        );
         let kv = &pf.part.state.kv;
         assert_eq!(
             rendered(kv),
@@ -328,8 +336,8 @@ fn version_2_files_decode_field_by_field_and_upgrade() {
         assert!(matches!(kv.data(b"zset"), Some(Data::ZSet(_))));
         assert_eq!(kv.len(), 5);
     }
-    let (seq, id, lamport, op) = in_flight(&parts);
-    assert_eq!((seq, id, lamport), GOLDEN_V2_IN_FLIGHT);
+    let (seq, id, lamport, op) = in_flight(parts);
+    assert_eq!((seq, id, lamport), GOLDEN_TYPED_IN_FLIGHT);
     assert_eq!(
         op,
         Op::Push {
@@ -338,6 +346,14 @@ fn version_2_files_decode_field_by_field_and_upgrade() {
             left: true,
         }
     );
+}
+
+#[test]
+fn version_2_files_decode_field_by_field_and_upgrade() {
+    let store = SnapshotStore::open(&golden_dir(2)).unwrap();
+    let (manifest, parts) = store.load(ID).unwrap();
+
+    check_typed_golden(&manifest, &parts, &GOLDEN_V2_SUMMARY_NUMBERS);
 
     // The version-2 types re-encode the very bytes on disk; the upgrade keeps
     // every count a summary holds and numbers each write as its message.
@@ -370,50 +386,7 @@ fn version_3_files_decode_field_by_field_and_reencode_identically() {
     let store = SnapshotStore::open(&golden_dir(3)).unwrap();
     let (manifest, parts) = store.load(ID).unwrap();
 
-    check_manifest(&manifest);
-    let s = &manifest.parts;
-    assert_eq!(
-        s.iter()
-            .map(|s| (s.bytes, s.crc32, s.keys, s.state_bytes, s.channel_messages))
-            .collect::<Vec<_>>(),
-        GOLDEN_V3_SUMMARY_NUMBERS
-    );
-    assert_eq!(s[0].delivered, GOLDEN_V3_DELIVERED);
-    assert_eq!(s[1].delivered, GOLDEN_V3_DELIVERED);
-
-    for (i, pf) in parts.iter().enumerate() {
-        check_part(i, pf, &GOLDEN_V3_DELIVERED, &golden_v3_part_numbers()[i]);
-        let kv = &pf.part.state.kv;
-        assert_eq!(
-            rendered(kv),
-            pairs(&[
-                ("alice", "100"),
-                ("hash", "hash 1:f 1:v"),
-                ("list", "list 1:a 1:b"),
-                ("set", "set 1:x 1:y"),
-                ("zset", "zset 1:n 2:-2 1:m 3:1.5"),
-            ]),
-            "node {i}: the delete took `gone`, the LPUSH was in flight"
-        );
-        assert_eq!(kv.get(b"alice"), Some(&b"100".to_vec()));
-        assert_eq!(kv.get(b"list"), None, "a list is no string");
-        assert_eq!(kv.get(b"gone"), None);
-        assert!(matches!(kv.data(b"list"), Some(Data::List(l)) if l.len() == 2));
-        assert!(matches!(kv.data(b"set"), Some(Data::Set(s)) if s.len() == 2));
-        assert!(matches!(kv.data(b"hash"), Some(Data::Hash(h)) if h.len() == 1));
-        assert!(matches!(kv.data(b"zset"), Some(Data::ZSet(_))));
-        assert_eq!(kv.len(), 5);
-    }
-    let (seq, id, lamport, op) = in_flight(&parts);
-    assert_eq!((seq, id, lamport), GOLDEN_V3_IN_FLIGHT);
-    assert_eq!(
-        op,
-        Op::Push {
-            key: b"list".to_vec(),
-            values: bytes(&["in flight"]),
-            left: true,
-        }
-    );
+    check_typed_golden(&manifest, &parts, &GOLDEN_V3_SUMMARY_NUMBERS);
 
     // Re-encoding what was decoded gives the very bytes on disk.
     let dir = store.dir(ID);
@@ -446,21 +419,15 @@ fn version_3_files_decode_field_by_field_and_reencode_identically() {
 const GOLDEN_V2_SUMMARY_NUMBERS: [(u64, u32, u64, u64, u64); 2] =
     [(209, 1135438953, 5, 47, 0), (204, 260597362, 5, 47, 1)];
 /// Node 0's fourth write (the LPUSH) is in flight; node 1's four are delivered.
-const GOLDEN_V2_DELIVERED: [u64; 2] = [3, 4];
+const GOLDEN_TYPED_DELIVERED: [u64; 2] = [3, 4];
 /// The 11th message on channel 0 -> 1: node 0's fourth multicast, at Lamport 5.
-const GOLDEN_V2_IN_FLIGHT: (u64, MsgId, u64) = (11, MsgId { origin: 0, seq: 4 }, 5);
+const GOLDEN_TYPED_IN_FLIGHT: (u64, MsgId, u64) = (11, MsgId { origin: 0, seq: 4 }, 5);
 
 /// Version 3 is the same run (batches of one): the same numbers, other bytes.
 const GOLDEN_V3_SUMMARY_NUMBERS: [(u64, u32, u64, u64, u64); 2] =
     [(212, 3479071682, 5, 47, 0), (207, 3338837689, 5, 47, 1)];
-const GOLDEN_V3_DELIVERED: [u64; 2] = GOLDEN_V2_DELIVERED;
-const GOLDEN_V3_IN_FLIGHT: (u64, MsgId, u64) = GOLDEN_V2_IN_FLIGHT;
 
-fn golden_v3_part_numbers() -> [PartNumbers; 2] {
-    golden_v2_part_numbers()
-}
-
-fn golden_v2_part_numbers() -> [PartNumbers; 2] {
+fn golden_typed_part_numbers() -> [PartNumbers; 2] {
     [
         (4, 1, 5, vec![0, 11], vec![0, 11], 0),
         (4, 0, 4, vec![11, 0], vec![10, 0], 1),
