@@ -297,7 +297,7 @@ fn check_typed_golden(
     parts: &[PartFile],
     summary_numbers: &[(u64, u32, u64, u64, u64); 2],
 ) {
-    check_manifest(&manifest);
+    check_manifest(manifest);
     let s = &manifest.parts;
     assert_eq!(
         s.iter()
