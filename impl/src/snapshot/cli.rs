@@ -8,10 +8,11 @@
 //! checked where it lies, and a snapshot whose manifest is in none of them is
 //! assembled in memory from its parts' summaries.
 
+use super::choose::Newest;
 use super::error::StoreError;
 use super::format::PartFile;
 use super::manifest::{assemble, Manifest, PartSummary};
-use super::store::{Newest, SnapshotStore, Status};
+use super::store::{SnapshotStore, Status};
 use super::verify::{self as checks, VerifyOptions};
 use crate::config::RestoreFrom;
 use anyhow::{bail, Context};
