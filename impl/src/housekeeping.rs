@@ -9,7 +9,10 @@
 //!   text; the spec aborts on a failed store.
 //! * `SnapshotCommitted`: the initiator writes the manifest and runs retention.
 //! * `SnapshotAborted` / `DropPart`: delete this node's part; an abort also
-//!   writes the `ABORTED` record with the reason and the deciding node.
+//!   writes the `ABORTED` record with the reason and the deciding node. A
+//!   disk that refuses the record (full, read-only, out of descriptors) gets
+//!   it again before this node's next snapshot file, so retention can then
+//!   remove the aborted snapshot instead of leaving an unexplained directory.
 //!
 //! Plus the operator's side: `SNAPSHOT`, `--snapshot-every`, counters for INFO.
 
@@ -19,7 +22,8 @@ use crate::snapshot::{self, PartFile, SnapshotStore};
 use gsmo_spec::node::{Input as SpecInput, Output, Part};
 use gsmo_spec::snapshot::{AbortReason, PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -31,6 +35,50 @@ pub struct Snapshots {
     active: HashMap<SnapshotId, Active>,
     next_periodic: Option<Instant>,
     last_recorded: Option<SnapshotId>,
+    /// Aborts whose record the disk refused, retried off the loop (shared
+    /// with the blocking tasks that write snapshot files).
+    unrecorded: Arc<Mutex<VecDeque<UnrecordedAbort>>>,
+}
+
+/// How many refused abort records a node remembers for a retry; past it the
+/// oldest is forgotten (logged), so a disk that never recovers costs no
+/// more memory. Each is a few dozen bytes.
+pub const MAX_UNRECORDED_ABORTS: usize = 64;
+
+/// An abort whose `ABORTED` record is not on this node's disk yet.
+#[derive(Clone, Debug)]
+struct UnrecordedAbort {
+    id: SnapshotId,
+    by: NodeId,
+    reason: String,
+}
+
+/// Writes the pending abort records (and `new`, if any) through
+/// [`SnapshotStore::mark_aborted`]; keeps those the disk still refuses, up to
+/// [`MAX_UNRECORDED_ABORTS`]. Runs off the loop: it touches the disk.
+fn record_aborts(
+    store: &SnapshotStore,
+    pending: &Mutex<VecDeque<UnrecordedAbort>>,
+    new: Option<UnrecordedAbort>,
+) {
+    let mut q = pending.lock().unwrap_or_else(|e| e.into_inner());
+    q.extend(new);
+    let mut refused = VecDeque::new();
+    while let Some(a) = q.pop_front() {
+        match store.mark_aborted(a.id, a.by, &a.reason) {
+            Ok(()) => debug!(snapshot = %a.id, "ABORTED record of {} written", a.id),
+            Err(e) => {
+                error!(snapshot = %a.id, "cannot mark snapshot {} aborted: {e} (retried before this node's next snapshot file)", a.id);
+                refused.push_back(a);
+            }
+        }
+    }
+    while refused.len() > MAX_UNRECORDED_ABORTS {
+        if let Some(a) = refused.pop_front() {
+            warn!(snapshot = %a.id, "giving up on the ABORTED record of {} (over {MAX_UNRECORDED_ABORTS} refused)", a.id);
+        }
+    }
+    *q = refused;
 }
 
 #[derive(Clone, Debug, Default)]
@@ -70,7 +118,16 @@ impl Snapshots {
             active: HashMap::new(),
             next_periodic: None,
             last_recorded: None,
+            unrecorded: Arc::default(),
         }
+    }
+
+    /// Abort records waiting for a disk that refused them (INFO).
+    pub fn unrecorded_aborts(&self) -> usize {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Notes how long a spec step took if it recorded a snapshot's local state.
@@ -202,7 +259,15 @@ impl Runtime {
             part: *part,
         };
         let tx = self.loopback.clone();
+        let unrecorded = self.snapshots.unrecorded.clone();
         tokio::task::spawn_blocking(move || {
+            if !unrecorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                record_aborts(&store, &unrecorded, None);
+            }
             let result = store
                 .store_part(&file)
                 .map(|s| s.to_wire())
@@ -285,13 +350,14 @@ impl Runtime {
         stats.last_status = format!("{id} aborted by n{by}: {reason}");
         warn!(snapshot = %id, "snapshot {id} ABORTED by n{by}: {reason}");
         if let Some(store) = self.snapshots.store.clone() {
-            let reason = reason.to_string();
-            tokio::task::spawn_blocking(move || {
-                // Writes ABORTED ("node <by>: <reason>") and removes the parts.
-                if let Err(e) = store.mark_aborted(id, by, &reason) {
-                    error!(snapshot = %id, "cannot mark snapshot {id} aborted: {e}");
-                }
-            });
+            let abort = UnrecordedAbort {
+                id,
+                by,
+                reason: reason.to_string(),
+            };
+            let unrecorded = self.snapshots.unrecorded.clone();
+            // Writes ABORTED ("node <by>: <reason>") and removes the parts.
+            tokio::task::spawn_blocking(move || record_aborts(&store, &unrecorded, Some(abort)));
         }
     }
 

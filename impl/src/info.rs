@@ -90,6 +90,11 @@ impl Runtime {
         line(&mut s, "snapshot_store_errors", &st.store_errors);
         line(
             &mut s,
+            "snapshot_aborts_unrecorded",
+            &self.snapshots.unrecorded_aborts(),
+        );
+        line(
+            &mut s,
             "snapshots_restored",
             &u8::from(self.restored_from.is_some()),
         );
