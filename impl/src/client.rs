@@ -16,6 +16,10 @@
 //! behind a held-back request is held back too. Without that, a pipelined
 //! `SET k v; GET k` could read before its own write (or after a later one).
 //!
+//! A connection speaks RESP2 until `HELLO 3` switches it to RESP3: the reader
+//! tags each queued reply with the protocol in force and its command's
+//! [`resp::shape::Shape`], and the collector encodes it so.
+//!
 //! Memory per connection is bounded like Redis's `client-output-buffer-limit`:
 //! replies encoded but not yet taken by the client's socket are counted, and a
 //! client whose unread replies pass the limit is disconnected (one reply larger
@@ -38,7 +42,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 /// Replies a connection may have outstanding before its reader waits.
@@ -58,6 +62,14 @@ enum Pending {
     Deferred(ClientRequest),
     /// Write this, then close the connection.
     Close(BytesFrame),
+}
+
+/// How the collector encodes one reply: the protocol in force when its
+/// request was read (a `HELLO 3` answers in RESP3) and its command's shape.
+#[derive(Clone, Copy, Debug, Default)]
+struct Encoding {
+    resp3: bool,
+    shape: resp::shape::Shape,
 }
 
 /// Serves Redis clients forever, at most `admission.max_clients` at once.
@@ -105,7 +117,7 @@ async fn serve(
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let (read, write) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+    let (tx, rx) = mpsc::channel::<(Pending, Encoding)>(PIPELINE_DEPTH);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let order = Arc::new(Order::default());
     let unsent = Arc::new(AtomicUsize::new(0));
@@ -136,45 +148,52 @@ async fn serve(
 
 async fn read_requests(
     read: ReadHalf<Stream>,
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<(Pending, Encoding)>,
     inputs: mpsc::Sender<Input>,
     order: Arc<Order>,
     mut gate: Gate,
     who: String,
 ) {
     let reads = Arc::new(Semaphore::new(READS_IN_FLIGHT));
-    let mut requests = FramedRead::new(read, RespCodec::default());
+    let mut requests = FramedRead::new(read, RespCodec);
     let mut session = resp::Session::new();
     while let Some(next) = requests.next().await {
+        let mut encoding = Encoding::default();
         let pending = match next {
-            Ok(args) => match gate
-                .check(&args)
-                .map_or_else(|| session.parse(&args), Request::Local)
-            {
-                Request::Local(frame) => Pending::Ready(frame),
-                Request::Quit => Pending::Close(resp::ok()),
-                Request::Node(req) => {
-                    let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
-                    if order.must_defer(is_write) {
-                        order.deferred.fetch_add(1, SeqCst);
-                        Pending::Deferred(req)
-                    } else if is_write {
-                        order.writes.fetch_add(1, SeqCst);
-                        let Some(answer) = dispatch(&inputs, req).await else {
-                            break; // shutting down
-                        };
-                        Pending::Write(answer)
-                    } else {
-                        let Ok(permit) = reads.clone().acquire_owned().await else {
-                            break;
-                        };
-                        let Some(answer) = dispatch(&inputs, req).await else {
-                            break; // shutting down
-                        };
-                        Pending::Wait(answer, permit)
+            Ok(args) => {
+                let request = gate
+                    .check(&args)
+                    .map_or_else(|| session.parse(&args), Request::Local);
+                encoding = Encoding {
+                    resp3: session.resp3(),
+                    shape: resp::shape::shape(&args),
+                };
+                match request {
+                    Request::Local(frame) => Pending::Ready(frame),
+                    Request::Quit => Pending::Close(resp::ok()),
+                    Request::Node(req) => {
+                        let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
+                        if order.must_defer(is_write) {
+                            order.deferred.fetch_add(1, SeqCst);
+                            Pending::Deferred(req)
+                        } else if is_write {
+                            order.writes.fetch_add(1, SeqCst);
+                            let Some(answer) = dispatch(&inputs, req).await else {
+                                break; // shutting down
+                            };
+                            Pending::Write(answer)
+                        } else {
+                            let Ok(permit) = reads.clone().acquire_owned().await else {
+                                break;
+                            };
+                            let Some(answer) = dispatch(&inputs, req).await else {
+                                break; // shutting down
+                            };
+                            Pending::Wait(answer, permit)
+                        }
                     }
                 }
-            },
+            }
             Err(RespError::Protocol(e)) => {
                 debug!(client = %who, "closing client connection: Protocol error: {e}");
                 Pending::Close(resp::error(format!("ERR Protocol error: {e}")))
@@ -185,7 +204,7 @@ async fn read_requests(
             }
         };
         let closing = matches!(pending, Pending::Close(_));
-        if tx.send(pending).await.is_err() || closing {
+        if tx.send((pending, encoding)).await.is_err() || closing {
             break;
         }
     }
@@ -229,7 +248,7 @@ async fn answer_frame(answer: Option<oneshot::Receiver<Response>>) -> (BytesFram
 /// Awaits replies in request order, encodes them and hands them to the sender,
 /// counting them as unsent until the sender has written them.
 async fn collect(
-    mut queue: mpsc::Receiver<Pending>,
+    mut queue: mpsc::Receiver<(Pending, Encoding)>,
     out: mpsc::UnboundedSender<(Bytes, bool)>,
     inputs: mpsc::Sender<Input>,
     order: Arc<Order>,
@@ -237,8 +256,7 @@ async fn collect(
     admission: Arc<Admission>,
     who: String,
 ) -> Flow {
-    let mut codec = RespCodec::default();
-    while let Some(pending) = queue.recv().await {
+    while let Some((pending, encoding)) = queue.recv().await {
         let mut permit = None;
         let (frame, close) = match pending {
             Pending::Ready(f) => (f, false),
@@ -270,7 +288,7 @@ async fn collect(
             Pending::Close(f) => (f, true),
         };
         let mut buf = BytesMut::new();
-        if codec.encode(frame, &mut buf).is_err() {
+        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut buf).is_err() {
             return Flow::Overflow;
         }
         let len = buf.len();

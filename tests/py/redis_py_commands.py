@@ -1,14 +1,22 @@
 """redis-py against a gsmo node: every command family, errors as Redis words
 them, and pipelines (transaction=False: gsmo has no MULTI). Run by
-tests/tests/redis_py.rs as `python3 redis_py_commands.py PORT0 PORT1`; exits
-non-zero with the failing assertion on any mismatch."""
+tests/tests/redis_py.rs as `python3 redis_py_commands.py PORT0 PORT1 [PROTOCOL]`
+(no PROTOCOL: redis-py's default, RESP3 since redis-py 8); exits non-zero with
+the failing assertion on any mismatch."""
 import sys
 
 import redis
 
-# gsmo speaks RESP2 only (HELLO 3 answers -NOPROTO); redis-py 8 defaults to RESP3.
-a = redis.Redis(port=int(sys.argv[1]), socket_timeout=30, protocol=2)
-b = redis.Redis(port=int(sys.argv[2]), socket_timeout=30, protocol=2)
+proto = {"protocol": int(sys.argv[3])} if len(sys.argv) > 3 else {}
+a = redis.Redis(port=int(sys.argv[1]), socket_timeout=30, **proto)
+b = redis.Redis(port=int(sys.argv[2]), socket_timeout=30, **proto)
+# The protocol the connection speaks, as the server's HELLO reports it.
+hello = a.execute_command("HELLO")
+if not isinstance(hello, dict):
+    hello = dict(zip(hello[::2], hello[1::2]))
+spoken = int(hello.get(b"proto", hello.get("proto")))
+default = 3 if int(redis.__version__.split(".")[0]) >= 8 else 2
+assert spoken == proto.get("protocol", default), hello
 
 
 def err(fn, *args):
@@ -97,4 +105,4 @@ assert b.llen("pl") == 200 and b.get("pc") == b"200"
 assert b.lrange("pl", 0, 2) == [b"0", b"1", b"2"]
 assert a.dbsize() == b.dbsize()
 assert a.flushall() and a.dbsize() == 0
-print("redis-py: all commands and pipelines ok")
+print(f"redis-py {redis.__version__} over RESP{spoken}: all commands and pipelines ok")

@@ -224,7 +224,7 @@ pub fn is_root() -> bool {
 /// `k` ports that are free now, below the kernel's ephemeral range (so no
 /// outgoing connection is handed one by chance) and randomly placed (so test
 /// runs in parallel processes rarely try the same ones).
-fn free_ports(k: usize) -> Vec<u16> {
+pub fn free_ports(k: usize) -> Vec<u16> {
     let mut x = random_u64() | 1;
     let mut ports = Vec::new();
     while ports.len() < k {

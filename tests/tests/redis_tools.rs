@@ -273,10 +273,14 @@ fn redis_cli_pipe_loads_in_bulk_and_new_commands_answer() {
     assert_eq!(cli(p(1), &["SET", "a b", "c", "NX"]), "OK");
     assert_eq!(cli(p(1), &["SET", "a b", "d", "NX"]), "");
     assert!(cli(p(1), &["SET", "x", "y", "EX", "10"]).contains("does not expire keys"));
+    assert!(cli(p(1), &["HELLO", "3"]).contains("proto 3"));
     assert_eq!(
-        cli(p(1), &["HELLO", "3"]),
+        cli(p(1), &["HELLO", "4"]),
         "NOPROTO unsupported protocol version"
     );
+    // redis-cli -3 speaks RESP3 from its first command on: a map prints as
+    // key-value lines (RESP2's flat array as one item a line, above).
+    assert_eq!(cli(p(2), &["-3", "HGETALL", "h"]), "f1 v1\nf2 v2");
     let count: usize = cli(p(0), &["COMMAND", "COUNT"]).parse().unwrap();
     assert!(count >= 60, "{count}");
     assert!(cli(p(0), &["INFO", "cluster"]).starts_with("# Cluster"));

@@ -17,6 +17,8 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Session {
     id: u64,
     name: Option<Bytes>,
+    /// Whether the client switched to RESP3 with `HELLO 3`.
+    resp3: bool,
 }
 
 impl Default for Session {
@@ -31,11 +33,17 @@ impl Session {
         Session {
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             name: None,
+            resp3: false,
         }
     }
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether replies go out in RESP3 (see [`super::shape`]).
+    pub fn resp3(&self) -> bool {
+        self.resp3
     }
 
     /// Parses one request in this connection's context.
@@ -73,9 +81,11 @@ impl Session {
         })
     }
 
-    /// HELLO [protover [SETNAME name]]: RESP2 only; RESP3 gets -NOPROTO so
-    /// clients fall back to RESP2.
+    /// HELLO [protover [SETNAME name]]: switches the connection to RESP2 or
+    /// RESP3 (any other version gets -NOPROTO) and answers, in the protocol
+    /// now in force, with the server's properties.
     fn hello(&mut self, a: &[Bytes]) -> Request {
+        let mut resp3 = self.resp3;
         if let Some(v) = a.first() {
             match std::str::from_utf8(v)
                 .ok()
@@ -84,7 +94,8 @@ impl Session {
                 None => {
                     return local_error("ERR Protocol version is not an integer or out of range")
                 }
-                Some(2) => {}
+                Some(2) => resp3 = false,
+                Some(3) => resp3 = true,
                 Some(_) => return local_error("NOPROTO unsupported protocol version"),
             }
         }
@@ -106,6 +117,8 @@ impl Session {
                 }
             }
         }
+        // Only a HELLO that is answered switches (an error above leaves it).
+        self.resp3 = resp3;
         let s = |t: &'static str| BytesFrame::BulkString(Bytes::from_static(t.as_bytes()));
         Request::Local(BytesFrame::Array(vec![
             s("server"),
@@ -113,7 +126,7 @@ impl Session {
             s("version"),
             s(REDIS_VERSION),
             s("proto"),
-            BytesFrame::Integer(2),
+            BytesFrame::Integer(if resp3 { 3 } else { 2 }),
             s("id"),
             BytesFrame::Integer(self.id as i64),
             s("mode"),

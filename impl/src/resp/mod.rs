@@ -1,5 +1,5 @@
-//! The Redis front door: RESP2 framing, the command table, and one module per
-//! command family ([`keys`] strings and whole keys, [`lists`], [`sets`],
+//! The Redis front door: request framing, the command table, reply encoding in
+//! RESP2 and RESP3 ([`shape`]), and one module per command family ([`keys`] strings and whole keys, [`lists`], [`sets`],
 //! [`hashes`], [`zsets`], [`connection`] (HELLO, CLIENT, COMMAND, TIME, ...),
 //! [`server`] (INFO, CONFIG, admin)); [`inline`] splits inline commands.
 //!
@@ -22,6 +22,7 @@ pub mod keys;
 pub mod lists;
 pub mod server;
 pub mod sets;
+pub mod shape;
 pub mod zsets;
 
 pub use connection::Session;
@@ -30,10 +31,9 @@ use crate::event::{ClientRequest, Response};
 use bytes::{Bytes, BytesMut};
 use gsmo_spec::kv::{Op, ReadOp, Reply};
 use gsmo_spec::node::Command;
-use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// Largest request (all arguments together); peer frames are sized above it.
 pub const MAX_REQUEST: usize = 16 << 20;
@@ -57,12 +57,10 @@ fn protocol<T>(msg: impl Into<String>) -> Result<T, RespError> {
     Err(RespError::Protocol(msg.into()))
 }
 
-/// RESP2 codec for the server side: decodes requests into argument lists,
-/// encodes reply frames.
+/// The server side's request decoder: RESP arrays of bulk strings and inline
+/// commands, into argument lists (replies are encoded by [`shape::encode`]).
 #[derive(Debug, Default)]
-pub struct RespCodec {
-    encoder: Resp2,
-}
+pub struct RespCodec;
 
 impl Decoder for RespCodec {
     type Item = Vec<Bytes>;
@@ -109,16 +107,6 @@ impl Decoder for RespCodec {
                 _ => return protocol("expected an array of bulk strings"),
             }
         }
-    }
-}
-
-impl Encoder<BytesFrame> for RespCodec {
-    type Error = RespError;
-
-    fn encode(&mut self, frame: BytesFrame, dst: &mut BytesMut) -> Result<(), RespError> {
-        self.encoder
-            .encode(frame, dst)
-            .map_err(|e| RespError::Protocol(e.to_string()))
     }
 }
 
@@ -434,15 +422,22 @@ pub fn parse_command(args: &[Bytes]) -> Request {
     let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
     let a = &args[1..];
     let Some(spec) = COMMANDS.iter().find(|c| c.name == upper) else {
-        let shown: Vec<String> = a
-            .iter()
-            .take(3)
-            .map(|x| format!("'{}'", String::from_utf8_lossy(x)))
-            .collect();
+        // As Redis words it: each argument quoted and followed by a space,
+        // until 128 characters are shown.
+        let mut shown = String::new();
+        for x in a {
+            if shown.len() >= 128 {
+                break;
+            }
+            let arg: String = String::from_utf8_lossy(x)
+                .chars()
+                .take(128 - shown.len())
+                .collect();
+            shown.push_str(&format!("'{arg}' "));
+        }
         return local_error(format!(
-            "ERR unknown command '{}', with args beginning with: {}",
+            "ERR unknown command '{}', with args beginning with: {shown}",
             String::from_utf8_lossy(name),
-            shown.join(" ")
         ));
     };
     if a.len() < spec.min || spec.max.is_some_and(|max| a.len() > max) {
@@ -495,7 +490,7 @@ mod tests {
     use super::*;
 
     fn decode_all(input: &[u8]) -> (Vec<Vec<String>>, Option<String>) {
-        let mut codec = RespCodec::default();
+        let mut codec = RespCodec;
         let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
         loop {
@@ -763,14 +758,25 @@ mod tests {
             Request::Local(BytesFrame::Integer(a.id() as i64))
         );
         assert_eq!(
-            local_error(a.parse(&args("HELLO 3"))),
+            local_error(a.parse(&args("HELLO 4"))),
             "NOPROTO unsupported protocol version"
         );
+        assert!(!a.resp3(), "a refused HELLO switches nothing");
+        let Request::Local(BytesFrame::Array(hello)) = a.parse(&args("HELLO 3")) else {
+            panic!()
+        };
+        assert_eq!(hello[5], BytesFrame::Integer(3));
+        assert!(a.resp3());
+        let Request::Local(BytesFrame::Array(hello)) = a.parse(&args("HELLO")) else {
+            panic!()
+        };
+        assert_eq!(hello[5], BytesFrame::Integer(3), "HELLO alone keeps RESP3");
         let Request::Local(BytesFrame::Array(hello)) = a.parse(&args("HELLO 2 SETNAME other"))
         else {
             panic!()
         };
         assert_eq!(hello[5], BytesFrame::Integer(2));
+        assert!(!a.resp3());
         assert_eq!(
             a.parse(&args("CLIENT GETNAME")),
             Request::Local(BytesFrame::BulkString("other".into()))
@@ -808,7 +814,7 @@ mod tests {
 
         #[test]
         fn random_bytes_give_commands_or_a_protocol_error(input in vec(any::<u8>(), 0..600)) {
-            let mut codec = RespCodec::default();
+            let mut codec = RespCodec;
             let mut buf = BytesMut::from(&input[..]);
             loop {
                 match codec.decode(&mut buf) {
