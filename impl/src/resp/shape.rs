@@ -5,7 +5,7 @@
 //! says what the frame means where the protocols need more than the frame:
 //! RESP2's null *array* (`*-1`, LPOP/RPOP with a count on a missing key) and
 //! RESP3's own types, as Redis 7 gives them: maps (HGETALL, CONFIG GET,
-//! HELLO), sets (SMEMBERS, SPOP with a count), doubles (ZSCORE), scores
+//! COMMAND DOCS, HELLO), sets (SMEMBERS, SPOP with a count), doubles (ZSCORE), scores
 //! paired with their members (ZRANGE WITHSCORES, ZPOPMIN with a count:
 //! `[[member, score], ...]`; without a count: `[member, score]`), and the one
 //! null `_` for every RESP2 null. Everything else keeps its RESP2 meaning in
@@ -47,6 +47,7 @@ pub fn shape(args: &[Bytes]) -> Shape {
     match name.to_ascii_uppercase().as_slice() {
         b"HGETALL" | b"HELLO" => Shape::Map,
         b"CONFIG" if arg(1).as_deref() == Some(b"GET") => Shape::Map,
+        b"COMMAND" if arg(1).as_deref() == Some(b"DOCS") => Shape::Map,
         b"SMEMBERS" => Shape::Set,
         b"SPOP" if args.len() > 2 => Shape::Set,
         b"ZSCORE" => Shape::Double,
@@ -195,6 +196,8 @@ mod tests {
         assert_eq!(shape(&req("hgetall h")), Shape::Map);
         assert_eq!(shape(&req("CONFIG GET save")), Shape::Map);
         assert_eq!(shape(&req("CONFIG SET save x")), Shape::Plain);
+        assert_eq!(shape(&req("command docs get")), Shape::Map);
+        assert_eq!(shape(&req("COMMAND")), Shape::Plain);
         assert_eq!(shape(&req("SMEMBERS s")), Shape::Set);
         assert_eq!(shape(&req("SPOP s")), Shape::Plain);
         assert_eq!(shape(&req("SPOP s 2")), Shape::Set);
