@@ -44,7 +44,12 @@ struct Cli {
     #[arg(long)]
     fail_fast: bool,
     /// Instead of seeds: drive the real event loops along a path saved by
-    /// `check kv ... --save-path FILE`, comparing each step with the model.
+    /// `check kv|snapshot|abort ... --save-path FILE`, comparing each step with
+    /// the model (client requests, frames, snapshots, broken connections,
+    /// ticks, crashes, failing disks), then judge the real nodes by the
+    /// model's properties. The other models run bare spec links (link) or a
+    /// bare multicast (causal, total-*), which the real node runs only inside
+    /// a replica: kv paths over those modes (and --disconnects) cover them.
     #[arg(long, value_name = "FILE")]
     replay: Option<std::path::PathBuf>,
 }
@@ -62,7 +67,7 @@ fn replay(file: &std::path::Path) -> ! {
     println!(
         "replaying {} spec steps of {}",
         path.steps.len(),
-        path.model
+        path.title
     );
     let r = gsmo_sim::replay::replay(&path);
     let mut ok = true;
