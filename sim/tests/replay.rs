@@ -336,3 +336,26 @@ fn the_real_runtime_deletes_the_part_the_broken_adapter_keeps() {
     let r = follows("keeps-aborted-parts", &path);
     assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
+
+#[test]
+fn the_quiet_judges_fail_on_a_path_cut_short() {
+    // A correct abort path cut right after a part was stored, and claimed to
+    // end there: the real node holds an uncommitted part of a snapshot still
+    // in progress, which the "once quiet" properties must call out.
+    let cfg = AbortCfg {
+        crash: false,
+        store_failures: false,
+        ..AbortCfg::default()
+    };
+    let mut path = abort_path(cfg, "abort --no-crash --no-store-failures", None, 0);
+    let k = path
+        .steps
+        .iter()
+        .position(|s| matches!(s.input, Input::Stored { result: Ok(_), .. }))
+        .expect("a part is stored");
+    path.steps.truncate(k + 1);
+    assert!(path.ended, "claimed");
+    let r = follows("a cut path", &path);
+    assert!(r.violates(abort::NO_PART), "{:?}", r.violations);
+    assert!(r.violates(abort::ENDS), "{:?}", r.violations);
+}

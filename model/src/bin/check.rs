@@ -1200,7 +1200,6 @@ mod tests {
         .unwrap();
         save_path(&j, &file).unwrap();
         let bytes = std::fs::read(&file).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(bytes.starts_with(gsmo_spec::path::MAGIC));
         let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
             &bytes[gsmo_spec::path::MAGIC.len()..],
@@ -1210,6 +1209,17 @@ mod tests {
         assert_eq!(path.violates.as_deref(), Some("convergence"));
         assert_eq!(path.nodes.len(), 2);
         assert!(!path.steps.is_empty());
+        // The bank and the abort model save theirs too.
+        for argv in [
+            &["snapshot", "--broken", "debit-only", "--save-path", "p"][..],
+            &["abort", "--save-path", "p"][..],
+        ] {
+            let j = job(argv).unwrap();
+            save_path(&j, &file).unwrap();
+            let back = std::fs::read(&file).unwrap();
+            assert!(back.starts_with(gsmo_spec::path::MAGIC), "{argv:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //! real disk's, made to fail where the path's disk does), and a crash (the
 //! process takes no more steps; its peers' connection events are steps of
 //! their own). What the runtime does is captured where it leaves the loop
-//! and compared with the model's outputs ([`compare`]). At the end the real
+//! and compared with the model's outputs (`compare.rs`). At the end the real
 //! nodes are judged by the model's properties, on their histories, stores,
-//! data dirs and INFO ([`judge`]).
+//! data dirs and INFO (`judge.rs`).
 
 mod compare;
 mod judge;
