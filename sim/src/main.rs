@@ -64,10 +64,26 @@ fn replay(file: &std::path::Path) -> ! {
             std::process::exit(2);
         }
     };
+    let ticks = path
+        .steps
+        .iter()
+        .filter(|s| matches!(s.input, gsmo_spec::node::Input::Tick { .. }))
+        .count();
+    let refused = path
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.input,
+                gsmo_spec::node::Input::Stored { result: Err(_), .. }
+            )
+        })
+        .count();
     println!(
-        "replaying {} spec steps of {}",
+        "replaying {} spec steps of {} ({ticks} ticks, {} crashes, {refused} parts the disk refuses)",
         path.steps.len(),
-        path.title
+        path.title,
+        path.crashes.len()
     );
     let r = gsmo_sim::replay::replay(&path);
     let mut ok = true;
