@@ -236,7 +236,13 @@ impl Runtime {
     }
 
     fn on_tick(&mut self) {
-        let now = self.now_ms();
+        self.tick_at(self.now_ms());
+    }
+
+    /// The ticker's work at spec time `now` (ms). The loop passes its own
+    /// clock; `sim --replay` passes a model's, where every replica's clock is
+    /// its own and moves one unit per tick.
+    pub fn tick_at(&mut self, now: u64) {
         self.feed(SpecInput::Tick { now })
             .expect("a tick is always accepted");
         self.periodic_snapshot();

@@ -69,10 +69,11 @@ impl Default for AbortCfg {
     }
 }
 
-const XOR: &str = "commit xor abort";
-const NO_PART: &str = "aborted leaves no part";
-const ENDS: &str = "snapshots end";
-const ANSWERED: &str = "writes answered";
+// The properties' names (`sim --replay` judges the real nodes by them too).
+pub const XOR: &str = "commit xor abort";
+pub const NO_PART: &str = "aborted leaves no part";
+pub const ENDS: &str = "snapshots end";
+pub const ANSWERED: &str = "writes answered";
 
 /// The property each broken runtime must violate.
 pub fn caught_by(bug: AdapterBug) -> &'static str {

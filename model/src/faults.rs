@@ -407,6 +407,7 @@ impl Runtime<'_> {
             }
             Fault::Crash => {
                 self.ghost.crashed = true;
+                crate::replay::record_crash(me);
                 for j in (0..self.node.cluster_size()).filter(|&j| j != me) {
                     o.send(Id::from(j), Wire::Closed);
                 }

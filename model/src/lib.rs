@@ -17,7 +17,7 @@
 //! checker and explains what it found. [`display`] says actions and states in
 //! the words a person reads, [`picture`] draws a path as a space-time diagram,
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
-//! `check` binary drives them all; [`replay`] saves a kv path as spec steps
+//! `check` binary drives them all; [`replay`] saves a kv, snapshot or abort path as spec steps
 //! for `sim --replay`.
 
 pub mod abort;

@@ -1,22 +1,36 @@
-//! Saves a path of the kv model as spec-level steps ([`SpecPath`]) for
-//! `sim --replay`: the counterexample of a broken variant, or a seeded random
-//! walk of a correct one.
+//! Saves a path of a model whose actors are replicas ([`Replica`]: the kv
+//! model, the snapshot bank, the abort model) as spec-level steps
+//! ([`SpecPath`]) for `sim --replay`: the counterexample of a broken variant,
+//! or a seeded random walk of a correct one.
 //!
 //! Every spec input a replica takes goes through [`crate::faults::Runtime::feed`],
-//! which reports it here while recording is on. Recording is per thread and
-//! only on while the path's actions are re-applied one by one, so the
-//! checker's own threads never pay for it.
+//! which reports it here while recording is on (and so does a crash, which
+//! is no spec step). Recording is per thread and only on while the path's
+//! actions are re-applied one by one, so the checker's own threads never pay
+//! for it.
 
-use crate::kv::KvBug;
-use crate::kv::KvCfg;
+use crate::abort::AbortCfg;
+use crate::adapter::Step as Timer;
+use crate::faults::Fault;
+use crate::kv::{KvCfg, Replica};
+use crate::snapshot::SnapshotCfg;
 use gsmo_spec::node::{Input, Output};
-use gsmo_spec::path::{Knobs, SpecPath, Step, MAGIC};
+use gsmo_spec::path::{Crash, Knobs, Model as PathModel, SpecPath, Step, MAGIC};
 use gsmo_spec::NodeId;
-use stateright::{Checker, Model};
+use stateright::actor::{ActorModel, ActorModelAction};
+use stateright::{Checker, HasDiscoveries, Model};
 use std::cell::RefCell;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// What one model action did, in spec terms.
+enum Recorded {
+    Step(Step),
+    Crash(NodeId),
+}
 
 thread_local! {
-    static STEPS: RefCell<Option<Vec<Step>>> = const { RefCell::new(None) };
+    static STEPS: RefCell<Option<Vec<Recorded>>> = const { RefCell::new(None) };
 }
 
 /// Whether this thread records spec steps now.
@@ -24,21 +38,30 @@ pub fn recording() -> bool {
     STEPS.with(|s| s.borrow().is_some())
 }
 
-/// Records that replica `node` took `input` and produced `outputs`.
-pub fn record(node: NodeId, input: Input, outputs: &[Output]) {
+fn push(r: Recorded) {
     STEPS.with(|s| {
         if let Some(steps) = s.borrow_mut().as_mut() {
-            steps.push(Step {
-                node,
-                input,
-                outputs: outputs.to_vec(),
-            });
+            steps.push(r);
         }
     });
 }
 
+/// Records that replica `node` took `input` and produced `outputs`.
+pub fn record(node: NodeId, input: Input, outputs: &[Output]) {
+    push(Recorded::Step(Step {
+        node,
+        input,
+        outputs: outputs.to_vec(),
+    }));
+}
+
+/// Records that replica `node`'s process died.
+pub fn record_crash(node: NodeId) {
+    push(Recorded::Crash(node));
+}
+
 /// The spec steps of one model action taken in `state`.
-fn steps_of<M: Model>(model: &M, state: &M::State, action: M::Action) -> (M::State, Vec<Step>) {
+fn steps_of<M: Model>(model: &M, state: &M::State, action: M::Action) -> (M::State, Vec<Recorded>) {
     STEPS.with(|s| *s.borrow_mut() = Some(Vec::new()));
     let next = model.next_state(state, action);
     let steps = STEPS.with(|s| s.borrow_mut().take()).unwrap_or_default();
@@ -67,62 +90,129 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The kv model's path: the counterexample to `violates` (found by BFS, so
-/// shortest), or else a random walk from `seed` to where nothing more can
-/// happen within the boundary.
-pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u64) -> SpecPath {
+/// The path of a model of replicas: the counterexample to `violates` (BFS,
+/// stopped at the first one, so shortest), or else a random walk from `seed`
+/// to where nothing more can happen within the boundary.
+pub fn path<C, H>(
+    model: ActorModel<Replica, C, H>,
+    kind: PathModel,
+    title: &str,
+    violates: Option<&'static str>,
+    seed: u64,
+) -> SpecPath
+where
+    C: Clone + Debug + Send + Sync + 'static,
+    H: Clone + Debug + Eq + Hash + Send + Sync + 'static,
+{
+    let bugs = model.actors[0].bugs;
     let knobs = Knobs {
-        broken_multicast: matches!(cfg.broken, Some(KvBug::NoWait | KvBug::NoTieBreak)),
-        debit_only: cfg.broken == Some(KvBug::DebitOnly),
+        broken_multicast: bugs.multicast,
+        debit_only: bugs.debit_only,
     };
-    let model = cfg.into_model();
     let init = model.init_states().swap_remove(0);
     let nodes = init.actor_states.iter().map(|a| a.node.clone()).collect();
-    let mut steps = Vec::new();
-    match violates {
+    let mut recorded = Vec::new();
+    let last = match violates {
         Some(p) => {
-            let path = model
+            let checker = model
                 .clone()
                 .checker()
+                .finish_when(HasDiscoveries::AnyOf([p].into()))
                 .spawn_bfs()
-                .join()
+                .join();
+            let path = checker
                 .discovery(p)
                 .unwrap_or_else(|| panic!("the variant never violates {p}"));
+            let last = path.last_state().clone();
             for (state, action) in path.into_vec() {
                 if let Some(a) = action {
-                    steps.extend(steps_of(&model, &state, a).1);
+                    recorded.extend(steps_of(&model, &state, a).1);
                 }
             }
+            last
         }
         None => {
             let mut rng = seed;
             let mut state = init;
             loop {
-                let mut actions = Vec::new();
-                model.actions(&state, &mut actions);
-                actions.retain(|a| {
-                    model
-                        .next_state(&state, a.clone())
-                        .is_some_and(|s| Model::within_boundary(&model, &s))
-                });
+                let mut actions = enabled(&model, &state);
                 if actions.is_empty() {
-                    break;
+                    break state;
                 }
                 let a = actions.swap_remove((next(&mut rng) % actions.len() as u64) as usize);
                 let (s, more) = steps_of(&model, &state, a);
-                steps.extend(more);
+                recorded.extend(more);
                 state = s;
             }
         }
+    };
+    let ended = enabled(&model, &last).iter().all(|a| {
+        matches!(
+            a,
+            ActorModelAction::Drop(_) | ActorModelAction::Timeout(_, Timer::Fault(Fault::Crash))
+        )
+    });
+    let (mut steps, mut crashes) = (Vec::new(), Vec::new());
+    for r in recorded {
+        match r {
+            Recorded::Step(s) => steps.push(s),
+            Recorded::Crash(node) => crashes.push(Crash {
+                node,
+                before: steps.len(),
+            }),
+        }
     }
     SpecPath {
-        model: title.to_string(),
+        title: title.to_string(),
+        model: kind,
         violates: violates.map(str::to_string),
         seed: violates.is_none().then_some(seed),
         nodes,
         knobs,
         steps,
+        crashes,
+        ended,
     }
+}
+
+/// The actions that lead somewhere within the model's boundary.
+fn enabled<M: Model>(model: &M, state: &M::State) -> Vec<M::Action>
+where
+    M::Action: Clone,
+{
+    let mut actions = Vec::new();
+    model.actions(state, &mut actions);
+    actions.retain(|a| {
+        model
+            .next_state(state, a.clone())
+            .is_some_and(|s| model.within_boundary(&s))
+    });
+    actions
+}
+
+/// The kv model's path (see [`path`]).
+pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u64) -> SpecPath {
+    path(cfg.into_model(), PathModel::Kv, title, violates, seed)
+}
+
+/// The snapshot bank's path (see [`path`]).
+pub fn snapshot_path(
+    cfg: SnapshotCfg,
+    title: &str,
+    violates: Option<&'static str>,
+    seed: u64,
+) -> SpecPath {
+    path(cfg.into_model(), PathModel::Bank, title, violates, seed)
+}
+
+/// The abort model's path (see [`path`]).
+pub fn abort_path(
+    cfg: AbortCfg,
+    title: &str,
+    violates: Option<&'static str>,
+    seed: u64,
+) -> SpecPath {
+    path(cfg.into_model(), PathModel::Abort, title, violates, seed)
 }
 
 /// Writes `path` to `file`: [`MAGIC`], then bincode (what `sim --replay` reads).

@@ -44,7 +44,12 @@ struct Cli {
     #[arg(long)]
     fail_fast: bool,
     /// Instead of seeds: drive the real event loops along a path saved by
-    /// `check kv ... --save-path FILE`, comparing each step with the model.
+    /// `check kv|snapshot|abort ... --save-path FILE`, comparing each step with
+    /// the model (client requests, frames, snapshots, broken connections,
+    /// ticks, crashes, failing disks), then judge the real nodes by the
+    /// model's properties. The other models run bare spec links (link) or a
+    /// bare multicast (causal, total-*), which the real node runs only inside
+    /// a replica: kv paths over those modes (and --disconnects) cover them.
     #[arg(long, value_name = "FILE")]
     replay: Option<std::path::PathBuf>,
 }
@@ -59,10 +64,26 @@ fn replay(file: &std::path::Path) -> ! {
             std::process::exit(2);
         }
     };
+    let ticks = path
+        .steps
+        .iter()
+        .filter(|s| matches!(s.input, gsmo_spec::node::Input::Tick { .. }))
+        .count();
+    let refused = path
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.input,
+                gsmo_spec::node::Input::Stored { result: Err(_), .. }
+            )
+        })
+        .count();
     println!(
-        "replaying {} spec steps of {}",
+        "replaying {} spec steps of {} ({ticks} ticks, {} crashes, {refused} parts the disk refuses)",
         path.steps.len(),
-        path.model
+        path.title,
+        path.crashes.len()
     );
     let r = gsmo_sim::replay::replay(&path);
     let mut ok = true;

@@ -1,7 +1,8 @@
 //! A path of a model as spec-level steps: which replica took which [`Input`]
-//! and what [`Output`]s its [`Node`] produced. `check kv --save-path` writes
-//! one; `sim --replay` drives the real node's event loop along it and
-//! compares. It lives here because both sides speak only spec types.
+//! and what [`Output`]s its [`Node`] produced. `check kv|snapshot|abort
+//! --save-path` writes one; `sim --replay` drives the real node's event loop
+//! along it and compares. It lives here because both sides speak only spec
+//! types.
 //!
 //! On disk: [`MAGIC`], then the [`SpecPath`] in bincode 2's standard
 //! configuration over serde (JSON cannot hold the spec's maps keyed by
@@ -12,7 +13,7 @@ use crate::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The first bytes of a saved path (the format's version included).
-pub const MAGIC: &[u8] = b"gsmo-path 1\n";
+pub const MAGIC: &[u8] = b"gsmo-path 2\n";
 
 /// One replica's step: the input it was fed and the outputs it produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +35,35 @@ pub struct Knobs {
     pub debit_only: bool,
 }
 
+/// Which model the path comes from: its properties are what the replay
+/// judges the real nodes by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Model {
+    /// The replicated K/V store (`check kv`).
+    #[default]
+    Kv,
+    /// The Chandy-Lamport bank (`check snapshot`).
+    Bank,
+    /// The snapshot abort policy under crashes, time and failing disks (`check abort`).
+    Abort,
+}
+
+/// A replica's process dies: it takes no step from `before` on, and its
+/// peers see its connections go down (steps of their own in the path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crash {
+    pub node: NodeId,
+    /// The index of the first step after the crash.
+    pub before: usize,
+}
+
 /// A whole path: the replicas as they started (their deliberate bugs
 /// included: each is a knob of the spec) and the steps in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpecPath {
     /// The `check` command line's model, e.g. `kv over fifo: ...`.
-    pub model: String,
+    pub title: String,
+    pub model: Model,
     /// The property the path violates, if it is a counterexample.
     pub violates: Option<String>,
     /// The seed of a random path.
@@ -48,6 +72,10 @@ pub struct SpecPath {
     pub nodes: Vec<Node>,
     pub knobs: Knobs,
     pub steps: Vec<Step>,
+    pub crashes: Vec<Crash>,
+    /// Whether nothing more can happen where the path ends (a crash aside):
+    /// only then are "eventually" properties judged.
+    pub ended: bool,
 }
 
 impl SpecPath {
@@ -56,5 +84,10 @@ impl SpecPath {
         self.nodes[i]
             .clone()
             .with_bug_flags(self.knobs.broken_multicast, self.knobs.debit_only)
+    }
+
+    /// Whether replica `i` has crashed before step `k`.
+    pub fn crashed(&self, i: NodeId, k: usize) -> bool {
+        self.crashes.iter().any(|c| c.node == i && c.before <= k)
     }
 }

@@ -106,6 +106,13 @@ NO VACUOUS VERDICTS
   promises (\"must violate ...\" in its title) is violated; violating other
   properties instead is reported as NOT CAUGHT.
 
+PATHS FOR THE REAL CODE (--save-path FILE; kv, snapshot and abort)
+  writes the variant's counterexample, else a random walk seeded by GSMO_SEED,
+  as spec steps; `sim --replay FILE` drives the real event loops along it. Only
+  these models run whole spec replicas; link runs bare spec links and causal /
+  total-* a bare multicast, which the real node only runs inside a replica:
+  kv over those modes (and --disconnects, for the link) replays them there.
+
 EXIT STATUS
   0  every property held and every example was found
   1  a property was violated or an example is missing. With --broken this is
@@ -305,6 +312,10 @@ struct SnapshotArgs {
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     broken: Option<SnapshotBug>,
+    /// Also write a path as spec steps for `sim --replay`: the
+    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
+    #[arg(long, value_name = "FILE")]
+    save_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -395,6 +406,10 @@ struct AbortArgs {
     /// Run a deliberately broken runtime.
     #[arg(long, value_enum)]
     broken: Option<AdapterBug>,
+    /// Also write a path as spec steps for `sim --replay`: the
+    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
+    #[arg(long, value_name = "FILE")]
+    save_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -920,16 +935,21 @@ fn defaults() -> Vec<Job> {
         .collect()
 }
 
-/// `check kv --save-path FILE`: writes the job's path for `sim --replay`.
+/// `check kv|snapshot|abort --save-path FILE`: writes the job's path for
+/// `sim --replay` (the models whose actors are whole spec replicas).
 fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
-    let AnyModel::Kv(cfg) = &job.model else {
-        return Err("--save-path saves kv paths only".into());
-    };
+    use gsmo_model::replay::{abort_path, kv_path, snapshot_path};
     let seed = gsmo_model::replay::seed();
-    if job.promises.is_none() {
+    let (title, promises) = (&job.title, job.promises);
+    let path = match &job.model {
+        AnyModel::Kv(cfg) => kv_path(cfg.clone(), title, promises, seed),
+        AnyModel::Snapshot(cfg) => snapshot_path(cfg.clone(), title, promises, seed),
+        AnyModel::Abort(cfg) => abort_path(cfg.clone(), title, promises, seed),
+        _ => return Err("--save-path saves kv, snapshot and abort paths only".into()),
+    };
+    if promises.is_none() {
         println!("random path: GSMO_SEED={seed}");
     }
-    let path = gsmo_model::replay::kv_path(cfg.clone(), &job.title, job.promises, seed);
     gsmo_model::replay::save(&path, file)?;
     println!(
         "saved a path of {} spec steps to {}",
@@ -943,6 +963,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let save = match &cli.command {
         Some(Command::Model(ModelCmd::Kv(a))) => a.save_path.clone(),
+        Some(Command::Model(ModelCmd::Snapshot(a))) => a.save_path.clone(),
+        Some(Command::Model(ModelCmd::Abort(a))) => a.save_path.clone(),
         _ => None,
     };
     let jobs = match cli.command {
@@ -1162,7 +1184,7 @@ mod tests {
 
     #[test]
     fn save_path_writes_the_variants_counterexample() {
-        assert!(job(&["link", "--save-path", "p"]).is_err(), "kv only");
+        assert!(job(&["link", "--save-path", "p"]).is_err(), "no link paths");
         let dir = std::env::temp_dir().join(format!("gsmo-save-path-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("p.path");
@@ -1178,7 +1200,6 @@ mod tests {
         .unwrap();
         save_path(&j, &file).unwrap();
         let bytes = std::fs::read(&file).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(bytes.starts_with(gsmo_spec::path::MAGIC));
         let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
             &bytes[gsmo_spec::path::MAGIC.len()..],
@@ -1188,6 +1209,17 @@ mod tests {
         assert_eq!(path.violates.as_deref(), Some("convergence"));
         assert_eq!(path.nodes.len(), 2);
         assert!(!path.steps.is_empty());
+        // The bank and the abort model save theirs too.
+        for argv in [
+            &["snapshot", "--broken", "debit-only", "--save-path", "p"][..],
+            &["abort", "--save-path", "p"][..],
+        ] {
+            let j = job(argv).unwrap();
+            save_path(&j, &file).unwrap();
+            let back = std::fs::read(&file).unwrap();
+            assert!(back.starts_with(gsmo_spec::path::MAGIC), "{argv:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
