@@ -1,7 +1,8 @@
 //! Saves a path of a model whose actors are replicas ([`Replica`]: the kv
 //! model, the snapshot bank, the abort model) as spec-level steps
 //! ([`SpecPath`]) for `sim --replay`: the counterexample of a broken variant,
-//! or a seeded random walk of a correct one.
+//! a seeded random walk of a correct one, or a path a person chose in the
+//! explorer (its URL's action indices, `#/steps/0/2/1`).
 //!
 //! Every spec input a replica takes goes through [`crate::faults::Runtime::feed`],
 //! which reports it here while recording is on (and so does a crash, which
@@ -90,16 +91,52 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The path of a model of replicas: the counterexample to `violates` (BFS,
-/// stopped at the first one, so shortest), or else a random walk from `seed`
-/// to where nothing more can happen within the boundary.
+/// Which path of a model to save.
+#[derive(Clone, Copy, Debug)]
+pub enum Walk<'a> {
+    /// The counterexample to this property (BFS, stopped at the first one,
+    /// so shortest).
+    Counterexample(&'static str),
+    /// A random walk from this seed to where nothing more can happen within
+    /// the boundary.
+    Random(u64),
+    /// The explorer's path: the initial state's index, then each action's
+    /// index among the state's actions (its URL after `#/steps/`).
+    Explorer(&'a [usize]),
+}
+
+impl Walk<'_> {
+    /// A broken variant's promised property, or a seed, as `check` takes them.
+    pub fn of(violates: Option<&'static str>, seed: u64) -> Walk<'static> {
+        violates.map_or(Walk::Random(seed), Walk::Counterexample)
+    }
+}
+
+/// The explorer's path text (`0/2/1`, or the whole URL) as indices.
+pub fn explorer_indices(text: &str) -> Result<Vec<usize>, String> {
+    let steps = text.rsplit_once("steps").map_or(text, |(_, s)| s);
+    let steps = steps.split('?').next().unwrap_or_default();
+    let indices: Result<Vec<usize>, _> = steps
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect();
+    match indices {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(format!(
+            "--explorer-path {text:?}: expected the explorer's path, e.g. 0/2/1 or \
+             http://127.0.0.1:3000/#/steps/0/2/1"
+        )),
+    }
+}
+
+/// The spec-level path of a model of replicas along `walk`.
 pub fn path<C, H>(
     model: ActorModel<Replica, C, H>,
     kind: PathModel,
     title: &str,
-    violates: Option<&'static str>,
-    seed: u64,
-) -> SpecPath
+    walk: Walk,
+) -> Result<SpecPath, String>
 where
     C: Clone + Debug + Send + Sync + 'static,
     H: Clone + Debug + Eq + Hash + Send + Sync + 'static,
@@ -112,8 +149,8 @@ where
     let init = model.init_states().swap_remove(0);
     let nodes = init.actor_states.iter().map(|a| a.node.clone()).collect();
     let mut recorded = Vec::new();
-    let last = match violates {
-        Some(p) => {
+    let last = match walk {
+        Walk::Counterexample(p) => {
             let checker = model
                 .clone()
                 .checker()
@@ -122,7 +159,7 @@ where
                 .join();
             let path = checker
                 .discovery(p)
-                .unwrap_or_else(|| panic!("the variant never violates {p}"));
+                .ok_or_else(|| format!("the variant never violates {p}"))?;
             let last = path.last_state().clone();
             for (state, action) in path.into_vec() {
                 if let Some(a) = action {
@@ -131,7 +168,7 @@ where
             }
             last
         }
-        None => {
+        Walk::Random(seed) => {
             let mut rng = seed;
             let mut state = init;
             loop {
@@ -145,13 +182,51 @@ where
                 state = s;
             }
         }
+        Walk::Explorer(indices) => {
+            // As stateright's explorer applies them: all actions, in order.
+            let Some((&first, rest)) = indices.split_first() else {
+                return Err("an explorer path starts with the initial state's index".into());
+            };
+            if first != 0 {
+                return Err(format!(
+                    "the model has one initial state, not {}",
+                    first + 1
+                ));
+            }
+            let mut state = init;
+            for (step, &i) in rest.iter().enumerate() {
+                let mut actions = Vec::new();
+                model.actions(&state, &mut actions);
+                if i >= actions.len() {
+                    return Err(format!(
+                        "explorer step {}: action {i} of {} does not exist",
+                        step + 1,
+                        actions.len()
+                    ));
+                }
+                let a = actions.swap_remove(i);
+                if model.next_state(&state, a.clone()).is_none() {
+                    return Err(format!(
+                        "explorer step {}: action {i} changes nothing",
+                        step + 1
+                    ));
+                }
+                let (s, more) = steps_of(&model, &state, a);
+                recorded.extend(more);
+                state = s;
+            }
+            state
+        }
     };
-    let ended = enabled(&model, &last).iter().all(|a| {
-        matches!(
-            a,
-            ActorModelAction::Drop(_) | ActorModelAction::Timeout(_, Timer::Fault(Fault::Crash))
-        )
-    });
+    // A path past the boundary (the explorer shows such states) has not ended.
+    let ended = Model::within_boundary(&model, &last)
+        && enabled(&model, &last).iter().all(|a| {
+            matches!(
+                a,
+                ActorModelAction::Drop(_)
+                    | ActorModelAction::Timeout(_, Timer::Fault(Fault::Crash))
+            )
+        });
     let (mut steps, mut crashes) = (Vec::new(), Vec::new());
     for r in recorded {
         match r {
@@ -162,17 +237,23 @@ where
             }),
         }
     }
-    SpecPath {
+    Ok(SpecPath {
         title: title.to_string(),
         model: kind,
-        violates: violates.map(str::to_string),
-        seed: violates.is_none().then_some(seed),
+        violates: match walk {
+            Walk::Counterexample(p) => Some(p.to_string()),
+            _ => None,
+        },
+        seed: match walk {
+            Walk::Random(seed) => Some(seed),
+            _ => None,
+        },
         nodes,
         knobs,
         steps,
         crashes,
         ended,
-    }
+    })
 }
 
 /// The actions that lead somewhere within the model's boundary.
@@ -191,28 +272,18 @@ where
 }
 
 /// The kv model's path (see [`path`]).
-pub fn kv_path(cfg: KvCfg, title: &str, violates: Option<&'static str>, seed: u64) -> SpecPath {
-    path(cfg.into_model(), PathModel::Kv, title, violates, seed)
+pub fn kv_path(cfg: KvCfg, title: &str, walk: Walk) -> Result<SpecPath, String> {
+    path(cfg.into_model(), PathModel::Kv, title, walk)
 }
 
 /// The snapshot bank's path (see [`path`]).
-pub fn snapshot_path(
-    cfg: SnapshotCfg,
-    title: &str,
-    violates: Option<&'static str>,
-    seed: u64,
-) -> SpecPath {
-    path(cfg.into_model(), PathModel::Bank, title, violates, seed)
+pub fn snapshot_path(cfg: SnapshotCfg, title: &str, walk: Walk) -> Result<SpecPath, String> {
+    path(cfg.into_model(), PathModel::Bank, title, walk)
 }
 
 /// The abort model's path (see [`path`]).
-pub fn abort_path(
-    cfg: AbortCfg,
-    title: &str,
-    violates: Option<&'static str>,
-    seed: u64,
-) -> SpecPath {
-    path(cfg.into_model(), PathModel::Abort, title, violates, seed)
+pub fn abort_path(cfg: AbortCfg, title: &str, walk: Walk) -> Result<SpecPath, String> {
+    path(cfg.into_model(), PathModel::Abort, title, walk)
 }
 
 /// Writes `path` to `file`: [`MAGIC`], then bincode (what `sim --replay` reads).

@@ -9,7 +9,7 @@
 use gsmo_model::abort::{self, AbortCfg};
 use gsmo_model::faults::{AdapterBug, Faults};
 use gsmo_model::kv::{KvBug, KvCfg};
-use gsmo_model::replay::{abort_path, kv_path, save, snapshot_path};
+use gsmo_model::replay::{abort_path, explorer_indices, kv_path, save, snapshot_path, Walk};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
 use gsmo_sim::replay::{load, replay, Replayed};
 use gsmo_spec::multicast::Mode;
@@ -72,7 +72,12 @@ fn counterexample(cfg: KvCfg, bug: KvBug) -> (SpecPath, Replayed) {
         broken: Some(bug),
         ..cfg
     };
-    let path = kv_path(cfg, &format!("{mode} {bug:?}"), Some(bug.caught_by()), 0);
+    let path = kv_path(
+        cfg,
+        &format!("{mode} {bug:?}"),
+        Walk::Counterexample(bug.caught_by()),
+    )
+    .unwrap();
     let r = follows(&format!("{mode} {bug:?}"), &path);
     (path, r)
 }
@@ -145,10 +150,10 @@ fn random_paths_of_correct_kv_models_replay_and_agree() {
             Mode::TotalSequencer,
             Mode::TotalIsis,
         ] {
-            let path = kv_path(KvCfg::new(mode), &mode.to_string(), None, seed);
+            let path = kv_path(KvCfg::new(mode), &mode.to_string(), Walk::Random(seed)).unwrap();
             agrees(&mode.to_string(), seed, &path);
         }
-        let path = kv_path(with_disconnects(), "disconnects", None, seed);
+        let path = kv_path(with_disconnects(), "disconnects", Walk::Random(seed)).unwrap();
         agrees("kv with disconnects", seed, &path);
         broke += disconnects(&path);
     }
@@ -168,7 +173,11 @@ fn the_replay_names_the_step_where_the_real_code_differs() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.path");
-    save(&kv_path(cfg, "no-wait", Some("total order"), 0), &file).unwrap();
+    save(
+        &kv_path(cfg, "no-wait", Walk::Counterexample("total order")).unwrap(),
+        &file,
+    )
+    .unwrap();
     let mut path = load(&file).unwrap();
     path.knobs = Default::default();
     let r = replay(&path);
@@ -176,7 +185,7 @@ fn the_replay_names_the_step_where_the_real_code_differs() {
     assert!(m.starts_with("step "), "{m}");
     assert!(m.contains("the real n") && m.contains("the model"), "{m}");
     // A path whose model output was altered: the real code disagrees there.
-    let mut path = kv_path(KvCfg::new(Mode::Fifo), "fifo", None, 1);
+    let mut path = kv_path(KvCfg::new(Mode::Fifo), "fifo", Walk::Random(1)).unwrap();
     let k = path
         .steps
         .iter()
@@ -204,7 +213,12 @@ fn each_spec_bank_variant_fails_its_property_on_the_real_nodes() {
             broken: Some(bug),
             ..SnapshotCfg::default()
         };
-        let path = snapshot_path(cfg, &format!("{bug:?}"), Some(bug.caught_by()), 0);
+        let path = snapshot_path(
+            cfg,
+            &format!("{bug:?}"),
+            Walk::Counterexample(bug.caught_by()),
+        )
+        .unwrap();
         let r = follows(&format!("{bug:?}"), &path);
         assert!(
             r.violates(bug.caught_by()),
@@ -225,7 +239,8 @@ fn random_bank_paths_replay_and_agree() {
                 mode,
                 ..SnapshotCfg::default()
             };
-            let path = snapshot_path(cfg, &format!("bank over {mode}"), None, seed);
+            let path =
+                snapshot_path(cfg, &format!("bank over {mode}"), Walk::Random(seed)).unwrap();
             assert!(
                 path.ended,
                 "a random walk ends where nothing more can happen"
@@ -301,7 +316,7 @@ fn random_abort_paths_with_crashes_ticks_and_failing_disks_replay_and_agree() {
     let mut seed = first;
     while seed < first + 4 || (!seen.all() && seed < first + 64) {
         for (what, cfg) in &cfgs {
-            let path = abort_path(cfg.clone(), what, None, seed);
+            let path = abort_path(cfg.clone(), what, Walk::Random(seed)).unwrap();
             assert!(
                 path.ended,
                 "a random walk ends where nothing more can happen"
@@ -324,7 +339,12 @@ fn the_real_runtime_deletes_the_part_the_broken_adapter_keeps() {
         broken: Some(bug),
         ..AbortCfg::default()
     };
-    let path = abort_path(cfg, "keeps-aborted-parts", Some(abort::caught_by(bug)), 0);
+    let path = abort_path(
+        cfg,
+        "keeps-aborted-parts",
+        Walk::Counterexample(abort::caught_by(bug)),
+    )
+    .unwrap();
     assert_eq!(path.violates.as_deref(), Some(abort::NO_PART));
     assert!(
         path.steps.iter().any(|s| s
@@ -347,7 +367,8 @@ fn the_quiet_judges_fail_on_a_path_cut_short() {
         store_failures: false,
         ..AbortCfg::default()
     };
-    let mut path = abort_path(cfg, "abort --no-crash --no-store-failures", None, 0);
+    let mut path =
+        abort_path(cfg, "abort --no-crash --no-store-failures", Walk::Random(0)).unwrap();
     let k = path
         .steps
         .iter()
@@ -358,4 +379,58 @@ fn the_quiet_judges_fail_on_a_path_cut_short() {
     let r = follows("a cut path", &path);
     assert!(r.violates(abort::NO_PART), "{:?}", r.violations);
     assert!(r.violates(abort::ENDS), "{:?}", r.violations);
+}
+
+#[test]
+fn a_path_chosen_in_the_explorer_replays_and_agrees() {
+    use stateright::Model;
+    // The explorer's URL names each step by the action's index among the
+    // state's actions: pick such a path (steps that change something, chosen
+    // by the seed), as a person clicking through the explorer would.
+    let seed = first_seed("explorer path");
+    let model = KvCfg::new(Mode::TotalIsis).into_model();
+    let mut state = model.init_states().swap_remove(0);
+    let (mut url, mut x) = (String::from("http://127.0.0.1:3000/#/steps/0"), seed | 1);
+    for _ in 0..12 {
+        let mut actions = Vec::new();
+        model.actions(&state, &mut actions);
+        let live: Vec<usize> = (0..actions.len())
+            .filter(|&i| {
+                model
+                    .next_state(&state, actions[i].clone())
+                    .is_some_and(|s| Model::within_boundary(&model, &s))
+            })
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = live[(x % live.len() as u64) as usize];
+        url.push_str(&format!("/{i}"));
+        state = model.next_state(&state, actions.swap_remove(i)).unwrap();
+    }
+    let indices = explorer_indices(&url).unwrap();
+    assert_eq!(
+        indices,
+        explorer_indices(url.rsplit_once("steps/").unwrap().1).unwrap()
+    );
+    let path = kv_path(
+        KvCfg::new(Mode::TotalIsis),
+        "explorer",
+        Walk::Explorer(&indices),
+    )
+    .unwrap();
+    assert!(!path.steps.is_empty(), "{url}");
+    agrees(&format!("explorer path {url}"), seed, &path);
+    // A step the state does not have is named, not guessed at.
+    let err = kv_path(
+        KvCfg::new(Mode::TotalIsis),
+        "bad",
+        Walk::Explorer(&[0, 999]),
+    )
+    .unwrap_err();
+    assert!(err.contains("explorer step 1: action 999 of"), "{err}");
+    assert!(explorer_indices("#/steps/").is_err());
 }

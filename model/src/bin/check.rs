@@ -107,7 +107,8 @@ NO VACUOUS VERDICTS
   properties instead is reported as NOT CAUGHT.
 
 PATHS FOR THE REAL CODE (--save-path FILE; kv, snapshot and abort)
-  writes the variant's counterexample, else a random walk seeded by GSMO_SEED,
+  writes the variant's counterexample, else a random walk seeded by GSMO_SEED
+  (or, with --explorer-path, the path you chose in `check explore`: its URL),
   as spec steps; `sim --replay FILE` drives the real event loops along it. Only
   these models run whole spec replicas; link runs bare spec links and causal /
   total-* a bare multicast, which the real node only runs inside a replica:
@@ -316,6 +317,10 @@ struct SnapshotArgs {
     /// variant's counterexample, else a random walk seeded by GSMO_SEED.
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
+    /// With --save-path: save this path chosen in the explorer instead (its
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    #[arg(long, value_name = "STEPS", requires = "save_path")]
+    explorer_path: Option<String>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -349,6 +354,10 @@ struct KvArgs {
     /// variant's counterexample, else a random walk seeded by GSMO_SEED.
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
+    /// With --save-path: save this path chosen in the explorer instead (its
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    #[arg(long, value_name = "STEPS", requires = "save_path")]
+    explorer_path: Option<String>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -410,6 +419,10 @@ struct AbortArgs {
     /// variant's counterexample, else a random walk seeded by GSMO_SEED.
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
+    /// With --save-path: save this path chosen in the explorer instead (its
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    #[arg(long, value_name = "STEPS", requires = "save_path")]
+    explorer_path: Option<String>,
     #[command(flatten)]
     search: SearchArgs,
 }
@@ -937,17 +950,22 @@ fn defaults() -> Vec<Job> {
 
 /// `check kv|snapshot|abort --save-path FILE`: writes the job's path for
 /// `sim --replay` (the models whose actors are whole spec replicas).
-fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
-    use gsmo_model::replay::{abort_path, kv_path, snapshot_path};
+fn save_path(job: &Job, file: &std::path::Path, explorer: Option<&str>) -> Result<(), String> {
+    use gsmo_model::replay::{abort_path, explorer_indices, kv_path, snapshot_path, Walk};
     let seed = gsmo_model::replay::seed();
     let (title, promises) = (&job.title, job.promises);
-    let path = match &job.model {
-        AnyModel::Kv(cfg) => kv_path(cfg.clone(), title, promises, seed),
-        AnyModel::Snapshot(cfg) => snapshot_path(cfg.clone(), title, promises, seed),
-        AnyModel::Abort(cfg) => abort_path(cfg.clone(), title, promises, seed),
-        _ => return Err("--save-path saves kv, snapshot and abort paths only".into()),
+    let chosen = explorer.map(explorer_indices).transpose()?;
+    let walk = match &chosen {
+        Some(indices) => Walk::Explorer(indices),
+        None => Walk::of(promises, seed),
     };
-    if promises.is_none() {
+    let path = match &job.model {
+        AnyModel::Kv(cfg) => kv_path(cfg.clone(), title, walk),
+        AnyModel::Snapshot(cfg) => snapshot_path(cfg.clone(), title, walk),
+        AnyModel::Abort(cfg) => abort_path(cfg.clone(), title, walk),
+        _ => return Err("--save-path saves kv, snapshot and abort paths only".into()),
+    }?;
+    if let Walk::Random(seed) = walk {
         println!("random path: GSMO_SEED={seed}");
     }
     gsmo_model::replay::save(&path, file)?;
@@ -962,9 +980,15 @@ fn save_path(job: &Job, file: &std::path::Path) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let save = match &cli.command {
-        Some(Command::Model(ModelCmd::Kv(a))) => a.save_path.clone(),
-        Some(Command::Model(ModelCmd::Snapshot(a))) => a.save_path.clone(),
-        Some(Command::Model(ModelCmd::Abort(a))) => a.save_path.clone(),
+        Some(Command::Model(ModelCmd::Kv(a))) => {
+            a.save_path.clone().zip(Some(a.explorer_path.clone()))
+        }
+        Some(Command::Model(ModelCmd::Snapshot(a))) => {
+            a.save_path.clone().zip(Some(a.explorer_path.clone()))
+        }
+        Some(Command::Model(ModelCmd::Abort(a))) => {
+            a.save_path.clone().zip(Some(a.explorer_path.clone()))
+        }
         _ => None,
     };
     let jobs = match cli.command {
@@ -996,8 +1020,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    if let Some(file) = save {
-        if let Err(e) = save_path(&jobs[0], &file) {
+    if let Some((file, explorer)) = save {
+        if let Err(e) = save_path(&jobs[0], &file, explorer.as_deref()) {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -1198,7 +1222,7 @@ mod tests {
             "p",
         ])
         .unwrap();
-        save_path(&j, &file).unwrap();
+        save_path(&j, &file, None).unwrap();
         let bytes = std::fs::read(&file).unwrap();
         assert!(bytes.starts_with(gsmo_spec::path::MAGIC));
         let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
@@ -1215,10 +1239,27 @@ mod tests {
             &["abort", "--save-path", "p"][..],
         ] {
             let j = job(argv).unwrap();
-            save_path(&j, &file).unwrap();
+            save_path(&j, &file, None).unwrap();
             let back = std::fs::read(&file).unwrap();
             assert!(back.starts_with(gsmo_spec::path::MAGIC), "{argv:?}");
         }
+        // A path chosen in the explorer: its URL's action indices.
+        let j = job(&["kv", "--save-path", "p", "--explorer-path", "0/0/0"]).unwrap();
+        save_path(&j, &file, Some("http://127.0.0.1:3000/#/steps/0/0/0")).unwrap();
+        let back = std::fs::read(&file).unwrap();
+        let (path, _): (gsmo_spec::path::SpecPath, usize) = bincode::serde::decode_from_slice(
+            &back[gsmo_spec::path::MAGIC.len()..],
+            bincode::config::standard(),
+        )
+        .unwrap();
+        assert_eq!((path.violates, path.seed), (None, None));
+        assert!(!path.steps.is_empty());
+        let err = save_path(&j, &file, Some("0/77")).unwrap_err();
+        assert!(err.contains("action 77 of"), "{err}");
+        assert!(
+            job(&["kv", "--explorer-path", "0/1"]).is_err(),
+            "needs --save-path"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
