@@ -108,7 +108,8 @@ NO VACUOUS VERDICTS
 
 PATHS FOR THE REAL CODE (--save-path FILE; kv, snapshot and abort)
   writes the variant's counterexample, else a random walk seeded by GSMO_SEED
-  (or, with --explorer-path, the path you chose in `check explore`: its URL),
+  (or, with --explorer-path, the path you chose in `check explore` with the
+  same model options: its URL),
   as spec steps; `sim --replay FILE` drives the real event loops along it. Only
   these models run whole spec replicas; link runs bare spec links and causal /
   total-* a bare multicast, which the real node only runs inside a replica:
@@ -318,7 +319,8 @@ struct SnapshotArgs {
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
     /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
+    /// run this model with the same options).
     #[arg(long, value_name = "STEPS", requires = "save_path")]
     explorer_path: Option<String>,
     #[command(flatten)]
@@ -355,7 +357,8 @@ struct KvArgs {
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
     /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
+    /// run this model with the same options).
     #[arg(long, value_name = "STEPS", requires = "save_path")]
     explorer_path: Option<String>,
     #[command(flatten)]
@@ -420,7 +423,8 @@ struct AbortArgs {
     #[arg(long, value_name = "FILE")]
     save_path: Option<std::path::PathBuf>,
     /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1).
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
+    /// run this model with the same options).
     #[arg(long, value_name = "STEPS", requires = "save_path")]
     explorer_path: Option<String>,
     #[command(flatten)]
