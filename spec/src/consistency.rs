@@ -258,22 +258,33 @@ mod tests {
 
     #[test]
     fn an_unknown_write_may_have_taken_effect_or_not_but_nothing_else_is_invented() {
-        let timed_out = op(0, Call::Set(b"2".to_vec()), Reply::Error("TIMEOUT".into()), 5, 0);
+        let timed_out = op(
+            0,
+            Call::Set(b"2".to_vec()),
+            Reply::Error("TIMEOUT".into()),
+            5,
+            0,
+        );
         let base = vec![op(0, Call::Set(b"1".to_vec()), Reply::Ok, 0, 1)];
         // A later read of "2" is explained only by the unknown write taking effect.
         let mut seen = base.clone();
         seen.push(op(1, Call::Get, v("2"), 10, 11));
         assert!(check_key(&seen, Order::Program).is_err());
-        let order = check_key_unknown(&seen, &[timed_out.clone()], Order::Program).unwrap();
+        let order =
+            check_key_unknown(&seen, std::slice::from_ref(&timed_out), Order::Program).unwrap();
         assert_eq!(order, vec![0, 2, 1]);
         // A read of "1" after it: the unknown write is left out (or later).
         let mut not_seen = base.clone();
         not_seen.push(op(0, Call::Get, v("1"), 20, 21));
-        assert!(check_key_unknown(&not_seen, &[timed_out.clone()], Order::RealTime).is_ok());
+        assert!(
+            check_key_unknown(&not_seen, std::slice::from_ref(&timed_out), Order::RealTime).is_ok()
+        );
         // It cannot take effect before it was invoked under real time,
         let mut early = base.clone();
         early.push(op(1, Call::Get, v("2"), 2, 3));
-        assert!(check_key_unknown(&early, &[timed_out.clone()], Order::RealTime).is_err());
+        assert!(
+            check_key_unknown(&early, std::slice::from_ref(&timed_out), Order::RealTime).is_err()
+        );
         // and a value nobody wrote is still a violation.
         let mut invented = base;
         invented.push(op(1, Call::Get, v("3"), 10, 11));
@@ -289,7 +300,7 @@ mod tests {
             op(1, Call::IncrBy(1), Reply::Int(3), 3, 4),
         ];
         assert!(check_key(&h, Order::RealTime).is_err());
-        assert!(check_key_unknown(&h, &[maybe.clone()], Order::RealTime).is_ok());
+        assert!(check_key_unknown(&h, std::slice::from_ref(&maybe), Order::RealTime).is_ok());
         let lost = vec![
             op(0, Call::IncrBy(1), Reply::Int(1), 1, 2),
             op(1, Call::IncrBy(1), Reply::Int(1), 3, 4),
