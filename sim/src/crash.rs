@@ -23,6 +23,7 @@
 //! crashed node sent to one survivor but not the other is never relayed.
 
 use crate::client::{to_reply, Redis};
+use crate::net::Registry;
 use crate::workload::{bounded, in_progress, salt, ErrorReply};
 use crate::{Opts, Shared, CLIENT_PORT};
 use gsmo_spec::kv::Reply;
@@ -110,15 +111,34 @@ pub fn reply_bound() -> Duration {
     Duration::from_millis(Limits::default().write_timeout_ms) + SLACK
 }
 
-/// Runs the simulation to its end, crashing the node the chaos client asks for.
-pub fn drive(sim: &mut turmoil::Sim<'_>, shared: &Rc<RefCell<Shared>>) -> turmoil::Result {
+/// Runs the simulation to its end, crashing the node the crasher asks for.
+///
+/// Dropping a host's runtime drops its tasks in an order that depends on
+/// tokio's process-wide task ids, so the closes its sockets send would reach
+/// the peers in an order that depends on earlier runs in the process. So the
+/// crashed host is first cut off from every other host (`hosts`: all their
+/// names), its closes are lost, and the peers' connections to it break in the
+/// order they were opened ([`Registry::break_host`]): the same run for the
+/// same seed, in any process. Its clients see nothing and give up after
+/// [`reply_bound`], as after a power cut.
+pub fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    shared: &Rc<RefCell<Shared>>,
+    registry: &Registry,
+    hosts: &[String],
+) -> turmoil::Result {
     loop {
         if sim.step()? {
             return Ok(());
         }
         let request = shared.borrow_mut().crash_request.take();
         if let Some(node) = request {
-            sim.crash(format!("n{node}"));
+            let name = format!("n{node}");
+            for other in hosts.iter().filter(|h| **h != name) {
+                sim.partition(name.as_str(), other.as_str());
+            }
+            sim.crash(name.as_str());
+            registry.break_host(sim.lookup(name.as_str()));
             let at = sim.elapsed().as_micros() as u64;
             shared.borrow_mut().crashed = Some((node, at));
         }

@@ -264,7 +264,10 @@ pub fn run(o: &Opts) -> Outcome {
         "chaos",
         workload::chaos(o.clone(), registry.clone(), shared.clone()),
     );
-    let result = crash::drive(&mut sim, &shared);
+    let mut hosts: Vec<String> = (0..o.nodes).map(|i| format!("n{i}")).collect();
+    hosts.extend((0..o.clients).map(|c| format!("c{c}")));
+    hosts.extend(["crasher".to_string(), "chaos".to_string()]);
+    let result = crash::drive(&mut sim, &shared, &registry, &hosts);
     let sim_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
     gsmo_node::net::uninstall();

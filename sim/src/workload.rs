@@ -56,6 +56,7 @@ pub(crate) async fn bounded(
         Ok(Ok(f)) => Ok(Some(f)),
         Ok(Err(_)) if shared.borrow().is_down(node) => Ok(None),
         Ok(Err(e)) => Err(e),
+        Err(_) if shared.borrow().is_down(node) => Ok(None),
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
