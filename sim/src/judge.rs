@@ -110,6 +110,12 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
     out.events = traces.iter().map(|t| t.steps.len() as u64).sum();
     if let Err(e) = gsmo_spec::trace::check_cluster(&traces, o.mode, settled) {
         out.violations.push(format!("trace conformance: {e}"));
+    } else if !end.quiet && crashed.is_none() {
+        // Name what a stuck cluster waits for (a channel that lost or
+        // reordered a frame) rather than only that it did not settle.
+        if let Err(e) = gsmo_spec::trace::check_cluster(&traces, o.mode, true) {
+            out.violations.push(format!("not quiescent: {e}"));
+        }
     }
     let ends: Vec<_> = traces.iter().map(snapshots::ends).collect();
     let down = crashed.map(|c| c.0);

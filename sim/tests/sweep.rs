@@ -105,7 +105,8 @@ fn a_seed_reproduces_its_summary_byte_for_byte() {
     assert_ne!(a, other);
 }
 
-fn caught(bug: RuntimeBug) {
+/// `bug` is caught by at least 3 of 4 fixed seeds, each naming it with `named`.
+fn caught(bug: RuntimeBug, named: &str) {
     // Fixed seeds: each run is deterministic, so this pins that these seeds catch it.
     // Without crashes: a crash run's survivors need not converge, which hides what these bugs break.
     let (totals, failures) = sweep(0..4, |o| {
@@ -124,14 +125,26 @@ fn caught(bug: RuntimeBug) {
         failures.iter().all(|f| f.contains("--bug ")),
         "a failing seed's command reproduces the bug: {failures:?}"
     );
+    assert!(
+        failures.iter().filter(|f| f.contains(named)).count() >= 3,
+        "not named \"{named}\": {failures:?}"
+    );
 }
 
 #[test]
 fn a_delay_line_that_reorders_a_channel_is_caught() {
-    caught(RuntimeBug::ReorderDelayLine);
+    // The stuck delivery is named: which node never delivered which write.
+    caught(
+        RuntimeBug::ReorderDelayLine,
+        "not quiescent: all delivered violated: node ",
+    );
 }
 
 #[test]
 fn a_frame_dropped_after_a_reconnect_is_caught() {
-    caught(RuntimeBug::DropAfterReconnect);
+    // The channel that lost the frame is named.
+    caught(
+        RuntimeBug::DropAfterReconnect,
+        "not quiescent: fifo channel violated: channel ",
+    );
 }
