@@ -1,5 +1,6 @@
-//! A node crash (turmoil's `Sim::crash`: the host's tasks and sockets are
-//! dropped, as after `kill -9`), and what the spec promises the survivors.
+//! A node crash (turmoil's `Sim::crash`: the host's tasks are dropped; its
+//! peers' connections to it break, as after `kill -9`; see [`drive`]), and
+//! what the spec promises the survivors.
 //!
 //! A crashed node stays down (its peers would refuse it restarted with empty
 //! state: recovery is a whole-cluster restore from a snapshot), so a crash
