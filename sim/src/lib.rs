@@ -7,25 +7,28 @@
 //! ([`net`]); the clients speak RESP to them ([`client`]). The seed drives
 //! the network's latency, the nodes' `--delay` lines (reordering across
 //! channels), broken connections, held links (a partition that heals, as TCP
-//! retransmission would), snapshot starts and the workload ([`workload`]).
-//! Each run is judged by the spec ([`judge`]): the mode's order predicates,
-//! integrity, all delivered and convergence on the nodes' histories, trace
-//! conformance, snapshot termination, and on the clients' histories
-//! sequential consistency per key, exact counters and bank conservation
-//! (total modes).
+//! retransmission would), snapshot starts, a node crash ([`crash`]) and the
+//! workload ([`workload`]). Each run is judged by the spec ([`judge`]): the
+//! mode's order predicates, integrity, all delivered and convergence on the
+//! nodes' histories, trace conformance, snapshot termination (commit xor
+//! abort), and on the clients' histories sequential consistency per key,
+//! counters and bank conservation (total modes).
 //!
 //! [`replay`] drives the real event loops along a model path instead
 //! (`sim --replay`).
 //!
-//! Not simulated: node crashes. A node restarted with empty state is refused
-//! by its peers by design (its links cannot resume), so a crash needs a
+//! A crashed node stays down: a node restarted with empty state is refused by
+//! its peers by design (its links cannot resume), and recovery is a
 //! whole-cluster restore from a snapshot on disk, which the simulator's
-//! in-memory snapshot store does not keep.
+//! in-memory snapshot store does not keep. So a crash run is judged on the
+//! survivors ([`crash`] says what is promised there).
 
 pub mod client;
+pub mod crash;
 pub mod judge;
 pub mod net;
 pub mod replay;
+pub mod snapshots;
 pub mod workload;
 
 use gsmo_node::config::{DelayRange, NodeConfig, RuntimeBug};
@@ -57,8 +60,10 @@ pub struct Opts {
     pub clients: usize,
     /// Commands each client issues.
     pub ops: usize,
-    /// Faults on (off: latency and the workload only).
+    /// Faults on (off: latency and the workload only, no crash).
     pub faults: bool,
+    /// Whether and how a node crashes (with faults on).
+    pub crash: crash::CrashMode,
     pub bug: Option<RuntimeBug>,
 }
 
@@ -71,6 +76,7 @@ impl Opts {
             clients: 3,
             ops: 25,
             faults: true,
+            crash: crash::CrashMode::Seeded,
             bug: None,
         }
     }
@@ -84,6 +90,9 @@ impl Opts {
         if !self.faults {
             c.push_str(" --no-faults");
         }
+        if self.crash != crash::CrashMode::Seeded {
+            c.push_str(&format!(" --crash {}", self.crash.name()));
+        }
         if let Some(b) = self.bug {
             c.push_str(&format!(" --bug {}", bug_name(b)));
         }
@@ -93,8 +102,11 @@ impl Opts {
 
 /// The bug's `--bug` spelling.
 pub fn bug_name(b: RuntimeBug) -> String {
-    use clap::ValueEnum;
-    b.to_possible_value()
+    value_name(b)
+}
+
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
@@ -108,6 +120,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Peer connections the nodes re-established (the link layer resumed).
     pub reconnects: u64,
+    /// The node that crashed, and what the judge saw around it.
+    pub crash: Option<crash::Report>,
     pub violations: Vec<String>,
 }
 
@@ -119,6 +133,7 @@ pub struct Totals {
     pub sim_ms: u64,
     pub events: u64,
     pub faults: u64,
+    pub crashes: u64,
     pub reconnects: u64,
     pub failed: u64,
 }
@@ -129,19 +144,21 @@ impl Totals {
         self.sim_ms += o.sim_ms;
         self.events += o.events;
         self.faults += o.faults;
+        self.crashes += u64::from(o.crash.is_some());
         self.reconnects += o.reconnects;
         self.failed += u64::from(!o.violations.is_empty());
     }
 
     pub fn line(&self) -> String {
         format!(
-            "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} reconnects, \
-             {} violating seeds",
+            "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
+             {} reconnects, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
             self.events,
             self.faults,
+            self.crashes,
             self.reconnects,
             self.failed
         )
@@ -156,14 +173,29 @@ pub fn mode_of(seed: u64) -> Mode {
 /// What the simulated hosts hand back to the judge.
 #[derive(Default)]
 pub struct Shared {
+    /// Every SET / INCR / GET answered, error replies included.
     pub ops: Vec<gsmo_spec::consistency::ClientOp>,
-    /// Per counter key, INCRs acknowledged.
-    pub incrs: std::collections::BTreeMap<Vec<u8>, i64>,
-    pub errors: Vec<String>,
+    /// Writes in flight at a node when it crashed: outcome unknown.
+    pub unknown: Vec<gsmo_spec::consistency::ClientOp>,
+    /// Error replies (the judge decides which a crash allows).
+    pub errors: Vec<workload::ErrorReply>,
+    /// What went wrong outright (a request never answered, a failed MSET).
+    pub failures: Vec<String>,
     pub workers_done: usize,
     pub opened: bool,
     pub faults: u64,
+    /// The chaos client asks the step loop to crash this node ([`crash::drive`]).
+    pub crash_request: Option<usize>,
+    /// The node crashed, and when (simulated microseconds).
+    pub crashed: Option<(usize, u64)>,
     pub end: Option<judge::Collected>,
+}
+
+impl Shared {
+    /// Whether `node` has crashed.
+    pub fn is_down(&self, node: usize) -> bool {
+        self.crashed.is_some_and(|(n, _)| n == node)
+    }
 }
 
 fn node_config(o: &Opts, i: usize, trace_dir: &std::path::Path) -> NodeConfig {
@@ -225,11 +257,17 @@ pub fn run(o: &Opts) -> Outcome {
             workload::client(o.clone(), c, shared.clone()),
         );
     }
+    if crash::plan(o).is_some() {
+        sim.client("crasher", crash::crasher(o.clone(), shared.clone()));
+    }
     sim.client(
         "chaos",
         workload::chaos(o.clone(), registry.clone(), shared.clone()),
     );
-    let result = sim.run();
+    let mut hosts: Vec<String> = (0..o.nodes).map(|i| format!("n{i}")).collect();
+    hosts.extend((0..o.clients).map(|c| format!("c{c}")));
+    hosts.extend(["crasher".to_string(), "chaos".to_string()]);
+    let result = crash::drive(&mut sim, &shared, &registry, &hosts);
     let sim_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
     gsmo_node::net::uninstall();

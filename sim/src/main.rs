@@ -8,9 +8,15 @@ use gsmo_spec::multicast::Mode;
 use std::time::Instant;
 
 /// Run seeds of the deterministic simulation. Each seed drives latency,
-/// per-channel delays, broken connections, held links, snapshot starts and
-/// the clients' commands; the same seed gives the same run and the same
-/// summary line. A failing seed prints the command that reruns it.
+/// per-channel delays, broken connections, held links, snapshot starts, a
+/// node crash (one seed in three) and the clients' commands; the same seed
+/// gives the same run and the same summary line. After a crash the survivors
+/// are judged: every request answered within the write timeout + 1 s, reads
+/// served, writes as the mode promises (fifo/causal: served; total-sequencer
+/// without node 0 and total-isis: CLUSTERDOWN; total-sequencer otherwise:
+/// served or TIMEOUT), the orders, conformance, client histories (TIMEOUT =
+/// outcome unknown), every snapshot committed or aborted, never both. A
+/// failing seed prints the command that reruns it.
 #[derive(Parser)]
 #[command(name = "sim")]
 struct Cli {
@@ -34,9 +40,13 @@ struct Cli {
     /// Commands per client.
     #[arg(long, default_value_t = 25)]
     ops: usize,
-    /// No broken connections, held links or snapshots (latency and delays only).
+    /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
     no_faults: bool,
+    /// Node crashes: never, one seed in three (seeded), or every seed right
+    /// after a snapshot starts, at its initiator (mid-snapshot).
+    #[arg(long, value_enum, default_value = "seeded")]
+    crash: gsmo_sim::crash::CrashMode,
     /// Test-only: run nodes with a deliberate runtime bug.
     #[arg(long, hide = true, value_enum)]
     bug: Option<RuntimeBug>,
@@ -129,6 +139,7 @@ fn main() {
             clients: cli.clients,
             ops: cli.ops,
             faults: !cli.no_faults,
+            crash: cli.crash,
             bug: cli.bug,
             ..Opts::new(seed, mode)
         };

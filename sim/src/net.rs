@@ -11,7 +11,7 @@
 use futures::future::BoxFuture;
 use gsmo_node::net::{Conn, Listener, Network, Stream};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
@@ -19,13 +19,21 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// One connection's kill switch, with the wakers of whoever waits on it.
-#[derive(Default)]
 struct Switch {
     broken: AtomicBool,
     wakers: Mutex<Vec<Waker>>,
+    /// The hosts at either end.
+    ends: [IpAddr; 2],
 }
 
 impl Switch {
+    fn trip(&self) {
+        self.broken.store(true, SeqCst);
+        for w in self.wakers.lock().expect("not poisoned").drain(..) {
+            w.wake();
+        }
+    }
+
     fn wait(&self, cx: &Context<'_>) {
         let mut w = self.wakers.lock().expect("not poisoned");
         if !w.iter().any(|o| o.will_wake(cx.waker())) {
@@ -40,12 +48,28 @@ impl Switch {
 pub struct Registry(Arc<Mutex<Vec<Weak<Switch>>>>);
 
 impl Registry {
-    fn add(&self) -> Arc<Switch> {
-        let s = Arc::new(Switch::default());
+    fn add(&self, conn: &turmoil::net::TcpStream) -> io::Result<Arc<Switch>> {
+        let s = Arc::new(Switch {
+            broken: AtomicBool::new(false),
+            wakers: Mutex::default(),
+            ends: [conn.local_addr()?.ip(), conn.peer_addr()?.ip()],
+        });
         let mut all = self.0.lock().expect("not poisoned");
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&s));
-        s
+        Ok(s)
+    }
+
+    /// Breaks every live connection of `host`, in the order they were opened:
+    /// what its peers see of a crash, in an order that does not depend on
+    /// the order the crashed host's tasks are dropped in (see [`crate::crash`]).
+    pub fn break_host(&self, host: IpAddr) {
+        let all = self.0.lock().expect("not poisoned").clone();
+        for s in all.iter().filter_map(Weak::upgrade) {
+            if s.ends.contains(&host) && !s.broken.load(SeqCst) {
+                s.trip();
+            }
+        }
     }
 
     /// Breaks the `pick`-th live connection (modulo their number); false if none is live.
@@ -61,11 +85,7 @@ impl Registry {
         if live.is_empty() {
             return false;
         }
-        let s = &live[(pick % live.len() as u64) as usize];
-        s.broken.store(true, SeqCst);
-        for w in s.wakers.lock().expect("not poisoned").drain(..) {
-            w.wake();
-        }
+        live[(pick % live.len() as u64) as usize].trip();
         true
     }
 }
@@ -99,7 +119,10 @@ impl Network for TurmoilNet {
         Box::pin(async move {
             let (host, port) = host_port(&addr)?;
             let inner = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
-            let switch = (port == breakable).then(|| registry.add());
+            let switch = match port == breakable {
+                true => Some(registry.add(&inner)?),
+                false => None,
+            };
             Ok(Box::new(SimConn { inner, switch }) as Stream)
         })
     }
@@ -114,7 +137,10 @@ impl Listener for SimListener {
     fn accept(&self) -> BoxFuture<'_, io::Result<(Stream, SocketAddr)>> {
         Box::pin(async move {
             let (inner, addr) = self.inner.accept().await?;
-            let switch = self.registry.as_ref().map(Registry::add);
+            let switch = match &self.registry {
+                Some(r) => Some(r.add(&inner)?),
+                None => None,
+            };
             Ok((Box::new(SimConn { inner, switch }) as Stream, addr))
         })
     }

@@ -1,13 +1,16 @@
 //! The simulated clients: Redis workers, and the chaos client that injects
-//! faults while they run and then waits for the cluster to settle and reads
-//! every node's history, store and trace state through the front door.
+//! faults (a crash among them) while they run and then waits for the cluster
+//! to settle and reads every live node's history, store and trace state
+//! through the front door.
 
 use crate::client::{to_reply, Redis};
+use crate::crash;
 use crate::judge::Collected;
 use crate::net::Registry;
 use crate::{Opts, Shared, CLIENT_PORT};
 use gsmo_spec::consistency::{Call, ClientOp};
 use gsmo_spec::kv::Reply;
+use redis_protocol::resp2::types::BytesFrame;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,20 +22,72 @@ pub const OPENING: i64 = 100;
 /// How long the cluster has to settle once the workload is done.
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64
 }
 
-fn salt(o: &Opts, who: u64) -> fastrand::Rng {
+pub(crate) fn salt(o: &Opts, who: u64) -> fastrand::Rng {
     fastrand::Rng::with_seed(o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ who)
+}
+
+/// An error reply a worker got; whether a crash explains it is the judge's call.
+#[derive(Clone, Debug)]
+pub struct ErrorReply {
+    pub client: usize,
+    /// The command and key, e.g. `SET k1`.
+    pub what: String,
+    pub text: String,
+    /// Simulated microseconds when the reply came.
+    pub at_us: u64,
+    pub write: bool,
+}
+
+/// One request with the promised bound on its reply: `Ok(None)` if the
+/// node crashed first (the request's outcome is unknown), `Err` if the node
+/// failed otherwise or did not answer in time.
+pub(crate) async fn bounded(
+    r: &mut Redis,
+    args: &[&[u8]],
+    node: usize,
+    shared: &RefCell<Shared>,
+) -> std::io::Result<Option<BytesFrame>> {
+    let bound = crash::reply_bound();
+    match tokio::time::timeout(bound, r.call(args)).await {
+        Ok(Ok(f)) => Ok(Some(f)),
+        Ok(Err(_)) if shared.borrow().is_down(node) => Ok(None),
+        Ok(Err(e)) => Err(e),
+        Err(_) if shared.borrow().is_down(node) => Ok(None),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "n{node} did not answer {} within {} ms",
+                String::from_utf8_lossy(&args.join(&b' ')),
+                bound.as_millis()
+            ),
+        )),
+    }
 }
 
 /// Worker `c`: connects to node `c % nodes`; worker 0 opens the accounts
 /// first (acknowledged, so delivered before any transfer is issued), then
-/// every worker issues `ops` random SET / INCR / GET / TRANSFER.
+/// every worker issues `ops` random SET / INCR / GET / TRANSFER. A worker
+/// whose node crashed records its request in flight as of unknown outcome
+/// and stops; one whose node does not answer in time reports it and stops.
 pub async fn client(o: Opts, c: usize, shared: Rc<RefCell<Shared>>) -> turmoil::Result {
-    let mut rng = salt(&o, c as u64 + 1);
-    let mut r = Redis::connect(&format!("n{}", c % o.nodes), CLIENT_PORT).await?;
+    let result = work(&o, c, &shared).await;
+    let mut s = shared.borrow_mut();
+    if let Err(e) = result {
+        s.failures.push(format!("client {c}: {e}"));
+        s.opened = true;
+    }
+    s.workers_done += 1;
+    Ok(())
+}
+
+async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<()> {
+    let mut rng = salt(o, c as u64 + 1);
+    let node = c % o.nodes;
+    let mut r = Redis::connect(&format!("n{node}"), CLIENT_PORT).await?;
     if c == 0 {
         let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
         for a in 0..ACCOUNTS {
@@ -42,7 +97,10 @@ pub async fn client(o: Opts, c: usize, shared: Rc<RefCell<Shared>>) -> turmoil::
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let reply = to_reply(&r.call(&args).await?);
         if reply != Reply::Ok {
-            shared.borrow_mut().errors.push(format!("MSET: {reply:?}"));
+            shared
+                .borrow_mut()
+                .failures
+                .push(format!("MSET: {reply:?}"));
         }
         shared.borrow_mut().opened = true;
     }
@@ -67,46 +125,71 @@ pub async fn client(o: Opts, c: usize, shared: Rc<RefCell<Shared>>) -> turmoil::
                 let amount = rng.u8(1..60).to_string();
                 let (a, b) = (format!("acct:{a}"), format!("acct:{b}"));
                 let args: [&[u8]; 4] = [b"TRANSFER", a.as_bytes(), b.as_bytes(), amount.as_bytes()];
-                let reply = to_reply(&r.call(&args).await?);
+                let Some(frame) = bounded(&mut r, &args, node, shared).await? else {
+                    return Ok(());
+                };
+                let reply = to_reply(&frame);
                 let refused = Reply::Error(gsmo_spec::kv::INSUFFICIENT_FUNDS.into());
-                if matches!(&reply, Reply::Error(_)) && reply != refused {
-                    let mut s = shared.borrow_mut();
-                    s.errors.push(format!("client {c}: TRANSFER: {reply:?}"));
+                if let Reply::Error(text) = reply.clone() {
+                    if reply != refused {
+                        let what = format!("TRANSFER {a} {b}");
+                        shared.borrow_mut().errors.push(ErrorReply {
+                            client: c,
+                            what,
+                            text,
+                            at_us: now_us(),
+                            write: true,
+                        });
+                    }
                 }
                 continue;
             }
         };
         let invoke = now_us();
-        let frame = match &call {
-            Call::Set(v) => r.call(&[b"SET", &key, v]).await?,
-            Call::IncrBy(_) => r.call(&[b"INCR", &key]).await?,
-            Call::Get => r.call(&[b"GET", &key]).await?,
+        let args: Vec<&[u8]> = match &call {
+            Call::Set(v) => vec![b"SET", &key, v],
+            Call::IncrBy(_) => vec![b"INCR", &key],
+            Call::Get => vec![b"GET", &key],
             Call::Del => unreachable!("not issued"),
         };
+        let frame = bounded(&mut r, &args, node, shared).await?;
         let ret = now_us();
-        let reply = to_reply(&frame);
-        let mut s = shared.borrow_mut();
-        if let Reply::Error(e) = &reply {
-            s.errors.push(format!(
-                "client {c}: {} {}: {e}",
-                op_name(&call),
-                String::from_utf8_lossy(&key)
-            ));
-        }
-        if matches!(call, Call::IncrBy(_)) && matches!(reply, Reply::Int(_)) {
-            *s.incrs.entry(key.clone()).or_default() += 1;
-        }
-        s.ops.push(ClientOp {
+        let mut op = ClientOp {
             client: c,
             key,
             call,
-            reply,
+            reply: Reply::Bulk(None),
             invoke,
             ret,
-        });
+        };
+        let mut s = shared.borrow_mut();
+        let Some(frame) = frame else {
+            // In flight when the node crashed: it may have reached the others.
+            s.unknown.push(op);
+            return Ok(());
+        };
+        op.reply = to_reply(&frame);
+        if let Reply::Error(text) = &op.reply {
+            s.errors.push(ErrorReply {
+                client: c,
+                what: format!("{} {}", op_name(&op.call), String::from_utf8_lossy(&op.key)),
+                text: text.clone(),
+                at_us: ret,
+                write: op.call != Call::Get,
+            });
+        }
+        s.ops.push(op);
     }
-    shared.borrow_mut().workers_done += 1;
     Ok(())
+}
+
+/// `INFO snapshots`' list of the snapshots in progress.
+pub(crate) fn in_progress(info: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix("snapshots_in_progress:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn op_name(c: &Call) -> &'static str {
@@ -119,63 +202,92 @@ fn op_name(c: &Call) -> &'static str {
 }
 
 /// While the workers run: breaks peer connections, holds links between two
-/// nodes for a while (a partition that heals), starts snapshots. Then lets
-/// the cluster settle and collects what the judge needs.
+/// nodes for a while (a partition that heals), starts snapshots (the crash
+/// is [`crash::crasher`]'s). Then lets the cluster settle and collects what
+/// the judge needs.
 pub async fn chaos(o: Opts, registry: Registry, shared: Rc<RefCell<Shared>>) -> turmoil::Result {
     let mut rng = salt(&o, 0);
     let node = |i: usize| format!("n{i}");
     while o.faults && shared.borrow().workers_done < o.clients {
         sleep(Duration::from_millis(rng.u64(20..300))).await;
+        let live: Vec<usize> = (0..o.nodes)
+            .filter(|&i| !shared.borrow().is_down(i))
+            .collect();
         let done = match rng.u8(0..10) {
             0..=3 => registry.break_one(rng.u64(..)),
-            4..=6 if o.nodes > 1 => {
-                let a = rng.usize(0..o.nodes);
-                let b = (a + 1 + rng.usize(0..o.nodes - 1)) % o.nodes;
-                turmoil::hold(node(a), node(b));
+            4..=6 if live.len() > 1 => {
+                let a = rng.usize(0..live.len());
+                let b = (a + 1 + rng.usize(0..live.len() - 1)) % live.len();
+                let (a, b) = (node(live[a]), node(live[b]));
+                turmoil::hold(a.clone(), b.clone());
                 sleep(Duration::from_millis(rng.u64(50..800))).await;
-                turmoil::release(node(a), node(b));
+                turmoil::release(a, b);
                 true
             }
             _ => {
-                let mut r = Redis::connect(&node(rng.usize(0..o.nodes)), CLIENT_PORT).await?;
-                r.text(&[b"SNAPSHOT"]).await.is_ok()
+                let at = live[rng.usize(0..live.len())];
+                match Redis::connect(&node(at), CLIENT_PORT).await {
+                    Ok(mut r) => r.text(&[b"SNAPSHOT"]).await.is_ok(),
+                    Err(_) if shared.borrow().is_down(at) => false,
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         shared.borrow_mut().faults += u64::from(done);
     }
-    while shared.borrow().workers_done < o.clients {
+    let crashes = crash::plan(&o).is_some();
+    while shared.borrow().workers_done < o.clients || (crashes && shared.borrow().crashed.is_none())
+    {
         sleep(Duration::from_millis(10)).await;
     }
-    let end = settle(&o).await?;
+    let end = settle(&o, &shared).await?;
     shared.borrow_mut().end = Some(end);
     Ok(())
 }
 
-/// Polls every node until all report the same store digest and no snapshot
-/// in progress, twice in a row; then reads their histories and stores.
-async fn settle(o: &Opts) -> std::io::Result<Collected> {
+/// Probes the survivors of a crash once it is unreachable to them; then
+/// polls every live node until all report no snapshot in progress and the
+/// same store digest twice in a row (without a crash), or each its own digest
+/// unchanged for 1.2 s (after one: survivors need not agree); then reads their
+/// histories and stores.
+async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected> {
+    let crashed = shared.borrow().crashed;
+    let nodes: Vec<usize> = (0..o.nodes)
+        .filter(|&i| !shared.borrow().is_down(i))
+        .collect();
     let mut conns = Vec::new();
-    for i in 0..o.nodes {
+    for i in &nodes {
         conns.push(Redis::connect(&format!("n{i}"), CLIENT_PORT).await?);
     }
+    let mut probes = Vec::new();
+    if let Some((_, at)) = crashed {
+        sleep(Duration::from_micros(
+            crash::unreachable_by(at).saturating_sub(now_us()),
+        ))
+        .await;
+        for (r, &i) in conns.iter_mut().zip(&nodes) {
+            probes.push(crash::probe(r, i, shared).await?);
+        }
+    }
+    let need = if crashed.is_some() { 4 } else { 1 };
     let deadline = turmoil::sim_elapsed().unwrap_or_default() + SETTLE;
     let mut last: Option<Vec<String>> = None;
+    let mut streak = 0;
     let mut quiet = false;
     while turmoil::sim_elapsed().unwrap_or_default() < deadline {
         let mut seen = Vec::new();
         for r in &mut conns {
             let digest = r.text(&[b"GSMO.DIGEST"]).await?;
-            let info = r.text(&[b"INFO", b"snapshots"]).await?;
-            let busy = info
-                .lines()
-                .find_map(|l| l.strip_prefix("snapshots_in_progress:"))
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let busy = in_progress(&r.text(&[b"INFO", b"snapshots"]).await?);
             seen.push(format!("{digest} busy={busy}"));
         }
-        let agreed = seen.iter().all(|s| *s == seen[0] && s.ends_with("busy="));
-        if agreed && last.as_ref() == Some(&seen) {
+        let idle = seen.iter().all(|s| s.ends_with("busy="));
+        let agreed = crashed.is_some() || seen.iter().all(|s| *s == seen[0]);
+        streak = match idle && agreed && last.as_ref() == Some(&seen) {
+            true => streak + 1,
+            false => 0,
+        };
+        if streak >= need {
             quiet = true;
             break;
         }
@@ -185,6 +297,8 @@ async fn settle(o: &Opts) -> std::io::Result<Collected> {
     let mut end = Collected {
         quiet,
         last_seen: last.unwrap_or_default(),
+        nodes,
+        probes,
         ..Collected::default()
     };
     for r in &mut conns {

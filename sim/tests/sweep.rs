@@ -1,9 +1,11 @@
-//! The real nodes under the simulator: a seed sweep finds no violation, a
-//! seed reproduces its run byte for byte, and each deliberate runtime bug is
-//! caught.
+//! The real nodes under the simulator: a seed sweep (a third of its seeds
+//! crash a node) finds no violation, a seed reproduces its run byte for byte,
+//! and each deliberate runtime bug is caught.
 
 use gsmo_node::config::RuntimeBug;
-use gsmo_sim::{mode_of, run, Opts, Totals};
+use gsmo_sim::crash::CrashMode;
+use gsmo_sim::{mode_of, run, Opts, Outcome, Totals, MODES};
+use gsmo_spec::multicast::Mode;
 
 /// `GSMO_SEED` (random by default), printed, so a failing sweep can be rerun.
 fn first_seed() -> u64 {
@@ -16,8 +18,18 @@ fn first_seed() -> u64 {
 }
 
 fn sweep(seeds: impl Iterator<Item = u64>, f: impl Fn(&mut Opts)) -> (Totals, Vec<String>) {
+    let (totals, failures, _) = sweep_runs(seeds, f);
+    (totals, failures)
+}
+
+/// As [`sweep`], also returning each run's settings and outcome.
+fn sweep_runs(
+    seeds: impl Iterator<Item = u64>,
+    f: impl Fn(&mut Opts),
+) -> (Totals, Vec<String>, Vec<(Opts, Outcome)>) {
     let mut totals = Totals::default();
     let mut failures = Vec::new();
+    let mut runs = Vec::new();
     for seed in seeds {
         let mut o = Opts::new(seed, mode_of(seed));
         f(&mut o);
@@ -30,14 +42,15 @@ fn sweep(seeds: impl Iterator<Item = u64>, f: impl Fn(&mut Opts)) -> (Totals, Ve
                 out.violations.join("\n    ")
             ));
         }
+        runs.push((o, out));
     }
-    (totals, failures)
+    (totals, failures, runs)
 }
 
 #[test]
 fn two_hundred_seeds_of_every_mode_find_no_violation() {
     let first = first_seed();
-    let (totals, failures) = sweep(first..first + 200, |_| {});
+    let (totals, failures, runs) = sweep_runs(first..first + 200, |_| {});
     eprintln!("{}", totals.line());
     assert!(
         failures.is_empty(),
@@ -49,24 +62,57 @@ fn two_hundred_seeds_of_every_mode_find_no_violation() {
     assert!(totals.faults > 200, "{}", totals.line());
     assert!(totals.reconnects > 50, "{}", totals.line());
     assert!(totals.events > 50_000, "{}", totals.line());
+    // A third of the seeds crash a node (about 16 per mode): the survivors
+    // kept answering, and kept serving writes where the mode does not need
+    // the crashed node; some crashes hit a node in the middle of a snapshot.
+    assert!(totals.crashes >= 30, "{}", totals.line());
+    for mode in MODES {
+        let crashes: Vec<_> = runs
+            .iter()
+            .filter(|(o, _)| o.mode == mode)
+            .filter_map(|(o, out)| Some((o, out.crash.as_ref()?)))
+            .collect();
+        assert!(crashes.len() >= 5, "{mode}: {} crashes", crashes.len());
+        let answered: u64 = crashes.iter().map(|(_, r)| r.answered).sum();
+        assert!(answered > 0, "{mode}: no request answered after a crash");
+        // fifo/causal need nobody; total-sequencer needs only node 0.
+        let served: u64 = crashes
+            .iter()
+            .filter(|(_, r)| !mode.is_total() || (mode == Mode::TotalSequencer && r.node != 0))
+            .map(|(_, r)| r.writes_served)
+            .sum();
+        if mode != Mode::TotalIsis {
+            assert!(served > 0, "{mode}: no write served after a crash");
+        }
+    }
+    let mid = runs.iter().filter_map(|(_, out)| out.crash.as_ref());
+    assert!(mid.filter(|r| !r.mid_snapshot.is_empty()).count() >= 5);
 }
 
 #[test]
 fn a_seed_reproduces_its_summary_byte_for_byte() {
-    let first = first_seed();
+    // From the first seed that crashes a node (one in three does).
+    let first = (first_seed()..)
+        .find(|&s| gsmo_sim::crash::plan(&Opts::new(s, mode_of(s))).is_some())
+        .expect("a seed that crashes");
     let line = || sweep(first..first + 8, |o| o.ops = 60).0.line();
     let a = line();
-    assert_eq!(a, line(), "GSMO_SEED={first}");
+    assert!(!a.contains(" 0 crashes"), "{a}");
+    // Run again in the same process: the crash left nothing behind.
+    assert_eq!(a, line(), "from seed {first}");
     // And another seed is another run.
     let other = sweep(first + 8..first + 16, |o| o.ops = 60).0.line();
     assert_ne!(a, other);
 }
 
-fn caught(bug: RuntimeBug) {
+/// `bug` is caught by at least 3 of 4 fixed seeds, each naming it with `named`.
+fn caught(bug: RuntimeBug, named: &str) {
     // Fixed seeds: each run is deterministic, so this pins that these seeds catch it.
+    // Without crashes: a crash run's survivors need not converge, which hides what these bugs break.
     let (totals, failures) = sweep(0..4, |o| {
         o.bug = Some(bug);
         o.ops = 10;
+        o.crash = CrashMode::Never;
     });
     eprintln!("{}", totals.line());
     assert!(
@@ -79,14 +125,26 @@ fn caught(bug: RuntimeBug) {
         failures.iter().all(|f| f.contains("--bug ")),
         "a failing seed's command reproduces the bug: {failures:?}"
     );
+    assert!(
+        failures.iter().filter(|f| f.contains(named)).count() >= 3,
+        "not named \"{named}\": {failures:?}"
+    );
 }
 
 #[test]
 fn a_delay_line_that_reorders_a_channel_is_caught() {
-    caught(RuntimeBug::ReorderDelayLine);
+    // The stuck delivery is named: which node never delivered which write.
+    caught(
+        RuntimeBug::ReorderDelayLine,
+        "not quiescent: all delivered violated: node ",
+    );
 }
 
 #[test]
 fn a_frame_dropped_after_a_reconnect_is_caught() {
-    caught(RuntimeBug::DropAfterReconnect);
+    // The channel that lost the frame is named.
+    caught(
+        RuntimeBug::DropAfterReconnect,
+        "not quiescent: fifo channel violated: channel ",
+    );
 }

@@ -12,6 +12,11 @@
 //! Linearizability is compositional, so checking each key alone is exact.
 //! Sequential consistency is not; per-key checking is a necessary condition,
 //! which is what [`check_per_key`] reports for [`Order::Program`].
+//!
+//! An operation whose outcome is unknown (answered `TIMEOUT`, or in flight at
+//! a node that crashed) may have taken effect at any point after it was
+//! invoked, or never: [`check_per_key_unknown`] orders it if that helps and
+//! skips it otherwise, ignores its reply, and lets nothing wait for it.
 
 use crate::kv::{Key, Reply, Value, NOT_AN_INTEGER};
 use crate::properties::Violation;
@@ -79,17 +84,31 @@ fn set(bits: &mut Bits, i: usize) {
 /// Finds a legal sequential order of `ops` (all on one key) that respects
 /// `order`; returns it as indices into `ops`, or why none exists.
 pub fn check_key(ops: &[ClientOp], order: Order) -> Result<Vec<usize>, Violation> {
-    let n = ops.len();
+    check_key_unknown(ops, &[], order)
+}
+
+/// As [`check_key`], with `unknown` operations (same key) of unknown outcome:
+/// each may be placed anywhere after its invocation (and its client's earlier
+/// operations) or left out. The order found indexes `ops` then `unknown`.
+pub fn check_key_unknown(
+    ops: &[ClientOp],
+    unknown: &[ClientOp],
+    order: Order,
+) -> Result<Vec<usize>, Violation> {
+    let known = ops.len();
+    let all: Vec<&ClientOp> = ops.iter().chain(unknown).collect();
+    let n = all.len();
     let words = n.div_ceil(64).max(1);
-    // must[b]: operations that have to come before b.
+    // must[b]: operations that have to come before b. An unknown operation
+    // never returned, so nothing has to wait for it.
     let must: Vec<Bits> = (0..n)
         .map(|b| {
             let mut bits = vec![0; words];
-            for a in (0..n).filter(|&a| a != b) {
+            for a in (0..known).filter(|&a| a != b) {
                 let before = match order {
-                    Order::RealTime => ops[a].ret < ops[b].invoke,
+                    Order::RealTime => all[a].ret < all[b].invoke,
                     Order::Program => {
-                        ops[a].client == ops[b].client && (ops[a].invoke, a) < (ops[b].invoke, b)
+                        all[a].client == all[b].client && (all[a].invoke, a) < (all[b].invoke, b)
                     }
                 };
                 if before {
@@ -99,6 +118,8 @@ pub fn check_key(ops: &[ClientOp], order: Order) -> Result<Vec<usize>, Violation
             bits
         })
         .collect();
+    let mut required = vec![0; words];
+    (0..known).for_each(|i| set(&mut required, i));
     let subset = |a: &Bits, b: &Bits| a.iter().zip(b).all(|(x, y)| x & !y == 0);
 
     let mut seen: HashSet<(Bits, Option<Value>)> = HashSet::new();
@@ -107,7 +128,7 @@ pub fn check_key(ops: &[ClientOp], order: Order) -> Result<Vec<usize>, Violation
     let mut path: Vec<usize> = Vec::new();
     let mut deepest = 0;
     while let Some((done, state, next)) = stack.last().cloned() {
-        if path.len() == n {
+        if subset(&required, &done) {
             return Ok(path);
         }
         let candidate = (next..n).find(|&i| !has(&done, i) && subset(&must[i], &done));
@@ -118,8 +139,8 @@ pub fn check_key(ops: &[ClientOp], order: Order) -> Result<Vec<usize>, Violation
             }
             Some(i) => {
                 stack.last_mut().expect("non-empty").2 = i + 1;
-                let (state2, reply) = step(&state, &ops[i].call);
-                if reply != ops[i].reply {
+                let (state2, reply) = step(&state, &all[i].call);
+                if i < known && reply != all[i].reply {
                     continue;
                 }
                 let mut done2 = done.clone();
@@ -136,26 +157,44 @@ pub fn check_key(ops: &[ClientOp], order: Order) -> Result<Vec<usize>, Violation
         Order::RealTime => "linearizability",
         Order::Program => "sequential consistency",
     };
-    let key = ops
+    let key = all
         .first()
         .map(|o| String::from_utf8_lossy(&o.key).into_owned())
         .unwrap_or_default();
+    let maybe = match unknown.len() {
+        0 => String::new(),
+        u => format!(" (and {u} of unknown outcome)"),
+    };
     Err(Violation {
         property: criterion,
         detail: format!(
-            "no legal order of the {n} operations on key {key:?}; the longest legal prefix has {deepest}"
+            "no legal order of the {known} operations on key {key:?}{maybe}; the longest legal prefix has {deepest}"
         ),
     })
 }
 
 /// Checks every key's sub-history; returns the number of operations checked.
 pub fn check_per_key(ops: &[ClientOp], order: Order) -> Result<usize, Violation> {
-    let mut by_key: BTreeMap<&Key, Vec<ClientOp>> = BTreeMap::new();
+    check_per_key_unknown(ops, &[], order)
+}
+
+/// As [`check_per_key`], with operations of unknown outcome (their replies
+/// and return times are ignored; see [`check_key_unknown`]).
+pub fn check_per_key_unknown(
+    ops: &[ClientOp],
+    unknown: &[ClientOp],
+    order: Order,
+) -> Result<usize, Violation> {
+    type Split = (Vec<ClientOp>, Vec<ClientOp>);
+    let mut by_key: BTreeMap<&Key, Split> = BTreeMap::new();
     for op in ops {
-        by_key.entry(&op.key).or_default().push(op.clone());
+        by_key.entry(&op.key).or_default().0.push(op.clone());
     }
-    for key_ops in by_key.values() {
-        check_key(key_ops, order)?;
+    for op in unknown {
+        by_key.entry(&op.key).or_default().1.push(op.clone());
+    }
+    for (known, maybe) in by_key.values() {
+        check_key_unknown(known, maybe, order)?;
     }
     Ok(ops.len())
 }
@@ -215,6 +254,58 @@ mod tests {
             check_key(&h, Order::Program).unwrap_err().property,
             "sequential consistency"
         );
+    }
+
+    #[test]
+    fn an_unknown_write_may_have_taken_effect_or_not_but_nothing_else_is_invented() {
+        let timed_out = op(
+            0,
+            Call::Set(b"2".to_vec()),
+            Reply::Error("TIMEOUT".into()),
+            5,
+            0,
+        );
+        let base = vec![op(0, Call::Set(b"1".to_vec()), Reply::Ok, 0, 1)];
+        // A later read of "2" is explained only by the unknown write taking effect.
+        let mut seen = base.clone();
+        seen.push(op(1, Call::Get, v("2"), 10, 11));
+        assert!(check_key(&seen, Order::Program).is_err());
+        let order =
+            check_key_unknown(&seen, std::slice::from_ref(&timed_out), Order::Program).unwrap();
+        assert_eq!(order, vec![0, 2, 1]);
+        // A read of "1" after it: the unknown write is left out (or later).
+        let mut not_seen = base.clone();
+        not_seen.push(op(0, Call::Get, v("1"), 20, 21));
+        assert!(
+            check_key_unknown(&not_seen, std::slice::from_ref(&timed_out), Order::RealTime).is_ok()
+        );
+        // It cannot take effect before it was invoked under real time,
+        let mut early = base.clone();
+        early.push(op(1, Call::Get, v("2"), 2, 3));
+        assert!(
+            check_key_unknown(&early, std::slice::from_ref(&timed_out), Order::RealTime).is_err()
+        );
+        // and a value nobody wrote is still a violation.
+        let mut invented = base;
+        invented.push(op(1, Call::Get, v("3"), 10, 11));
+        let err = check_per_key_unknown(&invented, &[timed_out], Order::Program).unwrap_err();
+        assert!(err.detail.contains("1 of unknown outcome"), "{err}");
+    }
+
+    #[test]
+    fn unknown_increments_explain_larger_counts_but_not_lost_updates() {
+        let maybe = op(2, Call::IncrBy(1), Reply::Error("TIMEOUT".into()), 0, 0);
+        let h = vec![
+            op(0, Call::IncrBy(1), Reply::Int(1), 1, 2),
+            op(1, Call::IncrBy(1), Reply::Int(3), 3, 4),
+        ];
+        assert!(check_key(&h, Order::RealTime).is_err());
+        assert!(check_key_unknown(&h, std::slice::from_ref(&maybe), Order::RealTime).is_ok());
+        let lost = vec![
+            op(0, Call::IncrBy(1), Reply::Int(1), 1, 2),
+            op(1, Call::IncrBy(1), Reply::Int(1), 3, 4),
+        ];
+        assert!(check_key_unknown(&lost, &[maybe], Order::RealTime).is_err());
     }
 
     #[test]
