@@ -1,0 +1,115 @@
+//! `check --help`: what each part of the tool does and why.
+
+pub(crate) const ABOUT: &str =
+    "Model-check gsmo's multicast orders, Chandy-Lamport snapshots and replicated K/V store.";
+
+pub(crate) const LONG_ABOUT: &str = "\
+Model-check gsmo's multicast orders, Chandy-Lamport snapshots and replicated K/V
+store with stateright. Every node is a thin adapter over the gsmo-spec transition
+functions, and every property is a gsmo-spec predicate: the same code and the same
+definition of \"correct\" the real cluster runs.
+
+With no arguments, checks every model at its default, small configuration and
+prints, per model: its properties, unique and total states, depth, seconds,
+states/s, and PASS or FAIL with the counterexample, action by action.
+
+THE DEFAULT SWEEP: each configuration is the smallest that shows its feature's
+bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
+  causal                 3 nodes x 1 msg [690]: a causal chain (a -> b's
+                         delivery -> b's send -> c) needs three nodes; with two,
+                         causal = FIFO
+  total-sequencer/-isis  3 nodes x 1 msg [2,122 / 42,594]: two senders contend
+                         at a third replica
+  snapshot               the bank, 2 accounts of 1, one transfer each (1 from
+                         account 0: covered; 2 from account 1: overdraws unless
+                         account 0's arrived), TWO snapshots, so that concurrent
+                         snapshot ids overlap at a replica (shared-channel-closing
+                         needs them) [2,448; with one snapshot 302, and that
+                         bug unseen]. 2 transfers each: 105,635 states,
+                         half a minute; 3 accounts: minutes, not seconds
+  kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
+                         accounts of 1: replica 0's covered, replica 1's overdraws
+                         unless 0's came first), 1 snapshot, for every mode
+                         [1,447 fifo, causal; 8,220 sequencer; 40,504 isis]
+  kv --mode causal --nodes 3 --msgs 1 --snapshots 0
+                         the causal chain again, through the whole replica [690];
+                         with 2 writes 34,043 states, with a snapshot 208,950
+  kv --batch 2 --snapshots 0, total-sequencer / total-isis / causal (--msgs 3)
+                         a replica multicasts its writes in batches of one or two
+                         (it may flush after any write); under causal the writes
+                         are blind SETs (a read-modify-write flushes first), so a
+                         batch of two needs 3 writes [1,802 / 4,233 / 4,616]
+
+MODELS
+  causal           vector-clock causal multicast (CBCAST)
+  total-sequencer  total order by a fixed sequencer (node 0)
+  total-isis       total order by ISIS agreed priorities
+  snapshot         Chandy-Lamport snapshots of the bank: replicas moving money
+                   with the K/V store's own TRANSFER
+  kv               the replicated K/V store over one ordering mode (--mode)
+  link             the resumable FIFO link across lossy networks and disconnects
+  abort            snapshot abort policy and write replies under crashes, time, disk failures
+  explore MODEL    serve stateright's web explorer for MODEL
+
+BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
+checker must then find a counterexample. See `check MODEL --help` for the list.
+
+SEARCH
+  --bfs (default) explores level by level and prints the SHORTEST counterexample
+  (stateright keeps the last violation it meets, so the checker re-runs with
+  depth bounds to find the shortest). --dfs needs less memory (BFS holds a whole
+  frontier: a few KB per state for kv) and tells longer stories. --simulation
+  SEED walks at random until --timeout and never proves anything. Runs over a
+  second print progress on stderr.
+
+SYMMETRY (--symmetry, causal only; implies --dfs) explores one state per class
+  of states that differ only by node names, renaming every node id in the state
+  consistently (vector clocks, message ids, logs, the network's envelopes).
+  --compare also runs without it and prints both counts. Counterexamples stay
+  concrete paths that replay. Refused where a node id breaks ties:
+  total-sequencer  node 0 is the sequencer: nodes are not interchangeable
+  total-isis       equal priorities are broken by node id
+  kv               last-writer-wins breaks equal Lamport times by node id, and
+                   the total modes as above
+  snapshot         account i moves amount*(i+1) to account i+1, over a total order
+  link, abort      not attempted (over the kv replica and its faults)
+
+NO VACUOUS VERDICTS
+  A sometimes-property is an example the model must reach (a snapshot that
+  records a transfer in flight, an overdraft refused, two snapshots in progress
+  at once). If a complete run finds none, that part of the model never ran and
+  the run is a FAIL. A --broken run is caught only if the property the variant
+  promises (\"must violate ...\" in its title) is violated; violating other
+  properties instead is reported as NOT CAUGHT.
+
+PATHS FOR THE REAL CODE (--save-path FILE; kv, snapshot and abort)
+  writes the variant's counterexample, else a random walk seeded by GSMO_SEED
+  (or, with --explorer-path, the path you chose in `check explore` with the
+  same model options: its URL),
+  as spec steps; `sim --replay FILE` drives the real event loops along it. Only
+  these models run whole spec replicas; link runs bare spec links and causal /
+  total-* a bare multicast, which the real node only runs inside a replica:
+  kv over those modes (and --disconnects, for the link) replays them there.
+
+EXIT STATUS
+  0  every property held and every example was found
+  1  a property was violated or an example is missing. With --broken this is
+     the expected outcome: the variant was caught by its promised property
+  2  bad arguments
+  3  a --broken variant was NOT caught: its promised property held
+  4  INCOMPLETE: nothing was violated, but not every state was explored
+     (--timeout, --depth or --simulation stopped the search): not a proof
+
+EXAMPLES
+  check                                       every model, default configuration
+  check causal --nodes 3 --msgs 2 --network unordered
+  check causal --broken fifo-only             watch FIFO-only delivery break causality
+  check total-isis --broken no-tie-break --dfs
+  check snapshot --nodes 3 --threads 2
+  check kv --mode total-isis --broken no-tie-break
+  check kv --mode causal --broken delivery-order --msgs 1 --snapshots 0
+  check kv --mode total-sequencer --broken no-channel-recording
+  check snapshot --nodes 3 --dfs --timeout 600
+  check causal --simulation 7 --timeout 5     random walks instead of exhaustive search
+  check link --nodes 3 --msgs 1 --broken resume-off-by-one
+  check explore snapshot --addr 127.0.0.1:3000";
