@@ -7,7 +7,7 @@
 # mutation score and the surviving mutants. A benchmark of the checker's power,
 # not a test: every mutant costs a release build of gsmo-spec and gsmo-model.
 #
-#   bench/mutants.sh                                  # all of spec/src (1055 mutants: a day on 2 cores)
+#   bench/mutants.sh                                  # all of spec/src (1055 mutants: ~30 h on 2 busy cores)
 #   bench/mutants.sh --file spec/src/snapshot.rs      # one file
 #   SAMPLE="multicast/isis.rs" bench/mutants.sh       # the README's measured sample (files under spec/src)
 #   bench/mutants.sh --in-diff <(git diff main)       # only mutants in a diff (CI-sized)
@@ -24,7 +24,7 @@ OUT=${OUT:-${CARGO_TARGET_DIR:-target}/mutants-report}
 JOBS=${JOBS:-1}
 # cargo-mutants' baseline runs only the mutated package's tests (gsmo-spec, ~1 s)
 # and would auto-set a 20 s test timeout, below the model tests' ~45 s: every
-# mutant would "time out". So the timeout is explicit (seconds per cargo command).
+# mutant would "time out". So the test timeout is explicit (seconds; builds have none).
 TIMEOUT=${TIMEOUT:-180}
 sample=()
 for f in ${SAMPLE:-}; do sample+=(--file "spec/src/$f"); done
