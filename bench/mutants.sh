@@ -44,7 +44,7 @@ status=$?
 set -e
 
 dir="$OUT/mutants.out"
-count() { [ -f "$dir/$1" ] && grep -c . "$dir/$1" || echo 0; }
+count() { if [ -f "$dir/$1" ]; then grep -c . "$dir/$1" || true; else echo 0; fi; }  # grep -c prints 0, exits 1
 caught=$(count caught.txt)
 missed=$(count missed.txt)
 timeout=$(count timeout.txt)
