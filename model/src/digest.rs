@@ -20,15 +20,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A stable 64-bit hash of `value` (fixed keys: the same in every thread and run).
+/// A stable 64-bit hash of `value` (fixed seeds: the same in every thread and
+/// run of one build). aHash, as stateright's fingerprints: states are hashed
+/// in many small writes, where it is several times faster than SipHash.
 pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
+    static SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
+        0x6773_6d6f_2d64_6967,
+        0x6573_7420_6f66_2061,
+        0x2073_7461_7465_2e2e,
+        0x9e37_79b9_7f4a_7c15,
+    );
+    SEEDS.hash_one(value)
 }
 
 /// A value's hash, computed on first use. A clone starts empty, because
@@ -83,6 +89,14 @@ impl<T> Sealed<T> {
     pub fn digest(&self) -> u64 {
         self.digest
     }
+
+    /// The value, copied only if another state still shares it.
+    pub fn into_inner(self) -> T
+    where
+        T: Clone,
+    {
+        Arc::unwrap_or_clone(self.value)
+    }
 }
 
 impl<T> Deref for Sealed<T> {
@@ -109,6 +123,19 @@ impl<T: PartialEq> PartialEq for Sealed<T> {
 }
 
 impl<T: Eq> Eq for Sealed<T> {}
+
+/// By value, as the value's own order.
+impl<T: PartialOrd> PartialOrd for Sealed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.value.partial_cmp(&other.value)
+    }
+}
+
+impl<T: Ord> Ord for Sealed<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
 
 impl<T> Hash for Sealed<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {

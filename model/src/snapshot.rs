@@ -278,14 +278,13 @@ impl Ledger {
     }
 
     fn record_out(_: &SnapshotCfg, h: &Ledger, env: Sent<&KvWire>) -> Option<Ledger> {
-        let KvWire::Frame {
-            frame:
-                Frame::Data {
-                    body: Envelope::Msg { body, .. },
-                    ..
-                },
+        let KvWire::Frame { frame, .. } = env.msg else {
+            return None;
+        };
+        let Frame::Data {
+            body: Envelope::Msg { body, .. },
             ..
-        } = env.msg
+        } = &**frame
         else {
             return None;
         };
