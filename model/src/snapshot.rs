@@ -29,6 +29,10 @@
 //! snapshots in progress; `reordering` channels let a marker overtake a message
 //! and the cut break; `lossy` channels lose markers, so snapshots never finish;
 //! `debit-only` is a `TRANSFER` that, short of funds, debits and credits nobody.
+//!
+//! No symmetry reduction, not even by rotating the ring of accounts: the total
+//! orders break ties by node id ([`crate::symmetry`] says why that rules it
+//! out). What makes a step cheaper is [`crate::digest`]'s.
 
 use crate::adapter::Channels;
 use crate::digest::Sealed;
