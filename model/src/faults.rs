@@ -32,6 +32,7 @@
 //! requests, protocol errors. The properties over them live with the models.
 
 use crate::adapter::{arm, part_summary, Step};
+use crate::digest::Sealed;
 use gsmo_spec::link::LinkBug;
 use gsmo_spec::node::{Command, Input, Limits, LinkFrame, Node, Output, RequestId};
 use gsmo_spec::snapshot::{AbortReason, SnapshotId};
@@ -42,8 +43,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What travels between replicas: frames on a connection, and connection events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Wire {
-    /// A link frame on connection number `conn` of its channel.
-    Frame { conn: u8, frame: LinkFrame },
+    /// A link frame on connection number `conn` of its channel. Sealed: a
+    /// frame in flight is copied and hashed with every state until delivered.
+    Frame { conn: u8, frame: Sealed<LinkFrame> },
     /// The receiver replaced the connection: resume on `conn` after the
     /// frames it delivered (`delivered`): the resume handshake.
     Resume { conn: u8, delivered: u64 },
@@ -243,7 +245,7 @@ impl Runtime<'_> {
             match &output {
                 Output::Send { to, frame } => {
                     let conn = self.ghost.conn_out(*to);
-                    let frame = frame.clone();
+                    let frame = Sealed::new(frame.clone());
                     o.send(Id::from(*to), Wire::Frame { conn, frame });
                 }
                 Output::Reply { req, .. } => {
@@ -317,7 +319,10 @@ impl Runtime<'_> {
         let out = match wire {
             // A frame of a connection replaced since: lost with it.
             Wire::Frame { conn, .. } if conn != self.ghost.conn_in(from) => Vec::new(),
-            Wire::Frame { frame, .. } => self.feed(Input::Peer { from, frame }, o),
+            Wire::Frame { frame, .. } => {
+                let frame = frame.into_inner();
+                self.feed(Input::Peer { from, frame }, o)
+            }
             Wire::Resume { conn, delivered } => {
                 self.ghost.conn_out.insert(from, conn);
                 let down = Input::LinkDown {

@@ -39,6 +39,7 @@
 //! channels let a marker overtake a write, which the restore then loses.
 
 use crate::adapter::{self, arm, Channels, Step};
+use crate::digest::{digest, holds, Digest, Sealed};
 use crate::faults::{Faults, Ghost, Runtime, Wire};
 use crate::verdict::Explained;
 use clap::ValueEnum;
@@ -57,6 +58,7 @@ use stateright::actor::{Actor, ActorModel, ActorModelState, Id, Out};
 use stateright::{Expectation, Model};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The list every replica pushes to: all pushes conflict, which is the point.
@@ -343,15 +345,15 @@ impl KvCfg {
             // Money is conserved only under a total order: fifo/causal resolve a
             // TRANSFER at its origin, and concurrent ones are last-writer-wins.
             model = model.property(Expectation::Always, "conservation", |m, s| {
-                conserved(m.cfg.total(), s).is_ok()
+                conserved_now(m.cfg.total(), s)
             });
         }
         model = model
             .property(Expectation::Always, "consistent cut", |_, s| {
-                complete_snapshots(s).iter().all(|p| cut(p).is_ok())
+                all_snapshots(s, "cut", |p| cut(p).is_ok())
             })
             .property(Expectation::Always, "snapshot restores", |_, s| {
-                complete_snapshots(s).iter().all(|p| restores(p).is_ok())
+                all_snapshots(s, "restores", |p| restores(p).is_ok())
             })
             // Sound: the model is finite and acyclic. Every step issues a write
             // (at most `writes` per replica), starts a snapshot (at most
@@ -376,7 +378,7 @@ impl KvCfg {
                 Expectation::Sometimes,
                 "write in flight recorded",
                 |_, s| {
-                    complete_snapshots(s)
+                    sealed_snapshots(s)
                         .iter()
                         .any(|parts| parts.iter().any(|p| p.channel_messages() > 0))
                 },
@@ -439,15 +441,17 @@ pub struct Replica {
     pub faults: Faults,
 }
 
-/// A replica's state: the spec node plus what the properties judge.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A replica's state: the spec node plus what the properties judge. Hashed
+/// once per change ([`crate::digest`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaState {
     pub node: Node,
     /// Ghost: this replica's multicasts and deliveries in order (the node
     /// itself keeps only counts). The protocol never reads it.
     pub log: Vec<Event>,
-    /// The snapshot parts this replica completed (what a node persists).
-    pub parts: BTreeMap<SnapshotId, Part>,
+    /// The snapshot parts this replica completed (what a node persists);
+    /// sealed, since a completed part never changes.
+    pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
     /// Ghost: client writes issued here (refused ones included).
@@ -458,6 +462,37 @@ pub struct ReplicaState {
     pub refused: usize,
     /// The runtime's side: connections, the disk, what is unanswered.
     pub ghost: Ghost,
+    /// The hash of all of the above, once computed.
+    pub digest: Digest,
+}
+
+impl Hash for ReplicaState {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Destructured, so that a new field cannot be left out of the hash.
+        let ReplicaState {
+            node,
+            log,
+            parts,
+            snapshots_started,
+            issued,
+            quota,
+            refused,
+            ghost,
+            digest: cache,
+        } = self;
+        state.write_u64(cache.get(|| {
+            digest(&(
+                node,
+                log,
+                parts,
+                snapshots_started,
+                issued,
+                quota,
+                refused,
+                ghost,
+            ))
+        }));
+    }
 }
 
 impl Replica {
@@ -524,7 +559,7 @@ impl Replica {
                 Output::Multicast { id } => s.log.push(Event::Send(id)),
                 Output::Delivered { id, .. } => s.log.push(Event::Deliver(id)),
                 Output::SnapshotComplete(part) => {
-                    s.parts.insert(part.id, *part);
+                    s.parts.insert(part.id, Sealed::new(*part));
                 }
                 Output::Reply {
                     reply: Reply::Error(e),
@@ -571,6 +606,7 @@ impl Actor for Replica {
             quota: self.script[usize::from(id)].len(),
             refused: 0,
             ghost: Ghost::default(),
+            digest: Digest::default(),
         }
     }
 
@@ -709,17 +745,37 @@ pub fn conserved<H>(total: i64, s: &ReplicasState<H>) -> Result<(), Violation> {
             ));
         }
     }
-    for parts in complete_snapshots(s) {
-        for p in &parts {
-            let held = bank_total(&p.state.kv);
-            if held != total {
-                return fail(format!(
+    complete_snapshots(s)
+        .iter()
+        .try_for_each(|parts| parts_conserved(total, parts))
+}
+
+/// [`conserved`] as a property: each completed snapshot judged once.
+pub fn conserved_now<H>(total: i64, s: &ReplicasState<H>) -> bool {
+    s.actor_states
+        .iter()
+        .all(|a| bank_total(a.node.kv()) == total)
+        && sealed_snapshots(s).iter().all(|p| {
+            snapshot_holds("conservation", p, total, |p| {
+                parts_conserved(total, p).is_ok()
+            })
+        })
+}
+
+/// Every part of one snapshot records `total` in its accounts.
+fn parts_conserved(total: i64, parts: &[Part]) -> Result<(), Violation> {
+    for p in parts {
+        let held = bank_total(&p.state.kv);
+        if held != total {
+            return Err(Violation {
+                property: "conservation",
+                detail: format!(
                     "n{}'s part of snapshot {} records {held}, not {total}: {}",
                     p.node,
                     p.id,
                     balances(&p.state.kv)
-                ));
-            }
+                ),
+            });
         }
     }
     Ok(())
@@ -758,7 +814,36 @@ fn orders_differ(s: &State) -> bool {
 
 /// Every snapshot whose parts all replicas have completed, parts in node order.
 pub fn complete_snapshots<H>(s: &ReplicasState<H>) -> Vec<Vec<Part>> {
+    sealed_snapshots(s)
+        .into_iter()
+        .map(|parts| parts.iter().map(|p| Part::clone(p)).collect())
+        .collect()
+}
+
+/// [`complete_snapshots`], the parts shared rather than copied.
+pub fn sealed_snapshots<H>(s: &ReplicasState<H>) -> Vec<Vec<Sealed<Part>>> {
     adapter::complete_snapshots(&s.actor_states, |a| &a.parts)
+}
+
+/// Whether `check` holds for the snapshot of `parts`, judged once per distinct
+/// parts and `extra` (which must be everything else `check` reads).
+pub fn snapshot_holds(
+    what: &str,
+    parts: &[Sealed<Part>],
+    extra: impl Hash,
+    check: impl FnOnce(&[Part]) -> bool,
+) -> bool {
+    let ids: Vec<u64> = parts.iter().map(Sealed::digest).collect();
+    holds(digest(&(what, ids, extra)), || {
+        check(&parts.iter().map(|p| Part::clone(p)).collect::<Vec<_>>())
+    })
+}
+
+/// Every completed snapshot passes `check` (named `what`, reading nothing but the parts).
+pub fn all_snapshots<H>(s: &ReplicasState<H>, what: &str, check: fn(&[Part]) -> bool) -> bool {
+    sealed_snapshots(s)
+        .iter()
+        .all(|p| snapshot_holds(what, p, (), check))
 }
 
 /// Consistent cut, by channel counts and by the multicast delivery vectors.

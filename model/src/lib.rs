@@ -23,6 +23,7 @@
 pub mod abort;
 pub mod adapter;
 pub mod causal;
+pub mod digest;
 pub mod display;
 pub mod explore;
 pub mod faults;

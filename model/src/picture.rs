@@ -16,7 +16,7 @@ use crate::kv::{KvModel, Replica, ReplicasState};
 use crate::link::{LinkAction, LinkModel, LinkState};
 use crate::snapshot::{Ledger, SnapshotModel};
 use gsmo_spec::link::Frame;
-use gsmo_spec::node::Input;
+use gsmo_spec::node::{Input, LinkFrame};
 use gsmo_spec::properties::Event;
 use gsmo_view::spacetime::{Builder, Diagram, Kind, MsgKind};
 use gsmo_view::text;
@@ -100,7 +100,7 @@ pub fn replicas<H>(
                 let input = match msg {
                     Wire::Frame { frame, .. } => Some(Input::Peer {
                         from,
-                        frame: frame.clone(),
+                        frame: LinkFrame::clone(frame),
                     }),
                     Wire::Resume { .. } | Wire::Closed => None,
                 };

@@ -29,8 +29,17 @@
 //! miss violations; the tests pin that it still catches its bug.
 //!
 //! Not symmetric, hence never reduced: the sequencer (node 0 orders), ISIS and
-//! last-writer-wins (ties broken by node id), and the snapshot model's bank
-//! (account `i` moves `amount * (i + 1)` to account `i + 1`, over a total order).
+//! last-writer-wins (ties broken by node id), and the snapshot model's bank.
+//! The bank's ring of transfers `i -> i + 1` would survive a rotation
+//! `i -> i + r mod n` (the cyclic group, with the least rotation of a state as
+//! representative), but the bank needs a total order, and neither survives:
+//! the sequencer is node 0 (a rotated state has the sequencer's counters at
+//! node `r`, which does not number anything), and ISIS breaks equal priorities
+//! `(seq, node)` by node id, an order that a rotation does not keep (`n-1 < 0`
+//! after rotating by one), so a rotated run may deliver in another order. Under
+//! fifo or causal delivery rotation would hold, but the bank refuses them (a
+//! concurrent `TRANSFER` is last-writer-wins there, which again breaks ties by
+//! node id). Account `i` also moves `amount * (i + 1)`, which differs by account.
 
 use crate::adapter::{Multicaster, MulticasterState};
 use gsmo_spec::multicast::Wire;

@@ -71,7 +71,11 @@ SYMMETRY (--symmetry, causal only; implies --dfs) explores one state per class
   total-isis       equal priorities are broken by node id
   kv               last-writer-wins breaks equal Lamport times by node id, and
                    the total modes as above
-  snapshot         account i moves amount*(i+1) to account i+1, over a total order
+  snapshot         not even by rotation (node i -> i+r mod n keeps the ring of
+                   transfers i -> i+1): the bank runs over a total order, whose
+                   sequencer is node 0 or whose ISIS ties go to the lower node
+                   id, and a rotation keeps neither; and account i moves
+                   amount*(i+1), which differs by account
   link, abort      not attempted (over the kv replica and its faults)
 
 NO VACUOUS VERDICTS

@@ -1,0 +1,234 @@
+//! Cheaper steps for the replica models, with exactly the same state counts.
+//!
+//! stateright hashes a whole state to fingerprint every successor, and judges
+//! every property on every new state. For the kv and snapshot models (a whole
+//! spec `Node` per replica) three costs grew with the path, not the step:
+//! * a step changes one replica, yet every replica was hashed again. A replica
+//!   remembers its hash in a [`Digest`] until it is cloned to be changed
+//!   (stateright changes an actor only on a clone, through `Cow::to_mut`);
+//! * a completed snapshot part never changes, yet it was copied with its
+//!   replica at every step and again for every property. Parts are [`Sealed`]:
+//!   shared, and hashed once;
+//! * a completed snapshot was judged again in every later state. Verdicts are
+//!   remembered by a digest of everything the judgement reads ([`holds`]).
+//!
+//! Why the counts cannot change: a digest is a hash of its value's content,
+//! so equal values have equal digests and `Hash` stays consistent with `Eq`.
+//! Distinct values collide with probability about 2^-64 per pair: the risk
+//! stateright's 64-bit fingerprints already take for whole states. The tests'
+//! pinned counts are unchanged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A stable 64-bit hash of `value` (fixed seeds: the same in every thread and
+/// run of one build). aHash, as stateright's fingerprints: states are hashed
+/// in many small writes, where it is several times faster than SipHash.
+pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
+    static SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
+        0x6773_6d6f_2d64_6967,
+        0x6573_7420_6f66_2061,
+        0x2073_7461_7465_2e2e,
+        0x9e37_79b9_7f4a_7c15,
+    );
+    SEEDS.hash_one(value)
+}
+
+/// A value's hash, computed on first use. A clone starts empty, because
+/// a clone is what gets changed; so the cache never outlives its content.
+#[derive(Default)]
+pub struct Digest(OnceLock<u64>);
+
+impl Digest {
+    /// The cached hash, or `compute`'s (then cached).
+    pub fn get(&self, compute: impl FnOnce() -> u64) -> u64 {
+        *self.0.get_or_init(compute)
+    }
+}
+
+impl Clone for Digest {
+    fn clone(&self) -> Self {
+        Digest::default()
+    }
+}
+
+/// Not part of the value: every two caches are alike.
+impl PartialEq for Digest {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Digest {}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Digest")
+    }
+}
+
+/// An immutable value, shared by every state that holds it and hashed once.
+pub struct Sealed<T> {
+    digest: u64,
+    value: Arc<T>,
+}
+
+impl<T: Hash> Sealed<T> {
+    pub fn new(value: T) -> Self {
+        Sealed {
+            digest: digest(&value),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<T> Sealed<T> {
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The value, copied only if another state still shares it.
+    pub fn into_inner(self) -> T
+    where
+        T: Clone,
+    {
+        Arc::unwrap_or_clone(self.value)
+    }
+}
+
+impl<T> Deref for Sealed<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Clone for Sealed<T> {
+    fn clone(&self) -> Self {
+        Sealed {
+            digest: self.digest,
+            value: Arc::clone(&self.value),
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Sealed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && (Arc::ptr_eq(&self.value, &other.value) || self.value == other.value)
+    }
+}
+
+impl<T: Eq> Eq for Sealed<T> {}
+
+/// By value, as the value's own order.
+impl<T: PartialOrd> PartialOrd for Sealed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.value.partial_cmp(&other.value)
+    }
+}
+
+impl<T: Ord> Ord for Sealed<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
+
+impl<T> Hash for Sealed<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Sealed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+/// Verdicts remembered at most; then the memo starts afresh (a bound, not a loss:
+/// a forgotten verdict is computed again).
+const REMEMBERED: usize = 1 << 20;
+
+/// Whether `check` holds, computed once per `key`. `key` must be a digest of
+/// everything `check` reads, the judgement's name included: then the memo
+/// is a pure function's, shared safely by every checker thread and model.
+pub fn holds(key: u64, check: impl FnOnce() -> bool) -> bool {
+    static MEMO: OnceLock<Mutex<HashMap<u64, bool>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Mutex::default);
+    let lock = || memo.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&v) = lock().get(&key) {
+        return v;
+    }
+    let v = check();
+    let mut m = lock();
+    if m.len() >= REMEMBERED {
+        m.clear();
+    }
+    m.insert(key, v);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_forgets_the_cached_digest() {
+        let d = Digest::default();
+        assert_eq!(d.get(|| 7), 7);
+        assert_eq!(d.get(|| 8), 7);
+        assert_eq!(d.clone().get(|| 8), 8);
+    }
+
+    #[test]
+    fn sealed_values_hash_by_content() {
+        let (a, b, c) = (
+            Sealed::new(vec![1, 2]),
+            Sealed::new(vec![1, 2]),
+            Sealed::new(vec![2]),
+        );
+        assert_eq!(a, b);
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(a, c);
+        assert_ne!(digest(&a), digest(&c));
+    }
+
+    /// No replica's cached hash is stale: in every reachable state of the
+    /// default bank, each replica's cached digest is the one a fresh copy computes.
+    #[test]
+    fn cached_digests_match_fresh_ones_in_every_state() {
+        use stateright::Model;
+        let model = crate::snapshot::SnapshotCfg::default().into_model();
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = model.init_states();
+        while let Some(s) = todo.pop() {
+            if !seen.insert(digest(&s)) {
+                continue;
+            }
+            for a in &s.actor_states {
+                assert_eq!(digest(&**a), digest(&a.as_ref().clone()));
+            }
+            let mut actions = Vec::new();
+            model.actions(&s, &mut actions);
+            todo.extend(
+                actions
+                    .into_iter()
+                    .filter_map(|a| model.next_state(&s, a))
+                    .filter(|n| Model::within_boundary(&model, n)),
+            );
+        }
+        // The bank's pinned count (snapshot.rs), reached by hashing the digests.
+        assert_eq!(seen.len(), 9930);
+    }
+
+    #[test]
+    fn a_verdict_is_computed_once_per_key() {
+        let key = digest("digest.rs test key");
+        assert!(holds(key, || true));
+        assert!(holds(key, || panic!("remembered")));
+    }
+}
