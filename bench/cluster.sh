@@ -69,8 +69,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 if [ "${SUITE:-}" = default ]; then
   out=$(mktemp -d)
   suite() { # port name
-    redis-benchmark -p "$1" -n "$N" -r "$R" -c "$C" -q 2>/dev/null | tr '\r' '\n' \
-      | awk -F': ' '/requests per second/ {split($2, a, " "); print $1 "\t" a[1]}' >"$out/$2"
+    # An error reply makes redis-benchmark exit 1; count it and keep going.
+    { redis-benchmark -p "$1" -n "$N" -r "$R" -c "$C" -q 2>&1 || true; } | tr '\r' '\n' >"$out/$2.raw"
+    awk -F': ' '/requests per second/ {split($2, a, " "); print $1 "\t" a[1]}' "$out/$2.raw" >"$out/$2"
+    errors=$(grep -c '^Error' "$out/$2.raw" || true)
+    [ "$errors" -eq 0 ] || echo "$2: $errors error replies, e.g. $(grep -m1 '^Error' "$out/$2.raw")"
   }
   redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
   pids+=($!)
