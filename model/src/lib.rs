@@ -31,6 +31,7 @@ pub mod kv;
 pub mod link;
 pub mod picture;
 pub mod replay;
+pub mod replica;
 pub mod snapshot;
 pub mod symmetry;
 pub mod total;

@@ -1,0 +1,271 @@
+//! The replica actor every K/V-based model runs (kv, the snapshot bank, the
+//! abort model): the spec's whole [`Node`] behind stateright's [`Actor`], its
+//! scripted client writes, snapshot starts and ghost history. Only feeds
+//! [`Input`]s to [`Node::handle`] and carries its [`Output`]s out.
+
+use crate::adapter::{arm, Step};
+use crate::digest::{digest, Digest, Sealed};
+use crate::faults::{Faults, Ghost, Runtime, Wire};
+use gsmo_spec::kv::{KvStore, Op, Reply, Resolution, INSUFFICIENT_FUNDS};
+use gsmo_spec::multicast::{Mode, Multicast};
+use gsmo_spec::node::{Command, Input, Limits, Node, Output, Part};
+use gsmo_spec::properties::Event;
+use gsmo_spec::snapshot::{Recorder, SnapshotId};
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Snapshots started by all replicas together: what bounds the models' snapshot steps.
+pub fn snapshots_started(states: &[Arc<ReplicaState>]) -> usize {
+    states.iter().map(|a| a.snapshots_started).sum()
+}
+
+/// Which parts of a replica are deliberately broken (each a knob of the spec).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// The mode's broken multicast ([`Multicast::broken`]).
+    pub multicast: bool,
+    /// Apply fifo/causal writes in delivery order, not last-writer-wins.
+    pub delivery_order: bool,
+    /// A recorder that records no channel contents.
+    pub no_channel_recording: bool,
+    /// A recorder whose markers close a channel for every snapshot in progress.
+    pub shared_channel_closing: bool,
+    /// A store whose short-of-funds `TRANSFER` debits without crediting.
+    pub debit_only: bool,
+}
+
+/// A replica: the spec's [`Node`], driven by client writes and snapshot orders.
+/// The kv model and the snapshot model (the bank) both run it.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub mode: Mode,
+    /// Each replica's client writes, in order (index = replica).
+    pub script: Arc<Vec<Vec<Op>>>,
+    /// The store every replica starts from (the bank's opening balances).
+    pub opening: KvStore,
+    pub bugs: Bugs,
+    /// Whether snapshots may be started at all (how many: `within_boundary`).
+    pub snapshots: bool,
+    /// The most writes in one batch ([`Limits::max_batch`]).
+    pub batch: u64,
+    /// Whether the recorder insists on FIFO channel positions (it does whenever
+    /// the channels promise them; other networks run the tolerant recorder).
+    pub strict_fifo: bool,
+    pub faults: Faults,
+}
+
+/// A replica's state: the spec node plus what the properties judge. Hashed
+/// once per change ([`crate::digest`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub node: Node,
+    /// Ghost: this replica's multicasts and deliveries in order (the node
+    /// itself keeps only counts). The protocol never reads it.
+    pub log: Vec<Event>,
+    /// The snapshot parts this replica completed (what a node persists);
+    /// sealed, since a completed part never changes.
+    pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
+    /// Ghost: snapshots started here, for the global bound.
+    pub snapshots_started: usize,
+    /// Ghost: client writes issued here (refused ones included).
+    pub issued: usize,
+    /// How many writes this replica's script holds (a constant).
+    pub quota: usize,
+    /// Ghost: client writes refused for want of funds.
+    pub refused: usize,
+    /// The runtime's side: connections, the disk, what is unanswered.
+    pub ghost: Ghost,
+    /// The hash of all of the above, once computed.
+    pub digest: Digest,
+}
+
+impl Hash for ReplicaState {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Destructured, so that a new field cannot be left out of the hash.
+        let ReplicaState {
+            node,
+            log,
+            parts,
+            snapshots_started,
+            issued,
+            quota,
+            refused,
+            ghost,
+            digest: cache,
+        } = self;
+        state.write_u64(cache.get(|| {
+            digest(&(
+                node,
+                log,
+                parts,
+                snapshots_started,
+                issued,
+                quota,
+                refused,
+                ghost,
+            ))
+        }));
+    }
+}
+
+impl Replica {
+    fn node(&self, me: usize) -> Node {
+        let n = self.script.len();
+        let multicast = if self.bugs.multicast {
+            Multicast::broken(self.mode, me, n)
+        } else {
+            Multicast::new(self.mode, me, n)
+        };
+        let mut recorder = Recorder::new(me, n);
+        if self.bugs.no_channel_recording {
+            recorder = recorder.without_channel_recording();
+        }
+        if self.bugs.shared_channel_closing {
+            recorder = recorder.with_shared_channel_closing();
+        }
+        if !self.strict_fifo {
+            recorder = recorder.tolerate_reordering();
+        }
+        let mut kv = self.opening.clone();
+        if self.bugs.debit_only {
+            kv = kv.debit_only_when_short();
+        }
+        let node = self
+            .faults
+            .node(Node::from_parts(multicast, recorder).with_store(kv));
+        let limits = Limits {
+            max_batch: self.batch,
+            ..node.limits()
+        };
+        let node = node.with_limits(limits);
+        if self.bugs.delivery_order {
+            node.with_resolution(Resolution::DeliveryOrder)
+        } else {
+            node
+        }
+    }
+
+    /// Replica `me`'s next client write from its script, in state `s`.
+    pub fn next_write(&self, me: usize, s: &ReplicaState) -> Input {
+        Input::Client {
+            req: s.issued as u64 + 1,
+            cmd: Command::Write(self.script[me][s.issued].clone()),
+        }
+    }
+
+    /// Feeds one input to the spec node and carries its outputs out.
+    fn handle(&self, s: &mut ReplicaState, input: Input, o: &mut Out<Self>) {
+        let mut rt = Runtime {
+            faults: &self.faults,
+            node: &mut s.node,
+            ghost: &mut s.ghost,
+        };
+        let outputs = rt.feed(input, o);
+        rt.rearm(o);
+        Self::record(s, outputs);
+    }
+
+    /// Records what the properties judge; the runtime did the rest.
+    fn record(s: &mut ReplicaState, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Multicast { id } => s.log.push(Event::Send(id)),
+                Output::Delivered { id, .. } => s.log.push(Event::Deliver(id)),
+                Output::SnapshotComplete(part) => {
+                    s.parts.insert(part.id, Sealed::new(*part));
+                }
+                Output::Reply {
+                    reply: Reply::Error(e),
+                    ..
+                } if e == INSUFFICIENT_FUNDS => s.refused += 1,
+                // The runtime carried out the rest.
+                _ => {}
+            }
+        }
+    }
+
+    /// This replica's runtime over state `s` (the picture re-runs steps with it).
+    pub(crate) fn runtime<'a>(&'a self, s: &'a mut ReplicaState) -> Runtime<'a> {
+        Runtime {
+            faults: &self.faults,
+            node: &mut s.node,
+            ghost: &mut s.ghost,
+        }
+    }
+}
+
+impl Actor for Replica {
+    type Msg = Wire;
+    type State = ReplicaState;
+    type Timer = Step;
+    type Random = ();
+    type Storage = ();
+
+    fn on_start(&self, id: Id, _: &Option<()>, o: &mut Out<Self>) -> ReplicaState {
+        if !self.script[usize::from(id)].is_empty() {
+            arm(o, Step::Write);
+        }
+        if self.snapshots {
+            // How many snapshots may start is bounded globally (`within_boundary`).
+            arm(o, Step::Snapshot);
+        }
+        self.faults.arm(usize::from(id), self.script.len(), o);
+        ReplicaState {
+            node: self.node(usize::from(id)),
+            log: Vec::new(),
+            parts: BTreeMap::new(),
+            snapshots_started: 0,
+            issued: 0,
+            quota: self.script[usize::from(id)].len(),
+            refused: 0,
+            ghost: Ghost::default(),
+            digest: Digest::default(),
+        }
+    }
+
+    fn on_timeout(&self, id: Id, state: &mut Cow<ReplicaState>, step: &Step, o: &mut Out<Self>) {
+        if state.ghost.crashed {
+            return;
+        }
+        let s = state.to_mut();
+        match step {
+            Step::Write => {
+                let input = self.next_write(usize::from(id), s);
+                s.issued += 1;
+                self.handle(s, input, o);
+                if s.issued < s.quota {
+                    arm(o, Step::Write);
+                }
+                // A flush is a step of its own only while a batch waits.
+                if s.node.unflushed_writes() > 0 {
+                    arm(o, Step::Flush);
+                } else {
+                    o.cancel_timer(Step::Flush);
+                }
+            }
+            Step::Flush => self.handle(s, Input::Flush, o),
+            Step::Snapshot => {
+                s.snapshots_started += 1;
+                self.handle(s, Input::StartSnapshot, o);
+                arm(o, Step::Snapshot);
+            }
+            Step::Fault(fault) => {
+                let outputs = self.runtime(s).on_fault(*fault, o);
+                Self::record(s, outputs);
+            }
+            Step::Multicast => unreachable!("a replica only writes and snapshots"),
+        }
+    }
+
+    fn on_msg(&self, _: Id, state: &mut Cow<ReplicaState>, src: Id, wire: Wire, o: &mut Out<Self>) {
+        if state.ghost.crashed {
+            return;
+        }
+        let s = state.to_mut();
+        let outputs = self.runtime(s).on_wire(usize::from(src), wire, o);
+        Self::record(s, outputs);
+    }
+}

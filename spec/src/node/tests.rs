@@ -1,0 +1,217 @@
+use super::*;
+use crate::sim::Cluster;
+
+/// Two causal replicas write `x` concurrently and each delivers its own
+/// write first; returns both stores once everything is delivered.
+fn concurrent_writes(how: Option<Resolution>) -> (KvStore, KvStore) {
+    let nodes = (0..2)
+        .map(|i| {
+            let node = Node::new(i, 2, Mode::Causal);
+            match how {
+                Some(how) => node.with_resolution(how),
+                None => node,
+            }
+        })
+        .collect();
+    let mut c = Cluster::from_nodes(nodes);
+    for i in 0..2 {
+        let value = format!("from-{i}").into_bytes();
+        let op = Op::Set {
+            key: b"x".to_vec(),
+            value,
+        };
+        c.client(i, Command::Write(op));
+    }
+    c.quiesce().unwrap();
+    (c.nodes[0].kv().clone(), c.nodes[1].kv().clone())
+}
+
+#[test]
+fn causal_replicas_converge_by_stamp_but_not_by_delivery_order() {
+    let (a, b) = concurrent_writes(None);
+    assert_eq!(a, b);
+    let (a, b) = concurrent_writes(Some(Resolution::DeliveryOrder));
+    assert_ne!(a, b, "each kept the other's write, delivered last");
+    assert_eq!(a.get(b"x"), Some(&b"from-1".to_vec()));
+}
+
+#[test]
+fn incrby_answers_the_new_value_in_every_mode() {
+    for mode in Mode::ALL {
+        let mut c = Cluster::new(2, mode);
+        let incr = |delta| {
+            Command::Write(Op::IncrBy {
+                key: b"n".to_vec(),
+                delta,
+            })
+        };
+        let a = c.client(0, incr(5));
+        c.quiesce().unwrap();
+        let b = c.client(1, incr(2));
+        c.quiesce().unwrap();
+        assert_eq!(c.replies[0][&a], Reply::Int(5), "{mode}");
+        assert_eq!(c.replies[1][&b], Reply::Int(7), "{mode}");
+    }
+}
+
+fn set(key: &str) -> Command {
+    Command::Write(Op::Set {
+        key: key.into(),
+        value: b"v".to_vec(),
+    })
+}
+
+fn reply(out: &[Output]) -> Option<Reply> {
+    out.iter().find_map(|o| match o {
+        Output::Reply { reply, .. } => Some(reply.clone()),
+        _ => None,
+    })
+}
+
+fn tick(node: &mut Node, now: u64) -> Vec<Output> {
+    node.handle(Input::Tick { now }).unwrap()
+}
+
+#[test]
+fn an_unreachable_needed_peer_refuses_writes_at_once_and_reads_still_work() {
+    let limits = Limits {
+        unreachable_after_ms: 1_000,
+        ..Limits::default()
+    };
+    let mut c = Cluster::from_nodes(
+        (0..3)
+            .map(|i| Node::new(i, 3, Mode::TotalIsis).with_limits(limits))
+            .collect(),
+    );
+    let n0 = &mut c.nodes[0];
+    n0.handle(Input::LinkDown {
+        peer: 2,
+        outgoing: true,
+    })
+    .unwrap();
+    tick(n0, 999);
+    assert_eq!(n0.write_refusal(), None, "a short blip is not a failure");
+    tick(n0, 13_000);
+    let refused = reply(&n0.on_client(1, set("x"))).unwrap();
+    assert_eq!(
+        refused,
+        Reply::Error("CLUSTERDOWN write refused: n2 unreachable for 13 s and total-isis needs every node to order writes; reads still work".into())
+    );
+    assert_eq!(n0.pending_writes(), 0, "nothing is left hanging");
+    let read = reply(&n0.on_client(2, Command::Get { key: b"x".to_vec() }));
+    assert_eq!(read, Some(Reply::Bulk(None)));
+    // Causal delivers locally: the same outage refuses nothing.
+    let mut causal = Node::new(0, 3, Mode::Causal).with_limits(limits);
+    tick(&mut causal, 13_000);
+    assert_eq!(causal.write_refusal(), None);
+}
+
+#[test]
+fn a_replica_is_never_unreachable_to_itself() {
+    let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
+    n0.start_snapshot();
+    let out = tick(&mut n0, 10_000);
+    assert!(!n0.is_unreachable(0) && !n0.is_unreachable(1));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::SnapshotAborted { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_write_that_cannot_finish_times_out_naming_what_it_waits_for() {
+    let limits = Limits {
+        write_timeout_ms: 5_000,
+        ..Limits::default()
+    };
+    let mut n0 = Node::new(0, 2, Mode::TotalSequencer).with_limits(limits);
+    let mut n1 = Node::new(1, 2, Mode::TotalSequencer).with_limits(limits);
+    n1.handle(Input::InboundUp { peer: 0 }).unwrap();
+    n1.handle(Input::LinkUp {
+        peer: 0,
+        delivered: 0,
+    })
+    .unwrap();
+    n0.handle(Input::Tick { now: 0 }).unwrap();
+    let out = n1.on_client(7, set("x"));
+    assert_eq!(reply(&out), None, "waits for node 0's order");
+    n1.handle(Input::LinkDown {
+        peer: 0,
+        outgoing: true,
+    })
+    .unwrap();
+    assert_eq!(reply(&tick(&mut n1, 4_999)), None);
+    assert_eq!(
+        reply(&tick(&mut n1, 5_000)),
+        Some(Reply::Error("TIMEOUT write n1#1 not delivered in 5 s: waiting for n0, disconnected for 5 s; it may still be applied".into()))
+    );
+    assert_eq!(n1.pending_writes(), 0);
+}
+
+#[test]
+fn a_full_link_is_backpressure_not_loss() {
+    let limits = Limits {
+        link_buffer_bytes: 100,
+        ..Limits::default()
+    };
+    let mut c = Cluster::from_nodes(
+        (0..2)
+            .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
+            .collect(),
+    );
+    // n1 stalls: nothing n0 sends is acknowledged.
+    let mut accepted = 0;
+    let refusal = loop {
+        let req = c.client(0, set("k"));
+        match &c.replies[0][&req] {
+            Reply::Error(e) => break e.clone(),
+            _ => accepted += 1,
+        }
+    };
+    assert!(
+        refusal.starts_with("TRYAGAIN link to n1 holds"),
+        "{refusal}"
+    );
+    assert_eq!(accepted, 3, "34 bytes a write, 100 bytes of room");
+    c.quiesce().unwrap();
+    assert_eq!(
+        c.delivered(1).len(),
+        accepted,
+        "everything accepted arrives"
+    );
+}
+
+#[test]
+fn a_dropped_connection_resumes_without_loss_or_duplicates() {
+    for mode in Mode::ALL {
+        let mut c = Cluster::new(3, mode);
+        for k in ["a", "b", "c"] {
+            c.client(0, set(k));
+        }
+        // The connection 0 -> 1 breaks with everything in flight lost.
+        while c.network.receive(0, 1).is_some() {}
+        let down = Input::LinkDown {
+            peer: 1,
+            outgoing: true,
+        };
+        assert!(c.nodes[0].handle(down).unwrap().is_empty());
+        c.client(0, set("d"));
+        c.quiesce().unwrap();
+        let delivered = c.nodes[1].link(0).delivered();
+        let out = c.nodes[0]
+            .handle(Input::LinkUp { peer: 1, delivered })
+            .unwrap();
+        assert!(!out.is_empty(), "{mode}: the missing frames are resent");
+        for o in out {
+            if let Output::Send { to, frame } = o {
+                c.network.send(0, to, frame);
+            }
+        }
+        c.quiesce().unwrap();
+        let logs: Vec<_> = (0..3).map(|i| c.logs[i].clone()).collect();
+        crate::properties::promised_orders(mode, &logs).unwrap();
+        crate::properties::all_delivered(&logs).unwrap();
+        assert_eq!(c.delivered(1).len(), 4, "{mode}");
+    }
+}

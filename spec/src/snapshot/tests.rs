@@ -1,0 +1,301 @@
+use super::*;
+
+type R = Recorder<&'static str, char>;
+
+fn complete(
+    effects: &[SnapshotEffect<&'static str, char>],
+) -> Option<LocalSnapshot<&'static str, char>> {
+    effects.iter().find_map(|e| match e {
+        SnapshotEffect::Complete(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_part_stored_before_the_initiators_own_part_completes_still_counts() {
+    // Initiator 0 of three: node 1 finishes and stores while 0 still
+    // awaits node 2's marker.
+    let mut r: R = Recorder::new(0, 3);
+    let (id, _) = r.initiate("s");
+    let summary = |node| PartSummary {
+        node,
+        ..PartSummary::default()
+    };
+    r.on_envelope(1, Envelope::Marker { id }, || "s").unwrap();
+    let stored = Envelope::Stored {
+        id,
+        part: summary(1),
+    };
+    let (_, eff) = r.on_envelope(1, stored, || "s").unwrap();
+    assert!(eff.is_empty());
+    let (_, eff) = r.on_envelope(2, Envelope::Marker { id }, || "s").unwrap();
+    assert!(complete(&eff).is_some());
+    r.on_stored(id, Ok(summary(0)));
+    assert_eq!(r.waiting_on(id), vec![2], "node 1's early part counted");
+    let stored = Envelope::Stored {
+        id,
+        part: summary(2),
+    };
+    let (_, eff) = r.on_envelope(2, stored, || "s").unwrap();
+    assert!(
+        eff.iter()
+            .any(|e| matches!(e, SnapshotEffect::Committed { .. })),
+        "{eff:?}"
+    );
+}
+
+#[test]
+fn two_concurrent_snapshots_record_independently() {
+    // Node 1 of three. Snapshot A (from node 0) and B (from node 2) overlap.
+    let mut r: R = Recorder::new(1, 3);
+    let a = SnapshotId {
+        initiator: 0,
+        seq: 1,
+    };
+    let b = SnapshotId {
+        initiator: 2,
+        seq: 1,
+    };
+
+    let (m, eff) = r
+        .on_envelope(0, Envelope::Marker { id: a }, || "s-at-a")
+        .unwrap();
+    assert!(m.is_none());
+    assert_eq!(
+        eff,
+        vec![
+            SnapshotEffect::Recorded { id: a },
+            SnapshotEffect::Send {
+                to: 0,
+                envelope: Envelope::Marker { id: a }
+            },
+            SnapshotEffect::Send {
+                to: 2,
+                envelope: Envelope::Marker { id: a }
+            },
+        ]
+    );
+    // 'x' from node 2 is in flight for A (channel 2->1 still open for A).
+    let (m, eff) = r
+        .on_envelope(2, Envelope::Msg { seq: 1, body: 'x' }, || unreachable!())
+        .unwrap();
+    assert_eq!(m, Some('x'));
+    assert!(eff.is_empty());
+    // B's first marker arrives from node 2: records B, closes 2->1 for B only.
+    let (_, eff) = r
+        .on_envelope(2, Envelope::Marker { id: b }, || "s-at-b")
+        .unwrap();
+    assert!(eff.contains(&SnapshotEffect::Recorded { id: b }));
+    // 'y' from node 0: A has closed 0->1, B is still recording it.
+    r.on_envelope(0, Envelope::Msg { seq: 1, body: 'y' }, || unreachable!())
+        .unwrap();
+    // A's marker from node 2 completes A.
+    let (_, eff) = r
+        .on_envelope(2, Envelope::Marker { id: a }, || unreachable!())
+        .unwrap();
+    let part_a = complete(&eff).expect("A complete");
+    assert_eq!(part_a.state, "s-at-a");
+    assert_eq!(part_a.channels, vec![vec![], vec![], vec![(1, 'x')]]);
+    assert_eq!(part_a.received, vec![0, 0, 0]);
+    // B's marker from node 0 completes B.
+    let (_, eff) = r
+        .on_envelope(0, Envelope::Marker { id: b }, || unreachable!())
+        .unwrap();
+    let part_b = complete(&eff).expect("B complete");
+    assert_eq!(part_b.state, "s-at-b");
+    assert_eq!(part_b.channels, vec![vec![(1, 'y')], vec![], vec![]]);
+    assert_eq!(part_b.received, vec![0, 0, 1]);
+    assert_eq!(
+        r.in_progress().count(),
+        2,
+        "both parts await their verdicts"
+    );
+}
+
+#[test]
+fn initiator_counts_sends_and_a_lone_node_completes_at_once() {
+    let mut r: R = Recorder::new(0, 2);
+    assert_eq!(r.wrap(1, 'a'), Envelope::Msg { seq: 1, body: 'a' });
+    let (id, eff) = r.initiate("s");
+    assert_eq!(
+        id,
+        SnapshotId {
+            initiator: 0,
+            seq: 1
+        }
+    );
+    assert!(complete(&eff).is_none());
+    let (_, eff) = r
+        .on_envelope(1, Envelope::Marker { id }, || unreachable!())
+        .unwrap();
+    assert_eq!(complete(&eff).unwrap().sent, vec![0, 1]);
+
+    let mut lone: R = Recorder::new(0, 1);
+    let (_, eff) = lone.initiate("s");
+    assert!(complete(&eff).is_some());
+}
+
+#[test]
+fn out_of_order_channel_is_refused_and_aborted_ids_stay_dead() {
+    let mut r: R = Recorder::new(1, 2);
+    let err = r
+        .on_envelope(0, Envelope::Msg { seq: 2, body: 'z' }, || "s")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ChannelError::OutOfOrder {
+            from: 0,
+            expected: 1,
+            got: 2
+        }
+    );
+    let id = SnapshotId {
+        initiator: 0,
+        seq: 9,
+    };
+    assert_eq!(
+        r.abort(id, AbortReason::Operator).len(),
+        2,
+        "told n0, ended here"
+    );
+    let (_, eff) = r.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
+    assert!(
+        eff.is_empty(),
+        "a marker for an aborted snapshot must not restart it"
+    );
+}
+
+#[test]
+fn broken_variant_forgets_channel_contents() {
+    let mut r: R = Recorder::new(1, 2).without_channel_recording();
+    let (id, _) = r.initiate("s");
+    r.on_envelope(0, Envelope::Msg { seq: 1, body: 'q' }, || unreachable!())
+        .unwrap();
+    let (_, eff) = r
+        .on_envelope(0, Envelope::Marker { id }, || unreachable!())
+        .unwrap();
+    assert_eq!(complete(&eff).unwrap().channels, vec![vec![], vec![]]);
+}
+
+fn sends(effects: &[SnapshotEffect<&'static str, char>]) -> Vec<(NodeId, Envelope<char>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            SnapshotEffect::Send { to, envelope } => Some((*to, envelope.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn summary(node: NodeId) -> PartSummary {
+    PartSummary {
+        node,
+        ..PartSummary::default()
+    }
+}
+
+/// Two nodes; n0 initiates, both parts complete. Returns (n0, n1, id).
+fn both_parts_complete() -> (R, R, SnapshotId) {
+    let mut a: R = Recorder::new(0, 2).with_timeout(100);
+    let mut b: R = Recorder::new(1, 2).with_timeout(100);
+    let (id, _) = a.initiate("a");
+    let (_, eff) = b.on_envelope(0, Envelope::Marker { id }, || "b").unwrap();
+    assert!(complete(&eff).is_some(), "n1 heard n0's marker: done");
+    let (_, eff) = a
+        .on_envelope(1, Envelope::Marker { id }, || unreachable!())
+        .unwrap();
+    assert!(complete(&eff).is_some());
+    (a, b, id)
+}
+
+#[test]
+fn the_initiator_commits_once_every_part_is_stored() {
+    let (mut a, mut b, id) = both_parts_complete();
+    assert!(
+        a.on_stored(id, Ok(summary(0))).is_empty(),
+        "n1's part missing"
+    );
+    assert_eq!(a.waiting_on(id), vec![1]);
+    let eff = b.on_stored(id, Ok(summary(1)));
+    let [(0, ack)] = &sends(&eff)[..] else {
+        panic!("n1 acknowledges to the initiator: {eff:?}")
+    };
+    assert_eq!(b.waiting_on(id), vec![0], "n1 awaits the verdict");
+    let (_, eff) = a.on_envelope(1, ack.clone(), || unreachable!()).unwrap();
+    let parts = vec![summary(0), summary(1)];
+    assert!(eff.contains(&SnapshotEffect::Committed {
+        id,
+        parts: parts.clone()
+    }));
+    let [(1, verdict)] = &sends(&eff)[..] else {
+        panic!("the verdict goes to n1")
+    };
+    let (_, eff) = b
+        .on_envelope(0, verdict.clone(), || unreachable!())
+        .unwrap();
+    assert_eq!(eff, vec![SnapshotEffect::Committed { id, parts }]);
+    assert_eq!(a.in_progress().count() + b.in_progress().count(), 0);
+    // Too late to abort: nothing happens.
+    assert!(a.abort(id, AbortReason::Operator).is_empty());
+}
+
+#[test]
+fn a_store_failure_aborts_everywhere_and_a_late_part_is_dropped() {
+    let (mut a, mut b, id) = both_parts_complete();
+    let eff = b.on_stored(id, Err("No space left on device".into()));
+    let reason = AbortReason::StoreFailed {
+        error: "No space left on device".into(),
+    };
+    assert!(eff.contains(&SnapshotEffect::Aborted {
+        id,
+        by: 1,
+        reason: reason.clone()
+    }));
+    let [(0, abort)] = &sends(&eff)[..] else {
+        panic!("the abort goes to n0")
+    };
+    let (_, eff) = a.on_envelope(1, abort.clone(), || unreachable!()).unwrap();
+    assert_eq!(eff, vec![SnapshotEffect::Aborted { id, by: 1, reason }]);
+    // n0's own part finishes storing after the abort: it is deleted, not acknowledged.
+    assert_eq!(
+        a.on_stored(id, Ok(summary(0))),
+        vec![SnapshotEffect::DropPart { id }]
+    );
+    assert_eq!(a.in_progress().count(), 0);
+}
+
+#[test]
+fn a_timeout_names_whom_it_waited_for() {
+    let mut a: R = Recorder::new(0, 3).with_timeout(100);
+    let (id, _) = a.initiate("a");
+    assert!(a.on_tick(99).is_empty());
+    let eff = a.on_tick(100);
+    let reason = AbortReason::TimedOut {
+        after_ms: 100,
+        waiting_on: vec![1, 2],
+    };
+    assert_eq!(
+        reason.to_string(),
+        "timed out after 0.1 s waiting for n1,n2"
+    );
+    assert!(eff.contains(&SnapshotEffect::Aborted { id, by: 0, reason }));
+    assert_eq!(sends(&eff).len(), 2, "both peers are told");
+}
+
+#[test]
+fn an_acknowledged_part_waits_for_the_verdict_unless_the_initiator_is_gone() {
+    let (_, mut b, id) = both_parts_complete();
+    b.on_stored(id, Ok(summary(1)));
+    assert!(b.on_tick(1_000).is_empty(), "n1 may no longer decide");
+    assert!(b.abort(id, AbortReason::Operator).is_empty());
+    let eff = b.on_unreachable(0);
+    assert_eq!(
+        eff,
+        vec![SnapshotEffect::Aborted {
+            id,
+            by: 1,
+            reason: AbortReason::Unreachable { peer: 0 }
+        }],
+        "ends locally, tells nobody"
+    );
+}
