@@ -55,16 +55,18 @@ struct UnrecordedAbort {
 
 /// Writes the pending abort records (and `new`, if any) through
 /// [`SnapshotStore::mark_aborted`]; keeps those the disk still refuses, up to
-/// [`MAX_UNRECORDED_ABORTS`]. Runs off the loop: it touches the disk.
+/// [`MAX_UNRECORDED_ABORTS`]. Runs off the loop: it touches the disk. The lock
+/// is never held across I/O, because INFO reads the queue on the event loop.
 fn record_aborts(
     store: &SnapshotStore,
     pending: &Mutex<VecDeque<UnrecordedAbort>>,
     new: Option<UnrecordedAbort>,
 ) {
-    let mut q = pending.lock().unwrap_or_else(|e| e.into_inner());
-    q.extend(new);
+    let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
+    let mut todo = std::mem::take(&mut *lock());
+    todo.extend(new);
     let mut refused = VecDeque::new();
-    while let Some(a) = q.pop_front() {
+    for a in todo {
         match store.mark_aborted(a.id, a.by, &a.reason) {
             Ok(()) => debug!(snapshot = %a.id, "ABORTED record of {} written", a.id),
             Err(e) => {
@@ -73,6 +75,8 @@ fn record_aborts(
             }
         }
     }
+    let mut q = lock();
+    refused.extend(q.drain(..)); // queued meanwhile by another task
     while refused.len() > MAX_UNRECORDED_ABORTS {
         if let Some(a) = refused.pop_front() {
             warn!(snapshot = %a.id, "giving up on the ABORTED record of {} (over {MAX_UNRECORDED_ABORTS} refused)", a.id);
