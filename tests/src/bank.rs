@@ -9,6 +9,19 @@ use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use std::time::{Duration, Instant};
 
+/// Opens the bank: `acct:0..accounts` each set to `balance`, through node 0.
+pub async fn open_accounts(cluster: &TestCluster, accounts: usize, balance: i64) {
+    let mut con = cluster.connect(0).await;
+    for a in 0..accounts {
+        let (): () = redis::cmd("SET")
+            .arg(format!("acct:{a}"))
+            .arg(balance)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+}
+
 /// One client's share of a bank workload: `transfers` TRANSFERs between
 /// random accounts `acct:0..accounts` on node `node`, drawn from `seed`
 /// (xorshift, so a seed repeats the run); an "insufficient funds" refusal is

@@ -17,7 +17,7 @@
 //! Randomised tests take their seed from [`seed`] (`GSMO_SEED`, printed).
 
 pub mod bank;
-pub use bank::{expect_restored, money, snapshot_at, transferrer};
+pub use bank::{expect_restored, money, open_accounts, snapshot_at, transferrer};
 
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{self, Event, Violation};

@@ -13,7 +13,7 @@ use gsmo_node::snapshot::cli::DataDirs;
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{expect_restored, gsmo, money, try_run, Host, Launch};
+use gsmo_tests::{expect_restored, gsmo, money, open_accounts, try_run, Host, Launch};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -160,15 +160,7 @@ async fn three_hosts_with_their_own_disks_snapshot_verify_and_restore() {
     };
     let cluster = launch(&["--delay", "0-5"]).start();
     let total = OPENING * ACCOUNTS as i64;
-    let mut con = cluster.connect(0).await;
-    for a in 0..ACCOUNTS {
-        let (): () = redis::cmd("SET")
-            .arg(format!("acct:{a}"))
-            .arg(OPENING)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
+    open_accounts(&cluster, ACCOUNTS, OPENING).await;
 
     let done = AtomicUsize::new(0);
     let all = NODES * 2 * TRANSFERS;

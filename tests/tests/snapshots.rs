@@ -5,7 +5,7 @@
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::snapshot::SnapshotId;
-use gsmo_tests::{expect_restored, gsmo, money, unique, Launch};
+use gsmo_tests::{expect_restored, gsmo, money, open_accounts, unique, Launch};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -54,15 +54,7 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
             "10",
         ])
         .start();
-    let mut con = cluster.connect(0).await;
-    for a in 0..ACCOUNTS {
-        let (): () = redis::cmd("SET")
-            .arg(format!("acct:{a}"))
-            .arg(OPENING)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
+    open_accounts(&cluster, ACCOUNTS, OPENING).await;
 
     // Transfers from every node; snapshots from different nodes while they run.
     let done = AtomicUsize::new(0);
