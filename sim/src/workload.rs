@@ -226,10 +226,23 @@ pub async fn chaos(o: Opts, registry: Registry, shared: Rc<RefCell<Shared>>) -> 
             }
             _ => {
                 let at = live[rng.usize(0..live.len())];
-                match Redis::connect(&node(at), CLIENT_PORT).await {
-                    Ok(mut r) => r.text(&[b"SNAPSHOT"]).await.is_ok(),
-                    Err(_) if shared.borrow().is_down(at) => false,
-                    Err(e) => return Err(e.into()),
+                // Bounded: the node may crash while asked, and a crashed
+                // host, cut off, never answers nor closes.
+                let asked = async {
+                    let mut r = Redis::connect(&node(at), CLIENT_PORT).await?;
+                    r.text(&[b"SNAPSHOT"]).await
+                };
+                match tokio::time::timeout(crash::reply_bound(), asked).await {
+                    Ok(Ok(_)) => true,
+                    _ if shared.borrow().is_down(at) => false,
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => {
+                        return Err(format!(
+                            "n{at} did not answer SNAPSHOT within {} ms",
+                            crash::reply_bound().as_millis()
+                        )
+                        .into())
+                    }
                 }
             }
         };
