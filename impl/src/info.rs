@@ -95,6 +95,16 @@ impl Runtime {
         );
         line(
             &mut s,
+            "snapshot_outcomes_remembered",
+            &self.node.snapshot_outcomes_remembered(),
+        );
+        line(
+            &mut s,
+            "snapshot_outcomes_max_per_initiator",
+            &gsmo_spec::snapshot::REMEMBERED_PER_INITIATOR,
+        );
+        line(
+            &mut s,
             "snapshots_restored",
             &u8::from(self.restored_from.is_some()),
         );

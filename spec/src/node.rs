@@ -428,6 +428,12 @@ impl Node {
         self.recorder.in_progress().collect()
     }
 
+    /// Snapshot verdicts held exactly here (bounded per initiator by
+    /// [`crate::snapshot::REMEMBERED_PER_INITIATOR`]).
+    pub fn snapshot_outcomes_remembered(&self) -> usize {
+        self.recorder.outcomes_remembered()
+    }
+
     /// Whom snapshot `id` still waits for here (markers, or stored parts).
     pub fn snapshot_waiting_on(&self, id: SnapshotId) -> Vec<NodeId> {
         self.recorder.waiting_on(id)

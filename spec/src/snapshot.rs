@@ -38,7 +38,12 @@
 //!   died before its verdict reached everyone): a restore then finds the
 //!   snapshot incomplete and refuses it by name.
 
+mod outcomes;
+
+pub use outcomes::{Outcome, REMEMBERED_PER_INITIATOR};
+
 use crate::NodeId;
+use outcomes::Outcomes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -274,11 +279,10 @@ pub struct Recorder<S, M> {
     active: BTreeMap<SnapshotId, Recording<S, M>>,
     /// Parts complete here, awaiting the verdict.
     finishing: BTreeMap<SnapshotId, Finishing>,
-    /// Ids this node gave up on; a late marker for one must not start it afresh.
-    aborted: BTreeSet<SnapshotId>,
-    /// Ids committed as seen here; a late abort (only possible after the
+    /// Verdicts seen here, bounded ([`outcomes`]): a late marker of an aborted
+    /// id must not start it afresh, and a late abort (only possible after the
     /// initiator died) does not undo what this node already wrote.
-    committed: BTreeSet<SnapshotId>,
+    outcomes: Outcomes,
     /// The time of the last tick, in milliseconds (time enters only through ticks).
     now: u64,
     /// A snapshot not finished this long after this node heard of it is aborted.
@@ -309,8 +313,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             started: 0,
             active: BTreeMap::new(),
             finishing: BTreeMap::new(),
-            aborted: BTreeSet::new(),
-            committed: BTreeSet::new(),
+            outcomes: Outcomes::default(),
             now: 0,
             timeout_ms: u64::MAX,
             record_channels: true,
@@ -377,6 +380,20 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         }
     }
 
+    /// The verdict on `id` if it is finished here (never for an id in progress).
+    pub fn finished(&self, id: SnapshotId) -> Option<Outcome> {
+        if self.active.contains_key(&id) || self.finishing.contains_key(&id) {
+            return None;
+        }
+        self.outcomes.of(id)
+    }
+
+    /// Verdicts this node holds exactly (bounded by [`REMEMBERED_PER_INITIATOR`]
+    /// per initiator; older ids count as finished).
+    pub fn outcomes_remembered(&self) -> usize {
+        self.outcomes.remembered()
+    }
+
     /// Messages sent so far on each outgoing channel.
     pub fn sent_counts(&self) -> &[u64] {
         &self.sent
@@ -439,7 +456,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 return Ok((Some(body), effects));
             }
             Envelope::Marker { id } => {
-                if self.aborted.contains(&id) || self.committed.contains(&id) {
+                if self.finished(id).is_some() {
                     return Ok((None, effects));
                 }
                 if self.shared_channel_closing {
@@ -461,7 +478,10 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 self.finish_if_closed(id, &mut effects);
             }
             Envelope::Abort { id, by, reason } => {
-                if !self.committed.contains(&id) {
+                if !matches!(
+                    self.finished(id),
+                    Some(Outcome::Committed | Outcome::Forgotten)
+                ) {
                     self.end_aborted(id, by, reason, &mut effects);
                 }
             }
@@ -483,7 +503,10 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         result: Result<PartSummary, String>,
     ) -> Effects<S, M> {
         let mut effects = Vec::new();
-        if self.aborted.contains(&id) {
+        if matches!(
+            self.finished(id),
+            Some(Outcome::Aborted | Outcome::Forgotten)
+        ) {
             // Stored after the abort: the part just written must go too.
             effects.push(SnapshotEffect::DropPart { id });
             return effects;
@@ -575,7 +598,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
     ) {
         let acknowledged =
             id.initiator != self.me && self.finishing.get(&id).is_some_and(|f| f.stored);
-        if acknowledged || self.aborted.contains(&id) || self.committed.contains(&id) {
+        if acknowledged || self.finished(id).is_some() {
             return;
         }
         for to in (0..self.n).filter(|&j| j != self.me) {
@@ -598,7 +621,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         reason: AbortReason,
         effects: &mut Effects<S, M>,
     ) {
-        if !self.aborted.insert(id) {
+        if !self.outcomes.insert(id, Outcome::Aborted) {
             return;
         }
         self.active.remove(&id);
@@ -636,7 +659,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
     }
 
     fn commit(&mut self, id: SnapshotId, parts: Vec<PartSummary>, effects: &mut Effects<S, M>) {
-        if self.aborted.contains(&id) || !self.committed.insert(id) {
+        if !self.outcomes.insert(id, Outcome::Committed) {
             return;
         }
         self.finishing.remove(&id);

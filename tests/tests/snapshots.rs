@@ -221,6 +221,13 @@ async fn a_crashed_cluster_restarts_from_its_last_periodic_snapshot() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let remembered: usize = cluster.info(0).await["snapshot_outcomes_remembered"]
+        .parse()
+        .unwrap();
+    assert!(
+        (2..=gsmo_spec::snapshot::REMEMBERED_PER_INITIATOR).contains(&remembered),
+        "n0 remembers the verdicts of its snapshots: {remembered}"
+    );
     // Crash a node mid-workload: the cluster is stuck without it (total order
     // needs every member), so the operator restarts the cluster from the last
     // complete snapshot.

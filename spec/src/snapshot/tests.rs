@@ -299,3 +299,65 @@ fn an_acknowledged_part_waits_for_the_verdict_unless_the_initiator_is_gone() {
         "ends locally, tells nobody"
     );
 }
+
+#[test]
+fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
+    // n1 of two: n0's snapshots 1..=K+10 are aborted here, and one committed.
+    let mut r: R = Recorder::new(1, 2);
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    let k = REMEMBERED_PER_INITIATOR as u64;
+    for seq in 1..=k + 10 {
+        let (_, eff) = r
+            .on_envelope(0, Envelope::Marker { id: id(seq) }, || "s")
+            .unwrap();
+        assert!(complete(&eff).is_some());
+        if seq == 5 {
+            r.on_stored(id(seq), Ok(summary(1)));
+            let verdict = Envelope::Committed {
+                id: id(seq),
+                parts: vec![summary(0), summary(1)],
+            };
+            r.on_envelope(0, verdict, || unreachable!()).unwrap();
+            assert_eq!(r.finished(id(seq)), Some(Outcome::Committed));
+        } else {
+            assert_eq!(r.abort(id(seq), AbortReason::Operator).len(), 2);
+        }
+    }
+    assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR);
+    assert_eq!(r.finished(id(k + 10)), Some(Outcome::Aborted));
+    assert_eq!(r.finished(id(5)), Some(Outcome::Forgotten));
+    assert_eq!(r.finished(id(10)), Some(Outcome::Forgotten));
+    assert_eq!(
+        r.finished(id(11)),
+        Some(Outcome::Aborted),
+        "the 64 newest kept"
+    );
+    assert_eq!(r.finished(id(k + 11)), None, "not heard of yet");
+    // A forgotten id is finished: its late marker starts nothing, a late abort
+    // does not undo it (it may have committed: 5 did), a late part is dropped.
+    let (_, eff) = r
+        .on_envelope(0, Envelope::Marker { id: id(5) }, || "s")
+        .unwrap();
+    assert!(eff.is_empty(), "{eff:?}");
+    let abort = Envelope::Abort {
+        id: id(5),
+        by: 0,
+        reason: AbortReason::Operator,
+    };
+    let (_, eff) = r.on_envelope(0, abort, || unreachable!()).unwrap();
+    assert!(eff.is_empty(), "{eff:?}");
+    assert!(r.abort(id(3), AbortReason::Operator).is_empty());
+    assert_eq!(
+        r.on_stored(id(3), Ok(summary(1))),
+        vec![SnapshotEffect::DropPart { id: id(3) }]
+    );
+    // Another initiator's verdicts have their own budget.
+    let other = SnapshotId {
+        initiator: 1,
+        seq: 1,
+    };
+    let (_, eff) = r.initiate("s");
+    assert!(!eff.is_empty());
+    r.abort(other, AbortReason::Operator);
+    assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR + 1);
+}
