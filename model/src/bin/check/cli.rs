@@ -106,6 +106,27 @@ pub(crate) enum ModelCmd {
     Abort(AbortArgs),
 }
 
+/// Saving a path for `sim --replay`, shared by the models the simulator replays.
+#[derive(Args, Clone)]
+pub(crate) struct PathArgs {
+    /// Also write a path as spec steps for `sim --replay`: the
+    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_path: Option<std::path::PathBuf>,
+    /// With --save-path: save this path chosen in the explorer instead (its
+    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
+    /// run this model with the same options).
+    #[arg(long, value_name = "STEPS", requires = "save_path")]
+    pub(crate) explorer_path: Option<String>,
+}
+
+impl PathArgs {
+    /// The file to write and, if chosen in the explorer, the path's steps.
+    pub(crate) fn save(&self) -> Option<(std::path::PathBuf, Option<String>)> {
+        self.save_path.clone().zip(Some(self.explorer_path.clone()))
+    }
+}
+
 /// How to search, shared by every model.
 #[derive(Args, Clone)]
 pub(crate) struct SearchArgs {
@@ -191,15 +212,8 @@ pub(crate) struct SnapshotArgs {
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     pub(crate) broken: Option<SnapshotBug>,
-    /// Also write a path as spec steps for `sim --replay`: the
-    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) save_path: Option<std::path::PathBuf>,
-    /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
-    /// run this model with the same options).
-    #[arg(long, value_name = "STEPS", requires = "save_path")]
-    pub(crate) explorer_path: Option<String>,
+    #[command(flatten)]
+    pub(crate) path: PathArgs,
     #[command(flatten)]
     pub(crate) search: SearchArgs,
 }
@@ -229,15 +243,8 @@ pub(crate) struct KvArgs {
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     pub(crate) broken: Option<KvBug>,
-    /// Also write a path as spec steps for `sim --replay`: the
-    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) save_path: Option<std::path::PathBuf>,
-    /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
-    /// run this model with the same options).
-    #[arg(long, value_name = "STEPS", requires = "save_path")]
-    pub(crate) explorer_path: Option<String>,
+    #[command(flatten)]
+    pub(crate) path: PathArgs,
     #[command(flatten)]
     pub(crate) search: SearchArgs,
 }
@@ -295,15 +302,8 @@ pub(crate) struct AbortArgs {
     /// Run a deliberately broken runtime.
     #[arg(long, value_enum)]
     pub(crate) broken: Option<AdapterBug>,
-    /// Also write a path as spec steps for `sim --replay`: the
-    /// variant's counterexample, else a random walk seeded by GSMO_SEED.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) save_path: Option<std::path::PathBuf>,
-    /// With --save-path: save this path chosen in the explorer instead (its
-    /// URL, or the part after `#/steps/`, e.g. 0/2/1; the explorer must have
-    /// run this model with the same options).
-    #[arg(long, value_name = "STEPS", requires = "save_path")]
-    pub(crate) explorer_path: Option<String>,
+    #[command(flatten)]
+    pub(crate) path: PathArgs,
     #[command(flatten)]
     pub(crate) search: SearchArgs,
 }

@@ -185,15 +185,9 @@ fn save_path(job: &Job, file: &std::path::Path, explorer: Option<&str>) -> Resul
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let save = match &cli.command {
-        Some(Command::Model(ModelCmd::Kv(a))) => {
-            a.save_path.clone().zip(Some(a.explorer_path.clone()))
-        }
-        Some(Command::Model(ModelCmd::Snapshot(a))) => {
-            a.save_path.clone().zip(Some(a.explorer_path.clone()))
-        }
-        Some(Command::Model(ModelCmd::Abort(a))) => {
-            a.save_path.clone().zip(Some(a.explorer_path.clone()))
-        }
+        Some(Command::Model(ModelCmd::Kv(a))) => a.path.save(),
+        Some(Command::Model(ModelCmd::Snapshot(a))) => a.path.save(),
+        Some(Command::Model(ModelCmd::Abort(a))) => a.path.save(),
         _ => None,
     };
     let jobs = match cli.command {
