@@ -229,8 +229,8 @@ impl Gate {
     /// `None` lets the request through to the command table; `Some` is the
     /// reply instead (AUTH is answered here, always).
     pub fn check(&mut self, args: &[Bytes]) -> Option<BytesFrame> {
-        let name = args.first()?.to_ascii_uppercase();
-        match name.as_slice() {
+        let name = crate::resp::upper(args.first()?);
+        match &*name {
             b"AUTH" => return Some(self.auth(&args[1..])),
             b"QUIT" => return None,
             b"HELLO" => return self.hello(&args[1..]),
@@ -239,7 +239,7 @@ impl Gate {
         if !self.authenticated {
             return Some(err("NOAUTH Authentication required."));
         }
-        if !self.admission.debug_commands && DEBUG_COMMANDS.iter().any(|c| c.as_bytes() == name) {
+        if !self.admission.debug_commands && DEBUG_COMMANDS.iter().any(|c| c.as_bytes() == &*name) {
             return Some(err(&format!(
                 "ERR {} is a debug command, disabled on this node: start it with --debug-commands",
                 String::from_utf8_lossy(&name)

@@ -313,6 +313,13 @@ async fn collect(
 }
 
 /// Writes encoded replies to the socket, flushing when no more are ready.
+///
+/// "Ready" includes replies the rest of the node is about to produce: before
+/// flushing, the sender yields once, so the reader, the event loop and the
+/// collector finish what they can first (as Redis writes replies only before it
+/// sleeps). A pipeline answered in two rounds of [`READS_IN_FLIGHT`] then
+/// leaves in one `send`, not two: on loopback a `send` costs as much as the
+/// rest of a `GET`.
 async fn send(
     write: WriteHalf<Stream>,
     mut out: mpsc::UnboundedReceiver<(Bytes, bool)>,
@@ -324,6 +331,9 @@ async fn send(
             return;
         }
         unsent.fetch_sub(bytes.len(), SeqCst);
+        if !close && out.is_empty() {
+            tokio::task::yield_now().await;
+        }
         if (close || out.is_empty()) && sink.flush().await.is_err() {
             return;
         }

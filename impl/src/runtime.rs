@@ -284,7 +284,7 @@ impl Runtime {
                 self.node
                     .kv()
                     .iter()
-                    .flat_map(|(k, v)| [k.clone(), v.render()])
+                    .flat_map(|(k, v)| [k.to_vec(), v.render()])
                     .collect(),
             ),
             ClientRequest::Digest => Response::Bulk(

@@ -81,7 +81,7 @@ pub async fn expect_restored(
     let expected: Vec<(Vec<u8>, Vec<u8>)> = sim.nodes[0]
         .kv()
         .iter()
-        .map(|(k, v)| (k.clone(), v.render()))
+        .map(|(k, v)| (k.to_vec(), v.render()))
         .collect();
     let want = sent_before_cut
         .iter()

@@ -48,7 +48,7 @@ impl Session {
 
     /// Parses one request in this connection's context.
     pub fn parse(&mut self, args: &[Bytes]) -> Request {
-        let name = args.first().map(|n| n.to_ascii_uppercase());
+        let name = args.first().map(|n| super::upper(n));
         match name.as_deref() {
             Some(b"CLIENT") if args.len() >= 2 => self.client(&args[1..]),
             Some(b"HELLO") => self.hello(&args[1..]),

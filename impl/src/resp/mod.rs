@@ -31,7 +31,6 @@ use crate::event::{ClientRequest, Response};
 use bytes::{Bytes, BytesMut};
 use gsmo_spec::kv::{Op, ReadOp, Reply};
 use gsmo_spec::node::Command;
-use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio_util::codec::Decoder;
 
@@ -85,29 +84,39 @@ impl Decoder for RespCodec {
                 let _ = src.split_to(header_len);
                 continue;
             }
-            let frame = match decode_bytes_mut(src) {
-                Ok(Some((frame, _, _))) => frame,
-                // The walk above checked every length, so the library cannot
-                // disagree; if it does, say so in Redis's words, not its own.
-                Ok(None) | Err(_) => return protocol("invalid request"),
-            };
-            match frame {
-                BytesFrame::Array(items) if items.is_empty() => continue,
-                BytesFrame::Array(items) => {
-                    return items
-                        .into_iter()
-                        .map(|f| match f {
-                            BytesFrame::BulkString(b) => Ok(b),
-                            _ => protocol("expected a bulk string"),
-                        })
-                        .collect::<Result<_, _>>()
-                        .map(Some)
-                }
-                BytesFrame::Null => continue, // `*-1`: an empty request
-                _ => return protocol("expected an array of bulk strings"),
-            }
+            return take_args(src).map(Some);
         }
     }
+}
+
+/// Takes the complete request at the front of `src` (its every header and
+/// length checked by [`request_is_complete`]) as its arguments: slices of one
+/// buffer, so an argument is never copied and a request costs one allocation.
+fn take_args(src: &mut BytesMut) -> Result<Vec<Bytes>, RespError> {
+    let walk = |src: &[u8]| -> Result<(usize, usize), RespError> {
+        let Some((count, pos)) = header(src, 0, b'*')? else {
+            return protocol("invalid request");
+        };
+        let mut end = pos;
+        for _ in 0..count {
+            let Some((len, body)) = header(src, end, b'$')? else {
+                return protocol("invalid request");
+            };
+            end = body + len as usize + 2;
+        }
+        Ok((count as usize, end))
+    };
+    let (count, end) = walk(src)?;
+    let request = src.split_to(end).freeze();
+    let (_, mut pos) = header(&request, 0, b'*')?.expect("walked above");
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, body) = header(&request, pos, b'$')?.expect("walked above");
+        let end = body + len as usize;
+        args.push(request.slice(body..end));
+        pos = end + 2;
+    }
+    Ok(args)
 }
 
 /// Reads a header line (`*3\r\n`) at `pos`; `Ok(None)` if it has not all arrived.
@@ -414,12 +423,44 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("QUIT", 0, Some(0), Connection, Admin, NONE, "QUIT"),
 ];
 
+/// A command name in upper case. Every request's name is looked at by the
+/// gate, the session, the command table and the shape: a short one (every
+/// command's is) is upper-cased on the stack, not in a new allocation.
+pub enum Upper {
+    Short([u8; 24], u8),
+    Long(Vec<u8>),
+}
+
+/// `name` in ASCII upper case.
+pub fn upper(name: &[u8]) -> Upper {
+    let mut buf = [0; 24];
+    match buf.get_mut(..name.len()) {
+        Some(short) => {
+            short.copy_from_slice(name);
+            short.make_ascii_uppercase();
+            Upper::Short(buf, name.len() as u8)
+        }
+        None => Upper::Long(name.to_ascii_uppercase()),
+    }
+}
+
+impl std::ops::Deref for Upper {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Upper::Short(buf, len) => &buf[..usize::from(*len)],
+            Upper::Long(v) => v,
+        }
+    }
+}
+
 /// Parses one request (its first argument is the command name, any case).
 pub fn parse_command(args: &[Bytes]) -> Request {
     let Some(name) = args.first() else {
         return local_error("ERR empty command");
     };
-    let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let upper_name = upper(name);
+    let upper = String::from_utf8_lossy(&upper_name);
     let a = &args[1..];
     let Some(spec) = COMMANDS.iter().find(|c| c.name == upper) else {
         // As Redis words it: each argument quoted and followed by a space,

@@ -44,7 +44,7 @@ pub fn shape(args: &[Bytes]) -> Shape {
         return Shape::Plain;
     };
     let arg = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
-    match name.to_ascii_uppercase().as_slice() {
+    match &*super::upper(name) {
         b"HGETALL" | b"HELLO" => Shape::Map,
         b"CONFIG" if arg(1).as_deref() == Some(b"GET") => Shape::Map,
         b"COMMAND" if arg(1).as_deref() == Some(b"DOCS") => Shape::Map,

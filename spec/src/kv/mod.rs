@@ -40,6 +40,7 @@
 
 pub mod glob;
 pub mod hashes;
+mod key;
 pub mod lists;
 pub mod sets;
 pub mod strings;
@@ -49,6 +50,7 @@ pub mod zsets;
 
 use crate::NodeId;
 use imbl::{OrdMap, OrdSet, Vector};
+use key::StoreKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -410,7 +412,8 @@ pub(crate) struct At {
 /// One replica's store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvStore {
-    entries: OrdMap<Key, Entry>,
+    /// Keyed by [`StoreKey`] (short keys inline, so a lookup misses the cache less).
+    entries: OrdMap<StoreKey, Entry>,
     /// Live keys (tombstones excluded), kept so DBSIZE is O(1).
     live: usize,
     /// Last-writer-wins: the last FLUSHALL's stamp; any write stamped below it is void.
@@ -453,7 +456,7 @@ impl KvStore {
         for (key, value, stamp) in entries {
             kv.live += usize::from(value.is_some());
             let value = value.map(Data::Str);
-            kv.entries.insert(key, Entry { value, stamp });
+            kv.entries.insert(key.into(), Entry { value, stamp });
         }
         kv
     }
@@ -472,10 +475,10 @@ impl KvStore {
     }
 
     /// Live keys and values, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Data)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Data)> {
         self.entries
             .iter()
-            .filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v)))
+            .filter_map(|(k, e)| e.value.as_ref().map(|v| (k.as_bytes(), v)))
     }
 
     /// Number of live keys, O(1).
@@ -703,22 +706,35 @@ impl KvStore {
         if lww && at.stamp < self.flushed {
             return false;
         }
+        let now_live = value.is_some();
+        let remove = value.is_none() && !lww;
+        // One walk down the tree for an existing key (the common overwrite).
         let was_live = match self.entries.get_mut(key) {
             // Equal stamps only occur within one write (e.g. MSET of one key twice): later wins.
             Some(e) if lww && e.stamp > at.stamp => return false,
-            Some(e) => e.value.is_some(),
-            None => false,
+            Some(e) => {
+                let was_live = e.value.is_some();
+                if !remove {
+                    *e = Entry {
+                        value,
+                        stamp: at.stamp,
+                    };
+                } else {
+                    self.entries.remove(key);
+                }
+                was_live
+            }
+            None => {
+                if !remove {
+                    let entry = Entry {
+                        value,
+                        stamp: at.stamp,
+                    };
+                    self.entries.insert(key.into(), entry);
+                }
+                false
+            }
         };
-        let now_live = value.is_some();
-        if value.is_none() && !lww {
-            self.entries.remove(key);
-        } else {
-            let entry = Entry {
-                value,
-                stamp: at.stamp,
-            };
-            self.entries.insert(key.to_vec(), entry);
-        }
         self.live = self.live + usize::from(now_live) - usize::from(was_live);
         true
     }

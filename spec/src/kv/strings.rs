@@ -13,6 +13,7 @@
 use super::glob::glob_match;
 use super::{err, int_value, At, Data, Key, KvStore, Reply, SetCond, Value};
 use super::{BAD_AMOUNT, INSUFFICIENT_FUNDS, NOT_AN_INTEGER, NO_SUCH_KEY};
+use std::ops::Bound;
 
 impl KvStore {
     pub(crate) fn incr_by(&mut self, key: &[u8], delta: i64, at: At) -> Reply {
@@ -142,7 +143,7 @@ impl KvStore {
         Reply::Array(
             self.iter()
                 .filter(|(k, _)| glob_match(pattern, k))
-                .map(|(k, _)| Reply::Bulk(Some(k.clone())))
+                .map(|(k, _)| Reply::Bulk(Some(k.to_vec())))
                 .collect(),
         )
     }
@@ -157,7 +158,8 @@ impl KvStore {
         let mut keys = Vec::new();
         let mut last = None;
         let mut next = 0;
-        for (examined, (k, e)) in self.entries.range(start..).enumerate() {
+        let from = (Bound::Included(&start[..]), Bound::Unbounded);
+        for (examined, (k, e)) in self.entries.range::<_, [u8]>(from).enumerate() {
             let place = place_of(k);
             if examined >= count && last != Some(place) {
                 // Keys ascend and `last` is some place, so `place` > 0: never "done" by mistake.
@@ -166,7 +168,7 @@ impl KvStore {
             }
             last = Some(place);
             if e.value.is_some() && pattern.is_none_or(|p| glob_match(p, k)) {
-                keys.push(Reply::Bulk(Some(k.clone())));
+                keys.push(Reply::Bulk(Some(k.to_vec())));
             }
         }
         Reply::Array(vec![
