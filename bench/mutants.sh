@@ -3,13 +3,17 @@
 # in spec/src (gsmo-spec) and each mutant is judged by what a user trusts: the
 # default model-check sweep (the `check` binary's test
 # `the_default_sweep_passes_with_every_example_found`, which fails on any
-# violation or missing example) plus every spec and model test. Prints the
-# mutation score and the surviving mutants. A benchmark of the checker's power,
-# not a test: every mutant costs a release build of gsmo-spec and gsmo-model.
+# violation or missing example) plus spec's and the model crate's tests (the
+# targets are listed below). Prints the mutation score and the surviving
+# mutants. A benchmark of the checker's power, not a test: every mutant costs an
+# incremental build of gsmo-spec and gsmo-model (`--profile mutants`, see
+# Cargo.toml) and the judge's tests. `.cargo/mutants.toml` says what is not mutated.
 #
-#   bench/mutants.sh                                  # all of spec/src (1055 mutants: ~30 h on 2 busy cores)
+#   bench/mutants.sh                                  # all of spec/src (1041 mutants: ~9 h on 2 busy cores)
+#   SHARD=1/24 bench/mutants.sh                       # every 24th mutant (round-robin): the README's sample
+#   bench/mutants.sh --in-place --re 'KvStore::put'   # re-judge chosen mutants in this tree (no cold build)
 #   bench/mutants.sh --file spec/src/snapshot.rs      # one file
-#   SAMPLE="multicast/isis.rs" bench/mutants.sh       # the README's measured sample (files under spec/src)
+#   SAMPLE="multicast/isis.rs" bench/mutants.sh       # whole files under spec/src
 #   bench/mutants.sh --in-diff <(git diff main)       # only mutants in a diff (CI-sized)
 #   JOBS=2 bench/mutants.sh --list                    # any cargo-mutants option passes through
 #
@@ -22,12 +26,27 @@ command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
 
 OUT=${OUT:-${CARGO_TARGET_DIR:-target}/mutants-report}
 JOBS=${JOBS:-1}
-# cargo-mutants' baseline runs only the mutated package's tests (gsmo-spec, ~1 s)
-# and would auto-set a 20 s test timeout, below the model tests' ~45 s: every
-# mutant would "time out". So the test timeout is explicit (seconds; builds have none).
+jobs=()  # cargo-mutants runs one at a time by default, and refuses --jobs with --in-place
+if [ "$JOBS" != 1 ]; then jobs=(--jobs "$JOBS"); fi
+# cargo-mutants sets a test timeout from its baseline, which is skipped (below),
+# and the judge runs ~20-45 s: the test timeout is explicit (seconds; builds have none).
 TIMEOUT=${TIMEOUT:-180}
 sample=()
 for f in ${SAMPLE:-}; do sample+=(--file "spec/src/$f"); done
+# SHARD=k/n: shard k (0-based) of n, every n-th mutant in source order, so a
+# sample spans all of spec/src and is the same on every run of the same tree.
+if [ -n "${SHARD:-}" ]; then sample+=(--shard "$SHARD" --sharding round-robin); fi
+# Build and run only the judge's test targets: spec's unit tests and its
+# `interleavings` proptests, the model crate's unit tests, its batched kv
+# models (tests/batches.rs) and the `check` binary's tests (which hold the
+# default sweep). Left out: model/tests/exit_status.rs and explorer.rs test the
+# checker's exit codes and HTTP explorer, not the protocol, and would need the
+# `check` executable linked for every mutant. As `--cargo-arg` they reach the
+# build (`cargo test --no-run`) too, so nothing else is built; cargo-mutants'
+# baseline (tests of the unmutated tree) runs gsmo-spec alone, which has no
+# `check` target, so it is skipped: CI runs these tests on the unmutated tree.
+judge=(--cargo-arg=--lib --cargo-arg=--bin=check
+  --cargo-arg=--test=interleavings --cargo-arg=--test=batches)
 mkdir -p "$OUT"
 
 set +e
@@ -35,9 +54,11 @@ cargo mutants \
   --package gsmo-spec \
   --test-package gsmo-spec --test-package gsmo-model \
   --profile mutants \
-  --jobs "$JOBS" \
+  ${jobs[@]+"${jobs[@]}"} \
   --output "$OUT" \
   --timeout "$TIMEOUT" \
+  --baseline skip \
+  "${judge[@]}" \
   ${sample[@]+"${sample[@]}"} \
   "$@"
 status=$?

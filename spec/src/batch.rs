@@ -130,6 +130,107 @@ mod tests {
     }
 
     #[test]
+    fn a_writes_bytes_count_every_key_and_value_plus_overheads() {
+        // The byte bounds (BATCH_BYTES, the retained-message bound) hold only
+        // if every key and value is counted: 32 per write, 8 per element or
+        // number, 16 per sorted-set member. Lengths 2 and 3, so a + that
+        // became * or - shows.
+        use crate::kv::{Data, Score, Stamp, Write};
+        let (k, v) = (|| b"kk".to_vec(), || b"vvv".to_vec());
+        let ops = [
+            (
+                Op::Set {
+                    key: k(),
+                    value: v(),
+                },
+                5,
+            ),
+            (
+                Op::MSet {
+                    pairs: vec![(k(), v()), (v(), k())],
+                },
+                26,
+            ),
+            (
+                Op::Del {
+                    keys: vec![k(), v()],
+                },
+                21,
+            ),
+            (Op::IncrBy { key: v(), delta: 7 }, 11),
+            (
+                Op::Transfer {
+                    from: k(),
+                    to: v(),
+                    amount: 1,
+                },
+                13,
+            ),
+            (Op::FlushAll, 8),
+            (
+                Op::Push {
+                    key: k(),
+                    values: vec![v(), k()],
+                    left: true,
+                },
+                23,
+            ),
+            (
+                Op::SAdd {
+                    key: v(),
+                    members: vec![k()],
+                },
+                13,
+            ),
+            (
+                Op::HSet {
+                    key: k(),
+                    pairs: vec![(v(), k())],
+                },
+                15,
+            ),
+            (
+                Op::HDel {
+                    key: k(),
+                    fields: vec![v(), v()],
+                },
+                24,
+            ),
+            (
+                Op::ZAdd {
+                    key: k(),
+                    pairs: vec![(Score::parse(b"2").unwrap(), v())],
+                },
+                21,
+            ),
+            (
+                Op::Assign {
+                    pairs: vec![(k(), Some(Data::Str(v()))), (v(), None)],
+                    reply: Reply::Ok,
+                },
+                24,
+            ),
+        ];
+        let mut outbox = super::Outbox::default();
+        let mut total = 0;
+        for (op, data) in ops {
+            let w = Write {
+                stamp: Stamp {
+                    lamport: 1,
+                    node: 0,
+                },
+                op,
+            };
+            assert_eq!(w.approx_bytes(), data + 32, "{:?}", w.op);
+            total += data + 32;
+            outbox.push(w);
+        }
+        assert_eq!(outbox.bytes(), total);
+        let batch = outbox.take(1);
+        assert_eq!((batch.approx_bytes(), outbox.bytes()), (total, 0));
+    }
+
+    #[test]
     fn a_batch_is_one_message_per_peer_and_its_writes_are_applied_in_order() {
         for mode in Mode::ALL {
             let mut c = cluster(3, mode, 8);

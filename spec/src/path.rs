@@ -91,3 +91,30 @@ impl SpecPath {
         self.crashes.iter().any(|c| c.node == i && c.before <= k)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_stops_only_its_own_replica_from_its_step_on() {
+        // The replay feeds no input to a crashed replica: another replica, or
+        // the step before the crash, must still run.
+        let path = SpecPath {
+            title: String::new(),
+            model: Model::Kv,
+            violates: None,
+            seed: None,
+            nodes: Vec::new(),
+            knobs: Knobs::default(),
+            steps: Vec::new(),
+            crashes: vec![Crash { node: 1, before: 3 }],
+            ended: false,
+        };
+        assert!(!path.crashed(1, 2));
+        assert!(path.crashed(1, 3));
+        assert!(path.crashed(1, 4));
+        assert!(!path.crashed(0, 4));
+        assert!(!path.crashed(2, 4));
+    }
+}

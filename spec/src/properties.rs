@@ -571,6 +571,19 @@ mod tests {
             part(0, vec![0, 0], vec![1, 0], vec![vec![], vec![]]),
         ];
         assert!(consistent_cut(&mixed).is_err(), "two parts of node 0");
+
+        // A part missing a channel's count or state describes another cluster.
+        for short in [
+            part(1, vec![0], vec![1, 0], vec![vec![(2, 'b')], vec![]]),
+            part(1, vec![0, 0], vec![1], vec![vec![(2, 'b')], vec![]]),
+            part(1, vec![0, 0], vec![1, 0], vec![vec![(2, 'b')]]),
+        ] {
+            let parts = [good[0].clone(), short];
+            assert_eq!(
+                consistent_cut(&parts).unwrap_err().property,
+                "consistent cut"
+            );
+        }
     }
 
     #[test]

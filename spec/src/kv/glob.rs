@@ -114,6 +114,9 @@ mod tests {
             ("h?llo", "hello", true),
             ("h?llo", "hllo", false),
             ("h*llo", "heeeello", true),
+            ("h*llo", "hllo", true), // a star matches the empty run too
+            ("*llo", "llo", true),
+            ("key*", "key", true),
             ("h[ae]llo", "hallo", true),
             ("h[ae]llo", "hillo", false),
             ("h[^e]llo", "hallo", true),
@@ -122,6 +125,8 @@ mod tests {
             ("key:*", "key:1", true),
             ("key:*", "counter:1", false),
             ("a\\*b", "a*b", true),
+            ("[a-", "-", true), // unterminated, so `a-` is no range
+            ("[a-", "b", false),
             ("a\\*b", "axb", false),
             ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
             ("", "", true),

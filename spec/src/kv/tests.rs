@@ -582,6 +582,10 @@ fn last_writer_wins_converges_in_either_order() {
         "the delete at (3, n2) is the last writer"
     );
     assert_eq!(x.len(), 0);
+    // One write's own stamps tie: within an MSET the later pair wins, as in Redis.
+    let pairs = vec![(b("k"), b("first")), (b("k"), b("second"))];
+    x.apply(&w(4, 0, Op::MSet { pairs }), lww);
+    assert_eq!(x.get(b"k"), Some(&b("second")));
 }
 
 #[test]
@@ -694,6 +698,40 @@ fn format_one_store_reads_back() {
         }),
         Reply::Int(0)
     );
+}
+
+#[test]
+fn render_is_the_canonical_form_dumps_and_digests_compare() {
+    // Replicas' DUMP and DIGEST compare these bytes: elements are
+    // length-prefixed, so ["a","bc"] and ["ab","c"] never look alike.
+    let mut s = Seq::default();
+    s.w(set("k", "ab"));
+    for (key, values) in [("l", ["a", "bc"]), ("m", ["ab", "c"])] {
+        s.w(Op::Push {
+            key: b(key),
+            values: values.map(b).to_vec(),
+            left: false,
+        });
+    }
+    s.w(Op::SAdd {
+        key: b("s"),
+        members: vec![b("x"), b("yy")],
+    });
+    s.w(Op::HSet {
+        key: b("h"),
+        pairs: vec![(b("f"), b("vv"))],
+    });
+    s.w(Op::ZAdd {
+        key: b("z"),
+        pairs: vec![(Score::parse(b"1.5").unwrap(), b("m"))],
+    });
+    let render = |k: &str| String::from_utf8(s.kv.data(k.as_bytes()).unwrap().render()).unwrap();
+    assert_eq!(render("k"), "ab");
+    assert_eq!(render("l"), "list 1:a 2:bc");
+    assert_eq!(render("m"), "list 2:ab 1:c");
+    assert_eq!(render("s"), "set 1:x 2:yy");
+    assert_eq!(render("h"), "hash 1:f 2:vv");
+    assert_eq!(render("z"), "zset 1:m 3:1.5");
 }
 
 /// Every kind of write, several per replica, issued concurrently.

@@ -215,3 +215,19 @@ fn a_dropped_connection_resumes_without_loss_or_duplicates() {
         assert_eq!(c.delivered(1).len(), 4, "{mode}");
     }
 }
+
+#[test]
+fn a_snapshot_commits_once_every_part_is_stored() {
+    // Each node tells the initiator its part is stored, under its own id; the
+    // initiator commits when all n have, and then nothing stays in progress.
+    for initiator in 0..3 {
+        let mut c = Cluster::new(3, Mode::Fifo);
+        c.client(0, set("a"));
+        let id = c.snapshot(initiator);
+        c.quiesce().unwrap();
+        assert!(c.completed(id).is_some(), "{id}");
+        for (i, node) in c.nodes.iter().enumerate() {
+            assert_eq!(node.snapshots_in_progress(), vec![], "n{i}: {id}");
+        }
+    }
+}
