@@ -485,6 +485,19 @@ mod tests {
         );
         // FIFO order is not enough: this history is FIFO but not causal.
         assert!(fifo_order(&bad).is_ok());
+        // n2 already delivered q's predecessor from n0: the per-origin prefix
+        // must count it as one delivered, not let it vouch for q too.
+        let (p, q2) = (m(0, 1), m(0, 2));
+        let after_a_prefix = vec![
+            vec![Send(p), Send(q2), Deliver(p), Deliver(q2)],
+            vec![Deliver(p), Deliver(q2), Send(r), Deliver(r)],
+            vec![Deliver(p), Deliver(r), Deliver(q2)],
+        ];
+        let v = causal_order(&after_a_prefix).unwrap_err();
+        assert!(
+            v.detail.contains("node 2 delivered n1#1 before n0#2"),
+            "{v}"
+        );
     }
 
     #[test]
