@@ -3,11 +3,13 @@
 //! [`hashes`], [`zsets`], [`connection`] (HELLO, CLIENT, COMMAND, TIME, ...),
 //! [`server`] (INFO, CONFIG, admin)); [`inline`] splits inline commands.
 //!
-//! Frames are decoded and encoded by the `redis-protocol` crate. Before a
-//! request is handed to it, [`RespCodec`] checks the declared lengths in its
-//! headers against hard limits, so a hostile `*999999999` or `$999999999` is
-//! refused at once (like Redis: `-ERR Protocol error`, then the connection
-//! closes) instead of buffering towards it. Inline commands (`PING\r\n`, as
+//! Replies are encoded by the `redis-protocol` crate. Requests (arrays of bulk
+//! strings) are framed here: [`RespCodec`] walks the declared lengths in a
+//! request's headers against hard limits, so a hostile `*999999999` or
+//! `$999999999` is refused at once (like Redis: `-ERR Protocol error`, then the
+//! connection closes) instead of buffering towards it, and the same walk cuts
+//! the complete request into argument slices of one buffer (no copy, no frame
+//! tree: half a pipelined GET's parsing cost). Inline commands (`PING\r\n`, as
 //! typed into telnet) are accepted too, quoted as redis-cli quotes.
 //!
 //! [`parse_command`] turns a request into either a reply the connection can give
