@@ -8,9 +8,9 @@
 //! request's headers against hard limits, so a hostile `*999999999` or
 //! `$999999999` is refused at once (like Redis: `-ERR Protocol error`, then the
 //! connection closes) instead of buffering towards it, and the same walk cuts
-//! the complete request into argument slices of one buffer (no copy, no frame
-//! tree: half a pipelined GET's parsing cost). Inline commands (`PING\r\n`, as
-//! typed into telnet) are accepted too, quoted as redis-cli quotes.
+//! the complete request into argument slices of one buffer (no copy and no
+//! frame tree per request). Inline commands (`PING\r\n`, as typed into
+//! telnet) are accepted too, quoted as redis-cli quotes.
 //!
 //! [`parse_command`] turns a request into either a reply the connection can give
 //! by itself (PING, CONFIG GET, ...) or a [`ClientRequest`] for the replica:
