@@ -38,6 +38,7 @@
 //! replicas share no clock at which to expire a key. TTL answers truthfully
 //! (-1: no expiry, -2: no key).
 
+mod entries;
 pub mod glob;
 pub mod hashes;
 mod key;
@@ -49,8 +50,8 @@ mod tests;
 pub mod zsets;
 
 use crate::NodeId;
+use entries::Entries;
 use imbl::{OrdMap, OrdSet, Vector};
-use key::StoreKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -412,8 +413,9 @@ pub(crate) struct At {
 /// One replica's store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvStore {
-    /// Keyed by [`StoreKey`] (short keys inline, so a lookup misses the cache less).
-    entries: OrdMap<StoreKey, Entry>,
+    /// Keyed by [`key::StoreKey`] (short keys inline, so a lookup misses the cache
+    /// less), found by hash and iterated in key order.
+    entries: Entries<Entry>,
     /// Live keys (tombstones excluded), kept so DBSIZE is O(1).
     live: usize,
     /// Last-writer-wins: the last FLUSHALL's stamp; any write stamped below it is void.
@@ -708,7 +710,7 @@ impl KvStore {
         }
         let now_live = value.is_some();
         let remove = value.is_none() && !lww;
-        // One walk down the tree for an existing key (the common overwrite).
+        // One lookup for an existing key (the common overwrite).
         let was_live = match self.entries.get_mut(key) {
             // Equal stamps only occur within one write (e.g. MSET of one key twice): later wins.
             Some(e) if lww && e.stamp > at.stamp => return false,
@@ -743,7 +745,7 @@ impl KvStore {
     /// everything stamped below the flush goes, and so will any such write.
     fn flush(&mut self, at: At) {
         if at.how == Resolution::DeliveryOrder {
-            self.entries = OrdMap::new();
+            self.entries = Entries::default();
             self.live = 0;
             return;
         }
@@ -751,13 +753,12 @@ impl KvStore {
             self.flushed = at.stamp;
         }
         let flushed = self.flushed;
-        self.entries = self
+        self.entries.retain(|e| e.stamp > flushed);
+        self.live = self
             .entries
             .iter()
-            .filter(|(_, e)| e.stamp > flushed)
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect();
-        self.live = self.entries.values().filter(|e| e.value.is_some()).count();
+            .filter(|(_, e)| e.value.is_some())
+            .count();
     }
 }
 

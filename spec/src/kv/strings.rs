@@ -159,7 +159,7 @@ impl KvStore {
         let mut last = None;
         let mut next = 0;
         let from = (Bound::Included(&start[..]), Bound::Unbounded);
-        for (examined, (k, e)) in self.entries.range::<_, [u8]>(from).enumerate() {
+        for (examined, (k, e)) in self.entries.range(from).enumerate() {
             let place = place_of(k);
             if examined >= count && last != Some(place) {
                 // Keys ascend and `last` is some place, so `place` > 0: never "done" by mistake.

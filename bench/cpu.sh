@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# CPU time per request of each node of a 3-node cluster, the steadier twin of
+# bench/cluster.sh: on a shared 2-core machine requests/s swing with whatever
+# else runs, but the CPU a node spends per request hardly does. Also measures
+# redis-server the same way, for scale.
+#
+#   bench/cpu.sh                              # fifo and total-isis; GET and SET at -P 1 and -P 16
+#   MODES=causal TESTS=get PIPES=16 bench/cpu.sh
+#   GSMO=/path/to/other/gsmo bench/cpu.sh      # another build (before/after)
+#
+# Prints one line per mode, test and pipeline depth: user+system CPU
+# microseconds per request on node 0 (which the client talks to) and on each
+# peer (which only delivers the multicast), read from /proc/PID/stat around
+# one redis-benchmark run. A benchmark, not a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-200000}
+R=${R:-100000}
+C=${C:-50}
+MODES=${MODES:-"fifo total-isis"}
+TESTS=${TESTS:-"get set"}
+PIPES=${PIPES:-"1 16"}
+REDIS_PORT=${REDIS_PORT:-16999}
+CLIENT_BASE=${CLIENT_BASE:-16480}
+PEER_BASE=${PEER_BASE:-17480}
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
+done
+if [ -z "${GSMO:-}" ]; then
+  cargo build --release -q -p gsmo-node
+  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_ping() { # port
+  for _ in $(seq 1 200); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing answers on port $1" >&2; exit 1
+}
+
+ticks() { # pid: utime + stime in clock ticks (fields 14 and 15; the name may hold spaces)
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# µs per request for each pid, around one redis-benchmark run.
+per_request() { # port test pipeline pid...
+  local port=$1 test=$2 p=$3; shift 3
+  local before=() hz; hz=$(getconf CLK_TCK)
+  for pid in "$@"; do before+=("$(ticks "$pid")"); done
+  # The keyspace is filled first for GET, so GET reads values, not misses.
+  redis-benchmark -p "$port" -t "$test" -n "$N" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
+  local i=0 out=()
+  for pid in "$@"; do
+    out+=("$(awk -v a="${before[$i]}" -v b="$(ticks "$pid")" -v hz="$hz" -v n="$N" \
+      'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')")
+    i=$((i + 1))
+  done
+  echo "${out[*]}"
+}
+
+printf '%-14s %-4s %3s %10s %16s\n' target test P "node0_us" "peers_us"
+redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
+pids+=($!)
+wait_ping "$REDIS_PORT"
+redis-benchmark -p "$REDIS_PORT" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
+for t in $TESTS; do
+  for p in $PIPES; do
+    printf '%-14s %-4s %3s %10s %16s\n' redis-server "$t" "$p" "$(per_request "$REDIS_PORT" "$t" "$p" "${pids[-1]}")" -
+  done
+done
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+
+for mode in $MODES; do
+  "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
+    >/tmp/gsmo-cpu-$mode.log 2>&1 &
+  pids+=($!)
+  for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
+  nodes=()
+  for i in 0 1 2; do
+    nodes+=("$(pgrep -f -- "--client-port $((CLIENT_BASE + i)) " | head -1)")
+  done
+  redis-benchmark -p "$CLIENT_BASE" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
+  for t in $TESTS; do
+    for p in $PIPES; do
+      read -r n0 n1 n2 < <(per_request "$CLIENT_BASE" "$t" "$p" "${nodes[@]}")
+      printf '%-14s %-4s %3s %10s %16s\n' "$mode" "$t" "$p" "$n0" "$n1 / $n2"
+    done
+  done
+  kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+done
