@@ -7,10 +7,10 @@
 //! `gsmo_spec::kv`.
 //!
 //! The gate, the session, the parser and the reply's shape all need the
-//! command: [`Call`] carries the one lookup to all of them. [`lookup`] is a
-//! binary search over the table's names sorted at compile time, comparing
-//! case-insensitively byte by byte, so resolving a name allocates nothing and
-//! no name is upper-cased into a copy.
+//! command: [`Call`] carries the one lookup to all of them. [`lookup`] packs
+//! the name, upper-cased, into one `u128` and binary-searches the table's
+//! packed names (sorted at compile time): no allocation, about seven integer
+//! comparisons, and no hand-kept second list of the names.
 
 use super::reply::error;
 use super::{connection, hashes, keys, lists, server, sets, zsets};
@@ -114,49 +114,50 @@ fn unknown_command(name: &[u8], a: &[Bytes]) -> Request {
 }
 
 /// The command named `name`, in any case; `None` if gsmo has no such command.
-/// Allocation-free: a binary search of [`BY_NAME`], comparing `name`
-/// upper-cased byte by byte with the table's upper-case names.
+/// Allocation-free: the name is [`pack`]ed into one integer and found by
+/// binary search in [`BY_KEY`].
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > LONGEST {
         return None;
     }
-    BY_NAME
-        .binary_search_by(|&i| {
-            let spec = COMMANDS[usize::from(i)].name.as_bytes();
-            spec.iter()
-                .copied()
-                .cmp(name.iter().map(u8::to_ascii_uppercase))
-        })
+    let key = pack(name);
+    BY_KEY
+        .binary_search_by_key(&key, |&(k, _)| k)
         .ok()
-        .map(|at| &COMMANDS[usize::from(BY_NAME[at])])
+        .map(|at| &COMMANDS[usize::from(BY_KEY[at].1)])
 }
 
-/// [`COMMANDS`]' indices in name order, sorted at compile time.
-static BY_NAME: [u8; COMMANDS.len()] = by_name();
+/// A name of at most 15 bytes as one integer: its bytes upper-cased,
+/// big-endian, zero-padded, then its length (so `GET\0` is not `GET`). Two
+/// names pack alike exactly when they are equal ignoring ASCII case.
+const fn pack(name: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let mut i = 0;
+    while i < name.len() {
+        bytes[i] = name[i].to_ascii_uppercase();
+        i += 1;
+    }
+    bytes[15] = name.len() as u8;
+    u128::from_be_bytes(bytes)
+}
+
+/// Every command's [`pack`]ed name and its index in [`COMMANDS`], sorted by
+/// key at compile time.
+static BY_KEY: [(u128, u8); COMMANDS.len()] = by_key();
 
 /// The longest command name; a longer name is no command.
 const LONGEST: usize = longest();
 
-/// Sorts the table's indices by name and checks what [`lookup`] relies on:
-/// names in upper case, no two alike. A table that breaks either fails to compile.
-const fn by_name() -> [u8; COMMANDS.len()] {
-    assert!(COMMANDS.len() <= 256, "BY_NAME indexes COMMANDS with a u8");
-    let mut order = [0u8; COMMANDS.len()];
+/// Sorts the table's keys and checks what [`lookup`] relies on: names in
+/// upper case (as [`Call::name`] reports them), no two alike, each short
+/// enough to pack. A table that breaks any of these fails to compile.
+const fn by_key() -> [(u128, u8); COMMANDS.len()] {
+    assert!(COMMANDS.len() <= 256, "BY_KEY indexes COMMANDS with a u8");
+    assert!(LONGEST <= 15, "pack takes names of at most 15 bytes");
+    let mut keys = [(0u128, 0u8); COMMANDS.len()];
     let mut i = 0;
-    while i < order.len() {
-        order[i] = i as u8;
-        let mut j = i;
-        while j > 0 && name_before(order[j], order[j - 1]) {
-            let t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-            j -= 1;
-        }
-        i += 1;
-    }
-    let mut i = 0;
-    while i < order.len() {
-        let name = COMMANDS[order[i] as usize].name.as_bytes();
+    while i < keys.len() {
+        let name = COMMANDS[i].name.as_bytes();
         let mut k = 0;
         while k < name.len() {
             assert!(
@@ -165,27 +166,23 @@ const fn by_name() -> [u8; COMMANDS.len()] {
             );
             k += 1;
         }
-        assert!(
-            i == 0 || name_before(order[i - 1], order[i]),
-            "COMMANDS names are distinct"
-        );
-        i += 1;
-    }
-    order
-}
-
-/// Whether command `a`'s name sorts before command `b`'s (bytewise, as `lookup` compares).
-const fn name_before(a: u8, b: u8) -> bool {
-    let a = COMMANDS[a as usize].name.as_bytes();
-    let b = COMMANDS[b as usize].name.as_bytes();
-    let mut i = 0;
-    while i < a.len() && i < b.len() {
-        if a[i] != b[i] {
-            return a[i] < b[i];
+        keys[i] = (pack(name), i as u8);
+        // Insertion sort: a few thousand steps, once, at compile time.
+        let mut j = i;
+        while j > 0 && keys[j].0 < keys[j - 1].0 {
+            let t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+            j -= 1;
         }
         i += 1;
     }
-    a.len() < b.len()
+    let mut i = 1;
+    while i < keys.len() {
+        assert!(keys[i - 1].0 < keys[i].0, "COMMANDS names are distinct");
+        i += 1;
+    }
+    keys
 }
 
 const fn longest() -> usize {
@@ -511,12 +508,9 @@ mod tests {
         let (found, allocated) = allocations(|| lookup(&[0xff; 12]));
         assert!(found.is_none());
         assert_eq!(allocated, 0);
-        let sorted: Vec<&str> = BY_NAME
-            .iter()
-            .map(|&i| COMMANDS[usize::from(i)].name)
-            .collect();
-        assert!(sorted.windows(2).all(|w| w[0] < w[1]), "{sorted:?}");
-        assert_eq!(sorted.len(), COMMANDS.len());
+        assert!(BY_KEY.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(pack(b"get"), pack(b"GET"));
+        assert_ne!(pack(b"GET\0"), pack(b"GET"));
     }
 
     #[test]
