@@ -114,8 +114,8 @@ fn unknown_command(name: &[u8], a: &[Bytes]) -> Request {
 }
 
 /// The command named `name`, in any case; `None` if gsmo has no such command.
-/// Allocation-free: the name is [`pack`]ed into one integer and found by
-/// binary search in [`BY_KEY`].
+/// Allocation-free: the name is packed into one integer (`pack`) and found by
+/// binary search in the table's packed names (`BY_KEY`).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > LONGEST {
         return None;
@@ -148,12 +148,13 @@ static BY_KEY: [(u128, u8); COMMANDS.len()] = by_key();
 /// The longest command name; a longer name is no command.
 const LONGEST: usize = longest();
 
+const _: () = assert!(COMMANDS.len() <= 256, "BY_KEY indexes COMMANDS with a u8");
+const _: () = assert!(LONGEST <= 15, "pack takes names of at most 15 bytes");
+
 /// Sorts the table's keys and checks what [`lookup`] relies on: names in
 /// upper case (as [`Call::name`] reports them), no two alike, each short
 /// enough to pack. A table that breaks any of these fails to compile.
 const fn by_key() -> [(u128, u8); COMMANDS.len()] {
-    assert!(COMMANDS.len() <= 256, "BY_KEY indexes COMMANDS with a u8");
-    assert!(LONGEST <= 15, "pack takes names of at most 15 bytes");
     let mut keys = [(0u128, 0u8); COMMANDS.len()];
     let mut i = 0;
     while i < keys.len() {
