@@ -10,6 +10,7 @@
 //! the hard one, and [`reserved_fds`] of them are kept from clients for peer
 //! links, listeners and snapshot files, so idle clients can never starve them.
 
+use crate::resp::Call;
 use crate::secret::Secret;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
@@ -227,25 +228,29 @@ impl Gate {
     }
 
     /// `None` lets the request through to the command table; `Some` is the
-    /// reply instead (AUTH is answered here, always).
-    pub fn check(&mut self, args: &[Bytes]) -> Option<BytesFrame> {
-        let name = crate::resp::upper(args.first()?);
-        match &*name {
-            b"AUTH" => return Some(self.auth(&args[1..])),
-            b"QUIT" => return None,
-            b"HELLO" => return self.hello(&args[1..]),
+    /// reply instead (AUTH is answered here, always: it is the gate's own
+    /// command, not the table's, so it is the one name matched here).
+    pub fn check(&mut self, call: Call) -> Option<BytesFrame> {
+        let args = call.args();
+        let name = args.first()?;
+        match call.name() {
+            Some("QUIT") => return None,
+            Some("HELLO") => return self.hello(&args[1..]),
+            None if name.eq_ignore_ascii_case(b"AUTH") => return Some(self.auth(&args[1..])),
             _ => {}
         }
         if !self.authenticated {
             return Some(err("NOAUTH Authentication required."));
         }
-        if !self.admission.debug_commands && DEBUG_COMMANDS.iter().any(|c| c.as_bytes() == &*name) {
-            return Some(err(&format!(
-                "ERR {} is a debug command, disabled on this node: start it with --debug-commands",
-                String::from_utf8_lossy(&name)
-            )));
+        match call.name() {
+            Some(debug) if !self.admission.debug_commands && DEBUG_COMMANDS.contains(&debug) => {
+                Some(err(&format!(
+                    "ERR {debug} is a debug command, disabled on this node: start it with \
+                     --debug-commands"
+                )))
+            }
+            _ => None,
         }
-        None
     }
 
     /// `AUTH password` or `AUTH default password`.
@@ -316,6 +321,10 @@ mod tests {
             .collect()
     }
 
+    fn check(g: &mut Gate, args: &[Bytes]) -> Option<BytesFrame> {
+        g.check(Call::new(args))
+    }
+
     fn error_text(f: Option<BytesFrame>) -> String {
         match f {
             Some(BytesFrame::Error(e)) => e.to_string(),
@@ -335,33 +344,53 @@ mod tests {
     fn nothing_but_auth_hello_and_quit_before_auth() {
         let adm = with(Some("s3cret"), true);
         let mut g = Gate::new(adm.clone());
-        assert!(error_text(g.check(&args("GET k"))).starts_with("NOAUTH Authentication required."));
-        assert!(error_text(g.check(&args("HELLO 2"))).starts_with("NOAUTH HELLO must be called"));
-        assert_eq!(g.check(&args("QUIT")), None);
-        assert!(error_text(g.check(&args("AUTH wrong"))).starts_with("WRONGPASS"));
-        assert!(error_text(g.check(&args("AUTH alice s3cret"))).starts_with("WRONGPASS"));
-        assert!(error_text(g.check(&args("AUTH a b c"))).contains("wrong number of arguments"));
-        assert!(error_text(g.check(&args("SET k v"))).starts_with("NOAUTH"));
+        assert!(error_text(check(&mut g, &args("GET k")))
+            .starts_with("NOAUTH Authentication required."));
+        assert!(
+            error_text(check(&mut g, &args("HELLO 2"))).starts_with("NOAUTH HELLO must be called")
+        );
+        assert_eq!(check(&mut g, &args("QUIT")), None);
+        assert!(error_text(check(&mut g, &args("AUTH wrong"))).starts_with("WRONGPASS"));
+        assert!(error_text(check(&mut g, &args("AUTH alice s3cret"))).starts_with("WRONGPASS"));
+        assert!(
+            error_text(check(&mut g, &args("AUTH a b c"))).contains("wrong number of arguments")
+        );
+        assert!(error_text(check(&mut g, &args("SET k v"))).starts_with("NOAUTH"));
         assert_eq!(adm.counters.auth_failures.load(Relaxed), 2);
         assert_eq!(
-            g.check(&args("auth default s3cret")),
+            check(&mut g, &args("auth default s3cret")),
             Some(BytesFrame::SimpleString(Bytes::from_static(b"OK")))
         );
-        assert_eq!(g.check(&args("GET k")), None);
-        assert_eq!(g.check(&args("GSMO.DUMP")), None);
+        assert_eq!(check(&mut g, &args("GET k")), None);
+        assert_eq!(check(&mut g, &args("GSMO.DUMP")), None);
 
         let mut g = Gate::new(adm.clone());
-        assert_eq!(g.check(&args("HELLO 2 AUTH default s3cret")), None);
-        assert_eq!(g.check(&args("GET k")), None);
+        assert_eq!(check(&mut g, &args("HELLO 2 AUTH default s3cret")), None);
+        assert_eq!(check(&mut g, &args("GET k")), None);
     }
 
     #[test]
     fn auth_without_a_password_and_debug_commands_off() {
         let mut g = Gate::new(with(None, false));
-        assert_eq!(g.check(&args("GET k")), None);
-        assert!(error_text(g.check(&args("AUTH x"))).contains("without any password configured"));
+        assert_eq!(check(&mut g, &args("GET k")), None);
+        assert!(
+            error_text(check(&mut g, &args("AUTH x"))).contains("without any password configured")
+        );
+        assert_eq!(
+            error_text(check(&mut g, &args("gsmo.Digest"))),
+            "ERR GSMO.DIGEST is a debug command, disabled on this node: start it with \
+             --debug-commands"
+        );
+        assert!(error_text(check(&mut g, &args("aUtH x"))).contains("without any password"));
+        assert_eq!(
+            check(&mut g, &args("NOSUCH x")),
+            None,
+            "the table words that error"
+        );
         for c in DEBUG_COMMANDS {
-            assert!(error_text(g.check(&args(&c.to_lowercase()))).contains("--debug-commands"));
+            assert!(
+                error_text(check(&mut g, &args(&c.to_lowercase()))).contains("--debug-commands")
+            );
         }
     }
 

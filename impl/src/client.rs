@@ -161,12 +161,14 @@ async fn read_requests(
         let mut encoding = Encoding::default();
         let pending = match next {
             Ok(args) => {
+                // The command is looked up once, here, for the gate, the session and the shape.
+                let call = resp::Call::new(&args);
                 let request = gate
-                    .check(&args)
-                    .map_or_else(|| session.parse(&args), Request::Local);
+                    .check(call)
+                    .map_or_else(|| session.parse(call), Request::Local);
                 encoding = Encoding {
                     resp3: session.resp3(),
-                    shape: resp::shape::shape(&args),
+                    shape: resp::shape::shape(call),
                 };
                 match request {
                     Request::Local(frame) => Pending::Ready(frame),

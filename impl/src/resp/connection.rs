@@ -2,7 +2,8 @@
 //! QUIT. Per-connection state (the client id, its name) lives in [`Session`];
 //! everything else about a connection is in `crate::client`.
 
-use super::{bulk, error, local_error, ok, parse_command, Kind, Request, COMMANDS};
+use super::command::{local_error, lookup, Call, CommandSpec, Kind, Request, COMMANDS};
+use super::reply::{bulk, error, ok};
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,12 +48,12 @@ impl Session {
     }
 
     /// Parses one request in this connection's context.
-    pub fn parse(&mut self, args: &[Bytes]) -> Request {
-        let name = args.first().map(|n| super::upper(n));
-        match name.as_deref() {
-            Some(b"CLIENT") if args.len() >= 2 => self.client(&args[1..]),
-            Some(b"HELLO") => self.hello(&args[1..]),
-            _ => parse_command(args),
+    pub fn parse(&mut self, call: Call) -> Request {
+        let args = call.args();
+        match call.name() {
+            Some("CLIENT") if args.len() >= 2 => self.client(&args[1..]),
+            Some("HELLO") => self.hello(&args[1..]),
+            _ => call.parse(),
         }
     }
 
@@ -184,13 +185,7 @@ fn command(a: &[Bytes]) -> BytesFrame {
         Some(b"INFO") => BytesFrame::Array(
             a[1..]
                 .iter()
-                .map(|n| {
-                    let upper = String::from_utf8_lossy(n).to_ascii_uppercase();
-                    COMMANDS
-                        .iter()
-                        .find(|c| c.name == upper)
-                        .map_or(BytesFrame::Null, entry)
-                })
+                .map(|n| lookup(n).map_or(BytesFrame::Null, entry))
                 .collect(),
         ),
         Some(b"DOCS") => BytesFrame::Array(Vec::new()),
@@ -202,7 +197,7 @@ fn command(a: &[Bytes]) -> BytesFrame {
 }
 
 /// One COMMAND entry, in Redis 7's ten-field form.
-fn entry(c: &super::CommandSpec) -> BytesFrame {
+fn entry(c: &CommandSpec) -> BytesFrame {
     let status = |s: &'static str| BytesFrame::SimpleString(Bytes::from_static(s.as_bytes()));
     let flags = match c.kind {
         Kind::Write => vec![status("write")],
@@ -231,4 +226,90 @@ fn time() -> BytesFrame {
         BytesFrame::BulkString(now.as_secs().to_string().into()),
         BytesFrame::BulkString(now.subsec_micros().to_string().into()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::testing::{args, error_text, parse};
+    use super::*;
+
+    #[test]
+    fn command_lists_every_command_and_count_agrees() {
+        let Request::Local(BytesFrame::Array(all)) = parse("COMMAND") else {
+            panic!()
+        };
+        let Request::Local(BytesFrame::Integer(count)) = parse("COMMAND COUNT") else {
+            panic!()
+        };
+        assert_eq!(all.len() as i64, count);
+        let Request::Local(BytesFrame::Array(info)) = parse("COMMAND INFO get nosuch") else {
+            panic!()
+        };
+        let BytesFrame::Array(get) = &info[0] else {
+            panic!()
+        };
+        assert_eq!(get[0], BytesFrame::BulkString("get".into()));
+        assert_eq!(get[1], BytesFrame::Integer(2));
+        assert_eq!(info[1], BytesFrame::Null);
+        assert_eq!(lookup(b"MSET").unwrap().arity(), -3);
+        assert_eq!(
+            parse("COMMAND DOCS"),
+            Request::Local(BytesFrame::Array(vec![]))
+        );
+        assert_eq!(parse("CLIENT SETINFO LIB-NAME x"), Request::Local(ok()));
+    }
+
+    fn run(s: &mut Session, line: &str) -> Request {
+        s.parse(Call::new(&args(line)))
+    }
+
+    #[test]
+    fn connection_state_lives_in_the_session() {
+        let mut a = Session::new();
+        let b = Session::new();
+        assert_ne!(a.id(), b.id());
+        assert_eq!(
+            run(&mut a, "CLIENT GETNAME"),
+            Request::Local(BytesFrame::Null)
+        );
+        assert_eq!(run(&mut a, "client setname me"), Request::Local(ok()));
+        assert_eq!(
+            run(&mut a, "CLIENT GETNAME"),
+            Request::Local(BytesFrame::BulkString("me".into()))
+        );
+        assert_eq!(
+            run(&mut a, "CLIENT ID"),
+            Request::Local(BytesFrame::Integer(a.id() as i64))
+        );
+        assert_eq!(
+            error_text(run(&mut a, "HELLO 4")),
+            "NOPROTO unsupported protocol version"
+        );
+        assert!(!a.resp3(), "a refused HELLO switches nothing");
+        let Request::Local(BytesFrame::Array(hello)) = run(&mut a, "HELLO 3") else {
+            panic!()
+        };
+        assert_eq!(hello[5], BytesFrame::Integer(3));
+        assert!(a.resp3());
+        let Request::Local(BytesFrame::Array(hello)) = run(&mut a, "hello") else {
+            panic!()
+        };
+        assert_eq!(hello[5], BytesFrame::Integer(3), "HELLO alone keeps RESP3");
+        let Request::Local(BytesFrame::Array(hello)) = run(&mut a, "HELLO 2 SETNAME other") else {
+            panic!()
+        };
+        assert_eq!(hello[5], BytesFrame::Integer(2));
+        assert!(!a.resp3());
+        assert_eq!(
+            run(&mut a, "CLIENT GETNAME"),
+            Request::Local(BytesFrame::BulkString("other".into()))
+        );
+        assert!(
+            error_text(run(&mut a, "CLIENT KILL x")).starts_with("ERR unknown subcommand 'KILL'")
+        );
+        assert!(
+            error_text(run(&mut a, "CLIENT")).contains("wrong number of arguments for 'client'"),
+            "CLIENT alone is the table's arity error"
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! Hashes: HSET, HGET, HGETALL, HDEL, HLEN.
 
-use super::{key, keys, pairs, read, write, wrong_arity, ReadOp, Request};
+use super::command::{key, keys, pairs, read, write, wrong_arity, Request};
 use bytes::Bytes;
-use gsmo_spec::kv::Op;
+use gsmo_spec::kv::{Op, ReadOp};
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     Ok(match name {

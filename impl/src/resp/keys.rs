@@ -1,9 +1,9 @@
 //! Strings and whole-key commands: arguments to [`Op`]s and [`ReadOp`]s.
 
-use super::{int_arg, key, keys, local_error, pairs, read, syntax_error, write, wrong_arity};
-use super::{ReadOp, Request};
+use super::command::{int_arg, key, keys, local_error, pairs, read, syntax_error, write};
+use super::command::{wrong_arity, Request};
 use bytes::Bytes;
-use gsmo_spec::kv::{Op, SetCond, NO_EXPIRY};
+use gsmo_spec::kv::{Op, ReadOp, SetCond, NO_EXPIRY};
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     Ok(match name {
@@ -69,13 +69,19 @@ pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
 /// SET key value [NX|XX] [GET]; expiry options are refused, never ignored.
 fn set(a: &[Bytes]) -> Result<Request, Request> {
     let (mut cond, mut get) = (None, false);
+    const EXPIRY: [&[u8]; 5] = [b"EX", b"PX", b"EXAT", b"PXAT", b"KEEPTTL"];
     for opt in &a[2..] {
-        match opt.to_ascii_uppercase().as_slice() {
-            b"NX" if cond.is_none() => cond = Some(SetCond::Nx),
-            b"XX" if cond.is_none() => cond = Some(SetCond::Xx),
-            b"GET" if !get => get = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => return Err(local_error(NO_EXPIRY)),
-            _ => return Err(syntax_error()),
+        let is = |word: &[u8]| opt.eq_ignore_ascii_case(word);
+        if is(b"NX") && cond.is_none() {
+            cond = Some(SetCond::Nx);
+        } else if is(b"XX") && cond.is_none() {
+            cond = Some(SetCond::Xx);
+        } else if is(b"GET") && !get {
+            get = true;
+        } else if EXPIRY.iter().any(|w| is(w)) {
+            return Err(local_error(NO_EXPIRY));
+        } else {
+            return Err(syntax_error());
         }
     }
     let (key, value) = (key(&a[0]), key(&a[1]));

@@ -1,8 +1,8 @@
 //! Lists: LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN.
 
-use super::{count_arg, int_arg, key, keys, read, write, ReadOp, Request};
+use super::command::{count_arg, int_arg, key, keys, read, write, Request};
 use bytes::Bytes;
-use gsmo_spec::kv::Op;
+use gsmo_spec::kv::{Op, ReadOp};
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     Ok(match name {

@@ -1,10 +1,10 @@
 //! Server commands: DBSIZE, FLUSHALL / FLUSHDB, SNAPSHOT, INFO [section],
 //! CONFIG GET, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
 
-use super::{local_error, read, syntax_error, write, ReadOp, Request};
+use super::command::{local_error, read, syntax_error, write, Request};
 use crate::event::ClientRequest;
 use bytes::Bytes;
-use gsmo_spec::kv::Op;
+use gsmo_spec::kv::{Op, ReadOp};
 use redis_protocol::resp2::types::BytesFrame;
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
@@ -69,4 +69,30 @@ fn config(a: &[Bytes]) -> Request {
 /// A parameter name or the `*` wildcard, as `CONFIG GET` takes them.
 fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     pattern == b"*" || pattern.eq_ignore_ascii_case(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::testing::parse;
+    use super::*;
+
+    #[test]
+    fn config_get_answers_what_redis_benchmark_asks() {
+        let Request::Local(BytesFrame::Array(items)) = parse("CONFIG GET save") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2);
+        let Request::Local(BytesFrame::Array(items)) = parse("config get *") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 4);
+    }
+
+    #[test]
+    fn info_sections_pick_by_header() {
+        let info = "# Server\r\na:1\r\n\r\n# Cluster\r\nb:2\r\n";
+        assert_eq!(info_sections(info, Some("cluster")), "# Cluster\r\nb:2\r\n");
+        assert_eq!(info_sections(info, Some("all")), info);
+        assert_eq!(info_sections(info, Some("nosuch")), "");
+    }
 }

@@ -1,9 +1,9 @@
 //! Sets: SADD, SPOP (the smallest members: see `gsmo_spec::kv::sets`),
 //! SMEMBERS, SCARD, SISMEMBER.
 
-use super::{count_arg, key, keys, read, write, ReadOp, Request};
+use super::command::{count_arg, key, keys, read, write, Request};
 use bytes::Bytes;
-use gsmo_spec::kv::Op;
+use gsmo_spec::kv::{Op, ReadOp};
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     Ok(match name {

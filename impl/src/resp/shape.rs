@@ -13,6 +13,7 @@
 //! `index-map` feature), so a reply's bytes stay a function of the replica's
 //! state. `tests/tests/wire.rs` compares the bytes with redis-server's.
 
+use super::command::Call;
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame as Resp2;
 use redis_protocol::resp3::encode::complete::extend_encode;
@@ -38,20 +39,21 @@ pub enum Shape {
     NullArray,
 }
 
-/// The shape of the reply to `args` (a whole request, command name first).
-pub fn shape(args: &[Bytes]) -> Shape {
-    let Some(name) = args.first() else {
+/// The shape of the reply to a request (an unknown command's error: plain).
+pub fn shape(call: Call) -> Shape {
+    let Some(name) = call.name() else {
         return Shape::Plain;
     };
-    let arg = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
-    match &*super::upper(name) {
-        b"HGETALL" | b"HELLO" => Shape::Map,
-        b"CONFIG" if arg(1).as_deref() == Some(b"GET") => Shape::Map,
-        b"COMMAND" if arg(1).as_deref() == Some(b"DOCS") => Shape::Map,
-        b"SMEMBERS" => Shape::Set,
-        b"SPOP" if args.len() > 2 => Shape::Set,
-        b"ZSCORE" => Shape::Double,
-        b"ZRANGE"
+    let args = call.args();
+    let arg_is = |i: usize, word: &[u8]| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word));
+    match name {
+        "HGETALL" | "HELLO" => Shape::Map,
+        "CONFIG" if arg_is(1, b"GET") => Shape::Map,
+        "COMMAND" if arg_is(1, b"DOCS") => Shape::Map,
+        "SMEMBERS" => Shape::Set,
+        "SPOP" if args.len() > 2 => Shape::Set,
+        "ZSCORE" => Shape::Double,
+        "ZRANGE"
             if args
                 .iter()
                 .skip(4)
@@ -59,9 +61,9 @@ pub fn shape(args: &[Bytes]) -> Shape {
         {
             Shape::ScorePairs
         }
-        b"ZPOPMIN" if args.len() > 2 => Shape::ScorePairs,
-        b"ZPOPMIN" => Shape::ScorePair,
-        b"LPOP" | b"RPOP" if args.len() > 2 => Shape::NullArray,
+        "ZPOPMIN" if args.len() > 2 => Shape::ScorePairs,
+        "ZPOPMIN" => Shape::ScorePair,
+        "LPOP" | "RPOP" if args.len() > 2 => Shape::NullArray,
         _ => Shape::Plain,
     }
 }
@@ -181,6 +183,10 @@ mod tests {
             .collect()
     }
 
+    fn shape_of(args: &[Bytes]) -> Shape {
+        shape(Call::new(args))
+    }
+
     fn wire(frame: Resp2, shape: Shape) -> String {
         wire_in(true, frame, shape)
     }
@@ -193,24 +199,34 @@ mod tests {
 
     #[test]
     fn shapes_follow_redis_7() {
-        assert_eq!(shape(&req("hgetall h")), Shape::Map);
-        assert_eq!(shape(&req("CONFIG GET save")), Shape::Map);
-        assert_eq!(shape(&req("CONFIG SET save x")), Shape::Plain);
-        assert_eq!(shape(&req("command docs get")), Shape::Map);
-        assert_eq!(shape(&req("COMMAND")), Shape::Plain);
-        assert_eq!(shape(&req("SMEMBERS s")), Shape::Set);
-        assert_eq!(shape(&req("SPOP s")), Shape::Plain);
-        assert_eq!(shape(&req("SPOP s 2")), Shape::Set);
-        assert_eq!(shape(&req("ZSCORE z m")), Shape::Double);
-        assert_eq!(shape(&req("ZRANGE z 0 -1")), Shape::Plain);
-        assert_eq!(shape(&req("ZRANGE z 0 -1 withscores")), Shape::ScorePairs);
-        assert_eq!(shape(&req("ZPOPMIN z")), Shape::ScorePair);
-        assert_eq!(shape(&req("ZPOPMIN z 3")), Shape::ScorePairs);
-        assert_eq!(shape(&req("LPOP l")), Shape::Plain);
-        assert_eq!(shape(&req("RPOP l 2")), Shape::NullArray);
-        assert_eq!(shape(&req("GET k")), Shape::Plain);
-        assert_eq!(shape(&req("ZRANGE z")), Shape::Plain, "too short: no panic");
-        assert_eq!(shape(&[]), Shape::Plain);
+        assert_eq!(shape_of(&req("hgetall h")), Shape::Map);
+        assert_eq!(shape_of(&req("CONFIG GET save")), Shape::Map);
+        assert_eq!(shape_of(&req("CONFIG SET save x")), Shape::Plain);
+        assert_eq!(shape_of(&req("command docs get")), Shape::Map);
+        assert_eq!(shape_of(&req("COMMAND")), Shape::Plain);
+        assert_eq!(shape_of(&req("SMEMBERS s")), Shape::Set);
+        assert_eq!(shape_of(&req("SPOP s")), Shape::Plain);
+        assert_eq!(shape_of(&req("SPOP s 2")), Shape::Set);
+        assert_eq!(shape_of(&req("ZSCORE z m")), Shape::Double);
+        assert_eq!(shape_of(&req("ZRANGE z 0 -1")), Shape::Plain);
+        assert_eq!(
+            shape_of(&req("ZRANGE z 0 -1 withscores")),
+            Shape::ScorePairs
+        );
+        assert_eq!(shape_of(&req("ZPOPMIN z")), Shape::ScorePair);
+        assert_eq!(shape_of(&req("ZPOPMIN z 3")), Shape::ScorePairs);
+        assert_eq!(shape_of(&req("LPOP l")), Shape::Plain);
+        assert_eq!(shape_of(&req("RPOP l 2")), Shape::NullArray);
+        assert_eq!(shape_of(&req("GET k")), Shape::Plain);
+        assert_eq!(
+            shape_of(&req("ZRANGE z")),
+            Shape::Plain,
+            "too short: no panic"
+        );
+        assert_eq!(shape(Call::new(&[])), Shape::Plain);
+        assert_eq!(shape_of(&req("config Get save")), Shape::Map);
+        assert_eq!(shape_of(&req("Command docs")), Shape::Map);
+        assert_eq!(shape_of(&req("HGETALLX h")), Shape::Plain, "unknown: plain");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Sorted sets: ZADD (score member pairs; NX/XX/GT/LT/CH/INCR refused),
 //! ZPOPMIN, ZRANGE by index [WITHSCORES], ZCARD, ZSCORE.
 
-use super::{count_arg, int_arg, key, local_error, read, syntax_error, write, ReadOp, Request};
+use super::command::{count_arg, int_arg, key, local_error, read, syntax_error, write, Request};
 use bytes::Bytes;
-use gsmo_spec::kv::{Op, Score};
+use gsmo_spec::kv::{Op, ReadOp, Score};
 
 pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     Ok(match name {

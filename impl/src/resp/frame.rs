@@ -1,0 +1,299 @@
+//! Request framing: RESP arrays of bulk strings and inline commands, cut into
+//! argument lists.
+//!
+//! [`RespCodec`] walks the declared lengths in a request's headers against
+//! hard limits, so a hostile `*999999999` or `$999999999` is refused at once
+//! (like Redis: `-ERR Protocol error`, then the connection closes) instead of
+//! buffering towards it, and the same walk cuts the complete request into
+//! argument slices of one buffer (no copy and no frame tree per request).
+//! Inline commands (`PING\r\n`, as typed into telnet) are accepted too, quoted
+//! as redis-cli quotes ([`super::inline`]).
+
+use super::inline;
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+/// Largest request (all arguments together); peer frames are sized above it.
+pub const MAX_REQUEST: usize = 16 << 20;
+/// Most arguments in one request.
+pub const MAX_ARGS: usize = 1 << 20;
+/// Longest inline command line.
+pub const MAX_INLINE: usize = 64 << 10;
+/// Longest `*N` / `$N` header line, CRLF included.
+const MAX_HEADER: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RespError {
+    /// The client broke the protocol; it gets this message, then the connection closes.
+    #[error("Protocol error: {0}")]
+    Protocol(String),
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn protocol<T>(msg: impl Into<String>) -> Result<T, RespError> {
+    Err(RespError::Protocol(msg.into()))
+}
+
+/// The server side's request decoder: RESP arrays of bulk strings and inline
+/// commands, into argument lists (replies are encoded by [`super::shape::encode`]).
+#[derive(Debug, Default)]
+pub struct RespCodec;
+
+impl Decoder for RespCodec {
+    type Item = Vec<Bytes>;
+    type Error = RespError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, RespError> {
+        loop {
+            let Some(&first) = src.first() else {
+                return Ok(None);
+            };
+            if first != b'*' {
+                match decode_inline(src)? {
+                    Some(args) if args.is_empty() => continue, // blank line: ignored, like Redis
+                    other => return Ok(other),
+                }
+            }
+            let Some(count) = request_is_complete(src)? else {
+                return Ok(None);
+            };
+            if let Some(header_len) = count {
+                // `*0`, `*-1`, `*-7`: an empty request, skipped as Redis skips it.
+                let _ = src.split_to(header_len);
+                continue;
+            }
+            return take_args(src).map(Some);
+        }
+    }
+}
+
+/// Takes the complete request at the front of `src` (its every header and
+/// length checked by [`request_is_complete`]) as its arguments: slices of one
+/// buffer, so an argument is never copied and a request costs one allocation.
+fn take_args(src: &mut BytesMut) -> Result<Vec<Bytes>, RespError> {
+    let walk = |src: &[u8]| -> Result<(usize, usize), RespError> {
+        let Some((count, pos)) = header(src, 0, b'*')? else {
+            return protocol("invalid request");
+        };
+        let mut end = pos;
+        for _ in 0..count {
+            let Some((len, body)) = header(src, end, b'$')? else {
+                return protocol("invalid request");
+            };
+            end = body + len as usize + 2;
+        }
+        Ok((count as usize, end))
+    };
+    let (count, end) = walk(src)?;
+    let request = src.split_to(end).freeze();
+    let (_, mut pos) = header(&request, 0, b'*')?.expect("walked above");
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, body) = header(&request, pos, b'$')?.expect("walked above");
+        let end = body + len as usize;
+        args.push(request.slice(body..end));
+        pos = end + 2;
+    }
+    Ok(args)
+}
+
+/// Reads a header line (`*3\r\n`) at `pos`; `Ok(None)` if it has not all arrived.
+fn header(src: &[u8], pos: usize, kind: u8) -> Result<Option<(i64, usize)>, RespError> {
+    let rest = &src[pos..];
+    let Some(&got) = rest.first() else {
+        return Ok(None);
+    };
+    if got != kind {
+        return protocol(format!(
+            "expected '{}', got '{}'",
+            kind as char,
+            got.escape_ascii()
+        ));
+    }
+    let window = &rest[..rest.len().min(MAX_HEADER)];
+    let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
+        return if rest.len() >= MAX_HEADER {
+            protocol("length line too long")
+        } else {
+            Ok(None)
+        };
+    };
+    let n = std::str::from_utf8(&rest[1..end])
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok());
+    match n {
+        Some(n) => Ok(Some((n, pos + end + 2))),
+        None if kind == b'*' => protocol("invalid multibulk length"),
+        None => protocol("invalid bulk length"),
+    }
+}
+
+/// Walks the declared lengths of the request at the front of `src`, refusing
+/// any beyond the limits. `None` until the whole request has arrived; then
+/// `Some(None)`, or `Some(Some(header length))` for an empty request (`*0`, `*-N`).
+fn request_is_complete(src: &[u8]) -> Result<Option<Option<usize>>, RespError> {
+    let Some((count, mut pos)) = header(src, 0, b'*')? else {
+        return Ok(None);
+    };
+    if count > MAX_ARGS as i64 {
+        return protocol("invalid multibulk length");
+    }
+    if count <= 0 {
+        return Ok(Some(Some(pos)));
+    }
+    let mut total: usize = 0;
+    for _ in 0..count.max(0) {
+        let Some((len, body)) = header(src, pos, b'$')? else {
+            return Ok(None);
+        };
+        if len < 0 || len as u64 > MAX_REQUEST as u64 {
+            return protocol("invalid bulk length");
+        }
+        total += len as usize;
+        if total > MAX_REQUEST {
+            return protocol(format!("request larger than {MAX_REQUEST} bytes"));
+        }
+        pos = body + len as usize + 2;
+        if pos > src.len() {
+            return Ok(None);
+        }
+        if &src[pos - 2..pos] != b"\r\n" {
+            return protocol("bulk string not terminated by CRLF");
+        }
+    }
+    Ok(Some(None))
+}
+
+/// An inline command: one line, split as redis-cli splits it ([`inline::split`]).
+fn decode_inline(src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, RespError> {
+    let Some(end) = src.iter().position(|&b| b == b'\n') else {
+        return if src.len() > MAX_INLINE {
+            protocol("too big inline request")
+        } else {
+            Ok(None)
+        };
+    };
+    let line = src.split_to(end + 1);
+    let text = &line[..end];
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    match inline::split(text) {
+        Some(args) => Ok(Some(args.into_iter().map(Bytes::from).collect())),
+        None => protocol("unbalanced quotes in request"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::parse_command;
+
+    fn decode_all(input: &[u8]) -> (Vec<Vec<String>>, Option<String>) {
+        let mut codec = RespCodec;
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(args)) => out.push(
+                    args.iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect(),
+                ),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn array_inline_and_pipelined_requests() {
+        let (cmds, err) =
+            decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\nset a  b\n*1\r\n$4\r\nPI");
+        assert_eq!(err, None);
+        assert_eq!(
+            cmds,
+            vec![vec!["GET", "k"], vec!["PING"], vec!["set", "a", "b"]]
+        );
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_without_waiting_for_the_body() {
+        for (input, want) in [
+            (&b"*99999999999\r\n"[..], "invalid multibulk length"),
+            (b"*1\r\n$99999999999\r\n", "invalid bulk length"),
+            (b"*1\r\n$-5\r\n", "invalid bulk length"),
+            (b"*x\r\n", "invalid multibulk length"),
+            (b"*1\r\n:5\r\n", "expected '$', got ':'"),
+            (b"*1\r\n$1\r\nab\r\n", "not terminated by CRLF"),
+            (
+                b"*1111111111111111111111111111111111111",
+                "length line too long",
+            ),
+        ] {
+            let (cmds, err) = decode_all(input);
+            assert!(cmds.is_empty());
+            let err = err.unwrap_or_default();
+            assert!(err.contains(want), "{input:?}: {err}");
+        }
+        let long_inline = vec![b'a'; MAX_INLINE + 1];
+        assert!(decode_all(&long_inline)
+            .1
+            .unwrap()
+            .contains("too big inline"));
+    }
+
+    #[test]
+    fn half_a_request_waits() {
+        let (cmds, err) = decode_all(b"*2\r\n$3\r\nSET\r\n$3\r\nke");
+        assert!(cmds.is_empty() && err.is_none());
+    }
+
+    #[test]
+    fn empty_and_negative_counts_and_quotes_read_like_redis() {
+        let (cmds, err) = decode_all(b"*-7\r\n*0\r\n*-1\r\nPING\r\nSET \"a b\" 'c d'\r\n");
+        assert_eq!(err, None);
+        assert_eq!(cmds, vec![vec!["PING"], vec!["SET", "a b", "c d"]]);
+        let (cmds, err) = decode_all(b"SET a \"b\r\n");
+        assert!(cmds.is_empty());
+        assert_eq!(err.unwrap(), "Protocol error: unbalanced quotes in request");
+    }
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gsmo_spec::testing::proptest_config(256))]
+
+        #[test]
+        fn random_bytes_give_commands_or_a_protocol_error(input in vec(any::<u8>(), 0..600)) {
+            let mut codec = RespCodec;
+            let mut buf = BytesMut::from(&input[..]);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(args)) => { let _ = parse_command(&args); }
+                    Ok(None) => break,
+                    Err(RespError::Protocol(msg)) => { prop_assert!(!msg.is_empty()); break }
+                    Err(e) => prop_assert!(false, "not a protocol error: {e}"),
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_pipelines_never_panic(
+            flips in vec((any::<usize>(), 1u8..), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n10\r\nINCRBY k 5\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec();
+            for (i, x) in flips {
+                let n = input.len();
+                input[i % n] ^= x;
+            }
+            input.truncate(cut % (input.len() + 1));
+            let (cmds, _err) = decode_all(&input);
+            for c in cmds {
+                let args: Vec<Bytes> = c.into_iter().map(Bytes::from).collect();
+                let _ = parse_command(&args);
+            }
+        }
+    }
+}
