@@ -155,7 +155,7 @@ async fn read_requests(
     who: String,
 ) {
     let reads = Arc::new(Semaphore::new(READS_IN_FLIGHT));
-    let mut requests = FramedRead::new(read, RespCodec);
+    let mut requests = FramedRead::new(read, RespCodec::default());
     let mut session = resp::Session::new();
     while let Some(next) = requests.next().await {
         let mut encoding = Encoding::default();

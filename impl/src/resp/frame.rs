@@ -38,7 +38,15 @@ fn protocol<T>(msg: impl Into<String>) -> Result<T, RespError> {
 /// The server side's request decoder: RESP arrays of bulk strings and inline
 /// commands, into argument lists (replies are encoded by [`super::shape::encode`]).
 #[derive(Debug, Default)]
-pub struct RespCodec;
+pub struct RespCodec {
+    /// Where each argument of the request being framed lies in the buffer,
+    /// found by the one walk that also checks it; reused between requests.
+    spans: Vec<(usize, usize)>,
+}
+
+/// Spans kept between requests; a request with more arguments gives its
+/// (up to 16 MiB of) spans back instead of holding them for the connection's life.
+const SPANS_KEPT: usize = 1024;
 
 impl Decoder for RespCodec {
     type Item = Vec<Bytes>;
@@ -55,47 +63,28 @@ impl Decoder for RespCodec {
                     other => return Ok(other),
                 }
             }
-            let Some(count) = request_is_complete(src)? else {
-                return Ok(None);
-            };
-            if let Some(header_len) = count {
+            match walk(src, &mut self.spans)? {
+                Walked::Partial => return Ok(None),
                 // `*0`, `*-1`, `*-7`: an empty request, skipped as Redis skips it.
-                let _ = src.split_to(header_len);
-                continue;
+                Walked::Empty(header_len) => {
+                    let _ = src.split_to(header_len);
+                }
+                Walked::Whole(end) => {
+                    // One buffer for the request; every argument is a slice of it.
+                    let request = src.split_to(end).freeze();
+                    let args = self
+                        .spans
+                        .iter()
+                        .map(|&(a, b)| request.slice(a..b))
+                        .collect();
+                    if self.spans.capacity() > SPANS_KEPT {
+                        self.spans = Vec::new();
+                    }
+                    return Ok(Some(args));
+                }
             }
-            return take_args(src).map(Some);
         }
     }
-}
-
-/// Takes the complete request at the front of `src` (its every header and
-/// length checked by [`request_is_complete`]) as its arguments: slices of one
-/// buffer, so an argument is never copied and a request costs one allocation.
-fn take_args(src: &mut BytesMut) -> Result<Vec<Bytes>, RespError> {
-    let walk = |src: &[u8]| -> Result<(usize, usize), RespError> {
-        let Some((count, pos)) = header(src, 0, b'*')? else {
-            return protocol("invalid request");
-        };
-        let mut end = pos;
-        for _ in 0..count {
-            let Some((len, body)) = header(src, end, b'$')? else {
-                return protocol("invalid request");
-            };
-            end = body + len as usize + 2;
-        }
-        Ok((count as usize, end))
-    };
-    let (count, end) = walk(src)?;
-    let request = src.split_to(end).freeze();
-    let (_, mut pos) = header(&request, 0, b'*')?.expect("walked above");
-    let mut args = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (len, body) = header(&request, pos, b'$')?.expect("walked above");
-        let end = body + len as usize;
-        args.push(request.slice(body..end));
-        pos = end + 2;
-    }
-    Ok(args)
 }
 
 /// Reads a header line (`*3\r\n`) at `pos`; `Ok(None)` if it has not all arrived.
@@ -129,23 +118,36 @@ fn header(src: &[u8], pos: usize, kind: u8) -> Result<Option<(i64, usize)>, Resp
     }
 }
 
-/// Walks the declared lengths of the request at the front of `src`, refusing
-/// any beyond the limits. `None` until the whole request has arrived; then
-/// `Some(None)`, or `Some(Some(header length))` for an empty request (`*0`, `*-N`).
-fn request_is_complete(src: &[u8]) -> Result<Option<Option<usize>>, RespError> {
+/// How far the request at the front of the buffer has arrived.
+#[derive(Debug, PartialEq, Eq)]
+enum Walked {
+    /// Not all of it yet.
+    Partial,
+    /// `*0` or `*-N`: nothing to run; the header's length.
+    Empty(usize),
+    /// All of it, this many bytes; `spans` holds its arguments.
+    Whole(usize),
+}
+
+/// Walks the declared lengths of the request at the front of `src` once,
+/// refusing any beyond the limits (so a hostile `*999999999` or `$999999999`
+/// is refused before anything is buffered towards it), and notes where each
+/// argument lies in `spans`.
+fn walk(src: &[u8], spans: &mut Vec<(usize, usize)>) -> Result<Walked, RespError> {
+    spans.clear();
     let Some((count, mut pos)) = header(src, 0, b'*')? else {
-        return Ok(None);
+        return Ok(Walked::Partial);
     };
     if count > MAX_ARGS as i64 {
         return protocol("invalid multibulk length");
     }
     if count <= 0 {
-        return Ok(Some(Some(pos)));
+        return Ok(Walked::Empty(pos));
     }
     let mut total: usize = 0;
-    for _ in 0..count.max(0) {
+    for _ in 0..count {
         let Some((len, body)) = header(src, pos, b'$')? else {
-            return Ok(None);
+            return Ok(Walked::Partial);
         };
         if len < 0 || len as u64 > MAX_REQUEST as u64 {
             return protocol("invalid bulk length");
@@ -156,13 +158,14 @@ fn request_is_complete(src: &[u8]) -> Result<Option<Option<usize>>, RespError> {
         }
         pos = body + len as usize + 2;
         if pos > src.len() {
-            return Ok(None);
+            return Ok(Walked::Partial);
         }
         if &src[pos - 2..pos] != b"\r\n" {
             return protocol("bulk string not terminated by CRLF");
         }
+        spans.push((body, pos - 2));
     }
-    Ok(Some(None))
+    Ok(Walked::Whole(pos))
 }
 
 /// An inline command: one line, split as redis-cli splits it ([`inline::split`]).
@@ -189,7 +192,7 @@ mod tests {
     use crate::resp::parse_command;
 
     fn decode_all(input: &[u8]) -> (Vec<Vec<String>>, Option<String>) {
-        let mut codec = RespCodec;
+        let mut codec = RespCodec::default();
         let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
         loop {
@@ -248,6 +251,59 @@ mod tests {
         assert!(cmds.is_empty() && err.is_none());
     }
 
+    /// A pipeline arriving a byte at a time frames as it does whole: the walk
+    /// starts over on every partial read and leaves no stale spans behind.
+    #[test]
+    fn a_pipeline_arriving_byte_by_byte_frames_as_whole() {
+        let pipeline: &[u8] =
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*0\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        let whole = decode_all(pipeline);
+        assert_eq!(
+            whole,
+            (
+                vec![
+                    vec!["SET".into(), "k".into(), String::new()],
+                    vec!["PING".into()],
+                    vec!["GET".into(), "k".into()]
+                ],
+                None
+            )
+        );
+        let mut codec = RespCodec::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in pipeline {
+            buf.extend_from_slice(&[b]);
+            while let Some(args) = codec.decode(&mut buf).unwrap() {
+                got.push(
+                    args.iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        assert_eq!(got, whole.0);
+        assert!(buf.is_empty());
+    }
+
+    /// A request of many arguments does not leave its spans with the connection.
+    #[test]
+    fn a_wide_request_gives_its_spans_back() {
+        let n = SPANS_KEPT * 4;
+        let mut req = format!("*{}\r\n$3\r\nDEL\r\n", n + 1).into_bytes();
+        for _ in 0..n {
+            req.extend_from_slice(b"$1\r\nk\r\n");
+        }
+        let mut codec = RespCodec::default();
+        let mut buf = BytesMut::from(&req[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), n + 1);
+        assert!(
+            codec.spans.capacity() <= SPANS_KEPT,
+            "{}",
+            codec.spans.capacity()
+        );
+    }
+
     #[test]
     fn empty_and_negative_counts_and_quotes_read_like_redis() {
         let (cmds, err) = decode_all(b"*-7\r\n*0\r\n*-1\r\nPING\r\nSET \"a b\" 'c d'\r\n");
@@ -266,7 +322,7 @@ mod tests {
 
         #[test]
         fn random_bytes_give_commands_or_a_protocol_error(input in vec(any::<u8>(), 0..600)) {
-            let mut codec = RespCodec;
+            let mut codec = RespCodec::default();
             let mut buf = BytesMut::from(&input[..]);
             loop {
                 match codec.decode(&mut buf) {
