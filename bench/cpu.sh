@@ -25,25 +25,8 @@ REDIS_PORT=${REDIS_PORT:-16999}
 CLIENT_BASE=${CLIENT_BASE:-16480}
 PEER_BASE=${PEER_BASE:-17480}
 
-for tool in redis-server redis-benchmark redis-cli; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
-done
-if [ -z "${GSMO:-}" ]; then
-  cargo build --release -q -p gsmo-node
-  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
-fi
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_ping() { # port
-  for _ in $(seq 1 200); do
-    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing answers on port $1" >&2; exit 1
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 ticks() { # pid: utime + stime in clock ticks (fields 14 and 15; the name may hold spaces)
   sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'

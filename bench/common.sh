@@ -1,0 +1,22 @@
+# Sourced by bench/cluster.sh and bench/cpu.sh: the tools they need, the gsmo
+# binary they measure, their child processes, and waiting for a port to answer.
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
+done
+if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building
+  cargo build --release -q -p gsmo-node
+  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_ping() { # port
+  for _ in $(seq 1 200); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing answers on port $1" >&2; exit 1
+}
