@@ -361,3 +361,29 @@ fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
     r.abort(other, AbortReason::Operator);
     assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR + 1);
 }
+
+/// The budget counts committed and aborted verdicts together, whichever
+/// there are: a run of commits alone is bounded too.
+#[test]
+fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
+    let mut r: R = Recorder::new(1, 2);
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    let k = REMEMBERED_PER_INITIATOR as u64;
+    for seq in 1..=k + 3 {
+        let (_, eff) = r
+            .on_envelope(0, Envelope::Marker { id: id(seq) }, || "s")
+            .unwrap();
+        assert!(complete(&eff).is_some());
+        r.on_stored(id(seq), Ok(summary(1)));
+        let verdict = Envelope::Committed {
+            id: id(seq),
+            parts: vec![summary(0), summary(1)],
+        };
+        r.on_envelope(0, verdict, || unreachable!()).unwrap();
+        assert!(r.outcomes_remembered() <= REMEMBERED_PER_INITIATOR);
+    }
+    assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR);
+    assert_eq!(r.finished(id(3)), Some(Outcome::Forgotten));
+    assert_eq!(r.finished(id(4)), Some(Outcome::Committed));
+    assert_eq!(r.finished(id(k + 3)), Some(Outcome::Committed));
+}
