@@ -122,6 +122,8 @@ mod tests {
             ("h[^e]llo", "hallo", true),
             ("h[^e]llo", "hello", false),
             ("h[a-b]llo", "hbllo", true),
+            ("h[a-c]llo", "hbllo", true), // inside the range, not an endpoint
+            ("h[a-c]llo", "h-llo", false), // a range's `-` is no member
             ("key:*", "key:1", true),
             ("key:*", "counter:1", false),
             ("a\\*b", "a*b", true),
