@@ -630,6 +630,17 @@ impl TestCluster {
         assert!(ok, "kill -{signal} node {i} failed");
     }
 
+    /// Node `i`'s scheduler state from `/proc/PID/stat`: `'T'` once a
+    /// SIGSTOP has taken effect, `'Z'` if it died unreaped.
+    pub fn process_state(&self, i: NodeId) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid(i)))
+            .unwrap_or_else(|e| panic!("/proc stat of node {i}: {e}"));
+        // `PID (COMM) STATE ...`: COMM may hold spaces, so split after its `)`.
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or_else(|| panic!("no state in /proc stat of node {i}: {stat}"))
+    }
+
     /// Node `i`'s resident set size in KiB (`VmRSS` in /proc/PID/status).
     pub fn rss_kib(&self, i: NodeId) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)))

@@ -18,7 +18,7 @@ use gsmo_tests::{check_ordering, gsmo, test_seed, Launch, TestCluster};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
@@ -579,6 +579,65 @@ async fn a_killed_isis_node_leaves_no_client_hanging() {
 /// queue would show (it grew 1.1 GB in a minute before the link layer).
 const STOPPED_FOR: Duration = Duration::from_secs(30);
 
+/// What the flood's writes got back while n2 was stopped.
+#[derive(Default)]
+struct FloodTally {
+    ok: AtomicU64,
+    tryagain: AtomicU64,
+    other: Mutex<Option<String>>,
+}
+
+/// Four clients (the `redis` crate) that keep 32 SETs of 4,000 bytes in flight
+/// each until `stop`, counting the replies. redis-benchmark cannot do this: it
+/// exits at its first error reply, so it stops at the first TRYAGAIN.
+async fn flood(
+    cluster: &TestCluster,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<FloodTally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let value = vec![b'x'; 4000];
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (stop, tally, value) = (stop.clone(), tally.clone(), value.clone());
+        let con = cluster.connect_patient(0, PATIENCE).await;
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let round = (0..32).map(|_| {
+                    n += 1;
+                    let mut con = con.clone();
+                    let cmd = redis::cmd("SET")
+                        .arg(format!("flood:{c}:{}", n % 512))
+                        .arg(&value)
+                        .clone();
+                    async move { cmd.query_async::<()>(&mut con).await }
+                });
+                let mut refused = 0;
+                for r in futures::future::join_all(round).await {
+                    match r {
+                        Ok(()) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) if e.code() == Some("TRYAGAIN") => {
+                            refused += 1;
+                            tally.tryagain.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tally.other.lock().unwrap().get_or_insert(e.to_string());
+                        }
+                    }
+                }
+                // Pacing, not synchronisation: a round refused whole would
+                // otherwise spin at full speed on the cores other tests share.
+                if refused == 32 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    clients
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_peer_costs_bounded_memory() {
     if !gsmo_tests::have_tool("redis-benchmark") {
@@ -596,47 +655,105 @@ async fn a_stopped_peer_costs_bounded_memory() {
         ])
         .start();
     let baseline: Vec<u64> = (0..2).map(|i| cluster.rss_kib(i)).collect();
-    // A flood of 4 KB SETs at node 0, pipelined 32 deep; bounded in count and time.
-    let mut bench = Command::new("timeout")
-        .args(["120", "redis-benchmark", "-h", "127.0.0.1"])
-        .args(["-p", &cluster.client_port(0).to_string()])
-        .args([
-            "-P", "32", "-d", "4000", "-c", "4", "-n", "400000", "-t", "set", "-q",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-benchmark");
+    // n2 is stopped first, and seen stopped, so every write from here on waits
+    // in node 0's link to n2 until SIGCONT. (Stopped after the flood began, n2
+    // could ack the burst before the signal landed on a busy machine, and the
+    // flood, already refused and gone, would never fill the link again.)
     cluster.signal(2, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.process_state(2) != 'T' {
+        assert!(
+            Instant::now() < deadline,
+            "n2 (pid {}) not stopped 10 s after SIGSTOP: state {}",
+            cluster.pid(2),
+            cluster.process_state(2)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stopped = Instant::now();
+    // redis-benchmark, pipelined 32 deep, until node 0 refuses it: it quits at
+    // its first error reply, a TRYAGAIN naming the link that filled first (n2's,
+    // or n1's if the burst outran n1's acknowledgements).
+    let out = gsmo_tests::run_bounded(
+        Command::new("redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &cluster.client_port(0).to_string()])
+            .args([
+                "-P", "32", "-d", "4000", "-c", "4", "-n", "400000", "-t", "set", "-q",
+            ]),
+        Duration::from_secs(60),
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Error from server: TRYAGAIN link to n"),
+        "redis-benchmark ({}) was never refused with TRYAGAIN while n2 was stopped: {said}",
+        out.status
+    );
+    // Then a flood that goes on being refused, for the rest of the window.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(FloodTally::default());
+    let clients = flood(&cluster, &stop, &tally).await;
     let mut peak = [0u64; 2];
-    let mut saw_backpressure = false;
     let mut max_retained = 0u64;
-    while stopped.elapsed() < STOPPED_FOR {
+    let mut polls = 0u32;
+    let mut refusal_naming_n2 = false;
+    // Stopped for STOPPED_FOR, and until node 0 says n2's link is the full one.
+    let give_up = stopped + STOPPED_FOR + Duration::from_secs(60);
+    while stopped.elapsed() < STOPPED_FOR || !refusal_naming_n2 {
+        assert!(
+            Instant::now() < give_up,
+            "node 0 never refused writes for n2's sake in {:?} of n2 stopped ({polls} INFO polls, \
+             retained for n2 peaked at {max_retained} bytes)",
+            stopped.elapsed()
+        );
         for (i, p) in peak.iter_mut().enumerate() {
             *p = (*p).max(cluster.rss_kib(i));
         }
         let info = cluster.info(0).await;
-        saw_backpressure |= info["write_refusal"].starts_with("TRYAGAIN");
+        polls += 1;
+        refusal_naming_n2 |= info["write_refusal"].starts_with("TRYAGAIN link to n2 ");
         max_retained = max_retained.max(peer_field(&info, 2, "retained_bytes").parse().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let refused_while_stopped = tally.tryagain.load(Ordering::Relaxed);
+    let ok_while_stopped = tally.ok.load(Ordering::Relaxed);
     cluster.signal(2, "CONT");
-    let _ = bench.kill();
-    let _ = bench.wait();
+    // Once n2 acknowledges, node 0 takes writes again: the flood sees OKs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tally.ok.load(Ordering::Relaxed) == ok_while_stopped {
+        assert!(
+            Instant::now() < deadline,
+            "node 0 still refuses every write 60 s after n2 resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        *tally.other.lock().unwrap(),
+        None,
+        "a reply other than OK or TRYAGAIN"
+    );
     // The configured bound: the retained buffer, a full writer queue and a
     // write batch of 4 KB frames, twice over for allocator slack, plus 32 MiB.
     let frame_kib = 5;
     let bound_kib = 2 * (link_buffer / 1024 + (peer_queue as u64 + 512) * frame_kib) + 32 * 1024;
     eprintln!(
-        "stopped peer for {STOPPED_FOR:?} under redis-benchmark -P 32 -d 4000: RSS n0 {} -> {} KiB, \
+        "stopped peer for {STOPPED_FOR:?} under 4x32 pipelined 4 KB SETs: RSS n0 {} -> {} KiB, \
          n1 {} -> {} KiB (bound: baseline + {bound_kib} KiB); retained for n2 peaked at {max_retained} \
-         bytes (--link-buffer {link_buffer}); TRYAGAIN seen: {saw_backpressure}",
+         bytes (--link-buffer {link_buffer}) over {polls} INFO polls; {refused_while_stopped} writes \
+         refused with TRYAGAIN and {ok_while_stopped} taken while n2 was stopped",
         baseline[0], peak[0], baseline[1], peak[1]
     );
     assert!(
-        saw_backpressure,
-        "node 0 never refused writes while n2 was stopped"
+        refused_while_stopped > 0,
+        "the flood was never refused while n2 was stopped"
+    );
+    assert!(
+        ok_while_stopped * 4000 <= link_buffer,
+        "{ok_while_stopped} writes of 4000 bytes taken past the {link_buffer}-byte link buffer"
     );
     assert!(
         max_retained <= link_buffer + 8192,
