@@ -102,6 +102,7 @@ mod tests {
                         },
                     }),
                 },
+                ack_now: true,
             },
         }
     }

@@ -19,7 +19,11 @@
 //!   is dropped too: the gap is refilled by the next resume.
 //! * **Acknowledge** cumulatively: every data frame carries the sender's
 //!   `delivered` count of the reverse channel (piggy-backed); when nothing
-//!   flows back, an [`Frame::Ack`] is owed ([`Link::ack_frame`]).
+//!   flows back, an [`Frame::Ack`] is owed ([`Link::ack_frame`]). A sender
+//!   whose retained bytes pass its threshold marks its data frames `ack_now`
+//!   (as QUIC's ACK_FREQUENCY lets a sender ask), and the receiver acks at
+//!   once ([`Link::take_ack_due`]): the sender, not the receiver, knows how
+//!   full its buffer is.
 //! * **Resume**: a new outgoing connection starts with the peer telling how far
 //!   it delivered ([`Link::resume`]); everything retained above that is resent,
 //!   in order. A peer that claims more than was ever sent, or less than it had
@@ -36,8 +40,13 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Frame<M> {
     /// The `seq`-th message of this directed channel (1-based), acknowledging
-    /// the reverse channel through `ack`.
-    Data { seq: u64, ack: u64, body: M },
+    /// the reverse channel through `ack`; `ack_now` asks for an immediate ack.
+    Data {
+        seq: u64,
+        ack: u64,
+        body: M,
+        ack_now: bool,
+    },
     /// Acknowledges the reverse channel through `ack`.
     Ack { ack: u64 },
 }
@@ -113,6 +122,12 @@ pub struct Link<M> {
     delivered: u64,
     /// The last acknowledgement we put on the wire.
     ack_sent: u64,
+    /// Retained bytes from which our data frames ask for an immediate ack
+    /// (configuration: the same for the link's whole life).
+    ack_wanted_at: u64,
+    /// A frame just received asked for an immediate ack; taken by the
+    /// replica in the same step, so always false between steps.
+    ack_due: bool,
     bug: LinkBug,
 }
 
@@ -133,6 +148,8 @@ impl<M: Clone> Link<M> {
             out_up: false,
             delivered: 0,
             ack_sent: 0,
+            ack_wanted_at: u64::MAX,
+            ack_due: false,
             bug: LinkBug::None,
         }
     }
@@ -145,6 +162,11 @@ impl<M: Clone> Link<M> {
 
     pub fn bug(&self) -> LinkBug {
         self.bug
+    }
+
+    /// From `bytes` retained on, data frames ask the peer for an immediate ack.
+    pub fn set_ack_wanted_at(&mut self, bytes: u64) {
+        self.ack_wanted_at = bytes;
     }
 
     /// Queues `body` (of `size` bytes) and returns the frame to put on the wire
@@ -166,15 +188,21 @@ impl<M: Clone> Link<M> {
             seq,
             ack: self.delivered,
             body,
+            ack_now: self.retained_bytes >= self.ack_wanted_at,
         }
     }
 
     /// Takes a frame from the peer; returns the message to deliver, if any.
     pub fn receive(&mut self, frame: Frame<M>) -> Result<Option<M>, LinkError> {
         self.on_ack(frame.ack())?;
-        let Frame::Data { seq, body, .. } = frame else {
+        let Frame::Data {
+            seq, body, ack_now, ..
+        } = frame
+        else {
             return Ok(None);
         };
+        // A duplicate asks too: the sender still holds it.
+        self.ack_due |= ack_now;
         let next = seq == self.delivered + 1;
         if next || matches!(self.bug, LinkBug::NoDedup | LinkBug::Bypass) {
             self.delivered = self.delivered.max(seq);
@@ -255,6 +283,12 @@ impl<M: Clone> Link<M> {
                 ack: self.delivered,
             }
         })
+    }
+
+    /// Whether a frame received in this step asked for an immediate ack
+    /// (cleared by asking).
+    pub fn take_ack_due(&mut self) -> bool {
+        std::mem::take(&mut self.ack_due)
     }
 
     /// How many of the peer's frames were delivered: what a resume handshake

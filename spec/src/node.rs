@@ -83,6 +83,21 @@ impl Default for Limits {
 
 /// Unacknowledged deliveries after which an ack goes out without waiting for a tick.
 const ACK_EVERY: u64 = 64;
+/// Retained bytes from which a sender asks for an immediate ack (or a quarter
+/// of its link buffer, if smaller). With acks every 64 frames alone, 64 frames
+/// of large batches outgrew `link_buffer_bytes` and a healthy peer's lazy ack
+/// refused writes with TRYAGAIN until a tick.
+const ACK_WANTED_BYTES: u64 = 1 << 20;
+
+fn link(limits: &Limits, bug: LinkBug) -> Link<PeerMsg> {
+    let mut link = Link::new().with_bug(bug);
+    link.set_ack_wanted_at(ack_wanted_at(limits));
+    link
+}
+
+fn ack_wanted_at(limits: &Limits) -> u64 {
+    ACK_WANTED_BYTES.min(limits.link_buffer_bytes / 4)
+}
 
 /// The state a snapshot records: the store *and* the ordering layer (clocks,
 /// hold-back queue), so a restored replica resumes mid-protocol.
@@ -273,13 +288,16 @@ impl Node {
     /// Sets the fault bounds (the recorder's snapshot timeout among them).
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        for l in &mut self.links {
+            l.set_ack_wanted_at(ack_wanted_at(&limits));
+        }
         self.recorder = self.recorder.with_timeout(limits.snapshot_timeout_ms);
         self
     }
 
     /// Runs every link with a deliberate bug (the model's broken variants).
     pub fn with_link_bug(mut self, bug: LinkBug) -> Self {
-        self.links = (0..self.n).map(|_| Link::new().with_bug(bug)).collect();
+        self.links = (0..self.n).map(|_| link(&self.limits, bug)).collect();
         self
     }
 
@@ -326,7 +344,9 @@ impl Node {
             outbox: Outbox::default(),
             pending: BTreeMap::new(),
             resolution,
-            links: (0..n).map(|_| Link::new()).collect(),
+            links: (0..n)
+                .map(|_| link(&Limits::default(), LinkBug::None))
+                .collect(),
             inbound_up: vec![false; n],
             down_since: vec![Some(0); n],
             now: 0,
@@ -747,7 +767,7 @@ impl Node {
             }
         }
         let link = &mut self.links[from];
-        if link.delivered() >= link.ack_sent() + ACK_EVERY {
+        if link.take_ack_due() || link.delivered() >= link.ack_sent() + ACK_EVERY {
             out.extend(
                 link.ack_frame()
                     .map(|frame| Output::Send { to: from, frame }),

@@ -240,7 +240,15 @@ pub fn envelope<M>(e: &Envelope<M>, body: impl Fn(&M) -> String) -> String {
 /// and acknowledgement (`[3 ack 1] data n0#2 ...`), or `[ack 4]`.
 pub fn frame<M>(f: &Frame<M>, body: impl Fn(&M) -> String) -> String {
     match f {
-        Frame::Data { seq, ack, body: b } => format!("[{seq} ack {ack}] {}", body(b)),
+        Frame::Data {
+            seq,
+            ack,
+            body: b,
+            ack_now,
+        } => {
+            let now = if *ack_now { ", ack now" } else { "" };
+            format!("[{seq} ack {ack}{now}] {}", body(b))
+        }
         Frame::Ack { ack } => format!("[ack {ack}]"),
     }
 }
