@@ -129,6 +129,9 @@ mod tests {
             ("a\\*b", "a*b", true),
             ("[a-", "-", true), // unterminated, so `a-` is no range
             ("[a-", "b", false),
+            ("ab[c-", "abc", true), // the same, further into the pattern
+            ("ab[c-", "ab-", true),
+            ("ab[c-", "abd", false),
             ("a\\*b", "axb", false),
             ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
             ("", "", true),

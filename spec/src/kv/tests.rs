@@ -562,6 +562,50 @@ fn format_score_of(s: &Score) -> String {
 }
 
 #[test]
+fn scores_print_as_redis_prints_them() {
+    for (input, printed) in [
+        ("inf", "inf"),
+        ("+inf", "inf"),
+        ("-inf", "-inf"),
+        ("3", "3"),
+        ("-2.0", "-2"),
+        ("1.5", "1.5"),
+        ("-0", "0"),
+    ] {
+        let score = Score::parse(input.as_bytes()).unwrap();
+        assert_eq!(format_score_of(&score), printed, "{input}");
+    }
+}
+
+/// What a snapshot's manifest reports as its state's size: every live key
+/// and every element of every type (a zset member counts 8 for its score).
+#[test]
+fn payload_bytes_counts_every_key_and_element() {
+    let mut s = Seq::default();
+    s.w(set("str", "abcd"));
+    s.w(Op::HSet {
+        key: b("h"),
+        pairs: vec![(b("ab"), b("cde")), (b("fg"), b("hij"))],
+    });
+    s.w(Op::Push {
+        key: b("l"),
+        values: vec![b("x"), b("yz")],
+        left: true,
+    });
+    s.w(Op::SAdd {
+        key: b("s"),
+        members: vec![b("m1"), b("m22")],
+    });
+    s.w(Op::ZAdd {
+        key: b("z"),
+        pairs: vec![(Score::new(1.0).unwrap(), b("zm"))],
+    });
+    let keys = 3 + 1 + 1 + 1 + 1;
+    let elements = 4 + (2 + 3 + 2 + 3) + (1 + 2) + (2 + 3) + (2 + 8);
+    assert_eq!(s.kv.payload_bytes(), keys + elements);
+}
+
+#[test]
 fn last_writer_wins_converges_in_either_order() {
     let lww = Resolution::LastWriterWins;
     let a = w(3, 1, set("k", "from-1"));
