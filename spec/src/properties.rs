@@ -483,8 +483,32 @@ mod tests {
             causal_order(&transitive).is_err(),
             "node 3 lacks q and r before s"
         );
+        // A delivery from a node whose log is missing (a partial set of
+        // traces) is judged, not a panic: its send is not in the history,
+        // which is integrity's business, not causal order's.
+        let unseen_origin = vec![
+            vec![Send(q), Deliver(q)],
+            vec![Deliver(q), Deliver(m(2, 1))],
+        ];
+        assert!(causal_order(&unseen_origin).is_ok());
+        // Nor is a send filed under another node's log (a corrupt or
+        // renumbered trace): origins are counted from the events themselves.
+        let misfiled = vec![vec![Send(m(3, 1))], vec![Deliver(m(3, 1))]];
+        assert!(causal_order(&misfiled).is_ok());
         // FIFO order is not enough: this history is FIFO but not causal.
         assert!(fifo_order(&bad).is_ok());
+        // Each mode is judged by what it promises, and only that: FIFO lets
+        // this history pass, causal refuses it for causal order, and the
+        // total modes (no causal promise) for total order.
+        for (mode, refused_for) in [
+            (Mode::Fifo, None),
+            (Mode::Causal, Some("causal order")),
+            (Mode::TotalSequencer, Some("total order")),
+            (Mode::TotalIsis, Some("total order")),
+        ] {
+            let verdict = promised_orders(mode, &bad).err().map(|v| v.property);
+            assert_eq!(verdict, refused_for, "{mode}");
+        }
         // n2 already delivered q's predecessor from n0: the per-origin prefix
         // must count it as one delivered, not let it vouch for q too.
         let (p, q2) = (m(0, 1), m(0, 2));

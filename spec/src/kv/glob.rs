@@ -124,6 +124,7 @@ mod tests {
             ("h[a-b]llo", "hbllo", true),
             ("h[a-c]llo", "hbllo", true), // inside the range, not an endpoint
             ("h[a-c]llo", "h-llo", false), // a range's `-` is no member
+            ("x[a-c]", "xd", false),      // the range ends at its own `c`
             ("key:*", "key:1", true),
             ("key:*", "counter:1", false),
             ("a\\*b", "a*b", true),

@@ -132,6 +132,19 @@ mod tests {
         );
     }
 
+    /// The point of the type: a key of up to 22 bytes, from a slice or a
+    /// `Vec`, costs no allocation of its own.
+    #[test]
+    fn short_keys_are_inline_and_long_ones_on_the_heap() {
+        let inline = |k: &StoreKey| matches!(k, StoreKey::Inline { .. });
+        for len in [0, 1, INLINE] {
+            assert!(inline(&StoreKey::from(vec![b'k'; len])), "{len} bytes");
+            assert!(inline(&StoreKey::from(&vec![b'k'; len][..])), "{len} bytes");
+        }
+        assert!(!inline(&StoreKey::from(vec![b'k'; INLINE + 1])));
+        assert!(!inline(&StoreKey::from(&vec![b'k'; INLINE + 1][..])));
+    }
+
     proptest! {
         #![proptest_config(crate::testing::proptest_config(256))]
 
