@@ -750,6 +750,8 @@ impl Node {
         let msg = self.links[from]
             .receive(frame)
             .map_err(|error| PeerError::Link { peer: from, error })?;
+        // Taken at once, so no error below leaves it set for a later step.
+        let ack_now = self.links[from].take_ack_due();
         if let Some(msg) = msg {
             let state = &self.state;
             let (app, effects) = self
@@ -767,7 +769,7 @@ impl Node {
             }
         }
         let link = &mut self.links[from];
-        if link.take_ack_due() || link.delivered() >= link.ack_sent() + ACK_EVERY {
+        if ack_now || link.delivered() >= link.ack_sent() + ACK_EVERY {
             out.extend(
                 link.ack_frame()
                     .map(|frame| Output::Send { to: from, frame }),

@@ -210,6 +210,18 @@ fn a_healthy_peer_acknowledges_before_the_link_fills() {
     assert_eq!(c.delivered(1).len(), 200);
 }
 
+/// With small frames and nothing flowing back to piggy-back on, a receiver
+/// acks every 64th delivery, not sooner, and without waiting for a tick.
+#[test]
+fn a_receiver_acks_every_64_deliveries() {
+    let mut c = Cluster::new(2, Mode::Fifo);
+    for i in 1..=130u64 {
+        c.client(0, set("k"));
+        c.quiesce().unwrap();
+        assert_eq!(c.nodes[0].link(1).acked(), i / 64 * 64, "after {i} writes");
+    }
+}
+
 #[test]
 fn a_dropped_connection_resumes_without_loss_or_duplicates() {
     for mode in Mode::ALL {
