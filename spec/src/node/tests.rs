@@ -68,6 +68,15 @@ fn reply(out: &[Output]) -> Option<Reply> {
     })
 }
 
+/// `n` connected replicas in `mode`, all with `limits`.
+fn cluster(n: usize, mode: Mode, limits: Limits) -> Cluster {
+    Cluster::from_nodes(
+        (0..n)
+            .map(|i| Node::new(i, n, mode).with_limits(limits))
+            .collect(),
+    )
+}
+
 fn tick(node: &mut Node, now: u64) -> Vec<Output> {
     node.handle(Input::Tick { now }).unwrap()
 }
@@ -78,11 +87,7 @@ fn an_unreachable_needed_peer_refuses_writes_at_once_and_reads_still_work() {
         unreachable_after_ms: 1_000,
         ..Limits::default()
     };
-    let mut c = Cluster::from_nodes(
-        (0..3)
-            .map(|i| Node::new(i, 3, Mode::TotalIsis).with_limits(limits))
-            .collect(),
-    );
+    let mut c = cluster(3, Mode::TotalIsis, limits);
     let n0 = &mut c.nodes[0];
     n0.handle(Input::LinkDown {
         peer: 2,
@@ -155,11 +160,7 @@ fn a_full_link_is_backpressure_not_loss() {
         link_buffer_bytes: 100,
         ..Limits::default()
     };
-    let mut c = Cluster::from_nodes(
-        (0..2)
-            .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
-            .collect(),
-    );
+    let mut c = cluster(2, Mode::Fifo, limits);
     // n1 stalls: nothing n0 sends is acknowledged.
     let mut accepted = 0;
     let refusal = loop {
@@ -192,11 +193,7 @@ fn a_healthy_peer_acknowledges_before_the_link_fills() {
         link_buffer_bytes: 400,
         ..Limits::default()
     };
-    let mut c = Cluster::from_nodes(
-        (0..2)
-            .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
-            .collect(),
-    );
+    let mut c = cluster(2, Mode::Fifo, limits);
     for i in 0..200 {
         let req = c.client(0, set("k"));
         assert_eq!(c.replies[0][&req], Reply::Ok, "write {i}");

@@ -300,6 +300,13 @@ fn an_acknowledged_part_waits_for_the_verdict_unless_the_initiator_is_gone() {
     );
 }
 
+/// n1 of two takes n0's marker for `id`: its only channel is closed by it,
+/// so its part is complete at once.
+fn record_at_once(r: &mut R, id: SnapshotId) {
+    let (_, eff) = r.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
+    assert!(complete(&eff).is_some());
+}
+
 #[test]
 fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
     // n1 of two: n0's snapshots 1..=K+10 are aborted here, and one committed.
@@ -307,10 +314,7 @@ fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
     let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in 1..=k + 10 {
-        let (_, eff) = r
-            .on_envelope(0, Envelope::Marker { id: id(seq) }, || "s")
-            .unwrap();
-        assert!(complete(&eff).is_some());
+        record_at_once(&mut r, id(seq));
         if seq == 5 {
             r.on_stored(id(seq), Ok(summary(1)));
             let verdict = Envelope::Committed {
@@ -370,10 +374,7 @@ fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
     let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in 1..=k + 3 {
-        let (_, eff) = r
-            .on_envelope(0, Envelope::Marker { id: id(seq) }, || "s")
-            .unwrap();
-        assert!(complete(&eff).is_some());
+        record_at_once(&mut r, id(seq));
         r.on_stored(id(seq), Ok(summary(1)));
         let verdict = Envelope::Committed {
             id: id(seq),
