@@ -32,13 +32,16 @@
 //! requests, protocol errors. The properties over them live with the models.
 
 use crate::adapter::{arm, part_summary, Step};
-use crate::digest::Sealed;
-use gsmo_spec::link::LinkBug;
-use gsmo_spec::node::{Command, Input, Limits, LinkFrame, Node, Output, RequestId};
+use crate::digest::{digest, Sealed};
+use gsmo_spec::link::{Frame, LinkBug};
+use gsmo_spec::node::{
+    frame_bytes, Command, Input, Limits, LinkFrame, Node, Output, RequestId, ACK_EVERY,
+};
 use gsmo_spec::snapshot::{AbortReason, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{Actor, Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 /// What travels between replicas: frames on a connection, and connection events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,6 +125,35 @@ impl Faults {
         *self != Faults::default()
     }
 
+    /// Whether the links' acknowledgement bookkeeping is dead under these
+    /// faults, so that states are counted without it ([`gsmo_spec::node::Node::hash_live`]):
+    /// only a disconnect's resume or a tick reads it below the thresholds (a
+    /// crash is left out too, to keep the argument short; a failing disk and
+    /// the adapter's bugs, which need ticks or act on parts, do not read it).
+    /// The runtime checks the thresholds at every step ([`Runtime::feed`]).
+    pub fn acks_unread(&self) -> bool {
+        self.disconnects == 0 && !self.crash && !self.time && self.link == LinkBug::None
+    }
+
+    /// Refuses a fault-free run big enough to reach an ack threshold, where
+    /// counting states without acks would not be exact: a write puts at most 2
+    /// frames on a link (ISIS: the proposal and the final priority out, or a
+    /// proposal back; the sequencer: the write in, or the order out) and a
+    /// snapshot at most 3 (its marker, a stored part, the verdict), against
+    /// [`ACK_EVERY`]. The runtime checks the exact condition at every step too.
+    pub fn check_ack_budget(&self, writes: usize, snapshots: usize) -> Result<(), String> {
+        let frames = 2 * writes + 3 * snapshots;
+        if !self.acks_unread() || (frames as u64) < ACK_EVERY {
+            return Ok(());
+        }
+        Err(format!(
+            "{writes} writes and {snapshots} snapshot(s) could put {frames} frames on one link; \
+             without faults the models count states without the links' acks, which is exact \
+             only below {ACK_EVERY} (gsmo_spec::node::live): model fewer, or add \
+             --disconnects 1 to count acks"
+        ))
+    }
+
     /// Sets up `node` for these faults: limits, link bug, connections up.
     pub fn node(&self, node: Node) -> Node {
         let node = if self.time {
@@ -184,6 +216,30 @@ impl Ghost {
     }
 }
 
+/// The largest frame the fault-free models send ([`acks_unread_digest`]).
+const FRAME_MAX: u64 = 4096;
+
+/// A frame's digest without the ack it carries, for fault-free models; it
+/// checks the frame is one [`Node::acks_unread`] allows for.
+fn acks_unread_digest(frame: &LinkFrame) -> u64 {
+    struct Live<'a>(&'a LinkFrame);
+    impl Hash for Live<'_> {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            self.0.hash_live(h)
+        }
+    }
+    match frame {
+        Frame::Data { body, .. } => assert!(
+            frame_bytes(body) <= FRAME_MAX,
+            "a {}-byte frame: the fault-free models count states without the links' \
+             acknowledgements, exact only for frames of at most {FRAME_MAX} bytes",
+            frame_bytes(body)
+        ),
+        Frame::Ack { .. } => panic!("an ack frame in a model without disconnects or ticks"),
+    }
+    digest(&Live(frame))
+}
+
 /// Whether the spec has a timer that could fire at `node`: then time passes.
 /// (An over-approximation would only add states; missing one would hide a
 /// timeout, so this follows the spec's timers: writes, snapshots it may
@@ -239,13 +295,26 @@ impl Runtime<'_> {
                 Vec::new()
             }
         };
+        if self.faults.acks_unread() {
+            assert!(
+                self.node.acks_unread(FRAME_MAX),
+                "n{}: a link carried {ACK_EVERY} frames or {FRAME_MAX}-byte ones; the fault-free \
+                 models count states without the links' acknowledgements, exact only below that \
+                 (gsmo_spec::node::live): model fewer writes, or add --disconnects to count acks",
+                self.node.id()
+            );
+        }
         let mut all = Vec::new();
         for output in outputs {
             let mut more = Vec::new();
             match &output {
                 Output::Send { to, frame } => {
                     let conn = self.ghost.conn_out(*to);
-                    let frame = Sealed::new(frame.clone());
+                    let frame = if self.faults.acks_unread() {
+                        Sealed::with_digest(frame.clone(), acks_unread_digest(frame))
+                    } else {
+                        Sealed::new(frame.clone())
+                    };
                     o.send(Id::from(*to), Wire::Frame { conn, frame });
                 }
                 Output::Reply { req, .. } => {

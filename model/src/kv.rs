@@ -197,6 +197,8 @@ impl KvCfg {
         if self.batch == 0 {
             return Err("a batch holds at least one write: --batch 1 or more".into());
         }
+        self.effective_faults()
+            .check_ack_budget(self.nodes * self.writes as usize, self.snapshots)?;
         // Redelivery would make the space infinite and a replica's recorder
         // count a write twice; total-sequencer --broken duplicating shows it.
         if self.effective_channels() == Channels::Duplicating {

@@ -156,7 +156,8 @@ impl SnapshotCfg {
         if self.broken == Some(SnapshotBug::SharedChannelClosing) && self.snapshots < 2 {
             return Err("shared-channel-closing needs --snapshots 2 or more".into());
         }
-        Ok(())
+        self.faults()
+            .check_ack_budget(self.nodes * self.transfers as usize, self.snapshots)
     }
 
     /// The money in the bank, wherever it is.
@@ -400,7 +401,7 @@ mod tests {
             .spawn_bfs()
             .join();
         checker.assert_properties();
-        assert_eq!(checker.unique_state_count(), 9930);
+        assert_eq!(checker.unique_state_count(), 5371);
     }
 
     #[test]

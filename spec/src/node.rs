@@ -82,7 +82,7 @@ impl Default for Limits {
 }
 
 /// Unacknowledged deliveries after which an ack goes out without waiting for a tick.
-const ACK_EVERY: u64 = 64;
+pub const ACK_EVERY: u64 = 64;
 /// Retained bytes from which a sender asks for an immediate ack (or a quarter
 /// of its link buffer, if smaller). With acks every 64 frames alone, 64 frames
 /// of large batches outgrew `link_buffer_bytes` and a healthy peer's lazy ack
@@ -780,10 +780,7 @@ impl Node {
 
     /// Hands `msg` to the link with `to`; a frame comes out if its connection is up.
     fn send(&mut self, to: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
-        let size = match &msg {
-            Envelope::Msg { body, .. } => body.payload().map_or(32, Batch::approx_bytes),
-            _ => 32,
-        };
+        let size = frame_bytes(&msg);
         if let Some(frame) = self.links[to].send(msg, size) {
             out.push(Output::Send { to, frame });
         }
@@ -849,6 +846,15 @@ impl Node {
     }
 }
 
+/// The bytes a link counts for `msg` against its buffer: a batch's writes,
+/// or 32 for a protocol message without a payload (a marker, a proposal).
+pub fn frame_bytes(msg: &PeerMsg) -> u64 {
+    match msg {
+        Envelope::Msg { body, .. } => body.payload().map_or(32, Batch::approx_bytes),
+        _ => 32,
+    }
+}
+
 /// Milliseconds as seconds for a message: `5`, `2.5`.
 fn secs(ms: u64) -> String {
     if ms % 1000 == 0 {
@@ -858,5 +864,6 @@ fn secs(ms: u64) -> String {
     }
 }
 
+mod live;
 #[cfg(test)]
 mod tests;

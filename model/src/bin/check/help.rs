@@ -24,21 +24,21 @@ bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
                          account 0: covered; 2 from account 1: overdraws unless
                          account 0's arrived), TWO snapshots, so that concurrent
                          snapshot ids overlap at a replica (shared-channel-closing
-                         needs them) [2,448; with one snapshot 302, and that
-                         bug unseen]. 2 transfers each: 105,635 states,
-                         half a minute; 3 accounts: minutes, not seconds
+                         needs them) [5,371; with one snapshot 466, and that
+                         bug unseen]. 2 transfers each: 220,079 states,
+                         3 s; 3 accounts: hours, not seconds
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode
-                         [1,447 fifo, causal; 8,220 sequencer; 40,504 isis]
+                         [2,409 fifo, causal; 12,407 sequencer; 53,825 isis]
   kv --mode causal --nodes 3 --msgs 1 --snapshots 0
                          the causal chain again, through the whole replica [690];
-                         with 2 writes 34,043 states, with a snapshot 208,950
+                         with 2 writes 34,043 states, with a snapshot 336,627
   kv --batch 2 --snapshots 0, total-sequencer / total-isis / causal (--msgs 3)
                          a replica multicasts its writes in batches of one or two
                          (it may flush after any write); under causal the writes
                          are blind SETs (a read-modify-write flushes first), so a
-                         batch of two needs 3 writes [1,802 / 4,233 / 4,616]
+                         batch of two needs 3 writes [1,371 / 3,943 / 4,443]
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)

@@ -1,0 +1,200 @@
+//! What a run without disconnects or ticks never reads, so that a model checker
+//! may leave it out of a state's identity: dead-variable reduction (Holzmann,
+//! *The Model Checker SPIN*, 1997, §3; Bozga, Fernandez & Ghirvu, "State space
+//! reduction based on live variables analysis", SAS 1999).
+//!
+//! The links' acknowledgement bookkeeping is such state ([`Link::hash_live`]):
+//! which acks arrived before which deliveries depends on the interleaving, not
+//! on anything a replica does, and it is read only by a resume, a tick's ack
+//! and the thresholds. The fault-free models count states by
+//! [`Node::hash_live`] and check [`Node::acks_unread`] at every step they
+//! compute, so the reduction is exact, not assumed: a run that could reach a
+//! threshold stops with an error instead of being judged on merged states.
+//!
+//! [`Link::hash_live`]: crate::link::Link::hash_live
+
+use super::{Node, ACK_EVERY};
+use std::hash::{Hash, Hasher};
+
+impl Node {
+    /// Hashes the node without its links' acknowledgement bookkeeping. Two
+    /// nodes that hash alike behave alike for as long as [`Node::acks_unread`]
+    /// holds and nothing disconnects or ticks.
+    pub fn hash_live<H: Hasher>(&self, h: &mut H) {
+        // Destructured, so that a new field cannot be left out unawares.
+        let Node {
+            me,
+            n,
+            state,
+            recorder,
+            outbox,
+            pending,
+            resolution,
+            links,
+            inbound_up,
+            down_since,
+            now,
+            limits,
+        } = self;
+        (
+            me, n, state, recorder, outbox, pending, resolution, inbound_up, down_since, now,
+        )
+            .hash(h);
+        limits.hash(h);
+        links.len().hash(h);
+        for link in links {
+            link.hash_live(h);
+        }
+    }
+
+    /// Whether no threshold can have read the links' acknowledgement
+    /// bookkeeping yet, in any run that reached this state with no frame
+    /// larger than `frame_max` bytes ([`super::frame_bytes`]): every link has
+    /// carried and delivered fewer than [`ACK_EVERY`] frames (so no receiver
+    /// acks on count), and even if none were ever acknowledged, each would
+    /// retain less than its `ack_now` threshold and, with the unflushed batch,
+    /// less than the link buffer. Every quantity read here is live, so states
+    /// that [`Node::hash_live`] merges agree on it.
+    pub fn acks_unread(&self, frame_max: u64) -> bool {
+        let ack_now_at = super::ack_wanted_at(&self.limits);
+        let buffer = self.limits.link_buffer_bytes;
+        (0..self.n).filter(|&j| j != self.me).all(|j| {
+            let link = &self.links[j];
+            let most = link.sent().saturating_mul(frame_max);
+            link.sent() < ACK_EVERY
+                && link.delivered() < ACK_EVERY
+                && most < ack_now_at
+                && most.saturating_add(self.outbox.bytes()) < buffer
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Op;
+    use crate::link::Frame;
+    use crate::multicast::Mode;
+    use crate::node::{Command, Input};
+    use crate::sim::Cluster;
+    use std::hash::DefaultHasher;
+
+    fn full(node: &Node) -> u64 {
+        let mut h = DefaultHasher::new();
+        node.hash(&mut h);
+        h.finish()
+    }
+
+    fn live(node: &Node) -> u64 {
+        let mut h = DefaultHasher::new();
+        node.hash_live(&mut h);
+        h.finish()
+    }
+
+    fn set(key: &str) -> Input {
+        Input::Client {
+            req: 1,
+            cmd: Command::Write(Op::Set {
+                key: key.into(),
+                value: b"v".to_vec(),
+            }),
+        }
+    }
+
+    #[test]
+    fn nodes_that_differ_only_in_acknowledgements_hash_alike_and_go_on_alike() {
+        let mut c = Cluster::new(2, Mode::Fifo);
+        c.client(
+            0,
+            Command::Write(Op::Set {
+                key: b"a".to_vec(),
+                value: b"v".to_vec(),
+            }),
+        );
+        c.quiesce().unwrap();
+        let mut unacked = c.nodes[0].clone();
+        let mut acked = unacked.clone();
+        let ack = Frame::Ack { ack: 1 };
+        acked
+            .handle(Input::Peer {
+                from: 1,
+                frame: ack,
+            })
+            .unwrap();
+        assert_eq!((unacked.link(1).acked(), acked.link(1).acked()), (0, 1));
+        assert_ne!(full(&unacked), full(&acked));
+        assert_eq!(live(&unacked), live(&acked));
+        assert!(unacked.acks_unread(64) && acked.acks_unread(64));
+        // The same input gives the same outputs, and the two stay alike.
+        let a = unacked.handle(set("b")).unwrap();
+        let b = acked.handle(set("b")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(live(&unacked), live(&acked));
+        assert_ne!(live(&unacked), live(&c.nodes[0]), "what it wrote is live");
+    }
+
+    #[test]
+    fn a_frame_hashes_alike_whatever_it_acknowledges() {
+        let hash = |ack| {
+            let frame: Frame<u8> = Frame::Data {
+                seq: 3,
+                ack,
+                body: 7,
+                ack_now: false,
+            };
+            let mut h = DefaultHasher::new();
+            frame.hash_live(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(0), hash(5));
+        let other: Frame<u8> = Frame::Data {
+            seq: 4,
+            ack: 0,
+            body: 7,
+            ack_now: false,
+        };
+        let mut h = DefaultHasher::new();
+        other.hash_live(&mut h);
+        assert_ne!(h.finish(), hash(0), "the sequence number is live");
+    }
+
+    /// Each threshold that reads the bookkeeping ends the premise exactly where it
+    /// could first be reached.
+    #[test]
+    fn acks_stay_unread_below_every_threshold_and_not_at_it() {
+        let mut c = Cluster::new(2, Mode::Fifo);
+        for i in 1..=ACK_EVERY {
+            c.client(
+                0,
+                Command::Write(Op::Set {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                }),
+            );
+            c.quiesce().unwrap();
+            let (sender, receiver) = (&c.nodes[0], &c.nodes[1]);
+            assert_eq!(sender.link(1).sent(), i);
+            let below = i < ACK_EVERY;
+            assert_eq!(sender.acks_unread(34), below, "sender after {i} frames");
+            assert_eq!(
+                receiver.acks_unread(34),
+                below,
+                "receiver after {i} deliveries"
+            );
+        }
+        // Bytes: 63 frames of `frame_max` against the 1 MiB `ack_now` threshold.
+        let mut c = Cluster::new(2, Mode::Fifo);
+        for _ in 0..ACK_EVERY - 1 {
+            c.client(
+                0,
+                Command::Write(Op::Set {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                }),
+            );
+        }
+        let n0 = &c.nodes[0];
+        assert!(n0.acks_unread((1 << 20) / ACK_EVERY));
+        assert!(!n0.acks_unread((1 << 20) / (ACK_EVERY - 1) + 1));
+    }
+}
