@@ -414,6 +414,39 @@ mod tests {
         assert_eq!(a.retained_frames(), 3, "y, z, w await b's ack");
     }
 
+    fn live(link: &Link<char>) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        link.hash_live(&mut h);
+        h.finish()
+    }
+
+    /// What a link sends, delivers and whether it is connected is live; which
+    /// acks it has had (and so what it retains) is not.
+    #[test]
+    fn a_links_live_hash_leaves_out_exactly_its_acknowledgements() {
+        let mut a: Link<char> = Link::new();
+        let mut b: Link<char> = Link::new();
+        a.resume(0).unwrap();
+        b.resume(0).unwrap();
+        b.receive(a.send('x', 10).unwrap()).unwrap();
+        let unacked = a.clone();
+        a.receive(b.ack_frame().unwrap()).unwrap();
+        assert_ne!(
+            (a.acked(), a.retained_bytes()),
+            (unacked.acked(), unacked.retained_bytes())
+        );
+        assert_eq!(live(&a), live(&unacked));
+        let mut sent = a.clone();
+        sent.send('y', 1);
+        let mut delivered = a.clone();
+        delivered.receive(b.send('q', 1).unwrap()).unwrap();
+        let mut down = a.clone();
+        down.disconnect();
+        for other in [&sent, &delivered, &down] {
+            assert_ne!(live(other), live(&a), "{other:?}");
+        }
+    }
+
     #[test]
     fn acks_free_the_buffer_and_duplicates_are_dropped() {
         let mut a: Link<char> = Link::new();

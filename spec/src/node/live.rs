@@ -75,7 +75,7 @@ mod tests {
     use crate::kv::Op;
     use crate::link::Frame;
     use crate::multicast::Mode;
-    use crate::node::{Command, Input};
+    use crate::node::{Command, Input, Limits};
     use crate::sim::Cluster;
     use std::hash::DefaultHasher;
 
@@ -156,6 +156,55 @@ mod tests {
         let mut h = DefaultHasher::new();
         other.hash_live(&mut h);
         assert_ne!(h.finish(), hash(0), "the sequence number is live");
+    }
+
+    /// The byte thresholds end the premise where retained bytes could first
+    /// equal them: `ack_now` is asked for at the threshold, not past it, and a
+    /// write is refused once retained plus unflushed bytes reach the buffer.
+    #[test]
+    fn acks_stay_unread_strictly_below_the_byte_thresholds() {
+        // One frame sent; a 160-byte buffer asks for acks from 40 bytes.
+        let limits = Limits {
+            link_buffer_bytes: 160,
+            ..Limits::default()
+        };
+        let mut c = Cluster::from_nodes(
+            (0..2)
+                .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
+                .collect(),
+        );
+        c.client(
+            0,
+            Command::Write(Op::Set {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }),
+        );
+        let n0 = &c.nodes[0];
+        assert_eq!(n0.link(1).sent(), 1);
+        assert!(n0.acks_unread(39));
+        assert!(
+            !n0.acks_unread(40),
+            "one 40-byte frame would ask for an ack"
+        );
+        // Nothing sent yet; one unflushed write of `w` bytes against the buffer.
+        let batched = |buffer| {
+            let limits = Limits {
+                link_buffer_bytes: buffer,
+                max_batch: 100,
+                ..Limits::default()
+            };
+            let mut n = Node::new(0, 2, Mode::Fifo).with_limits(limits).connected();
+            n.handle(set("k")).unwrap();
+            assert_eq!((n.unflushed_writes(), n.link(1).sent()), (1, 0));
+            n
+        };
+        let w = batched(1 << 20).outbox.bytes();
+        assert!(batched(w + 1).acks_unread(0));
+        assert!(
+            !batched(w).acks_unread(0),
+            "the next write would be refused"
+        );
     }
 
     /// Each threshold that reads the bookkeeping ends the premise exactly where it

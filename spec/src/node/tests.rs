@@ -163,13 +163,18 @@ fn a_full_link_is_backpressure_not_loss() {
     let mut c = cluster(2, Mode::Fifo, limits);
     // n1 stalls: nothing n0 sends is acknowledged.
     let mut accepted = 0;
-    let refusal = loop {
-        let req = c.client(0, set("k"));
-        match &c.replies[0][&req] {
-            Reply::Error(e) => break e.clone(),
-            _ => accepted += 1,
-        }
-    };
+    let refusal = (0..1000)
+        .find_map(|_| {
+            let req = c.client(0, set("k"));
+            match &c.replies[0][&req] {
+                Reply::Error(e) => Some(e.clone()),
+                _ => {
+                    accepted += 1;
+                    None
+                }
+            }
+        })
+        .expect("1000 writes into a 100-byte link and none refused");
     assert!(
         refusal.starts_with("TRYAGAIN link to n1 holds"),
         "{refusal}"
