@@ -20,21 +20,31 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A stable 64-bit hash of `value` (fixed seeds: the same in every thread and
-/// run of one build). aHash, as stateright's fingerprints: states are hashed
-/// in many small writes, where it is several times faster than SipHash.
+/// Fixed seeds: the same digests in every thread and run of one build.
+static SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
+    0x6773_6d6f_2d64_6967,
+    0x6573_7420_6f66_2061,
+    0x2073_7461_7465_2e2e,
+    0x9e37_79b9_7f4a_7c15,
+);
+
+/// A stable 64-bit hash of `value`. aHash, as stateright's fingerprints:
+/// states are hashed in many small writes, where it is several times faster
+/// than SipHash.
 pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
-    static SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
-        0x6773_6d6f_2d64_6967,
-        0x6573_7420_6f66_2061,
-        0x2073_7461_7465_2e2e,
-        0x9e37_79b9_7f4a_7c15,
-    );
     SEEDS.hash_one(value)
+}
+
+/// A stable 64-bit hash of what `write` feeds the hasher: for a value counted
+/// by less than its `Hash` (`Node::hash_live`).
+pub fn digest_with(write: impl FnOnce(&mut ahash::AHasher)) -> u64 {
+    let mut h = SEEDS.build_hasher();
+    write(&mut h);
+    h.finish()
 }
 
 /// A value's hash, computed on first use. A clone starts empty, because

@@ -32,7 +32,7 @@
 //! requests, protocol errors. The properties over them live with the models.
 
 use crate::adapter::{arm, part_summary, Step};
-use crate::digest::{digest, Sealed};
+use crate::digest::{digest_with, Sealed};
 use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::node::{
     frame_bytes, Command, Input, Limits, LinkFrame, Node, Output, RequestId, ACK_EVERY,
@@ -41,7 +41,6 @@ use gsmo_spec::snapshot::{AbortReason, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{Actor, Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 
 /// What travels between replicas: frames on a connection, and connection events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -222,12 +221,6 @@ const FRAME_MAX: u64 = 4096;
 /// A frame's digest without the ack it carries, for fault-free models; it
 /// checks the frame is one [`Node::acks_unread`] allows for.
 fn acks_unread_digest(frame: &LinkFrame) -> u64 {
-    struct Live<'a>(&'a LinkFrame);
-    impl Hash for Live<'_> {
-        fn hash<H: Hasher>(&self, h: &mut H) {
-            self.0.hash_live(h)
-        }
-    }
     match frame {
         Frame::Data { body, .. } => assert!(
             frame_bytes(body) <= FRAME_MAX,
@@ -237,7 +230,7 @@ fn acks_unread_digest(frame: &LinkFrame) -> u64 {
         ),
         Frame::Ack { .. } => panic!("an ack frame in a model without disconnects or ticks"),
     }
-    digest(&Live(frame))
+    digest_with(|h| frame.hash_live(h))
 }
 
 /// Whether the spec has a timer that could fire at `node`: then time passes.

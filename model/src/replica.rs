@@ -4,7 +4,7 @@
 //! [`Input`]s to [`Node::handle`] and carries its [`Output`]s out.
 
 use crate::adapter::{arm, Step};
-use crate::digest::{digest, Digest, Sealed};
+use crate::digest::{digest, digest_with, Digest, Sealed};
 use crate::faults::{Faults, Ghost, Runtime, Wire};
 use gsmo_spec::kv::{KvStore, Op, Reply, Resolution, INSUFFICIENT_FUNDS};
 use gsmo_spec::multicast::{Mode, Multicast};
@@ -102,7 +102,7 @@ impl Hash for ReplicaState {
         } = self;
         state.write_u64(cache.get(|| {
             let node = if *acks_unread {
-                digest(&LiveNode(node))
+                digest_with(|h| node.hash_live(h))
             } else {
                 digest(node)
             };
@@ -117,15 +117,6 @@ impl Hash for ReplicaState {
                 ghost,
             ))
         }));
-    }
-}
-
-/// A node hashed without what a fault-free run never reads ([`Node::hash_live`]).
-struct LiveNode<'a>(&'a Node);
-
-impl Hash for LiveNode<'_> {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.hash_live(h)
     }
 }
 
