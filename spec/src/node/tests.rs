@@ -154,6 +154,23 @@ fn a_write_that_cannot_finish_times_out_naming_what_it_waits_for() {
     assert_eq!(n1.pending_writes(), 0);
 }
 
+/// What INFO reports per channel: messages sent to and received from each peer.
+#[test]
+fn channel_counts_are_per_peer() {
+    let mut c = Cluster::new(3, Mode::Fifo);
+    c.client(0, set("k"));
+    c.client(0, set("k"));
+    c.quiesce().unwrap();
+    assert_eq!(
+        c.nodes[0].channel_counts(),
+        (&[0, 2, 2][..], &[0, 0, 0][..])
+    );
+    assert_eq!(
+        c.nodes[1].channel_counts(),
+        (&[0, 0, 0][..], &[2, 0, 0][..])
+    );
+}
+
 #[test]
 fn a_full_link_is_backpressure_not_loss() {
     let limits = Limits {
