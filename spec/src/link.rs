@@ -332,10 +332,10 @@ impl<M: Clone> Link<M> {
 /// (see [`crate::node::Node::hash_live`]).
 ///
 /// A link's acknowledgement bookkeeping (`acked`, `retained`, `retained_bytes`,
-/// `ack_sent`, and the `ack` a data frame carries) is read in four places only:
-/// a resume after a disconnect, the ack owed on a tick, and the thresholds (an
-/// ack per [`ACK_EVERY`](crate::node) deliveries, `ack_now` past
-/// `ack_wanted_at` bytes, refused writes past the link buffer). In a run with
+/// `ack_sent`, and the `ack` a data frame carries) is read only by a resume
+/// after a disconnect, by the ack owed on a tick, and at three thresholds (an
+/// ack every [`ACK_EVERY`](crate::node::ACK_EVERY) deliveries, `ack_now` from
+/// `ack_wanted_at` retained bytes, writes refused at the link buffer). In a run with
 /// no disconnects and no ticks that stays below the thresholds, nothing reads
 /// it, so states that differ only there have the same futures and the same
 /// verdicts: it is *dead*, as in Holzmann's dead-variable reduction in SPIN.

@@ -26,7 +26,7 @@ bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
                          snapshot ids overlap at a replica (shared-channel-closing
                          needs them) [5,371; with one snapshot 466, and that
                          bug unseen]. 2 transfers each: 220,079 states,
-                         3 s; 3 accounts: hours, not seconds
+                         3 s; 3 accounts: over 48 M states, unfinished in 15 min
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode
