@@ -414,6 +414,14 @@ mod tests {
         assert_eq!(a.retained_frames(), 3, "y, z, w await b's ack");
     }
 
+    /// Two fresh links with their outgoing connections up.
+    fn connected() -> (Link<char>, Link<char>) {
+        let (mut a, mut b) = (Link::new(), Link::new());
+        a.resume(0).unwrap();
+        b.resume(0).unwrap();
+        (a, b)
+    }
+
     fn live(link: &Link<char>) -> u64 {
         let mut h = std::hash::DefaultHasher::new();
         link.hash_live(&mut h);
@@ -424,10 +432,7 @@ mod tests {
     /// acks it has had (and so what it retains) is not.
     #[test]
     fn a_links_live_hash_leaves_out_exactly_its_acknowledgements() {
-        let mut a: Link<char> = Link::new();
-        let mut b: Link<char> = Link::new();
-        a.resume(0).unwrap();
-        b.resume(0).unwrap();
+        let (mut a, mut b) = connected();
         b.receive(a.send('x', 10).unwrap()).unwrap();
         let unacked = a.clone();
         a.receive(b.ack_frame().unwrap()).unwrap();
@@ -449,10 +454,7 @@ mod tests {
 
     #[test]
     fn acks_free_the_buffer_and_duplicates_are_dropped() {
-        let mut a: Link<char> = Link::new();
-        let mut b: Link<char> = Link::new();
-        a.resume(0).unwrap();
-        b.resume(0).unwrap();
+        let (mut a, mut b) = connected();
         let f = a.send('x', 10).unwrap();
         assert_eq!(a.retained_bytes(), 10);
         assert!(a.is_full(10) && !a.is_full(11));

@@ -72,10 +72,10 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::Op;
     use crate::link::Frame;
     use crate::multicast::Mode;
-    use crate::node::{Command, Input, Limits};
+    use crate::node::tests::{cluster, set};
+    use crate::node::{Input, Limits};
     use crate::sim::Cluster;
     use std::hash::DefaultHasher;
 
@@ -91,26 +91,17 @@ mod tests {
         h.finish()
     }
 
-    fn set(key: &str) -> Input {
+    fn write(key: &str) -> Input {
         Input::Client {
             req: 1,
-            cmd: Command::Write(Op::Set {
-                key: key.into(),
-                value: b"v".to_vec(),
-            }),
+            cmd: set(key),
         }
     }
 
     #[test]
     fn nodes_that_differ_only_in_acknowledgements_hash_alike_and_go_on_alike() {
         let mut c = Cluster::new(2, Mode::Fifo);
-        c.client(
-            0,
-            Command::Write(Op::Set {
-                key: b"a".to_vec(),
-                value: b"v".to_vec(),
-            }),
-        );
+        c.client(0, set("a"));
         c.quiesce().unwrap();
         let mut unacked = c.nodes[0].clone();
         let mut acked = unacked.clone();
@@ -126,8 +117,8 @@ mod tests {
         assert_eq!(live(&unacked), live(&acked));
         assert!(unacked.acks_unread(64) && acked.acks_unread(64));
         // The same input gives the same outputs, and the two stay alike.
-        let a = unacked.handle(set("b")).unwrap();
-        let b = acked.handle(set("b")).unwrap();
+        let a = unacked.handle(write("b")).unwrap();
+        let b = acked.handle(write("b")).unwrap();
         assert_eq!(a, b);
         assert_eq!(live(&unacked), live(&acked));
         assert_ne!(live(&unacked), live(&c.nodes[0]), "what it wrote is live");
@@ -135,9 +126,9 @@ mod tests {
 
     #[test]
     fn a_frame_hashes_alike_whatever_it_acknowledges() {
-        let hash = |ack| {
+        let hash = |seq, ack| {
             let frame: Frame<u8> = Frame::Data {
-                seq: 3,
+                seq,
                 ack,
                 body: 7,
                 ack_now: false,
@@ -146,16 +137,8 @@ mod tests {
             frame.hash_live(&mut h);
             h.finish()
         };
-        assert_eq!(hash(0), hash(5));
-        let other: Frame<u8> = Frame::Data {
-            seq: 4,
-            ack: 0,
-            body: 7,
-            ack_now: false,
-        };
-        let mut h = DefaultHasher::new();
-        other.hash_live(&mut h);
-        assert_ne!(h.finish(), hash(0), "the sequence number is live");
+        assert_eq!(hash(3, 0), hash(3, 5));
+        assert_ne!(hash(4, 0), hash(3, 0), "the sequence number is live");
     }
 
     /// The byte thresholds end the premise where retained bytes could first
@@ -168,18 +151,8 @@ mod tests {
             link_buffer_bytes: 160,
             ..Limits::default()
         };
-        let mut c = Cluster::from_nodes(
-            (0..2)
-                .map(|i| Node::new(i, 2, Mode::Fifo).with_limits(limits))
-                .collect(),
-        );
-        c.client(
-            0,
-            Command::Write(Op::Set {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
-            }),
-        );
+        let mut c = cluster(2, Mode::Fifo, limits);
+        c.client(0, set("k"));
         let n0 = &c.nodes[0];
         assert_eq!(n0.link(1).sent(), 1);
         assert!(n0.acks_unread(39));
@@ -195,7 +168,7 @@ mod tests {
                 ..Limits::default()
             };
             let mut n = Node::new(0, 2, Mode::Fifo).with_limits(limits).connected();
-            n.handle(set("k")).unwrap();
+            n.handle(write("k")).unwrap();
             assert_eq!((n.unflushed_writes(), n.link(1).sent()), (1, 0));
             n
         };
@@ -213,13 +186,7 @@ mod tests {
     fn acks_stay_unread_below_every_threshold_and_not_at_it() {
         let mut c = Cluster::new(2, Mode::Fifo);
         for i in 1..=ACK_EVERY {
-            c.client(
-                0,
-                Command::Write(Op::Set {
-                    key: b"k".to_vec(),
-                    value: b"v".to_vec(),
-                }),
-            );
+            c.client(0, set("k"));
             c.quiesce().unwrap();
             let (sender, receiver) = (&c.nodes[0], &c.nodes[1]);
             assert_eq!(sender.link(1).sent(), i);
@@ -234,13 +201,7 @@ mod tests {
         // Bytes: 63 frames of `frame_max` against the 1 MiB `ack_now` threshold.
         let mut c = Cluster::new(2, Mode::Fifo);
         for _ in 0..ACK_EVERY - 1 {
-            c.client(
-                0,
-                Command::Write(Op::Set {
-                    key: b"k".to_vec(),
-                    value: b"v".to_vec(),
-                }),
-            );
+            c.client(0, set("k"));
         }
         let n0 = &c.nodes[0];
         assert!(n0.acks_unread((1 << 20) / ACK_EVERY));

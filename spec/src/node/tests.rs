@@ -54,7 +54,7 @@ fn incrby_answers_the_new_value_in_every_mode() {
     }
 }
 
-fn set(key: &str) -> Command {
+pub(super) fn set(key: &str) -> Command {
     Command::Write(Op::Set {
         key: key.into(),
         value: b"v".to_vec(),
@@ -69,7 +69,7 @@ fn reply(out: &[Output]) -> Option<Reply> {
 }
 
 /// `n` connected replicas in `mode`, all with `limits`.
-fn cluster(n: usize, mode: Mode, limits: Limits) -> Cluster {
+pub(super) fn cluster(n: usize, mode: Mode, limits: Limits) -> Cluster {
     Cluster::from_nodes(
         (0..n)
             .map(|i| Node::new(i, n, mode).with_limits(limits))
