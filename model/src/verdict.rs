@@ -101,6 +101,10 @@ pub struct Verdict {
     pub symmetry: bool,
     /// The process's peak resident memory so far (Linux), in bytes.
     pub peak_rss: Option<u64>,
+    /// The messages of model steps that panicked. The run then failed, whatever
+    /// else it found: a panic is a bug in the model or the spec, and the states
+    /// after it were never explored.
+    pub panics: Vec<String>,
 }
 
 impl Verdict {
@@ -129,14 +133,16 @@ impl Verdict {
     /// unreachable example means part of the model never runs, so the other
     /// verdicts could hold for the wrong reason.
     pub fn passed(&self) -> bool {
-        self.failures().next().is_none() && self.vacuous().is_empty()
+        self.panics.is_empty() && self.failures().next().is_none() && self.vacuous().is_empty()
     }
 
     /// How a run with a deliberately broken model is judged: caught only if the
     /// property the variant `promises` to violate is violated. Violating others
     /// instead does not count: the property meant to guard that bug let it by.
+    /// A run whose model step panicked fails, broken variant or not.
     pub fn judge(&self, promises: Option<&'static str>) -> Outcome {
         match promises {
+            _ if !self.panics.is_empty() => Outcome::Fail,
             None if self.passed() => Outcome::Pass,
             None => Outcome::Fail,
             Some(p) if self.failures().any(|f| f.property == p) => Outcome::Caught,
@@ -158,7 +164,8 @@ impl Verdict {
 pub enum Outcome {
     /// A correct model: every property holds, every example found.
     Pass,
-    /// A correct model with a counterexample or a missing example.
+    /// A correct model with a counterexample or a missing example, or any model
+    /// whose step panicked.
     Fail,
     /// A broken variant, caught by the property it promises to violate.
     Caught,
@@ -237,7 +244,13 @@ where
         next: Duration::from_secs(1),
     };
     let start = Instant::now();
-    let (unique, total, depth, discoveries) = match search.strategy {
+    let Finished {
+        unique,
+        total,
+        depth,
+        discoveries,
+        panics,
+    } = match search.strategy {
         Strategy::Bfs => finish(builder.spawn_bfs(), &mut progress),
         Strategy::Dfs => finish(builder.spawn_dfs(), &mut progress),
         Strategy::Simulation(seed) => finish(
@@ -248,7 +261,8 @@ where
     let elapsed = start.elapsed();
     let all_found = discoveries.len() == properties.len();
     let timed_out = timeout.is_some_and(|t| elapsed >= t);
-    let complete = !matches!(search.strategy, Strategy::Simulation(_))
+    let complete = panics.is_empty()
+        && !matches!(search.strategy, Strategy::Simulation(_))
         && search.depth.is_none_or(|d| depth < d)
         && (!timed_out || all_found);
     let mut discoveries = discoveries;
@@ -304,6 +318,7 @@ where
         findings,
         symmetry,
         peak_rss: peak_rss(),
+        panics,
     }
 }
 
@@ -417,27 +432,143 @@ where
     best
 }
 
-#[allow(clippy::type_complexity)]
-fn finish<M, C>(
-    checker: C,
-    progress: &mut Progress,
-) -> (
-    usize,
-    usize,
-    usize,
-    std::collections::HashMap<&'static str, stateright::Path<M::State, M::Action>>,
-)
+/// What one checker run found.
+struct Finished<M: Model> {
+    unique: usize,
+    total: usize,
+    depth: usize,
+    discoveries: std::collections::HashMap<&'static str, Path<M::State, M::Action>>,
+    panics: Vec<String>,
+}
+
+/// Waits for the checker, then joins its threads. stateright's workers stop
+/// when one panics (its job broker closes on unwinding) and `report` returns as
+/// if the search had ended, so without the join a panicking model step would be
+/// judged on the states explored before it: a PASS the model never earned.
+fn finish<M, C>(checker: C, progress: &mut Progress) -> Finished<M>
 where
     M: Model,
     C: Checker<M>,
     M::State: Clone + Debug + Hash + PartialEq,
     M::Action: Clone + Debug + PartialEq,
 {
-    let checker = checker.report(progress);
-    (
-        checker.unique_state_count(),
-        checker.state_count(),
-        checker.max_depth(),
-        checker.discoveries(),
-    )
+    let mut checker = checker.report(progress);
+    let panics = checker
+        .handles()
+        .into_iter()
+        .filter_map(|h| h.join().err())
+        .map(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into())
+        })
+        .collect();
+    Finished {
+        unique: checker.unique_state_count(),
+        total: checker.state_count(),
+        depth: checker.max_depth(),
+        discoveries: checker.discoveries(),
+        panics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stateright::Property;
+
+    /// Counts from 0 to 5; with `panic_at`, the step to that number panics,
+    /// as a spec assertion inside a replica's step would.
+    #[derive(Clone)]
+    struct Counter {
+        panic_at: Option<u8>,
+    }
+
+    impl Model for Counter {
+        type State = u8;
+        type Action = ();
+
+        fn init_states(&self) -> Vec<u8> {
+            vec![0]
+        }
+
+        fn actions(&self, state: &u8, actions: &mut Vec<()>) {
+            if *state < 5 {
+                actions.push(());
+            }
+        }
+
+        fn next_state(&self, state: &u8, _: ()) -> Option<u8> {
+            assert_ne!(Some(state + 1), self.panic_at, "the counter broke");
+            Some(state + 1)
+        }
+
+        fn properties(&self) -> Vec<Property<Self>> {
+            vec![
+                Property::always("at most five", |_, s| *s <= 5),
+                Property::sometimes("two", |_, s| *s == 2),
+            ]
+        }
+    }
+
+    impl Explained for Counter {
+        fn why(&self, _: &'static str, _: &u8) -> Option<String> {
+            None
+        }
+
+        fn describe(&self, _: &()) -> String {
+            "count".into()
+        }
+    }
+
+    fn strategies() -> [Strategy; 3] {
+        [Strategy::Bfs, Strategy::Dfs, Strategy::Simulation(7)]
+    }
+
+    /// A simulation runs until its timeout unless it panics; 30 s is the panic's deadline.
+    fn search(strategy: Strategy, threads: usize) -> Search {
+        let seconds = match strategy {
+            Strategy::Simulation(_) if threads == 2 => 1,
+            _ => 30,
+        };
+        Search {
+            strategy,
+            threads,
+            timeout: Some(Duration::from_secs(seconds)),
+            ..Search::default()
+        }
+    }
+
+    #[test]
+    fn a_model_step_that_panics_fails_the_run_in_every_strategy() {
+        for strategy in strategies() {
+            for threads in [1, 2] {
+                let v = check(Counter { panic_at: Some(3) }, &search(strategy, threads));
+                let at = format!("{strategy:?} on {threads} thread(s)");
+                assert!(!v.panics.is_empty(), "{at}: the panic went unnoticed");
+                assert!(v.panics.iter().all(|p| p == "assertion `left != right` failed: the counter broke\n  left: Some(3)\n right: Some(3)"), "{at}: {:?}", v.panics);
+                assert!(
+                    !v.complete,
+                    "{at}: a run cut short by a panic is not complete"
+                );
+                assert!(!v.passed(), "{at}");
+                assert_eq!(v.judge(None), Outcome::Fail, "{at}");
+                assert_eq!(v.judge(Some("at most five")), Outcome::Fail, "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_model_without_the_panic_passes() {
+        for strategy in strategies() {
+            let v = check(Counter { panic_at: None }, &search(strategy, 2));
+            assert!(v.panics.is_empty(), "{strategy:?}");
+            assert_eq!(v.judge(None), Outcome::Pass, "{strategy:?}");
+            assert_eq!(v.complete, strategy != Strategy::Simulation(7));
+        }
+        let v = check(Counter { panic_at: None }, &search(Strategy::Bfs, 1));
+        assert_eq!((v.unique_states, v.max_depth), (6, 6));
+    }
 }

@@ -75,6 +75,11 @@ pub(crate) fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
             println!("     => {why}");
         }
     }
+    for p in &v.panics {
+        println!(
+            "   PANIC in a model step: {p} (where: on stderr above); the states past it were not explored"
+        );
+    }
     for name in v.vacuous() {
         if job.promises.is_some() {
             println!("   note: the broken variant never reaches \"{name}\"");
@@ -106,6 +111,7 @@ pub(crate) fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
             "INCOMPLETE (no violation in the states explored; not a proof)".to_string()
         }
         (Outcome::Pass, _) => "PASS".to_string(),
+        (Outcome::Fail, _) if !v.panics.is_empty() => "FAIL (a model step panicked)".to_string(),
         (Outcome::Fail, _) => "FAIL".to_string(),
         (Outcome::Caught, Some(p)) => {
             format!("FAIL (expected: broken variant caught by \"{p}\")")
