@@ -35,7 +35,8 @@ use crate::adapter::{arm, part_summary, Step};
 use crate::digest::{digest_with, Sealed};
 use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::node::{
-    frame_bytes, Command, Input, Limits, LinkFrame, Node, Output, RequestId, ACK_EVERY,
+    frame_bytes, frames_on_one_link, Command, Input, Limits, LinkFrame, Node, Output, RequestId,
+    ACK_EVERY,
 };
 use gsmo_spec::snapshot::{AbortReason, SnapshotId};
 use gsmo_spec::NodeId;
@@ -135,14 +136,12 @@ impl Faults {
     }
 
     /// Refuses a fault-free run big enough to reach an ack threshold, where
-    /// counting states without acks would not be exact: a write puts at most 2
-    /// frames on a link (ISIS: the proposal and the final priority out, or a
-    /// proposal back; the sequencer: the write in, or the order out) and a
-    /// snapshot at most 3 (its marker, a stored part, the verdict), against
-    /// [`ACK_EVERY`]. The runtime checks the exact condition at every step too.
+    /// counting states without acks would not be exact: the spec's
+    /// [`frames_on_one_link`] against [`ACK_EVERY`]. The runtime checks the
+    /// exact condition at every step too ([`Runtime::feed`]).
     pub fn check_ack_budget(&self, writes: usize, snapshots: usize) -> Result<(), String> {
-        let frames = 2 * writes + 3 * snapshots;
-        if !self.acks_unread() || (frames as u64) < ACK_EVERY {
+        let frames = frames_on_one_link(writes as u64, snapshots as u64);
+        if !self.acks_unread() || frames < ACK_EVERY {
             return Ok(());
         }
         Err(format!(

@@ -865,5 +865,6 @@ fn secs(ms: u64) -> String {
 }
 
 mod live;
+pub use live::{frames_on_one_link, FRAMES_PER_SNAPSHOT, FRAMES_PER_WRITE};
 #[cfg(test)]
 mod tests;

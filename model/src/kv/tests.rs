@@ -277,7 +277,9 @@ fn a_run_that_could_read_acks_is_refused_without_faults() {
     let big = cfg(Mode::Fifo, 2, 16, 0);
     let e = big.validate().unwrap_err();
     assert!(e.contains("64 frames") || e.contains("below 64"), "{e}");
-    assert!(cfg(Mode::Fifo, 2, 15, 1).validate().is_ok(), "63 frames");
+    assert!(cfg(Mode::Fifo, 2, 15, 1).validate().is_ok(), "62 frames");
+    let e = cfg(Mode::Fifo, 2, 15, 2).validate().unwrap_err();
+    assert!(e.contains("could put 64 frames on one link"), "{e}");
     let counted = KvCfg {
         faults: Faults {
             disconnects: 1,

@@ -16,6 +16,24 @@
 use super::{Node, ACK_EVERY};
 use std::hash::{Hash, Hasher};
 
+/// The most frames one client write puts on one link, in any mode: fifo and
+/// causal send the write itself; the sequencer the write in to the sequencer,
+/// or the sequencer's order out; ISIS the proposal request and the final
+/// priority out, or a proposal back.
+pub const FRAMES_PER_WRITE: u64 = 2;
+
+/// The most frames one snapshot puts on one link while each part fits in one
+/// frame: the marker, and on the initiator's links its verdict out or a part in.
+pub const FRAMES_PER_SNAPSHOT: u64 = 2;
+
+/// The most frames a run of `writes` client writes and `snapshots` snapshots,
+/// wherever they start, can put on one link: what a model checker compares with
+/// [`ACK_EVERY`] before it counts states without acks. An estimate for refusing
+/// such runs early; [`Node::acks_unread`] is the exact rule, checked per step.
+pub fn frames_on_one_link(writes: u64, snapshots: u64) -> u64 {
+    FRAMES_PER_WRITE * writes + FRAMES_PER_SNAPSHOT * snapshots
+}
+
 impl Node {
     /// Hashes the node without its links' acknowledgement bookkeeping. Two
     /// nodes that hash alike behave alike for as long as [`Node::acks_unread`]
@@ -206,5 +224,53 @@ mod tests {
         let n0 = &c.nodes[0];
         assert!(n0.acks_unread((1 << 20) / ACK_EVERY));
         assert!(!n0.acks_unread((1 << 20) / (ACK_EVERY - 1) + 1));
+    }
+
+    /// The per-link frame budget holds for writes from one or every replica, one
+    /// or two concurrent snapshots and both at once, in every mode, and is
+    /// reached: a smaller constant would let a model miss a threshold.
+    #[test]
+    fn a_write_puts_at_most_two_frames_on_a_link_and_so_does_a_snapshot() {
+        let mut most_per_write = 0;
+        let mut most_per_snapshot = 0;
+        for mode in Mode::ALL {
+            let runs: [(&[usize], &[usize]); 7] = [
+                (&[0], &[]),
+                (&[1, 1], &[]),
+                (&[0, 1, 2], &[]),
+                (&[], &[0]),
+                (&[], &[0, 1]),
+                (&[0, 2], &[1]),
+                (&[2, 2, 1], &[0, 2]),
+            ];
+            for (writers, initiators) in runs {
+                let mut c = Cluster::new(3, mode);
+                for &w in writers {
+                    c.client(w, set("k"));
+                }
+                for &i in initiators {
+                    c.snapshot(i);
+                }
+                c.quiesce().unwrap();
+                let most = (0..3)
+                    .flat_map(|i| (0..3).filter(move |&j| j != i).map(move |j| (i, j)))
+                    .map(|(i, j)| c.nodes[i].link(j).sent())
+                    .max()
+                    .unwrap();
+                let (w, s) = (writers.len() as u64, initiators.len() as u64);
+                assert!(
+                    most <= frames_on_one_link(w, s),
+                    "{mode}: {w} writes and {s} snapshots put {most} frames on a link"
+                );
+                if s == 0 {
+                    most_per_write = most_per_write.max(most / w);
+                }
+                if w == 0 {
+                    most_per_snapshot = most_per_snapshot.max(most / s);
+                }
+            }
+        }
+        assert_eq!(most_per_write, FRAMES_PER_WRITE);
+        assert_eq!(most_per_snapshot, FRAMES_PER_SNAPSHOT);
     }
 }

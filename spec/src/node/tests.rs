@@ -54,6 +54,33 @@ fn incrby_answers_the_new_value_in_every_mode() {
     }
 }
 
+/// Only an increment answers with the number: under last-writer-wins it goes
+/// out resolved into `SET key n`, but a client's own `SET key 12` still gets
+/// `OK`, as in Redis.
+#[test]
+fn a_set_of_a_number_answers_ok_in_every_mode() {
+    for mode in Mode::ALL {
+        let mut c = Cluster::new(2, mode);
+        let set = c.client(
+            0,
+            Command::Write(Op::Set {
+                key: b"n".to_vec(),
+                value: b"12".to_vec(),
+            }),
+        );
+        let incr = c.client(
+            0,
+            Command::Write(Op::IncrBy {
+                key: b"n".to_vec(),
+                delta: 1,
+            }),
+        );
+        c.quiesce().unwrap();
+        assert_eq!(c.replies[0][&set], Reply::Ok, "{mode}");
+        assert_eq!(c.replies[0][&incr], Reply::Int(13), "{mode}");
+    }
+}
+
 pub(super) fn set(key: &str) -> Command {
     Command::Write(Op::Set {
         key: key.into(),
