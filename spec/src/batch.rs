@@ -129,6 +129,34 @@ mod tests {
         })
     }
 
+    /// A write that would take a batch past [`BATCH_BYTES`] starts the next
+    /// one; it is not added first and the oversized batch sent after.
+    #[test]
+    fn a_batch_never_grows_past_its_byte_bound() {
+        let mut c = cluster(2, Mode::Fifo, 100);
+        let big = "v".repeat(600 << 10);
+        c.client(0, set(&big));
+        assert_eq!(
+            (c.nodes[0].unflushed_writes(), c.nodes[0].link(1).sent()),
+            (1, 0)
+        );
+        c.client(0, set(&big));
+        let n0 = &c.nodes[0];
+        assert_eq!((n0.unflushed_writes(), n0.link(1).sent()), (1, 1));
+        // An empty outbox takes any write, however big: it goes alone.
+        let mut empty = super::Outbox::default();
+        let huge = crate::kv::Write {
+            stamp: crate::kv::Stamp::default(),
+            op: Op::Set {
+                key: b"k".to_vec(),
+                value: vec![0; 2 << 20],
+            },
+        };
+        assert!(!empty.would_overflow(&huge));
+        empty.push(huge.clone());
+        assert!(empty.would_overflow(&huge) && empty.is_full(100));
+    }
+
     #[test]
     fn a_writes_bytes_count_every_key_and_value_plus_overheads() {
         // The byte bounds (BATCH_BYTES, the retained-message bound) hold only

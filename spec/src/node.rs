@@ -262,8 +262,6 @@ pub struct Node {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Pending {
     req: RequestId,
-    /// For an `INCRBY` resolved at the origin, the integer Redis promises.
-    promised: Option<Reply>,
     /// When it was issued.
     since: u64,
 }
@@ -671,7 +669,8 @@ impl Node {
                 if self.resolution == Resolution::LastWriterWins && !op.is_blind() {
                     self.flush(&mut out);
                 }
-                let incr = matches!(op, Op::IncrBy { .. });
+                // Resolved, a read-modify-write goes out as an `Op::Assign` that
+                // carries the reply Redis gives (INCRBY's new value), answered on delivery.
                 let op = match self.resolution {
                     Resolution::LastWriterWins => match self.state.kv.resolve(op) {
                         Ok(op) => op,
@@ -681,14 +680,6 @@ impl Node {
                         }
                     },
                     Resolution::DeliveryOrder => op,
-                };
-                // Resolved into `SET key n`, an increment still answers `n`, as in Redis.
-                let promised = match &op {
-                    Op::Set { value, .. } if incr => std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .map(Reply::Int),
-                    _ => None,
                 };
                 let stamp = Stamp {
                     lamport: self.state.lamport.tick(),
@@ -706,7 +697,6 @@ impl Node {
                     id,
                     Pending {
                         req,
-                        promised,
                         since: self.now,
                     },
                 );
@@ -812,7 +802,7 @@ impl Node {
                         if let Some(p) = self.pending.remove(&id) {
                             out.push(Output::Reply {
                                 req: p.req,
-                                reply: p.promised.unwrap_or_else(|| reply.clone()),
+                                reply: reply.clone(),
                             });
                         }
                         out.push(Output::Delivered { id, write, reply });

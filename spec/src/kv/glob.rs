@@ -134,6 +134,9 @@ mod tests {
             ("ab[c-", "ab-", true),
             ("ab[c-", "abd", false),
             ("a\\*b", "axb", false),
+            ("[\\a]", "a", true), // in a class a backslash escapes the next byte
+            ("[\\a]", "\\", false),
+            ("x[\\", "x\\", true), // a trailing backslash is itself
             ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
             ("", "", true),
             ("", "x", false),

@@ -928,3 +928,21 @@ impl SeedFromHasher for std::collections::hash_map::RandomState {
         self.hash_one(0u8)
     }
 }
+
+/// Redis's LRANGE/ZRANGE indexes: inclusive, negative from the end, clamped.
+#[test]
+fn index_ranges_are_redis_s() {
+    for (start, stop, n, want) in [
+        (0, -1, 3, 0..3),
+        (0, 0, 3, 0..1), // a stop of 0 is the first element, not "from the end"
+        (-1, -1, 3, 2..3),
+        (-2, 5, 3, 1..3),
+        (-100, 0, 3, 0..1),
+        (1, 100, 3, 1..3),
+        (3, 5, 3, 0..0),
+        (2, 1, 3, 0..0),
+        (0, -1, 0, 0..0),
+    ] {
+        assert_eq!(index_range(start, stop, n), want, "{start} {stop} of {n}");
+    }
+}

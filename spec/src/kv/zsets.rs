@@ -15,15 +15,17 @@ use std::hash::{Hash, Hasher};
 pub struct Score(f64);
 
 impl Score {
-    /// Parses a score as Redis does (`1`, `-2.5`, `inf`, `-inf`, `+inf`); NaN is refused.
+    /// Parses a score as Redis's `strtod` does: `1`, `-2.5`, `1e3`, and `inf` or
+    /// `infinity` in any case with an optional sign. Refused, as there: NaN, a
+    /// number too large for a double (`1e999`), spaces, anything left over.
+    /// (Redis also takes C's hex floats such as `0x10`; this does not.)
     pub fn parse(s: &[u8]) -> Result<Score, Reply> {
         let text = std::str::from_utf8(s).map_err(|_| err(NOT_A_FLOAT))?;
-        let f: f64 = match text.to_ascii_lowercase().as_str() {
-            "inf" | "+inf" => f64::INFINITY,
-            "-inf" => f64::NEG_INFINITY,
-            t if t.contains("inf") || t.contains("nan") => return Err(err(NOT_A_FLOAT)),
-            t => t.parse().map_err(|_| err(NOT_A_FLOAT))?,
-        };
+        let f: f64 = text.parse().map_err(|_| err(NOT_A_FLOAT))?;
+        let overflow = f.is_infinite() && !text.to_ascii_lowercase().contains("inf");
+        if overflow {
+            return Err(err(NOT_A_FLOAT));
+        }
         Score::new(f).ok_or_else(|| err(NOT_A_FLOAT))
     }
 
@@ -180,6 +182,39 @@ impl KvStore {
 mod tests {
     use super::Score;
     use std::hash::{BuildHasher, RandomState};
+
+    #[test]
+    fn scores_parse_as_redis_parses_them() {
+        // Each answer is what redis-server 7 gave to `ZADD z <score> m`.
+        for (text, want) in [
+            ("1", Some(1.0)),
+            ("-2.5", Some(-2.5)),
+            ("1e3", Some(1000.0)),
+            ("inf", Some(f64::INFINITY)),
+            ("INF", Some(f64::INFINITY)),
+            ("+inf", Some(f64::INFINITY)),
+            ("-inf", Some(f64::NEG_INFINITY)),
+            ("infinity", Some(f64::INFINITY)),
+            ("Infinity", Some(f64::INFINITY)),
+            ("+infinity", Some(f64::INFINITY)),
+            ("-infinity", Some(f64::NEG_INFINITY)),
+            ("nan", None),
+            ("NaN", None),
+            ("1e999", None),
+            ("-1e999", None),
+            (" 1", None),
+            ("1_0", None),
+            ("", None),
+        ] {
+            let got = Score::parse(text.as_bytes()).ok().map(Score::get);
+            assert_eq!(got, want, "{text:?}");
+        }
+        assert_eq!(
+            Score::parse(b"-0").unwrap().get().to_bits(),
+            0.0f64.to_bits(),
+            "never -0.0"
+        );
+    }
 
     #[test]
     fn a_score_hashes_by_its_value() {

@@ -55,8 +55,8 @@ fn incrby_answers_the_new_value_in_every_mode() {
 }
 
 /// Only an increment answers with the number: under last-writer-wins it goes
-/// out resolved into `SET key n`, but a client's own `SET key 12` still gets
-/// `OK`, as in Redis.
+/// out resolved into an assignment that carries its reply, while a client's own
+/// `SET key 12` gets `OK`, as in Redis.
 #[test]
 fn a_set_of_a_number_answers_ok_in_every_mode() {
     for mode in Mode::ALL {
