@@ -62,5 +62,6 @@ pub mod secret;
 pub mod serve;
 pub mod shiviz;
 pub mod snapshot;
+pub mod supervise;
 pub mod tracecheck;
 pub mod tracefile;

@@ -9,6 +9,7 @@ use crate::runtime::{announce, Boot, Runtime, TICK};
 use crate::shiviz::ShivizLog;
 use crate::snapshot::manifest::utc;
 use crate::snapshot::{datadir, SnapshotStore, StoreError};
+use crate::supervise::Tasks;
 use crate::tracefile::{TraceError, TraceWriter};
 use crate::{client, peer};
 use gsmo_spec::node::Node;
@@ -156,6 +157,7 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
     let client_addr = local(client_listener.as_ref(), &cfg.client_listen);
 
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
+    let mut tasks = Tasks::new();
     for (j, addr) in cfg.peers.iter().enumerate().filter(|(j, _)| *j != me) {
         let delay = cfg
             .faults
@@ -165,7 +167,7 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
         let hello = Hello::new(&cfg.cluster_id, cfg.mode, n, me, j)
             .with_epoch(&boot.epoch)
             .with_secret(cfg.cluster_secret.clone());
-        tokio::spawn(peer::run_outgoing(
+        let link = peer::run_outgoing(
             net.clone(),
             hello,
             addr.clone(),
@@ -173,23 +175,29 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
             delay,
             cfg.faults.bug,
             inputs.clone(),
-        ));
+        );
+        tasks.spawn(format!("outgoing link to n{j}"), link);
     }
     if let Some(every) = cfg.faults.disconnect_every {
         let seed = fault::channel_seed(cfg.faults.seed, me, me);
-        tokio::spawn(fault::disconnect_faults(every, seed, inputs.clone()));
+        tasks.spawn(
+            "disconnect faults",
+            fault::disconnect_faults(every, seed, inputs.clone()),
+        );
     }
     let ours = Hello::new(&cfg.cluster_id, cfg.mode, n, me, me)
         .with_epoch(&boot.epoch)
         .with_secret(cfg.cluster_secret.clone());
-    tokio::spawn(peer::accept_loop(peer_listener, ours, inputs.clone()));
-    tokio::spawn(client::accept_loop(
-        client_listener,
-        inputs.clone(),
-        cfg.admission.clone(),
-    ));
+    tasks.spawn(
+        "peer accept loop",
+        peer::accept_loop(peer_listener, ours, inputs.clone()),
+    );
+    tasks.spawn(
+        "client accept loop",
+        client::accept_loop(client_listener, inputs.clone(), cfg.admission.clone()),
+    );
     let ticks = inputs.clone();
-    tokio::spawn(async move {
+    tasks.spawn("ticker", async move {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -220,8 +228,9 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
             ),
         );
     }
-    let result = Runtime::new(cfg, boot, shiviz, client_addr, store, trace, inputs)
-        .run(rx)
+    let runtime = Runtime::new(cfg, boot, shiviz, client_addr, store, trace, inputs);
+    let result = tasks
+        .beside(runtime.run(rx))
         .await
         .map_err(ServeError::Fatal);
     drop(claim);
