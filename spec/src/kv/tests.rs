@@ -398,6 +398,14 @@ fn sets_pop_the_smallest_member() {
         }),
         Reply::Bulk(None)
     );
+    // As Redis: a missing set pops nil, or an empty array when a count is given.
+    assert_eq!(
+        s.w(Op::SPop {
+            key: b("s"),
+            count: Some(2)
+        }),
+        Reply::Array(Vec::new())
+    );
     assert_eq!(s.r(ReadOp::SCard { key: b("s") }), Reply::Int(0));
     s.w(set("str", "x"));
     assert_eq!(
