@@ -226,4 +226,15 @@ mod tests {
         assert_ne!(score(b"1.5"), score(b"2"));
         assert_ne!(score(b"inf"), score(b"-inf"));
     }
+
+    /// Equality agrees with order and hashing: replicas compare stores (and the
+    /// model checker states) by it, so a score must differ from another score.
+    #[test]
+    fn scores_are_equal_exactly_when_their_values_are() {
+        let s = |t: &[u8]| Score::parse(t).unwrap();
+        assert_eq!(s(b"1.5"), s(b"1.50"));
+        assert_eq!(s(b"-0"), s(b"0"));
+        assert_ne!(s(b"1.5"), s(b"2"));
+        assert_ne!(s(b"inf"), s(b"-inf"));
+    }
 }
