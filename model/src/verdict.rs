@@ -275,7 +275,8 @@ where
             }
         }
     }
-    if search.strategy == Strategy::Bfs {
+    // Re-running to shorten a counterexample would meet a panic again, in this thread.
+    if search.strategy == Strategy::Bfs && panics.is_empty() {
         for (name, expectation) in &properties {
             let Some(path) = discoveries.get(name) else {
                 continue;
