@@ -143,6 +143,23 @@ mod tests {
         c.client(0, set(&big));
         let n0 = &c.nodes[0];
         assert_eq!((n0.unflushed_writes(), n0.link(1).sent()), (1, 1));
+        // Exactly at the bound still fits; one byte more does not.
+        let write = |len| crate::kv::Write {
+            stamp: crate::kv::Stamp::default(),
+            op: Op::Set {
+                key: b"k".to_vec(),
+                value: vec![0; len],
+            },
+        };
+        let mut half = super::Outbox::default();
+        half.push(write(1000));
+        let room = (super::BATCH_BYTES - half.bytes() - write(0).approx_bytes()) as usize;
+        assert_eq!(
+            half.bytes() + write(room).approx_bytes(),
+            super::BATCH_BYTES
+        );
+        assert!(!half.would_overflow(&write(room)));
+        assert!(half.would_overflow(&write(room + 1)));
         // An empty outbox takes any write, however big: it goes alone.
         let mut empty = super::Outbox::default();
         let huge = crate::kv::Write {

@@ -236,5 +236,10 @@ mod tests {
         assert_eq!(s(b"-0"), s(b"0"));
         assert_ne!(s(b"1.5"), s(b"2"));
         assert_ne!(s(b"inf"), s(b"-inf"));
+        assert!(s(b"-inf") < s(b"-1") && s(b"1") < s(b"1.5") && s(b"1.5") < s(b"inf"));
+        assert_eq!(
+            s(b"2").partial_cmp(&s(b"2.0")),
+            Some(std::cmp::Ordering::Equal)
+        );
     }
 }

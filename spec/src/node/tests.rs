@@ -311,7 +311,13 @@ fn a_snapshot_commits_once_every_part_is_stored() {
         c.client(0, set("a"));
         let id = c.snapshot(initiator);
         c.quiesce().unwrap();
-        assert!(c.completed(id).is_some(), "{id}");
+        let parts = c.completed(id).unwrap_or_else(|| panic!("{id} incomplete"));
+        let of: Vec<_> = parts.iter().map(|p| (p.id, p.node)).collect();
+        assert_eq!(
+            of,
+            vec![(id, 0), (id, 1), (id, 2)],
+            "one part per node, in order"
+        );
         for (i, node) in c.nodes.iter().enumerate() {
             assert_eq!(node.snapshots_in_progress(), vec![], "n{i}: {id}");
         }
