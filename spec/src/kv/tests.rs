@@ -450,6 +450,9 @@ fn hashes() {
         key: b("h"),
         fields: f.iter().map(|v| b(v)).collect(),
     };
+    let before = s.kv.clone();
+    assert_eq!(s.w(hdel(&["no"])), Reply::Int(0));
+    assert_eq!(s.kv, before, "an HDEL that removes nothing writes nothing");
     assert_eq!(s.w(hdel(&["f1", "no"])), Reply::Int(1));
     assert_eq!(s.w(hdel(&["f2", "f3"])), Reply::Int(2));
     assert_eq!(
