@@ -63,12 +63,7 @@ impl Tasks {
             .get(&e.id())
             .map_or("a task", String::as_str)
             .to_string();
-        let payload = e.into_panic();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
+        let message = gsmo_view::text::panic_message(&*e.into_panic());
         format!(
             "internal error: the {name} task panicked ({message}); \
              stopping rather than running without it (restart the node: it resumes from its snapshot)"

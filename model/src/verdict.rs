@@ -458,13 +458,7 @@ where
         .handles()
         .into_iter()
         .filter_map(|h| h.join().err())
-        .map(|payload| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into())
-        })
+        .map(|payload| gsmo_view::text::panic_message(&*payload))
         .collect();
     Finished {
         unique: checker.unique_state_count(),

@@ -223,6 +223,17 @@ pub fn is_data<P>(w: &Wire<P>) -> bool {
     data_id(w).is_some()
 }
 
+/// What a panic said, from its payload (`panic!` gives a `&str` or a `String`):
+/// for `check`'s verdict on a model step that panicked and the node's error
+/// when one of its tasks did.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// A framed channel message: the body as `body` says, or the snapshot's
 /// control words: `marker 0-1`, `abort 0-1 by n1 (timed out ...)`,
 /// `part 0-1 of n2 stored`, `commit 0-1`.
@@ -361,5 +372,16 @@ mod tests {
             amount: 30,
         };
         assert_eq!(super::op(&t), "TRANSFER acct:alice acct:bob 30");
+    }
+
+    #[test]
+    fn a_panic_says_its_message_whichever_type_it_has() {
+        let said = |f: fn()| super::panic_message(&*std::panic::catch_unwind(f).unwrap_err());
+        assert_eq!(said(|| panic!("plain")), "plain");
+        assert_eq!(said(|| panic!("formatted {}", 7)), "formatted 7");
+        assert_eq!(
+            said(|| std::panic::panic_any(7u8)),
+            "a panic without a message"
+        );
     }
 }
