@@ -345,6 +345,15 @@ mod tests {
             ("0x1.00000000000008p0", Some(0x3ff0_0000_0000_0000)), // a tie: to even
             ("0x1.00000000000018p0", Some(0x3ff0_0000_0000_0002)), // a tie: to even
             ("0x1.000000000000080001p0", Some(0x3ff0_0000_0000_0001)),
+            // Just above a tie, by a digit past the 30 held exactly.
+            (
+                "0x1.0000000000000800000000000000001p0",
+                Some(0x3ff0_0000_0000_0001),
+            ),
+            (
+                "0x1.0000000000000800000000000000000p0",
+                Some(0x3ff0_0000_0000_0000),
+            ),
             ("0x0.8p-1074", None), // half the least double: a tie, to zero
             ("0x0.80001p-1074", Some(0x1)),
             ("0x1.8p-1074", Some(0x2)),
