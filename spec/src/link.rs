@@ -161,10 +161,6 @@ impl<M: Clone> Link<M> {
         self
     }
 
-    pub fn bug(&self) -> LinkBug {
-        self.bug
-    }
-
     /// From `bytes` retained on, data frames ask the peer for an immediate ack.
     pub fn set_ack_wanted_at(&mut self, bytes: u64) {
         self.ack_wanted_at = bytes;

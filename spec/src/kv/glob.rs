@@ -125,6 +125,8 @@ mod tests {
             ("h[a-c]llo", "hbllo", true), // inside the range, not an endpoint
             ("h[a-c]llo", "h-llo", false), // a range's `-` is no member
             ("x[a-c]", "xd", false),      // the range ends at its own `c`
+            ("[b-d]", "c", true),         // a range first in the pattern
+            ("[b-d]", "a", false),
             ("key:*", "key:1", true),
             ("key:*", "counter:1", false),
             ("a\\*b", "a*b", true),

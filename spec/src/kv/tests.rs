@@ -582,6 +582,12 @@ fn scores_print_as_redis_prints_them() {
         ("-2.0", "-2"),
         ("1.5", "1.5"),
         ("-0", "0"),
+        // Plain decimal, the fewest digits that read back to the same double
+        // (redis-server 7.0 prints 17 significant digits, and 1e+17).
+        ("0.1", "0.1"),
+        ("1e17", "100000000000000000"),
+        ("123456789012345678", "123456789012345680"),
+        ("2.5e-7", "0.00000025"),
     ] {
         let score = Score::parse(input.as_bytes()).unwrap();
         assert_eq!(format_score_of(&score), printed, "{input}");

@@ -154,17 +154,15 @@ fn parse_hex(s: &str) -> Option<f64> {
     (f != 0.0 && f.is_finite()).then_some(f)
 }
 
-/// A score as Redis prints it: integral scores without a fraction.
+/// A score as text: plain decimal with the fewest digits that read back to
+/// the same double, so integral scores have no fraction (Rust's `Display`
+/// never uses an exponent, and a `Score` is never -0.0); `inf` and `-inf`.
 pub fn format_score(s: &Score) -> String {
     let f = s.0;
     if f.is_infinite() {
         return if f > 0.0 { "inf" } else { "-inf" }.into();
     }
-    if f.fract() == 0.0 && f.abs() < 1e17 {
-        format!("{}", f as i64)
-    } else {
-        format!("{f}")
-    }
+    format!("{f}")
 }
 
 /// A sorted set: score by member, and (score, member) in order.
