@@ -439,6 +439,40 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_trace_starts_with_the_restores_own_outputs() {
+        let t = traced_run(Mode::TotalSequencer);
+        let part = t[1]
+            .steps
+            .iter()
+            .flat_map(|s| &s.outputs)
+            .find_map(|o| match o {
+                Output::SnapshotComplete(part) => Some(part.clone()),
+                _ => None,
+            })
+            .expect("n1's snapshot completes");
+        let (_, outputs) = Node::restore(&part).unwrap();
+        let restored = |outputs: Vec<Output>| Trace {
+            start: Start::Restored {
+                part: part.clone(),
+                limits: Limits::default(),
+            },
+            steps: vec![Step {
+                input: None,
+                outputs,
+            }],
+        };
+        assert!(replay(&restored(outputs.clone())).is_ok());
+        // A runtime that reports a restore the spec would not make.
+        let mut other = outputs;
+        other.push(Output::DropPart { id: part.id });
+        let v = replay(&restored(other)).unwrap_err();
+        assert!(v.detail.contains("restore step differs"), "{v}");
+        let mut no_restore_step = restored(Vec::new());
+        no_restore_step.steps.clear();
+        assert!(replay(&no_restore_step).is_err());
+    }
+
+    #[test]
     fn an_incomplete_set_of_traces_is_refused_by_name() {
         let mode = Mode::TotalSequencer;
         let t = traced_run(mode);
