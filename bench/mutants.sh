@@ -9,7 +9,7 @@
 # incremental build of gsmo-spec and gsmo-model (`--profile mutants`, see
 # Cargo.toml) and the judge's tests. `.cargo/mutants.toml` says what is not mutated.
 #
-#   bench/mutants.sh                                  # all of spec/src (1,113 mutants: ~6-7 h on 2 quiet cores)
+#   bench/mutants.sh                                  # all of spec/src (~1,150 mutants: ~7.5 h on 2 quiet cores)
 #   SHARD=1/24 bench/mutants.sh                       # every 24th mutant (round-robin): the README's sample
 #   bench/mutants.sh --in-place --re 'KvStore::put'   # re-judge chosen mutants in this tree (no cold build)
 #   bench/mutants.sh --file spec/src/snapshot.rs      # one file

@@ -491,6 +491,18 @@ mod tests {
             vec![Deliver(q), Deliver(m(2, 1))],
         ];
         assert!(causal_order(&unseen_origin).is_ok());
+        // ... and the log goes on past it: what n1 sends after delivering a
+        // message nobody sent still depends on what n1 delivered before.
+        let past_a_stranger = vec![
+            vec![Send(q), Deliver(q)],
+            vec![Deliver(m(2, 1)), Deliver(q), Send(r)],
+            vec![Deliver(r), Deliver(q)],
+        ];
+        let v = causal_order(&past_a_stranger).unwrap_err();
+        assert!(
+            v.detail.contains("node 2 delivered n1#1 before n0#1"),
+            "{v}"
+        );
         // Nor is a send filed under another node's log (a corrupt or
         // renumbered trace): origins are counted from the events themselves.
         let misfiled = vec![vec![Send(m(3, 1))], vec![Deliver(m(3, 1))]];
