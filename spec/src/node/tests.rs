@@ -323,3 +323,15 @@ fn a_snapshot_commits_once_every_part_is_stored() {
         }
     }
 }
+
+#[test]
+fn a_restarted_replica_numbers_its_snapshots_past_those_on_disk() {
+    // The runtime feeds the highest id found in the data dir, so a restart
+    // never reuses the name of a snapshot already stored.
+    let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
+    n0.handle(Input::SkipSnapshotIds { through: 5 }).unwrap();
+    let (id, _) = n0.start_snapshot();
+    assert_eq!((id.initiator, id.seq), (0, 6));
+    let (id, _) = n0.start_snapshot();
+    assert_eq!(id.seq, 7);
+}
