@@ -209,6 +209,7 @@ fn keys_type_exists_rename_flush_ttl() {
     );
     assert_eq!(s.w(rename("key:1", "key:1")), Reply::Ok);
     assert_eq!(s.r(ReadOp::DbSize), Reply::Int(2));
+    assert!(!s.kv.is_empty());
     assert_eq!(s.w(Op::FlushAll), Reply::Ok);
     assert_eq!(s.r(ReadOp::DbSize), Reply::Int(0));
     assert!(s.kv.is_empty());
