@@ -538,6 +538,8 @@ fn sorted_sets() {
         }),
         bulks(&["a2", "2"])
     );
+    // As in Redis, popping the last member deletes the key.
+    assert_eq!(s.r(ReadOp::DbSize), Reply::Int(0));
     assert_eq!(
         s.w(Op::ZPopMin {
             key: b("z"),
