@@ -151,6 +151,50 @@ fn a_replica_is_never_unreachable_to_itself() {
     );
 }
 
+/// A peer id is checked before it indexes anything: the replica itself and ids
+/// past the cluster are refused as strangers, and the replica is left as it was.
+#[test]
+fn a_replica_refuses_inputs_naming_itself_or_a_stranger() {
+    let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
+    let frame = n0
+        .on_client(1, set("k"))
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .expect("a write goes to n1");
+    let mut n1 = Node::new(1, 2, Mode::Fifo).connected();
+    let before = n1.clone();
+    for peer in [1, 2, 7] {
+        let inputs = [
+            Input::LinkUp { peer, delivered: 0 },
+            Input::InboundUp { peer },
+            Input::LinkDown {
+                peer,
+                outgoing: true,
+            },
+            Input::LinkDown {
+                peer,
+                outgoing: false,
+            },
+            Input::Peer {
+                from: peer,
+                frame: frame.clone(),
+            },
+        ];
+        for input in inputs {
+            assert_eq!(
+                n1.handle(input.clone()),
+                Err(PeerError::UnknownPeer(peer)),
+                "{input:?}"
+            );
+        }
+    }
+    assert_eq!(n1, before);
+    assert!(n1.on_peer(0, frame).is_ok(), "the member is heard");
+}
+
 #[test]
 fn a_write_that_cannot_finish_times_out_naming_what_it_waits_for() {
     let limits = Limits {

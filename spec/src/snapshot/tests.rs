@@ -388,3 +388,25 @@ fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
     assert_eq!(r.finished(id(4)), Some(Outcome::Committed));
     assert_eq!(r.finished(id(k + 3)), Some(Outcome::Committed));
 }
+
+/// Forgetting is by a floor per initiator: ids below the oldest verdict kept.
+/// An id at the floor that never had a verdict here (its markers never came)
+/// is unknown, not forgotten.
+#[test]
+fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
+    let mut r: R = Recorder::new(1, 2);
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    let k = REMEMBERED_PER_INITIATOR as u64;
+    for seq in (1..=k + 4).filter(|&seq| seq != 4) {
+        record_at_once(&mut r, id(seq));
+        r.on_stored(id(seq), Ok(summary(1)));
+        let verdict = Envelope::Committed {
+            id: id(seq),
+            parts: vec![summary(0), summary(1)],
+        };
+        r.on_envelope(0, verdict, || unreachable!()).unwrap();
+    }
+    assert_eq!(r.finished(id(3)), Some(Outcome::Forgotten));
+    assert_eq!(r.finished(id(4)), None);
+    assert_eq!(r.finished(id(5)), Some(Outcome::Committed));
+}
