@@ -137,6 +137,8 @@ mod tests {
         let mut m = b.clone();
         m.merge(&c);
         assert_eq!(m.entries(), &[1, 1, 1]);
+        assert_eq!((m.len(), m.is_empty()), (3, false));
+        assert!(VectorClock::new(0).is_empty());
         assert_eq!(m.to_string(), r#"{"n0":1,"n1":1,"n2":1}"#);
     }
 

@@ -548,7 +548,13 @@ mod tests {
             vec![Send(a), Deliver(a), Deliver(b)],
             vec![Send(b), Deliver(b), Deliver(a)],
         ];
-        assert_eq!(total_order(&disagree).unwrap_err().property, "total order");
+        let v = total_order(&disagree).unwrap_err();
+        assert_eq!(v.property, "total order");
+        // Names each node with its own order, the first pair first.
+        assert_eq!(
+            v.detail,
+            "node 0 delivered n0#1 before n1#1, node 1 the other way round"
+        );
         assert!(all_delivered(&agree).is_ok());
         let partial = vec![vec![Send(a), Deliver(a)], vec![]];
         assert!(all_delivered(&partial).is_err());

@@ -158,6 +158,7 @@ mod tests {
             let (ka, kb) = (StoreKey::from(a.clone()), StoreKey::from(&b[..]));
             prop_assert_eq!(ka.as_bytes(), &a[..]);
             prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert_eq!(ka.partial_cmp(&kb), a.partial_cmp(&b));
             prop_assert_eq!(ka == kb, a == b);
             let h = std::collections::hash_map::RandomState::new();
             prop_assert_eq!(h.hash_one(&ka), h.hash_one(&a));
