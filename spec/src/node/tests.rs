@@ -379,3 +379,19 @@ fn a_restarted_replica_numbers_its_snapshots_past_those_on_disk() {
     let (id, _) = n0.start_snapshot();
     assert_eq!(id.seq, 7);
 }
+
+#[test]
+fn a_replica_restored_from_its_own_snapshot_numbers_the_next_one_past_it() {
+    // Only the initiator's ids are taken by the snapshot restored from; the
+    // others number theirs from 1 as before.
+    let mut c = Cluster::new(3, Mode::Fifo);
+    c.snapshot(1);
+    c.quiesce().unwrap();
+    let id = c.snapshot(1);
+    assert_eq!(id.seq, 2);
+    c.quiesce().unwrap();
+    let mut restored = Cluster::restore(&c.completed(id).unwrap()).unwrap();
+    let next: Vec<_> = (0..3).map(|i| restored.snapshot(i)).collect();
+    let seqs: Vec<_> = next.iter().map(|id| (id.initiator, id.seq)).collect();
+    assert_eq!(seqs, vec![(0, 1), (1, 3), (2, 1)]);
+}
