@@ -230,6 +230,22 @@ mod tests {
         assert!(check_key(&h, Order::Program).is_ok());
     }
 
+    /// Real time orders `a` before `b` only if `a` returned strictly before `b`
+    /// was invoked: one clock reading cannot tell which came first, so
+    /// operations sharing an instant overlap, and no alarm is raised.
+    #[test]
+    fn operations_sharing_an_instant_overlap() {
+        let h = vec![
+            op(1, Call::Get, v("1"), 0, 5),
+            op(0, Call::Set(b"1".to_vec()), Reply::Ok, 5, 6),
+        ];
+        assert_eq!(check_key(&h, Order::RealTime), Ok(vec![1, 0]));
+        let mut later = h.clone();
+        later[1].invoke = 6;
+        later[1].ret = 7;
+        assert!(check_key(&later, Order::RealTime).is_err());
+    }
+
     #[test]
     fn a_stale_read_after_a_completed_write_is_not_linearizable_but_may_be_sequential() {
         let h = vec![
