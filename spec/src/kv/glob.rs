@@ -139,6 +139,8 @@ mod tests {
             ("[\\a]", "a", true), // in a class a backslash escapes the next byte
             ("[\\a]", "\\", false),
             ("x[\\", "x\\", true), // a trailing backslash is itself
+            ("a\\", "a\\", true),  // outside a class too
+            ("a\\", "a", false),
             ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
             ("", "", true),
             ("", "x", false),
