@@ -307,6 +307,17 @@ fn record_at_once(r: &mut R, id: SnapshotId) {
     assert!(complete(&eff).is_some());
 }
 
+/// n1 of two records `id`, stores its part and hears n0 commit it.
+fn commit_at_once(r: &mut R, id: SnapshotId) {
+    record_at_once(r, id);
+    r.on_stored(id, Ok(summary(1)));
+    let verdict = Envelope::Committed {
+        id,
+        parts: vec![summary(0), summary(1)],
+    };
+    r.on_envelope(0, verdict, || unreachable!()).unwrap();
+}
+
 #[test]
 fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
     // n1 of two: n0's snapshots 1..=K+10 are aborted here, and one committed.
@@ -374,13 +385,7 @@ fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
     let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in 1..=k + 3 {
-        record_at_once(&mut r, id(seq));
-        r.on_stored(id(seq), Ok(summary(1)));
-        let verdict = Envelope::Committed {
-            id: id(seq),
-            parts: vec![summary(0), summary(1)],
-        };
-        r.on_envelope(0, verdict, || unreachable!()).unwrap();
+        commit_at_once(&mut r, id(seq));
         assert!(r.outcomes_remembered() <= REMEMBERED_PER_INITIATOR);
     }
     assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR);
@@ -398,13 +403,7 @@ fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
     let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in (1..=k + 4).filter(|&seq| seq != 4) {
-        record_at_once(&mut r, id(seq));
-        r.on_stored(id(seq), Ok(summary(1)));
-        let verdict = Envelope::Committed {
-            id: id(seq),
-            parts: vec![summary(0), summary(1)],
-        };
-        r.on_envelope(0, verdict, || unreachable!()).unwrap();
+        commit_at_once(&mut r, id(seq));
     }
     assert_eq!(r.finished(id(3)), Some(Outcome::Forgotten));
     assert_eq!(r.finished(id(4)), None);
