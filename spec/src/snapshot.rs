@@ -621,7 +621,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         reason: AbortReason,
         effects: &mut Effects<S, M>,
     ) {
-        if !self.outcomes.insert(id, Outcome::Aborted) {
+        if !self.settle(id, Outcome::Aborted) {
             return;
         }
         self.active.remove(&id);
@@ -658,8 +658,21 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         }
     }
 
+    /// Records `id`'s verdict unless it already finished here: the one rule for
+    /// both verdicts. An id in progress always settles, even one whose
+    /// initiator's newer ids pushed the forgetting floor past it (its verdict
+    /// was dropped then, and the id stayed in progress for ever, re-sending
+    /// its timeout abort at every tick).
+    fn settle(&mut self, id: SnapshotId, outcome: Outcome) -> bool {
+        if self.finished(id).is_some() {
+            return false;
+        }
+        self.outcomes.insert(id, outcome);
+        true
+    }
+
     fn commit(&mut self, id: SnapshotId, parts: Vec<PartSummary>, effects: &mut Effects<S, M>) {
-        if !self.outcomes.insert(id, Outcome::Committed) {
+        if !self.settle(id, Outcome::Committed) {
             return;
         }
         self.finishing.remove(&id);

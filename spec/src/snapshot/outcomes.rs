@@ -60,18 +60,17 @@ impl Outcomes {
         }
     }
 
-    /// Records `id`'s verdict; false if it already had one (nothing changes).
-    pub(super) fn insert(&mut self, id: SnapshotId, outcome: Outcome) -> bool {
-        if self.of(id).is_some() {
-            return false;
-        }
+    /// Records `id`'s verdict. The caller rules out ids already finished (see
+    /// [`Outcomes::of`]), but not ids below the floor: one still in progress
+    /// when newer ids of its initiator finished must still end, and is
+    /// forgotten at once (it is its initiator's oldest).
+    pub(super) fn insert(&mut self, id: SnapshotId, outcome: Outcome) {
         match outcome {
             Outcome::Aborted => self.aborted.insert(id),
             Outcome::Committed => self.committed.insert(id),
             Outcome::Forgotten => unreachable!("a verdict is never recorded as forgotten"),
         };
         self.evict(id.initiator);
-        true
     }
 
     /// Verdicts held exactly (the INFO field `snapshot_outcomes_remembered`).

@@ -409,3 +409,52 @@ fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
     assert_eq!(r.finished(id(4)), None);
     assert_eq!(r.finished(id(5)), Some(Outcome::Committed));
 }
+
+/// n1 of two: n0's snapshot 1 is recorded here but not yet stored while
+/// snapshots 2..=K+3 of the same initiator finish, which pushes the forgetting
+/// floor past 1. Snapshot 1 is still in progress, not forgotten, and its
+/// verdict, when it comes, still ends it (it was dropped, leaving the id in
+/// progress for ever).
+#[test]
+fn an_old_snapshot_still_in_progress_below_the_forgetting_floor_still_ends() {
+    let mut r: R = Recorder::new(1, 2);
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    let k = REMEMBERED_PER_INITIATOR as u64;
+    record_at_once(&mut r, id(1));
+    for seq in 2..=k + 3 {
+        commit_at_once(&mut r, id(seq));
+    }
+    assert_eq!(r.finished(id(2)), Some(Outcome::Forgotten), "floor past 1");
+    assert_eq!(r.finished(id(1)), None, "still in progress");
+    assert_eq!(r.in_progress().collect::<Vec<_>>(), vec![id(1)]);
+    r.on_stored(id(1), Ok(summary(1)));
+    let parts = vec![summary(0), summary(1)];
+    let verdict = Envelope::Committed {
+        id: id(1),
+        parts: parts.clone(),
+    };
+    let (_, eff) = r.on_envelope(0, verdict, || unreachable!()).unwrap();
+    assert_eq!(eff, vec![SnapshotEffect::Committed { id: id(1), parts }]);
+    assert_eq!(r.in_progress().count(), 0);
+    assert_eq!(r.finished(id(1)), Some(Outcome::Forgotten));
+    assert_eq!(r.outcomes_remembered(), REMEMBERED_PER_INITIATOR);
+}
+
+/// The same, ended by a timeout: it aborts once, not again at every tick.
+#[test]
+fn an_old_snapshot_below_the_forgetting_floor_times_out_once() {
+    let mut r: R = Recorder::new(1, 2).with_timeout(10);
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    record_at_once(&mut r, id(1));
+    for seq in 2..=REMEMBERED_PER_INITIATOR as u64 + 3 {
+        commit_at_once(&mut r, id(seq));
+    }
+    let eff = r.on_tick(10);
+    assert!(
+        eff.iter()
+            .any(|e| matches!(e, SnapshotEffect::Aborted { id: a, .. } if *a == id(1))),
+        "{eff:?}"
+    );
+    assert_eq!(r.in_progress().count(), 0);
+    assert_eq!(r.on_tick(20), vec![], "aborted once");
+}
