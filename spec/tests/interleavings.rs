@@ -242,6 +242,26 @@ fn causal_holds_back_a_reply_until_its_question_arrives() {
 }
 
 #[test]
+fn fifo_holds_back_a_message_until_its_predecessor_arrives() {
+    let mut m: Vec<Multicast<&str>> = (0..2).map(|i| Multicast::new(Mode::Fifo, i, 2)).collect();
+    let to_1 = |effects: Vec<Effect<&'static str>>| {
+        effects
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Send { to: 1, msg } => Some(msg),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let a = to_1(m[0].multicast("a").1);
+    let b = to_1(m[0].multicast("b").1);
+    assert!(m[1].on_message(0, b).unwrap().is_empty(), "b waits for a");
+    assert_eq!(m[1].holdback_depth(), 1);
+    assert_eq!(m[1].on_message(0, a).unwrap().len(), 2, "a, then b");
+    assert_eq!(m[1].holdback_depth(), 0);
+}
+
+#[test]
 fn wrong_mode_is_refused() {
     let mut fifo = Multicast::<u8>::new(Mode::Fifo, 0, 2);
     let mut isis = Multicast::<u8>::new(Mode::TotalIsis, 1, 2);

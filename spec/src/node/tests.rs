@@ -395,3 +395,17 @@ fn a_replica_restored_from_its_own_snapshot_numbers_the_next_one_past_it() {
     let seqs: Vec<_> = next.iter().map(|id| (id.initiator, id.seq)).collect();
     assert_eq!(seqs, vec![(0, 1), (1, 3), (2, 1)]);
 }
+
+/// A replica counts the writes it holds back (INFO's hold-back depth): a causal
+/// replica handed n1's write before the n0 write n1 delivered first.
+#[test]
+fn a_replica_counts_the_writes_it_holds_back() {
+    let mut c = Cluster::new(3, Mode::Causal);
+    c.client(0, set("q"));
+    while c.step(0, 1).unwrap() {}
+    c.client(1, set("r"));
+    assert!(c.step(1, 2).unwrap());
+    assert_eq!(c.nodes[2].holdback_depth(), 1, "r waits for q");
+    c.quiesce().unwrap();
+    assert_eq!(c.nodes[2].holdback_depth(), 0);
+}
