@@ -11,7 +11,8 @@
 # Prints one line per mode, test and pipeline depth: user+system CPU
 # microseconds per request on node 0 (which the client talks to) and on each
 # peer (which only delivers the multicast), read from /proc/PID/stat around
-# one redis-benchmark run. A benchmark, not a test.
+# one redis-benchmark run, and for SET the writes per multicast batch (node 0's
+# INFO `writes_multicast` / `multicasts_sent` over the run). A benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,14 +49,18 @@ per_request() { # port test pipeline pid...
   echo "${out[*]}"
 }
 
-printf '%-14s %-4s %3s %10s %16s\n' target test P "node0_us" "peers_us"
+info_field() { # port field: one number from INFO
+  redis-cli -p "$1" INFO | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
+}
+
+printf '%-14s %-4s %3s %10s %16s %14s\n' target test P "node0_us" "peers_us" "writes/batch"
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
 pids+=($!)
 wait_ping "$REDIS_PORT"
 redis-benchmark -p "$REDIS_PORT" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
 for t in $TESTS; do
   for p in $PIPES; do
-    printf '%-14s %-4s %3s %10s %16s\n' redis-server "$t" "$p" "$(per_request "$REDIS_PORT" "$t" "$p" "${pids[-1]}")" -
+    printf '%-14s %-4s %3s %10s %16s %14s\n' redis-server "$t" "$p" "$(per_request "$REDIS_PORT" "$t" "$p" "${pids[-1]}")" - -
   done
 done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
@@ -72,8 +77,13 @@ for mode in $MODES; do
   redis-benchmark -p "$CLIENT_BASE" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
   for t in $TESTS; do
     for p in $PIPES; do
+      m0=$(info_field "$CLIENT_BASE" multicasts_sent)
+      w0=$(info_field "$CLIENT_BASE" writes_multicast)
       read -r n0 n1 n2 < <(per_request "$CLIENT_BASE" "$t" "$p" "${nodes[@]}")
-      printf '%-14s %-4s %3s %10s %16s\n' "$mode" "$t" "$p" "$n0" "$n1 / $n2"
+      batch=$(awk -v m=$(($(info_field "$CLIENT_BASE" multicasts_sent) - m0)) \
+        -v w=$(($(info_field "$CLIENT_BASE" writes_multicast) - w0)) \
+        'BEGIN { if (m > 0) printf "%.1f", w / m; else print "-" }')
+      printf '%-14s %-4s %3s %10s %16s %14s\n' "$mode" "$t" "$p" "$n0" "$n1 / $n2" "$batch"
     done
   done
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'

@@ -2,12 +2,14 @@
 //!
 //! Inputs (client requests, peer frames, connection events, ticks, stored
 //! parts) arrive on one mpsc queue; each is fed to the state machine and the
-//! resulting [`Output`]s are carried out. The loop never awaits anything but
-//! its input queue, so it cannot deadlock with the connections it feeds. It
-//! drains whatever inputs are ready, then feeds the spec `Flush`: the writes
-//! that arrived meanwhile go out as one batch (one multicast, one frame per
-//! peer), without a timer. Peer writers flush only when their queue runs dry,
-//! so a pipelining client's writes travel in few TCP segments.
+//! resulting [`Output`]s are carried out. The loop awaits nothing but its input
+//! queue and a yield, so it cannot deadlock with the connections it feeds. It
+//! drains whatever inputs are ready; if writes await a batch, it yields once so
+//! every ready connection task runs (requests already in their sockets join
+//! in), drains again and feeds the spec `Flush`: the writes that arrived
+//! meanwhile go out as one batch (one multicast, one frame per peer), without a
+//! timer. Peer writers flush only when their queue runs dry, so a pipelining
+//! client's writes travel in few TCP segments.
 //!
 //! Every call into the protocol goes through [`Runtime::feed`], which hands
 //! the spec node one [`SpecInput`] and, with `--trace`, records the input and
@@ -176,15 +178,15 @@ impl Runtime {
                 tokio::time::sleep(pause).await;
             }
             self.handle(input);
-            for _ in 0..BATCH {
-                match inputs.try_recv() {
-                    Ok(input) => self.handle(input),
-                    Err(_) => break,
-                }
-            }
+            self.handle_ready(&mut inputs);
             // Nothing more waiting (or a wake-up's worth handled): the writes that
             // arrived meanwhile go out as one batch, so no timer adds latency.
             if self.node.unflushed_writes() > 0 {
+                // First let every connection task that is ready run once: the writes
+                // already in their sockets join this batch instead of starting the
+                // next one (fewer frames and peer wake-ups per write).
+                tokio::task::yield_now().await;
+                self.handle_ready(&mut inputs);
                 self.feed(SpecInput::Flush)
                     .expect("a flush is always accepted");
                 self.drain_deferred();
@@ -198,6 +200,16 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Handles the inputs already queued, at most a wake-up's worth.
+    fn handle_ready(&mut self, inputs: &mut mpsc::Receiver<Input>) {
+        for _ in 0..BATCH {
+            match inputs.try_recv() {
+                Ok(input) => self.handle(input),
+                Err(_) => break,
+            }
+        }
     }
 
     fn flush_trace(&mut self) {
