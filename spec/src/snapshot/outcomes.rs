@@ -60,9 +60,9 @@ impl Outcomes {
         }
     }
 
-    /// Records `id`'s verdict. The caller rules out ids already finished (see
-    /// [`Outcomes::of`]), but not ids below the floor: one still in progress
-    /// when newer ids of its initiator finished must still end, and is
+    /// Records `id`'s verdict. The caller (the recorder's `settle`) rules out
+    /// ids already finished, but not every id below the floor: one still in
+    /// progress when newer ids of its initiator finished must still end, and is
     /// forgotten at once (it is its initiator's oldest).
     pub(super) fn insert(&mut self, id: SnapshotId, outcome: Outcome) {
         match outcome {
