@@ -185,6 +185,13 @@ async fn run(mode: Mode, faults: bool) {
                 assert_eq!(info["last_snapshot"], "0-1");
                 assert_eq!(info["holdback_depth"], "0");
                 assert_eq!(info["peers_connected"], "2");
+                // The pipelined bursts' writes arrive together and travel in
+                // batches: fewer multicasts than writes.
+                let count = |f: &str| info[f].parse::<u64>().unwrap();
+                assert!(
+                    count("multicasts_sent") < count("writes_multicast"),
+                    "node {i}: no batch carried two writes: {info:?}"
+                );
                 break;
             }
             assert!(
