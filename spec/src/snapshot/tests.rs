@@ -410,6 +410,16 @@ fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
     assert_eq!(r.finished(id(5)), Some(Outcome::Committed));
 }
 
+/// n1 of two records n0's snapshot 1 (its part not yet stored), then commits
+/// n0's snapshots 2..=K+3, whose verdicts push the forgetting floor past 1.
+fn record_one_then_commit_past_it(r: &mut R) {
+    let id = |seq| SnapshotId { initiator: 0, seq };
+    record_at_once(r, id(1));
+    for seq in 2..=REMEMBERED_PER_INITIATOR as u64 + 3 {
+        commit_at_once(r, id(seq));
+    }
+}
+
 /// n1 of two: n0's snapshot 1 is recorded here but not yet stored while
 /// snapshots 2..=K+3 of the same initiator finish, which pushes the forgetting
 /// floor past 1. Snapshot 1 is still in progress, not forgotten, and its
@@ -419,11 +429,7 @@ fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
 fn an_old_snapshot_still_in_progress_below_the_forgetting_floor_still_ends() {
     let mut r: R = Recorder::new(1, 2);
     let id = |seq| SnapshotId { initiator: 0, seq };
-    let k = REMEMBERED_PER_INITIATOR as u64;
-    record_at_once(&mut r, id(1));
-    for seq in 2..=k + 3 {
-        commit_at_once(&mut r, id(seq));
-    }
+    record_one_then_commit_past_it(&mut r);
     assert_eq!(r.finished(id(2)), Some(Outcome::Forgotten), "floor past 1");
     assert_eq!(r.finished(id(1)), None, "still in progress");
     assert_eq!(r.in_progress().collect::<Vec<_>>(), vec![id(1)]);
@@ -445,10 +451,7 @@ fn an_old_snapshot_still_in_progress_below_the_forgetting_floor_still_ends() {
 fn an_old_snapshot_below_the_forgetting_floor_times_out_once() {
     let mut r: R = Recorder::new(1, 2).with_timeout(10);
     let id = |seq| SnapshotId { initiator: 0, seq };
-    record_at_once(&mut r, id(1));
-    for seq in 2..=REMEMBERED_PER_INITIATOR as u64 + 3 {
-        commit_at_once(&mut r, id(seq));
-    }
+    record_one_then_commit_past_it(&mut r);
     let eff = r.on_tick(10);
     assert!(
         eff.iter()
