@@ -5,7 +5,8 @@
 //! commands), hands it to the runtime with a oneshot for the answer and queues
 //! the oneshot; the collector awaits the queue's head, so replies leave in
 //! request order however the replica interleaves them, and pipelining works;
-//! the sender writes the encoded replies, flushing only when nothing else is
+//! the collector encodes every reply already answered into one buffer and
+//! hands it to the sender, which writes it, flushing only when nothing else is
 //! ready, so a pipeline's replies share TCP segments.
 //!
 //! Commands on one connection take effect in order, as in Redis, even when
@@ -41,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
@@ -54,8 +55,8 @@ const SEND_BUFFER: usize = 64 << 10;
 
 enum Pending {
     Ready(BytesFrame),
-    /// A read's answer, holding one of the connection's [`READS_IN_FLIGHT`] permits.
-    Wait(oneshot::Receiver<Response>, OwnedSemaphorePermit),
+    /// A read's answer, holding one of the connection's [`READS_IN_FLIGHT`] slots.
+    Wait(oneshot::Receiver<Response>, ReadSlot),
     /// A write's answer; counts down the connection's writes in flight.
     Write(oneshot::Receiver<Response>),
     /// A request to dispatch only when every earlier reply is out.
@@ -154,7 +155,6 @@ async fn read_requests(
     mut gate: Gate,
     who: String,
 ) {
-    let reads = Arc::new(Semaphore::new(READS_IN_FLIGHT));
     let mut requests = FramedRead::new(read, RespCodec::default());
     let mut session = resp::Session::new();
     while let Some(next) = requests.next().await {
@@ -185,13 +185,11 @@ async fn read_requests(
                             };
                             Pending::Write(answer)
                         } else {
-                            let Ok(permit) = reads.clone().acquire_owned().await else {
-                                break;
-                            };
+                            let slot = ReadSlot::take(&order).await;
                             let Some(answer) = dispatch(&inputs, req).await else {
                                 break; // shutting down
                             };
-                            Pending::Wait(answer, permit)
+                            Pending::Wait(answer, slot)
                         }
                     }
                 }
@@ -219,11 +217,44 @@ struct Order {
     writes: AtomicUsize,
     /// Requests queued for the writer to dispatch.
     deferred: AtomicUsize,
+    /// Reads dispatched whose answer the collector has not encoded yet.
+    reads: AtomicUsize,
+    /// Signalled when `reads` drops below [`READS_IN_FLIGHT`].
+    read_freed: Notify,
 }
 
 impl Order {
     fn must_defer(&self, is_write: bool) -> bool {
         self.deferred.load(SeqCst) > 0 || (!is_write && self.writes.load(SeqCst) > 0)
+    }
+}
+
+/// One of a connection's [`READS_IN_FLIGHT`] read slots, freed on drop.
+///
+/// A counter rather than a `tokio::sync::Semaphore`: only the reader takes
+/// slots, so it needs no compare-and-swap loop, and freeing one takes no lock
+/// (the semaphore's release locks its waiter list: 4% of a pipelined `GET`).
+struct ReadSlot(Arc<Order>);
+
+impl ReadSlot {
+    /// Waits for a free slot. Only the reader calls this, so no one can take
+    /// the slot between the check and the increment.
+    async fn take(order: &Arc<Order>) -> ReadSlot {
+        while order.reads.load(SeqCst) >= READS_IN_FLIGHT {
+            // `notify_one` keeps its permit if it runs between the check and
+            // here, so a slot freed meanwhile is not missed.
+            order.read_freed.notified().await;
+        }
+        order.reads.fetch_add(1, SeqCst);
+        ReadSlot(order.clone())
+    }
+}
+
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        if self.0.reads.fetch_sub(1, SeqCst) == READS_IN_FLIGHT {
+            self.0.read_freed.notify_one();
+        }
     }
 }
 
@@ -237,14 +268,52 @@ async fn dispatch(
     Some(answer)
 }
 
-async fn answer_frame(answer: Option<oneshot::Receiver<Response>>) -> (BytesFrame, bool) {
-    match answer {
-        Some(rx) => match rx.await {
-            Ok(r) => (resp::response_frame(r), false),
-            Err(_) => (resp::error("ERR node is shutting down"), true),
-        },
-        None => (resp::error("ERR node is shutting down"), true),
+/// Replies encoded but not yet handed to the sender.
+///
+/// The collector encodes every reply that is already answered into one
+/// buffer and hands the buffer over only before it would wait (or when the
+/// buffer is full), so a pipeline's replies cost one hand-over, one buffer and
+/// one wake-up of the sender, not one each.
+struct Batch {
+    buf: BytesMut,
+    out: mpsc::UnboundedSender<(Bytes, bool)>,
+}
+
+/// Replies a [`Batch`] gathers before it is handed over regardless.
+const BATCH_BYTES: usize = 16 << 10;
+
+impl Batch {
+    /// Hands the gathered replies to the sender; `false` if it is gone.
+    fn hand_over(&mut self, close: bool) -> bool {
+        if self.buf.is_empty() && !close {
+            return true;
+        }
+        let bytes = std::mem::take(&mut self.buf).freeze();
+        self.out.send((bytes, close)).is_ok()
     }
+
+    /// An answer, handing over what is gathered first if it is not in yet.
+    async fn answer(&mut self, mut rx: oneshot::Receiver<Response>) -> Option<(BytesFrame, bool)> {
+        let response = match rx.try_recv() {
+            Ok(r) => Ok(r),
+            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if !self.hand_over(false) {
+                    return None;
+                }
+                rx.await.map_err(|_| ())
+            }
+        };
+        Some(match response {
+            Ok(r) => (resp::response_frame(r), false),
+            Err(()) => shutting_down(),
+        })
+    }
+}
+
+/// The last reply when the runtime is gone.
+fn shutting_down() -> (BytesFrame, bool) {
+    (resp::error("ERR node is shutting down"), true)
 }
 
 /// Awaits replies in request order, encodes them and hands them to the sender,
@@ -258,16 +327,34 @@ async fn collect(
     admission: Arc<Admission>,
     who: String,
 ) -> Flow {
-    while let Some((pending, encoding)) = queue.recv().await {
-        let mut permit = None;
-        let (frame, close) = match pending {
-            Pending::Ready(f) => (f, false),
-            Pending::Wait(answer, p) => {
-                permit = Some(p);
-                answer_frame(Some(answer)).await
+    let mut batch = Batch {
+        buf: BytesMut::new(),
+        out,
+    };
+    loop {
+        let (pending, encoding) = match queue.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Nothing more to encode now: let the sender have what is gathered.
+                if !batch.hand_over(false) {
+                    return Flow::Done;
+                }
+                match queue.recv().await {
+                    Some(next) => next,
+                    None => break,
+                }
+            }
+        };
+        let mut slot = None;
+        let answered = match pending {
+            Pending::Ready(f) => Some((f, false)),
+            Pending::Wait(answer, s) => {
+                slot = Some(s);
+                batch.answer(answer).await
             }
             Pending::Write(answer) => {
-                let r = answer_frame(Some(answer)).await;
+                let r = batch.answer(answer).await;
                 order.writes.fetch_sub(1, SeqCst);
                 r
             }
@@ -281,21 +368,27 @@ async fn collect(
                 }
                 let answer = dispatch(&inputs, req).await;
                 order.deferred.fetch_sub(1, SeqCst);
-                let r = answer_frame(answer).await;
+                let r = match answer {
+                    Some(rx) => batch.answer(rx).await,
+                    None => Some(shutting_down()),
+                };
                 if is_write {
                     order.writes.fetch_sub(1, SeqCst);
                 }
                 r
             }
-            Pending::Close(f) => (f, true),
+            Pending::Close(f) => Some((f, true)),
         };
-        let mut buf = BytesMut::new();
-        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut buf).is_err() {
+        let Some((frame, close)) = answered else {
+            return Flow::Done; // the sender is gone
+        };
+        let before_encoding = batch.buf.len();
+        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut batch.buf).is_err() {
             return Flow::Overflow;
         }
-        let len = buf.len();
+        let len = batch.buf.len() - before_encoding;
         let before = unsent.fetch_add(len, SeqCst);
-        drop(permit);
+        drop(slot);
         let limit = admission.output_buffer_limit;
         if before > 0 && before + len > limit {
             admission.output_limit_hit();
@@ -307,10 +400,15 @@ async fn collect(
             );
             return Flow::Overflow;
         }
-        if out.send((buf.freeze(), close)).is_err() || close {
+        if close {
+            batch.hand_over(true);
+            return Flow::Done;
+        }
+        if batch.buf.len() >= BATCH_BYTES && !batch.hand_over(false) {
             return Flow::Done;
         }
     }
+    batch.hand_over(false);
     Flow::Done
 }
 
@@ -345,4 +443,93 @@ async fn send(
         }
     }
     let _ = sink.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A pipeline's replies leave in as few buffers as latency allows: what is
+    /// answered goes to the sender before the collector waits for a later
+    /// answer, and everything answered after that goes as one buffer.
+    #[tokio::test]
+    async fn replies_go_to_the_sender_before_a_wait_and_together_after_it() {
+        let (queue, rx) = mpsc::channel(16);
+        let (out_tx, mut out) = mpsc::unbounded_channel();
+        let (inputs, _runtime) = mpsc::channel(1);
+        let order = Arc::new(Order::default());
+        let admission = Arc::new(Admission {
+            output_buffer_limit: 1 << 20,
+            ..Admission::default()
+        });
+        let unsent = Arc::new(AtomicUsize::new(0));
+        let (answer, later) = oneshot::channel();
+        let plain = Encoding::default();
+        let slot = ReadSlot::take(&order).await;
+        for pending in [
+            Pending::Ready(resp::ok()),
+            Pending::Wait(later, slot),
+            Pending::Ready(resp::ok()),
+            Pending::Ready(resp::ok()),
+        ] {
+            queue.send((pending, plain)).await.unwrap();
+        }
+        let collector = tokio::spawn(collect(
+            rx,
+            out_tx,
+            inputs,
+            order.clone(),
+            unsent.clone(),
+            admission,
+            "test".into(),
+        ));
+        let (first, _) = tokio::time::timeout(PATIENCE, out.recv())
+            .await
+            .expect("the first reply is handed over before the collector waits")
+            .unwrap();
+        assert_eq!(&first[..], b"+OK\r\n");
+        assert!(out.try_recv().is_err(), "nothing else is answered yet");
+        answer.send(Response::Int(7)).unwrap();
+        drop(queue);
+        let (rest, close) = tokio::time::timeout(PATIENCE, out.recv())
+            .await
+            .expect("the rest is handed over")
+            .unwrap();
+        assert_eq!(&rest[..], b":7\r\n+OK\r\n+OK\r\n");
+        assert!(!close);
+        assert!(matches!(collector.await.unwrap(), Flow::Done));
+        assert!(out.recv().await.is_none(), "three replies, two buffers");
+        assert_eq!(unsent.load(SeqCst), first.len() + rest.len());
+        assert_eq!(order.reads.load(SeqCst), 0, "the read's slot is freed");
+    }
+
+    /// At most [`READS_IN_FLIGHT`] reads wait uncollected; a freed slot wakes
+    /// the reader waiting for one.
+    #[tokio::test]
+    async fn a_reader_waits_for_a_read_slot_and_a_freed_one_wakes_it() {
+        use futures::FutureExt;
+        let order = Arc::new(Order::default());
+        let mut slots: Vec<ReadSlot> = (0..READS_IN_FLIGHT)
+            .map(|_| {
+                ReadSlot::take(&order)
+                    .now_or_never()
+                    .expect("a free slot is taken at once")
+            })
+            .collect();
+        let mut next = Box::pin(ReadSlot::take(&order));
+        assert!(
+            futures::poll!(&mut next).is_pending(),
+            "every slot is taken"
+        );
+        assert_eq!(order.reads.load(SeqCst), READS_IN_FLIGHT);
+        slots.pop();
+        let _slot = tokio::time::timeout(PATIENCE, next)
+            .await
+            .expect("the freed slot wakes the waiting reader");
+        assert_eq!(order.reads.load(SeqCst), READS_IN_FLIGHT);
+        slots.clear();
+        assert_eq!(order.reads.load(SeqCst), 1);
+    }
 }
