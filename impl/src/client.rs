@@ -366,6 +366,11 @@ async fn collect(
                 if is_write {
                     order.writes.fetch_add(1, SeqCst);
                 }
+                // Hand over first: the runtime answers only once this task yields,
+                // and its queue may be full.
+                if !batch.hand_over(false) {
+                    return Flow::Done;
+                }
                 let answer = dispatch(&inputs, req).await;
                 order.deferred.fetch_sub(1, SeqCst);
                 let r = match answer {
@@ -500,9 +505,60 @@ mod tests {
         assert_eq!(&rest[..], b":7\r\n+OK\r\n+OK\r\n");
         assert!(!close);
         assert!(matches!(collector.await.unwrap(), Flow::Done));
-        assert!(out.recv().await.is_none(), "three replies, two buffers");
+        assert!(out.recv().await.is_none(), "four replies, two buffers");
         assert_eq!(unsent.load(SeqCst), first.len() + rest.len());
         assert_eq!(order.reads.load(SeqCst), 0, "the read's slot is freed");
+    }
+
+    /// A held-back request is dispatched only after the replies before it
+    /// are handed over: if the runtime's queue is full, they do not wait too.
+    #[tokio::test]
+    async fn replies_before_a_held_back_request_leave_before_it_is_dispatched() {
+        let (queue, rx) = mpsc::channel(16);
+        let (out_tx, mut out) = mpsc::unbounded_channel();
+        let (inputs, mut runtime) = mpsc::channel(1);
+        inputs.send(Input::Tick).await.unwrap(); // the runtime's queue is full
+        let order = Arc::new(Order::default());
+        order.deferred.store(1, SeqCst);
+        let admission = Arc::new(Admission {
+            output_buffer_limit: 1 << 20,
+            ..Admission::default()
+        });
+        let plain = Encoding::default();
+        queue
+            .send((Pending::Ready(resp::ok()), plain))
+            .await
+            .unwrap();
+        queue
+            .send((Pending::Deferred(ClientRequest::DbSize), plain))
+            .await
+            .unwrap();
+        let _collector = tokio::spawn(collect(
+            rx,
+            out_tx,
+            inputs,
+            order.clone(),
+            Arc::new(AtomicUsize::new(0)),
+            admission,
+            "test".into(),
+        ));
+        let (first, _) = tokio::time::timeout(PATIENCE, out.recv())
+            .await
+            .expect("the reply before the held-back request is handed over")
+            .unwrap();
+        assert_eq!(&first[..], b"+OK\r\n");
+        assert!(matches!(runtime.recv().await, Some(Input::Tick)));
+        let Some(Input::Client { req, reply }) = runtime.recv().await else {
+            panic!("the held-back request reaches the runtime");
+        };
+        assert!(matches!(req, ClientRequest::DbSize));
+        reply.send(Response::Int(3)).unwrap();
+        let (second, _) = tokio::time::timeout(PATIENCE, out.recv())
+            .await
+            .expect("its answer follows")
+            .unwrap();
+        assert_eq!(&second[..], b":3\r\n");
+        assert_eq!(order.deferred.load(SeqCst), 0);
     }
 
     /// At most [`READS_IN_FLIGHT`] reads wait uncollected; a freed slot wakes
