@@ -456,20 +456,56 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
+    /// A collector over `queue` that feeds `inputs`, with room for every reply.
+    struct Collector {
+        task: tokio::task::JoinHandle<Flow>,
+        out: mpsc::UnboundedReceiver<(Bytes, bool)>,
+        unsent: Arc<AtomicUsize>,
+    }
+
+    impl Collector {
+        fn spawn(
+            queue: mpsc::Receiver<(Pending, Encoding)>,
+            inputs: mpsc::Sender<Input>,
+            order: &Arc<Order>,
+        ) -> Self {
+            let (out_tx, out) = mpsc::unbounded_channel();
+            let unsent = Arc::new(AtomicUsize::new(0));
+            let admission = Arc::new(Admission {
+                output_buffer_limit: 1 << 20,
+                ..Admission::default()
+            });
+            let task = tokio::spawn(collect(
+                queue,
+                out_tx,
+                inputs,
+                order.clone(),
+                unsent.clone(),
+                admission,
+                "test".into(),
+            ));
+            Collector { task, out, unsent }
+        }
+
+        /// The next buffer handed to the sender.
+        async fn next(&mut self, what: &str) -> Bytes {
+            let (bytes, close) = tokio::time::timeout(PATIENCE, self.out.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{what}"))
+                .expect("the collector hands over before it ends");
+            assert!(!close);
+            bytes
+        }
+    }
+
     /// A pipeline's replies leave in as few buffers as latency allows: what is
     /// answered goes to the sender before the collector waits for a later
     /// answer, and everything answered after that goes as one buffer.
     #[tokio::test]
     async fn replies_go_to_the_sender_before_a_wait_and_together_after_it() {
         let (queue, rx) = mpsc::channel(16);
-        let (out_tx, mut out) = mpsc::unbounded_channel();
         let (inputs, _runtime) = mpsc::channel(1);
         let order = Arc::new(Order::default());
-        let admission = Arc::new(Admission {
-            output_buffer_limit: 1 << 20,
-            ..Admission::default()
-        });
-        let unsent = Arc::new(AtomicUsize::new(0));
         let (answer, later) = oneshot::channel();
         let plain = Encoding::default();
         let slot = ReadSlot::take(&order).await;
@@ -481,32 +517,19 @@ mod tests {
         ] {
             queue.send((pending, plain)).await.unwrap();
         }
-        let collector = tokio::spawn(collect(
-            rx,
-            out_tx,
-            inputs,
-            order.clone(),
-            unsent.clone(),
-            admission,
-            "test".into(),
-        ));
-        let (first, _) = tokio::time::timeout(PATIENCE, out.recv())
-            .await
-            .expect("the first reply is handed over before the collector waits")
-            .unwrap();
+        let mut c = Collector::spawn(rx, inputs, &order);
+        let first = c
+            .next("the first reply is handed over before the collector waits")
+            .await;
         assert_eq!(&first[..], b"+OK\r\n");
-        assert!(out.try_recv().is_err(), "nothing else is answered yet");
+        assert!(c.out.try_recv().is_err(), "nothing else is answered yet");
         answer.send(Response::Int(7)).unwrap();
         drop(queue);
-        let (rest, close) = tokio::time::timeout(PATIENCE, out.recv())
-            .await
-            .expect("the rest is handed over")
-            .unwrap();
+        let rest = c.next("the rest is handed over").await;
         assert_eq!(&rest[..], b":7\r\n+OK\r\n+OK\r\n");
-        assert!(!close);
-        assert!(matches!(collector.await.unwrap(), Flow::Done));
-        assert!(out.recv().await.is_none(), "four replies, two buffers");
-        assert_eq!(unsent.load(SeqCst), first.len() + rest.len());
+        assert!(matches!(c.task.await.unwrap(), Flow::Done));
+        assert!(c.out.recv().await.is_none(), "four replies, two buffers");
+        assert_eq!(c.unsent.load(SeqCst), first.len() + rest.len());
         assert_eq!(order.reads.load(SeqCst), 0, "the read's slot is freed");
     }
 
@@ -515,15 +538,10 @@ mod tests {
     #[tokio::test]
     async fn replies_before_a_held_back_request_leave_before_it_is_dispatched() {
         let (queue, rx) = mpsc::channel(16);
-        let (out_tx, mut out) = mpsc::unbounded_channel();
         let (inputs, mut runtime) = mpsc::channel(1);
         inputs.send(Input::Tick).await.unwrap(); // the runtime's queue is full
         let order = Arc::new(Order::default());
         order.deferred.store(1, SeqCst);
-        let admission = Arc::new(Admission {
-            output_buffer_limit: 1 << 20,
-            ..Admission::default()
-        });
         let plain = Encoding::default();
         queue
             .send((Pending::Ready(resp::ok()), plain))
@@ -533,19 +551,10 @@ mod tests {
             .send((Pending::Deferred(ClientRequest::DbSize), plain))
             .await
             .unwrap();
-        let _collector = tokio::spawn(collect(
-            rx,
-            out_tx,
-            inputs,
-            order.clone(),
-            Arc::new(AtomicUsize::new(0)),
-            admission,
-            "test".into(),
-        ));
-        let (first, _) = tokio::time::timeout(PATIENCE, out.recv())
-            .await
-            .expect("the reply before the held-back request is handed over")
-            .unwrap();
+        let mut c = Collector::spawn(rx, inputs, &order);
+        let first = c
+            .next("the reply before the held-back request is handed over")
+            .await;
         assert_eq!(&first[..], b"+OK\r\n");
         assert!(matches!(runtime.recv().await, Some(Input::Tick)));
         let Some(Input::Client { req, reply }) = runtime.recv().await else {
@@ -553,11 +562,7 @@ mod tests {
         };
         assert!(matches!(req, ClientRequest::DbSize));
         reply.send(Response::Int(3)).unwrap();
-        let (second, _) = tokio::time::timeout(PATIENCE, out.recv())
-            .await
-            .expect("its answer follows")
-            .unwrap();
-        assert_eq!(&second[..], b":3\r\n");
+        assert_eq!(&c.next("its answer follows").await[..], b":3\r\n");
         assert_eq!(order.deferred.load(SeqCst), 0);
     }
 
