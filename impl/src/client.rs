@@ -274,15 +274,15 @@ async fn dispatch(
 /// buffer and hands the buffer over only before it would wait (or when the
 /// buffer is full), so a pipeline's replies cost one hand-over, one buffer and
 /// one wake-up of the sender, not one each.
-struct Batch {
+struct Outbox {
     buf: BytesMut,
     out: mpsc::UnboundedSender<(Bytes, bool)>,
 }
 
-/// Replies a [`Batch`] gathers before it is handed over regardless.
-const BATCH_BYTES: usize = 16 << 10;
+/// Bytes an [`Outbox`] gathers before it is handed over regardless.
+const OUTBOX_BYTES: usize = 16 << 10;
 
-impl Batch {
+impl Outbox {
     /// Hands the gathered replies to the sender; `false` if it is gone.
     fn hand_over(&mut self, close: bool) -> bool {
         if self.buf.is_empty() && !close {
@@ -327,7 +327,7 @@ async fn collect(
     admission: Arc<Admission>,
     who: String,
 ) -> Flow {
-    let mut batch = Batch {
+    let mut outbox = Outbox {
         buf: BytesMut::new(),
         out,
     };
@@ -337,7 +337,7 @@ async fn collect(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
                 // Nothing more to encode now: let the sender have what is gathered.
-                if !batch.hand_over(false) {
+                if !outbox.hand_over(false) {
                     return Flow::Done;
                 }
                 match queue.recv().await {
@@ -351,10 +351,10 @@ async fn collect(
             Pending::Ready(f) => Some((f, false)),
             Pending::Wait(answer, s) => {
                 slot = Some(s);
-                batch.answer(answer).await
+                outbox.answer(answer).await
             }
             Pending::Write(answer) => {
-                let r = batch.answer(answer).await;
+                let r = outbox.answer(answer).await;
                 order.writes.fetch_sub(1, SeqCst);
                 r
             }
@@ -368,13 +368,13 @@ async fn collect(
                 }
                 // Hand over first: the runtime answers only once this task yields,
                 // and its queue may be full.
-                if !batch.hand_over(false) {
+                if !outbox.hand_over(false) {
                     return Flow::Done;
                 }
                 let answer = dispatch(&inputs, req).await;
                 order.deferred.fetch_sub(1, SeqCst);
                 let r = match answer {
-                    Some(rx) => batch.answer(rx).await,
+                    Some(rx) => outbox.answer(rx).await,
                     None => Some(shutting_down()),
                 };
                 if is_write {
@@ -387,11 +387,11 @@ async fn collect(
         let Some((frame, close)) = answered else {
             return Flow::Done; // the sender is gone
         };
-        let before_encoding = batch.buf.len();
-        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut batch.buf).is_err() {
+        let before_encoding = outbox.buf.len();
+        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut outbox.buf).is_err() {
             return Flow::Overflow;
         }
-        let len = batch.buf.len() - before_encoding;
+        let len = outbox.buf.len() - before_encoding;
         let before = unsent.fetch_add(len, SeqCst);
         drop(slot);
         let limit = admission.output_buffer_limit;
@@ -406,14 +406,14 @@ async fn collect(
             return Flow::Overflow;
         }
         if close {
-            batch.hand_over(true);
+            outbox.hand_over(true);
             return Flow::Done;
         }
-        if batch.buf.len() >= BATCH_BYTES && !batch.hand_over(false) {
+        if outbox.buf.len() >= OUTBOX_BYTES && !outbox.hand_over(false) {
             return Flow::Done;
         }
     }
-    batch.hand_over(false);
+    outbox.hand_over(false);
     Flow::Done
 }
 
