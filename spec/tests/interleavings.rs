@@ -196,37 +196,33 @@ proptest! {
     }
 }
 
+/// The message a multicast's `effects` put on the channel to node `to`.
+fn sent_to<P: Clone>(effects: &[Effect<P>], to: usize) -> Wire<P> {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { to: t, msg } if *t == to => Some(msg.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("nothing sent to n{to}"))
+}
+
 #[test]
 fn causal_holds_back_a_reply_until_its_question_arrives() {
     // n0 multicasts q; n1 delivers q and multicasts r; n2 gets r first.
     let n = 3;
     let mut m: Vec<Multicast<&str>> = (0..n).map(|i| Multicast::new(Mode::Causal, i, n)).collect();
     let (_, eff_q) = m[0].multicast("q");
-    let q_to = |to| {
-        eff_q
-            .iter()
-            .find_map(|e| match e {
-                Effect::Send { to: t, msg } if *t == to => Some(msg.clone()),
-                _ => None,
-            })
-            .unwrap()
-    };
-    m[1].on_message(0, q_to(1)).unwrap();
+    m[1].on_message(0, sent_to(&eff_q, 1)).unwrap();
     let (_, eff_r) = m[1].multicast("r");
-    let r_to_2 = eff_r
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send { to: 2, msg } => Some(msg.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let r_to_2 = sent_to(&eff_r, 2);
     assert!(
         m[2].on_message(1, r_to_2.clone()).unwrap().is_empty(),
         "r must wait for q"
     );
     assert_eq!(m[2].holdback_depth(), 1);
     let delivered: Vec<&str> = m[2]
-        .on_message(0, q_to(2))
+        .on_message(0, sent_to(&eff_q, 2))
         .unwrap()
         .into_iter()
         .filter_map(|e| match e {
@@ -244,17 +240,8 @@ fn causal_holds_back_a_reply_until_its_question_arrives() {
 #[test]
 fn fifo_holds_back_a_message_until_its_predecessor_arrives() {
     let mut m: Vec<Multicast<&str>> = (0..2).map(|i| Multicast::new(Mode::Fifo, i, 2)).collect();
-    let to_1 = |effects: Vec<Effect<&'static str>>| {
-        effects
-            .into_iter()
-            .find_map(|e| match e {
-                Effect::Send { to: 1, msg } => Some(msg),
-                _ => None,
-            })
-            .unwrap()
-    };
-    let a = to_1(m[0].multicast("a").1);
-    let b = to_1(m[0].multicast("b").1);
+    let a = sent_to(&m[0].multicast("a").1, 1);
+    let b = sent_to(&m[0].multicast("b").1, 1);
     assert!(m[1].on_message(0, b).unwrap().is_empty(), "b waits for a");
     assert_eq!(m[1].holdback_depth(), 1);
     assert_eq!(m[1].on_message(0, a).unwrap().len(), 2, "a, then b");

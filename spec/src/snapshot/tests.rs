@@ -302,6 +302,11 @@ fn an_acknowledged_part_waits_for_the_verdict_unless_the_initiator_is_gone() {
 
 /// n1 of two takes n0's marker for `id`: its only channel is closed by it,
 /// so its part is complete at once.
+/// Snapshot `seq` of initiator n0, the one the bounded-memory tests use.
+fn id(seq: u64) -> SnapshotId {
+    SnapshotId { initiator: 0, seq }
+}
+
 fn record_at_once(r: &mut R, id: SnapshotId) {
     let (_, eff) = r.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
     assert!(complete(&eff).is_some());
@@ -322,7 +327,6 @@ fn commit_at_once(r: &mut R, id: SnapshotId) {
 fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
     // n1 of two: n0's snapshots 1..=K+10 are aborted here, and one committed.
     let mut r: R = Recorder::new(1, 2);
-    let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in 1..=k + 10 {
         record_at_once(&mut r, id(seq));
@@ -382,7 +386,6 @@ fn verdicts_are_remembered_in_bounded_memory_and_old_ids_stay_finished() {
 #[test]
 fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
     let mut r: R = Recorder::new(1, 2);
-    let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in 1..=k + 3 {
         commit_at_once(&mut r, id(seq));
@@ -400,7 +403,6 @@ fn a_run_of_commits_is_remembered_in_the_same_bounded_memory() {
 #[test]
 fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
     let mut r: R = Recorder::new(1, 2);
-    let id = |seq| SnapshotId { initiator: 0, seq };
     let k = REMEMBERED_PER_INITIATOR as u64;
     for seq in (1..=k + 4).filter(|&seq| seq != 4) {
         commit_at_once(&mut r, id(seq));
@@ -413,7 +415,6 @@ fn only_ids_below_the_oldest_verdict_kept_are_forgotten() {
 /// n1 of two records n0's snapshot 1 (its part not yet stored), then commits
 /// n0's snapshots 2..=K+3, whose verdicts push the forgetting floor past 1.
 fn record_one_then_commit_past_it(r: &mut R) {
-    let id = |seq| SnapshotId { initiator: 0, seq };
     record_at_once(r, id(1));
     for seq in 2..=REMEMBERED_PER_INITIATOR as u64 + 3 {
         commit_at_once(r, id(seq));
@@ -428,7 +429,6 @@ fn record_one_then_commit_past_it(r: &mut R) {
 #[test]
 fn an_old_snapshot_still_in_progress_below_the_forgetting_floor_still_ends() {
     let mut r: R = Recorder::new(1, 2);
-    let id = |seq| SnapshotId { initiator: 0, seq };
     record_one_then_commit_past_it(&mut r);
     assert_eq!(r.finished(id(2)), Some(Outcome::Forgotten), "floor past 1");
     assert_eq!(r.finished(id(1)), None, "still in progress");
@@ -450,7 +450,6 @@ fn an_old_snapshot_still_in_progress_below_the_forgetting_floor_still_ends() {
 #[test]
 fn an_old_snapshot_below_the_forgetting_floor_times_out_once() {
     let mut r: R = Recorder::new(1, 2).with_timeout(10);
-    let id = |seq| SnapshotId { initiator: 0, seq };
     record_one_then_commit_past_it(&mut r);
     let eff = r.on_tick(10);
     assert!(
