@@ -40,7 +40,7 @@ for f in ${SAMPLE:-}; do sample+=(--file "spec/src/$f"); done
 # sample spans all of spec/src and is the same on every run of the same tree.
 if [ -n "${SHARD:-}" ]; then sample+=(--shard "$SHARD" --sharding round-robin); fi
 # Build and run only the judge's test targets: spec's unit tests and its
-# `interleavings` proptests, the model crate's unit tests, its batched kv
+# `interleavings` proptests, its `predicates` oracle, the model crate's unit tests, its batched kv
 # models (tests/batches.rs) and the `check` binary's tests (which hold the
 # default sweep). Left out: model/tests/exit_status.rs and explorer.rs test the
 # checker's exit codes and HTTP explorer, not the protocol, and would need the
@@ -49,7 +49,7 @@ if [ -n "${SHARD:-}" ]; then sample+=(--shard "$SHARD" --sharding round-robin); 
 # baseline (tests of the unmutated tree) runs gsmo-spec alone, which has no
 # `check` target, so it is skipped: CI runs these tests on the unmutated tree.
 judge=(--cargo-arg=--lib --cargo-arg=--bin=check
-  --cargo-arg=--test=interleavings --cargo-arg=--test=batches)
+  --cargo-arg=--test=interleavings --cargo-arg=--test=predicates --cargo-arg=--test=batches)
 mkdir -p "$OUT"
 
 set +e
