@@ -28,7 +28,7 @@ mod oracle {
         })
     }
 
-    fn sent(logs: &[Vec<Event>]) -> impl Iterator<Item = MsgId> + '_ {
+    pub fn sent(logs: &[Vec<Event>]) -> impl Iterator<Item = MsgId> + '_ {
         logs.iter().flatten().filter_map(|e| match e {
             Event::Send(m) => Some(*m),
             Event::Deliver(_) => None,
@@ -242,14 +242,7 @@ fn tidy(logs: Vec<Vec<Event>>) -> Vec<Vec<Event>> {
                 .collect()
         })
         .collect();
-    let sent: HashSet<MsgId> = logs
-        .iter()
-        .flatten()
-        .filter_map(|e| match e {
-            Event::Send(m) => Some(*m),
-            Event::Deliver(_) => None,
-        })
-        .collect();
+    let sent: HashSet<MsgId> = oracle::sent(&logs).collect();
     logs.into_iter()
         .map(|log| {
             let mut seen = HashSet::new();
