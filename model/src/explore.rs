@@ -6,8 +6,7 @@
 //! cut and recorded messages included.
 //!
 //! The wrapper changes nothing else: the same states, actions, boundary and
-//! properties (stateright's conditions are `fn` pointers, so each is reached
-//! through a small per-index trampoline).
+//! properties (reached through [`crate::wrap`]'s trampolines).
 
 use crate::abort::AbortModel;
 use crate::causal::CausalModel;
@@ -17,6 +16,7 @@ use crate::picture::{self, Steps};
 use crate::snapshot::SnapshotModel;
 use crate::total::TotalModel;
 use crate::verdict::Explained;
+use crate::wrap::{self, Wrapper};
 use crate::{display, Channels};
 use gsmo_view::spacetime::{self, Diagram};
 use stateright::{Model, Path, Property};
@@ -73,46 +73,27 @@ pub struct Explorer<M: Model> {
     properties: Vec<Property<M>>,
 }
 
-/// The most properties a wrapped model may have (one trampoline each).
-const MAX_PROPERTIES: usize = 16;
-
 impl<M: Presented> Explorer<M> {
     pub fn new(model: M) -> Self {
-        let properties = model.properties();
-        assert!(
-            properties.len() <= MAX_PROPERTIES,
-            "the explorer wraps at most {MAX_PROPERTIES} properties"
-        );
+        let properties = wrap::take_properties(&model);
         Explorer { model, properties }
     }
 }
 
-fn holds<M: Presented, const I: usize>(e: &Explorer<M>, s: &Shown<M>) -> bool {
-    (e.properties[I].condition)(&e.model, &s.0)
-}
-
-type Condition<M> = fn(&Explorer<M>, &Shown<M>) -> bool;
-
-fn trampoline<M: Presented>(i: usize) -> Condition<M> {
-    let all: [Condition<M>; MAX_PROPERTIES] = [
-        holds::<M, 0>,
-        holds::<M, 1>,
-        holds::<M, 2>,
-        holds::<M, 3>,
-        holds::<M, 4>,
-        holds::<M, 5>,
-        holds::<M, 6>,
-        holds::<M, 7>,
-        holds::<M, 8>,
-        holds::<M, 9>,
-        holds::<M, 10>,
-        holds::<M, 11>,
-        holds::<M, 12>,
-        holds::<M, 13>,
-        holds::<M, 14>,
-        holds::<M, 15>,
-    ];
-    all[i]
+impl<M: Presented> Wrapper for Explorer<M>
+where
+    M::State: Clone,
+{
+    type Inner = M;
+    fn inner(&self) -> &M {
+        &self.model
+    }
+    fn inner_properties(&self) -> &[Property<M>] {
+        &self.properties
+    }
+    fn inner_state(state: &Shown<M>) -> &M::State {
+        &state.0
+    }
 }
 
 impl<M: Presented> Model for Explorer<M>
@@ -151,15 +132,7 @@ where
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        self.properties
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Property {
-                expectation: p.expectation.clone(),
-                name: p.name,
-                condition: trampoline::<M>(i),
-            })
-            .collect()
+        wrap::properties(self)
     }
 
     fn within_boundary(&self, s: &Shown<M>) -> bool {

@@ -14,7 +14,8 @@
 //! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
 //! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
-//! checker and explains what it found. [`display`] says actions and states in
+//! checker (under a [`deadline`] that one thread keeps too) and explains what
+//! it found; [`wrap`] lets a wrapping model keep the inner one's properties. [`display`] says actions and states in
 //! the words a person reads, [`picture`] draws a path as a space-time diagram,
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
 //! `check` binary drives them all; [`replay`] saves a kv, snapshot or abort path as spec steps
@@ -23,6 +24,7 @@
 pub mod abort;
 pub mod adapter;
 pub mod causal;
+pub mod deadline;
 pub mod digest;
 pub mod display;
 pub mod explore;
@@ -36,6 +38,7 @@ pub mod snapshot;
 pub mod symmetry;
 pub mod total;
 pub mod verdict;
+pub mod wrap;
 
 pub use adapter::Channels;
 pub use causal::{CausalBug, CausalCfg};

@@ -2,9 +2,10 @@
 //! time) and, per property, PASS or a counterexample told action by action,
 //! ending with the spec predicate's own account of the violation.
 
-use stateright::report::{ReportData, ReportDiscovery, Reporter};
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
-use std::collections::BTreeMap;
+use crate::deadline::{Clock, Deadline};
+use stateright::{
+    Checker, CheckerBuilder, Expectation, HasDiscoveries, Model, Path, UniformChooser,
+};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -181,29 +182,19 @@ struct Progress {
     next: Duration,
 }
 
-impl<M: Model> Reporter<M> for Progress {
-    fn report_checking(&mut self, data: ReportData) {
-        if self.enabled && !data.done && data.duration >= self.next {
-            self.next = data.duration + Duration::from_secs(1);
+impl Progress {
+    /// Prints the checker's counts if a second has passed since the last print.
+    fn tick<M: Model>(&mut self, checker: &impl Checker<M>, elapsed: Duration) {
+        if self.enabled && elapsed >= self.next {
+            self.next = elapsed + Duration::from_secs(1);
             eprintln!(
                 "  ... {:>10} unique states, {:>11} total, depth {:>3}, {:>5.1} s",
-                data.unique_states,
-                data.total_states,
-                data.max_depth,
-                data.duration.as_secs_f64()
+                checker.unique_state_count(),
+                checker.state_count(),
+                checker.max_depth(),
+                elapsed.as_secs_f64()
             );
         }
-    }
-
-    fn delay(&self) -> Duration {
-        Duration::from_millis(5)
-    }
-
-    fn report_discoveries(&mut self, _: &M, _: BTreeMap<&'static str, ReportDiscovery<M>>)
-    where
-        M::Action: Debug + PartialEq,
-        M::State: Debug + Hash + PartialEq,
-    {
     }
 }
 
@@ -220,17 +211,14 @@ where
         .iter()
         .map(|p| (p.name, p.expectation.clone()))
         .collect();
-    let mut builder = model.checker().threads(search.threads.max(1));
-    if let Some(d) = search.depth {
-        builder = builder.target_max_depth(d);
-    }
     let timeout = match search.strategy {
         // A simulation never runs out of walks: it needs a deadline.
         Strategy::Simulation(_) => Some(search.timeout.unwrap_or(Duration::from_secs(10))),
         _ => search.timeout,
     };
-    if let Some(t) = timeout {
-        builder = builder.timeout(t);
+    let (mut builder, clock) = deadline_checker(model, search.strategy, search.threads, timeout);
+    if let Some(d) = search.depth {
+        builder = builder.target_max_depth(d);
     }
     let symmetry = search.symmetry && search.strategy != Strategy::Bfs;
     if symmetry {
@@ -245,26 +233,22 @@ where
     };
     let start = Instant::now();
     let Finished {
+        cut,
         unique,
         total,
         depth,
         discoveries,
         panics,
     } = match search.strategy {
-        Strategy::Bfs => finish(builder.spawn_bfs(), &mut progress),
-        Strategy::Dfs => finish(builder.spawn_dfs(), &mut progress),
+        Strategy::Bfs => finish(builder.spawn_bfs(), &clock, &mut progress),
+        Strategy::Dfs => finish(builder.spawn_dfs(), &clock, &mut progress),
         Strategy::Simulation(seed) => finish(
             builder.spawn_simulation(seed, UniformChooser),
+            &clock,
             &mut progress,
         ),
     };
     let elapsed = start.elapsed();
-    let all_found = discoveries.len() == properties.len();
-    let timed_out = timeout.is_some_and(|t| elapsed >= t);
-    let complete = panics.is_empty()
-        && !matches!(search.strategy, Strategy::Simulation(_))
-        && search.depth.is_none_or(|d| depth < d)
-        && (!timed_out || all_found);
     let mut discoveries = discoveries;
     for p in judge.properties() {
         if p.expectation == Expectation::Eventually {
@@ -275,6 +259,12 @@ where
             }
         }
     }
+    // Found all it looked for: the checker stopped early, the verdict is final.
+    let all_found = discoveries.len() == properties.len();
+    let complete = panics.is_empty()
+        && !matches!(search.strategy, Strategy::Simulation(_))
+        && search.depth.is_none_or(|d| depth < d)
+        && (!cut || all_found);
     // Re-running to shorten a counterexample would meet a panic again, in this thread.
     if search.strategy == Strategy::Bfs && panics.is_empty() {
         for (name, expectation) in &properties {
@@ -386,7 +376,8 @@ where
     path.clone().into_actions().len()
 }
 
-/// The shortest counterexample to `name`, if shorter than `longest` steps.
+/// The shortest counterexample to `name`, if shorter than `longest` steps
+/// (the shortest found before a re-run runs out of time).
 ///
 /// stateright's BFS keeps the *last* violating state it dequeues, not the
 /// first, so its counterexample can be longer than need be. Whether a
@@ -407,34 +398,62 @@ where
     let within = |k: usize| {
         // The initial states are at depth 1, and states at the target depth
         // are not checked: depth k + 2 checks every path of at most k steps.
-        let mut builder = model
-            .clone()
-            .checker()
-            .threads(threads.max(1))
+        let (builder, clock) = deadline_checker(model.clone(), Strategy::Bfs, threads, timeout);
+        let checker = builder
             .target_max_depth(k + 2)
-            .finish_when(HasDiscoveries::AnyOf([name].into()));
-        if let Some(t) = timeout {
-            builder = builder.timeout(t);
+            .finish_when(HasDiscoveries::AnyOf([name].into()))
+            .spawn_bfs()
+            .join();
+        let cut = clock.stop();
+        // Cut short without a find: whether one exists within k is unknown.
+        match checker.discovery(name) {
+            None if cut => Err(()),
+            found => Ok(found),
         }
-        builder.spawn_bfs().join().discovery(name)
     };
     // Invariant: no violation within `lo - 1` steps; one within `hi`.
     let (mut lo, mut hi, mut best) = (0, longest, None);
     while lo < hi {
         let mid = (lo + hi) / 2;
         match within(mid) {
-            Some(p) => {
+            Ok(Some(p)) => {
                 hi = steps(&p);
                 best = Some(p);
             }
-            None => lo = mid + 1,
+            Ok(None) => lo = mid + 1,
+            Err(()) => break,
         }
     }
     best
 }
 
+/// A checker for `model` that stops at `timeout`, and its clock. A search gets
+/// a [`Deadline`], which one thread keeps too; a simulation keeps stateright's
+/// own, which it checks after every walk.
+fn deadline_checker<M>(
+    model: M,
+    strategy: Strategy,
+    threads: usize,
+    timeout: Option<Duration>,
+) -> (CheckerBuilder<Deadline<M>>, Clock)
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Hash + Send + Sync,
+{
+    let simulation = matches!(strategy, Strategy::Simulation(_));
+    let model = Deadline::new(model, timeout.filter(|_| !simulation));
+    let clock = model.clock();
+    let mut builder = model.checker().threads(threads.max(1));
+    if let Some(t) = timeout.filter(|_| simulation) {
+        builder = builder.timeout(t);
+    }
+    (builder, clock)
+}
+
 /// What one checker run found.
 struct Finished<M: Model> {
+    /// Whether the deadline cut the search short.
+    cut: bool,
     unique: usize,
     total: usize,
     depth: usize,
@@ -443,24 +462,33 @@ struct Finished<M: Model> {
 }
 
 /// Waits for the checker, then joins its threads. stateright's workers stop
-/// when one panics (its job broker closes on unwinding) and `report` returns as
-/// if the search had ended, so without the join a panicking model step would be
-/// judged on the states explored before it: a PASS the model never earned.
-fn finish<M, C>(checker: C, progress: &mut Progress) -> Finished<M>
+/// when one panics (its job broker closes on unwinding) and the checker looks
+/// done, so without the join a panicking model step would be judged on the
+/// states explored before it: a PASS the model never earned. Then stops the
+/// clock, so that the discoveries' paths can be rebuilt (which is why this
+/// polls rather than use stateright's `report`: that rebuilds them first).
+fn finish<M, C>(checker: C, clock: &Clock, progress: &mut Progress) -> Finished<M>
 where
     M: Model,
     C: Checker<M>,
     M::State: Clone + Debug + Hash + PartialEq,
     M::Action: Clone + Debug + PartialEq,
 {
-    let mut checker = checker.report(progress);
+    let start = Instant::now();
+    while !checker.is_done() {
+        progress.tick(&checker, start.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut checker = checker;
     let panics = checker
         .handles()
         .into_iter()
         .filter_map(|h| h.join().err())
         .map(|payload| gsmo_view::text::panic_message(&*payload))
         .collect();
+    let cut = clock.stop();
     Finished {
+        cut,
         unique: checker.unique_state_count(),
         total: checker.state_count(),
         depth: checker.max_depth(),

@@ -145,7 +145,7 @@ pub(crate) struct SearchArgs {
     /// Checker threads [default: all cores].
     #[arg(long, value_name = "T")]
     pub(crate) threads: Option<usize>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds, on any number of threads (the run is then incomplete).
     #[arg(long, value_name = "SECS")]
     pub(crate) timeout: Option<u64>,
     /// Merge states that differ only by node names (causal only; implies --dfs).
