@@ -66,13 +66,8 @@ impl<M: Model> Deadline<M> {
                 .spawn(move || {
                     // Not once the search has ended: its paths are being rebuilt.
                     if stopped.recv_timeout(t) == Err(RecvTimeoutError::Timeout) {
-                        let (run, cut) = (RUNNING, CUT);
-                        let _ = clock.0.compare_exchange(
-                            run,
-                            cut,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                        let (success, failure) = (Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = clock.0.compare_exchange(RUNNING, CUT, success, failure);
                     }
                 })
                 .expect("a thread for the checker's deadline");

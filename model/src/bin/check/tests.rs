@@ -257,3 +257,25 @@ fn the_default_sweep_passes_with_every_example_found() {
         );
     }
 }
+
+#[test]
+fn a_timeout_ends_a_search_on_one_thread() {
+    // Spaces of millions of states, which one stateright 0.31 worker would
+    // search to the end whatever --timeout said (21 minutes for the first).
+    for argv in [
+        "kv --mode total-isis --nodes 3 --msgs 1 --dfs --threads 1 --timeout 1",
+        "snapshot --nodes 3 --threads 1 --timeout 1",
+    ] {
+        let j = quiet(job(&argv.split(' ').collect::<Vec<_>>()).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&j));
+        });
+        let v = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("check {argv}: still searching 2 minutes later"));
+        assert!(!v.complete, "check {argv}");
+        assert!(v.unique_states > 100, "check {argv}: {}", v.unique_states);
+        assert_eq!(v.judge(None), Outcome::Pass, "check {argv}");
+    }
+}
