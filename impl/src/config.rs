@@ -170,7 +170,8 @@ pub struct NodeConfig {
     /// part can assemble the manifest.
     pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
-    /// Multicast history events kept for `GSMO.HISTORY` before recording stops.
+    /// Multicast history events kept for `GSMO.HISTORY` before recording stops
+    /// (recorded only when debug commands are allowed: nobody else can read them).
     pub history_limit: usize,
     /// Start a snapshot this often.
     pub snapshot_every: Option<Duration>,

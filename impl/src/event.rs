@@ -35,9 +35,12 @@ pub enum Response {
 /// Everything the event loop reacts to.
 #[derive(Debug)]
 pub enum Input {
+    /// Requests one connection sent back to back, all reads or all writes,
+    /// answered together and in order once the last is: a pipeline costs one
+    /// hand-over, one answer and one wake-up, not one per request.
     Client {
-        req: ClientRequest,
-        reply: oneshot::Sender<Response>,
+        reqs: Vec<ClientRequest>,
+        reply: oneshot::Sender<Vec<Response>>,
     },
     /// A frame read on inbound connection `gen` from `from`.
     Peer {

@@ -72,6 +72,11 @@ impl Runtime {
             "peer_messages_received",
             &received.iter().sum::<u64>(),
         );
+        line(
+            &mut s,
+            "history_recording",
+            &u8::from(self.cfg.admission.debug_commands),
+        );
         line(&mut s, "history_events", &self.history.len());
         line(
             &mut s,

@@ -404,7 +404,7 @@ struct NodeArgs {
     /// `text`: tracing logs on stderr, status on stdout. `shiviz`: ShiViz event lines on stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Multicast history events kept for GSMO.HISTORY.
+    /// Multicast history events kept for GSMO.HISTORY (recorded only with --debug-commands).
     #[arg(long, default_value_t = 1_000_000)]
     history_limit: usize,
 }

@@ -47,6 +47,16 @@ const BATCH: usize = 1024;
 /// How often the ticker wakes the loop (the spec's time resolution).
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// Numbers one connection's run of requests ([`Input::Client`]).
+type RunId = u64;
+
+/// A run's answers so far; sent back whole when none is missing.
+struct Run {
+    answers: Vec<Option<Response>>,
+    missing: usize,
+    reply: oneshot::Sender<Vec<Response>>,
+}
+
 /// Where a node's state came from, for INFO and the handshake.
 #[derive(Clone, Debug)]
 pub struct Boot {
@@ -66,8 +76,12 @@ pub struct Runtime {
     pub(crate) node: Node,
     /// Connection state per peer (this node's own slot unused).
     pub(crate) peers: Vec<PeerConn>,
-    waiting: HashMap<RequestId, oneshot::Sender<Response>>,
+    /// Spec requests awaiting the spec's reply: which run, which place in it.
+    waiting: HashMap<RequestId, (RunId, usize)>,
     next_req: RequestId,
+    /// Client runs with answers still missing.
+    runs: HashMap<RunId, Run>,
+    next_run: RunId,
     pub(crate) history: Vec<Event>,
     pub(crate) history_truncated: bool,
     pub(crate) shiviz: Option<ShivizLog>,
@@ -115,6 +129,8 @@ impl Runtime {
             peers: (0..n).map(|_| PeerConn::default()).collect(),
             waiting: HashMap::new(),
             next_req: 0,
+            runs: HashMap::new(),
+            next_run: 0,
             history: Vec::new(),
             history_truncated: false,
             shiviz,
@@ -228,7 +244,7 @@ impl Runtime {
 
     pub fn handle(&mut self, input: Input) {
         match input {
-            Input::Client { req, reply } => self.on_client(req, reply),
+            Input::Client { reqs, reply } => self.on_clients(reqs, reply),
             Input::Peer { from, gen, frame } => self.on_peer(from, gen, frame),
             Input::Link(event) => self.on_link(event),
             Input::Tick => self.on_tick(),
@@ -264,7 +280,39 @@ impl Runtime {
         self.periodic_snapshot();
     }
 
-    fn on_client(&mut self, req: ClientRequest, reply: oneshot::Sender<Response>) {
+    fn on_clients(&mut self, reqs: Vec<ClientRequest>, reply: oneshot::Sender<Vec<Response>>) {
+        let run = self.next_run;
+        self.next_run += 1;
+        let n = reqs.len();
+        self.runs.insert(
+            run,
+            Run {
+                answers: (0..n).map(|_| None).collect(),
+                missing: n,
+                reply,
+            },
+        );
+        for (i, req) in reqs.into_iter().enumerate() {
+            self.on_client(req, (run, i));
+        }
+    }
+
+    /// Files answer `i` of run `run`; sends the run's answers once all are in.
+    fn answer(&mut self, (run, i): (RunId, usize), response: Response) {
+        let Some(r) = self.runs.get_mut(&run) else {
+            return;
+        };
+        r.answers[i] = Some(response);
+        r.missing -= 1;
+        if r.missing == 0 {
+            let r = self.runs.remove(&run).expect("the run is here");
+            let answers = r.answers.into_iter().map(|a| a.expect("answered"));
+            // The client may have gone; nothing to do then.
+            let _ = r.reply.send(answers.collect());
+        }
+    }
+
+    fn on_client(&mut self, req: ClientRequest, to: (RunId, usize)) {
         if !matches!(req, ClientRequest::Kv(_) | ClientRequest::Snapshot) {
             // Whoever reads this node's state finds its trace caught up with the answer.
             self.flush_trace();
@@ -273,7 +321,7 @@ impl Runtime {
             ClientRequest::Kv(cmd) => {
                 self.next_req += 1;
                 let id = self.next_req;
-                self.waiting.insert(id, reply);
+                self.waiting.insert(id, to);
                 self.feed(SpecInput::Client { req: id, cmd })
                     .expect("client input is always accepted");
                 return;
@@ -313,8 +361,7 @@ impl Runtime {
                 .into_bytes(),
             ),
         };
-        // The client may have gone; nothing to do then.
-        let _ = reply.send(answer);
+        self.answer(to, answer);
     }
 
     pub(crate) fn check_ready(&mut self) {
@@ -336,8 +383,8 @@ impl Runtime {
             match o {
                 Output::Send { to, frame } => self.send_peer(to, frame),
                 Output::Reply { req, reply } => {
-                    if let Some(tx) = self.waiting.remove(&req) {
-                        let _ = tx.send(Response::Kv(reply));
+                    if let Some(to) = self.waiting.remove(&req) {
+                        self.answer(to, Response::Kv(reply));
                     }
                 }
                 Output::Multicast { id } => {
@@ -361,7 +408,13 @@ impl Runtime {
         }
     }
 
+    /// Keeps `e` for `GSMO.HISTORY`, only if that command can be served: without
+    /// `--debug-commands` nobody can read the history, and keeping it cost every
+    /// write a push, and the node up to `--history-limit` events of memory.
     fn record(&mut self, e: Event) {
+        if !self.cfg.admission.debug_commands {
+            return;
+        }
         if self.history.len() < self.cfg.history_limit {
             self.history.push(e);
         } else if !self.history_truncated {

@@ -330,6 +330,8 @@ pub struct Launch {
     pub open_files: Option<u64>,
     /// Where each node runs (by id); empty: every node on 127.0.0.1.
     pub hosts: Vec<Host>,
+    /// Whether the nodes serve the GSMO.* debug commands (default: yes).
+    pub debug_commands: bool,
 }
 
 /// A node's own host: the address it listens on (peers and clients) and the
@@ -352,7 +354,14 @@ impl Launch {
             held: 0,
             open_files: None,
             hosts: Vec::new(),
+            debug_commands: true,
         }
+    }
+
+    /// Starts the nodes as a user would, without `--debug-commands`.
+    pub fn without_debug_commands(mut self) -> Self {
+        self.debug_commands = false;
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -509,7 +518,7 @@ impl TestCluster {
                 .flatten(),
         )
         // The harness reads histories and stores with the GSMO.* debug commands.
-        .arg("--debug-commands")
+        .args(l.debug_commands.then_some("--debug-commands"))
         .args(l.args.iter().map(|a| a.replace("{id}", &id.to_string())))
         .args(l.node_args.get(&id).into_iter().flatten())
         .envs(l.env.iter().map(|(k, v)| (k, v)))

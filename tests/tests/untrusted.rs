@@ -267,6 +267,49 @@ fn field(info: &Info, k: &str) -> u64 {
     info[k].parse().unwrap()
 }
 
+/// Without `--debug-commands` nobody can read GSMO.HISTORY, so the node
+/// keeps none (it cost every write a push, and memory up to the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_debug_commands_keeps_no_history() {
+    let cluster = Launch::new(2, Mode::Fifo).without_debug_commands().start();
+    let mut con = patient(cluster.client_port(0)).await;
+    for i in 0..10 {
+        let () = redis::cmd("SET")
+            .arg(i)
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let refused = redis::cmd("GSMO.HISTORY")
+        .query_async::<Vec<String>>(&mut con)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("--debug-commands"),
+        "{refused}"
+    );
+    let info = info_on(&mut con).await;
+    assert_eq!(field(&info, "messages_delivered"), 10, "{info:?}");
+    assert_eq!(field(&info, "history_recording"), 0, "{info:?}");
+    assert_eq!(field(&info, "history_events"), 0, "{info:?}");
+
+    // With them, the same writes are kept: a send and a delivery each.
+    let cluster = Launch::new(2, Mode::Fifo).start();
+    let mut con = patient(cluster.client_port(0)).await;
+    for i in 0..10 {
+        let () = redis::cmd("SET")
+            .arg(i)
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let info = info_on(&mut con).await;
+    assert_eq!(field(&info, "history_recording"), 1, "{info:?}");
+    assert_eq!(field(&info, "history_events"), 20, "{info:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_at_its_output_limit() {
     let cluster = Launch::new(2, Mode::Fifo)

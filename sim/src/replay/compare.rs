@@ -102,8 +102,9 @@ pub(super) fn step(
     }
     let mut replies: BTreeSet<(RequestId, String)> = BTreeSet::new();
     real.waiting.retain_mut(|(req, rx)| match rx.try_recv() {
-        Ok(r) => {
-            replies.insert((*req, format!("{r:?}")));
+        Ok(answers) => {
+            // A run of one request: its one answer.
+            replies.extend(answers.iter().map(|r| (*req, format!("{r:?}"))));
             false
         }
         Err(_) => true,

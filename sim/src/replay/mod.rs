@@ -118,7 +118,7 @@ fn drive(step: &Step, real: &mut Real, net: &mut Net) -> Result<(), String> {
             let (tx, rx) = oneshot::channel();
             real.waiting.push((*req, rx));
             real.rt.handle(Input::Client {
-                req: ClientRequest::Kv(cmd.clone()),
+                reqs: vec![ClientRequest::Kv(cmd.clone())],
                 reply: tx,
             });
         }

@@ -31,7 +31,7 @@ pub(super) struct Real {
     /// Dropping these would close the inbound connections.
     pub stops: Vec<oneshot::Receiver<()>>,
     /// The model's request id of each unanswered client request.
-    pub waiting: Vec<(RequestId, oneshot::Receiver<Response>)>,
+    pub waiting: Vec<(RequestId, oneshot::Receiver<Vec<Response>>)>,
     /// History events already compared.
     pub seen: usize,
     /// Where the runtime reports parts stored off the loop.
@@ -49,8 +49,12 @@ pub(super) struct Real {
 impl Real {
     fn ask(&mut self, req: ClientRequest) -> Response {
         let (tx, mut rx) = oneshot::channel();
-        self.rt.handle(Input::Client { req, reply: tx });
-        rx.try_recv().expect("the loop answers this at once")
+        self.rt.handle(Input::Client {
+            reqs: vec![req],
+            reply: tx,
+        });
+        let mut answers = rx.try_recv().expect("the loop answers this at once");
+        answers.pop().expect("one answer")
     }
 
     pub fn snapshot(&mut self) {
@@ -122,7 +126,12 @@ pub(super) fn start(path: &SpecPath, dir: &std::path::Path) -> Vec<Real> {
     (0..n)
         .map(|i| {
             let node = path.start(i);
-            let cfg = NodeConfig::new(i, peers.clone(), node.mode()).expect("a valid cluster");
+            let mut cfg = NodeConfig::new(i, peers.clone(), node.mode()).expect("a valid cluster");
+            // The replay reads the history, which only a node serving debug commands keeps.
+            cfg.admission = std::sync::Arc::new(gsmo_node::admission::Admission {
+                debug_commands: true,
+                ..Default::default()
+            });
             let boot = Boot {
                 node,
                 outputs: Vec::new(),
