@@ -9,7 +9,7 @@ use gsmo_node::frame::{self, codec, MAX_HANDSHAKE_FRAME};
 use gsmo_node::handshake::{self, Answer, Finish, Hello};
 use gsmo_node::secret::{Secret, CLUSTER_SECRET_ENV};
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{check_ordering, gsmo_bin, have_tool, Launch};
+use gsmo_tests::{check_ordering, gsmo_bin, have_tool, Launch, TestCluster};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::pin::Pin;
@@ -267,11 +267,9 @@ fn field(info: &Info, k: &str) -> u64 {
     info[k].parse().unwrap()
 }
 
-/// Without `--debug-commands` nobody can read GSMO.HISTORY, so the node
-/// keeps none (it cost every write a push, and memory up to the limit).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_without_debug_commands_keeps_no_history() {
-    let cluster = Launch::new(2, Mode::Fifo).without_debug_commands().start();
+/// Starts `launch` and sends node 0 ten SETs; the cluster lives as long as it is held.
+async fn ten_sets(launch: Launch) -> (TestCluster, redis::aio::MultiplexedConnection) {
+    let cluster = launch.start();
     let mut con = patient(cluster.client_port(0)).await;
     for i in 0..10 {
         let () = redis::cmd("SET")
@@ -281,6 +279,14 @@ async fn a_node_without_debug_commands_keeps_no_history() {
             .await
             .unwrap();
     }
+    (cluster, con)
+}
+
+/// Without `--debug-commands` nobody can read GSMO.HISTORY, so the node
+/// keeps none (it cost every write a push, and memory up to the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_debug_commands_keeps_no_history() {
+    let (_cluster, mut con) = ten_sets(Launch::new(2, Mode::Fifo).without_debug_commands()).await;
     let refused = redis::cmd("GSMO.HISTORY")
         .query_async::<Vec<String>>(&mut con)
         .await
@@ -295,16 +301,7 @@ async fn a_node_without_debug_commands_keeps_no_history() {
     assert_eq!(field(&info, "history_events"), 0, "{info:?}");
 
     // With them, the same writes are kept: a send and a delivery each.
-    let cluster = Launch::new(2, Mode::Fifo).start();
-    let mut con = patient(cluster.client_port(0)).await;
-    for i in 0..10 {
-        let () = redis::cmd("SET")
-            .arg(i)
-            .arg(i)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
+    let (_cluster, mut con) = ten_sets(Launch::new(2, Mode::Fifo)).await;
     let info = info_on(&mut con).await;
     assert_eq!(field(&info, "history_recording"), 1, "{info:?}");
     assert_eq!(field(&info, "history_events"), 20, "{info:?}");
