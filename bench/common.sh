@@ -9,6 +9,17 @@ if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of 
   GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
 fi
 
+# A leftover server on a port the benchmark uses would answer its PINGs and be
+# measured in place of the build under test: refuse to start instead.
+for port in ${REDIS_PORT:-} ${CLIENT_BASE:+$CLIENT_BASE $((CLIENT_BASE + 1)) $((CLIENT_BASE + 2))} \
+  ${PEER_BASE:+$PEER_BASE $((PEER_BASE + 1)) $((PEER_BASE + 2))}; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "bench: port $port is already in use (a leftover cluster or redis-server?);" \
+      "stop it or choose other ports with REDIS_PORT, CLIENT_BASE and PEER_BASE" >&2
+    exit 1
+  fi
+done
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
