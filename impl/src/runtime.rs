@@ -34,7 +34,10 @@ use gsmo_spec::multicast::{MsgId, Wire};
 use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
-use std::collections::{HashMap, VecDeque};
+// aHash: these keys are the runtime's own counters, and SipHash was most of
+// a lookup's cost.
+use ahash::HashMap;
+use std::collections::VecDeque;
 use std::time::Duration;
 // tokio's clock, so a simulated runtime's time is the spec's time.
 use tokio::sync::{mpsc, oneshot};
@@ -127,9 +130,9 @@ impl Runtime {
             cfg,
             node,
             peers: (0..n).map(|_| PeerConn::default()).collect(),
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             next_req: 0,
-            runs: HashMap::new(),
+            runs: HashMap::default(),
             next_run: 0,
             history: Vec::new(),
             history_truncated: false,
