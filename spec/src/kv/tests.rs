@@ -966,3 +966,99 @@ fn index_ranges_are_redis_s() {
         assert_eq!(index_range(start, stop, n), want, "{start} {stop} of {n}");
     }
 }
+
+/// `serde_bytes` on `Op`'s lone keys and values and on `Data::Str` is a
+/// decoding speed-up only: under bincode each encodes to the bytes a plain
+/// `Vec<u8>` gave, so wire frames, traces and snapshot files do not change.
+mod byte_fields_encode_as_plain_vectors {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Serialize;
+
+    /// `Op`'s first variants with plain `Vec<u8>` fields (the index of a
+    /// variant is its place, so the others are placeholders).
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum PlainOp {
+        Set {
+            key: Vec<u8>,
+            value: Vec<u8>,
+        },
+        MSet,
+        Del,
+        IncrBy,
+        Transfer {
+            from: Vec<u8>,
+            to: Vec<u8>,
+            amount: i64,
+        },
+        SetWith {
+            key: Vec<u8>,
+            value: Vec<u8>,
+            cond: Option<SetCond>,
+            get: bool,
+        },
+        GetDel {
+            key: Vec<u8>,
+        },
+        MSetNx,
+        Append {
+            key: Vec<u8>,
+            value: Vec<u8>,
+        },
+        Rename {
+            from: Vec<u8>,
+            to: Vec<u8>,
+        },
+    }
+
+    #[derive(Serialize)]
+    enum PlainData {
+        Str(Vec<u8>),
+    }
+
+    fn bytes<T: Serialize>(t: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(t, bincode::config::standard()).unwrap()
+    }
+
+    /// Encodes like `plain` and decodes back to itself.
+    fn same(op: Op, plain: PlainOp) -> Result<(), TestCaseError> {
+        let encoded = bytes(&op);
+        prop_assert_eq!(&encoded, &bytes(&plain));
+        let (back, _): (Op, _) =
+            bincode::serde::decode_from_slice(&encoded, bincode::config::standard()).unwrap();
+        prop_assert_eq!(back, op);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::testing::proptest_config(64))]
+
+        #[test]
+        fn for_every_variant_with_a_lone_key_or_value(
+            k in proptest::collection::vec(any::<u8>(), 0..300),
+            v in proptest::collection::vec(any::<u8>(), 0..300),
+            amount in any::<i64>(),
+        ) {
+            let (key, value) = (k.clone(), v.clone());
+            same(Op::Set { key, value }, PlainOp::Set { key: k.clone(), value: v.clone() })?;
+            let (from, to) = (k.clone(), v.clone());
+            same(
+                Op::Transfer { from, to, amount },
+                PlainOp::Transfer { from: k.clone(), to: v.clone(), amount },
+            )?;
+            let (key, value) = (k.clone(), v.clone());
+            same(
+                Op::SetWith { key, value, cond: Some(SetCond::Xx), get: true },
+                PlainOp::SetWith { key: k.clone(), value: v.clone(), cond: Some(SetCond::Xx), get: true },
+            )?;
+            same(Op::GetDel { key: k.clone() }, PlainOp::GetDel { key: k.clone() })?;
+            let (key, value) = (k.clone(), v.clone());
+            same(Op::Append { key, value }, PlainOp::Append { key: k.clone(), value: v.clone() })?;
+            let (from, to) = (k.clone(), v.clone());
+            same(Op::Rename { from, to }, PlainOp::Rename { from: k.clone(), to: v.clone() })?;
+            let data = Data::Str(v.clone());
+            prop_assert_eq!(bytes(&data), bytes(&PlainData::Str(v)));
+        }
+    }
+}
