@@ -29,7 +29,7 @@
 //! it; reads are local and may lag other replicas (sequential consistency for
 //! clients pinned to one replica, not linearizability).
 
-use crate::batch::{Batch, Outbox};
+use crate::batch::{Batch, Outbox, SharedWrite};
 use crate::clock::LamportClock;
 use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write};
 use crate::link::{Frame, Link, LinkBug, LinkError};
@@ -39,10 +39,9 @@ use crate::snapshot::{
     SnapshotId,
 };
 use crate::NodeId;
+use pending::{Pending, PendingWrites};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 /// What the replica's channels carry between replicas.
 pub type PeerMsg = Envelope<Wire<Batch>>;
@@ -183,7 +182,7 @@ pub enum Output {
     /// This replica delivered and applied write `id` (history: a deliver event).
     Delivered {
         id: MsgId,
-        write: Write,
+        write: SharedWrite,
         reply: Reply,
     },
     /// This replica recorded its local state for snapshot `id`.
@@ -243,7 +242,7 @@ pub struct Node {
     /// Writes issued here and not yet multicast: the next batch.
     outbox: Outbox,
     /// Writes issued here and not yet delivered, with the client to answer.
-    pending: BTreeMap<MsgId, Pending>,
+    pending: PendingWrites,
     /// How delivered writes are applied: [`resolution_for`] the mode, unless a
     /// model deliberately breaks it ([`Node::with_resolution`]).
     resolution: Resolution,
@@ -256,14 +255,6 @@ pub struct Node {
     /// The last tick's time.
     now: u64,
     limits: Limits,
-}
-
-/// A write issued here and not yet delivered.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct Pending {
-    req: RequestId,
-    /// When it was issued.
-    since: u64,
 }
 
 /// FIFO and causal delivery let concurrent writes land in different orders, so
@@ -340,7 +331,7 @@ impl Node {
             },
             recorder,
             outbox: Outbox::default(),
-            pending: BTreeMap::new(),
+            pending: PendingWrites::default(),
             resolution,
             links: (0..n)
                 .map(|_| link(&Limits::default(), LinkBug::None))
@@ -566,20 +557,19 @@ impl Node {
         }
         let effects = self.recorder.on_tick(self.now);
         self.carry_out_snapshot(effects, out);
-        let overdue: Vec<MsgId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| self.now.saturating_sub(p.since) >= self.limits.write_timeout_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in overdue {
-            let p = self.pending.remove(&id).expect("listed above");
-            let reply = Reply::Error(format!(
-                "TIMEOUT write {id} not delivered in {} s: {}; it may still be applied",
-                secs(self.limits.write_timeout_ms),
-                self.waiting_for()
-            ));
-            out.push(Output::Reply { req: p.req, reply });
+        if let Some(cutoff) = self.now.checked_sub(self.limits.write_timeout_ms) {
+            for (seq, p) in self.pending.take_issued_by(cutoff) {
+                let id = MsgId {
+                    origin: self.me,
+                    seq,
+                };
+                let reply = Reply::Error(format!(
+                    "TIMEOUT write {id} not delivered in {} s: {}; it may still be applied",
+                    secs(self.limits.write_timeout_ms),
+                    self.waiting_for()
+                ));
+                out.push(Output::Reply { req: p.req, reply });
+            }
         }
         for peer in 0..self.n {
             if let Some(frame) = self.links[peer].ack_frame() {
@@ -689,12 +679,9 @@ impl Node {
                 if self.outbox.would_overflow(&write) {
                     self.flush(&mut out);
                 }
-                let id = MsgId {
-                    origin: self.me,
-                    seq: self.state.writes + self.outbox.len() as u64 + 1,
-                };
+                let seq = self.state.writes + self.outbox.len() as u64 + 1;
                 self.pending.insert(
-                    id,
+                    seq,
                     Pending {
                         req,
                         since: self.now,
@@ -790,21 +777,21 @@ impl Node {
                 } => {
                     // A batch's writes, in the order they were issued.
                     let Batch { first, writes } = payload;
-                    // Copied only where the batch is still shared (a resend buffer).
-                    let writes = Arc::try_unwrap(writes).unwrap_or_else(|w| (*w).clone());
-                    for (i, write) in writes.into_iter().enumerate() {
+                    for (i, write) in writes.iter().enumerate() {
                         let id = MsgId {
                             origin: batch_id.origin,
                             seq: first + i as u64,
                         };
                         self.state.lamport.observe(write.stamp.lamport);
-                        let reply = self.state.kv.apply(&write, how);
-                        if let Some(p) = self.pending.remove(&id) {
+                        let reply = self.state.kv.apply(write, how);
+                        let mine = (id.origin == self.me).then(|| self.pending.remove(id.seq));
+                        if let Some(p) = mine.flatten() {
                             out.push(Output::Reply {
                                 req: p.req,
                                 reply: reply.clone(),
                             });
                         }
+                        let write = SharedWrite::new(writes.clone(), i);
                         out.push(Output::Delivered { id, write, reply });
                     }
                 }
@@ -855,6 +842,7 @@ fn secs(ms: u64) -> String {
 }
 
 mod live;
+mod pending;
 pub use live::{frames_on_one_link, FRAMES_PER_SNAPSHOT, FRAMES_PER_WRITE};
 #[cfg(test)]
 mod tests;
