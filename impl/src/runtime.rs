@@ -34,8 +34,8 @@ use gsmo_spec::multicast::{MsgId, Wire};
 use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
-// aHash: these keys are the runtime's own counters, and SipHash was most of
-// a lookup's cost.
+// aHash: these keys are the runtime's own counters, which no client chooses,
+// so SipHash's defence against chosen keys is only cost here.
 use ahash::HashMap;
 use std::collections::VecDeque;
 use std::time::Duration;
