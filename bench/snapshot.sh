@@ -10,6 +10,7 @@
 #
 #   bench/snapshot.sh
 #   KEYS=100000 MODE=total-sequencer bench/snapshot.sh
+#   GSMO=/path/to/other/gsmo bench/snapshot.sh   # another build (before/after)
 #
 # Needs redis-benchmark and redis-cli (Debian: redis-tools). A benchmark, not a test.
 set -euo pipefail
@@ -22,8 +23,10 @@ WRITES=${WRITES:-200000}
 CLIENT_BASE=${CLIENT_BASE:-16580}
 PEER_BASE=${PEER_BASE:-17580}
 
-cargo build --release -q -p gsmo-node
-GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building
+  cargo build --release -q -p gsmo-node
+  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
+fi
 DATA=$(mktemp -d /tmp/gsmo-bench-snap.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$DATA"; }

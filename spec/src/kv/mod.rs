@@ -519,7 +519,10 @@ impl KvStore {
 
     /// Approximate bytes held in live keys and values.
     pub fn payload_bytes(&self) -> usize {
-        self.iter().map(|(k, v)| k.len() + v.payload_bytes()).sum()
+        self.entries
+            .unordered()
+            .filter_map(|(k, e)| e.value.as_ref().map(|v| k.len() + v.payload_bytes()))
+            .sum()
     }
 
     /// The string at `key` for a string command: `Ok(None)` if missing,
