@@ -45,8 +45,11 @@ impl PendingWrites {
         if self.slots.is_empty() {
             self.first = seq;
         }
-        let at = usize::try_from(seq - self.first).expect("a write number after the first");
-        debug_assert!(at >= self.slots.len(), "write numbers only grow");
+        let at = seq
+            .checked_sub(self.first)
+            .and_then(|d| usize::try_from(d).ok())
+            .filter(|&at| at >= self.slots.len())
+            .expect("write numbers only grow");
         self.slots.resize(at, None);
         self.slots.push_back(Some(pending));
         self.len += 1;
