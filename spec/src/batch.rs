@@ -181,16 +181,17 @@ mod tests {
     use std::hash::BuildHasher;
     use std::sync::Arc;
 
-    fn cluster(n: usize, mode: Mode, max_batch: u64) -> Cluster {
+    /// Replica `i` of `n` that multicasts at most `max_batch` writes at once.
+    fn node(i: usize, n: usize, mode: Mode, max_batch: u64) -> Node {
         let limits = Limits {
             max_batch,
             ..Limits::default()
         };
-        Cluster::from_nodes(
-            (0..n)
-                .map(|i| Node::new(i, n, mode).with_limits(limits))
-                .collect(),
-        )
+        Node::new(i, n, mode).with_limits(limits)
+    }
+
+    fn cluster(n: usize, mode: Mode, max_batch: u64) -> Cluster {
+        Cluster::from_nodes((0..n).map(|i| node(i, n, mode, max_batch)).collect())
     }
 
     fn push(v: &str) -> Command {
@@ -216,11 +217,7 @@ mod tests {
     /// for resending: the delivery points into that batch instead of copying it.
     #[test]
     fn a_delivered_write_is_the_batchs_own_not_a_copy() {
-        let limits = Limits {
-            max_batch: 10,
-            ..Limits::default()
-        };
-        let mut n0 = Node::new(0, 3, Mode::Fifo).with_limits(limits);
+        let mut n0 = node(0, 3, Mode::Fifo, 10);
         for (req, v) in [(1, "a"), (2, "b")] {
             let cmd = set(v);
             assert!(n0.handle(Input::Client { req, cmd }).unwrap().is_empty());
