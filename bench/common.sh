@@ -1,7 +1,8 @@
-# Sourced by bench/cluster.sh and bench/cpu.sh: the tools they need, the gsmo
-# binary they measure, their child processes, and waiting for a port to answer.
+# Sourced by the benchmarks in bench/: the tools they need (TOOLS, set by a
+# script that needs fewer than these), the gsmo binary they measure, the ports
+# they must find free, their child processes, and waiting for a port to answer.
 
-for tool in redis-server redis-benchmark redis-cli; do
+for tool in ${TOOLS:-redis-server redis-benchmark redis-cli}; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
 done
 if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building

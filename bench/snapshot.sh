@@ -6,7 +6,9 @@
 #   * the longest event-loop pause at the record point (INFO
 #     max_snapshot_record_step_us: the spec step that captures the state);
 #   * SET throughput and p99 / max latency without snapshots and while
-#     snapshotting back to back, and the throughput ratio during/without.
+#     snapshotting back to back, and the throughput ratio during/without;
+#   * the time to restart the cluster from its latest snapshot until every
+#     node serves again, and the user and system CPU seconds each node spent.
 #
 #   bench/snapshot.sh
 #   KEYS=100000 MODE=total-sequencer bench/snapshot.sh
@@ -23,25 +25,23 @@ WRITES=${WRITES:-200000}
 CLIENT_BASE=${CLIENT_BASE:-16580}
 PEER_BASE=${PEER_BASE:-17580}
 
-if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building
-  cargo build --release -q -p gsmo-node
-  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
-fi
+TOOLS="redis-benchmark redis-cli python3"
+# shellcheck source=bench/common.sh
+. bench/common.sh
 DATA=$(mktemp -d /tmp/gsmo-bench-snap.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
-trap cleanup EXIT
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
 
 members="127.0.0.1:$PEER_BASE,127.0.0.1:$((PEER_BASE + 1)),127.0.0.1:$((PEER_BASE + 2))"
-for i in 0 1 2; do
-  "$GSMO" node --id "$i" --cluster "$members" --mode "$MODE" --cluster-id bench \
-    --client-port $((CLIENT_BASE + i)) --data-dir "$DATA/n$i" --snapshot-timeout 600 \
-    >"$DATA/node$i.log" 2>&1 &
-  pids+=($!)
-done
-for i in 0 1 2; do
-  for _ in $(seq 1 200); do redis-cli -p $((CLIENT_BASE + i)) PING >/dev/null 2>&1 && break; sleep 0.05; done
-done
+start_nodes() { # extra flags for every node
+  for i in 0 1 2; do
+    "$GSMO" node --id "$i" --cluster "$members" --mode "$MODE" --cluster-id bench \
+      --client-port $((CLIENT_BASE + i)) --data-dir "$DATA/n$i" --snapshot-timeout 600 "$@" \
+      >>"$DATA/node$i.log" 2>&1 &
+    pids+=($!)
+  done
+}
+start_nodes
+for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
 
 echo "loading $KEYS keys x $VALUE bytes into a 3-node $MODE cluster ..."
 start=$(date +%s.%N)
@@ -86,4 +86,36 @@ for i in 0 1 2; do
   max=$(sed -n 's/^max_snapshot_record_step_us://p' <<<"$info")
   recorded=$(sed -n 's/^snapshots_recorded://p' <<<"$info")
   echo "node $i: longest event-loop pause at a record point: $((max / 1000)).$(printf %03d $((max % 1000))) ms over $recorded records"
+done
+
+# Restart from the latest snapshot: each node reads and checks its own part
+# from its own dir, decodes it and rebuilds its store before it serves. The
+# commit reaches the other dirs just after node 0's, so wait for it there.
+latest() { # node: the newest complete snapshot in its dir (node 0 started them all, in order)
+  "$GSMO" snapshot list --data-dir "$DATA/n$1" | awk '$2 == "complete" { id = $1 } END { print id }'
+}
+id=$(latest 0)
+[ -n "$id" ] || { echo "bench: no complete snapshot in $DATA/n0" >&2; exit 1; }
+for i in 1 2; do
+  for _ in $(seq 1 200); do [ "$(latest "$i")" = "$id" ] && break; sleep 0.05; done
+done
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+start=$(date +%s.%N)
+start_nodes --restore "$id"
+# A node opens its client port once its store is rebuilt.
+for i in 0 1 2; do
+  until redis-cli -p $((CLIENT_BASE + i)) PING >/dev/null 2>&1; do
+    kill -0 "${pids[$i]}" 2>/dev/null || { echo "bench: node $i did not restore:" >&2; tail -3 "$DATA/node$i.log" >&2; exit 1; }
+    sleep 0.02
+  done
+done
+echo "restore from snapshot $id until every node serves:" \
+  "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}') s," \
+  "$(redis-cli -p "$CLIENT_BASE" DBSIZE) keys on node 0"
+hz=$(getconf CLK_TCK)
+for i in 0 1 2; do # utime and stime: fields 14 and 15 of /proc/PID/stat (the name may hold spaces)
+  sed 's/.*) //' "/proc/${pids[$i]}/stat" | awk -v i="$i" -v hz="$hz" \
+    '{ printf "node %d: %.2f s user, %.2f s system CPU (restore, then idle)\n", i, $12 / hz, $13 / hz }'
 done
