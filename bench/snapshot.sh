@@ -8,7 +8,8 @@
 #   * SET throughput and p99 / max latency without snapshots and while
 #     snapshotting back to back, and the throughput ratio during/without;
 #   * the time to restart the cluster from its latest snapshot until every
-#     node serves again, and the user and system CPU seconds each node spent.
+#     node serves again, each node's own restore time (its log), and the user
+#     and system CPU seconds each node spent.
 #
 #   bench/snapshot.sh
 #   KEYS=100000 MODE=total-sequencer bench/snapshot.sh
@@ -114,6 +115,7 @@ done
 echo "restore from snapshot $id until every node serves:" \
   "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}') s," \
   "$(redis-cli -p "$CLIENT_BASE" DBSIZE) keys on node 0"
+grep -h "restored snapshot" "$DATA"/node?.log # each node's own time to read, check, decode and rebuild
 hz=$(getconf CLK_TCK)
 for i in 0 1 2; do # utime and stime: fields 14 and 15 of /proc/PID/stat (the name may hold spaces)
   sed 's/.*) //' "/proc/${pids[$i]}/stat" | awk -v i="$i" -v hz="$hz" \

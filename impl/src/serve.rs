@@ -89,23 +89,37 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
             &cfg.cluster_size(),
         ));
     }
-    let pf = store.load_part(&manifest, cfg.id)?;
-    let me = &manifest.parts[cfg.id];
+    // Said before the part is read: a large store takes seconds to rebuild,
+    // and the node opens its ports only after.
+    let me = manifest.parts.get(cfg.id).ok_or_else(|| {
+        ServeError::Restore(format!("snapshot {id} has no part for node {}", cfg.id))
+    })?;
     announce(
         cfg.log_format,
         &format!(
             "gsmo node {}: --restore {from}: restoring snapshot {id}, cut at {} (node {}'s clock), \
-             {} keys and {} in-flight messages in this node's part",
+             {} keys and {} in-flight messages in this node's part ({:.1} MB)",
             cfg.id,
             utc(manifest.cut_unix_ms()),
             id.initiator,
             me.keys,
-            me.channel_messages
+            me.channel_messages,
+            me.bytes as f64 / 1e6
         ),
     );
-    let part = pf.part;
+    let started = std::time::Instant::now();
+    let part = store.load_part(&manifest, cfg.id)?.part;
     let (node, outputs) =
         Node::restore(&part).map_err(|e| ServeError::Restore(format!("snapshot {id}: {e}")))?;
+    announce(
+        cfg.log_format,
+        &format!(
+            "gsmo node {}: restored snapshot {id} ({} keys) in {:.2} s",
+            cfg.id,
+            node.kv().len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
     Ok(Boot {
         node: node.with_limits(cfg.limits),
         outputs,

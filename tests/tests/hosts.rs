@@ -245,10 +245,13 @@ async fn three_hosts_with_their_own_disks_snapshot_verify_and_restore() {
     assert!(in_flight > 0, "no snapshot recorded a message in flight");
     let restored = launch(&["--restore", &id.to_string()]).start();
     for i in 0..NODES {
-        let out = restored.nodes[i].output();
-        assert!(
-            out.contains(&format!("restoring snapshot {id}, cut at ")),
-            "node {i} says what it restores and when it was cut:\n{out}"
+        // What it restores and when it was cut, and then that its store is rebuilt.
+        restored.nodes[i].output_containing(
+            &[
+                &format!("restoring snapshot {id}, cut at "),
+                &format!("restored snapshot {id} ("),
+            ],
+            Duration::from_secs(10),
         );
     }
     let data_dirs = DataDirs::open(&dirs).unwrap();
