@@ -6,8 +6,9 @@
 //! block, a cache miss per comparison in a store larger than the cache: that was
 //! half the CPU of a `GET` in a 100 k-key store. Keys of up to [`INLINE`] bytes
 //! (Redis keys usually are) live inside the tree node instead. Order, equality,
-//! hashing, `Debug` and the serde form are those of the bytes, exactly as for
-//! `Vec<u8>`, so snapshots, traces and model fingerprints do not change.
+//! hashing and `Debug` are those of the bytes, exactly as for `Vec<u8>`, and so
+//! are the bincode bytes (serde's bytes form, which bincode writes as it writes
+//! a `Vec<u8>`), so snapshots, traces and model fingerprints do not change.
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -174,7 +175,7 @@ mod tests {
     proptest! {
         #![proptest_config(crate::testing::proptest_config(256))]
 
-        /// Order, equality, hash, Debug and serde form are those of `Vec<u8>`,
+        /// Order, equality, hash, Debug and bincode bytes are those of `Vec<u8>`,
         /// on both sides of the inline limit.
         #[test]
         fn behaves_as_its_bytes(
