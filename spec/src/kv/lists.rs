@@ -28,7 +28,7 @@ impl KvStore {
             }
         }
         let n = l.len();
-        self.put(key, Some(Data::List(l)), at);
+        self.put(key, Some(Data::List(Box::new(l))), at);
         Reply::Int(len(n))
     }
 
@@ -46,7 +46,7 @@ impl KvStore {
                 None => break,
             }
         }
-        let value = (!l.is_empty()).then_some(Data::List(l));
+        let value = (!l.is_empty()).then_some(Data::List(Box::new(l)));
         self.put(key, value, at);
         match count {
             Some(_) => Reply::Array(popped),

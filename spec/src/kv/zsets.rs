@@ -222,7 +222,7 @@ impl KvStore {
             .iter()
             .filter(|(s, m)| z.insert(m.clone(), *s))
             .count();
-        self.put(key, Some(Data::ZSet(z)), at);
+        self.put(key, Some(Data::ZSet(Box::new(z))), at);
         Reply::Int(len(added))
     }
 
@@ -238,7 +238,7 @@ impl KvStore {
             out.push(Reply::Bulk(Some(m)));
             out.push(Reply::Bulk(Some(format_score(&s).into_bytes())));
         }
-        let value = (!z.is_empty()).then_some(Data::ZSet(z));
+        let value = (!z.is_empty()).then_some(Data::ZSet(Box::new(z)));
         self.put(key, value, at);
         Reply::Array(out)
     }
