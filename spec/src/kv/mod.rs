@@ -349,8 +349,9 @@ pub enum Resolution {
 /// (`imbl`), so cloning a store for a snapshot or a resolution is O(1).
 ///
 /// A list and a sorted set are boxed: inline, imbl's `Vector` (64 bytes) made
-/// every value, strings included, twice the size of a `Vec`, and each key's
-/// entry a 96-byte allocation where it is now 64 (`a_value_is_as_small_as_a_vec`).
+/// every value 64 bytes, strings included, where a `Vec` and a tag take 32,
+/// and each key's entry a 96-byte allocation where it is now 64
+/// (`a_value_is_as_small_as_a_vec`).
 /// Serde, order, equality and hash see through a `Box`, so snapshots and
 /// model state counts do not change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
