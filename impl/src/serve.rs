@@ -91,9 +91,7 @@ pub fn boot(cfg: &NodeConfig, store: Option<&SnapshotStore>) -> Result<Boot, Ser
     }
     // Said before the part is read: a large store takes seconds to rebuild,
     // and the node opens its ports only after.
-    let me = manifest.parts.get(cfg.id).ok_or_else(|| {
-        ServeError::Restore(format!("snapshot {id} has no part for node {}", cfg.id))
-    })?;
+    let me = manifest.part(cfg.id)?;
     announce(
         cfg.log_format,
         &format!(

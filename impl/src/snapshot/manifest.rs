@@ -141,6 +141,14 @@ impl Manifest {
     pub fn recency(&self) -> Recency {
         Recency::of(self.id, &self.parts)
     }
+
+    /// Node `node`'s part, or why a manifest without it is invalid.
+    pub fn part(&self, node: NodeId) -> Result<&PartSummary, StoreError> {
+        self.parts.get(node).ok_or_else(|| StoreError::Invalid {
+            id: self.id,
+            reason: format!("the manifest has no part for node {node}"),
+        })
+    }
 }
 
 /// How new a snapshot is, from its cut and id, never from a wall clock (the

@@ -386,13 +386,7 @@ impl SnapshotStore {
     /// Decodes node `node`'s part of a complete snapshot and checks it
     /// against the manifest's summary of it and against where it lies.
     pub fn load_part(&self, manifest: &Manifest, node: NodeId) -> Result<PartFile, StoreError> {
-        let summary = manifest
-            .parts
-            .get(node)
-            .ok_or_else(|| StoreError::Invalid {
-                id: manifest.id,
-                reason: format!("the manifest has no part for node {node}"),
-            })?;
+        let summary = manifest.part(node)?;
         let path = self.dir(manifest.id).join(&summary.file);
         let bytes = read_bytes(&path)?;
         let pf = decode_part(&path, &bytes)?;
