@@ -25,6 +25,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+cpu_ticks() { # pid: its user and system CPU in clock ticks (fields 14 and 15 of
+  # /proc/PID/stat; the process name before them may hold spaces)
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12, $13}'
+}
+
 wait_ping() { # port
   for _ in $(seq 1 200); do
     redis-cli -p "$1" PING >/dev/null 2>&1 && return 0

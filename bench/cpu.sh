@@ -29,8 +29,8 @@ PEER_BASE=${PEER_BASE:-17480}
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
-ticks() { # pid: utime + stime in clock ticks (fields 14 and 15; the name may hold spaces)
-  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+ticks() { # pid: user + system CPU in clock ticks
+  cpu_ticks "$1" | awk '{print $1 + $2}'
 }
 
 # µs per request for each pid, around one redis-benchmark run.

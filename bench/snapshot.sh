@@ -117,7 +117,7 @@ echo "restore from snapshot $id until every node serves:" \
   "$(redis-cli -p "$CLIENT_BASE" DBSIZE) keys on node 0"
 grep -h "restored snapshot" "$DATA"/node?.log # each node's own time to read, check, decode and rebuild
 hz=$(getconf CLK_TCK)
-for i in 0 1 2; do # utime and stime: fields 14 and 15 of /proc/PID/stat (the name may hold spaces)
-  sed 's/.*) //' "/proc/${pids[$i]}/stat" | awk -v i="$i" -v hz="$hz" \
-    '{ printf "node %d: %.2f s user, %.2f s system CPU (restore, then idle)\n", i, $12 / hz, $13 / hz }'
+for i in 0 1 2; do
+  cpu_ticks "${pids[$i]}" | awk -v i="$i" -v hz="$hz" \
+    '{ printf "node %d: %.2f s user, %.2f s system CPU (restore, then idle)\n", i, $1 / hz, $2 / hz }'
 done
