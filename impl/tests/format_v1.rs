@@ -244,8 +244,8 @@ fn version_1_files_decode_field_by_field_and_reencode_identically() {
             pairs(&[("alice", "100"), ("bob", "50")]),
             "node {i}: the delete took `gone`, `carol` was in flight"
         );
-        assert_eq!(kv.data(b"alice"), Some(&Data::Str(b"100".to_vec())));
-        assert_eq!(kv.get(b"bob"), Some(&b"50".to_vec()));
+        assert_eq!(kv.data(b"alice"), Some(&Data::Str(b"100"[..].into())));
+        assert_eq!(kv.get(b"bob"), Some(&b"50"[..]));
         assert_eq!(kv.get(b"gone"), None, "node {i}: a tombstone is no key");
         assert_eq!(kv.len(), 2);
     }
@@ -327,7 +327,7 @@ fn check_typed_golden(
             ]),
             "node {i}: the delete took `gone`, the LPUSH was in flight"
         );
-        assert_eq!(kv.get(b"alice"), Some(&b"100".to_vec()));
+        assert_eq!(kv.get(b"alice"), Some(&b"100"[..]));
         assert_eq!(kv.get(b"list"), None, "a list is no string");
         assert_eq!(kv.get(b"gone"), None);
         assert!(matches!(kv.data(b"list"), Some(Data::List(l)) if l.len() == 2));

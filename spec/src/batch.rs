@@ -385,7 +385,7 @@ mod tests {
             ),
             (
                 Op::Assign {
-                    pairs: vec![(k(), Some(Data::Str(v()))), (v(), None)],
+                    pairs: vec![(k(), Some(Data::Str(v().into()))), (v(), None)],
                     reply: Reply::Ok,
                 },
                 24,
@@ -435,7 +435,7 @@ mod tests {
             let ids: Vec<MsgId> = (1..=3).map(|seq| MsgId { origin: 1, seq }).collect();
             for i in 0..3 {
                 assert_eq!(c.delivered(i), ids, "{mode}: n{i}");
-                assert_eq!(c.nodes[i].kv().get(b"k"), Some(&b"c".to_vec()), "{mode}");
+                assert_eq!(c.nodes[i].kv().get(b"k"), Some(&b"c"[..]), "{mode}");
             }
             for r in reqs {
                 assert_eq!(c.replies[1][&r], Reply::Ok, "{mode}: every client answered");
@@ -489,7 +489,7 @@ mod tests {
                 Reply::Int(6),
                 "{mode}: it saw its own SET"
             );
-            assert_eq!(c.nodes[1].kv().get(b"k"), Some(&b"6".to_vec()), "{mode}");
+            assert_eq!(c.nodes[1].kv().get(b"k"), Some(&b"6"[..]), "{mode}");
         }
     }
 }

@@ -638,7 +638,7 @@ impl Node {
         let mut out = Vec::new();
         match cmd {
             Command::Get { key } => {
-                let reply = Reply::Bulk(self.state.kv.get(&key).cloned());
+                let reply = Reply::Bulk(self.state.kv.get(&key).map(<[u8]>::to_vec));
                 out.push(Output::Reply { req, reply });
             }
             Command::Read(r) => {

@@ -138,7 +138,7 @@ mod tests {
         std::fs::write(&path, encode_file_as(PART_MAGIC, 1, &old)).unwrap();
         let read = read_part(&path).unwrap();
         assert_eq!(read.recorded_unix_ms, 7);
-        assert_eq!(read.part.state.kv.get(b"a"), Some(&b"1".to_vec()));
+        assert_eq!(read.part.state.kv.get(b"a"), Some(&b"1"[..]));
         assert_eq!(read.part.state.kv.len(), 1, "the tombstone is not a key");
         assert_eq!(read.part.channels, part.channels);
         assert_eq!(read.part.state.multicast, part.state.multicast);

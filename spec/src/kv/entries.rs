@@ -11,10 +11,10 @@
 //!
 //! Only the order is ever iterated, so the hash map's layout (and its
 //! per-process random hasher) never shows: a replica's state hashes,
-//! compares, prints and serialises exactly as an `OrdMap<StoreKey, V>` did,
+//! compares, prints and serialises exactly as an `OrdMap<SmallBytes, V>` did,
 //! and model state counts and snapshot files are unchanged.
 
-use super::key::StoreKey;
+use super::small_bytes::SmallBytes;
 use imbl::{GenericHashMap, OrdSet};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// the index's CPU under `GET`. Its keys are random per process, as std's
 /// are, so a client still cannot choose colliding keys.
 type Index<V> =
-    GenericHashMap<StoreKey, Arc<V>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+    GenericHashMap<SmallBytes, Arc<V>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Keys to values, found by hash, iterated in key order.
 ///
@@ -40,7 +40,7 @@ type Index<V> =
 #[derive(Clone)]
 pub(crate) struct Entries<V> {
     by_key: Index<V>,
-    order: OrdSet<StoreKey>,
+    order: OrdSet<SmallBytes>,
 }
 
 impl<V: Clone> Default for Entries<V> {
@@ -62,7 +62,7 @@ impl<V: Clone> Entries<V> {
     }
 
     /// Inserts or replaces; only a new key enters the order.
-    pub(crate) fn insert(&mut self, key: StoreKey, value: V) {
+    pub(crate) fn insert(&mut self, key: SmallBytes, value: V) {
         if self.by_key.insert(key.clone(), Arc::new(value)).is_none() {
             self.order.insert(key);
         }
@@ -79,19 +79,19 @@ impl<V: Clone> Entries<V> {
     }
 
     /// Every key and value, in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&StoreKey, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SmallBytes, &V)> {
         self.order.iter().map(|k| (k, self.value_of(k)))
     }
 
     /// Every key and value in no particular order, by one walk of the trie:
     /// for a pass over the whole store that needs no order, cheaper than
     /// [`Entries::iter`]'s lookup per key.
-    pub(crate) fn unordered(&self) -> impl Iterator<Item = (&StoreKey, &V)> {
+    pub(crate) fn unordered(&self) -> impl Iterator<Item = (&SmallBytes, &V)> {
         self.by_key.iter().map(|(k, v)| (k, &**v))
     }
 
     /// The keys in `range` and their values, in key order.
-    pub(crate) fn range<'a, R>(&'a self, range: R) -> impl Iterator<Item = (&'a StoreKey, &'a V)>
+    pub(crate) fn range<'a, R>(&'a self, range: R) -> impl Iterator<Item = (&'a SmallBytes, &'a V)>
     where
         R: RangeBounds<&'a [u8]>,
     {
@@ -116,7 +116,7 @@ impl<V: Clone> Entries<V> {
         }
     }
 
-    fn value_of(&self, key: &StoreKey) -> &V {
+    fn value_of(&self, key: &SmallBytes) -> &V {
         self.by_key
             .get(key)
             .expect("every key in the order is in the hash index")
@@ -159,7 +159,8 @@ impl<V: Clone + fmt::Debug> fmt::Debug for Entries<V> {
 /// reference to its value: 32 bytes a key for the length of the encoding.
 impl<V: Clone + Serialize> Serialize for Entries<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut all: Vec<(StoreKey, &V)> = self.unordered().map(|(k, v)| (k.clone(), v)).collect();
+        let mut all: Vec<(SmallBytes, &V)> =
+            self.unordered().map(|(k, v)| (k.clone(), v)).collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         s.collect_map(all.iter().map(|(k, v)| (k, *v)))
     }
@@ -259,8 +260,8 @@ mod tests {
             prop_assert_eq!(ranged, expected);
 
             // Hash, equality and bytes match the ordered map built from scratch.
-            let ord: imbl::OrdMap<StoreKey, u8> =
-                model.iter().map(|(k, v)| (StoreKey::from(k.clone()), *v)).collect();
+            let ord: imbl::OrdMap<SmallBytes, u8> =
+                model.iter().map(|(k, v)| (SmallBytes::from(k.clone()), *v)).collect();
             let hash = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 x(&mut h);
@@ -290,7 +291,7 @@ mod tests {
         fn decodes_as_an_ordered_map(pairs in prop::collection::vec((key(), any::<u8>()), 0..40)) {
             let config = bincode::config::standard();
             let bytes = bincode::serde::encode_to_vec(&pairs, config).unwrap();
-            let (ord, _): (imbl::OrdMap<StoreKey, u8>, _) =
+            let (ord, _): (imbl::OrdMap<SmallBytes, u8>, _) =
                 bincode::serde::decode_from_slice(&bytes, config).unwrap();
             let (ours, _): (Entries<u8>, _) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
             prop_assert_eq!(ours.len(), ord.len());

@@ -41,9 +41,9 @@
 mod entries;
 pub mod glob;
 pub mod hashes;
-mod key;
 pub mod lists;
 pub mod sets;
+mod small_bytes;
 pub mod strings;
 #[cfg(test)]
 mod tests;
@@ -55,6 +55,7 @@ use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use small_bytes::SmallBytes;
 pub use zsets::{Score, ZSet};
 
 pub type Key = Vec<u8>;
@@ -356,7 +357,7 @@ pub enum Resolution {
 /// model state counts do not change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Data {
-    Str(#[serde(with = "serde_bytes")] Value),
+    Str(SmallBytes),
     List(Box<Vector<Value>>),
     Set(OrdSet<Value>),
     Hash(OrdMap<Value, Value>),
@@ -410,7 +411,7 @@ impl Data {
             }
             return out;
         };
-        v.clone()
+        v.to_vec()
     }
 }
 
@@ -445,7 +446,7 @@ pub(crate) struct At {
 /// One replica's store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvStore {
-    /// Keyed by [`key::StoreKey`] (short keys inline, so a lookup misses the cache
+    /// Keyed by [`SmallBytes`] (short keys inline, so a lookup misses the cache
     /// less), found by hash and iterated in key order.
     entries: Entries<Entry>,
     /// Live keys (tombstones excluded), kept so DBSIZE is O(1).
@@ -458,7 +459,7 @@ pub struct KvStore {
     debit_only_when_short: bool,
 }
 
-pub(crate) fn parse_int(v: Option<&Value>) -> Result<i64, Reply> {
+pub(crate) fn parse_int(v: Option<&[u8]>) -> Result<i64, Reply> {
     match v {
         None => Ok(0),
         Some(bytes) => std::str::from_utf8(bytes)
@@ -489,7 +490,7 @@ impl KvStore {
         let mut kv = KvStore::new();
         for (key, value, stamp) in entries {
             kv.live += usize::from(value.is_some());
-            let value = value.map(Data::Str);
+            let value = value.map(|v| Data::Str(v.into()));
             kv.entries.insert(key.into(), Entry { value, stamp });
         }
         kv
@@ -501,7 +502,7 @@ impl KvStore {
     }
 
     /// A string key's value (`None` if missing or of another type).
-    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         match self.data(key) {
             Some(Data::Str(v)) => Some(v),
             _ => None,
@@ -534,7 +535,7 @@ impl KvStore {
 
     /// The string at `key` for a string command: `Ok(None)` if missing,
     /// WRONGTYPE if the key holds another type.
-    pub(crate) fn string(&self, key: &[u8]) -> Result<Option<&Value>, Reply> {
+    pub(crate) fn string(&self, key: &[u8]) -> Result<Option<&[u8]>, Reply> {
         match self.data(key) {
             None => Ok(None),
             Some(Data::Str(v)) => Ok(Some(v)),
@@ -621,12 +622,12 @@ impl KvStore {
     fn apply_op(&mut self, op: &Op, at: At) -> Reply {
         match op {
             Op::Set { key, value } => {
-                self.put(key, Some(Data::Str(value.clone())), at);
+                self.put(key, Some(Data::Str(value[..].into())), at);
                 Reply::Ok
             }
             Op::MSet { pairs } => {
                 for (k, v) in pairs {
-                    self.put(k, Some(Data::Str(v.clone())), at);
+                    self.put(k, Some(Data::Str(v[..].into())), at);
                 }
                 Reply::Ok
             }
@@ -676,15 +677,15 @@ impl KvStore {
     /// Answers a local read.
     pub fn read(&self, r: &ReadOp) -> Reply {
         let result = match r {
-            ReadOp::Get { key } => self.string(key).map(|v| Reply::Bulk(v.cloned())),
+            ReadOp::Get { key } => self.string(key).map(|v| Reply::Bulk(v.map(<[u8]>::to_vec))),
             ReadOp::MGet { keys } => Ok(Reply::Array(
                 keys.iter()
-                    .map(|k| Reply::Bulk(self.get(k).cloned()))
+                    .map(|k| Reply::Bulk(self.get(k).map(<[u8]>::to_vec)))
                     .collect(),
             )),
             ReadOp::StrLen { key } => self
                 .string(key)
-                .map(|v| Reply::Int(len(v.map_or(0, Vec::len)))),
+                .map(|v| Reply::Int(len(v.map_or(0, <[u8]>::len)))),
             ReadOp::Exists { keys } => Ok(Reply::Int(len(keys
                 .iter()
                 .filter(|k| self.data(k).is_some())

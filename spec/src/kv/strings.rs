@@ -21,7 +21,7 @@ impl KvStore {
             Err(e) => e,
             Ok(None) => err("ERR increment or decrement would overflow"),
             Ok(Some(v)) => {
-                self.put(key, Some(Data::Str(int_value(v))), at);
+                self.put(key, Some(Data::Str(int_value(v).into())), at);
                 Reply::Int(v)
             }
         }
@@ -49,8 +49,8 @@ impl KvStore {
     pub(crate) fn transfer(&mut self, from: &[u8], to: &[u8], amount: i64, at: At) -> Reply {
         match self.transfer_balances(from, to, amount) {
             Ok((f, t)) => {
-                self.put(from, Some(Data::Str(int_value(f))), at);
-                self.put(to, Some(Data::Str(int_value(t))), at);
+                self.put(from, Some(Data::Str(int_value(f).into())), at);
+                self.put(to, Some(Data::Str(int_value(t).into())), at);
                 Reply::Ok
             }
             Err(e) => e,
@@ -70,7 +70,7 @@ impl KvStore {
     ) -> Reply {
         let old = if get {
             match self.string(key) {
-                Ok(v) => v.cloned(),
+                Ok(v) => v.map(<[u8]>::to_vec),
                 Err(e) => return e,
             }
         } else {
@@ -83,7 +83,7 @@ impl KvStore {
             Some(SetCond::Xx) => exists,
         };
         if go {
-            self.put(key, Some(Data::Str(value.clone())), at);
+            self.put(key, Some(Data::Str(value[..].into())), at);
         }
         match (get, go) {
             (true, _) => Reply::Bulk(old),
@@ -97,7 +97,7 @@ impl KvStore {
             Err(e) => e,
             Ok(None) => Reply::Bulk(None),
             Ok(Some(v)) => {
-                let v = v.clone();
+                let v = v.to_vec();
                 self.put(key, None, at);
                 Reply::Bulk(Some(v))
             }
@@ -110,7 +110,7 @@ impl KvStore {
             return Reply::Int(0);
         }
         for (k, v) in pairs {
-            self.put(k, Some(Data::Str(v.clone())), at);
+            self.put(k, Some(Data::Str(v[..].into())), at);
         }
         Reply::Int(1)
     }
@@ -118,11 +118,11 @@ impl KvStore {
     pub(crate) fn append(&mut self, key: &[u8], value: &[u8], at: At) -> Reply {
         let mut v = match self.string(key) {
             Err(e) => return e,
-            Ok(v) => v.cloned().unwrap_or_default(),
+            Ok(v) => v.map(<[u8]>::to_vec).unwrap_or_default(),
         };
         v.extend_from_slice(value);
         let n = v.len();
-        self.put(key, Some(Data::Str(v)), at);
+        self.put(key, Some(Data::Str(v.into())), at);
         Reply::Int(super::len(n))
     }
 

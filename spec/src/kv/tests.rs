@@ -67,7 +67,7 @@ fn operations_in_delivery_order() {
     assert_eq!(s.w(t(20)), Reply::Error(INSUFFICIENT_FUNDS.into()));
     assert_eq!(s.w(t(15)), Reply::Ok);
     assert_eq!(s.kv.sum(&[b("a"), b("b")]), Ok(15));
-    assert_eq!(s.kv.get(b"b"), Some(&b("15")));
+    assert_eq!(s.kv.get(b"b"), Some(&b"15"[..]));
     let del = Op::Del {
         keys: vec![b("a"), b("zz")],
     };
@@ -649,7 +649,7 @@ fn last_writer_wins_converges_in_either_order() {
     // One write's own stamps tie: within an MSET the later pair wins, as in Redis.
     let pairs = vec![(b("k"), b("first")), (b("k"), b("second"))];
     x.apply(&w(4, 0, Op::MSet { pairs }), lww);
-    assert_eq!(x.get(b"k"), Some(&b("second")));
+    assert_eq!(x.get(b"k"), Some(&b"second"[..]));
 }
 
 #[test]
@@ -668,7 +668,7 @@ fn flushall_under_last_writer_wins_voids_older_writes_in_any_order() {
     }
     assert_eq!(x, y);
     assert_eq!(x.len(), 1);
-    assert_eq!(x.get(b"n"), Some(&b("v")));
+    assert_eq!(x.get(b"n"), Some(&b"v"[..]));
 }
 
 #[test]
@@ -686,7 +686,7 @@ fn resolve_turns_read_modify_writes_into_assignments() {
             delta: 3
         }),
         Ok(Op::Assign {
-            pairs: vec![(b("a"), Some(Data::Str(b("10"))))],
+            pairs: vec![(b("a"), Some(Data::Str(b("10").into())))],
             reply: Reply::Int(10)
         })
     );
@@ -698,8 +698,8 @@ fn resolve_turns_read_modify_writes_into_assignments() {
         }),
         Ok(Op::Assign {
             pairs: vec![
-                (b("a"), Some(Data::Str(b("5")))),
-                (b("b"), Some(Data::Str(b("2"))))
+                (b("a"), Some(Data::Str(b("5").into()))),
+                (b("b"), Some(Data::Str(b("2").into())))
             ],
             reply: Reply::Ok
         })
@@ -729,7 +729,7 @@ fn resolve_turns_read_modify_writes_into_assignments() {
     );
     assert_eq!(
         kv.get(b"a"),
-        Some(&b("7")),
+        Some(&b"7"[..]),
         "resolving changes nothing here"
     );
 }
@@ -755,7 +755,7 @@ fn format_one_store_reads_back() {
         ),
     ]);
     assert_eq!(kv.len(), 1);
-    assert_eq!(kv.get(b"a"), Some(&b("1")));
+    assert_eq!(kv.get(b"a"), Some(&b"1"[..]));
     assert_eq!(
         kv.read(&ReadOp::Exists {
             keys: vec![b("gone")]
@@ -930,7 +930,7 @@ fn every_kind_of_write_converges_under_every_mode() {
                 // Delivery order: no update is lost, every INCR counts.
                 assert_eq!(
                     first.get(b"counter"),
-                    Some(&b("6")),
+                    Some(&b"6"[..]),
                     "{mode} GSMO_SEED={seed}"
                 );
             }
@@ -1057,19 +1057,60 @@ mod byte_fields_encode_as_plain_vectors {
             same(Op::Append { key, value }, PlainOp::Append { key: k.clone(), value: v.clone() })?;
             let (from, to) = (k.clone(), v.clone());
             same(Op::Rename { from, to }, PlainOp::Rename { from: k.clone(), to: v.clone() })?;
-            let data = Data::Str(v.clone());
+            let data = Data::Str(v[..].into());
             prop_assert_eq!(bytes(&data), bytes(&PlainData::Str(v)));
         }
     }
 }
 
 /// Every key's entry is an allocation of its own: keep the common one (a
-/// string) small. A `Vec` and a tag, and with the stamp 48 bytes, so 64 with
-/// the `Arc`'s counts; an inline `imbl::Vector` made them 64 and 96.
+/// string) small. A string (24 bytes, as a `Vec`) and a tag, and with the
+/// stamp 48 bytes, so 64 with the `Arc`'s counts; an inline `imbl::Vector`
+/// made them 64 and 96.
 #[test]
 fn a_value_is_as_small_as_a_vec() {
     use std::mem::size_of;
     assert_eq!(size_of::<Data>(), size_of::<Vec<u8>>() + 8);
     assert_eq!(size_of::<Option<Data>>(), size_of::<Data>());
     assert_eq!(size_of::<Entry>(), 48);
+}
+
+/// A short string, however it was written (SET, MSET, INCR, APPEND, a
+/// resolved write), lives in its entry, not in an allocation of its own.
+#[test]
+fn short_strings_are_held_inline() {
+    use super::small_bytes::{SmallBytes, INLINE};
+    let inline = |s: &Seq, k: &str| {
+        matches!(
+            s.kv.data(k.as_bytes()),
+            Some(Data::Str(SmallBytes::Inline { .. }))
+        )
+    };
+    let (short, long) = (vec![b'v'; INLINE], vec![b'v'; INLINE + 1]);
+    let mut s = Seq::default();
+    s.w(Op::Set {
+        key: b("s"),
+        value: short.clone(),
+    });
+    s.w(Op::Set {
+        key: b("l"),
+        value: long.clone(),
+    });
+    s.w(Op::MSet {
+        pairs: vec![(b("m"), short.clone())],
+    });
+    s.w(Op::IncrBy {
+        key: b("n"),
+        delta: 7,
+    });
+    s.w(Op::Append {
+        key: b("a"),
+        value: short,
+    });
+    for k in ["s", "m", "n", "a"] {
+        assert!(inline(&s, k), "{k}");
+    }
+    assert!(!inline(&s, "l"), "a longer value goes to the heap");
+    assert_eq!(s.kv.get(b"l"), Some(&long[..]));
+    assert_eq!(s.kv.get(b"n"), Some(&b"7"[..]));
 }

@@ -32,7 +32,7 @@ fn causal_replicas_converge_by_stamp_but_not_by_delivery_order() {
     assert_eq!(a, b);
     let (a, b) = concurrent_writes(Some(Resolution::DeliveryOrder));
     assert_ne!(a, b, "each kept the other's write, delivered last");
-    assert_eq!(a.get(b"x"), Some(&b"from-1".to_vec()));
+    assert_eq!(a.get(b"x"), Some(&b"from-1"[..]));
 }
 
 #[test]
