@@ -46,26 +46,26 @@ impl SmallBytes {
 }
 
 impl From<&[u8]> for SmallBytes {
-    fn from(key: &[u8]) -> Self {
-        if key.len() <= INLINE {
+    fn from(s: &[u8]) -> Self {
+        if s.len() <= INLINE {
             let mut bytes = [0; INLINE];
-            bytes[..key.len()].copy_from_slice(key);
+            bytes[..s.len()].copy_from_slice(s);
             SmallBytes::Inline {
-                len: key.len() as u8,
+                len: s.len() as u8,
                 bytes,
             }
         } else {
-            SmallBytes::Heap(key.into())
+            SmallBytes::Heap(s.into())
         }
     }
 }
 
 impl From<Vec<u8>> for SmallBytes {
-    fn from(key: Vec<u8>) -> Self {
-        if key.len() <= INLINE {
-            SmallBytes::from(&key[..])
+    fn from(s: Vec<u8>) -> Self {
+        if s.len() <= INLINE {
+            SmallBytes::from(&s[..])
         } else {
-            SmallBytes::Heap(key.into_boxed_slice())
+            SmallBytes::Heap(s.into_boxed_slice())
         }
     }
 }
@@ -125,7 +125,7 @@ impl Serialize for SmallBytes {
     }
 }
 
-/// From bytes, borrowed where the format allows, so a short key is copied
+/// From bytes, borrowed where the format allows, so a short string is copied
 /// once, inline, and never allocated; or from a sequence of bytes, the form a
 /// `Vec<u8>` takes in formats that describe themselves.
 impl<'de> Deserialize<'de> for SmallBytes {
@@ -134,20 +134,20 @@ impl<'de> Deserialize<'de> for SmallBytes {
         impl<'de> Visitor<'de> for Bytes {
             type Value = SmallBytes;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key's bytes")
+                f.write_str("a byte string")
             }
-            fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<SmallBytes, E> {
-                Ok(SmallBytes::from(key))
+            fn visit_bytes<E: de::Error>(self, s: &[u8]) -> Result<SmallBytes, E> {
+                Ok(SmallBytes::from(s))
             }
-            fn visit_byte_buf<E: de::Error>(self, key: Vec<u8>) -> Result<SmallBytes, E> {
-                Ok(SmallBytes::from(key))
+            fn visit_byte_buf<E: de::Error>(self, s: Vec<u8>) -> Result<SmallBytes, E> {
+                Ok(SmallBytes::from(s))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SmallBytes, A::Error> {
-                let mut key = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                let mut s = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(b) = seq.next_element()? {
-                    key.push(b);
+                    s.push(b);
                 }
-                Ok(SmallBytes::from(key))
+                Ok(SmallBytes::from(s))
             }
         }
         d.deserialize_bytes(Bytes)
@@ -168,10 +168,10 @@ mod tests {
         );
     }
 
-    /// The point of the type: a key of up to 22 bytes, from a slice or a
+    /// The point of the type: a string of up to 22 bytes, from a slice or a
     /// `Vec`, costs no allocation of its own.
     #[test]
-    fn short_keys_are_inline_and_long_ones_on_the_heap() {
+    fn short_strings_are_inline_and_long_ones_on_the_heap() {
         let inline = |k: &SmallBytes| matches!(k, SmallBytes::Inline { .. });
         for len in [0, 1, INLINE] {
             assert!(inline(&SmallBytes::from(vec![b'k'; len])), "{len} bytes");
