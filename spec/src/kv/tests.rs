@@ -967,9 +967,10 @@ fn index_ranges_are_redis_s() {
     }
 }
 
-/// `serde_bytes` on `Op`'s lone keys and values and on `Data::Str` is a
-/// decoding speed-up only: under bincode each encodes to the bytes a plain
-/// `Vec<u8>` gave, so wire frames, traces and snapshot files do not change.
+/// `serde_bytes` on `Op`'s lone keys and values, and `Data::Str`'s
+/// `SmallBytes`, change speed and memory only: under bincode each encodes to
+/// the bytes a plain `Vec<u8>` gave, so wire frames, traces and snapshot files
+/// do not change.
 mod byte_fields_encode_as_plain_vectors {
     use super::*;
     use proptest::prelude::*;
