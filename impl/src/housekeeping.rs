@@ -238,8 +238,12 @@ impl Runtime {
             "snapshot part complete"
         );
         let Some(store) = self.snapshots.store.clone() else {
-            // Nothing to write: the part is "stored" as far as the protocol goes.
-            let summary = PartSummary {
+            // Nothing to write: the part is "stored" as far as the protocol
+            // goes. Its byte count walks every key (0.15-0.3 s at 1 M keys), so
+            // it is taken off the loop as a write is, except under the
+            // simulator, whose stores are small and where `spawn_blocking`
+            // can hang the runtime.
+            let summarise = move || PartSummary {
                 node: me,
                 keys: part.state.kv.len() as u64,
                 state_bytes: part.state.kv.payload_bytes() as u64,
@@ -248,11 +252,20 @@ impl Runtime {
                 duration_ms,
                 ..PartSummary::default()
             };
-            self.snapshots.stats.last_state_bytes = summary.state_bytes;
-            self.deferred.push_back(SpecInput::Stored {
-                id,
-                result: Ok(summary),
-            });
+            if crate::net::simulated() {
+                let summary = summarise();
+                self.snapshots.stats.last_state_bytes = summary.state_bytes;
+                self.deferred.push_back(SpecInput::Stored {
+                    id,
+                    result: Ok(summary),
+                });
+            } else {
+                let tx = self.loopback.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = Ok(summarise());
+                    let _ = tx.blocking_send(Input::Stored { id, result });
+                });
+            }
             return;
         };
         let file = PartFile {
@@ -292,6 +305,15 @@ impl Runtime {
             return;
         }
         let stats = &mut self.snapshots.stats;
+        if self.snapshots.store.is_none() {
+            // Only counted (`on_part_complete`): nothing was written.
+            if let Ok(p) = &result {
+                stats.last_state_bytes = p.state_bytes;
+            }
+            self.feed(SpecInput::Stored { id, result })
+                .expect("a store outcome is always accepted");
+            return;
+        }
         match &result {
             Ok(p) => {
                 stats.stored += 1;

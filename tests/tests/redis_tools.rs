@@ -53,6 +53,13 @@ fn redis_cli_speaks_to_every_node() {
     );
     assert_eq!(cli(p(1), &["INCRBY", "bob", "12"]), "42");
     assert_eq!(cli(p(1), &["DEL", "bob", "nobody"]), "1");
+    // In total order the DEL is node 2's last delivery: then it holds
+    // greeting and alice only.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli(p(2), &["EXISTS", "bob"]) != "0" {
+        assert!(Instant::now() < deadline, "node 2 never saw the DEL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let id = cli(p(2), &["SNAPSHOT"]);
     assert!(id.starts_with("2-"), "snapshot id {id}");
     let info = cli(p(2), &["INFO"]);
@@ -64,6 +71,25 @@ fn redis_cli_speaks_to_every_node() {
         "snapshots_started:1",
     ] {
         assert!(info.contains(want), "INFO lacks {want}:\n{info}");
+    }
+    // Without a data dir the part is only counted, off the event loop: its
+    // key and value bytes, "greeting" + "hello world" and "alice" + "70".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = cli(p(2), &["INFO"]);
+        if info.contains("snapshots_completed:1") {
+            assert!(
+                info.lines()
+                    .any(|l| l.trim() == "last_snapshot_state_bytes:26"),
+                "node 2's part counts 26 bytes:\n{info}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot never completed:\n{info}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(
         cli(p(0), &["CONFIG", "GET", "appendonly"]),
