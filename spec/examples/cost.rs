@@ -20,7 +20,7 @@
 use gsmo_spec::kv::Op;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::{Command, Input, Limits, LinkFrame, Node, Output};
-use gsmo_spec::sim::FifoNetwork;
+use gsmo_spec::sim::{Cluster, FifoNetwork};
 use std::time::{Duration, Instant};
 
 /// The `gsmo` binary's allocator. Under glibc's malloc a `GET` here cost
@@ -63,26 +63,16 @@ impl Bench {
             max_batch: batch as u64,
             ..Limits::default()
         };
-        let mut b = Bench {
-            nodes: (0..n)
-                .map(|i| Node::new(i, n, mode).with_limits(limits))
-                .collect(),
-            net: FifoNetwork::new(),
+        // The simulator's cluster brings every link up as a runtime would.
+        let nodes = (0..n)
+            .map(|i| Node::new(i, n, mode).with_limits(limits))
+            .collect();
+        let Cluster { nodes, network, .. } = Cluster::from_nodes(nodes);
+        Bench {
+            nodes,
+            net: network,
             spent: vec![Duration::ZERO; n],
-        };
-        for i in 0..n {
-            for peer in (0..n).filter(|&j| j != i) {
-                for input in [
-                    Input::InboundUp { peer },
-                    Input::LinkUp { peer, delivered: 0 },
-                ] {
-                    let out = b.nodes[i].handle(input).expect("a fresh link comes up");
-                    b.send(i, out);
-                }
-            }
         }
-        b.spent.fill(Duration::ZERO);
-        b
     }
 
     fn send(&mut self, from: usize, out: Vec<Output>) {
