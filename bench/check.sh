@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model checker's speed and memory on the configurations issue 16 tracks.
 #
-#   bench/check.sh                          # all five
+#   bench/check.sh                          # all six
 #   CONFIGS="causal causal-sym" bench/check.sh
 #   TIMEOUT=600 bench/check.sh              # give each run at most 600 s (check --timeout)
 #   CHECK=/path/to/other/check bench/check.sh   # another build (before/after)
@@ -14,6 +14,7 @@
 # (2 accounts x 2 transfers, 220,079 states; 472,557 counting dead acks), so its CPU seconds compare builds
 # exactly. There is no snapshot --symmetry: the bank's total orders break ties
 # by node id, so not even rotations are sound (model/src/symmetry.rs).
+# snapshot-por is the bank under partial-order reduction (model/src/por.rs).
 # A benchmark, not a test.
 # For scale: TLC checks the causal configuration (0.54 M distinct states) in 83 s
 # on this machine class.
@@ -29,10 +30,11 @@ declare -A ARGS=(
   [causal]="causal --nodes 3 --msgs 2 --network unordered"
   [causal-sym]="causal --nodes 3 --msgs 2 --network unordered --symmetry"
   [snapshot]="snapshot --nodes 3 --dfs"
+  [snapshot-por]="snapshot --nodes 3 --dfs --por"
   [snapshot-2x2]="snapshot --msgs 2 --dfs --threads 1"
   [kv-isis]="kv --mode total-isis --nodes 3 --msgs 1 --dfs"
 )
-CONFIGS=${CONFIGS:-"causal causal-sym snapshot-2x2 snapshot kv-isis"}
+CONFIGS=${CONFIGS:-"causal causal-sym snapshot-2x2 snapshot snapshot-por kv-isis"}
 LIMIT=${TIMEOUT:+--timeout $TIMEOUT}
 printf '%-12s %9s %9s %14s %12s  %s\n' config wall_s user_s states peak_rss_mb args
 for c in $CONFIGS; do

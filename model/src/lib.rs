@@ -32,6 +32,7 @@ pub mod faults;
 pub mod kv;
 pub mod link;
 pub mod picture;
+pub mod por;
 pub mod replay;
 pub mod replica;
 pub mod snapshot;

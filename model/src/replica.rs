@@ -70,6 +70,10 @@ pub struct ReplicaState {
     pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
+    /// The most snapshots this replica may start, if it has a quota of its own
+    /// ([`crate::por`] hands the global bound out this way); `None`: only the
+    /// global bound (`within_boundary`) limits it.
+    pub snapshot_quota: Option<usize>,
     /// Ghost: client writes issued here (refused ones included).
     pub issued: usize,
     /// How many writes this replica's script holds (a constant).
@@ -93,6 +97,7 @@ impl Hash for ReplicaState {
             log,
             parts,
             snapshots_started,
+            snapshot_quota,
             issued,
             quota,
             refused,
@@ -111,6 +116,7 @@ impl Hash for ReplicaState {
                 log,
                 parts,
                 snapshots_started,
+                snapshot_quota,
                 issued,
                 quota,
                 refused,
@@ -227,6 +233,7 @@ impl Actor for Replica {
             log: Vec::new(),
             parts: BTreeMap::new(),
             snapshots_started: 0,
+            snapshot_quota: None,
             issued: 0,
             quota: self.script[usize::from(id)].len(),
             refused: 0,
@@ -260,7 +267,9 @@ impl Actor for Replica {
             Step::Snapshot => {
                 s.snapshots_started += 1;
                 self.handle(s, Input::StartSnapshot, o);
-                arm(o, Step::Snapshot);
+                if s.snapshot_quota.is_none_or(|q| s.snapshots_started < q) {
+                    arm(o, Step::Snapshot);
+                }
             }
             Step::Fault(fault) => {
                 let outputs = self.runtime(s).on_fault(*fault, o);

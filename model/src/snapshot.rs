@@ -32,7 +32,8 @@
 //!
 //! No symmetry reduction, not even by rotating the ring of accounts: the total
 //! orders break ties by node id ([`crate::symmetry`] says why that rules it
-//! out). What makes a step cheaper is [`crate::digest`]'s.
+//! out). What makes a step cheaper is [`crate::digest`]'s; what saves states
+//! is partial-order reduction ([`SnapshotCfg::into_reduced_model`], `--por`).
 
 use crate::adapter::Channels;
 use crate::digest::Sealed;
@@ -42,6 +43,7 @@ use crate::kv::{
     overdraft_tried, restores, sealed_snapshots, snapshot_holds, terminated, transfer_to_next,
     Bugs, Replica, ReplicasState,
 };
+use crate::por::Persistent;
 use crate::verdict::Explained;
 use gsmo_spec::batch::Batch;
 use gsmo_spec::kv::Op;
@@ -187,6 +189,30 @@ impl SnapshotCfg {
             .collect()
     }
 
+    /// Refuses what partial-order reduction does not cover ([`crate::por`]):
+    /// channels that reorder or lose frames.
+    pub fn validate_reduced(&self) -> Result<(), String> {
+        self.validate()?;
+        if self.effective_channels() != Channels::Ordered {
+            return Err(format!(
+                "--por needs ordered channels: on {} channels a frame sent later may \
+                 overtake one in flight, or be lost, so no replica's steps are persistent",
+                self.effective_channels()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bank under partial-order reduction: the same verdicts from fewer
+    /// states ([`crate::por`]).
+    pub fn into_reduced_model(self) -> ReducedSnapshotModel {
+        if let Err(e) = self.validate_reduced() {
+            panic!("{e}");
+        }
+        let snapshots = self.snapshots;
+        Persistent::new(self.into_model(), snapshots)
+    }
+
     pub fn into_model(self) -> SnapshotModel {
         if let Err(e) = self.validate() {
             panic!("{e}");
@@ -303,6 +329,7 @@ impl Ledger {
 }
 
 pub type SnapshotModel = ActorModel<Replica, SnapshotCfg, Ledger>;
+pub type ReducedSnapshotModel = Persistent<SnapshotCfg, Ledger>;
 type State = ReplicasState<Ledger>;
 
 /// Positions against the recorder's own counts, then contents against the ledger.

@@ -53,6 +53,9 @@ pub struct Search {
     /// continues every path with the state the action really produced and only
     /// *remembers* the representative, so a path's actions replay from the start.
     pub symmetry: bool,
+    /// Explore a persistent set of each state's steps ([`crate::por`]); the
+    /// job picks the reduced model, which the search runs like any other.
+    pub por: bool,
 }
 
 impl Default for Search {
@@ -64,6 +67,7 @@ impl Default for Search {
             timeout: None,
             progress: false,
             symmetry: false,
+            por: false,
         }
     }
 }

@@ -151,8 +151,12 @@ pub(crate) struct SearchArgs {
     /// Merge states that differ only by node names (causal only; implies --dfs).
     #[arg(long, conflicts_with = "bfs")]
     pub(crate) symmetry: bool,
-    /// With --symmetry: also run without it and print both state counts.
-    #[arg(long, requires = "symmetry")]
+    /// Partial-order reduction: take a persistent set of each state's steps
+    /// (snapshot only, ordered channels; see POR in check --help).
+    #[arg(long)]
+    pub(crate) por: bool,
+    /// With --symmetry or --por: also run without it and print both state counts.
+    #[arg(long)]
     pub(crate) compare: bool,
 }
 
@@ -323,6 +327,7 @@ impl SearchArgs {
             timeout: self.timeout.map(Duration::from_secs),
             progress: true,
             symmetry: self.symmetry,
+            por: self.por,
         }
     }
 }
@@ -334,7 +339,8 @@ pub(crate) struct Job {
     /// For a broken variant: the property it must violate to count as caught.
     pub(crate) promises: Option<&'static str>,
     pub(crate) search: Search,
-    /// With symmetry: also run without it, to print the reduction.
+    /// With symmetry or partial-order reduction: also run without it, to
+    /// print the reduction.
     pub(crate) compare: bool,
     pub(crate) model: AnyModel,
 }

@@ -78,6 +78,16 @@ SYMMETRY (--symmetry, causal only; implies --dfs) explores one state per class
                    amount*(i+1), which differs by account
   link, abort      not attempted (over the kv replica and its faults)
 
+POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
+  state it takes the steps of the fewest replicas whose channels from all other
+  replicas hold a frame (a frame sent later queues behind those, so the other
+  replicas' steps commute with theirs), and splits the snapshot budget into
+  per-replica quotas up front so that starts commute too. Each replica still
+  passes through every state it can be in, and every final state is reached,
+  so the bank's properties (per replica, or stable once a snapshot completes)
+  get the same verdicts. --compare prints both counts. Refused for kv, whose
+  convergence compares two replicas at one moment.
+
 NO VACUOUS VERDICTS
   A sometimes-property is an example the model must reach (a snapshot that
   records a transfer in flight, an overdraft refused, two snapshots in progress

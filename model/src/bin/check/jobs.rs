@@ -25,6 +25,19 @@ impl ModelCmd {
                  (see SYMMETRY in check --help)"
                 .into());
         }
+        if job.search.por {
+            match &job.model {
+                AnyModel::Snapshot(cfg) => cfg.validate_reduced()?,
+                _ => {
+                    return Err("--por: only the snapshot model is reduced \
+                         (see POR in check --help)"
+                        .into())
+                }
+            }
+        }
+        if job.compare && !job.search.symmetry && !job.search.por {
+            return Err("--compare compares a reduction: add --symmetry or --por".into());
+        }
         Ok(job)
     }
 

@@ -27,11 +27,17 @@ fn run(job: &Job) -> Verdict {
     if job.compare {
         let plain = Search {
             symmetry: false,
+            por: false,
             ..job.search.clone()
         };
         let (with, without) = (verdict(job, &job.search), verdict(job, &plain));
+        let reduction = if job.search.symmetry {
+            "symmetry"
+        } else {
+            "partial-order reduction"
+        };
         println!(
-            "   symmetry: {} unique states with, {} without ({:.1}x fewer; {:.2} s vs {:.2} s)",
+            "   {reduction}: {} unique states with, {} without ({:.1}x fewer; {:.2} s vs {:.2} s)",
             thousands(with.unique_states),
             thousands(without.unique_states),
             without.unique_states as f64 / with.unique_states.max(1) as f64,
@@ -47,6 +53,7 @@ fn verdict(job: &Job, search: &Search) -> Verdict {
     match &job.model {
         AnyModel::Causal(c) => check(c.clone().into_model(), search),
         AnyModel::Total(c) => check(c.clone().into_model(), search),
+        AnyModel::Snapshot(c) if search.por => check(c.clone().into_reduced_model(), search),
         AnyModel::Snapshot(c) => check(c.clone().into_model(), search),
         AnyModel::Kv(c) => check(c.clone().into_model(), search),
         AnyModel::Link(c) => check(c.clone().into_model(), search),
@@ -201,6 +208,10 @@ fn main() -> ExitCode {
         },
         Some(Command::Explore { addr, model }) => {
             let job = match model.job() {
+                Ok(job) if job.search.symmetry || job.search.por => {
+                    eprintln!("error: the explorer shows every state: --symmetry and --por reduce check runs only");
+                    return ExitCode::from(2);
+                }
                 Ok(job) => job,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -133,6 +133,28 @@ fn symmetry_only_where_sound_and_with_dfs() {
 }
 
 #[test]
+fn partial_order_reduction_only_for_the_bank_on_fifo_channels() {
+    let j = quiet(job(&["snapshot", "--por", "--compare"]).expect("the bank is reduced"));
+    assert!(j.search.por && j.compare);
+    let v = run(&j);
+    assert_eq!((v.judge(None), v.unique_states), (Outcome::Pass, 2947));
+    let j = quiet(job(&["snapshot", "--por", "--broken", "debit-only"]).unwrap());
+    assert_eq!(run(&j).judge(j.promises), Outcome::Caught);
+    for argv in [
+        &["snapshot", "--por", "--network", "unordered"][..],
+        &["snapshot", "--por", "--network", "lossy"],
+        &["snapshot", "--por", "--broken", "reordering"],
+        &["kv", "--por"],
+        &["causal", "--por"],
+        &["total-isis", "--por"],
+        &["abort", "--por"],
+        &["snapshot", "--compare"],
+    ] {
+        assert!(job(argv).is_err(), "{argv:?}");
+    }
+}
+
+#[test]
 fn save_path_writes_the_variants_counterexample() {
     assert!(job(&["link", "--save-path", "p"]).is_err(), "no link paths");
     let dir = std::env::temp_dir().join(format!("gsmo-save-path-{}", std::process::id()));

@@ -1,0 +1,404 @@
+//! Partial-order reduction by persistent sets (Godefroid 1996, "Partial-Order
+//! Methods for the Verification of Concurrent Systems", LNCS 1032, ch. 4) for
+//! the snapshot bank: of the steps enabled in a state, the search takes those
+//! of a few replicas only, chosen so that nothing it judges is lost.
+//!
+//! **Independence.** A step of replica `i` (a delivery to it, one of its
+//! timers) reads and writes only `i`'s state and timers, takes the head of one
+//! channel into `i`, appends to channels out of `i`, and extends the ledger
+//! rows of `i`'s sends. A step of another replica touches none of that, and
+//! cannot take away the frame `i` is about to take, so neither disables the
+//! other and both orders end in the same state. The one exception is the
+//! global bound on snapshot starts: a start by `j` may use up the last one `i`
+//! wanted. So the reduced model hands the bound out first, one initial state
+//! per way of splitting it into quotas ([`ReplicaState::snapshot_quota`]).
+//! Every run of the full model stays within one split, and a start is local.
+//!
+//! **Persistence.** The steps of a set `S` of replicas are persistent (no run
+//! of other steps can reach a step that depends on them) when every channel
+//! into a replica of `S` from a replica outside `S` holds a frame. A frame sent
+//! later queues behind that one (the channels are FIFO), so no step outside
+//! `S` gives a replica in `S` a new step before it takes one of those it has.
+//! From each replica with a step, the closure adds every sender whose channel
+//! into the set is empty; the search takes the smallest resulting set. Often
+//! it is every replica, hence a modest reduction (`check --por --compare`).
+//!
+//! **What is kept.** The state graph is finite and acyclic (every step issues
+//! a write, starts a snapshot or consumes one of finitely many frames), so no
+//! cycle proviso is needed, and every complete run of the full model has a
+//! reordering of independent steps that the reduced model runs, in which each
+//! replica takes the same steps in the same order. Hence:
+//! * a property of one replica's own state (conservation in its accounts and
+//!   parts, a refused overdraft, two snapshots in progress) meets the same
+//!   sequence of that replica's states;
+//! * a *stable* property (a completed snapshot is a consistent cut, has exact
+//!   channel state, restores: parts are never removed, and the ledger rows
+//!   they read are never rewritten) holds or fails at the end of a run, and
+//!   the reduced model reaches every final state; termination is judged there.
+//!
+//! Properties that relate two replicas at one moment (the kv model's
+//! convergence) are neither, so the kv model is not reduced; nor are channels
+//! that reorder or lose frames, where a later frame need not queue. The tests
+//! check the claim on whole state graphs: each replica passes through exactly
+//! the states it does unreduced, and runs end in exactly the same final states.
+
+use crate::adapter::Step;
+use crate::replica::Replica;
+use crate::verdict::Explained;
+use crate::wrap::{self, Wrapper};
+use stateright::actor::{ActorModel, ActorModelAction, ActorModelState};
+use stateright::{Model, Property};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+type State<H> = ActorModelState<Replica, H>;
+type Action = ActorModelAction<crate::faults::Wire, Step, ()>;
+
+/// A model of replicas, explored a persistent set of steps at a time.
+#[derive(Clone)]
+pub struct Persistent<C, H>
+where
+    H: Clone + Debug + Hash,
+{
+    model: ActorModel<Replica, C, H>,
+    properties: Vec<Property<ActorModel<Replica, C, H>>>,
+    /// Snapshots started in all: what the initial states split into quotas.
+    snapshots: usize,
+    /// The mistake the tests must catch: one replica's steps, however empty
+    /// its channels (a peer may then send it a frame that belongs first).
+    careless: bool,
+}
+
+impl<C, H: Clone + Debug + Hash> Persistent<C, H> {
+    /// `model`, whose replicas may start `snapshots` snapshots in all. The
+    /// caller vouches for what the module doc assumes: reliable FIFO channels,
+    /// no faults (a crashed replica's steps do nothing, and a set of such
+    /// steps would end the search early), and properties that are local or
+    /// stable ([`crate::snapshot::SnapshotCfg::into_reduced_model`] does).
+    pub(crate) fn new(model: ActorModel<Replica, C, H>, snapshots: usize) -> Self {
+        Persistent {
+            properties: wrap::take_properties(&model),
+            model,
+            snapshots,
+            careless: false,
+        }
+    }
+}
+
+/// The replica whose step `action` is.
+fn actor(action: &Action) -> usize {
+    usize::from(match action {
+        ActorModelAction::Deliver { dst, .. } => *dst,
+        ActorModelAction::Drop(env) => env.dst,
+        ActorModelAction::Timeout(id, _)
+        | ActorModelAction::Crash(id)
+        | ActorModelAction::Recover(id) => *id,
+        ActorModelAction::SelectRandom { actor, .. } => *actor,
+    })
+}
+
+/// Every way of splitting `total` among `n` replicas, in a fixed order.
+fn splits(n: usize, total: usize) -> Vec<Vec<usize>> {
+    if n == 1 {
+        return vec![vec![total]];
+    }
+    (0..=total)
+        .rev()
+        .flat_map(|first| {
+            splits(n - 1, total - first)
+                .into_iter()
+                .map(move |mut rest| {
+                    rest.insert(0, first);
+                    rest
+                })
+        })
+        .collect()
+}
+
+impl<C, H> Model for Persistent<C, H>
+where
+    C: Clone + Debug + Send + Sync + 'static,
+    H: Clone + Debug + Hash + Eq + Send + Sync + 'static,
+{
+    type State = State<H>;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<Self::State> {
+        let mut states = Vec::new();
+        for s in self.model.init_states() {
+            if self.snapshots == 0 {
+                states.push(s);
+                continue;
+            }
+            for quotas in splits(s.actor_states.len(), self.snapshots) {
+                let mut s = s.clone();
+                for (i, q) in quotas.into_iter().enumerate() {
+                    let mut a = (*s.actor_states[i]).clone();
+                    a.snapshot_quota = Some(q);
+                    a.digest = Default::default();
+                    s.actor_states[i] = Arc::new(a);
+                    if q == 0 {
+                        s.timers_set[i].cancel(&Step::Snapshot);
+                    }
+                }
+                states.push(s);
+            }
+        }
+        states
+    }
+
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
+        let n = state.actor_states.len();
+        let mut all = Vec::new();
+        self.model.actions(state, &mut all);
+        // Per replica: its steps, and which channels into it hold a frame.
+        let mut steps = vec![0usize; n];
+        let mut fed = vec![vec![false; n]; n];
+        for a in &all {
+            steps[actor(a)] += 1;
+            if let ActorModelAction::Deliver { src, dst, .. } = a {
+                fed[usize::from(*dst)][usize::from(*src)] = true;
+            }
+        }
+        if self.careless {
+            fed = vec![vec![true; n]; n];
+        }
+        // From each replica with a step: the replicas a step outside the set
+        // could give a new step, added until none can (see the module doc).
+        let mut best: Option<(usize, Vec<bool>)> = None;
+        for seed in (0..n).filter(|&i| steps[i] > 0) {
+            let mut set = vec![false; n];
+            set[seed] = true;
+            let mut grew = true;
+            while grew {
+                grew = false;
+                for i in 0..n {
+                    for j in 0..n {
+                        if set[i] && !set[j] && !fed[i][j] {
+                            set[j] = true;
+                            grew = true;
+                        }
+                    }
+                }
+            }
+            let size: usize = (0..n).filter(|&i| set[i]).map(|i| steps[i]).sum();
+            if best.as_ref().is_none_or(|(b, _)| size < *b) {
+                best = Some((size, set));
+            }
+        }
+        if let Some((_, set)) = best {
+            actions.extend(all.into_iter().filter(|a| set[actor(a)]));
+        }
+    }
+
+    fn next_state(&self, state: &Self::State, action: Self::Action) -> Option<Self::State> {
+        self.model.next_state(state, action)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        wrap::properties(self)
+    }
+
+    fn within_boundary(&self, state: &Self::State) -> bool {
+        Model::within_boundary(&self.model, state)
+    }
+}
+
+impl<C, H> Wrapper for Persistent<C, H>
+where
+    C: Clone + Debug + Send + Sync + 'static,
+    H: Clone + Debug + Hash + Eq + Send + Sync + 'static,
+{
+    type Inner = ActorModel<Replica, C, H>;
+    fn inner(&self) -> &Self::Inner {
+        &self.model
+    }
+    fn inner_properties(&self) -> &[Property<Self::Inner>] {
+        &self.properties
+    }
+    fn inner_state(state: &Self::State) -> &Self::State {
+        state
+    }
+}
+
+impl<C, H> Explained for Persistent<C, H>
+where
+    C: Clone + Debug + Send + Sync + 'static,
+    H: Clone + Debug + Hash + Eq + Send + Sync + 'static,
+    ActorModel<Replica, C, H>: Explained<Action = Action, State = State<H>>,
+{
+    fn why(&self, property: &'static str, state: &Self::State) -> Option<String> {
+        self.model.why(property, state)
+    }
+
+    fn describe(&self, action: &Self::Action) -> String {
+        self.model.describe(action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::digest;
+    use crate::replica::ReplicaState;
+    use crate::snapshot::{SnapshotBug, SnapshotCfg};
+    use stateright::Checker;
+    use std::collections::HashSet;
+
+    /// What a search of a model reaches, judged the way the reduction claims to
+    /// keep it: every state each replica is ever in, and every final state.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Reach {
+        /// `(replica, digest of its state)`, the quota left out.
+        local: HashSet<(usize, u64)>,
+        /// Digests of the final states (replicas, network, ghost history; not the
+        /// timers, where a quota and the global bound differ).
+        finals: HashSet<u64>,
+        /// States searched.
+        states: usize,
+    }
+
+    /// A replica's state as the full model would hold it: without a quota.
+    fn unquoted(a: &ReplicaState) -> u64 {
+        let mut a = a.clone();
+        a.snapshot_quota = None;
+        a.digest = Default::default();
+        digest(&a)
+    }
+
+    /// Searches `model` whole (depth first, one thread) and collects its [`Reach`].
+    fn reach<M, H>(model: &M) -> Reach
+    where
+        M: Model<State = ActorModelState<Replica, H>>,
+        H: Clone + Debug + Hash,
+    {
+        let mut seen = HashSet::new();
+        let mut reach = Reach::default();
+        let mut todo: Vec<M::State> = model
+            .init_states()
+            .into_iter()
+            .filter(|s| model.within_boundary(s))
+            .collect();
+        let mut actions = Vec::new();
+        while let Some(s) = todo.pop() {
+            if !seen.insert(digest(&s)) {
+                continue;
+            }
+            reach.states += 1;
+            for (i, a) in s.actor_states.iter().enumerate() {
+                reach.local.insert((i, unquoted(a)));
+            }
+            model.actions(&s, &mut actions);
+            let before = todo.len();
+            for action in actions.drain(..) {
+                if let Some(next) = model.next_state(&s, action) {
+                    if model.within_boundary(&next) {
+                        todo.push(next);
+                    }
+                }
+            }
+            if todo.len() == before {
+                let replicas: Vec<u64> = s.actor_states.iter().map(|a| unquoted(a)).collect();
+                reach
+                    .finals
+                    .insert(digest(&(replicas, &s.network, &s.history)));
+            }
+        }
+        reach
+    }
+
+    /// The reduction's claim on the whole state graph, and the states it saves.
+    fn keeps_what_is_judged(cfg: SnapshotCfg) -> (usize, usize) {
+        let full = reach(&cfg.clone().into_model());
+        let reduced = reach(&cfg.clone().into_reduced_model());
+        assert!(!full.finals.is_empty());
+        assert_eq!(
+            full.local, reduced.local,
+            "{cfg:?}: a replica's states differ"
+        );
+        assert_eq!(full.finals, reduced.finals, "{cfg:?}: final states differ");
+        (full.states, reduced.states)
+    }
+
+    #[test]
+    fn each_replica_meets_the_same_states_and_runs_end_alike() {
+        let two = SnapshotCfg::default();
+        assert_eq!(keeps_what_is_judged(two.clone()), (5371, 2947));
+        let three = SnapshotCfg {
+            nodes: 3,
+            snapshots: 0,
+            ..two.clone()
+        };
+        assert_eq!(keeps_what_is_judged(three), (2122, 1273));
+        let longer = SnapshotCfg {
+            transfers: 2,
+            ..two
+        };
+        assert_eq!(keeps_what_is_judged(longer), (220079, 97473));
+    }
+
+    /// The test above has teeth: one replica's steps alone, whatever its
+    /// channels hold, lose states.
+    #[test]
+    fn a_careless_choice_loses_states() {
+        let cfg = SnapshotCfg::default();
+        let full = reach(&cfg.clone().into_model());
+        let mut careless = cfg.into_reduced_model();
+        careless.careless = true;
+        let reduced = reach(&careless);
+        assert!(reduced.local.is_subset(&full.local));
+        assert!(reduced.local.len() < full.local.len());
+        assert!(reduced.finals.len() < full.finals.len());
+    }
+
+    /// The search itself: every property passes, and the count is the one
+    /// [`reach`] found.
+    #[test]
+    fn the_reduced_bank_passes() {
+        let checker = SnapshotCfg::default()
+            .into_reduced_model()
+            .checker()
+            .spawn_bfs()
+            .join();
+        checker.assert_properties();
+        assert_eq!(checker.unique_state_count(), 2947);
+    }
+
+    /// Every broken variant on FIFO channels is still caught by its property.
+    #[test]
+    fn the_reduced_bank_catches_every_bug_on_fifo_channels() {
+        for bug in [
+            SnapshotBug::NoChannelRecording,
+            SnapshotBug::SharedChannelClosing,
+            SnapshotBug::DebitOnly,
+        ] {
+            let cfg = SnapshotCfg {
+                broken: Some(bug),
+                ..SnapshotCfg::default()
+            };
+            let checker = cfg.into_reduced_model().checker().spawn_bfs().join();
+            assert!(
+                checker.discovery(bug.caught_by()).is_some(),
+                "{bug:?} not caught by {}",
+                bug.caught_by()
+            );
+        }
+    }
+
+    #[test]
+    fn splits_cover_every_quota() {
+        assert_eq!(
+            splits(3, 2),
+            vec![
+                vec![2, 0, 0],
+                vec![1, 1, 0],
+                vec![1, 0, 1],
+                vec![0, 2, 0],
+                vec![0, 1, 1],
+                vec![0, 0, 2]
+            ]
+        );
+        assert_eq!(splits(2, 0), vec![vec![0, 0]]);
+    }
+}
