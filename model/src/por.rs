@@ -20,7 +20,7 @@
 //! later queues behind that one (the channels are FIFO), so no step outside
 //! `S` gives a replica in `S` a new step before it takes one of those it has.
 //! From each replica with a step, the closure adds every sender whose channel
-//! into the set is empty; the search takes the smallest resulting set. Often
+//! into the set is empty; the search takes the set with the fewest steps. Often
 //! it is every replica, hence a modest reduction (`check --por --compare`).
 //!
 //! **What is kept.** The state graph is finite and acyclic (every step issues
