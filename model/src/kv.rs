@@ -13,8 +13,8 @@
 //! overdrawing unless the other came first), and any replica may start a
 //! snapshot (at most `snapshots` in all). The [`Replica`] actor is also the
 //! snapshot model's account: one bank, the product's.
-//! An actor only feeds [`Input`]s to [`Node::handle`] and carries its
-//! [`Output`]s out; a ghost log of sends and deliveries, and the snapshot parts
+//! An actor only feeds [`Input`](gsmo_spec::node::Input)s to [`Node::handle`] and carries its
+//! [`Output`](gsmo_spec::node::Output)s out; a ghost log of sends and deliveries, and the snapshot parts
 //! the replica completes, are what the properties judge. Always:
 //! * **convergence**: replicas that delivered the same set of writes hold the
 //!   same store ([`gsmo_spec::properties::convergence`]);
@@ -120,7 +120,7 @@ pub struct KvCfg {
     pub broken: Option<KvBug>,
     /// Broken connections (and, for other models, crashes, time, disks).
     pub faults: Faults,
-    /// Writes a replica multicasts as one batch at most ([`Limits::max_batch`]);
+    /// Writes a replica multicasts as one batch at most ([`Limits::max_batch`](gsmo_spec::node::Limits::max_batch));
     /// above 1 a replica may also flush a smaller batch at any moment.
     pub batch: u64,
 }

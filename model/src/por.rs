@@ -11,7 +11,7 @@
 //! other and both orders end in the same state. The one exception is the
 //! global bound on snapshot starts: a start by `j` may use up the last one `i`
 //! wanted. So the reduced model hands the bound out first, one initial state
-//! per way of splitting it into quotas ([`ReplicaState::snapshot_quota`]).
+//! per way of splitting it into quotas ([`crate::replica::ReplicaState::snapshot_quota`]).
 //! Every run of the full model stays within one split, and a start is local.
 //!
 //! **Persistence.** The steps of a set `S` of replicas are persistent (no run
