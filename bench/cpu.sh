@@ -7,6 +7,7 @@
 #   bench/cpu.sh                              # fifo and total-isis; GET and SET at -P 1 and -P 16
 #   MODES=causal TESTS=get PIPES=16 bench/cpu.sh
 #   GSMO=/path/to/other/gsmo bench/cpu.sh      # another build (before/after)
+#   CLUSTER_ARGS="--max-batch 1" bench/cpu.sh  # flags for `gsmo cluster` (unbatched writes)
 #
 # Prints one line per mode, test and pipeline depth: user+system CPU
 # microseconds per request on node 0 (which the client talks to) and on each
@@ -66,8 +67,9 @@ done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 
 for mode in $MODES; do
+  # shellcheck disable=SC2086 # CLUSTER_ARGS is a list of flags
   "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
-    >/tmp/gsmo-cpu-$mode.log 2>&1 &
+    ${CLUSTER_ARGS:-} >/tmp/gsmo-cpu-$mode.log 2>&1 &
   pids+=($!)
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   nodes=()
