@@ -440,6 +440,13 @@ mod tests {
             bincode::serde::decode_from_slice(&bytes, config).unwrap();
         assert_eq!(copy, member);
         assert_eq!(copy.holdback.order, member.holdback.order);
+        // Equality sees the held entries: one agreement more is another state.
+        let mut one_more = member.clone();
+        let Msg::Agreed { id, priority } = agreed[0] else {
+            unreachable!("only agreements")
+        };
+        one_more.holdback.agree(id, priority);
+        assert_ne!(one_more, member);
         let (mut out, mut copied) = (Out::new(), Out::new());
         for a in agreed {
             member.on_message(0, a.clone(), &mut out);
