@@ -28,9 +28,9 @@
 //! replies encoded but not yet taken by the client's socket are counted, and a
 //! client whose unread replies pass the limit is disconnected (one reply larger
 //! than the limit is still sent). Reads are answered by the runtime at once, so
-//! at most [`READS_IN_FLIGHT`] of them may wait uncollected; otherwise a
-//! pipeline of `GET big` could make the runtime materialise every answer
-//! before the collector counts the first.
+//! at most `--client-reads-in-flight` of them ([`Admission::reads_in_flight`])
+//! may wait uncollected; otherwise a pipeline of `GET big` could make the
+//! runtime materialise every answer before the collector counts the first.
 
 use crate::admission::{Admission, Gate, Slot, MAX_CLIENTS_ERROR};
 use crate::event::{ClientRequest, Input, Response};
@@ -52,9 +52,8 @@ use tracing::{debug, warn};
 /// Entries of a connection's reply queue (a reply, or a run of at most
 /// [`RUN_MAX`] requests) before its reader waits.
 const PIPELINE_DEPTH: usize = 1024;
-/// Reads dispatched to the runtime whose answers the collector has not yet counted.
-pub const READS_IN_FLIGHT: usize = 8;
-/// Requests in one run handed to the runtime (reads: also [`READS_IN_FLIGHT`]).
+/// Requests in one run handed to the runtime (reads: also the connection's
+/// read slots). Keeps one connection from holding the event loop for long.
 const RUN_MAX: usize = 16;
 /// The sender's write buffer.
 const SEND_BUFFER: usize = 64 << 10;
@@ -137,7 +136,7 @@ async fn serve(
     let (read, write) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let order = Arc::new(Order::default());
+    let order = Arc::new(Order::new(admission.clone()));
     let unsent = Arc::new(AtomicUsize::new(0));
     let outbox = Outbox {
         buf: BytesMut::new(),
@@ -321,7 +320,6 @@ impl Gather {
 }
 
 /// What keeps one connection's commands in order (see the module docs).
-#[derive(Default)]
 struct Order {
     /// Writes dispatched whose answer has not arrived yet.
     writes: AtomicUsize,
@@ -329,17 +327,32 @@ struct Order {
     deferred: AtomicUsize,
     /// Reads dispatched whose answer the collector has not encoded yet.
     reads: AtomicUsize,
-    /// Signalled when `reads` drops below [`READS_IN_FLIGHT`].
+    /// The most `reads` may be (`--client-reads-in-flight`).
+    read_slots: usize,
+    /// Signalled when `reads` drops below `read_slots`.
     read_freed: Notify,
+    /// Where a reader's wait for a slot is counted, for INFO.
+    admission: Arc<Admission>,
 }
 
 impl Order {
+    fn new(admission: Arc<Admission>) -> Self {
+        Order {
+            writes: AtomicUsize::new(0),
+            deferred: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
+            read_slots: admission.reads_in_flight.max(1),
+            read_freed: Notify::new(),
+            admission,
+        }
+    }
+
     fn must_defer(&self, is_write: bool) -> bool {
         self.deferred.load(SeqCst) > 0 || (!is_write && self.writes.load(SeqCst) > 0)
     }
 }
 
-/// Some of a connection's [`READS_IN_FLIGHT`] read slots, freed on drop.
+/// Some of a connection's read slots ([`Order::read_slots`]), freed on drop.
 ///
 /// A counter rather than a `tokio::sync::Semaphore`: only the reader takes
 /// slots, so it needs no compare-and-swap loop, and freeing one takes no lock
@@ -353,9 +366,14 @@ impl ReadSlot {
     /// Waits for a free slot. Only the reader takes slots, so no one can take
     /// one between the check and the increment.
     async fn take(order: &Arc<Order>) -> ReadSlot {
+        let mut counted = false;
         loop {
             if let Some(slot) = ReadSlot::try_take(order) {
                 return slot;
+            }
+            if !counted {
+                order.admission.read_slot_wait();
+                counted = true;
             }
             // `notify_one` keeps its permit if it runs between the check and
             // here, so a slot freed meanwhile is not missed.
@@ -374,7 +392,7 @@ impl ReadSlot {
 
     /// One more slot, if one is free now.
     fn try_add(&mut self) -> bool {
-        if self.order.reads.load(SeqCst) >= READS_IN_FLIGHT {
+        if self.order.reads.load(SeqCst) >= self.order.read_slots {
             return false;
         }
         self.order.reads.fetch_add(1, SeqCst);
@@ -385,8 +403,8 @@ impl ReadSlot {
 
 impl Drop for ReadSlot {
     fn drop(&mut self) {
-        // At most READS_IN_FLIGHT are ever taken: all were, so the reader may wait.
-        if self.held > 0 && self.order.reads.fetch_sub(self.held, SeqCst) == READS_IN_FLIGHT {
+        // At most `read_slots` are ever taken: all were, so the reader may wait.
+        if self.held > 0 && self.order.reads.fetch_sub(self.held, SeqCst) == self.order.read_slots {
             self.order.read_freed.notify_one();
         }
     }
@@ -576,9 +594,9 @@ async fn collect_one(
 /// "Ready" includes replies the rest of the node is about to produce: before
 /// flushing, the sender yields once, so the reader, the event loop and the
 /// collector finish what they can first (as Redis writes replies only before it
-/// sleeps). A pipeline answered in two rounds of [`READS_IN_FLIGHT`] then
-/// leaves in one `send`, not two: on loopback a `send` costs as much as the
-/// rest of a `GET`.
+/// sleeps). A pipeline answered in two runs (deeper than the connection's read
+/// slots) then mostly leaves in one `send`, not two: on loopback a `send` costs
+/// as much as the rest of a `GET`.
 async fn send(
     write: WriteHalf<Stream>,
     mut out: mpsc::UnboundedReceiver<(Bytes, bool)>,
@@ -607,6 +625,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::DEFAULT_READS_IN_FLIGHT;
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -687,35 +706,50 @@ mod tests {
         );
     }
 
-    /// Runs are bounded: a long pipeline of reads goes in runs of at most
-    /// [`READS_IN_FLIGHT`], and of writes in runs of at most [`RUN_MAX`]; the
-    /// run gathered when the client closes its side still goes.
+    /// Runs are bounded: a long pipeline of reads goes in runs of at most the
+    /// connection's read slots (`--client-reads-in-flight`) and [`RUN_MAX`],
+    /// and of writes in runs of at most [`RUN_MAX`]; the run gathered when the
+    /// client closes its side still goes. A reader that finds every slot taken
+    /// waits, and INFO counts it.
     #[tokio::test]
     async fn runs_are_at_most_the_read_slots_or_run_max_long() {
         use gsmo_spec::kv::Reply;
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let reads = READS_IN_FLIGHT + 3;
-        let writes = RUN_MAX + 5;
-        let mut pipeline = b"GET a\r\n".repeat(reads);
-        pipeline.extend(b"SET a 1\r\n".repeat(writes));
-        client.write_all(&pipeline).await.unwrap();
-        // The last run is still in the making when the reader meets the end.
-        client.shutdown().await.unwrap();
-        let admission = Arc::new(Admission::default());
-        let slot = admission.try_admit().unwrap();
-        let (inputs, mut runtime) = mpsc::channel(16);
-        tokio::spawn(serve(Box::new(server), inputs, admission, slot));
-        for (n, write) in [
-            (READS_IN_FLIGHT, false),
-            (reads - READS_IN_FLIGHT, false),
-            (RUN_MAX, true),
-            (writes - RUN_MAX, true),
-        ] {
-            let answer = if write { Reply::Ok } else { Reply::Bulk(None) };
-            next_run(&mut runtime, n, write)
-                .await
-                .send(vec![Response::Kv(answer); n])
-                .unwrap();
+        for slots in [5, RUN_MAX + 4] {
+            let first = slots.min(RUN_MAX);
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let reads = first + 3;
+            let writes = RUN_MAX + 5;
+            let mut pipeline = b"GET a\r\n".repeat(reads);
+            pipeline.extend(b"SET a 1\r\n".repeat(writes));
+            client.write_all(&pipeline).await.unwrap();
+            // The last run is still in the making when the reader meets the end.
+            client.shutdown().await.unwrap();
+            let admission = Arc::new(Admission {
+                reads_in_flight: slots,
+                ..Admission::default()
+            });
+            let slot = admission.try_admit().unwrap();
+            let (inputs, mut runtime) = mpsc::channel(16);
+            tokio::spawn(serve(Box::new(server), inputs, admission.clone(), slot));
+            for (n, write) in [
+                (first, false),
+                (reads - first, false),
+                (RUN_MAX, true),
+                (writes - RUN_MAX, true),
+            ] {
+                let answer = if write { Reply::Ok } else { Reply::Bulk(None) };
+                next_run(&mut runtime, n, write)
+                    .await
+                    .send(vec![Response::Kv(answer); n])
+                    .unwrap();
+            }
+            let waited = usize::from(slots == first);
+            let info = admission.info();
+            assert!(
+                info.contains(&format!("client_reads_in_flight:{slots}\r\n"))
+                    && info.contains(&format!("client_read_slot_waits:{waited}\r\n")),
+                "{slots} slots: {info}"
+            );
         }
     }
 
@@ -767,7 +801,7 @@ mod tests {
     async fn replies_go_to_the_sender_before_a_wait_and_together_after_it() {
         let (queue, rx) = mpsc::channel(16);
         let (inputs, _runtime) = mpsc::channel(1);
-        let order = Arc::new(Order::default());
+        let order = Arc::new(Order::new(Arc::default()));
         let (answer, later) = oneshot::channel();
         let plain = Encoding::default();
         let slot = ReadSlot::take(&order).await;
@@ -808,7 +842,7 @@ mod tests {
         let (queue, rx) = mpsc::channel(16);
         let (inputs, mut runtime) = mpsc::channel(1);
         inputs.send(Input::Tick).await.unwrap(); // the runtime's queue is full
-        let order = Arc::new(Order::default());
+        let order = Arc::new(Order::new(Arc::default()));
         order.deferred.store(1, SeqCst);
         let plain = Encoding::default();
         queue.send(Pending::Ready(resp::ok(), plain)).await.unwrap();
@@ -831,12 +865,13 @@ mod tests {
         assert_eq!(order.deferred.load(SeqCst), 0);
     }
 
-    /// At most [`READS_IN_FLIGHT`] reads wait uncollected; a freed slot wakes
-    /// the reader waiting for one.
+    /// At most the connection's read slots' worth of reads wait uncollected; a
+    /// freed slot wakes the reader waiting for one, and INFO counts the wait once.
     #[tokio::test]
     async fn a_reader_waits_for_a_read_slot_and_a_freed_one_wakes_it() {
-        let order = Arc::new(Order::default());
-        let mut slots: Vec<ReadSlot> = (0..READS_IN_FLIGHT)
+        let admission = Arc::new(Admission::default());
+        let order = Arc::new(Order::new(admission.clone()));
+        let mut slots: Vec<ReadSlot> = (0..DEFAULT_READS_IN_FLIGHT)
             .map(|_| {
                 ReadSlot::take(&order)
                     .now_or_never()
@@ -848,12 +883,14 @@ mod tests {
             futures::poll!(&mut next).is_pending(),
             "every slot is taken"
         );
-        assert_eq!(order.reads.load(SeqCst), READS_IN_FLIGHT);
+        assert_eq!(order.reads.load(SeqCst), DEFAULT_READS_IN_FLIGHT);
+        assert!(futures::poll!(&mut next).is_pending());
+        assert!(admission.info().contains("client_read_slot_waits:1\r\n"));
         slots.pop();
         let _slot = tokio::time::timeout(PATIENCE, next)
             .await
             .expect("the freed slot wakes the waiting reader");
-        assert_eq!(order.reads.load(SeqCst), READS_IN_FLIGHT);
+        assert_eq!(order.reads.load(SeqCst), DEFAULT_READS_IN_FLIGHT);
         slots.clear();
         assert_eq!(order.reads.load(SeqCst), 1);
     }

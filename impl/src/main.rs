@@ -313,6 +313,12 @@ struct DoorArgs {
     /// A client whose unread replies pass this many bytes is disconnected (e.g. 64mb).
     #[arg(long, value_name = "BYTES", default_value = "64mb", value_parser = admission::parse_bytes)]
     client_output_buffer_limit: usize,
+    /// Reads one client may have answered but not yet collected (1-1024); its next read
+    /// waits for earlier replies to be encoded. Pipelined reads within it (16 at most)
+    /// go to the replica together: one run, one answer, mostly one `send`.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_READS_IN_FLIGHT,
+          value_parser = admission::parse_reads_in_flight)]
+    client_reads_in_flight: usize,
 }
 
 impl DoorArgs {
@@ -321,6 +327,8 @@ impl DoorArgs {
         let mut v = vec![
             "--client-output-buffer-limit".to_string(),
             self.client_output_buffer_limit.to_string(),
+            "--client-reads-in-flight".to_string(),
+            self.client_reads_in_flight.to_string(),
         ];
         if let Some(f) = &self.cluster_secret_file {
             v.extend(["--cluster-secret-file".into(), f.display().to_string()]);
@@ -352,6 +360,7 @@ impl DoorArgs {
         cfg.admission = Arc::new(Admission {
             max_clients,
             output_buffer_limit: self.client_output_buffer_limit,
+            reads_in_flight: self.client_reads_in_flight,
             open_files_limit: open_files,
             requirepass,
             debug_commands: self.debug_commands,

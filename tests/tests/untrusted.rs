@@ -356,6 +356,33 @@ async fn a_client_that_never_reads_is_cut_off_at_its_output_limit() {
     assert!(peak < 256, "node 0 peak RSS {peak} MB");
 }
 
+/// A pipeline far deeper than the client's read window is still answered
+/// whole and in order: the reader waits for slots (INFO counts it), and the
+/// launcher hands the flag to every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_deeper_than_the_read_window_is_answered_in_order() {
+    let cluster = Launch::new(2, Mode::Fifo)
+        .args(&["--client-reads-in-flight", "2"])
+        .start();
+    let mut con = patient(cluster.client_port(0)).await;
+    let mut sets = redis::pipe();
+    for i in 0..100 {
+        sets.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let () = sets.query_async(&mut con).await.unwrap();
+    let mut gets = redis::pipe();
+    for i in 0..100 {
+        gets.cmd("GET").arg(format!("k{i}"));
+    }
+    let got: Vec<u32> = gets.query_async(&mut con).await.unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<u32>>());
+    let info = info_on(&mut con).await;
+    assert_eq!(info["client_reads_in_flight"], "2", "{info:?}");
+    assert!(field(&info, "client_read_slot_waits") >= 1, "{info:?}");
+    let mut peer = patient(cluster.client_port(1)).await;
+    assert_eq!(info_on(&mut peer).await["client_reads_in_flight"], "2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
     let dir = tempfile::tempdir().unwrap();
