@@ -8,6 +8,7 @@
 #   MODES=causal TESTS=get PIPES=16 bench/cpu.sh
 #   GSMO=/path/to/other/gsmo bench/cpu.sh      # another build (before/after)
 #   CLUSTER_ARGS="--max-batch 1" bench/cpu.sh  # flags for `gsmo cluster` (unbatched writes)
+#   N=50000 N16=500000 bench/cpu.sh            # requests per run at -P 1 and at -P 16 (default 10 N)
 #
 # Prints one line per mode, test and pipeline depth: user+system CPU
 # microseconds per request on node 0 (which the client talks to) and on each
@@ -18,6 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-200000}
+# Pipelined runs are 10x longer, so each lasts seconds, not a fraction of one.
+N16=${N16:-$((N * 10))}
 R=${R:-100000}
 C=${C:-50}
 MODES=${MODES:-"fifo total-isis"}
@@ -37,13 +40,14 @@ ticks() { # pid: user + system CPU in clock ticks
 # µs per request for each pid, around one redis-benchmark run.
 per_request() { # port test pipeline pid...
   local port=$1 test=$2 p=$3; shift 3
-  local before=() hz; hz=$(getconf CLK_TCK)
+  local before=() hz n=$N; hz=$(getconf CLK_TCK)
+  if [ "$p" -gt 1 ]; then n=$N16; fi
   for pid in "$@"; do before+=("$(ticks "$pid")"); done
   # The keyspace is filled first for GET, so GET reads values, not misses.
-  redis-benchmark -p "$port" -t "$test" -n "$N" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
+  redis-benchmark -p "$port" -t "$test" -n "$n" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
   local i=0 out=()
   for pid in "$@"; do
-    out+=("$(awk -v a="${before[$i]}" -v b="$(ticks "$pid")" -v hz="$hz" -v n="$N" \
+    out+=("$(awk -v a="${before[$i]}" -v b="$(ticks "$pid")" -v hz="$hz" -v n="$n" \
       'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')")
     i=$((i + 1))
   done
