@@ -357,8 +357,8 @@ async fn a_client_that_never_reads_is_cut_off_at_its_output_limit() {
 }
 
 /// A pipeline far deeper than the client's read window is still answered
-/// whole and in order: the reader waits for slots (INFO counts it), and the
-/// launcher hands the flag to every node.
+/// whole and in order: the reader waits for slots (INFO counts it). Every node
+/// takes the flag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_deeper_than_the_read_window_is_answered_in_order() {
     let cluster = Launch::new(2, Mode::Fifo)
@@ -535,6 +535,8 @@ fn running(pid: i32) -> bool {
     }
 }
 
+/// The launcher hands its client limits to every node it starts, and a
+/// launcher killed with SIGKILL (no chance to clean up) still takes them along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
     // Two consecutive free peer ports and two consecutive client ports.
@@ -554,6 +556,8 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         .args(["cluster", "--nodes", "2", "--mode", "fifo"])
         .args(["--peer-base", &peer_base.to_string()])
         .args(["--client-base", &client_base.to_string()])
+        .args(["--client-reads-in-flight", "3"])
+        .args(["--client-output-buffer-limit", "1mb"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -580,6 +584,12 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
             redis::Client::open(format!("redis://127.0.0.1:{}/", client_base + i)).unwrap();
         let mut con = client.get_multiplexed_async_connection().await.unwrap();
         let info: String = redis::cmd("INFO").query_async(&mut con).await.unwrap();
+        for limit in [
+            "client_reads_in_flight:3",
+            "client_output_buffer_limit:1048576",
+        ] {
+            assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
+        }
         let pid: i32 = info
             .lines()
             .find_map(|l| l.strip_prefix("process_id:"))
