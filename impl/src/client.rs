@@ -327,11 +327,10 @@ struct Order {
     deferred: AtomicUsize,
     /// Reads dispatched whose answer the collector has not encoded yet.
     reads: AtomicUsize,
-    /// The most `reads` may be (`--client-reads-in-flight`).
-    read_slots: usize,
-    /// Signalled when `reads` drops below `read_slots`.
+    /// Signalled when `reads` drops below [`Order::read_slots`].
     read_freed: Notify,
-    /// Where a reader's wait for a slot is counted, for INFO.
+    /// The read window (`--client-reads-in-flight`), and where a reader's
+    /// wait for a slot is counted, for INFO.
     admission: Arc<Admission>,
 }
 
@@ -341,10 +340,14 @@ impl Order {
             writes: AtomicUsize::new(0),
             deferred: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
-            read_slots: admission.reads_in_flight.max(1),
             read_freed: Notify::new(),
             admission,
         }
+    }
+
+    /// The most `reads` may be; never 0, or a reader would wait forever.
+    fn read_slots(&self) -> usize {
+        self.admission.reads_in_flight.max(1)
     }
 
     fn must_defer(&self, is_write: bool) -> bool {
@@ -392,7 +395,7 @@ impl ReadSlot {
 
     /// One more slot, if one is free now.
     fn try_add(&mut self) -> bool {
-        if self.order.reads.load(SeqCst) >= self.order.read_slots {
+        if self.order.reads.load(SeqCst) >= self.order.read_slots() {
             return false;
         }
         self.order.reads.fetch_add(1, SeqCst);
@@ -403,8 +406,9 @@ impl ReadSlot {
 
 impl Drop for ReadSlot {
     fn drop(&mut self) {
-        // At most `read_slots` are ever taken: all were, so the reader may wait.
-        if self.held > 0 && self.order.reads.fetch_sub(self.held, SeqCst) == self.order.read_slots {
+        // At most `read_slots()` are ever taken: all were, so the reader may wait.
+        if self.held > 0 && self.order.reads.fetch_sub(self.held, SeqCst) == self.order.read_slots()
+        {
             self.order.read_freed.notify_one();
         }
     }
