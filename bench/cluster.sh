@@ -13,7 +13,9 @@
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 # Prints one line per target and pipeline depth: SET and GET requests/s, and
 # the ratio to redis-server, which runs before and after the clusters (ratios are
-# to the faster of its two runs). A benchmark, not a test: numbers vary by machine.
+# to the faster of its two runs), and for gsmo how long node 0's writes waited for
+# their order (p50/p99 ms, INFO latencystats). A benchmark, not a test: numbers
+# vary by machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +58,15 @@ rate3() { # base-port pipeline test
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# How long a node's writes waited for their order (INFO latencystats, emptied by
+# CONFIG RESETSTAT before each SET run): `p50/p99` in ms at node 0.
+reset_latency() { for i in 0 1 2; do redis-cli -p $((CLIENT_BASE + i)) CONFIG RESETSTAT >/dev/null; done; }
+write_latency() { # port
+  redis-cli -p "$1" INFO latencystats | tr -d '\r' | awk -F'[:,=]' '/^write_latency_usec:/ {
+    for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
+    printf "%.1f/%.1f", v["p50"] / 1000, v["p99"] / 1000 }'
+}
 
 # The default suite: one column per target, one row per command.
 if [ "${SUITE:-}" = default ]; then
@@ -118,18 +129,22 @@ for mode in $MODES; do
   pids+=($!)
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   for P in 1 16; do
-    rows+=("gsmo 3 nodes $mode|$P|$(rate "$CLIENT_BASE" "$P" set)|$(rate "$CLIENT_BASE" "$P" get)")
+    reset_latency; s=$(rate "$CLIENT_BASE" "$P" set); l=$(write_latency "$CLIENT_BASE")
+    rows+=("gsmo 3 nodes $mode|$P|$s|$(rate "$CLIENT_BASE" "$P" get)|$l")
   done
   for P in 1 16; do
-    rows+=("gsmo 3 nodes $mode x3|$P|$(rate3 "$CLIENT_BASE" "$P" set)|$(rate3 "$CLIENT_BASE" "$P" get)")
+    reset_latency; s=$(rate3 "$CLIENT_BASE" "$P" set); l=$(write_latency "$CLIENT_BASE")
+    rows+=("gsmo 3 nodes $mode x3|$P|$s|$(rate3 "$CLIENT_BASE" "$P" get)|$l")
   done
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 done
 redis_rows "redis-server (again)"
 
-printf '%-34s %3s %14s %14s %9s %9s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis"
+printf '%-34s %3s %14s %14s %9s %9s %12s\n' target P "SET req/s" "GET req/s" "SET/redis" "GET/redis" \
+  "SET wait ms"
 for row in "${rows[@]}"; do
-  IFS='|' read -r name P s g <<<"$row"
-  printf '%-34s %3s %14s %14s %9s %9s\n' "$name" "$P" "$s" "$g" \
-    "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")"
+  IFS='|' read -r name P s g l <<<"$row"
+  printf '%-34s %3s %14s %14s %9s %9s %12s\n' "$name" "$P" "$s" "$g" \
+    "$(ratio "$s" "${base[$P-set]}")" "$(ratio "$g" "${base[$P-get]}")" "${l:--}"
 done
+echo "SET wait ms: p50/p99 of node 0's writes from its event loop to their reply (INFO latencystats)"

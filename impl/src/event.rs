@@ -16,6 +16,8 @@ pub enum ClientRequest {
     Snapshot,
     /// INFO, optionally one section.
     Info(Option<String>),
+    /// CONFIG RESETSTAT: empties INFO's write latency histogram.
+    ResetStat,
     DbSize,
     History,
     Dump,

@@ -212,6 +212,9 @@ impl Runtime {
             "trace_error",
             &self.trace_error.as_deref().unwrap_or(""),
         );
+        // Named as Redis's section; one line, for writes (reads answer at once).
+        s.push_str("\r\n# Latencystats\r\n");
+        line(&mut s, "write_latency_usec", &self.write_latency.info());
         s.push_str("\r\n# Keyspace\r\n");
         line(&mut s, "keys", &self.node.kv().len());
         line(

@@ -52,6 +52,7 @@ pub mod handshake;
 pub mod history;
 pub mod housekeeping;
 pub mod info;
+pub mod latency;
 pub mod launcher;
 pub mod links;
 pub mod net;

@@ -26,12 +26,13 @@ use crate::config::{LogFormat, NodeConfig};
 use crate::event::{ClientRequest, Input, Response};
 use crate::history;
 use crate::housekeeping::Snapshots;
+use crate::latency::WriteLatency;
 use crate::links::PeerConn;
 use crate::shiviz::ShivizLog;
 use crate::snapshot::SnapshotStore;
 use crate::tracefile::TraceWriter;
 use gsmo_spec::multicast::{MsgId, Wire};
-use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
+use gsmo_spec::node::{Command, Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
 // aHash: these keys are the runtime's own counters, which no client chooses,
@@ -58,6 +59,9 @@ struct Run {
     answers: Vec<Option<Response>>,
     missing: usize,
     reply: oneshot::Sender<Vec<Response>>,
+    /// When a run of writes arrived (runs are all reads or all writes): what
+    /// [`WriteLatency`] measures its replies from. `None` for other runs.
+    writes_since: Option<Instant>,
 }
 
 /// Where a node's state came from, for INFO and the handshake.
@@ -105,6 +109,8 @@ pub struct Runtime {
     pub(crate) fault_disconnects: u64,
     /// For results of work done off the loop.
     pub(crate) loopback: mpsc::Sender<Input>,
+    /// INFO `write_latency_usec`; `CONFIG RESETSTAT` empties it.
+    pub(crate) write_latency: WriteLatency,
 }
 
 impl Runtime {
@@ -149,6 +155,7 @@ impl Runtime {
             fatal: None,
             fault_disconnects: 0,
             loopback,
+            write_latency: WriteLatency::default(),
         };
         if let Some(t) = &mut rt.trace {
             if rt.restored_from.is_some() {
@@ -287,12 +294,16 @@ impl Runtime {
         let run = self.next_run;
         self.next_run += 1;
         let n = reqs.len();
+        let writes = reqs
+            .iter()
+            .any(|r| matches!(r, ClientRequest::Kv(Command::Write(_))));
         self.runs.insert(
             run,
             Run {
                 answers: (0..n).map(|_| None).collect(),
                 missing: n,
                 reply,
+                writes_since: writes.then(Instant::now),
             },
         );
         for (i, req) in reqs.into_iter().enumerate() {
@@ -336,6 +347,10 @@ impl Runtime {
             ClientRequest::Info(section) => Response::Bulk(
                 crate::resp::server::info_sections(&self.info(), section.as_deref()).into_bytes(),
             ),
+            ClientRequest::ResetStat => {
+                self.write_latency.reset();
+                Response::Kv(gsmo_spec::kv::Reply::Ok)
+            }
             ClientRequest::DbSize => Response::Int(self.node.kv().len() as i64),
             ClientRequest::History if self.history_truncated => Response::Error(format!(
                 "ERR history truncated after {} events (raise --history-limit)",
@@ -382,11 +397,18 @@ impl Runtime {
     }
 
     fn carry_out(&mut self, out: Vec<Output>) {
+        // Read once for all the replies of one step, and only if a write has one.
+        let mut now = None;
         for o in out {
             match o {
                 Output::Send { to, frame } => self.send_peer(to, frame),
                 Output::Reply { req, reply } => {
                     if let Some(to) = self.waiting.remove(&req) {
+                        let since = self.runs.get(&to.0).and_then(|r| r.writes_since);
+                        if let Some(since) = since {
+                            let now = *now.get_or_insert_with(Instant::now);
+                            self.write_latency.record(since, now);
+                        }
                         self.answer(to, Response::Kv(reply));
                     }
                 }

@@ -118,6 +118,52 @@ fn redis_cli_speaks_to_every_node() {
     );
 }
 
+/// `INFO latencystats` at `port`: `write_latency_usec`'s fields.
+fn write_latency(port: u16) -> std::collections::BTreeMap<String, u64> {
+    let info = cli(port, &["INFO", "latencystats"]);
+    let line = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("write_latency_usec:"))
+        .unwrap_or_else(|| panic!("no write_latency_usec in {info}"));
+    line.split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("field=value");
+            (k.to_string(), v.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// `INFO latencystats` reports how long writes wait for their place in the
+/// order. Under the sequencer, with every peer frame held 25 ms, a write at
+/// node 1 takes a round trip to node 0 (two held frames: at least 50 ms); node
+/// 0 numbers its own writes and answers them at once. Reads are not counted,
+/// and `CONFIG RESETSTAT` starts one node's count over.
+#[test]
+fn info_latencystats_shows_the_wait_for_the_order() {
+    require("redis-cli");
+    let cluster = TestCluster::start_with(3, Mode::TotalSequencer, &["--delay", "25"]);
+    let p = |i| cluster.client_port(i);
+    assert_eq!(write_latency(p(1))["count"], 0);
+    for i in 0..5 {
+        let key = format!("k{i}");
+        assert_eq!(cli(p(1), &["SET", &key, "remote"]), "OK");
+        assert_eq!(cli(p(0), &["SET", &key, "local"]), "OK");
+        assert_eq!(cli(p(0), &["GET", &key]), "local");
+    }
+    let remote = write_latency(p(1));
+    assert_eq!(remote["count"], 5, "{remote:?}");
+    assert!(
+        remote["p50"] >= 50_000,
+        "a round trip of held frames: {remote:?}"
+    );
+    let local = write_latency(p(0));
+    assert_eq!(local["count"], 5, "the GETs are not counted: {local:?}");
+    assert!(local["p50"] < 25_000, "no frame to wait for: {local:?}");
+    assert_eq!(cli(p(1), &["CONFIG", "RESETSTAT"]), "OK");
+    assert_eq!(write_latency(p(1))["count"], 0);
+    assert_eq!(write_latency(p(0))["count"], 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_runs_clean_in_every_mode() {
     require("redis-benchmark");

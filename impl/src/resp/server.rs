@@ -1,5 +1,5 @@
 //! Server commands: DBSIZE, FLUSHALL / FLUSHDB, SNAPSHOT, INFO [section],
-//! CONFIG GET, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
+//! CONFIG GET / RESETSTAT, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
 
 use super::command::{local_error, read, syntax_error, write, Request};
 use crate::event::ClientRequest;
@@ -51,9 +51,16 @@ pub fn info_sections(info: &str, section: Option<&str>) -> String {
 }
 
 /// `CONFIG GET`: just enough for `redis-benchmark` to see persistence is off.
+/// `CONFIG RESETSTAT`: empties the write latency INFO reports (gsmo's only
+/// statistic that is not a protocol counter), so a benchmark reads one run's.
 fn config(a: &[Bytes]) -> Request {
-    if !a[0].eq_ignore_ascii_case(b"GET") {
-        return local_error("ERR gsmo supports only CONFIG GET (parameters: save, appendonly)");
+    if a[0].eq_ignore_ascii_case(b"RESETSTAT") && a.len() == 1 {
+        return Request::Node(ClientRequest::ResetStat);
+    }
+    if !a[0].eq_ignore_ascii_case(b"GET") || a.len() < 2 {
+        return local_error(
+            "ERR gsmo supports CONFIG GET parameter ... (save, appendonly) and CONFIG RESETSTAT",
+        );
     }
     const PARAMS: [(&str, &str); 2] = [("save", ""), ("appendonly", "no")];
     let mut out = Vec::new();
@@ -86,6 +93,20 @@ mod tests {
             panic!()
         };
         assert_eq!(items.len(), 4);
+    }
+
+    #[test]
+    fn config_resetstat_goes_to_the_node_and_anything_else_is_refused() {
+        assert!(matches!(
+            parse("config resetstat"),
+            Request::Node(ClientRequest::ResetStat)
+        ));
+        for bad in ["CONFIG SET save x", "CONFIG GET", "CONFIG RESETSTAT now"] {
+            let Request::Local(BytesFrame::Error(e)) = parse(bad) else {
+                panic!("{bad} was not refused")
+            };
+            assert!(e.contains("CONFIG RESETSTAT"), "{bad}: {e}");
+        }
     }
 
     #[test]
