@@ -10,7 +10,7 @@
 # Cargo.toml) and the judge's tests. `.cargo/mutants.toml` says what is not mutated.
 #
 #   bench/mutants.sh                                  # all of spec/src (~1,150 mutants: ~7.5 h on 2 quiet cores)
-#   SHARD=1/24 bench/mutants.sh                       # every 24th mutant (round-robin): the README's sample
+#   SHARD=1/24 bench/mutants.sh                       # every 24th mutant (round-robin): the first sample
 #   bench/mutants.sh --in-place --re 'KvStore::put'   # re-judge chosen mutants in this tree (no cold build)
 #   bench/mutants.sh --file spec/src/snapshot.rs      # one file
 #   SAMPLE="multicast/isis.rs" bench/mutants.sh       # whole files under spec/src
@@ -18,7 +18,7 @@
 #   JOBS=2 bench/mutants.sh --list                    # any cargo-mutants option passes through
 #
 # Survivors ("missed") are either killed by a new property or configuration, or
-# listed in README.md ("Mutation testing") as equivalent, with the reason.
+# listed in docs/mutation-testing.md as equivalent, with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

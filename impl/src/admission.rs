@@ -26,7 +26,7 @@ pub const DEFAULT_OUTPUT_BUFFER_LIMIT: usize = 64 << 20;
 /// Reads of one client answered by the replica and not yet encoded. As deep
 /// as `redis-benchmark -P 16`: a pipeline that fits is one run, one answer,
 /// one wake-up and one `send`; at 8 it took two runs and 1.2 `send`s, for a
-/// fifth more CPU per pipelined `GET` (README, Performance).
+/// fifth more CPU per pipelined `GET` (docs/performance.md).
 pub const DEFAULT_READS_IN_FLIGHT: usize = 16;
 /// The most `--client-reads-in-flight` may be: each read may hold a whole
 /// value, so the bound must stay a small multiple of a pipeline.

@@ -36,7 +36,7 @@ type Index<V> =
 /// whatever its population, so a slot must be small. Measured on a node
 /// holding 632 k short keys: 156 MB resident with the ordered map alone,
 /// 434 MB with values inline in the trie, 284 MB behind the `Arc`
-/// (redis-server: 89 MB), for 26-32% less CPU per `GET` (README, Performance).
+/// (redis-server: 89 MB), for 26-32% less CPU per `GET` (docs/performance.md).
 #[derive(Clone)]
 pub(crate) struct Entries<V> {
     by_key: Index<V>,

@@ -12,7 +12,7 @@
 //! neither allocates it nor frees the value it replaces. Measured by
 //! `cargo run --release -p gsmo-spec --example cost` (100 k keys, batches of
 //! 200): 9-12% less of the spec's CPU per `GET`, 3-13% per `SET` on each
-//! replica (README, Benchmarks).
+//! replica (docs/performance.md).
 //!
 //! Order, equality, hashing and `Debug` are those of the bytes, exactly as for
 //! `Vec<u8>`, and so are the bincode bytes (serde's bytes form, which bincode
