@@ -69,11 +69,7 @@ impl<P: Clone> Algorithm<P> for Fifo<P> {
     type Msg = Msg<P>;
 
     fn multicast(&mut self, payload: P, out: &mut Vec<Step<P, Msg<P>>>) -> MsgId {
-        self.sent += 1;
-        let id = MsgId {
-            origin: self.me,
-            seq: self.sent,
-        };
+        let id = MsgId::next(self.me, &mut self.sent);
         out.push(Step::Send(Dest::All, Msg { id, payload }));
         id
     }

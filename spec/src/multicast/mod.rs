@@ -112,6 +112,16 @@ pub struct MsgId {
     pub seq: u64,
 }
 
+impl MsgId {
+    /// The id of `origin`'s next multicast, counting it in `sent`: each
+    /// origin numbers its multicasts 1, 2, 3, ... (FIFO, the sequencer and
+    /// ISIS; causal's is its own entry of the vector timestamp).
+    pub(crate) fn next(origin: NodeId, sent: &mut u64) -> MsgId {
+        *sent += 1;
+        MsgId { origin, seq: *sent }
+    }
+}
+
 impl fmt::Display for MsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "n{}#{}", self.origin, self.seq)
