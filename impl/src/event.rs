@@ -24,6 +24,14 @@ pub enum ClientRequest {
     Digest,
 }
 
+impl ClientRequest {
+    /// A write to the store: multicast in the cluster's order and answered once
+    /// delivered here. Everything else is answered at once.
+    pub fn is_write(&self) -> bool {
+        matches!(self, ClientRequest::Kv(Command::Write(_)))
+    }
+}
+
 /// The replica's answer, in a form `resp` turns into a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {

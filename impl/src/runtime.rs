@@ -32,7 +32,7 @@ use crate::shiviz::ShivizLog;
 use crate::snapshot::SnapshotStore;
 use crate::tracefile::TraceWriter;
 use gsmo_spec::multicast::{MsgId, Wire};
-use gsmo_spec::node::{Command, Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
+use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
 // aHash: these keys are the runtime's own counters, which no client chooses,
@@ -294,9 +294,7 @@ impl Runtime {
         let run = self.next_run;
         self.next_run += 1;
         let n = reqs.len();
-        let writes = reqs
-            .iter()
-            .any(|r| matches!(r, ClientRequest::Kv(Command::Write(_))));
+        let writes = reqs.iter().any(ClientRequest::is_write);
         self.runs.insert(
             run,
             Run {

@@ -4,10 +4,9 @@
 use super::order::Order;
 use super::{dispatch, Answers, Encoding, Flow, Pending};
 use crate::admission::Admission;
-use crate::event::{ClientRequest, Input};
+use crate::event::Input;
 use crate::resp;
 use bytes::{Bytes, BytesMut};
-use gsmo_spec::node::Command;
 use redis_protocol::resp2::types::BytesFrame;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -169,7 +168,7 @@ async fn collect_one(
             // Every earlier request is answered: run this one now, and wait for it.
             // A write is counted before it stops being deferred, so the reader
             // never sees an instant with neither count covering it.
-            let writes = usize::from(matches!(req, ClientRequest::Kv(Command::Write(_))));
+            let writes = usize::from(req.is_write());
             order.writes.fetch_add(writes, SeqCst);
             // Hand over first: the runtime answers only once this task yields,
             // and its queue may be full.
@@ -203,7 +202,7 @@ mod tests {
     use super::*;
     use crate::client::order::ReadSlot;
     use crate::client::PATIENCE;
-    use crate::event::Response;
+    use crate::event::{ClientRequest, Response};
 
     /// A collector over `queue` that feeds `inputs`, with room for every reply.
     struct Collector {

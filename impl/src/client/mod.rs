@@ -177,7 +177,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gsmo_spec::node::Command;
     use tokio::io::AsyncWriteExt;
 
     /// An in-memory client socket: what the test writes is all there before
@@ -207,7 +206,7 @@ mod tests {
         };
         assert_eq!(reqs.len(), n, "{reqs:?}");
         for req in &reqs {
-            let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
+            let is_write = req.is_write();
             assert_eq!(is_write, writes, "{reqs:?}");
         }
         reply

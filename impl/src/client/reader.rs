@@ -8,7 +8,6 @@ use crate::event::{ClientRequest, Input};
 use crate::net::Stream;
 use crate::resp::{self, Request, RespCodec, RespError};
 use futures::{FutureExt, StreamExt};
-use gsmo_spec::node::Command;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use tokio::io::ReadHalf;
@@ -54,7 +53,7 @@ pub(super) async fn read_requests(
                     Request::Local(frame) => Pending::Ready(frame, encoding),
                     Request::Quit => Pending::Close(resp::ok(), encoding),
                     Request::Node(req) => {
-                        let is_write = matches!(req, ClientRequest::Kv(Command::Write(_)));
+                        let is_write = req.is_write();
                         if order.must_defer(is_write) {
                             order.deferred.fetch_add(1, SeqCst);
                             Pending::Deferred(req, encoding)
