@@ -241,7 +241,7 @@ mod tests {
             );
         }
         // The bank's pinned count (snapshot.rs), reached by hashing the digests.
-        assert_eq!(seen.len(), 5371);
+        assert_eq!(seen.len(), 3825);
     }
 
     #[test]

@@ -142,6 +142,12 @@ pub fn kv_state<H>(s: &ReplicasState<H>) -> String {
                 waiting.join(", ")
             );
         }
+        for id in &a.ghost.committed {
+            let _ = writeln!(
+                out,
+                "    snapshot {id}: committed (judged when every part was complete, then let go)"
+            );
+        }
         for (id, part) in &a.parts {
             let _ = write!(
                 out,

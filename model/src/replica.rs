@@ -65,8 +65,9 @@ pub struct ReplicaState {
     /// Ghost: this replica's multicasts and deliveries in order (the node
     /// itself keeps only counts). The protocol never reads it.
     pub log: Vec<Event>,
-    /// The snapshot parts this replica completed (what a node persists);
-    /// sealed, since a completed part never changes.
+    /// The snapshot parts this replica completed and has not yet seen
+    /// committed; sealed, since a completed part never changes. A commit lets
+    /// the part go (see [`Replica::record`]); `ghost.committed` keeps the id.
     pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
@@ -191,6 +192,15 @@ impl Replica {
                 Output::Delivered { id, .. } => s.log.push(Event::Deliver(id)),
                 Output::SnapshotComplete(part) => {
                     s.parts.insert(part.id, Sealed::new(*part));
+                }
+                // Every property of a snapshot reads its parts and ledger
+                // slices that are fixed once every part is complete, and the
+                // initiator commits only after every part is stored: so each
+                // run passes a state holding all of them, judged there. After
+                // that a part is dead weight, and two runs that recorded
+                // differently would stay apart for the rest of the search.
+                Output::SnapshotCommitted { id, .. } => {
+                    s.parts.remove(&id);
                 }
                 Output::Reply {
                     reply: Reply::Error(e),

@@ -33,7 +33,9 @@
 //! No symmetry reduction, not even by rotating the ring of accounts: the total
 //! orders break ties by node id ([`crate::symmetry`] says why that rules it
 //! out). What makes a step cheaper is [`crate::digest`]'s; what saves states
-//! is partial-order reduction ([`SnapshotCfg::into_reduced_model`], `--por`).
+//! is letting a part go once its snapshot commits (judged by then: see
+//! [`crate::replica::ReplicaState::parts`]) and partial-order reduction
+//! ([`SnapshotCfg::into_reduced_model`], `--por`).
 
 use crate::adapter::Channels;
 use crate::digest::Sealed;
@@ -431,7 +433,7 @@ mod tests {
             .spawn_bfs()
             .join();
         checker.assert_properties();
-        assert_eq!(checker.unique_state_count(), 5371);
+        assert_eq!(checker.unique_state_count(), 3825);
     }
 
     /// Without snapshots the bank still conserves money and refuses overdrafts,

@@ -107,6 +107,7 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     let mut path = "/.states/0".to_string();
     let mut last = None;
     let mut labels = Vec::new();
+    let mut states = Vec::new();
     for want in ["n0 starts a snapshot", "n1 writes"] {
         let next = steps(&addr, &path);
         let step = next
@@ -127,6 +128,7 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
         };
         path.push_str(&format!("/{}", step["actionIndex"]));
         labels.push(step["action"].as_str().unwrap().to_string());
+        states.push(step["state"].as_str().unwrap().to_string());
         last = Some(step.clone());
     }
     let last = last.unwrap();
@@ -142,8 +144,12 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     let state = last["state"].as_str().unwrap();
     assert!(state.contains("n0  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
     assert!(state.contains("n1  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
+    // The parts show until the commit, which lets them go (judged by then).
+    let recorded = "snapshot 0-1: done, recorded acct:0=1 acct:1=1  delivered [0,0]; in flight from n1: data n1#1 LPUSH x 1.1";
+    assert!(states.iter().any(|s| s.contains(recorded)), "{states:#?}");
     assert!(
-        state.contains("snapshot 0-1: done, recorded acct:0=1 acct:1=1  delivered [0,0]; in flight from n1: data n1#1 LPUSH x 1.1"),
+        state
+            .contains("snapshot 0-1: committed (judged when every part was complete, then let go)"),
         "{state}"
     );
     assert!(state.contains("in flight: nothing"), "{state}");

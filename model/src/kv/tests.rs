@@ -44,25 +44,25 @@ fn catches(c: KvCfg, also: &[&'static str]) {
 // (`gsmo_spec::node::live`), so a write sent before or after its origin
 // delivered the peer's write is one state again: 3 causal replicas are the
 // causal multicast model's 690 (810 counting acks); 2 fifo replicas with a
-// snapshot 2409 (3441 counting acks).
+// snapshot 1844 (2409 keeping committed parts, 3441 also counting acks).
 #[test]
 fn fifo_replicas_converge_and_restore() {
-    assert_eq!(holds(cfg(Mode::Fifo, 2, 2, 1)), 2409);
+    assert_eq!(holds(cfg(Mode::Fifo, 2, 2, 1)), 1844);
 }
 
 #[test]
 fn causal_replicas_converge_and_restore() {
-    assert_eq!(holds(cfg(Mode::Causal, 2, 2, 1)), 2409);
+    assert_eq!(holds(cfg(Mode::Causal, 2, 2, 1)), 1844);
 }
 
 #[test]
 fn sequencer_replicas_converge_and_restore() {
-    assert_eq!(holds(cfg(Mode::TotalSequencer, 2, 2, 1)), 12407);
+    assert_eq!(holds(cfg(Mode::TotalSequencer, 2, 2, 1)), 8986);
 }
 
 #[test]
 fn isis_replicas_converge_and_restore() {
-    assert_eq!(holds(cfg(Mode::TotalIsis, 2, 2, 1)), 53825);
+    assert_eq!(holds(cfg(Mode::TotalIsis, 2, 2, 1)), 37498);
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn disconnecting(mode: Mode, snapshots: usize) -> KvCfg {
 
 #[test]
 fn the_link_layer_keeps_every_property_across_broken_connections() {
-    assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 24_542);
+    assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 22_875);
     assert_eq!(holds(disconnecting(Mode::Causal, 0)), 265);
 }
 
@@ -189,7 +189,8 @@ fn debit_only_transfer_is_caught_in_every_total_mode() {
             ..KvCfg::new(mode)
         };
         let why = explain_violation(c, "conservation");
-        assert!(why.contains("acct:1 = -1"), "{mode}: {why}");
+        // The shortest counterexample is some replica's accounts short of the total.
+        assert!(why.contains("not 2: acct:"), "{mode}: {why}");
     }
 }
 

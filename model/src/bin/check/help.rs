@@ -24,16 +24,16 @@ bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
                          account 0: covered; 2 from account 1: overdraws unless
                          account 0's arrived), TWO snapshots, so that concurrent
                          snapshot ids overlap at a replica (shared-channel-closing
-                         needs them) [5,371; with one snapshot 466, and that
-                         bug unseen]. 2 transfers each: 220,079 states,
-                         3 s; 3 accounts: over 48 M states, unfinished in 15 min
+                         needs them) [3,825; with one snapshot 390, and that
+                         bug unseen]. 2 transfers each: 119,556 states (40,756
+                         with --por); 3 accounts: 169 M with --por, 24 min
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode
-                         [2,409 fifo, causal; 12,407 sequencer; 53,825 isis]
+                         [1,844 fifo, causal; 8,986 sequencer; 37,498 isis]
   kv --mode causal --nodes 3 --msgs 1 --snapshots 0
                          the causal chain again, through the whole replica [690];
-                         with 2 writes 34,043 states, with a snapshot 336,627
+                         with 2 writes 34,043 states, with a snapshot 322,422
   kv --batch 2 --snapshots 0, total-sequencer / total-isis / causal (--msgs 3)
                          a replica multicasts its writes in batches of one or two
                          (it may flush after any write); under causal the writes
