@@ -489,6 +489,56 @@ mod tests {
         }
     }
 
+    /// What letting committed parts go rests on ([`crate::replica::ReplicaState::parts`]):
+    /// a snapshot's first commit anywhere is a step from a state in which every
+    /// replica holds its part, so that state is judged. On every transition of two banks.
+    #[test]
+    fn every_part_is_held_when_a_snapshot_first_commits() {
+        use crate::digest::digest;
+        use std::collections::HashSet;
+        for cfg in [
+            SnapshotCfg::default(),
+            SnapshotCfg {
+                transfers: 2,
+                ..SnapshotCfg::default()
+            },
+        ] {
+            let model = cfg.into_model();
+            let (mut seen, mut todo, mut actions) =
+                (HashSet::new(), model.init_states(), Vec::new());
+            let mut first_commits = 0;
+            while let Some(s) = todo.pop() {
+                if !seen.insert(digest(&s)) {
+                    continue;
+                }
+                model.actions(&s, &mut actions);
+                for action in actions.drain(..) {
+                    let Some(t) = model.next_state(&s, action) else {
+                        continue;
+                    };
+                    if !Model::within_boundary(&model, &t) {
+                        continue;
+                    }
+                    for id in t.actor_states.iter().flat_map(|a| &a.ghost.committed) {
+                        if s.actor_states
+                            .iter()
+                            .any(|a| a.ghost.committed.contains(id))
+                        {
+                            continue;
+                        }
+                        first_commits += 1;
+                        assert!(
+                            s.actor_states.iter().all(|a| a.parts.contains_key(id)),
+                            "snapshot {id} commits before every part is held"
+                        );
+                    }
+                    todo.push(t);
+                }
+            }
+            assert!(first_commits > 0);
+        }
+    }
+
     #[test]
     fn the_bank_is_the_kv_store() {
         // One bank: the accounts are the K/V store's keys, moved by its TRANSFER.
