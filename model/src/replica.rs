@@ -67,7 +67,7 @@ pub struct ReplicaState {
     pub log: Vec<Event>,
     /// The snapshot parts this replica completed and has not yet seen
     /// committed; sealed, since a completed part never changes. A commit lets
-    /// the part go (see [`Replica::record`]); `ghost.committed` keeps the id.
+    /// the part go (`Replica::record` says why); `ghost.committed` keeps the id.
     pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
