@@ -41,6 +41,8 @@ pub mod snapshot;
 pub mod symmetry;
 pub mod total;
 pub mod verdict;
+#[cfg(test)]
+mod walk;
 pub mod wrap;
 
 pub use adapter::Channels;

@@ -278,38 +278,18 @@ mod tests {
         M: Model<State = ActorModelState<Replica, H>>,
         H: Clone + Debug + Hash,
     {
-        let mut seen = HashSet::new();
         let mut reach = Reach::default();
-        let mut todo: Vec<M::State> = model
-            .init_states()
-            .into_iter()
-            .filter(|s| model.within_boundary(s))
-            .collect();
-        let mut actions = Vec::new();
-        while let Some(s) = todo.pop() {
-            if !seen.insert(digest(&s)) {
-                continue;
-            }
-            reach.states += 1;
+        reach.states = crate::walk::each_state(model, |s, next| {
             for (i, a) in s.actor_states.iter().enumerate() {
                 reach.local.insert((i, unquoted(a)));
             }
-            model.actions(&s, &mut actions);
-            let before = todo.len();
-            for action in actions.drain(..) {
-                if let Some(next) = model.next_state(&s, action) {
-                    if model.within_boundary(&next) {
-                        todo.push(next);
-                    }
-                }
-            }
-            if todo.len() == before {
+            if next.is_empty() {
                 let replicas: Vec<u64> = s.actor_states.iter().map(|a| unquoted(a)).collect();
                 reach
                     .finals
                     .insert(digest(&(replicas, &s.network, &s.history)));
             }
-        }
+        });
         reach
     }
 

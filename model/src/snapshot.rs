@@ -494,8 +494,6 @@ mod tests {
     /// replica holds its part, so that state is judged. On every transition of two banks.
     #[test]
     fn every_part_is_held_when_a_snapshot_first_commits() {
-        use crate::digest::digest;
-        use std::collections::HashSet;
         for cfg in [
             SnapshotCfg::default(),
             SnapshotCfg {
@@ -503,22 +501,9 @@ mod tests {
                 ..SnapshotCfg::default()
             },
         ] {
-            let model = cfg.into_model();
-            let (mut seen, mut todo, mut actions) =
-                (HashSet::new(), model.init_states(), Vec::new());
             let mut first_commits = 0;
-            while let Some(s) = todo.pop() {
-                if !seen.insert(digest(&s)) {
-                    continue;
-                }
-                model.actions(&s, &mut actions);
-                for action in actions.drain(..) {
-                    let Some(t) = model.next_state(&s, action) else {
-                        continue;
-                    };
-                    if !Model::within_boundary(&model, &t) {
-                        continue;
-                    }
+            crate::walk::each_state(&cfg.into_model(), |s, next| {
+                for t in next {
                     for id in t.actor_states.iter().flat_map(|a| &a.ghost.committed) {
                         if s.actor_states
                             .iter()
@@ -532,9 +517,8 @@ mod tests {
                             "snapshot {id} commits before every part is held"
                         );
                     }
-                    todo.push(t);
                 }
-            }
+            });
             assert!(first_commits > 0);
         }
     }

@@ -227,19 +227,8 @@ mod tests {
 
     /// Every reachable state of the model, by plain search.
     fn reachable(c: CausalCfg) -> Vec<State> {
-        let model = c.into_model();
-        let mut seen = HashSet::new();
-        let mut todo = model.init_states();
         let mut all = Vec::new();
-        while let Some(s) = todo.pop() {
-            if !seen.insert(s.clone()) {
-                continue;
-            }
-            let mut actions = Vec::new();
-            model.actions(&s, &mut actions);
-            todo.extend(actions.into_iter().filter_map(|a| model.next_state(&s, a)));
-            all.push(s);
-        }
+        crate::walk::each_state(&c.into_model(), |s, _| all.push(s.clone()));
         all
     }
 
