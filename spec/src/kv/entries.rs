@@ -4,18 +4,19 @@
 //!
 //! Why two maps: on an ordered map alone, a `GET` walks three 64-key B-tree
 //! nodes by binary search, a cache miss per probe; it was 37% of a node's CPU
-//! under `redis-benchmark -t get -P 16` at 100 k keys. A hash trie finds a key
-//! in a few pointer hops, and an overwrite (the common write) never touches
-//! the order. Both are imbl's persistent structures, so a snapshot still
-//! copies the store in O(1). The price is memory (see [`Entries`]).
+//! under `redis-benchmark -t get -P 16` at 100 k keys. The hash index
+//! ([`super::index`]) finds a key in two hops, and an overwrite (the common
+//! write) never touches the order. Both are persistent, so a snapshot still
+//! copies the store in O(1).
 //!
 //! Only the order is ever iterated, so the hash map's layout (and its
 //! per-process random hasher) never shows: a replica's state hashes,
 //! compares, prints and serialises exactly as an `OrdMap<SmallBytes, V>` did,
 //! and model state counts and snapshot files are unchanged.
 
+use super::index::Index;
 use super::small_bytes::SmallBytes;
-use imbl::{GenericHashMap, OrdSet};
+use imbl::OrdSet;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -24,19 +25,12 @@ use std::marker::PhantomData;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-/// The hash index. aHash, not std's SipHash: hashing the key was a tenth of
-/// the index's CPU under `GET`. Its keys are random per process, as std's
-/// are, so a client still cannot choose colliding keys.
-type Index<V> =
-    GenericHashMap<SmallBytes, Arc<V>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
-
 /// Keys to values, found by hash, iterated in key order.
 ///
-/// Values sit behind an `Arc` because imbl's trie node holds 32 slots
-/// whatever its population, so a slot must be small. Measured on a node
-/// holding 632 k short keys: 156 MB resident with the ordered map alone,
-/// 434 MB with values inline in the trie, 284 MB behind the `Arc`
-/// (redis-server: 89 MB), for 26-32% less CPU per `GET` (docs/performance.md).
+/// Values sit behind an `Arc`, so that copying a shard of the index after a
+/// snapshot copies pointers, not values. A node holding 632 k keys of 90-byte
+/// values: 193 MB resident (values inline in the index: 201 MB; imbl's hash
+/// trie, which this index replaced: 283 MB; docs/performance.md).
 #[derive(Clone)]
 pub(crate) struct Entries<V> {
     by_key: Index<V>,
@@ -53,6 +47,15 @@ impl<V: Clone> Default for Entries<V> {
 }
 
 impl<V: Clone> Entries<V> {
+    /// Shards of `n` keys on average, so that a few keys split shards.
+    #[cfg(test)]
+    fn with_shard_keys(n: usize) -> Self {
+        Entries {
+            by_key: Index::with_shard_keys(n),
+            order: OrdSet::new(),
+        }
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
         self.by_key.get(key).map(|v| &**v)
     }
@@ -83,7 +86,7 @@ impl<V: Clone> Entries<V> {
         self.order.iter().map(|k| (k, self.value_of(k)))
     }
 
-    /// Every key and value in no particular order, by one walk of the trie:
+    /// Every key and value in no particular order, by one walk of the index:
     /// for a pass over the whole store that needs no order, cheaper than
     /// [`Entries::iter`]'s lookup per key.
     pub(crate) fn unordered(&self) -> impl Iterator<Item = (&SmallBytes, &V)> {
@@ -101,17 +104,9 @@ impl<V: Clone> Entries<V> {
             .map(|k| (k, self.value_of(k)))
     }
 
-    /// Keeps the entries `keep` says yes to.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        let mut gone = Vec::new();
-        self.by_key.retain(|k, v| {
-            let kept = keep(v);
-            if !kept {
-                gone.push(k.clone());
-            }
-            kept
-        });
-        for k in gone {
+    /// Keeps the entries `keep` says yes to (a test of each entry alone).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&V) -> bool) {
+        for k in self.by_key.retain(keep) {
             self.order.remove(&k);
         }
     }
@@ -125,7 +120,7 @@ impl<V: Clone> Entries<V> {
 
 impl<V: Clone + PartialEq> PartialEq for Entries<V> {
     fn eq(&self, other: &Self) -> bool {
-        // Persistent copies (a replica and its snapshot) share the trie.
+        // Persistent copies (a replica and its snapshot) share the index.
         if self.by_key.ptr_eq(&other.by_key) {
             return true;
         }
@@ -152,10 +147,10 @@ impl<V: Clone + fmt::Debug> fmt::Debug for Entries<V> {
 
 /// As an `OrdMap` serialises: a map in key order (snapshot files depend on it).
 ///
-/// The trie is walked once and its entries sorted by key. Following the order
-/// and looking each key up, as [`Entries::iter`] does, misses the cache at
-/// every trie level: that was 73% of node 0's CPU encoding a 1 M-key
-/// snapshot. The sort holds a copy of each key (inline up to 22 bytes) and a
+/// The index is walked once and its entries sorted by key. Following the
+/// order and looking each key up, as [`Entries::iter`] does, misses the cache
+/// at every lookup: with the hash trie before, that was 73% of node 0's CPU
+/// encoding a 1 M-key snapshot. The sort holds a copy of each key (inline up to 22 bytes) and a
 /// reference to its value: 32 bytes a key for the length of the encoding.
 impl<V: Clone + Serialize> Serialize for Entries<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -165,6 +160,10 @@ impl<V: Clone + Serialize> Serialize for Entries<V> {
         s.collect_map(all.iter().map(|(k, v)| (k, *v)))
     }
 }
+
+/// The most keys a decoded store's index is sized for up front (64 MB of
+/// shards); a larger store grows as it is inserted.
+const PRESIZE_MAX: usize = 1 << 20;
 
 /// As an `OrdMap` deserialises (a later duplicate key replaces an earlier
 /// one), each entry going straight into both structures. Going through an
@@ -179,7 +178,13 @@ impl<'de, V: Clone + Deserialize<'de>> Deserialize<'de> for Entries<V> {
                 f.write_str("a map from keys to entries")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
-                let mut entries = Entries::default();
+                // Sized for the keys the length prefix promises, within a
+                // bound, so that a corrupt prefix cannot claim the memory.
+                let keys = map.size_hint().unwrap_or(0).min(PRESIZE_MAX);
+                let mut entries = Entries {
+                    by_key: Index::with_capacity(keys),
+                    order: OrdSet::new(),
+                };
                 while let Some((k, v)) = map.next_entry()? {
                     entries.insert(k, v);
                 }
@@ -227,7 +232,8 @@ mod tests {
         /// hash and bytes as the `OrdMap` it replaced, whatever the history.
         #[test]
         fn behaves_as_an_ordered_map(steps in prop::collection::vec(step(), 0..40), from in key()) {
-            let mut entries = Entries::<u8>::default();
+            // One key a shard: many splits, and a layout unlike `rebuilt`'s.
+            let mut entries = Entries::<u8>::with_shard_keys(1);
             let mut model = BTreeMap::<Vec<u8>, u8>::new();
             for s in &steps {
                 match s {

@@ -41,6 +41,7 @@
 mod entries;
 pub mod glob;
 pub mod hashes;
+mod index;
 pub mod lists;
 pub mod sets;
 mod small_bytes;

@@ -1,0 +1,404 @@
+//! The store's hash index: a persistent hash map built from small ordinary
+//! ones, by linear hashing (Litwin 1980, "Linear Hashing: A New Tool for File
+//! and Table Addressing").
+//!
+//! Why not a hash trie: imbl's trie finds a key 100 k deep in four levels of
+//! 32-slot nodes, a cache miss or two each, and a write checks each level's
+//! `Arc` for sharing; that was a fifth of node 0's CPU under pipelined `GET`
+//! and most of a peer's under `SET` (`perf`, docs/performance.md). Here a key
+//! is one hop into a vector of shards and one probe of a `hashbrown` table.
+//!
+//! What keeps it persistent: the shards, the chunks of shards and the vector
+//! of chunks each sit behind an `Arc`, so a copy (a snapshot's record point)
+//! is O(1), and a write copies what it touches and a copy still shares: the
+//! vector of chunks (pointers, once per copy), one chunk (at most 512
+//! pointers) and one shard (a few dozen keys). With one flat vector of
+//! shards, the first write after a copy of a 1 M-key store copied 31 k
+//! pointers, each a cache miss to count: 0.3-0.5 ms on the event loop, and
+//! ten times that at 10 M keys. What keeps every step short: the table grows
+//! one shard at a time (the next in turn splits in two when the average shard
+//! passes its bound), never rehashing the whole map at once on the event loop.
+//! It never shrinks: like a Redis dict between resizes, deleted keys leave
+//! their shards' capacity behind.
+
+use super::small_bytes::SmallBytes;
+use hashbrown::hash_table::{Entry, HashTable};
+use std::sync::Arc;
+
+/// One shard: a plain hash table, small enough to copy on a write after a
+/// snapshot shared it.
+type Shard<V> = HashTable<(SmallBytes, Arc<V>)>;
+
+/// Keys per shard, on average, before the next shard splits.
+const SHARD_KEYS: usize = 32;
+/// Up to [`CHUNK`] shards, shared between copies until one writes.
+type Chunk<V> = Vec<Arc<Shard<V>>>;
+
+/// Shards per chunk. The first write after a copy copies the vector of
+/// chunks and one chunk: at 1 M keys 62 and 512 pointers, at 100 M keys 6 k
+/// and 512 (a flat vector of shards: 31 k and 3 M).
+const CHUNK: usize = 512;
+
+/// Where a key's shard number starts in its hash. A shard's table places a
+/// key by the hash's low bits and tags it with its top 7, so the shard number
+/// comes from neither: the keys of one shard share these bits, and would
+/// otherwise crowd into the same buckets or tags.
+const SHARD_BITS_FROM: u32 = 32;
+/// Rounds of splits the hash has bits for (2^24 shards, 512 M keys at the
+/// bound): past them, shards only grow.
+const LEVEL_MAX: u32 = 57 - SHARD_BITS_FROM - 1;
+
+/// Keys to values by hash; values behind an `Arc`, so that copying a shard
+/// copies pointers, not values.
+#[derive(Clone)]
+pub(crate) struct Index<V> {
+    /// Shard `i` is `chunks[i / CHUNK][i % CHUNK]`.
+    chunks: Arc<Vec<Arc<Chunk<V>>>>,
+    shards: usize,
+    /// `2^level` shards at the start of this round of splits...
+    level: u32,
+    /// ...of which the first `split` have split in two already.
+    split: usize,
+    len: usize,
+    /// Hashes a key once for both its shard and its place in it. aHash, not
+    /// std's SipHash: hashing was a tenth of a lookup's CPU under `GET`. Keyed
+    /// at random per process, so a client cannot choose colliding keys.
+    hasher: ahash::RandomState,
+    /// [`SHARD_KEYS`]; smaller in tests, so that a few keys split shards.
+    shard_keys: usize,
+}
+
+impl<V> Default for Index<V> {
+    fn default() -> Self {
+        Index::sized(0, SHARD_KEYS)
+    }
+}
+
+impl<V> Index<V> {
+    #[cfg(test)]
+    pub(crate) fn with_shard_keys(shard_keys: usize) -> Self {
+        Index::sized(0, shard_keys)
+    }
+
+    /// An index that takes `keys` keys without a split (a restore knows how
+    /// many it decodes).
+    pub(crate) fn with_capacity(keys: usize) -> Self {
+        Index::sized(keys, SHARD_KEYS)
+    }
+
+    fn sized(keys: usize, shard_keys: usize) -> Self {
+        let shard_keys = shard_keys.max(1);
+        // The fewest shards (a power of two) that hold `keys` within the bound.
+        let level = keys
+            .div_ceil(shard_keys)
+            .max(1)
+            .next_power_of_two()
+            .ilog2()
+            .min(LEVEL_MAX);
+        let per_shard = keys.div_ceil(1 << level);
+        // Room for the average shard and half again: most never grow.
+        let capacity = per_shard + per_shard / 2;
+        let shards = 1usize << level;
+        let chunks = (0..shards.div_ceil(CHUNK))
+            .map(|c| {
+                let n = CHUNK.min(shards - c * CHUNK);
+                Arc::new(
+                    (0..n)
+                        .map(|_| Arc::new(Shard::with_capacity(capacity)))
+                        .collect(),
+                )
+            })
+            .collect();
+        Index {
+            chunks: Arc::new(chunks),
+            shards,
+            level,
+            split: 0,
+            len: 0,
+            hasher: ahash::RandomState::new(),
+            shard_keys,
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of a key hashing to `h`: `level` bits of it, or one bit more
+    /// once that shard has split this round.
+    fn shard_of(&self, h: u64) -> usize {
+        let bits = (h >> SHARD_BITS_FROM) as usize;
+        let low = bits & ((1 << self.level) - 1);
+        if low < self.split {
+            bits & ((1 << (self.level + 1)) - 1)
+        } else {
+            low
+        }
+    }
+
+    fn shard(&self, i: usize) -> &Shard<V> {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    /// Shard `i`, copied first with whatever a copy of the index shares.
+    fn shard_mut(&mut self, i: usize) -> &mut Shard<V>
+    where
+        V: Clone,
+    {
+        let chunk = Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i / CHUNK]);
+        Arc::make_mut(&mut chunk[i % CHUNK])
+    }
+
+    /// Shard `i`, taken out of the index (left empty), unshared if no copy
+    /// shares it.
+    fn take_shard(&mut self, i: usize) -> Shard<V>
+    where
+        V: Clone,
+    {
+        let chunk = Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i / CHUNK]);
+        Arc::unwrap_or_clone(std::mem::take(&mut chunk[i % CHUNK]))
+    }
+
+    fn put_shard(&mut self, i: usize, shard: Shard<V>)
+    where
+        V: Clone,
+    {
+        let chunks = Arc::make_mut(&mut self.chunks);
+        if i == self.shards {
+            if i % CHUNK == 0 {
+                chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+            }
+            self.shards += 1;
+            Arc::make_mut(&mut chunks[i / CHUNK]).push(Arc::new(shard));
+        } else {
+            Arc::make_mut(&mut chunks[i / CHUNK])[i % CHUNK] = Arc::new(shard);
+        }
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Arc<V>> {
+        let h = self.hash(key);
+        self.shard(self.shard_of(h))
+            .find(h, |(k, _)| k.as_bytes() == key)
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Arc<V>>
+    where
+        V: Clone,
+    {
+        let h = self.hash(key);
+        let i = self.shard_of(h);
+        // Look first: a miss must not copy a shard a snapshot shares.
+        self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
+        self.shard_mut(i)
+            .find_mut(h, |(k, _)| k.as_bytes() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Inserts or replaces; returns the value replaced.
+    pub(crate) fn insert(&mut self, key: SmallBytes, value: Arc<V>) -> Option<Arc<V>>
+    where
+        V: Clone,
+    {
+        let h = self.hash(&key);
+        let i = self.shard_of(h);
+        let hasher = self.hasher.clone();
+        let rehash = move |(k, _): &(SmallBytes, Arc<V>)| hasher.hash_one(k.as_bytes());
+        match self.shard_mut(i).entry(h, |(k, _)| *k == key, rehash) {
+            Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
+            Entry::Vacant(e) => {
+                e.insert((key, value));
+                self.len += 1;
+                if self.len > self.shards * self.shard_keys && self.level < LEVEL_MAX {
+                    self.split_next();
+                }
+                None
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Arc<V>>
+    where
+        V: Clone,
+    {
+        let h = self.hash(key);
+        let i = self.shard_of(h);
+        self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
+        let (_, v) = self
+            .shard_mut(i)
+            .find_entry(h, |(k, _)| k.as_bytes() == key)
+            .ok()?
+            .remove()
+            .0;
+        self.len -= 1;
+        Some(v)
+    }
+
+    /// Splits the next shard in turn: its keys whose next hash bit is set
+    /// move to a new shard at the end. One shard's keys, never the map's.
+    fn split_next(&mut self)
+    where
+        V: Clone,
+    {
+        let bit = 1u64 << (SHARD_BITS_FROM + self.level);
+        let from = self.split;
+        let hasher = self.hasher.clone();
+        let old = self.take_shard(from);
+        // Each half starts about a shard's worth: no growing as it fills.
+        let (mut stay, mut go) = (
+            Shard::with_capacity(self.shard_keys),
+            Shard::with_capacity(self.shard_keys),
+        );
+        let rehash = |(k, _): &(SmallBytes, Arc<V>)| hasher.hash_one(k.as_bytes());
+        for entry in old {
+            let h = rehash(&entry);
+            let half = if h & bit == 0 { &mut stay } else { &mut go };
+            half.insert_unique(h, entry, rehash);
+        }
+        self.put_shard(from, stay);
+        self.put_shard(self.shards, go);
+        self.split += 1;
+        if self.split == 1 << self.level {
+            self.level += 1;
+            self.split = 0;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every entry, shard by shard: no order a caller may rely on.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SmallBytes, &Arc<V>)> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .flat_map(|s| s.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// Keeps the entries `keep` says yes to, and returns the keys of the
+    /// others; copies only the shards it changes. `keep` is asked twice about
+    /// an entry of a shard that changes, so it must not count.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&V) -> bool) -> Vec<SmallBytes>
+    where
+        V: Clone,
+    {
+        let mut gone = Vec::new();
+        for i in 0..self.shards {
+            if self.shard(i).iter().all(|(_, v)| keep(v)) {
+                continue;
+            }
+            self.shard_mut(i).retain(|(k, v)| {
+                let kept = keep(v);
+                if !kept {
+                    gone.push(k.clone());
+                }
+                kept
+            });
+        }
+        self.len -= gone.len();
+        gone
+    }
+
+    /// Whether `self` and `other` are copies of one map, unchanged since.
+    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chunks, &other.chunks)
+    }
+
+    /// Shards now (tests).
+    #[cfg(test)]
+    pub(crate) fn shards(&self) -> usize {
+        self.shards
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_one_shard_at_a_time_and_finds_every_key() {
+        let mut index = Index::with_shard_keys(4);
+        for i in 0u32..1000 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+            // The average shard stays within its bound, grown one split per insert.
+            assert!(index.len() <= index.shards() * 4);
+            assert!(index.shards() <= index.len() / 4 + 2);
+        }
+        assert_eq!(index.shards(), 250);
+        for i in 0u32..1000 {
+            assert_eq!(index.get(&i.to_be_bytes()).map(|v| **v), Some(i));
+        }
+        assert_eq!(index.iter().count(), 1000);
+    }
+
+    /// What bounds the first write after a snapshot: it copies the vector of
+    /// chunks, one chunk and one shard, and shares every other chunk.
+    #[test]
+    fn a_write_after_a_copy_copies_one_chunk_and_one_shard() {
+        let mut index = Index::with_shard_keys(1);
+        for i in 0u32..3 * CHUNK as u32 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        let copy = index.clone();
+        index.insert(SmallBytes::from(7u32.to_be_bytes().to_vec()), Arc::new(0));
+        let shared = |a: &Index<u32>, b: &Index<u32>| {
+            let chunks = a.chunks.iter().zip(b.chunks.iter());
+            let shards = a
+                .chunks
+                .iter()
+                .flat_map(|c| c.iter())
+                .zip(b.chunks.iter().flat_map(|c| c.iter()));
+            (
+                chunks.filter(|(x, y)| Arc::ptr_eq(x, y)).count(),
+                shards.filter(|(x, y)| Arc::ptr_eq(x, y)).count(),
+            )
+        };
+        assert!(!Arc::ptr_eq(&index.chunks, &copy.chunks));
+        assert_eq!(index.chunks.len(), 3);
+        assert_eq!(shared(&index, &copy), (2, 3 * CHUNK - 1));
+        assert_eq!(copy.get(&7u32.to_be_bytes()).map(|v| **v), Some(7));
+        assert_eq!(index.get(&7u32.to_be_bytes()).map(|v| **v), Some(0));
+    }
+
+    #[test]
+    fn a_sized_index_takes_its_keys_without_a_split() {
+        let mut index = Index::with_capacity(10_000);
+        let shards = index.shards();
+        assert_eq!(
+            shards, 512,
+            "10,000 keys at {SHARD_KEYS} a shard: 2^9 shards"
+        );
+        // Up to the bound (512 x 32 keys) no shard splits; one key more splits one.
+        for i in 0u32..16_384 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        assert_eq!(index.shards(), shards);
+        assert_eq!(index.get(&9_999u32.to_be_bytes()).map(|v| **v), Some(9_999));
+        index.insert(SmallBytes::from(b"more".to_vec()), Arc::new(0));
+        assert_eq!(index.shards(), shards + 1);
+    }
+
+    #[test]
+    fn a_copy_is_untouched_by_writes_to_the_original() {
+        let mut index = Index::with_shard_keys(2);
+        for i in 0u32..100 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        let copy = index.clone();
+        assert!(copy.ptr_eq(&index));
+        for i in 0u32..200 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i + 1));
+        }
+        index.remove(&7u32.to_be_bytes());
+        assert!(!copy.ptr_eq(&index));
+        assert_eq!(copy.len(), 100);
+        assert_eq!(copy.iter().count(), 100);
+        for i in 0u32..100 {
+            assert_eq!(copy.get(&i.to_be_bytes()).map(|v| **v), Some(i));
+        }
+        assert_eq!(index.len(), 199);
+        assert_eq!(index.get(&8u32.to_be_bytes()).map(|v| **v), Some(9));
+        assert!(index.get(&7u32.to_be_bytes()).is_none());
+    }
+}
