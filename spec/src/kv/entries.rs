@@ -29,8 +29,8 @@ use std::sync::Arc;
 ///
 /// Values sit behind an `Arc`, so that copying a shard of the index after a
 /// snapshot copies pointers, not values. A node holding 632 k keys of 90-byte
-/// values: 193 MB resident (values inline in the index: 201 MB; imbl's hash
-/// trie, which this index replaced: 283 MB; docs/performance.md).
+/// values: 199 MB resident (values inline in the index measured no smaller;
+/// imbl's hash trie, which the index replaced: 283 MB; docs/performance.md).
 #[derive(Clone)]
 pub(crate) struct Entries<V> {
     by_key: Index<V>,
@@ -150,8 +150,9 @@ impl<V: Clone + fmt::Debug> fmt::Debug for Entries<V> {
 /// The index is walked once and its entries sorted by key. Following the
 /// order and looking each key up, as [`Entries::iter`] does, misses the cache
 /// at every lookup: with the hash trie before, that was 73% of node 0's CPU
-/// encoding a 1 M-key snapshot. The sort holds a copy of each key (inline up to 22 bytes) and a
-/// reference to its value: 32 bytes a key for the length of the encoding.
+/// encoding a 1 M-key snapshot. The sort holds a copy of each key (inline up
+/// to 22 bytes) and a reference to its value: 32 bytes a key for the length
+/// of the encoding.
 impl<V: Clone + Serialize> Serialize for Entries<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut all: Vec<(SmallBytes, &V)> =
@@ -161,8 +162,8 @@ impl<V: Clone + Serialize> Serialize for Entries<V> {
     }
 }
 
-/// The most keys a decoded store's index is sized for up front (64 MB of
-/// shards); a larger store grows as it is inserted.
+/// The most keys a decoded store's index is sized for up front (about 70 MB
+/// of shards); a larger store grows as it is inserted.
 const PRESIZE_MAX: usize = 1 << 20;
 
 /// As an `OrdMap` deserialises (a later duplicate key replaces an earlier

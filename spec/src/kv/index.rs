@@ -341,6 +341,12 @@ mod tests {
             index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
         }
         let copy = index.clone();
+        // A miss, or a retain that keeps all, copies nothing.
+        let missing = 9_999_999u32.to_be_bytes();
+        assert!(index.get_mut(&missing).is_none());
+        assert!(index.remove(&missing).is_none());
+        assert!(index.retain(|_| true).is_empty());
+        assert!(index.ptr_eq(&copy));
         index.insert(SmallBytes::from(7u32.to_be_bytes().to_vec()), Arc::new(0));
         let shared = |a: &Index<u32>, b: &Index<u32>| {
             let chunks = a.chunks.iter().zip(b.chunks.iter());
