@@ -66,6 +66,8 @@ pub(crate) struct Index<V> {
     hasher: ahash::RandomState,
     /// [`SHARD_KEYS`]; smaller in tests, so that a few keys split shards.
     shard_keys: usize,
+    /// [`LEVEL_MAX`]; smaller in tests, so that a few keys reach it.
+    level_max: u32,
 }
 
 impl<V> Default for Index<V> {
@@ -99,16 +101,16 @@ impl<V> Index<V> {
         // Room for the average shard and half again: most never grow.
         let capacity = per_shard + per_shard / 2;
         let shards = 1usize << level;
-        let chunks = (0..shards.div_ceil(CHUNK))
-            .map(|c| {
-                let n = CHUNK.min(shards - c * CHUNK);
-                Arc::new(
-                    (0..n)
-                        .map(|_| Arc::new(Shard::with_capacity(capacity)))
-                        .collect(),
-                )
-            })
-            .collect();
+        // A power of two: whole chunks, or one chunk not yet full.
+        let chunk = || {
+            let n = CHUNK.min(shards);
+            Arc::new(
+                (0..n)
+                    .map(|_| Arc::new(Shard::with_capacity(capacity)))
+                    .collect(),
+            )
+        };
+        let chunks = (0..shards.div_ceil(CHUNK)).map(|_| chunk()).collect();
         Index {
             chunks: Arc::new(chunks),
             shards,
@@ -117,6 +119,7 @@ impl<V> Index<V> {
             len: 0,
             hasher: ahash::RandomState::new(),
             shard_keys,
+            level_max: LEVEL_MAX,
         }
     }
 
@@ -209,7 +212,7 @@ impl<V> Index<V> {
             Entry::Vacant(e) => {
                 e.insert((key, value));
                 self.len += 1;
-                if self.len > self.shards * self.shard_keys && self.level < LEVEL_MAX {
+                if self.len > self.shards * self.shard_keys && self.level < self.level_max {
                     self.split_next();
                 }
                 None
@@ -368,6 +371,22 @@ mod tests {
     }
 
     #[test]
+    fn shard_numbers_stay_clear_of_the_bits_a_shard_uses() {
+        // The last round's next bit is below hashbrown's 7 tag bits (57..=63).
+        assert_eq!(SHARD_BITS_FROM + LEVEL_MAX, 56);
+        let mut index = Index::with_shard_keys(1);
+        index.level_max = 2;
+        for i in 0u32..100 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        // Past the last round, shards only grow.
+        assert_eq!(index.shards(), 4);
+        for i in 0u32..100 {
+            assert_eq!(index.get(&i.to_be_bytes()).map(|v| **v), Some(i));
+        }
+    }
+
+    #[test]
     fn a_sized_index_takes_its_keys_without_a_split() {
         let mut index = Index::with_capacity(10_000);
         let shards = index.shards();
@@ -375,6 +394,11 @@ mod tests {
             shards, 512,
             "10,000 keys at {SHARD_KEYS} a shard: 2^9 shards"
         );
+        // Room for the average shard (20 keys) and half again, rounded up by
+        // hashbrown to a power of two buckets: 30 asked, 56 given.
+        for shard in index.chunks.iter().flat_map(|c| c.iter()) {
+            assert_eq!(shard.capacity(), 56);
+        }
         // Up to the bound (512 x 32 keys) no shard splits; one key more splits one.
         for i in 0u32..16_384 {
             index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
