@@ -127,6 +127,11 @@ impl<V> Index<V> {
         self.hasher.hash_one(key)
     }
 
+    /// What a shard's table needs to move an entry: the same hash as [`Index::hash`].
+    fn rehash(hasher: &ahash::RandomState) -> impl Fn(&(SmallBytes, Arc<V>)) -> u64 + Copy + '_ {
+        |(k, _)| hasher.hash_one(k.as_bytes())
+    }
+
     /// The shard of a key hashing to `h`: `level` bits of it, or one bit more
     /// once that shard has split this round.
     fn shard_of(&self, h: u64) -> usize {
@@ -143,13 +148,30 @@ impl<V> Index<V> {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
 
-    /// Shard `i`, copied first with whatever a copy of the index shares.
-    fn shard_mut(&mut self, i: usize) -> &mut Shard<V>
+    /// Whether shard `i` and the chunk and vector holding it are this
+    /// index's alone, so that writing it copies nothing. Nothing here makes a
+    /// `Weak`, so the strong counts say it.
+    fn unshared(&self, i: usize) -> bool {
+        Arc::strong_count(&self.chunks) == 1
+            && Arc::strong_count(&self.chunks[i / CHUNK]) == 1
+            && Arc::strong_count(&self.chunks[i / CHUNK][i % CHUNK]) == 1
+    }
+
+    /// Chunk `c`, copied first (with the vector) if a copy of the index
+    /// shares it. Takes the field alone, so that the hasher stays at hand.
+    fn chunk_mut(chunks: &mut Arc<Vec<Arc<Chunk<V>>>>, c: usize) -> &mut Chunk<V>
     where
         V: Clone,
     {
-        let chunk = Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i / CHUNK]);
-        Arc::make_mut(&mut chunk[i % CHUNK])
+        Arc::make_mut(&mut Arc::make_mut(chunks)[c])
+    }
+
+    /// Shard `i`, copied first with whatever a copy of the index shares.
+    fn shard_mut(chunks: &mut Arc<Vec<Arc<Chunk<V>>>>, i: usize) -> &mut Shard<V>
+    where
+        V: Clone,
+    {
+        Arc::make_mut(&mut Self::chunk_mut(chunks, i / CHUNK)[i % CHUNK])
     }
 
     /// Shard `i`, taken out of the index (left empty), unshared if no copy
@@ -158,23 +180,23 @@ impl<V> Index<V> {
     where
         V: Clone,
     {
-        let chunk = Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i / CHUNK]);
+        let chunk = Self::chunk_mut(&mut self.chunks, i / CHUNK);
         Arc::unwrap_or_clone(std::mem::take(&mut chunk[i % CHUNK]))
     }
 
+    /// Puts `shard` at `i`, or after the last shard if `i` is the count.
     fn put_shard(&mut self, i: usize, shard: Shard<V>)
     where
         V: Clone,
     {
-        let chunks = Arc::make_mut(&mut self.chunks);
         if i == self.shards {
             if i % CHUNK == 0 {
-                chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+                Arc::make_mut(&mut self.chunks).push(Arc::new(Vec::with_capacity(CHUNK)));
             }
             self.shards += 1;
-            Arc::make_mut(&mut chunks[i / CHUNK]).push(Arc::new(shard));
+            Self::chunk_mut(&mut self.chunks, i / CHUNK).push(Arc::new(shard));
         } else {
-            Arc::make_mut(&mut chunks[i / CHUNK])[i % CHUNK] = Arc::new(shard);
+            Self::chunk_mut(&mut self.chunks, i / CHUNK)[i % CHUNK] = Arc::new(shard);
         }
     }
 
@@ -191,9 +213,12 @@ impl<V> Index<V> {
     {
         let h = self.hash(key);
         let i = self.shard_of(h);
-        // Look first: a miss must not copy a shard a snapshot shares.
-        self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
-        self.shard_mut(i)
+        // A miss must not copy a shard a snapshot shares: where one may, look
+        // first (where none does, the common case, one probe does).
+        if !self.unshared(i) {
+            self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
+        }
+        Self::shard_mut(&mut self.chunks, i)
             .find_mut(h, |(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
     }
@@ -205,9 +230,8 @@ impl<V> Index<V> {
     {
         let h = self.hash(&key);
         let i = self.shard_of(h);
-        let hasher = self.hasher.clone();
-        let rehash = move |(k, _): &(SmallBytes, Arc<V>)| hasher.hash_one(k.as_bytes());
-        match self.shard_mut(i).entry(h, |(k, _)| *k == key, rehash) {
+        let shard = Self::shard_mut(&mut self.chunks, i);
+        match shard.entry(h, |(k, _)| *k == key, Self::rehash(&self.hasher)) {
             Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
             Entry::Vacant(e) => {
                 e.insert((key, value));
@@ -226,9 +250,11 @@ impl<V> Index<V> {
     {
         let h = self.hash(key);
         let i = self.shard_of(h);
-        self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
-        let (_, v) = self
-            .shard_mut(i)
+        // As in `get_mut`: a miss copies nothing.
+        if !self.unshared(i) {
+            self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
+        }
+        let (_, v) = Self::shard_mut(&mut self.chunks, i)
             .find_entry(h, |(k, _)| k.as_bytes() == key)
             .ok()?
             .remove()
@@ -245,14 +271,13 @@ impl<V> Index<V> {
     {
         let bit = 1u64 << (SHARD_BITS_FROM + self.level);
         let from = self.split;
-        let hasher = self.hasher.clone();
         let old = self.take_shard(from);
         // Each half starts about a shard's worth: no growing as it fills.
         let (mut stay, mut go) = (
             Shard::with_capacity(self.shard_keys),
             Shard::with_capacity(self.shard_keys),
         );
-        let rehash = |(k, _): &(SmallBytes, Arc<V>)| hasher.hash_one(k.as_bytes());
+        let rehash = Self::rehash(&self.hasher);
         for entry in old {
             let h = rehash(&entry);
             let half = if h & bit == 0 { &mut stay } else { &mut go };
@@ -291,7 +316,7 @@ impl<V> Index<V> {
             if self.shard(i).iter().all(|(_, v)| keep(v)) {
                 continue;
             }
-            self.shard_mut(i).retain(|(k, v)| {
+            Self::shard_mut(&mut self.chunks, i).retain(|(k, v)| {
                 let kept = keep(v);
                 if !kept {
                     gone.push(k.clone());
