@@ -395,6 +395,57 @@ mod tests {
         assert_eq!(index.get(&7u32.to_be_bytes()).map(|v| **v), Some(0));
     }
 
+    /// After a write, the vector and the written chunk are the index's own
+    /// but the chunk's other shards and the other chunks are still the
+    /// copy's: a miss in any of them must look first and copy nothing, even
+    /// where a key of the same 7-bit hashbrown tag sits in the shard.
+    #[test]
+    fn a_miss_beside_a_write_copies_nothing() {
+        let mut index = Index::with_shard_keys(1);
+        for i in 0u32..3 * CHUNK as u32 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        let copy = index.clone();
+        // Overwrite a key whose shard number differs from its chunk number
+        // (so that `i / CHUNK` cannot stand in for `i % CHUNK`).
+        let (key, written) = (0u32..)
+            .map(|k| (k, index.shard_of(index.hash(&k.to_be_bytes()))))
+            .find(|&(_, i)| i % CHUNK != i / CHUNK)
+            .unwrap();
+        index.insert(SmallBytes::from(key.to_be_bytes().to_vec()), Arc::new(0));
+        assert_eq!(index.shards(), copy.shards(), "an overwrite splits nothing");
+        assert!(index.unshared(written));
+        // A missing key landing in shard `i` beside a stored key of its tag.
+        let miss_in = |index: &Index<u32>, wanted: &dyn Fn(usize) -> bool| {
+            (10_000_000u32..)
+                .find(|m| {
+                    let h = index.hash(&m.to_be_bytes());
+                    let i = index.shard_of(h);
+                    wanted(i)
+                        && index
+                            .shard(i)
+                            .iter()
+                            .any(|(k, _)| index.hash(k.as_bytes()) >> 57 == h >> 57)
+                })
+                .unwrap()
+        };
+        let same_chunk = miss_in(&index, &|i| i / CHUNK == written / CHUNK && i != written);
+        let other_chunk = miss_in(&index, &|i| i / CHUNK != written / CHUNK);
+        for m in [same_chunk, other_chunk] {
+            let i = index.shard_of(index.hash(&m.to_be_bytes()));
+            assert!(!index.unshared(i));
+            assert!(index.get_mut(&m.to_be_bytes()).is_none());
+            assert!(index.remove(&m.to_be_bytes()).is_none());
+            let (c, j) = (i / CHUNK, i % CHUNK);
+            assert!(Arc::ptr_eq(&index.chunks[c][j], &copy.chunks[c][j]));
+            assert_eq!(
+                Arc::ptr_eq(&index.chunks[c], &copy.chunks[c]),
+                c != written / CHUNK
+            );
+        }
+        assert_eq!(index.len(), copy.len());
+    }
+
     #[test]
     fn shard_numbers_stay_clear_of_the_bits_a_shard_uses() {
         // The last round's next bit is below hashbrown's 7 tag bits (57..=63).
