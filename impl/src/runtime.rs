@@ -304,6 +304,14 @@ impl Runtime {
                 writes_since: writes.then(Instant::now),
             },
         );
+        if n > 1 {
+            // A pipelined run's reads, looked up together first: see `KvStore::prefetch`.
+            let keys = reqs.iter().filter_map(|r| match r {
+                ClientRequest::Kv(cmd) => cmd.read_key(),
+                _ => None,
+            });
+            self.node.kv().prefetch(keys);
+        }
         for (i, req) in reqs.into_iter().enumerate() {
             self.on_client(req, (run, i));
         }

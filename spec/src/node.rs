@@ -120,6 +120,18 @@ pub enum Command {
     Read(ReadOp),
 }
 
+impl Command {
+    /// The key a one-key read names, for [`KvStore::prefetch`](crate::kv::KvStore::prefetch)
+    /// (a write's key is prefetched when its batch is delivered).
+    pub fn read_key(&self) -> Option<&[u8]> {
+        match self {
+            Command::Get { key } => Some(key),
+            Command::Read(r) => r.key(),
+            Command::Write(_) => None,
+        }
+    }
+}
+
 /// Everything a replica reacts to, as one type: what a trace records and
 /// [`Node::handle`] replays.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -777,6 +789,11 @@ impl Node {
                 } => {
                     // A batch's writes, in the order they were issued.
                     let Batch { first, writes } = payload;
+                    if writes.len() > 1 {
+                        self.state
+                            .kv
+                            .prefetch(writes.iter().filter_map(|w| w.op.key()));
+                    }
                     for (i, write) in writes.iter().enumerate() {
                         let id = MsgId {
                             origin: batch_id.origin,

@@ -60,6 +60,14 @@ impl<V: Clone> Entries<V> {
         self.by_key.get(key).map(|v| &**v)
     }
 
+    pub(crate) fn prefetch<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        touch: impl Fn(&V),
+    ) {
+        self.by_key.prefetch(keys, touch);
+    }
+
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
         self.by_key.get_mut(key).map(Arc::make_mut)
     }

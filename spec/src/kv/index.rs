@@ -207,6 +207,44 @@ impl<V> Index<V> {
             .map(|(_, v)| v)
     }
 
+    /// Looks `keys` up for the cache's sake (see `kv/prefetch.rs`), a stage
+    /// at a time across a group of keys: every key's shard, then every key's
+    /// entry, then `touch` on every value found. The loads of one stage do not
+    /// wait on each other, so their misses overlap, where a lookup at a time
+    /// waits for each miss in turn.
+    pub(crate) fn prefetch<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        touch: impl Fn(&V),
+    ) {
+        const GROUP: usize = 16;
+        let mut keys = keys.into_iter();
+        let mut group: [(&[u8], u64, usize); GROUP] = [(&[], 0, 0); GROUP];
+        let mut found: [Option<&Arc<V>>; GROUP] = [None; GROUP];
+        loop {
+            let mut n = 0;
+            for (slot, key) in group.iter_mut().zip(&mut keys) {
+                let h = self.hash(key);
+                let i = self.shard_of(h);
+                std::hint::black_box(self.shard(i).len());
+                *slot = (key, h, i);
+                n += 1;
+            }
+            if n == 0 {
+                return;
+            }
+            for (&(key, h, i), f) in group[..n].iter().zip(&mut found) {
+                *f = self
+                    .shard(i)
+                    .find(h, |(k, _)| k.as_bytes() == key)
+                    .map(|(_, v)| v);
+            }
+            for v in found[..n].iter().flatten() {
+                touch(v);
+            }
+        }
+    }
+
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Arc<V>>
     where
         V: Clone,
@@ -444,6 +482,28 @@ mod tests {
             );
         }
         assert_eq!(index.len(), copy.len());
+    }
+
+    /// Every key found is touched once, in order, across group boundaries;
+    /// a missing key is skipped.
+    #[test]
+    fn prefetch_touches_each_key_found() {
+        let mut index = Index::with_shard_keys(2);
+        for i in 0u32..100 {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        let keys: Vec<[u8; 4]> = (90u32..130).map(u32::to_be_bytes).collect();
+        let touched = std::cell::RefCell::new(Vec::new());
+        index.prefetch(keys.iter().map(|k| &k[..]), |v| {
+            touched.borrow_mut().push(*v)
+        });
+        assert_eq!(touched.into_inner(), (90u32..100).collect::<Vec<_>>());
+        let keys: Vec<[u8; 4]> = (0u32..40).rev().map(u32::to_be_bytes).collect();
+        let touched = std::cell::RefCell::new(Vec::new());
+        index.prefetch(keys.iter().map(|k| &k[..]), |v| {
+            touched.borrow_mut().push(*v)
+        });
+        assert_eq!(touched.into_inner(), (0u32..40).rev().collect::<Vec<_>>());
     }
 
     #[test]

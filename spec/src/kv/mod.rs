@@ -43,6 +43,7 @@ pub mod glob;
 pub mod hashes;
 mod index;
 pub mod lists;
+mod prefetch;
 pub mod sets;
 mod small_bytes;
 pub mod strings;
