@@ -31,6 +31,7 @@ use crate::links::PeerConn;
 use crate::shiviz::ShivizLog;
 use crate::snapshot::SnapshotStore;
 use crate::tracefile::TraceWriter;
+use gsmo_spec::kv::PREFETCH_AHEAD;
 use gsmo_spec::multicast::{MsgId, Wire};
 use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
@@ -304,16 +305,19 @@ impl Runtime {
                 writes_since: writes.then(Instant::now),
             },
         );
-        if n > 1 {
-            // A pipelined run's reads, looked up together first: see `KvStore::prefetch`.
-            let keys = reqs.iter().filter_map(|r| match r {
-                ClientRequest::Kv(cmd) => cmd.read_key(),
-                _ => None,
-            });
-            self.node.kv().prefetch(keys);
-        }
-        for (i, req) in reqs.into_iter().enumerate() {
+        let mut reqs = VecDeque::from(reqs);
+        let mut i = 0;
+        while let Some(req) = reqs.pop_front() {
+            if i % PREFETCH_AHEAD == 0 && n > 1 {
+                // A pipelined run's reads, looked up together first: see `KvStore::prefetch`.
+                let ahead = std::iter::once(&req).chain(reqs.iter().take(PREFETCH_AHEAD - 1));
+                self.node.kv().prefetch(ahead.filter_map(|r| match r {
+                    ClientRequest::Kv(cmd) => cmd.read_key(),
+                    _ => None,
+                }));
+            }
             self.on_client(req, (run, i));
+            i += 1;
         }
     }
 

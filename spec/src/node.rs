@@ -31,7 +31,7 @@
 
 use crate::batch::{Batch, Outbox, SharedWrite};
 use crate::clock::LamportClock;
-use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write};
+use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write, PREFETCH_AHEAD};
 use crate::link::{Frame, Link, LinkBug, LinkError};
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
 use crate::snapshot::{
@@ -789,12 +789,11 @@ impl Node {
                 } => {
                     // A batch's writes, in the order they were issued.
                     let Batch { first, writes } = payload;
-                    if writes.len() > 1 {
-                        self.state
-                            .kv
-                            .prefetch(writes.iter().filter_map(|w| w.op.key()));
-                    }
                     for (i, write) in writes.iter().enumerate() {
+                        if i % PREFETCH_AHEAD == 0 && writes.len() > 1 {
+                            let ahead = writes[i..].iter().take(PREFETCH_AHEAD);
+                            self.state.kv.prefetch(ahead.filter_map(|w| w.op.key()));
+                        }
                         let id = MsgId {
                             origin: batch_id.origin,
                             seq: first + i as u64,

@@ -57,6 +57,7 @@ use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use prefetch::PREFETCH_AHEAD;
 pub use small_bytes::SmallBytes;
 pub use zsets::{Score, ZSet};
 

@@ -13,6 +13,12 @@
 
 use super::{Data, KvStore, Op, ReadOp};
 
+/// The most keys to look up ahead of serving them: 64 keys' lines (the
+/// shard, control bytes, entry and value of each, 16 KB) stay in the cache
+/// until they are served, where a batch of any size (`--max-batch` has no
+/// upper bound) would evict its first keys before their turn.
+pub const PREFETCH_AHEAD: usize = 64;
+
 impl Op {
     /// The key of an op that names exactly one; `None` for the rest
     /// (MSET, DEL, TRANSFER, RENAME, FLUSHALL, ...).
@@ -73,7 +79,8 @@ impl ReadOp {
 
 impl KvStore {
     /// Looks `keys` up, loading each entry and a string's first byte, so
-    /// that serving them next finds them in the cache. `black_box` keeps the
+    /// that serving them next finds them in the cache; at most
+    /// [`PREFETCH_AHEAD`] at a time are worth it. `black_box` keeps the
     /// optimiser from dropping loads whose results nobody reads.
     pub fn prefetch<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
         self.entries.prefetch(keys, |e| {
