@@ -63,7 +63,7 @@ impl<V: Clone> Entries<V> {
     pub(crate) fn prefetch<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k [u8]>,
-        touch: impl Fn(&V),
+        touch: impl FnMut(&V),
     ) {
         self.by_key.prefetch(keys, touch);
     }

@@ -215,7 +215,7 @@ impl<V> Index<V> {
     pub(crate) fn prefetch<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k [u8]>,
-        touch: impl Fn(&V),
+        mut touch: impl FnMut(&V),
     ) {
         const GROUP: usize = 16;
         let mut keys = keys.into_iter();

@@ -81,14 +81,18 @@ impl KvStore {
     /// Looks `keys` up, loading each entry and a string's first byte, so
     /// that serving them next finds them in the cache; at most
     /// [`PREFETCH_AHEAD`] at a time are worth it. `black_box` keeps the
-    /// optimiser from dropping loads whose results nobody reads.
-    pub fn prefetch<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+    /// optimiser from dropping loads whose results nobody reads. Returns how
+    /// many keys it found, which only a test has use for.
+    pub fn prefetch<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> usize {
+        let mut found = 0;
         self.entries.prefetch(keys, |e| {
+            found += 1;
             std::hint::black_box(match &e.value {
                 Some(Data::Str(v)) => v.first().copied(),
                 _ => None,
             });
         });
+        found
     }
 }
 
@@ -163,5 +167,19 @@ mod tests {
         );
         assert_eq!(ReadOp::MGet { keys: vec![key] }.key(), None);
         assert_eq!(ReadOp::DbSize.key(), None);
+    }
+
+    #[test]
+    fn prefetch_looks_up_the_store() {
+        let mut store = KvStore::new();
+        for key in ["a", "b"] {
+            let op = Op::Set {
+                key: key.into(),
+                value: b"1".to_vec(),
+            };
+            let stamp = Stamp::default();
+            store.apply(&Write { stamp, op }, Resolution::DeliveryOrder);
+        }
+        assert_eq!(store.prefetch([&b"a"[..], b"missing", b"b"]), 2);
     }
 }
