@@ -632,17 +632,23 @@ impl KvStore {
                 Reply::Ok
             }
             Op::MSet { pairs } => {
-                for (k, v) in pairs {
-                    self.put(k, Some(Data::Str(v[..].into())), at);
+                for window in pairs.chunks(PREFETCH_AHEAD) {
+                    self.prefetch_window(window.iter().map(|(k, _)| &k[..]));
+                    for (k, v) in window {
+                        self.put(k, Some(Data::Str(v[..].into())), at);
+                    }
                 }
                 Reply::Ok
             }
             Op::Del { keys } => {
                 let mut removed = 0;
-                for k in keys {
-                    let live = self.data(k).is_some();
-                    if self.put(k, None, at) && live {
-                        removed += 1;
+                for window in keys.chunks(PREFETCH_AHEAD) {
+                    self.prefetch_window(window.iter().map(Vec::as_slice));
+                    for k in window {
+                        let live = self.data(k).is_some();
+                        if self.put(k, None, at) && live {
+                            removed += 1;
+                        }
                     }
                 }
                 Reply::Int(removed)
@@ -685,7 +691,11 @@ impl KvStore {
         let result = match r {
             ReadOp::Get { key } => self.string(key).map(|v| Reply::Bulk(v.map(<[u8]>::to_vec))),
             ReadOp::MGet { keys } => Ok(Reply::Array(
-                keys.iter()
+                keys.chunks(PREFETCH_AHEAD)
+                    .flat_map(|window| {
+                        self.prefetch_window(window.iter().map(Vec::as_slice));
+                        window.iter()
+                    })
                     .map(|k| Reply::Bulk(self.get(k).map(<[u8]>::to_vec)))
                     .collect(),
             )),

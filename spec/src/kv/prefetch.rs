@@ -20,8 +20,9 @@ use super::{Data, KvStore, Op, ReadOp};
 pub const PREFETCH_AHEAD: usize = 64;
 
 impl Op {
-    /// The key of an op that names exactly one; `None` for the rest
-    /// (MSET, DEL, TRANSFER, RENAME, FLUSHALL, ...).
+    /// The key of an op that names exactly one; `None` for the rest (MSET
+    /// and DEL of several keys, which prefetch their own, TRANSFER, RENAME,
+    /// FLUSHALL, ...).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Op::Set { key, .. }
@@ -37,6 +38,8 @@ impl Op {
             | Op::HDel { key, .. }
             | Op::ZAdd { key, .. }
             | Op::ZPopMin { key, .. } => Some(key),
+            Op::MSet { pairs } | Op::MSetNx { pairs } if pairs.len() == 1 => Some(&pairs[0].0),
+            Op::Del { keys } if keys.len() == 1 => Some(&keys[0]),
             Op::MSet { .. }
             | Op::Del { .. }
             | Op::Transfer { .. }
@@ -50,7 +53,7 @@ impl Op {
 
 impl ReadOp {
     /// The key of a read that names exactly one; `None` for the rest
-    /// (MGET, EXISTS, KEYS, SCAN, DBSIZE).
+    /// (MGET, which prefetches its own, EXISTS, KEYS, SCAN, DBSIZE).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             ReadOp::Get { key }
@@ -68,6 +71,7 @@ impl ReadOp {
             | ReadOp::ZRange { key, .. }
             | ReadOp::ZCard { key }
             | ReadOp::ZScore { key, .. } => Some(key),
+            ReadOp::MGet { keys } | ReadOp::Exists { keys } if keys.len() == 1 => Some(&keys[0]),
             ReadOp::MGet { .. }
             | ReadOp::Exists { .. }
             | ReadOp::Keys { .. }
@@ -94,12 +98,20 @@ impl KvStore {
         });
         found
     }
+
+    /// Prefetches a window of a multi-key command's keys, if there is more
+    /// than one: a lone key gains nothing from being looked up twice.
+    pub(crate) fn prefetch_window<'a>(&self, window: impl ExactSizeIterator<Item = &'a [u8]>) {
+        if window.len() > 1 {
+            self.prefetch(window);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::{Resolution, Stamp, Write};
+    use crate::kv::{Reply, Resolution, Stamp, Write};
 
     /// `key` names what the op writes: on an empty store, an op with a key
     /// leaves at most that key, and every op without one is a multi-key op.
@@ -151,6 +163,18 @@ mod tests {
         };
         assert_eq!(many.key(), None);
         assert_eq!(Op::FlushAll.key(), None);
+        let one = Op::MSet {
+            pairs: vec![(k("a"), k("1"))],
+        };
+        assert_eq!(one.key(), Some(&b"a"[..]));
+        assert_eq!(Op::Del { keys: vec![k("a")] }.key(), Some(&b"a"[..]));
+        assert_eq!(
+            Op::Del {
+                keys: vec![k("a"), k("b")]
+            }
+            .key(),
+            None
+        );
     }
 
     #[test]
@@ -165,7 +189,20 @@ mod tests {
             .key(),
             Some(&key[..])
         );
-        assert_eq!(ReadOp::MGet { keys: vec![key] }.key(), None);
+        assert_eq!(
+            ReadOp::MGet {
+                keys: vec![key.clone()]
+            }
+            .key(),
+            Some(&key[..])
+        );
+        assert_eq!(
+            ReadOp::MGet {
+                keys: vec![key.clone(), key]
+            }
+            .key(),
+            None
+        );
         assert_eq!(ReadOp::DbSize.key(), None);
     }
 
@@ -181,5 +218,30 @@ mod tests {
             store.apply(&Write { stamp, op }, Resolution::DeliveryOrder);
         }
         assert_eq!(store.prefetch([&b"a"[..], b"missing", b"b"]), 2);
+    }
+
+    /// MSET, MGET and DEL serve their keys a window at a time: every key,
+    /// in order, across windows.
+    #[test]
+    fn multi_key_commands_span_windows() {
+        let n = 2 * PREFETCH_AHEAD + 3;
+        let key = |i: usize| format!("k{i}").into_bytes();
+        let mut store = KvStore::new();
+        let stamp = Stamp::default();
+        let pairs = (0..n)
+            .map(|i| (key(i), i.to_string().into_bytes()))
+            .collect();
+        let op = Op::MSet { pairs };
+        store.apply(&Write { stamp, op }, Resolution::DeliveryOrder);
+        assert_eq!(store.len(), n);
+        // The n keys, then as many missing ones.
+        let keys: Vec<_> = (0..2 * n).map(key).collect();
+        let want = (0..2 * n).map(|i| Reply::Bulk((i < n).then(|| i.to_string().into_bytes())));
+        let got = store.read(&ReadOp::MGet { keys: keys.clone() });
+        assert_eq!(got, Reply::Array(want.collect()));
+        let op = Op::Del { keys };
+        let deleted = store.apply(&Write { stamp, op }, Resolution::DeliveryOrder);
+        assert_eq!(deleted, Reply::Int(n as i64));
+        assert!(store.is_empty());
     }
 }
