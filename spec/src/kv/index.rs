@@ -382,6 +382,15 @@ impl<V> Index<V> {
 mod tests {
     use super::*;
 
+    /// An index of `shard_keys`-key shards holding keys `0..keys`, each its own value.
+    fn filled(keys: u32, shard_keys: usize) -> Index<u32> {
+        let mut index = Index::with_shard_keys(shard_keys);
+        for i in 0..keys {
+            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
+        }
+        index
+    }
+
     #[test]
     fn splits_one_shard_at_a_time_and_finds_every_key() {
         let mut index = Index::with_shard_keys(4);
@@ -402,10 +411,7 @@ mod tests {
     /// chunks, one chunk and one shard, and shares every other chunk.
     #[test]
     fn a_write_after_a_copy_copies_one_chunk_and_one_shard() {
-        let mut index = Index::with_shard_keys(1);
-        for i in 0u32..3 * CHUNK as u32 {
-            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
-        }
+        let mut index = filled(3 * CHUNK as u32, 1);
         let copy = index.clone();
         // A miss, or a retain that keeps all, copies nothing.
         let missing = 9_999_999u32.to_be_bytes();
@@ -439,10 +445,7 @@ mod tests {
     /// where a key of the same 7-bit hashbrown tag sits in the shard.
     #[test]
     fn a_miss_beside_a_write_copies_nothing() {
-        let mut index = Index::with_shard_keys(1);
-        for i in 0u32..3 * CHUNK as u32 {
-            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
-        }
+        let mut index = filled(3 * CHUNK as u32, 1);
         let copy = index.clone();
         // Overwrite a key whose shard number differs from its chunk number
         // (so that `i / CHUNK` cannot stand in for `i % CHUNK`).
@@ -488,10 +491,7 @@ mod tests {
     /// a missing key is skipped.
     #[test]
     fn prefetch_touches_each_key_found() {
-        let mut index = Index::with_shard_keys(2);
-        for i in 0u32..100 {
-            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
-        }
+        let index = filled(100, 2);
         let keys: Vec<[u8; 4]> = (90u32..130).map(u32::to_be_bytes).collect();
         let touched = std::cell::RefCell::new(Vec::new());
         index.prefetch(keys.iter().map(|k| &k[..]), |v| {
@@ -547,10 +547,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_untouched_by_writes_to_the_original() {
-        let mut index = Index::with_shard_keys(2);
-        for i in 0u32..100 {
-            index.insert(SmallBytes::from(i.to_be_bytes().to_vec()), Arc::new(i));
-        }
+        let mut index = filled(100, 2);
         let copy = index.clone();
         assert!(copy.ptr_eq(&index));
         for i in 0u32..200 {

@@ -574,26 +574,10 @@ impl KvStore {
     /// funds, ...) are decided at the origin and nothing is multicast. Blind
     /// writes are returned as they are.
     pub fn resolve(&self, op: Op) -> Result<Op, Reply> {
-        let keys: Vec<Key> = match &op {
-            Op::Set { .. } | Op::MSet { .. } | Op::Del { .. } | Op::FlushAll => return Ok(op),
-            Op::Assign { .. } => return Ok(op),
-            Op::SetWith { key, .. }
-            | Op::GetDel { key }
-            | Op::IncrBy { key, .. }
-            | Op::Append { key, .. }
-            | Op::Push { key, .. }
-            | Op::Pop { key, .. }
-            | Op::SAdd { key, .. }
-            | Op::SPop { key, .. }
-            | Op::HSet { key, .. }
-            | Op::HDel { key, .. }
-            | Op::ZAdd { key, .. }
-            | Op::ZPopMin { key, .. } => vec![key.clone()],
-            Op::MSetNx { pairs } => pairs.iter().map(|(k, _)| k.clone()).collect(),
-            Op::Transfer { from, to, .. } | Op::Rename { from, to } => {
-                vec![from.clone(), to.clone()]
-            }
-        };
+        if op.is_blind() {
+            return Ok(op);
+        }
+        let keys: Vec<Key> = op.keys().map(<[u8]>::to_vec).collect();
         // An O(1) copy: the persistent maps share everything the op leaves alone.
         let mut scratch = self.clone();
         let at = At {

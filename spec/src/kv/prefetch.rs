@@ -11,7 +11,7 @@
 //! node 0 under pipelined GETs had put a fifth of its time in the index's
 //! probe; docs/performance.md has the numbers.
 
-use super::{Data, KvStore, Op, ReadOp};
+use super::{Data, Key, KvStore, Op, ReadOp, Value};
 
 /// The most keys to look up ahead of serving them: 64 keys' lines (the
 /// shard, control bytes, entry and value of each, 16 KB) stay in the cache
@@ -20,11 +20,17 @@ use super::{Data, KvStore, Op, ReadOp};
 pub const PREFETCH_AHEAD: usize = 64;
 
 impl Op {
-    /// The key of an op that names exactly one; `None` for the rest (MSET
-    /// and DEL of several keys, which prefetch their own, TRANSFER, RENAME,
-    /// FLUSHALL, ...).
-    pub fn key(&self) -> Option<&[u8]> {
-        match self {
+    /// Every key the op names, in order (FLUSHALL names none): what a
+    /// read-modify-write reads ([`KvStore::resolve`]) and a batch prefetches.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        type Keys<'a> = (
+            Option<&'a Key>,
+            Option<&'a Key>,
+            &'a [Key],
+            &'a [(Key, Value)],
+            &'a [(Key, Option<Data>)],
+        );
+        let (first, second, list, pairs, assigned): Keys<'_> = match self {
             Op::Set { key, .. }
             | Op::IncrBy { key, .. }
             | Op::SetWith { key, .. }
@@ -37,16 +43,31 @@ impl Op {
             | Op::HSet { key, .. }
             | Op::HDel { key, .. }
             | Op::ZAdd { key, .. }
-            | Op::ZPopMin { key, .. } => Some(key),
-            Op::MSet { pairs } | Op::MSetNx { pairs } if pairs.len() == 1 => Some(&pairs[0].0),
-            Op::Del { keys } if keys.len() == 1 => Some(&keys[0]),
-            Op::MSet { .. }
-            | Op::Del { .. }
-            | Op::Transfer { .. }
-            | Op::MSetNx { .. }
-            | Op::Rename { .. }
-            | Op::FlushAll
-            | Op::Assign { .. } => None,
+            | Op::ZPopMin { key, .. } => (Some(key), None, &[], &[], &[]),
+            Op::Transfer { from, to, .. } | Op::Rename { from, to } => {
+                (Some(from), Some(to), &[], &[], &[])
+            }
+            Op::Del { keys } => (None, None, keys, &[], &[]),
+            Op::MSet { pairs } | Op::MSetNx { pairs } => (None, None, &[], pairs, &[]),
+            Op::Assign { pairs, .. } => (None, None, &[], &[], pairs),
+            Op::FlushAll => (None, None, &[], &[], &[]),
+        };
+        first
+            .into_iter()
+            .chain(second)
+            .chain(list)
+            .chain(pairs.iter().map(|(k, _)| k))
+            .chain(assigned.iter().map(|(k, _)| k))
+            .map(Vec::as_slice)
+    }
+
+    /// The key of an op that names exactly one (a batch prefetches those; an
+    /// MSET or DEL of several prefetches its own).
+    pub fn key(&self) -> Option<&[u8]> {
+        let mut keys = self.keys();
+        match (keys.next(), keys.next()) {
+            (Some(key), None) => Some(key),
+            _ => None,
         }
     }
 }
@@ -175,6 +196,30 @@ mod tests {
             .key(),
             None
         );
+    }
+
+    /// `keys` names every key, in order: what a read-modify-write resolves.
+    #[test]
+    fn an_ops_keys_are_every_key_it_names() {
+        let k = |s: &str| s.as_bytes().to_vec();
+        let keys = |op: &Op| op.keys().map(<[u8]>::to_vec).collect::<Vec<_>>();
+        let transfer = Op::Transfer {
+            from: k("a"),
+            to: k("b"),
+            amount: 1,
+        };
+        assert_eq!(keys(&transfer), [k("a"), k("b")]);
+        let msetnx = Op::MSetNx {
+            pairs: vec![(k("c"), k("1")), (k("d"), k("2"))],
+        };
+        assert_eq!(keys(&msetnx), [k("c"), k("d")]);
+        let assign = Op::Assign {
+            pairs: vec![(k("e"), None)],
+            reply: Reply::Ok,
+        };
+        assert_eq!(keys(&assign), [k("e")]);
+        assert_eq!(keys(&Op::Del { keys: vec![k("f")] }), [k("f")]);
+        assert!(keys(&Op::FlushAll).is_empty());
     }
 
     #[test]
