@@ -57,7 +57,7 @@ impl KvStore {
         }
     }
 
-    /// SET key value [NX|XX] [GET]: with GET the old string (WRONGTYPE if the
+    /// `SET key value [NX|XX] [GET]`: with GET the old string (WRONGTYPE if the
     /// key holds another type, and nothing is set), else OK, or nil when the
     /// condition stops it.
     pub(crate) fn set_with(
