@@ -245,18 +245,28 @@ impl<V> Index<V> {
         }
     }
 
-    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Arc<V>>
+    /// `key`'s hash and its shard, ready to write, or `None` for a key the
+    /// shard lacks where a snapshot may share it: a miss must not copy a
+    /// shared shard, so there it looks first (where none shares it, the
+    /// common case, the caller's one probe does).
+    fn shard_for_write(&mut self, key: &[u8]) -> Option<(u64, &mut Shard<V>)>
     where
         V: Clone,
     {
         let h = self.hash(key);
         let i = self.shard_of(h);
-        // A miss must not copy a shard a snapshot shares: where one may, look
-        // first (where none does, the common case, one probe does).
         if !self.unshared(i) {
             self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
         }
-        Self::shard_mut(&mut self.chunks, i)
+        Some((h, Self::shard_mut(&mut self.chunks, i)))
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Arc<V>>
+    where
+        V: Clone,
+    {
+        let (h, shard) = self.shard_for_write(key)?;
+        shard
             .find_mut(h, |(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
     }
@@ -286,13 +296,8 @@ impl<V> Index<V> {
     where
         V: Clone,
     {
-        let h = self.hash(key);
-        let i = self.shard_of(h);
-        // As in `get_mut`: a miss copies nothing.
-        if !self.unshared(i) {
-            self.shard(i).find(h, |(k, _)| k.as_bytes() == key)?;
-        }
-        let (_, v) = Self::shard_mut(&mut self.chunks, i)
+        let (h, shard) = self.shard_for_write(key)?;
+        let (_, v) = shard
             .find_entry(h, |(k, _)| k.as_bytes() == key)
             .ok()?
             .remove()
