@@ -42,8 +42,8 @@ use crate::digest::Sealed;
 use crate::faults::{Faults, Wire as KvWire};
 use crate::kv::{
     all_snapshots, balances, complete_snapshots, conserved, conserved_now, cut, opening_balances,
-    overdraft_tried, restores, sealed_snapshots, snapshot_holds, terminated, transfer_to_next,
-    Bugs, Replica, ReplicasState,
+    overdraft_tried, restores, sealed_snapshots, snapshot_holds, terminated, terminated_now,
+    transfer_to_next, Bugs, Replica, ReplicasState,
 };
 use crate::por::Persistent;
 use crate::verdict::Explained;
@@ -258,7 +258,7 @@ impl SnapshotCfg {
             // nothing is left to do, and the condition is stable there, so
             // judging it where paths end is exact.
             .property(Expectation::Eventually, "termination", |_, s| {
-                terminated(s).is_ok()
+                terminated_now(s)
             })
             // Non-vacuity: the funds check is reached on its refusing side.
             .property(Expectation::Sometimes, "overdraft refused", |_, s| {
