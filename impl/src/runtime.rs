@@ -222,6 +222,7 @@ impl Runtime {
                     .expect("a flush is always accepted");
                 self.drain_deferred();
             }
+            self.end_turn();
             if let Some(s) = &mut self.shiviz {
                 s.flush();
             }

@@ -82,6 +82,8 @@ pub(super) fn step(
     net: &mut Net,
     expected: &[Output],
 ) -> Option<String> {
+    // The step was one turn of the real event loop: what it sent leaves now.
+    real.rt.end_turn();
     let n = real.queues.len();
     let mut sent: BTreeMap<NodeId, Vec<LinkFrame>> = BTreeMap::new();
     for j in (0..n).filter(|&j| j != i) {
