@@ -258,7 +258,8 @@ mod tests {
             }
         });
         assert_eq!(states, 3825);
-        // The opening money, the money after a lost debit (once overdrawn).
+        // The opening 2; 0 once a transfer short of funds has debited its source
+        // below zero and credited nobody; still 0 once the other transfer refills it.
         let seen: Vec<_> = tallies.into_iter().collect();
         assert_eq!(seen, [(0, false), (0, true), (2, false)]);
     }
