@@ -369,12 +369,17 @@ mod tests {
     use crate::config::NodeConfig;
     use crate::event::{ClientRequest, Input};
     use crate::runtime::Boot;
+    use crate::shiviz::ShivizLog;
     use gsmo_spec::kv::Op;
     use gsmo_spec::multicast::Mode;
     use gsmo_spec::node::{Command, Node};
 
     /// Node 0 of two, fifo, no connection up yet.
     fn node0() -> Runtime {
+        node0_logging(None)
+    }
+
+    fn node0_logging(shiviz: Option<ShivizLog>) -> Runtime {
         let peers = vec!["127.0.0.1:7100".into(), "127.0.0.1:7101".into()];
         let cfg = NodeConfig::new(0, peers, Mode::Fifo).expect("a valid cluster");
         let boot = Boot {
@@ -387,7 +392,7 @@ mod tests {
         Runtime::new(
             cfg,
             boot,
-            None,
+            shiviz,
             "test".into(),
             None,
             None,
@@ -397,7 +402,11 @@ mod tests {
 
     /// Outgoing connection `gen` to node 1 comes up; its writer queue.
     fn connect(rt: &mut Runtime, gen: u64) -> mpsc::Receiver<PeerFrame> {
-        let (queue, rx) = mpsc::channel(64);
+        connect_bounded(rt, gen, 64)
+    }
+
+    fn connect_bounded(rt: &mut Runtime, gen: u64, bound: usize) -> mpsc::Receiver<PeerFrame> {
+        let (queue, rx) = mpsc::channel(bound);
         let up = LinkEvent::OutUp {
             peer: 1,
             gen,
@@ -471,5 +480,46 @@ mod tests {
             matches!(resent[0], Frame::Data { seq: 1, .. }),
             "{resent:?}"
         );
+    }
+
+    /// Under `--log-format shiviz` a data frame carries its sender's clock,
+    /// stamped at the send, so the receiver's log can merge it.
+    #[tokio::test]
+    async fn a_logged_send_stamps_the_senders_clock() {
+        let mut rt = node0_logging(Some(ShivizLog::new(0, 2, Box::new(std::io::sink()))));
+        let mut rx = connect(&mut rt, 1);
+        set(&mut rt);
+        rt.end_turn();
+        let frame = rx.try_recv().expect("the write's frame");
+        let clock = frame
+            .clock
+            .clone()
+            .unwrap_or_else(|| panic!("no clock: {:?}", frame.frame));
+        assert_eq!(clock.len(), 2, "one entry per node: {clock:?}");
+        assert!(clock[0] > 0 && clock[1] == 0, "{clock:?}");
+    }
+
+    /// A turn that sends more than the writer queue holds closes the
+    /// connection at the end of the turn: the queue keeps what fit, the rest
+    /// is dropped (the link resends it on the resume), and INFO counts it.
+    #[tokio::test]
+    async fn a_turn_that_overfills_the_writer_queue_closes_its_connection() {
+        let mut rt = node0();
+        let mut rx = connect_bounded(&mut rt, 1, 2);
+        rt.end_turn();
+        for _ in 0..3 {
+            set(&mut rt);
+        }
+        rt.end_turn();
+        let kept: Vec<LinkFrame> = drain(&mut rx);
+        assert_eq!(kept.len(), 2, "what fit: {kept:?}");
+        let p = &rt.peers[1];
+        assert_eq!(p.queue_full_closes, 1);
+        assert!(
+            matches!(&p.out, ConnState::Down(r) if r.contains("writer queue full")),
+            "{:?}",
+            p.out
+        );
+        assert!(p.queue.is_none() && p.corked.is_empty());
     }
 }
