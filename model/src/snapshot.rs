@@ -467,6 +467,49 @@ mod tests {
         assert!(why.contains("acct:"), "{why}");
     }
 
+    /// Conservation judges each replica's own accounts, not only the
+    /// snapshots' records of them: in every state of the bank that loses
+    /// money, a replica short of it fails conservation, and such states are
+    /// reached before any snapshot has recorded a loss.
+    #[test]
+    fn lost_money_fails_conservation_where_it_is_lost() {
+        let cfg = SnapshotCfg {
+            broken: Some(SnapshotBug::DebitOnly),
+            ..SnapshotCfg::default()
+        };
+        let total = cfg.total();
+        let mut unrecorded = 0;
+        crate::walk::each_state(&cfg.into_model(), |s, _| {
+            let short = s
+                .actor_states
+                .iter()
+                .any(|a| crate::kv::bank_total(a.node.kv()) != total);
+            if short {
+                assert!(!conserved_now(total, s));
+                let parts = complete_snapshots(s);
+                if parts.iter().all(|p| {
+                    p.iter()
+                        .all(|p| crate::kv::bank_total(&p.state.kv) == total)
+                }) {
+                    unrecorded += 1;
+                }
+            }
+        });
+        assert!(
+            unrecorded > 0,
+            "no state lost money before a snapshot recorded it"
+        );
+    }
+
+    /// "Overdraft refused" is not reached for free: the opening state has
+    /// neither a refusal nor an account below zero.
+    #[test]
+    fn no_overdraft_is_tried_at_the_start() {
+        let model = SnapshotCfg::default().into_model();
+        let start = model.init_states();
+        assert!(!start.is_empty() && start.iter().all(|s| !overdraft_tried(s)));
+    }
+
     #[test]
     fn reordering_breaks_the_cut() {
         catches(SnapshotBug::Reordering);

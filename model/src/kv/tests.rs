@@ -79,6 +79,8 @@ fn delivery_order_without_total_order_diverges() {
         };
         let why = explain_violation(c, "convergence");
         assert!(why.contains("differ"), "{why}");
+        // And what each replica holds, so the reader sees how they differ.
+        assert!(why.contains("n0: x = ") && why.contains("n1: x = "), "{why}");
     }
 }
 
@@ -293,4 +295,39 @@ fn a_run_that_could_read_acks_is_refused_without_faults() {
         ..big
     };
     assert!(counted.validate().is_ok());
+}
+
+/// Termination, stated plainly and checked against `terminated_now` (which
+/// finds the first gap lazily) in every state of two sequencer replicas with a
+/// snapshot: a run has terminated when every write is issued and answered and
+/// every snapshot started is complete at every replica (its part kept, or
+/// committed and let go). States whose only gap is each kind are reached, so
+/// each clause is judged, and the report names that gap.
+#[test]
+fn termination_waits_for_every_gap() {
+    let model = cfg(Mode::TotalSequencer, 2, 2, 1).into_model();
+    let mut only = BTreeSet::new();
+    crate::walk::each_state(&model, |s, _| {
+        let states = &s.actor_states;
+        let unissued = states.iter().any(|a| a.issued < a.quota);
+        let unanswered = states.iter().any(|a| a.node.pending_writes() > 0);
+        let incomplete = states.iter().enumerate().any(|(i, a)| {
+            (1..=a.snapshots_started as u64).any(|seq| {
+                let id = SnapshotId { initiator: i, seq };
+                states
+                    .iter()
+                    .any(|b| !b.parts.contains_key(&id) && !b.ghost.committed.contains(&id))
+            })
+        });
+        let gaps = [unissued, unanswered, incomplete];
+        assert_eq!(terminated_now(s), gaps == [false; 3], "{gaps:?}");
+        if gaps.iter().filter(|&&g| g).count() == 1 {
+            let report = terminated(s).unwrap_err().detail;
+            let said = ["issued", "never answered", "never completed"];
+            let k = gaps.iter().position(|&g| g).expect("one gap");
+            assert!(report.contains(said[k]), "{gaps:?}: {report}");
+            only.insert(k);
+        }
+    });
+    assert_eq!(only, BTreeSet::from([0, 1, 2]), "each gap alone somewhere");
 }
