@@ -58,6 +58,9 @@ pub struct PeerConn {
     queue: Option<mpsc::Sender<PeerFrame>>,
     /// Frames for `queue` held until the event loop's turn ends
     /// ([`Runtime::end_turn`]); dropped with the connection they were meant for.
+    /// Bounded by what one turn sends: at most a resume's resend of the link's
+    /// retained frames (`--link-buffer`), and the writer queue's own bound
+    /// (`--peer-queue`) applies when they are handed over.
     corked: Vec<PeerFrame>,
     pub inbound: ConnState,
     /// The current inbound connection's generation; dropping `stop` closes it.

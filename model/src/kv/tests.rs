@@ -80,7 +80,10 @@ fn delivery_order_without_total_order_diverges() {
         let why = explain_violation(c, "convergence");
         assert!(why.contains("differ"), "{why}");
         // And what each replica holds, so the reader sees how they differ.
-        assert!(why.contains("n0: x = ") && why.contains("n1: x = "), "{why}");
+        assert!(
+            why.contains("n0: x = ") && why.contains("n1: x = "),
+            "{why}"
+        );
     }
 }
 
