@@ -558,7 +558,7 @@ pub fn conserved_now<H>(total: i64, s: &ReplicasState<H>) -> bool {
 }
 
 /// Every part of one snapshot records `total` in its accounts.
-fn parts_conserved(total: i64, parts: &[Part]) -> Result<(), Violation> {
+pub(crate) fn parts_conserved(total: i64, parts: &[Part]) -> Result<(), Violation> {
     for p in parts {
         let held = bank_total(&p.state.kv);
         if held != total {
