@@ -23,14 +23,37 @@
 //! into the set is empty; the search takes the set with the fewest steps. Often
 //! it is every replica, hence a modest reduction (`check --por --compare`).
 //!
+//! **Silent receipts.** Finer: one receipt, taken alone, when the set above
+//! has more than one step. Replica `i` is *settled* when it will never record
+//! another snapshot (every start the quotas allow has happened, and `i` has
+//! recorded each), has issued its whole script and has no timer armed: from
+//! then on its only steps are receipts. The spec says which receipts are
+//! *silent* ([`gsmo_spec::node::Node::silent_head`]): under the sequencer, at a
+//! replica other than the sequencer, the data or the number of the write it
+//! delivers next. Such a receipt sends nothing, whatever arrives first; its
+//! effect (its channel's link and recorder counts, its copy into the
+//! recordings open on that channel, the hold-back, whose deliveries follow the
+//! sequencer's numbers) commutes with any other receipt at `i` that starts no
+//! recording, which a settled replica gets none of, up to the links'
+//! acknowledgement bookkeeping that these runs never read
+//! ([`gsmo_spec::node::Node::hash_live`]); steps of other replicas commute
+//! with it as above. So it is persistent on its own. It may deliver, but until
+//! it arrives `i` delivers nothing (its next delivery needs it), so taking it
+//! first can split a later run of `i`'s deliveries, never join two: `i` still
+//! passes every prefix of its deliveries it passed. `spec/tests/interleavings.rs`
+//! checks these claims at every step of random bank runs.
+//!
 //! **What is kept.** The state graph is finite and acyclic (every step issues
 //! a write, starts a snapshot or consumes one of finitely many frames), so no
 //! cycle proviso is needed, and every complete run of the full model has a
 //! reordering of independent steps that the reduced model runs, in which each
-//! replica takes the same steps in the same order. Hence:
+//! replica takes the same steps in the same order, but for silent receipts
+//! taken earlier. Hence:
 //! * a property of one replica's own state (conservation in its accounts and
 //!   parts, a refused overdraft, two snapshots in progress) meets the same
-//!   sequence of that replica's states;
+//!   sequence of that replica's deliveries, parts and recordings (a silent
+//!   receipt completes, commits and records nothing, and only splits runs of
+//!   deliveries), so the same values of what it judges;
 //! * a property of a completed snapshot (a consistent cut, exact channel
 //!   state, restores) reads its parts, which are local states, and ledger
 //!   slices below the senders' record points, which a sender's own steps fix.
@@ -45,7 +68,9 @@
 //! convergence) are neither, so the kv model is not reduced; nor are channels
 //! that reorder or lose frames, where a later frame need not queue. The tests
 //! check the claim on whole state graphs: each replica passes through exactly
-//! the states it does unreduced, and runs end in exactly the same final states.
+//! the states it does unreduced (the configurations with no silent receipts)
+//! or what the properties read of them (with silent receipts), and runs end in
+//! exactly the same final states.
 
 use crate::adapter::Step;
 use crate::replica::Replica;
@@ -73,6 +98,9 @@ where
     /// The mistake the tests must catch: one replica's steps, however empty
     /// its channels (a peer may then send it a frame that belongs first).
     careless: bool,
+    /// Another mistake: silent receipts taken at replicas not yet settled,
+    /// which may still record a snapshot (or start one) first.
+    careless_silence: bool,
 }
 
 impl<C, H: Clone + Debug + Hash> Persistent<C, H> {
@@ -87,6 +115,7 @@ impl<C, H: Clone + Debug + Hash> Persistent<C, H> {
             model,
             snapshots,
             careless: false,
+            careless_silence: false,
         }
     }
 }
@@ -101,6 +130,44 @@ fn actor(action: &Action) -> usize {
         | ActorModelAction::Recover(id) => *id,
         ActorModelAction::SelectRandom { actor, .. } => *actor,
     })
+}
+
+/// Whether replica `i` is settled: it will never record another snapshot
+/// (every start the quotas allow has happened, and it has recorded each
+/// snapshot started), it has issued its whole script, and no timer of its is
+/// armed, so that from now on its only steps are receipts.
+fn settled<H: Clone + Debug + Hash>(state: &State<H>, i: usize) -> bool {
+    let me = &state.actor_states[i];
+    me.issued == me.quota
+        && state.timers_set[i].iter().next().is_none()
+        && state.actor_states.iter().enumerate().all(|(j, a)| {
+            a.snapshot_quota == Some(a.snapshots_started)
+                && (1..=a.snapshots_started as u64).all(|seq| {
+                    me.ghost
+                        .recorded
+                        .contains(&gsmo_spec::snapshot::SnapshotId { initiator: j, seq })
+                })
+        })
+}
+
+/// Whether `action` is a receipt that is a persistent set on its own: a
+/// silent one ([`gsmo_spec::node::Node::silent_head`]) at a settled replica
+/// (at any replica, if `careless`).
+fn silent_receipt<H: Clone + Debug + Hash>(
+    state: &State<H>,
+    action: &Action,
+    careless: bool,
+) -> bool {
+    let ActorModelAction::Deliver {
+        src,
+        dst,
+        msg: crate::faults::Wire::Frame { frame, .. },
+    } = action
+    else {
+        return false;
+    };
+    let (src, dst) = (usize::from(*src), usize::from(*dst));
+    (careless || settled(state, dst)) && state.actor_states[dst].node.silent_head(src, frame)
 }
 
 /// Every way of splitting `total` among `n` replicas, in a fixed order.
@@ -192,7 +259,14 @@ where
                 best = Some((size, set));
             }
         }
-        if let Some((_, set)) = best {
+        if let Some((size, set)) = best {
+            if size > 1 {
+                let careless = self.careless_silence;
+                if let Some(silent) = all.iter().find(|a| silent_receipt(state, a, careless)) {
+                    actions.push(silent.clone());
+                    return;
+                }
+            }
             actions.extend(all.into_iter().filter(|a| set[actor(a)]));
         }
     }
@@ -257,6 +331,13 @@ mod tests {
     struct Reach {
         /// `(replica, digest of its state)`, the quota left out.
         local: HashSet<(usize, u64)>,
+        /// `(replica, digest)` of what the properties read of a replica's
+        /// deliveries (its store, delivery counts, refusals, log and unanswered
+        /// writes), and of its snapshots (its parts, the snapshots it is
+        /// recording, recorded, stored and saw committed): a silent receipt
+        /// taken early keeps each, not their combinations (`por.rs`'s doc).
+        deliveries: HashSet<(usize, u64)>,
+        snapshots: HashSet<(usize, u64)>,
         /// Digests of the final states (replicas, network, ghost history; not the
         /// timers, where a quota and the global bound differ).
         finals: HashSet<u64>,
@@ -282,6 +363,15 @@ mod tests {
         reach.states = crate::walk::each_state(model, |s, next| {
             for (i, a) in s.actor_states.iter().enumerate() {
                 reach.local.insert((i, unquoted(a)));
+                let node = &a.node;
+                let delivered = node.state().multicast.delivered();
+                let deliveries = (node.kv(), delivered, a.refused, &a.log, &a.ghost.unanswered);
+                reach.deliveries.insert((i, digest(&deliveries)));
+                let g = &a.ghost;
+                let snapshots = (&a.parts, node.snapshots_in_progress(), &g.recorded, &g.disk);
+                reach
+                    .snapshots
+                    .insert((i, digest(&(snapshots, &g.committed))));
             }
             if next.is_empty() {
                 let replicas: Vec<u64> = s.actor_states.iter().map(|a| unquoted(a)).collect();
@@ -321,6 +411,36 @@ mod tests {
             ..two
         };
         assert_eq!(keeps_what_is_judged(longer), (119556, 40756));
+    }
+
+    /// Three accounts and a snapshot, where a replica has two channels in and
+    /// silent receipts are taken early: each replica no longer passes through
+    /// every state it does unreduced, but it still meets every value of what
+    /// the properties read, and runs end alike. Taken before a replica is
+    /// settled, they lose some.
+    #[test]
+    fn silent_receipts_keep_what_is_judged() {
+        let cfg = SnapshotCfg {
+            nodes: 3,
+            snapshots: 1,
+            ..SnapshotCfg::default()
+        };
+        let full = reach(&cfg.clone().into_model());
+        let reduced = reach(&cfg.clone().into_reduced_model());
+        assert_eq!((full.states, reduced.states), (1665137, 521858));
+        assert!(reduced.local.is_subset(&full.local));
+        assert!(
+            reduced.local.len() < full.local.len(),
+            "no receipt was silent"
+        );
+        assert_eq!(full.deliveries, reduced.deliveries, "deliveries differ");
+        assert_eq!(full.snapshots, reduced.snapshots, "snapshots differ");
+        assert_eq!(full.finals, reduced.finals, "final states differ");
+        let mut careless = cfg.into_reduced_model();
+        careless.careless_silence = true;
+        let careless = reach(&careless);
+        assert!(careless.snapshots.is_subset(&full.snapshots));
+        assert!(careless.snapshots.len() < full.snapshots.len());
     }
 
     /// The test above has teeth: one replica's steps alone, whatever its

@@ -767,6 +767,35 @@ impl Node {
         Ok(out)
     }
 
+    /// Whether receiving `frame` from `from` is *silent*: the next frame of its
+    /// link, carrying an application message that [`Multicast::silent_head`]
+    /// calls silent, asking for no acknowledgement and crossing no
+    /// acknowledgement threshold. Such a receipt sends nothing, now or after
+    /// any other receipt; it commutes with every other receipt here that starts
+    /// no recording (up to the links' acknowledgement bookkeeping, which
+    /// [`Node::hash_live`] leaves out); and nothing is delivered here before it.
+    /// Markers and the snapshot's reports are never silent: they record,
+    /// complete or commit snapshots. The model checker takes a silent receipt
+    /// alone (`model/src/por.rs`); `spec/tests/interleavings.rs` checks the
+    /// claims.
+    pub fn silent_head(&self, from: NodeId, frame: &LinkFrame) -> bool {
+        let Frame::Data {
+            seq,
+            body: Envelope::Msg { body, .. },
+            ack_now: false,
+            ..
+        } = frame
+        else {
+            return false;
+        };
+        let Some(link) = self.links.get(from).filter(|_| from != self.me) else {
+            return false;
+        };
+        *seq == link.delivered() + 1
+            && link.delivered() + 1 < link.ack_sent() + ACK_EVERY
+            && self.state.multicast.silent_head(body)
+    }
+
     /// Hands `msg` to the link with `to`; a frame comes out if its connection is up.
     fn send(&mut self, to: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
         let size = frame_bytes(&msg);

@@ -36,6 +36,11 @@ impl<M> FifoNetwork<M> {
             .and_then(VecDeque::pop_front)
     }
 
+    /// The oldest message on channel `from -> to`, left in place.
+    pub fn head(&self, from: NodeId, to: NodeId) -> Option<&M> {
+        self.channels.get(&(from, to)).and_then(VecDeque::front)
+    }
+
     /// Channels with messages in flight, in a fixed order.
     pub fn busy(&self) -> Vec<(NodeId, NodeId)> {
         self.channels

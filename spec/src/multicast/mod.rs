@@ -352,6 +352,19 @@ impl<P: Payload> Multicast<P> {
         (id, effects)
     }
 
+    /// Whether receiving `msg` here sends nothing, now or after any other
+    /// receipt, and brings the next delivery closer without ever merging two
+    /// runs of deliveries into one. Only the sequencer's non-sequencer members
+    /// have such receipts (a piece of the next message in `global` order);
+    /// every other mode sends on a receipt (ISIS's proposals) or delivers in
+    /// arrival order (FIFO, causal), so it answers `false`.
+    pub fn silent_head(&self, msg: &Wire<P>) -> bool {
+        match (&self.algo, msg) {
+            (Algo::Sequencer(a), Wire::Sequencer(m)) => a.silent_head(m),
+            _ => false,
+        }
+    }
+
     /// Handles a message that arrived on the channel from `from`.
     pub fn on_message(&mut self, from: NodeId, msg: Wire<P>) -> Result<Vec<Effect<P>>, WrongMode> {
         let (me, n, mut effects) = (self.me, self.n, Vec::new());

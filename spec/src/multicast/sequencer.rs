@@ -66,6 +66,23 @@ impl<P> Sequencer<P> {
         }
     }
 
+    /// Whether receiving `msg` here sends nothing, in this state or any later
+    /// one, and carries a piece (the data or the number) of the message this
+    /// node delivers next. Only the sequencer sends on a receipt, and the
+    /// correct variant delivers in `global` order whatever order data and
+    /// numbers arrive in; a piece of the next message can only start the run of
+    /// deliveries it is part of, never join two runs. The model checker's
+    /// partial-order reduction takes such a receipt alone (`model/src/por.rs`).
+    pub(crate) fn silent_head(&self, msg: &Msg<P>) -> bool {
+        if self.me == SEQUENCER || self.no_wait {
+            return false;
+        }
+        match msg {
+            Msg::Order { global, .. } => *global == self.next,
+            Msg::Data { id, .. } => self.order.get(&self.next) == Some(id),
+        }
+    }
+
     pub(crate) fn new(me: NodeId, _n: usize, no_wait: bool) -> Self {
         Sequencer {
             me,
@@ -126,5 +143,63 @@ impl<P: Clone> Algorithm<P> for Sequencer<P> {
 
     fn holdback_depth(&self) -> usize {
         self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(origin: NodeId, seq: u64) -> MsgId {
+        MsgId { origin, seq }
+    }
+
+    /// Node 2 holds the number of message 1-1 (global 1) but not its data.
+    fn waiting_for_data() -> Sequencer<u32> {
+        let mut s = Sequencer::new(2, 3, false);
+        let mut out = Vec::new();
+        s.on_message(
+            0,
+            Msg::Order {
+                id: id(1, 1),
+                global: 1,
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+        s
+    }
+
+    #[test]
+    fn only_a_piece_of_the_next_delivery_is_a_silent_head() {
+        let s = waiting_for_data();
+        let data = |m| Msg::Data { id: m, payload: 7 };
+        assert!(
+            s.silent_head(&data(id(1, 1))),
+            "the data the next number names"
+        );
+        assert!(!s.silent_head(&data(id(0, 1))), "data no number names yet");
+        let fresh: Sequencer<u32> = Sequencer::new(2, 3, false);
+        let order = |global| Msg::Order {
+            id: id(0, 1),
+            global,
+        };
+        assert!(fresh.silent_head(&order(1)), "the next number");
+        assert!(!fresh.silent_head(&order(2)), "a later number");
+    }
+
+    #[test]
+    fn the_sequencer_and_the_broken_variant_have_no_silent_heads() {
+        let sequencer: Sequencer<u32> = Sequencer::new(SEQUENCER, 3, false);
+        assert!(!sequencer.silent_head(&Msg::Order {
+            id: id(1, 1),
+            global: 1
+        }));
+        // It delivers data on arrival, so a receipt may jump the order.
+        let broken: Sequencer<u32> = Sequencer::new(2, 3, true);
+        assert!(!broken.silent_head(&Msg::Order {
+            id: id(1, 1),
+            global: 1
+        }));
     }
 }

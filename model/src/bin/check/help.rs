@@ -82,11 +82,16 @@ POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
   state it takes the steps of the fewest replicas whose channels from all other
   replicas hold a frame (a frame sent later queues behind those, so the other
   replicas' steps commute with theirs), and splits the snapshot budget into
-  per-replica quotas up front so that starts commute too. Each replica still
-  passes through every state it can be in, and every final state is reached,
-  so the bank's properties (per replica, or stable once a snapshot completes)
-  get the same verdicts. --compare prints both counts. Refused for kv, whose
-  convergence compares two replicas at one moment.
+  per-replica quotas up front so that starts commute too. Finer, when that
+  leaves more than one step: a silent receipt alone (under the sequencer, the
+  data or the number of a replica's next delivery, once that replica will
+  record no more snapshots and has no writes left: it sends nothing and
+  commutes with the replica's other receipts). Each replica still passes
+  through every value of what the properties read (its deliveries in order,
+  its parts and recordings), and every final state is reached, so the bank's
+  properties (per replica, or stable once a snapshot completes) get the same
+  verdicts. --compare prints both counts. Refused for kv, whose convergence
+  compares two replicas at one moment.
 
 NO VACUOUS VERDICTS
   A sometimes-property is an example the model must reach (a snapshot that
