@@ -409,3 +409,87 @@ fn a_replica_counts_the_writes_it_holds_back() {
     c.quiesce().unwrap();
     assert_eq!(c.nodes[2].holdback_depth(), 0);
 }
+
+/// The frame at the head of channel `from -> to` in `c`.
+fn head(c: &Cluster, from: NodeId, to: NodeId) -> LinkFrame {
+    c.network.head(from, to).expect("a frame in flight").clone()
+}
+
+/// Under the sequencer, n2 holds neither piece of n1's write: the number from
+/// n0 is silent at once, n1's data once that number names it. Neither is
+/// silent asking for an ack, out of its link's order, or from n2 itself; and
+/// nothing reaching the sequencer is.
+#[test]
+fn a_piece_of_the_next_delivery_is_a_silent_head() {
+    let mut c = Cluster::new(3, Mode::TotalSequencer);
+    c.client(1, set("k"));
+    assert!(c.step(1, 0).unwrap(), "the sequencer numbers n1's write");
+    assert!(
+        !c.nodes[0].silent_head(0, &head(&c, 0, 2)),
+        "not from itself"
+    );
+    let data = head(&c, 1, 2);
+    assert!(!c.nodes[2].silent_head(1, &data), "no number names it yet");
+    let number = head(&c, 0, 2);
+    assert!(c.nodes[2].silent_head(0, &number));
+    let Frame::Data { seq, ack, body, .. } = number.clone() else {
+        panic!("a data frame");
+    };
+    let asking = Frame::Data {
+        seq,
+        ack,
+        body: body.clone(),
+        ack_now: true,
+    };
+    assert!(!c.nodes[2].silent_head(0, &asking), "asks for an ack");
+    let early = Frame::Data {
+        seq: seq + 1,
+        ack,
+        body,
+        ack_now: false,
+    };
+    assert!(
+        !c.nodes[2].silent_head(0, &early),
+        "not its link's next frame"
+    );
+    assert!(!c.nodes[2].silent_head(2, &number), "from n2 itself");
+    assert!(c.step(0, 2).unwrap());
+    assert!(
+        c.nodes[2].silent_head(1, &data),
+        "the data the next number names"
+    );
+    c.client(2, set("j"));
+    assert!(
+        !c.nodes[0].silent_head(2, &head(&c, 2, 0)),
+        "the sequencer answers data"
+    );
+}
+
+/// A frame that brings its link to an ack is not silent, even when its
+/// message is: receiving it sends the ack.
+#[test]
+fn a_frame_that_brings_an_ack_is_not_silent() {
+    let mut c = Cluster::new(3, Mode::TotalSequencer);
+    // Each of n0's writes puts its data, then its number, on n0 -> n2.
+    for k in 0..ACK_EVERY / 2 {
+        c.client(0, set(&k.to_string()));
+    }
+    for _ in 1..ACK_EVERY {
+        assert!(c.step(0, 2).unwrap());
+    }
+    let last = head(&c, 0, 2);
+    let Frame::Data {
+        body: Envelope::Msg { body, .. },
+        ..
+    } = &last
+    else {
+        panic!("a message");
+    };
+    assert!(
+        c.nodes[2].state().multicast.silent_head(body),
+        "the next number"
+    );
+    assert!(!c.nodes[2].silent_head(0, &last));
+    let out = c.nodes[2].clone().on_peer(0, last).unwrap();
+    assert!(out.iter().any(|o| matches!(o, Output::Send { to: 0, .. })));
+}
