@@ -52,8 +52,9 @@
 //! * a property of one replica's own state (conservation in its accounts and
 //!   parts, a refused overdraft, two snapshots in progress) meets the same
 //!   sequence of that replica's deliveries, parts and recordings (a silent
-//!   receipt completes, commits and records nothing, and only splits runs of
-//!   deliveries), so the same values of what it judges;
+//!   receipt starts, completes and commits no snapshot, lands in the same
+//!   recordings either way, its channel's marker queuing behind it, and only
+//!   splits runs of deliveries), so the same values of what it judges;
 //! * a property of a completed snapshot (a consistent cut, exact channel
 //!   state, restores) reads its parts, which are local states, and ledger
 //!   slices below the senders' record points, which a sender's own steps fix.
