@@ -758,7 +758,7 @@ impl Node {
             }
         }
         let link = &mut self.links[from];
-        if ack_now || link.delivered() >= link.ack_sent() + ACK_EVERY {
+        if ack_now || acks_on_count(link.delivered(), link.ack_sent()) {
             out.extend(
                 link.ack_frame()
                     .map(|frame| Output::Send { to: from, frame }),
@@ -791,8 +791,9 @@ impl Node {
         let Some(link) = self.links.get(from).filter(|_| from != self.me) else {
             return false;
         };
-        *seq == link.delivered() + 1
-            && link.delivered() + 1 < link.ack_sent() + ACK_EVERY
+        let next = link.delivered() + 1;
+        *seq == next
+            && !acks_on_count(next, link.ack_sent())
             && self.state.multicast.silent_head(body)
     }
 
@@ -866,6 +867,14 @@ impl Node {
             }
         }
     }
+}
+
+/// Whether a receiver that has delivered `delivered` frames of a link, and
+/// acknowledged `ack_sent` of them, acks on count: every [`ACK_EVERY`]
+/// deliveries. [`Node::on_peer`] acks by it; [`Node::silent_head`] asks it of
+/// the next receipt.
+fn acks_on_count(delivered: u64, ack_sent: u64) -> bool {
+    delivered >= ack_sent + ACK_EVERY
 }
 
 /// The bytes a link counts for `msg` against its buffer: a batch's writes,
