@@ -148,6 +148,12 @@ pub fn kv_state<H>(s: &ReplicasState<H>) -> String {
                 "    snapshot {id}: committed (judged when every part was complete, then let go)"
             );
         }
+        for id in &a.judged {
+            let _ = writeln!(
+                out,
+                "    snapshot {id}: done, judged when every part was complete, the part let go (--por)"
+            );
+        }
         for (id, part) in &a.parts {
             let _ = write!(
                 out,

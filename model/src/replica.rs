@@ -13,7 +13,7 @@ use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Recorder, SnapshotId};
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -69,6 +69,11 @@ pub struct ReplicaState {
     /// committed; sealed, since a completed part never changes. A commit lets
     /// the part go (`Replica::record` says why); `ghost.committed` keeps the id.
     pub parts: BTreeMap<SnapshotId, Sealed<Part>>,
+    /// Snapshots whose part this replica completed, judged and let go before
+    /// their commit reached it: the bank under `--por` judges a snapshot at the
+    /// step that completes it everywhere ([`crate::snapshot::let_judged_go`]).
+    /// A commit forgets the id, as it does a part.
+    pub judged: BTreeSet<SnapshotId>,
     /// Ghost: snapshots started here, for the global bound.
     pub snapshots_started: usize,
     /// The most snapshots this replica may start, if it has a quota of its own
@@ -101,6 +106,7 @@ impl Hash for ReplicaState {
             node,
             log,
             parts,
+            judged,
             snapshots_started,
             snapshot_quota,
             issued,
@@ -121,6 +127,7 @@ impl Hash for ReplicaState {
                 node,
                 log,
                 parts,
+                judged,
                 snapshots_started,
                 snapshot_quota,
                 issued,
@@ -206,6 +213,7 @@ impl Replica {
                 // differently would stay apart for the rest of the search.
                 Output::SnapshotCommitted { id, .. } => {
                     s.parts.remove(&id);
+                    s.judged.remove(&id);
                 }
                 Output::Reply {
                     reply: Reply::Error(e),
@@ -247,6 +255,7 @@ impl Actor for Replica {
             node: self.node(usize::from(id)),
             log: Vec::new(),
             parts: BTreeMap::new(),
+            judged: BTreeSet::new(),
             snapshots_started: 0,
             snapshot_quota: None,
             issued: 0,

@@ -449,6 +449,12 @@ impl Node {
         self.recorder.in_progress().collect()
     }
 
+    /// The messages that the snapshots still recording here have recorded in
+    /// flight so far (a model's non-vacuity check reads them).
+    pub fn recorded_in_flight(&self) -> impl Iterator<Item = &Wire<Batch>> + '_ {
+        self.recorder.in_flight_so_far()
+    }
+
     /// Snapshot verdicts held exactly here (bounded per initiator by
     /// [`crate::snapshot::REMEMBERED_PER_INITIATOR`]).
     pub fn snapshot_outcomes_remembered(&self) -> usize {

@@ -380,6 +380,14 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
         }
     }
 
+    /// The messages that the snapshots still recording here have recorded in
+    /// flight so far: what their parts will hold once complete.
+    pub fn in_flight_so_far(&self) -> impl Iterator<Item = &M> + '_ {
+        self.active
+            .values()
+            .flat_map(|r| r.channels.iter().flatten().map(|(_, m)| m))
+    }
+
     /// The verdict on `id` if it is finished here (never for an id in progress).
     pub fn finished(&self, id: SnapshotId) -> Option<Outcome> {
         if self.active.contains_key(&id) || self.finishing.contains_key(&id) {

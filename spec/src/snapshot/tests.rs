@@ -81,6 +81,7 @@ fn two_concurrent_snapshots_record_independently() {
         .unwrap();
     assert_eq!(m, Some('x'));
     assert!(eff.is_empty());
+    assert_eq!(r.in_flight_so_far().collect::<Vec<_>>(), [&'x']);
     // B's first marker arrives from node 2: records B, closes 2->1 for B only.
     let (_, eff) = r
         .on_envelope(2, Envelope::Marker { id: b }, || "s-at-b")
@@ -89,6 +90,7 @@ fn two_concurrent_snapshots_record_independently() {
     // 'y' from node 0: A has closed 0->1, B is still recording it.
     r.on_envelope(0, Envelope::Msg { seq: 1, body: 'y' }, || unreachable!())
         .unwrap();
+    assert_eq!(r.in_flight_so_far().collect::<Vec<_>>(), [&'x', &'y']);
     // A's marker from node 2 completes A.
     let (_, eff) = r
         .on_envelope(2, Envelope::Marker { id: a }, || unreachable!())
@@ -97,6 +99,8 @@ fn two_concurrent_snapshots_record_independently() {
     assert_eq!(part_a.state, "s-at-a");
     assert_eq!(part_a.channels, vec![vec![], vec![], vec![(1, 'x')]]);
     assert_eq!(part_a.received, vec![0, 0, 0]);
+    // A complete records nothing more; what B recorded so far remains.
+    assert_eq!(r.in_flight_so_far().collect::<Vec<_>>(), [&'y']);
     // B's marker from node 0 completes B.
     let (_, eff) = r
         .on_envelope(0, Envelope::Marker { id: b }, || unreachable!())
@@ -105,6 +109,7 @@ fn two_concurrent_snapshots_record_independently() {
     assert_eq!(part_b.state, "s-at-b");
     assert_eq!(part_b.channels, vec![vec![(1, 'y')], vec![], vec![]]);
     assert_eq!(part_b.received, vec![0, 0, 1]);
+    assert_eq!(r.in_flight_so_far().count(), 0);
     assert_eq!(
         r.in_progress().count(),
         2,
