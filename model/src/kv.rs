@@ -1,5 +1,5 @@
 //! The replicated K/V store over one ordering mode: the spec's whole replica
-//! ([`Node`](gsmo_spec::node::Node): multicast + K/V state machine + Chandy-Lamport recorder, the very
+//! ([`Node`]: multicast + K/V state machine + Chandy-Lamport recorder, the very
 //! one the tokio node runs), model checked. Orders: FIFO, causal (Birman,
 //! Schiper & Stephenson 1991), a fixed sequencer (Chang & Maxemchuk 1984), ISIS
 //! agreed priorities (Birman & Joseph 1987); snapshots: Chandy & Lamport (1985);
@@ -13,7 +13,7 @@
 //! overdrawing unless the other came first), and any replica may start a
 //! snapshot (at most `snapshots` in all). The [`Replica`] actor is also the
 //! snapshot model's account: one bank, the product's.
-//! An actor only feeds [`Input`](gsmo_spec::node::Input)s to [`Node::handle`](gsmo_spec::node::Node::handle) and carries its
+//! An actor only feeds [`Input`](gsmo_spec::node::Input)s to [`Node::handle`] and carries its
 //! [`Output`](gsmo_spec::node::Output)s out; a ghost log of sends and deliveries, and the snapshot parts
 //! the replica completes, are what the properties judge. Always:
 //! * **convergence**: replicas that delivered the same set of writes hold the
@@ -37,6 +37,9 @@
 //! credits nobody) breaks conservation; `no-channel-recording` (a recorder that records states
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses.
+//!
+//! [`Node`]: gsmo_spec::node::Node
+//! [`Node::handle`]: gsmo_spec::node::Node::handle
 
 use crate::adapter::{self, Channels};
 use crate::digest::{digest, holds, Sealed};
