@@ -301,11 +301,11 @@ impl SnapshotCfg {
 
 /// Ghost history: every message put on every channel, in order. Every step
 /// copies the history, and a send extends one channel: so each channel is
-/// shared between states until a send copies it.
+/// shared between states until a send copies it, and hashed once, by that send.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
     /// `sent[i][j]`: every message `i` put on channel `i -> j`, in order.
-    pub sent: Vec<Vec<Arc<Vec<Wire<Batch>>>>>,
+    pub sent: Vec<Vec<Sealed<Vec<Wire<Batch>>>>>,
     /// What the snapshots judged and let go found ([`let_judged_go`]).
     pub judged: Judged,
 }
@@ -328,7 +328,7 @@ impl Judged {
 impl Ledger {
     fn new(n: usize) -> Self {
         Ledger {
-            sent: vec![vec![Arc::default(); n]; n],
+            sent: vec![vec![Sealed::new(Vec::new()); n]; n],
             judged: Judged::default(),
         }
     }
@@ -353,7 +353,10 @@ impl Ledger {
             return None;
         };
         let mut h = h.clone();
-        Arc::make_mut(&mut h.sent[usize::from(env.src)][usize::from(env.dst)]).push(body.clone());
+        let channel = &mut h.sent[usize::from(env.src)][usize::from(env.dst)];
+        let mut msgs = channel.clone().into_inner();
+        msgs.push(body.clone());
+        *channel = Sealed::new(msgs);
         Some(h)
     }
 }
