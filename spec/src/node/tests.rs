@@ -369,6 +369,26 @@ fn a_snapshot_commits_once_every_part_is_stored() {
 }
 
 #[test]
+fn a_write_in_flight_at_the_cut_shows_while_its_channel_records() {
+    // n1 records before n0's write reaches it: the write is in flight at the
+    // cut, recorded when it arrives, and part of the part once n0's marker
+    // closes the channel.
+    let mut c = Cluster::new(2, Mode::Fifo);
+    c.client(0, set("a"));
+    c.input(0, Input::Flush).unwrap();
+    let id = c.snapshot(1);
+    assert_eq!(c.nodes[1].recorded_in_flight().count(), 0);
+    assert!(c.step(0, 1).unwrap(), "the write arrives");
+    let recorded: Vec<_> = c.nodes[1].recorded_in_flight().cloned().collect();
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].payload().is_some(), "{recorded:?}");
+    c.quiesce().unwrap();
+    assert_eq!(c.nodes[1].recorded_in_flight().count(), 0, "complete");
+    let parts = c.completed(id).expect("complete");
+    assert_eq!(parts[1].channel_messages(), 1);
+}
+
+#[test]
 fn a_restarted_replica_numbers_its_snapshots_past_those_on_disk() {
     // The runtime feeds the highest id found in the data dir, so a restart
     // never reuses the name of a snapshot already stored.
