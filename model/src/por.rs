@@ -525,8 +525,10 @@ mod tests {
             );
             if bug != SnapshotBug::DebitOnly {
                 // No kept state holds a whole snapshot: only the verdict kept
-                // when it was let go can fail a property of one.
-                assert!(last.history.judged.failed.contains_key(bug.caught_by()));
+                // when it was let go can fail a property of one, and it names
+                // the snapshot.
+                let kept = &last.history.judged.failed[bug.caught_by()];
+                assert!(kept.detail.starts_with("snapshot "), "{kept:?}");
             }
         }
     }

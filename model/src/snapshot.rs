@@ -564,6 +564,65 @@ mod tests {
         }
     }
 
+    /// Judging can fail on a correct run's state: a whole snapshot with a
+    /// transfer in flight passes, with a part's accounts doctored it fails
+    /// conservation and restores, and with the ledger's in-flight message
+    /// doctored (the same parts) it fails exact channel state.
+    #[test]
+    fn judging_notices_a_doctored_part_or_ledger() {
+        let cfg = SnapshotCfg::default();
+        let mut found = None;
+        crate::walk::each_state(&cfg.clone().into_model(), |s, _| {
+            let in_flight = |p: &Vec<Sealed<Part>>| p.iter().any(|p| p.channel_messages() > 0);
+            if found.is_none() && sealed_snapshots(s).iter().any(in_flight) {
+                found = Some(s.clone());
+            }
+        });
+        let s = found.expect("a whole snapshot records a transfer in flight");
+        let judged = |s: &State| {
+            let mut s = s.clone();
+            let_judged_go(&cfg, &mut s);
+            assert!(sealed_snapshots(&s).is_empty(), "the parts go");
+            s.history.judged.failed.into_keys().collect::<Vec<_>>()
+        };
+        assert_eq!(judged(&s), Vec::<&str>::new());
+
+        let mut doctored = s.clone();
+        let a = Arc::make_mut(&mut doctored.actor_states[0]);
+        let id = *a.parts.keys().next().unwrap();
+        let mut part = a.parts[&id].clone().into_inner();
+        part.state.kv = opening_balances(cfg.nodes, cfg.balance + 1);
+        a.parts.insert(id, Sealed::new(part));
+        a.digest = Default::default();
+        assert_eq!(judged(&doctored), ["conservation", "snapshot restores"]);
+
+        // The message a part recorded in flight, gone from the ledger: the
+        // parts are the very same.
+        let parts = &sealed_snapshots(&s)[0];
+        let (j, i) = (0..parts.len())
+            .flat_map(|j| (0..parts.len()).map(move |i| (j, i)))
+            .find(|&(j, i)| !parts[j].channels[i].is_empty())
+            .unwrap();
+        let at = parts[j].received[i] as usize;
+        let mut doctored = s.clone();
+        let mut msgs = doctored.history.sent[i][j].clone().into_inner();
+        msgs.remove(at);
+        doctored.history.sent[i][j] = Sealed::new(msgs);
+        assert_eq!(judged(&doctored), ["exact channel state"]);
+    }
+
+    /// The bank's data are its transfers; the sequencer's numbers are not.
+    #[test]
+    fn a_transfer_is_a_data_message_and_a_number_is_not() {
+        let mut kinds = std::collections::BTreeSet::new();
+        crate::walk::each_state(&SnapshotCfg::default().into_model(), |s, _| {
+            for w in s.history.sent.iter().flatten().flat_map(|c| c.iter()) {
+                kinds.insert((w.payload().is_some(), is_transfer(w)));
+            }
+        });
+        assert_eq!(kinds, [(false, false), (true, true)].into());
+    }
+
     fn catches(bug: SnapshotBug) -> String {
         let cfg = SnapshotCfg {
             broken: Some(bug),
