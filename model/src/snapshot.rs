@@ -571,14 +571,15 @@ mod tests {
     #[test]
     fn judging_notices_a_doctored_part_or_ledger() {
         let cfg = SnapshotCfg::default();
+        let in_flight = |p: &Vec<Sealed<Part>>| p.iter().any(|p| p.channel_messages() > 0);
         let mut found = None;
         crate::walk::each_state(&cfg.clone().into_model(), |s, _| {
-            let in_flight = |p: &Vec<Sealed<Part>>| p.iter().any(|p| p.channel_messages() > 0);
-            if found.is_none() && sealed_snapshots(s).iter().any(in_flight) {
-                found = Some(s.clone());
+            if found.is_none() {
+                let whole = sealed_snapshots(s).into_iter().find(in_flight);
+                found = whole.map(|parts| (s.clone(), parts));
             }
         });
-        let s = found.expect("a whole snapshot records a transfer in flight");
+        let (s, parts) = found.expect("a whole snapshot records a transfer in flight");
         let judged = |s: &State| {
             let mut s = s.clone();
             let_judged_go(&cfg, &mut s);
@@ -589,7 +590,7 @@ mod tests {
 
         let mut doctored = s.clone();
         let a = Arc::make_mut(&mut doctored.actor_states[0]);
-        let id = *a.parts.keys().next().unwrap();
+        let id = parts[0].id;
         let mut part = a.parts[&id].clone().into_inner();
         part.state.kv = opening_balances(cfg.nodes, cfg.balance + 1);
         a.parts.insert(id, Sealed::new(part));
@@ -598,7 +599,6 @@ mod tests {
 
         // The message a part recorded in flight, gone from the ledger: the
         // parts are the very same.
-        let parts = &sealed_snapshots(&s)[0];
         let (j, i) = (0..parts.len())
             .flat_map(|j| (0..parts.len()).map(move |i| (j, i)))
             .find(|&(j, i)| !parts[j].channels[i].is_empty())
