@@ -512,8 +512,8 @@ mod tests {
             ..SnapshotCfg::default()
         };
         for (cfg, counts) in [
-            (SnapshotCfg::default(), (1831, 1489)),
-            (longer, (40756, 29395)),
+            (SnapshotCfg::default(), (1848, 1499)),
+            (longer, (40999, 29511)),
         ] {
             let letting_go = cfg.clone().into_reduced_model();
             let mut holding = cfg.into_reduced_model();

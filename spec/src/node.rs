@@ -803,6 +803,23 @@ impl Node {
             && self.state.multicast.silent_head(body)
     }
 
+    /// Whether no frame this node may yet receive makes it send to `peer`, on
+    /// runs where nothing else happens to it (no client write, tick or
+    /// snapshot start here, no marker of a snapshot it has not recorded, no
+    /// link reaching an acknowledgement threshold) and, if `group_sent` is
+    /// given, the group multicasts no more than that in all (the caller's
+    /// count: a node does not know it; only the sequencer needs it).
+    /// Its multicast endpoint and its recorder must both be quiet
+    /// ([`Multicast::quiet`], [`Recorder::quiet_towards`]). The model checker's
+    /// partial-order reduction leaves such a node out of a persistent set
+    /// whose channel from it is empty (`model/src/por.rs`);
+    /// `spec/tests/interleavings.rs` checks the claim.
+    pub fn quiet_towards(&self, peer: NodeId, group_sent: Option<u64>) -> bool {
+        peer != self.me
+            && self.state.multicast.quiet(group_sent)
+            && self.recorder.quiet_towards(peer)
+    }
+
     /// Hands `msg` to the link with `to`; a frame comes out if its connection is up.
     fn send(&mut self, to: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
         let size = frame_bytes(&msg);

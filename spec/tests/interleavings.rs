@@ -3,6 +3,7 @@
 
 use gsmo_spec::kv::{Op, Reply};
 use gsmo_spec::link::Frame;
+use gsmo_spec::multicast::sequencer::SEQUENCER;
 use gsmo_spec::multicast::{Effect, Mode, Multicast, Wire};
 use gsmo_spec::node::{Command, LinkFrame, Node, Output};
 use gsmo_spec::properties::{self, Event};
@@ -10,6 +11,7 @@ use gsmo_spec::sim::{Cluster, FifoNetwork};
 use gsmo_spec::snapshot::Envelope;
 use proptest::prelude::*;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 
 /// One scheduling decision; indices are reduced modulo what is available.
@@ -132,6 +134,65 @@ proptest! {
                     }
                 }
                 Action::Snapshot(i) => { c.snapshot(i % n); }
+            }
+        }
+    }
+
+    /// [`Node::quiet_towards`]'s claim, at every step of random bank runs with
+    /// snapshots over the sequencer: a node quiet towards a peer, having
+    /// recorded every snapshot started so far, hands the link to that peer no
+    /// frame until a snapshot starts or it writes, whoever else steps (the
+    /// model checker's reduction needs it only while the peer is idle). Only
+    /// the sequencer is told how many messages the group multicasts, so only
+    /// its promises end when any node writes.
+    #[test]
+    fn quiet_nodes_send_their_peer_nothing(
+        schedule in actions(90, true),
+        transfers in prop::collection::vec((0usize..4, 0usize..4, 1i64..40), 1..40),
+    ) {
+        let n = 3;
+        let mut c = Cluster::new(n, Mode::TotalSequencer);
+        let keys: Vec<Vec<u8>> = BANK.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let mut next_transfer = transfers.iter().cycle();
+        let mut started = Vec::new();
+        let mut recorded = vec![BTreeSet::new(); n];
+        // (quiet node, peer) -> frames the node had sent the peer when it fell quiet.
+        let mut promised: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        for a in &schedule {
+            let group_sent: u64 = c.nodes.iter().map(|x| x.state().multicast.sent()).sum();
+            for (j, (node, seen)) in c.nodes.iter().zip(&mut recorded).enumerate() {
+                seen.extend(node.snapshots_in_progress());
+                let all_recorded = started.iter().all(|id| seen.contains(id));
+                for i in (0..n).filter(|&i| i != j) {
+                    let known = (j == SEQUENCER).then_some(group_sent);
+                    if all_recorded && node.quiet_towards(i, known) {
+                        promised.entry((j, i)).or_insert(node.link(i).sent());
+                    }
+                }
+            }
+            match a {
+                Action::Send(i) => {
+                    let (f, t, amount) = next_transfer.next().unwrap();
+                    let op = Op::Transfer { from: keys[*f].clone(), to: keys[*t].clone(), amount: *amount };
+                    c.client(i % n, Command::Write(op));
+                    promised.retain(|&(j, _), _| j != i % n && j != SEQUENCER);
+                }
+                Action::Deliver(k) => {
+                    let busy = c.network.busy();
+                    if let Some(&(from, to)) = busy.get(k % busy.len().max(1)) {
+                        c.step(from, to).unwrap();
+                    }
+                    for (&(j, i), &sent) in &promised {
+                        prop_assert_eq!(
+                            c.nodes[j].link(i).sent(), sent,
+                            "node {} was quiet towards node {} but sent it a frame: {:?}", j, i, c.nodes[j]
+                        );
+                    }
+                }
+                Action::Snapshot(i) => {
+                    started.push(c.snapshot(i % n));
+                    promised.clear();
+                }
             }
         }
     }

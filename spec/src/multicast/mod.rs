@@ -365,6 +365,20 @@ impl<P: Payload> Multicast<P> {
         }
     }
 
+    /// Whether no message this endpoint may yet receive makes it send, given
+    /// that the group multicasts `group_sent` messages in all, if known (no
+    /// member knows it; a caller that does passes it). FIFO and causal
+    /// members only deliver on a receipt; so does a sequencer member other
+    /// than the sequencer, and the sequencer once it has numbered all
+    /// `group_sent`; ISIS answers every message with a proposal, so never.
+    pub fn quiet(&self, group_sent: Option<u64>) -> bool {
+        match &self.algo {
+            Algo::Fifo(_) | Algo::Causal(_) => true,
+            Algo::Sequencer(a) => a.quiet(group_sent),
+            Algo::Isis(_) => false,
+        }
+    }
+
     /// Handles a message that arrived on the channel from `from`.
     pub fn on_message(&mut self, from: NodeId, msg: Wire<P>) -> Result<Vec<Effect<P>>, WrongMode> {
         let (me, n, mut effects) = (self.me, self.n, Vec::new());

@@ -83,6 +83,14 @@ impl<P> Sequencer<P> {
         }
     }
 
+    /// Whether no message this node may yet receive makes it send, given that
+    /// the group multicasts `group_sent` messages in all: a member other than
+    /// the sequencer never sends on a receipt, and the sequencer numbers data
+    /// only until it has numbered every message.
+    pub(crate) fn quiet(&self, group_sent: Option<u64>) -> bool {
+        self.me != SEQUENCER || group_sent == Some(self.assigned)
+    }
+
     pub(crate) fn new(me: NodeId, _n: usize, no_wait: bool) -> Self {
         Sequencer {
             me,

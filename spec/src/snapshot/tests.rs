@@ -465,3 +465,82 @@ fn an_old_snapshot_below_the_forgetting_floor_times_out_once() {
     assert_eq!(r.in_progress().count(), 0);
     assert_eq!(r.on_tick(20), vec![], "aborted once");
 }
+
+#[test]
+fn a_recorder_is_quiet_towards_a_peer_it_owes_no_report_or_commit() {
+    let summary = |node| PartSummary {
+        node,
+        ..PartSummary::default()
+    };
+    // Node 1 of three, in node 0's snapshot: it owes 0 its `Stored` report
+    // until its part is stored, and owes node 2 nothing.
+    let mut r: R = Recorder::new(1, 3);
+    let id = SnapshotId {
+        initiator: 0,
+        seq: 1,
+    };
+    assert!(r.quiet_towards(0) && r.quiet_towards(2));
+    r.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
+    assert!(!r.quiet_towards(0), "recording: the report is to come");
+    assert!(r.quiet_towards(2));
+    let (_, eff) = r.on_envelope(2, Envelope::Marker { id }, || "s").unwrap();
+    assert!(complete(&eff).is_some());
+    assert!(!r.quiet_towards(0), "complete, not yet stored");
+    let eff = r.on_stored(id, Ok(summary(1)));
+    assert!(matches!(
+        &eff[..],
+        [SnapshotEffect::Send {
+            to: 0,
+            envelope: Envelope::Stored { .. }
+        }]
+    ));
+    assert!(
+        r.quiet_towards(0),
+        "reported: only the commit is to come, which sends nothing"
+    );
+
+    // Initiator 0 owes everyone its commit until it has every part.
+    let mut r: R = Recorder::new(0, 3);
+    let (id, _) = r.initiate("s");
+    for peer in [1, 2] {
+        r.on_envelope(peer, Envelope::Marker { id }, || "s")
+            .unwrap();
+    }
+    r.on_stored(id, Ok(summary(0)));
+    r.on_envelope(
+        1,
+        Envelope::Stored {
+            id,
+            part: summary(1),
+        },
+        || "s",
+    )
+    .unwrap();
+    assert!(
+        !r.quiet_towards(1) && !r.quiet_towards(2),
+        "the commit is to come"
+    );
+    let (_, eff) = r
+        .on_envelope(
+            2,
+            Envelope::Stored {
+                id,
+                part: summary(2),
+            },
+            || "s",
+        )
+        .unwrap();
+    assert_eq!(
+        eff.iter()
+            .filter(|e| matches!(
+                e,
+                SnapshotEffect::Send {
+                    envelope: Envelope::Committed { .. },
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    assert!(r.quiet_towards(1) && r.quiet_towards(2));
+}
