@@ -11,7 +11,7 @@
 //! timer. Peer writers flush only when their queue runs dry, so a pipelining
 //! client's writes travel in few TCP segments.
 //!
-//! Every call into the protocol goes through [`Runtime::feed`], which hands
+//! Every call into the protocol goes through `Runtime::feed`, which hands
 //! the spec node one [`SpecInput`] and, with `--trace`, records the input and
 //! the outputs: the trace `gsmo trace check` replays against the spec.
 //!

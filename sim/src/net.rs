@@ -5,7 +5,7 @@
 //! receiver waiting for the gap forever, which real TCP would retransmit. So
 //! partitions are modelled with `hold`/`release` (segments wait, as they would
 //! for a retransmission), and a broken connection is this module's doing: a
-//! broken [`SimConn`] fails every read and write, the node drops it, and the
+//! broken `SimConn` fails every read and write, the node drops it, and the
 //! other end sees the close, as after `ss -K`.
 
 use futures::future::BoxFuture;

@@ -262,7 +262,7 @@ impl Builder {
 /// steeper arrows cross fewer labels.
 const TRANSIT: usize = 2;
 
-/// Each event's row: one below its predecessor and [`TRANSIT`] below the send it receives.
+/// Each event's row: one below its predecessor and `TRANSIT` below the send it receives.
 /// A receipt whose send cannot be placed first (not a causal history) is
 /// placed as if it had no send.
 pub fn rows(d: &Diagram) -> Vec<Vec<usize>> {

@@ -152,7 +152,7 @@ pub fn write(w: &Write) -> String {
     op(&w.op)
 }
 
-/// A batch of writes: one write as [`write`], more as `{SET a | SET b}`.
+/// A batch of writes: one write as [`write()`], more as `{SET a | SET b}`.
 pub fn batch(b: &Batch) -> String {
     match b.writes.as_slice() {
         [w] => write(w),

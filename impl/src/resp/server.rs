@@ -1,4 +1,4 @@
-//! Server commands: DBSIZE, FLUSHALL / FLUSHDB, SNAPSHOT, INFO [section],
+//! Server commands: DBSIZE, FLUSHALL / FLUSHDB, SNAPSHOT, INFO \[section\],
 //! CONFIG GET / RESETSTAT, and gsmo's own GSMO.HISTORY / GSMO.DUMP / GSMO.DIGEST.
 
 use super::command::{local_error, read, syntax_error, write, Request};

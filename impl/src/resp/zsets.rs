@@ -1,5 +1,5 @@
 //! Sorted sets: ZADD (score member pairs; NX/XX/GT/LT/CH/INCR refused),
-//! ZPOPMIN, ZRANGE by index [WITHSCORES], ZCARD, ZSCORE.
+//! ZPOPMIN, ZRANGE by index \[WITHSCORES\], ZCARD, ZSCORE.
 
 use super::command::{count_arg, int_arg, key, local_error, read, syntax_error, write, Request};
 use bytes::Bytes;

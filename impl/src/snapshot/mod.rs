@@ -2,7 +2,7 @@
 //!
 //! | concept                                                    | module       |
 //! |------------------------------------------------------------|--------------|
-//! | file header, format version, the one version dispatch      | [`format`]   |
+//! | file header, format version, the one version dispatch      | [`format`](mod@format) |
 //! | errors, each naming its file                               | [`error`]    |
 //! | part summaries, the manifest, which snapshot is newest     | [`manifest`] |
 //! | version-1 part payloads, read and upgraded                | [`v1`]       |
