@@ -8,7 +8,7 @@ use gsmo_spec::multicast::{Effect, Mode, Multicast, Wire};
 use gsmo_spec::node::{Command, LinkFrame, Node, Output};
 use gsmo_spec::properties::{self, Event};
 use gsmo_spec::sim::{Cluster, FifoNetwork};
-use gsmo_spec::snapshot::Envelope;
+use gsmo_spec::snapshot::{Envelope, SnapshotId};
 use proptest::prelude::*;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,26 +115,11 @@ proptest! {
         schedule in actions(90, true),
         transfers in prop::collection::vec((0usize..4, 0usize..4, 1i64..40), 1..40),
     ) {
-        let n = 3;
-        let mut c = Cluster::new(n, Mode::TotalSequencer);
-        let keys: Vec<Vec<u8>> = BANK.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let mut c = Cluster::new(3, Mode::TotalSequencer);
         let mut next_transfer = transfers.iter().cycle();
         for a in &schedule {
             check_silent_heads(&c)?;
-            match a {
-                Action::Send(i) => {
-                    let (f, t, amount) = next_transfer.next().unwrap();
-                    let op = Op::Transfer { from: keys[*f].clone(), to: keys[*t].clone(), amount: *amount };
-                    c.client(i % n, Command::Write(op));
-                }
-                Action::Deliver(k) => {
-                    let busy = c.network.busy();
-                    if let Some(&(from, to)) = busy.get(k % busy.len().max(1)) {
-                        c.step(from, to).unwrap();
-                    }
-                }
-                Action::Snapshot(i) => { c.snapshot(i % n); }
-            }
+            bank_step(&mut c, a, &mut next_transfer);
         }
     }
 
@@ -152,7 +137,6 @@ proptest! {
     ) {
         let n = 3;
         let mut c = Cluster::new(n, Mode::TotalSequencer);
-        let keys: Vec<Vec<u8>> = BANK.iter().map(|k| k.as_bytes().to_vec()).collect();
         let mut next_transfer = transfers.iter().cycle();
         let mut started = Vec::new();
         let mut recorded = vec![BTreeSet::new(); n];
@@ -170,29 +154,18 @@ proptest! {
                     }
                 }
             }
-            match a {
-                Action::Send(i) => {
-                    let (f, t, amount) = next_transfer.next().unwrap();
-                    let op = Op::Transfer { from: keys[*f].clone(), to: keys[*t].clone(), amount: *amount };
-                    c.client(i % n, Command::Write(op));
-                    promised.retain(|&(j, _), _| j != i % n && j != SEQUENCER);
-                }
-                Action::Deliver(k) => {
-                    let busy = c.network.busy();
-                    if let Some(&(from, to)) = busy.get(k % busy.len().max(1)) {
-                        c.step(from, to).unwrap();
-                    }
-                    for (&(j, i), &sent) in &promised {
-                        prop_assert_eq!(
-                            c.nodes[j].link(i).sent(), sent,
-                            "node {} was quiet towards node {} but sent it a frame: {:?}", j, i, c.nodes[j]
-                        );
-                    }
-                }
-                Action::Snapshot(i) => {
-                    started.push(c.snapshot(i % n));
-                    promised.clear();
-                }
+            if let Some(id) = bank_step(&mut c, a, &mut next_transfer) {
+                started.push(id);
+                promised.clear();
+            }
+            if let Action::Send(i) = a {
+                promised.retain(|&(j, _), _| j != i % n && j != SEQUENCER);
+            }
+            for (&(j, i), &sent) in &promised {
+                prop_assert_eq!(
+                    c.nodes[j].link(i).sent(), sent,
+                    "node {} was quiet towards node {} but sent it a frame: {:?}", j, i, c.nodes[j]
+                );
             }
         }
     }
@@ -289,6 +262,36 @@ proptest! {
             }
         }
     }
+}
+
+/// Takes step `a` of a random bank run on `c`: a client's `TRANSFER` (the
+/// next of `transfers`), a delivery, or a snapshot start, whose id it returns.
+fn bank_step<'a>(
+    c: &mut Cluster,
+    a: &Action,
+    transfers: &mut impl Iterator<Item = &'a (usize, usize, i64)>,
+) -> Option<SnapshotId> {
+    let n = c.nodes.len();
+    match a {
+        Action::Send(i) => {
+            let (f, t, amount) = transfers.next().expect("an endless cycle");
+            let key = |k: usize| BANK[k].as_bytes().to_vec();
+            let op = Op::Transfer {
+                from: key(*f),
+                to: key(*t),
+                amount: *amount,
+            };
+            c.client(i % n, Command::Write(op));
+        }
+        Action::Deliver(k) => {
+            let busy = c.network.busy();
+            if let Some(&(from, to)) = busy.get(k % busy.len().max(1)) {
+                c.step(from, to).unwrap();
+            }
+        }
+        Action::Snapshot(i) => return Some(c.snapshot(i % n)),
+    }
+    None
 }
 
 /// Whether `frame` would start a recording at `node`: a marker of a snapshot
