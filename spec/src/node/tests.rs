@@ -513,3 +513,27 @@ fn a_frame_that_brings_an_ack_is_not_silent() {
     let out = c.nodes[2].clone().on_peer(0, last).unwrap();
     assert!(out.iter().any(|o| matches!(o, Output::Send { to: 0, .. })));
 }
+
+#[test]
+fn only_the_sequencer_speaks_on_a_receipt_until_every_message_is_numbered() {
+    let mut c = Cluster::new(3, Mode::TotalSequencer);
+    c.client(1, set("a"));
+    c.input(1, Input::Flush).unwrap();
+    assert!(c.step(1, 0).unwrap(), "the sequencer holds the data");
+    let group_sent: u64 = c.nodes.iter().map(|n| n.state().multicast.sent()).sum();
+    assert_eq!(group_sent, 1);
+    // A member other than the sequencer never sends on a receipt, told the
+    // total or not; nor is anyone quiet towards itself.
+    for peer in [0, 2] {
+        assert!(c.nodes[1].quiet_towards(peer, None));
+    }
+    assert!(!c.nodes[1].quiet_towards(1, None));
+    // The sequencer has numbered the one message: quiet only if told that
+    // the group multicasts no more.
+    assert!(c.nodes[0].quiet_towards(2, Some(group_sent)));
+    assert!(!c.nodes[0].quiet_towards(2, Some(group_sent + 1)));
+    assert!(!c.nodes[0].quiet_towards(2, None));
+    // Every ISIS member proposes a priority for every message it receives.
+    let isis = Cluster::new(3, Mode::TotalIsis);
+    assert!(!isis.nodes[1].quiet_towards(0, Some(0)));
+}
