@@ -804,11 +804,12 @@ impl Node {
     }
 
     /// Whether no frame this node may yet receive makes it send to `peer`, on
-    /// runs where nothing else happens to it (no client write, tick or
-    /// snapshot start here, no marker of a snapshot it has not recorded, no
-    /// link reaching an acknowledgement threshold) and, if `group_sent` is
-    /// given, the group multicasts no more than that in all (the caller's
-    /// count: a node does not know it; only the sequencer needs it).
+    /// runs where nothing else happens to it (no client write, tick, link
+    /// event or snapshot start here, no marker of a snapshot it has not
+    /// recorded, no link reaching an acknowledgement threshold) and, if
+    /// `group_sent` is given, the group multicasts no more than that in all
+    /// (the caller's count: a node does not know it; only the sequencer needs
+    /// it).
     /// Its multicast endpoint and its recorder must both be quiet
     /// ([`Multicast::quiet`], [`Recorder::quiet_towards`]). The model checker's
     /// partial-order reduction leaves such a node out of a persistent set

@@ -390,10 +390,11 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
 
     /// Whether no envelope this node may yet receive makes its recorder send to
     /// `peer` (directly, or once the part it completes is stored), given that
-    /// it starts no snapshot and every marker still to come is of one it has
-    /// recorded. It then sends only a commit of a snapshot it initiated (to
-    /// every node) and the `Stored` report of a part not yet acknowledged (to
-    /// its initiator); markers, aborts and commits that reach it send nothing.
+    /// it starts and aborts none itself (no tick, no peer found unreachable)
+    /// and every marker still to come is of one it has recorded. It then sends
+    /// only a commit of a snapshot it initiated (to every node) and the
+    /// `Stored` report of a part not yet acknowledged (to its initiator);
+    /// markers, aborts and commits that reach it send nothing.
     pub fn quiet_towards(&self, peer: NodeId) -> bool {
         let reports_to = |id: &SnapshotId| id.initiator == self.me || id.initiator == peer;
         !self.active.keys().any(reports_to)
