@@ -155,22 +155,40 @@ fn actor(action: &Action) -> usize {
     })
 }
 
+/// Whether replica `k` has issued its whole script and has no timer armed:
+/// its only steps from now on are receipts.
+fn idle<H: Clone + Debug + Hash>(state: &State<H>, k: usize) -> bool {
+    let a = &state.actor_states[k];
+    a.issued == a.quota && state.timers_set[k].iter().next().is_none()
+}
+
+/// Whether idle replica `j` will record no snapshot it has not recorded
+/// already, as long as the replicas `standing_still` take no step: it has
+/// recorded every snapshot started so far, and every other replica has used
+/// its quota of starts (a start is a step of its replica).
+fn receipts_only<H: Clone + Debug + Hash>(
+    state: &State<H>,
+    j: usize,
+    standing_still: impl Fn(usize) -> bool,
+) -> bool {
+    let me = &state.actor_states[j];
+    idle(state, j)
+        && state.actor_states.iter().enumerate().all(|(k, a)| {
+            (standing_still(k) || a.snapshot_quota == Some(a.snapshots_started))
+                && (1..=a.snapshots_started as u64).all(|seq| {
+                    me.ghost
+                        .recorded
+                        .contains(&gsmo_spec::snapshot::SnapshotId { initiator: k, seq })
+                })
+        })
+}
+
 /// Whether replica `i` is settled: it will never record another snapshot
 /// (every start the quotas allow has happened, and it has recorded each
 /// snapshot started), it has issued its whole script, and no timer of its is
 /// armed, so that from now on its only steps are receipts.
 fn settled<H: Clone + Debug + Hash>(state: &State<H>, i: usize) -> bool {
-    let me = &state.actor_states[i];
-    me.issued == me.quota
-        && state.timers_set[i].iter().next().is_none()
-        && state.actor_states.iter().enumerate().all(|(j, a)| {
-            a.snapshot_quota == Some(a.snapshots_started)
-                && (1..=a.snapshots_started as u64).all(|seq| {
-                    me.ghost
-                        .recorded
-                        .contains(&gsmo_spec::snapshot::SnapshotId { initiator: j, seq })
-                })
-        })
+    receipts_only(state, i, |_| false)
 }
 
 /// Whether replica `j`, outside `set`, puts no frame on its channel to `i`
@@ -184,30 +202,17 @@ fn settled<H: Clone + Debug + Hash>(state: &State<H>, i: usize) -> bool {
 /// multicasts in all when no replica outside the set will multicast again.
 /// Every one of these stays true while only replicas outside the set step.
 fn quiet<H: Clone + Debug + Hash>(state: &State<H>, j: usize, i: usize, set: &[bool]) -> bool {
-    let me = &state.actor_states[j];
-    let idle = |k: usize| {
-        let a = &state.actor_states[k];
-        a.issued == a.quota && state.timers_set[k].iter().next().is_none()
-    };
-    let recorded_all = state.actor_states.iter().enumerate().all(|(k, a)| {
-        (set[k] || a.snapshot_quota == Some(a.snapshots_started))
-            && (1..=a.snapshots_started as u64).all(|seq| {
-                me.ghost
-                    .recorded
-                    .contains(&gsmo_spec::snapshot::SnapshotId { initiator: k, seq })
-            })
-    });
-    if !idle(j) || !recorded_all {
+    if !receipts_only(state, j, |k| set[k]) {
         return false;
     }
-    let group_sent = (0..set.len()).all(|k| set[k] || idle(k)).then(|| {
+    let group_sent = (0..set.len()).all(|k| set[k] || idle(state, k)).then(|| {
         state
             .actor_states
             .iter()
             .map(|a| a.node.state().multicast.sent())
             .sum()
     });
-    me.node.quiet_towards(i, group_sent)
+    state.actor_states[j].node.quiet_towards(i, group_sent)
 }
 
 /// Whether `action` is a receipt that is a persistent set on its own: a
