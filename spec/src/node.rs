@@ -651,65 +651,74 @@ impl Node {
             })
     }
 
+    /// The answer to a read, which changes nothing and sends nothing; `None`
+    /// for a write. [`Node::on_client`] answers reads with it, and a driver
+    /// that records no trace may call it directly, without the envelope of an
+    /// input and its outputs (the node's front door does, for every GET).
+    pub fn read(&self, cmd: &Command) -> Option<Reply> {
+        match cmd {
+            Command::Get { key } => Some(Reply::Bulk(self.state.kv.get(key).map(<[u8]>::to_vec))),
+            Command::Read(r) => Some(self.state.kv.read(r)),
+            Command::Write(_) => None,
+        }
+    }
+
     /// Handles a client request.
     pub fn on_client(&mut self, req: RequestId, cmd: Command) -> Vec<Output> {
+        let op = match cmd {
+            Command::Write(op) => op,
+            read => {
+                let reply = self
+                    .read(&read)
+                    .expect("every command but a write is a read");
+                return vec![Output::Reply { req, reply }];
+            }
+        };
         let mut out = Vec::new();
-        match cmd {
-            Command::Get { key } => {
-                let reply = Reply::Bulk(self.state.kv.get(&key).map(<[u8]>::to_vec));
-                out.push(Output::Reply { req, reply });
-            }
-            Command::Read(r) => {
-                let reply = self.state.kv.read(&r);
-                out.push(Output::Reply { req, reply });
-            }
-            Command::Write(op) => {
-                if let Some(why) = self.write_refusal() {
-                    out.push(Output::Reply {
-                        req,
-                        reply: Reply::Error(why),
-                    });
+        if let Some(why) = self.write_refusal() {
+            out.push(Output::Reply {
+                req,
+                reply: Reply::Error(why),
+            });
+            return out;
+        }
+        // Last-writer-wins resolves a read-modify-write against this store,
+        // which must hold this replica's earlier writes: they go out (and,
+        // under fifo/causal, are delivered here) first.
+        if self.resolution == Resolution::LastWriterWins && !op.is_blind() {
+            self.flush(&mut out);
+        }
+        // Resolved, a read-modify-write goes out as an `Op::Assign` that
+        // carries the reply Redis gives (INCRBY's new value), answered on delivery.
+        let op = match self.resolution {
+            Resolution::LastWriterWins => match self.state.kv.resolve(op) {
+                Ok(op) => op,
+                Err(reply) => {
+                    out.push(Output::Reply { req, reply });
                     return out;
                 }
-                // Last-writer-wins resolves a read-modify-write against this store,
-                // which must hold this replica's earlier writes: they go out (and,
-                // under fifo/causal, are delivered here) first.
-                if self.resolution == Resolution::LastWriterWins && !op.is_blind() {
-                    self.flush(&mut out);
-                }
-                // Resolved, a read-modify-write goes out as an `Op::Assign` that
-                // carries the reply Redis gives (INCRBY's new value), answered on delivery.
-                let op = match self.resolution {
-                    Resolution::LastWriterWins => match self.state.kv.resolve(op) {
-                        Ok(op) => op,
-                        Err(reply) => {
-                            out.push(Output::Reply { req, reply });
-                            return out;
-                        }
-                    },
-                    Resolution::DeliveryOrder => op,
-                };
-                let stamp = Stamp {
-                    lamport: self.state.lamport.tick(),
-                    node: self.me,
-                };
-                let write = Write { stamp, op };
-                if self.outbox.would_overflow(&write) {
-                    self.flush(&mut out);
-                }
-                let seq = self.state.writes + self.outbox.len() as u64 + 1;
-                self.pending.insert(
-                    seq,
-                    Pending {
-                        req,
-                        since: self.now,
-                    },
-                );
-                self.outbox.push(write);
-                if self.outbox.is_full(self.limits.max_batch) {
-                    self.flush(&mut out);
-                }
-            }
+            },
+            Resolution::DeliveryOrder => op,
+        };
+        let stamp = Stamp {
+            lamport: self.state.lamport.tick(),
+            node: self.me,
+        };
+        let write = Write { stamp, op };
+        if self.outbox.would_overflow(&write) {
+            self.flush(&mut out);
+        }
+        let seq = self.state.writes + self.outbox.len() as u64 + 1;
+        self.pending.insert(
+            seq,
+            Pending {
+                req,
+                since: self.now,
+            },
+        );
+        self.outbox.push(write);
+        if self.outbox.is_full(self.limits.max_batch) {
+            self.flush(&mut out);
         }
         out
     }

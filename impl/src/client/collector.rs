@@ -4,7 +4,7 @@
 use super::order::Order;
 use super::{dispatch, Answers, Encoding, Flow, Pending};
 use crate::admission::Admission;
-use crate::event::Input;
+use crate::event::{Input, Response};
 use crate::resp;
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
@@ -59,8 +59,22 @@ impl Outbox {
 
     /// Encodes one reply and counts it as unsent.
     fn encode(&mut self, frame: BytesFrame, encoding: Encoding) -> Result<(), Flow> {
+        self.encode_with(|buf| resp::shape::encode(frame, encoding.shape, encoding.resp3, buf))
+    }
+
+    /// Encodes one of the replica's answers and counts it as unsent.
+    fn encode_response(&mut self, response: Response, encoding: Encoding) -> Result<(), Flow> {
+        self.encode_with(|buf| {
+            resp::shape::encode_response(response, encoding.shape, encoding.resp3, buf)
+        })
+    }
+
+    fn encode_with(
+        &mut self,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+    ) -> Result<(), Flow> {
         let before_encoding = self.buf.len();
-        if resp::shape::encode(frame, encoding.shape, encoding.resp3, &mut self.buf).is_err() {
+        if write(&mut self.buf).is_err() {
             return Err(Flow::Overflow);
         }
         let len = self.buf.len() - before_encoding;
@@ -111,7 +125,7 @@ impl Outbox {
             return Ok(true);
         };
         for (response, encoding) in answers.into_iter().zip(encodings) {
-            self.encode(resp::response_frame(response), encoding)?;
+            self.encode_response(response, encoding)?;
         }
         drop(slot);
         Ok(false)

@@ -114,17 +114,21 @@ fn unknown_command(name: &[u8], a: &[Bytes]) -> Request {
 }
 
 /// The command named `name`, in any case; `None` if gsmo has no such command.
-/// Allocation-free: the name is packed into one integer (`pack`) and found by
-/// binary search in the table's packed names (`BY_KEY`).
+/// Allocation-free and branch-light, as it runs once per request: the name is
+/// packed into one integer ([`pack`]), whose hash picks the one slot of
+/// [`TABLE`] it can be in (a perfect hash, found at compile time).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > LONGEST {
         return None;
     }
     let key = pack(name);
-    BY_KEY
-        .binary_search_by_key(&key, |&(k, _)| k)
-        .ok()
-        .map(|at| &COMMANDS[usize::from(BY_KEY[at].1)])
+    match TABLE.slots[slot(key, TABLE.multiplier)] {
+        0 => None,
+        at => {
+            let at = usize::from(at - 1);
+            (TABLE.keys[at] == key).then_some(&COMMANDS[at])
+        }
+    }
 }
 
 /// A name of at most 15 bytes as one integer: its bytes upper-cased,
@@ -141,21 +145,40 @@ const fn pack(name: &[u8]) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
-/// Every command's [`pack`]ed name and its index in [`COMMANDS`], sorted by
-/// key at compile time.
-static BY_KEY: [(u128, u8); COMMANDS.len()] = by_key();
+/// The lookup table's size in bits: 1,024 slots for under 100 names, so a
+/// multiplier that spreads them without collision turns up within a few tries.
+const SLOT_BITS: u32 = 10;
+
+/// Where a packed name goes in [`TABLE`] under multiplier `m`: the top bits of
+/// a multiplicative hash of its two halves.
+const fn slot(key: u128, m: u64) -> usize {
+    let folded = (key as u64) ^ ((key >> 64) as u64);
+    (folded.wrapping_mul(m) >> (64 - SLOT_BITS)) as usize
+}
+
+/// The perfect hash over [`COMMANDS`]' names.
+struct Table {
+    /// `COMMANDS` index + 1 of the name hashed to each slot; 0: none.
+    slots: [u8; 1 << SLOT_BITS],
+    /// Each command's packed name, in `COMMANDS` order.
+    keys: [u128; COMMANDS.len()],
+    multiplier: u64,
+}
+
+static TABLE: Table = table();
 
 /// The longest command name; a longer name is no command.
 const LONGEST: usize = longest();
 
-const _: () = assert!(COMMANDS.len() <= 256, "BY_KEY indexes COMMANDS with a u8");
+const _: () = assert!(COMMANDS.len() < 256, "TABLE indexes COMMANDS + 1 with a u8");
 const _: () = assert!(LONGEST <= 15, "pack takes names of at most 15 bytes");
 
-/// Sorts the table's keys and checks what [`lookup`] relies on: names in
-/// upper case (as [`Call::name`] reports them), no two alike, each short
-/// enough to pack. A table that breaks any of these fails to compile.
-const fn by_key() -> [(u128, u8); COMMANDS.len()] {
-    let mut keys = [(0u128, 0u8); COMMANDS.len()];
+/// Builds [`TABLE`] and checks what [`lookup`] relies on: names in upper case
+/// (as [`Call::name`] reports them), no two alike, each short enough to pack.
+/// A table that breaks any of these fails to compile. Then tries multipliers
+/// (odd, from a 64-bit LCG) until one gives every name a slot of its own.
+const fn table() -> Table {
+    let mut keys = [0u128; COMMANDS.len()];
     let mut i = 0;
     while i < keys.len() {
         let name = COMMANDS[i].name.as_bytes();
@@ -167,23 +190,34 @@ const fn by_key() -> [(u128, u8); COMMANDS.len()] {
             );
             k += 1;
         }
-        keys[i] = (pack(name), i as u8);
-        // Insertion sort: a few thousand steps, once, at compile time.
-        let mut j = i;
-        while j > 0 && keys[j].0 < keys[j - 1].0 {
-            let t = keys[j];
-            keys[j] = keys[j - 1];
-            keys[j - 1] = t;
-            j -= 1;
+        keys[i] = pack(name);
+        let mut j = 0;
+        while j < i {
+            assert!(keys[j] != keys[i], "COMMANDS names are distinct");
+            j += 1;
         }
         i += 1;
     }
-    let mut i = 1;
-    while i < keys.len() {
-        assert!(keys[i - 1].0 < keys[i].0, "COMMANDS names are distinct");
-        i += 1;
+    let mut multiplier: u64 = 0x9E37_79B9_7F4A_7C15;
+    loop {
+        let mut slots = [0u8; 1 << SLOT_BITS];
+        let mut i = 0;
+        while i < keys.len() && slots[slot(keys[i], multiplier)] == 0 {
+            slots[slot(keys[i], multiplier)] = i as u8 + 1;
+            i += 1;
+        }
+        if i == keys.len() {
+            return Table {
+                slots,
+                keys,
+                multiplier,
+            };
+        }
+        multiplier = multiplier
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407)
+            | 1;
     }
-    keys
 }
 
 const fn longest() -> usize {
@@ -509,7 +543,12 @@ mod tests {
         let (found, allocated) = allocations(|| lookup(&[0xff; 12]));
         assert!(found.is_none());
         assert_eq!(allocated, 0);
-        assert!(BY_KEY.windows(2).all(|w| w[0].0 < w[1].0));
+        let filled = TABLE.slots.iter().filter(|&&s| s != 0).count();
+        assert_eq!(
+            filled,
+            COMMANDS.len(),
+            "every command has a slot of its own"
+        );
         assert_eq!(pack(b"get"), pack(b"GET"));
         assert_ne!(pack(b"GET\0"), pack(b"GET"));
     }
