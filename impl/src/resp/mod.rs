@@ -15,7 +15,8 @@
 //! A request's command name is looked up once ([`Call::new`]); the gate
 //! (`crate::admission`), the [`Session`], the parser and the [`shape`] all
 //! take the resulting [`Call`]. Replies are encoded by the `redis-protocol`
-//! crate.
+//! crate, but for the few that dominate a workload (`+OK`, integers, bulk
+//! strings, nulls), which [`shape::encode_response`] writes straight out.
 
 pub mod command;
 pub mod connection;
