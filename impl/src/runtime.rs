@@ -519,3 +519,93 @@ pub fn describe(msg: &PeerMsg) -> String {
         Envelope::Committed { id, .. } => format!("committed {id}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracefile::read_trace;
+    use gsmo_spec::kv::{Op, Reply};
+    use gsmo_spec::multicast::Mode;
+    use gsmo_spec::node::Command;
+    use gsmo_spec::trace::Start;
+
+    /// A one-node fifo runtime, recording its trace to `trace` if given.
+    fn solo(trace: Option<&std::path::Path>) -> Runtime {
+        let node = Node::new(0, 1, Mode::Fifo);
+        let start = Start::Fresh {
+            node: 0,
+            n: 1,
+            mode: Mode::Fifo,
+            limits: node.limits(),
+        };
+        let trace = trace.map(|path| TraceWriter::create(path, &start).unwrap());
+        let cfg = NodeConfig::new(0, vec!["127.0.0.1:7100".into()], Mode::Fifo).unwrap();
+        let boot = Boot {
+            node,
+            outputs: Vec::new(),
+            epoch: "test".into(),
+            restored_from: None,
+            trace_start: None,
+        };
+        Runtime::new(
+            cfg,
+            boot,
+            None,
+            "test".into(),
+            None,
+            trace,
+            mpsc::channel(8).0,
+        )
+    }
+
+    /// A read skips the spec's input and outputs only where no trace needs
+    /// them: answered at once either way, and an input of the trace when one
+    /// is kept, so a trace check and its histories still see every read.
+    #[tokio::test]
+    async fn reads_are_answered_at_once_and_traced_when_a_trace_is_kept() {
+        for traced in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("n0.trace");
+            let mut rt = solo(traced.then_some(path.as_path()));
+            let set = Command::Write(Op::Set {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            });
+            let get = |key: &[u8]| ClientRequest::Kv(Command::Get { key: key.to_vec() });
+            let (reply, mut answer) = oneshot::channel();
+            rt.handle(Input::Client {
+                reqs: vec![ClientRequest::Kv(set)],
+                reply,
+            });
+            rt.feed(SpecInput::Flush).unwrap();
+            assert!(
+                answer.try_recv().is_ok(),
+                "a lone fifo node delivers at once"
+            );
+            let (reply, mut answer) = oneshot::channel();
+            rt.handle(Input::Client {
+                reqs: vec![get(b"k"), get(b"x")],
+                reply,
+            });
+            let want = [Reply::Bulk(Some(b"v".to_vec())), Reply::Bulk(None)].map(Response::Kv);
+            assert_eq!(answer.try_recv().unwrap(), want, "traced: {traced}");
+            rt.flush_trace();
+            drop(rt);
+            if traced {
+                let (trace, _) = read_trace(&path).unwrap();
+                let reads = trace.steps.iter().filter(|s| {
+                    matches!(
+                        s.input,
+                        Some(SpecInput::Client {
+                            cmd: Command::Get { .. },
+                            ..
+                        })
+                    )
+                });
+                assert_eq!(reads.count(), 2, "each read is an input of the trace");
+            } else {
+                assert!(!path.exists(), "no trace was asked for");
+            }
+        }
+    }
+}

@@ -171,31 +171,48 @@ static TABLE: Table = table();
 const LONGEST: usize = longest();
 
 const _: () = assert!(COMMANDS.len() < 256, "TABLE indexes COMMANDS + 1 with a u8");
-const _: () = assert!(LONGEST <= 15, "pack takes names of at most 15 bytes");
+const _: () = if let Some(why) = names_fault(COMMANDS) {
+    panic!("{}", why)
+};
 
-/// Builds [`TABLE`] and checks what [`lookup`] relies on: names in upper case
-/// (as [`Call::name`] reports them), no two alike, each short enough to pack.
-/// A table that breaks any of these fails to compile. Then tries multipliers
-/// (odd, from a 64-bit LCG) until one gives every name a slot of its own.
+/// What is wrong with `commands`' names for [`lookup`], if anything: each
+/// must be upper case (as [`Call::name`] reports it), at most 15 bytes (to
+/// [`pack`]), and unlike every other. [`COMMANDS`] is checked at compile time,
+/// so a table that breaks any of these fails to build.
+const fn names_fault(commands: &[CommandSpec]) -> Option<&'static str> {
+    let mut i = 0;
+    while i < commands.len() {
+        let name = commands[i].name.as_bytes();
+        if name.len() > 15 {
+            return Some("command names are at most 15 bytes");
+        }
+        let mut k = 0;
+        while k < name.len() {
+            if name[k].is_ascii_lowercase() {
+                return Some("command names are upper case");
+            }
+            k += 1;
+        }
+        let mut j = 0;
+        while j < i {
+            if pack(commands[j].name.as_bytes()) == pack(name) {
+                return Some("command names are distinct");
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Builds [`TABLE`] over [`COMMANDS`] (whose names [`names_fault`] has
+/// passed): tries multipliers (odd, from a 64-bit LCG) until one gives every
+/// name a slot of its own.
 const fn table() -> Table {
     let mut keys = [0u128; COMMANDS.len()];
     let mut i = 0;
     while i < keys.len() {
-        let name = COMMANDS[i].name.as_bytes();
-        let mut k = 0;
-        while k < name.len() {
-            assert!(
-                !name[k].is_ascii_lowercase(),
-                "COMMANDS names are upper case"
-            );
-            k += 1;
-        }
-        keys[i] = pack(name);
-        let mut j = 0;
-        while j < i {
-            assert!(keys[j] != keys[i], "COMMANDS names are distinct");
-            j += 1;
-        }
+        keys[i] = pack(COMMANDS[i].name.as_bytes());
         i += 1;
     }
     let mut multiplier: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -551,6 +568,29 @@ mod tests {
         );
         assert_eq!(pack(b"get"), pack(b"GET"));
         assert_ne!(pack(b"GET\0"), pack(b"GET"));
+    }
+
+    /// What the compile-time check of the table refuses.
+    #[test]
+    fn names_lookup_cannot_tell_apart_are_refused() {
+        assert_eq!(names_fault(COMMANDS), None);
+        let named = |name| CommandSpec {
+            name,
+            ..COMMANDS[0]
+        };
+        assert_eq!(names_fault(&[named("GET"), named("SET")]), None);
+        assert_eq!(
+            names_fault(&[named("GET"), named("sET")]),
+            Some("command names are upper case")
+        );
+        assert_eq!(
+            names_fault(&[named("GET"), named("SET"), named("GET")]),
+            Some("command names are distinct")
+        );
+        assert_eq!(
+            names_fault(&[named("ABCDEFGHIJKLMNO"), named("ABCDEFGHIJKLMNOP")]),
+            Some("command names are at most 15 bytes")
+        );
     }
 
     #[test]
