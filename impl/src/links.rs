@@ -371,11 +371,10 @@ mod tests {
     use super::*;
     use crate::config::NodeConfig;
     use crate::event::{ClientRequest, Input};
-    use crate::runtime::Boot;
     use crate::shiviz::ShivizLog;
     use gsmo_spec::kv::Op;
     use gsmo_spec::multicast::Mode;
-    use gsmo_spec::node::{Command, Node};
+    use gsmo_spec::node::Command;
 
     /// Node 0 of two, fifo, no connection up yet.
     fn node0() -> Runtime {
@@ -385,22 +384,7 @@ mod tests {
     fn node0_logging(shiviz: Option<ShivizLog>) -> Runtime {
         let peers = vec!["127.0.0.1:7100".into(), "127.0.0.1:7101".into()];
         let cfg = NodeConfig::new(0, peers, Mode::Fifo).expect("a valid cluster");
-        let boot = Boot {
-            node: Node::new(0, 2, Mode::Fifo),
-            outputs: Vec::new(),
-            epoch: "test".into(),
-            restored_from: None,
-            trace_start: None,
-        };
-        Runtime::new(
-            cfg,
-            boot,
-            shiviz,
-            "test".into(),
-            None,
-            None,
-            mpsc::channel(8).0,
-        )
+        Runtime::fresh_for_test(cfg, shiviz, None)
     }
 
     /// Outgoing connection `gen` to node 1 comes up; its writer queue.

@@ -200,6 +200,26 @@ impl Runtime {
         Ok(())
     }
 
+    /// A fresh node of `cfg`'s cluster in `cfg`'s mode, with no snapshot store
+    /// and a loopback nobody reads: what the runtime's unit tests drive.
+    #[cfg(test)]
+    pub(crate) fn fresh_for_test(
+        cfg: NodeConfig,
+        shiviz: Option<ShivizLog>,
+        trace: Option<TraceWriter>,
+    ) -> Self {
+        let node = Node::new(cfg.id, cfg.cluster_size(), cfg.mode);
+        let boot = Boot {
+            node,
+            outputs: Vec::new(),
+            epoch: "test".into(),
+            restored_from: None,
+            trace_start: None,
+        };
+        let loopback = mpsc::channel(8).0;
+        Runtime::new(cfg, boot, shiviz, "test".into(), None, trace, loopback)
+    }
+
     /// Runs until every input sender is gone, or until the node must stop
     /// (then returns why).
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> Result<(), String> {
@@ -531,31 +551,15 @@ mod tests {
 
     /// A one-node fifo runtime, recording its trace to `trace` if given.
     fn solo(trace: Option<&std::path::Path>) -> Runtime {
-        let node = Node::new(0, 1, Mode::Fifo);
         let start = Start::Fresh {
             node: 0,
             n: 1,
             mode: Mode::Fifo,
-            limits: node.limits(),
+            limits: Node::new(0, 1, Mode::Fifo).limits(),
         };
         let trace = trace.map(|path| TraceWriter::create(path, &start).unwrap());
         let cfg = NodeConfig::new(0, vec!["127.0.0.1:7100".into()], Mode::Fifo).unwrap();
-        let boot = Boot {
-            node,
-            outputs: Vec::new(),
-            epoch: "test".into(),
-            restored_from: None,
-            trace_start: None,
-        };
-        Runtime::new(
-            cfg,
-            boot,
-            None,
-            "test".into(),
-            None,
-            trace,
-            mpsc::channel(8).0,
-        )
+        Runtime::fresh_for_test(cfg, None, trace)
     }
 
     /// A read skips the spec's input and outputs only where no trace needs
