@@ -188,7 +188,7 @@ enum TraceCmd {
 #[derive(Args, Clone)]
 struct OpsArgs {
     /// Directory for snapshots, owned by one cluster (DIR/CLUSTER) and locked per node
-    /// (DIR/node-<i>.lock): parts are written to DIR/snapshots/<id>/part-<node>.gsmo and,
+    /// (DIR/node-I.lock): parts are written to DIR/snapshots/ID/part-NODE.gsmo and,
     /// when the nodes share it, the last node done writes MANIFEST.gsmo.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -442,7 +442,7 @@ struct ClusterArgs {
     /// Node 0 starts a snapshot every SECS seconds.
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
-    /// Node i records its trace to DIR/n<i>.trace (for `gsmo trace check`).
+    /// Node I records its trace to DIR/nI.trace (for `gsmo trace check`).
     #[arg(long, value_name = "DIR")]
     trace_dir: Option<PathBuf>,
     /// Fault: this node is slow (see --slow).

@@ -115,8 +115,8 @@ fn unknown_command(name: &[u8], a: &[Bytes]) -> Request {
 
 /// The command named `name`, in any case; `None` if gsmo has no such command.
 /// Allocation-free and branch-light, as it runs once per request: the name is
-/// packed into one integer ([`pack`]), whose hash picks the one slot of
-/// [`TABLE`] it can be in (a perfect hash, found at compile time).
+/// packed into one integer (`pack`), whose hash picks the one slot of
+/// `TABLE` it can be in (a perfect hash, found at compile time).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > LONGEST {
         return None;
