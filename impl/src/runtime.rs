@@ -347,12 +347,12 @@ impl Runtime {
 
     /// A run of K/V reads answered whole, with no entry in `runs` (a map
     /// insertion, a lookup per answer and a removal less per run); `None` for
-    /// any other run, which takes the general path.
+    /// any other run, which takes the general path. A run that holds anything
+    /// but K/V reads (`INFO` may join reads) is refused before any read is
+    /// answered, so none is answered twice; a traced node's at its first read.
     fn read_run(&self, reqs: &[ClientRequest]) -> Option<Vec<Response>> {
-        let reads_only = reqs
-            .iter()
-            .all(|r| matches!(r, ClientRequest::Kv(_)) && !r.is_write());
-        if !reads_only || self.trace.is_some() {
+        let kv_read = |r: &ClientRequest| matches!(r, ClientRequest::Kv(_)) && !r.is_write();
+        if !reqs.iter().all(kv_read) {
             return None;
         }
         let mut answers = Vec::with_capacity(reqs.len());
