@@ -299,13 +299,18 @@ impl SnapshotCfg {
     }
 }
 
+/// Every message put on one channel, in order.
+pub type Channel = Sealed<Vec<Wire<Batch>>>;
+
 /// Ghost history: every message put on every channel, in order. Every step
 /// copies the history, and a send extends one channel: so each channel is
 /// shared between states until a send copies it, and hashed once, by that send.
+/// The channels are sealed together too, so that copying a state copies one
+/// reference, not a matrix of them (a step that sends no data copies nothing).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
     /// `sent[i][j]`: every message `i` put on channel `i -> j`, in order.
-    pub sent: Vec<Vec<Sealed<Vec<Wire<Batch>>>>>,
+    pub sent: Sealed<Vec<Vec<Channel>>>,
     /// What the snapshots judged and let go found ([`let_judged_go`]).
     pub judged: Judged,
 }
@@ -328,7 +333,7 @@ impl Judged {
 impl Ledger {
     fn new(n: usize) -> Self {
         Ledger {
-            sent: vec![vec![Sealed::new(Vec::new()); n]; n],
+            sent: Sealed::new(vec![vec![Sealed::new(Vec::new()); n]; n]),
             judged: Judged::default(),
         }
     }
@@ -353,11 +358,19 @@ impl Ledger {
             return None;
         };
         let mut h = h.clone();
-        let channel = &mut h.sent[usize::from(env.src)][usize::from(env.dst)];
-        let mut msgs = channel.clone().into_inner();
-        msgs.push(body.clone());
-        *channel = Sealed::new(msgs);
+        h.edit(usize::from(env.src), usize::from(env.dst), |msgs| {
+            msgs.push(body.clone())
+        });
         Some(h)
+    }
+
+    /// Changes channel `i -> j`'s messages, resealing it and the ledger.
+    fn edit(&mut self, i: usize, j: usize, change: impl FnOnce(&mut Vec<Wire<Batch>>)) {
+        let mut sent = self.sent.clone().into_inner();
+        let mut msgs = sent[i][j].clone().into_inner();
+        change(&mut msgs);
+        sent[i][j] = Sealed::new(msgs);
+        self.sent = Sealed::new(sent);
     }
 }
 
@@ -605,9 +618,9 @@ mod tests {
             .unwrap();
         let at = parts[j].received[i] as usize;
         let mut doctored = s.clone();
-        let mut msgs = doctored.history.sent[i][j].clone().into_inner();
-        msgs.remove(at);
-        doctored.history.sent[i][j] = Sealed::new(msgs);
+        doctored.history.edit(i, j, |msgs| {
+            msgs.remove(at);
+        });
         assert_eq!(judged(&doctored), ["exact channel state"]);
     }
 
