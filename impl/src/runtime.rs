@@ -349,7 +349,8 @@ impl Runtime {
     /// insertion, a lookup per answer and a removal less per run); `None` for
     /// any other run, which takes the general path. A run that holds anything
     /// but K/V reads (`INFO` may join reads) is refused before any read is
-    /// answered, so none is answered twice; a traced node's at its first read.
+    /// answered, so none is answered twice; on a traced node `read_now`
+    /// refuses the run at its first read.
     fn read_run(&self, reqs: &[ClientRequest]) -> Option<Vec<Response>> {
         let kv_read = |r: &ClientRequest| matches!(r, ClientRequest::Kv(_)) && !r.is_write();
         if !reqs.iter().all(kv_read) {

@@ -306,7 +306,8 @@ pub type Channel = Sealed<Vec<Wire<Batch>>>;
 /// copies the history, and a send extends one channel: so each channel is
 /// shared between states until a send copies it, and hashed once, by that send.
 /// The channels are sealed together too, so that copying a state copies one
-/// reference, not a matrix of them (a step that sends no data copies nothing).
+/// reference, not one per channel; a step that puts no transfer on a channel
+/// leaves it alone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
     /// `sent[i][j]`: every message `i` put on channel `i -> j`, in order.
