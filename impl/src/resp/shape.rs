@@ -102,16 +102,10 @@ pub fn encode_response(
     }
     match r {
         Response::Kv(Reply::Ok) => dst.extend_from_slice(b"+OK\r\n"),
-        Response::Kv(Reply::Int(i)) | Response::Int(i) => {
-            dst.put_u8(b':');
-            dst.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-            dst.extend_from_slice(b"\r\n");
-        }
+        Response::Kv(Reply::Int(i)) | Response::Int(i) => number_line(dst, b':', i),
         Response::Kv(Reply::Bulk(Some(v))) | Response::Bulk(v) => {
             dst.reserve(v.len() + 16);
-            dst.put_u8(b'$');
-            dst.extend_from_slice(itoa::Buffer::new().format(v.len()).as_bytes());
-            dst.extend_from_slice(b"\r\n");
+            number_line(dst, b'$', v.len());
             dst.extend_from_slice(&v);
             dst.extend_from_slice(b"\r\n");
         }
@@ -120,6 +114,13 @@ pub fn encode_response(
         r => return encode(response_frame(r), shape, resp3, dst),
     }
     Ok(())
+}
+
+/// `:42\r\n`, `$3\r\n`: a type byte, a number in decimal, CRLF.
+fn number_line(dst: &mut BytesMut, kind: u8, n: impl itoa::Integer) {
+    dst.put_u8(kind);
+    dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    dst.extend_from_slice(b"\r\n");
 }
 
 /// The RESP3 form of a RESP2 reply of the given shape. An error or a null is
