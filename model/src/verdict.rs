@@ -21,6 +21,16 @@ pub trait Explained: Model {
     fn symmetry(&self) -> Option<Representative<Self>> {
         None
     }
+    /// The model as parts whose state spaces are disjoint: each part's
+    /// initial states are some of the model's, and no state is reachable in
+    /// two parts. A depth-first search on several threads checks them side by
+    /// side, one thread a part ([`check`]). `None` (the default): one part.
+    fn parts(&self) -> Option<Vec<Self>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A function from a state to the representative of its symmetry class.
@@ -187,17 +197,44 @@ struct Progress {
 }
 
 impl Progress {
-    /// Prints the checker's counts if a second has passed since the last print.
-    fn tick<M: Model>(&mut self, checker: &impl Checker<M>, elapsed: Duration) {
+    /// Prints the counts if a second has passed since the last print.
+    fn tick(&mut self, counts: Counts, elapsed: Duration) {
         if self.enabled && elapsed >= self.next {
             self.next = elapsed + Duration::from_secs(1);
             eprintln!(
                 "  ... {:>10} unique states, {:>11} total, depth {:>3}, {:>5.1} s",
-                checker.unique_state_count(),
-                checker.state_count(),
-                checker.max_depth(),
+                counts.unique,
+                counts.total,
+                counts.depth,
                 elapsed.as_secs_f64()
             );
+        }
+    }
+}
+
+/// How far a search has got.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    unique: usize,
+    total: usize,
+    depth: usize,
+}
+
+impl Counts {
+    fn of<M: Model>(checker: &impl Checker<M>) -> Self {
+        Counts {
+            unique: checker.unique_state_count(),
+            total: checker.state_count(),
+            depth: checker.max_depth(),
+        }
+    }
+
+    /// Two searches of disjoint state spaces together.
+    fn add(self, other: Counts) -> Counts {
+        Counts {
+            unique: self.unique + other.unique,
+            total: self.total + other.total,
+            depth: self.depth.max(other.depth),
         }
     }
 }
@@ -220,37 +257,48 @@ where
         Strategy::Simulation(_) => Some(search.timeout.unwrap_or(Duration::from_secs(10))),
         _ => search.timeout,
     };
-    let (mut builder, clock) = deadline_checker(model, search.strategy, search.threads, timeout);
-    if let Some(d) = search.depth {
-        builder = builder.target_max_depth(d);
-    }
     let symmetry = search.symmetry && search.strategy != Strategy::Bfs;
-    if symmetry {
-        let representative = judge
-            .symmetry()
-            .expect("--symmetry on a model without a sound symmetry");
-        builder = builder.symmetry_fn(representative);
-    }
     let mut progress = Progress {
         enabled: search.progress,
         next: Duration::from_secs(1),
     };
     let start = Instant::now();
+    let parts = match search.strategy {
+        Strategy::Dfs if search.threads > 1 && !symmetry => model.parts(),
+        _ => None,
+    };
     let Finished {
         cut,
-        unique,
-        total,
-        depth,
+        counts: Counts {
+            unique,
+            total,
+            depth,
+        },
         discoveries,
         panics,
-    } = match search.strategy {
-        Strategy::Bfs => finish(builder.spawn_bfs(), &clock, &mut progress),
-        Strategy::Dfs => finish(builder.spawn_dfs(), &clock, &mut progress),
-        Strategy::Simulation(seed) => finish(
-            builder.spawn_simulation(seed, UniformChooser),
-            &clock,
-            &mut progress,
-        ),
+    } = match parts {
+        Some(parts) if parts.len() > 1 => side_by_side(parts, search, timeout, &mut progress),
+        _ => {
+            let (mut builder, clock) =
+                deadline_checker(model, search.strategy, search.threads, timeout);
+            if let Some(d) = search.depth {
+                builder = builder.target_max_depth(d);
+            }
+            if symmetry {
+                let representative = judge
+                    .symmetry()
+                    .expect("--symmetry on a model without a sound symmetry");
+                builder = builder.symmetry_fn(representative);
+            }
+            let tick = |counts| progress.tick(counts, start.elapsed());
+            match search.strategy {
+                Strategy::Bfs => finish(builder.spawn_bfs(), &clock, tick),
+                Strategy::Dfs => finish(builder.spawn_dfs(), &clock, tick),
+                Strategy::Simulation(seed) => {
+                    finish(builder.spawn_simulation(seed, UniformChooser), &clock, tick)
+                }
+            }
+        }
     };
     let elapsed = start.elapsed();
     let mut discoveries = discoveries;
@@ -458,9 +506,7 @@ where
 struct Finished<M: Model> {
     /// Whether the deadline cut the search short.
     cut: bool,
-    unique: usize,
-    total: usize,
-    depth: usize,
+    counts: Counts,
     discoveries: std::collections::HashMap<&'static str, Path<M::State, M::Action>>,
     panics: Vec<String>,
 }
@@ -471,16 +517,15 @@ struct Finished<M: Model> {
 /// states explored before it: a PASS the model never earned. Then stops the
 /// clock, so that the discoveries' paths can be rebuilt (which is why this
 /// polls rather than use stateright's `report`: that rebuilds them first).
-fn finish<M, C>(checker: C, clock: &Clock, progress: &mut Progress) -> Finished<M>
+fn finish<M, C>(checker: C, clock: &Clock, mut polled: impl FnMut(Counts)) -> Finished<M>
 where
     M: Model,
     C: Checker<M>,
     M::State: Clone + Debug + Hash + PartialEq,
     M::Action: Clone + Debug + PartialEq,
 {
-    let start = Instant::now();
     while !checker.is_done() {
-        progress.tick(&checker, start.elapsed());
+        polled(Counts::of(&checker));
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut checker = checker;
@@ -493,12 +538,103 @@ where
     let cut = clock.stop();
     Finished {
         cut,
-        unique: checker.unique_state_count(),
-        total: checker.state_count(),
-        depth: checker.max_depth(),
+        counts: Counts::of(&checker),
         discoveries: checker.discoveries(),
         panics,
     }
+}
+
+/// Checks `parts`, whose state spaces are disjoint ([`Explained::parts`]),
+/// depth first on `search.threads` threads, each taking the next part and
+/// checking it alone, and adds up what they found. stateright's own threads
+/// share one set of visited states, one map of discoveries and the states
+/// themselves, and lose over a quarter of the second core to it
+/// (`docs/performance.md`, "Two threads are not two cores"); parts share
+/// nothing. The counts are exact sums, as no state is in two parts; a
+/// discovery is the first part's to find it, in part order. The deadline is
+/// one for all parts; a part not started by then, or not after a panic, makes
+/// the search incomplete.
+fn side_by_side<M>(
+    parts: Vec<M>,
+    search: &Search,
+    timeout: Option<Duration>,
+    progress: &mut Progress,
+) -> Finished<Deadline<M>>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
+{
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let start = Instant::now();
+    let deadline = timeout.map(|t| start + t);
+    let count = parts.len();
+    let threads = search.threads.clamp(1, count);
+    let queue = Mutex::new(parts.into_iter().enumerate().collect::<VecDeque<_>>());
+    let running: Vec<Mutex<Counts>> = (0..threads).map(|_| Mutex::default()).collect();
+    let done: Mutex<Vec<(usize, Finished<Deadline<M>>)>> = Mutex::default();
+    let (panicked, idle) = (AtomicBool::new(false), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for slot in &running {
+            let (queue, done, panicked, idle) = (&queue, &done, &panicked, &idle);
+            scope.spawn(move || {
+                loop {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if panicked.load(Ordering::Relaxed) || left == Some(Duration::ZERO) {
+                        break;
+                    }
+                    // In the order the model gave them.
+                    let next = queue.lock().expect("no panic holding it").pop_front();
+                    let Some((i, part)) = next else {
+                        break;
+                    };
+                    let (mut builder, clock) = deadline_checker(part, Strategy::Dfs, 1, left);
+                    if let Some(d) = search.depth {
+                        builder = builder.target_max_depth(d);
+                    }
+                    let found = finish(builder.spawn_dfs(), &clock, |counts| {
+                        *slot.lock().expect("no panic holding it") = counts
+                    });
+                    *slot.lock().expect("no panic holding it") = Counts::default();
+                    panicked.fetch_or(!found.panics.is_empty(), Ordering::Relaxed);
+                    done.lock().expect("no panic holding it").push((i, found));
+                }
+                idle.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        while idle.load(Ordering::Relaxed) < threads {
+            let finished = done
+                .lock()
+                .expect("no panic holding it")
+                .iter()
+                .fold(Counts::default(), |sum, (_, f)| sum.add(f.counts));
+            let all = running.iter().fold(finished, |sum, c| {
+                sum.add(*c.lock().expect("no panic holding it"))
+            });
+            progress.tick(all, start.elapsed());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut done = done.into_inner().expect("no panic holding it");
+    done.sort_by_key(|(i, _)| *i);
+    let mut all = Finished {
+        // Parts never started leave the search incomplete.
+        cut: done.len() < count,
+        counts: Counts::default(),
+        discoveries: Default::default(),
+        panics: Vec::new(),
+    };
+    for (_, part) in done {
+        all.cut |= part.cut;
+        all.counts = all.counts.add(part.counts);
+        for (name, path) in part.discoveries {
+            all.discoveries.entry(name).or_insert(path);
+        }
+        all.panics.extend(part.panics);
+    }
+    all
 }
 
 #[cfg(test)]
@@ -597,5 +733,106 @@ mod tests {
         }
         let v = check(Counter { panic_at: None }, &search(Strategy::Bfs, 1));
         assert_eq!((v.unique_states, v.max_depth), (6, 6));
+    }
+
+    /// Counters from each of `starts` up by five, each start a part of its
+    /// own: their states are disjoint. `bad` breaks an invariant there,
+    /// `panic_at` panics stepping there; `104` is an example only the part
+    /// from 100 has.
+    #[derive(Clone)]
+    struct Ladders {
+        starts: Vec<u8>,
+        bad: Option<u8>,
+        panic_at: Option<u8>,
+    }
+
+    impl Model for Ladders {
+        type State = u8;
+        type Action = ();
+
+        fn init_states(&self) -> Vec<u8> {
+            self.starts.clone()
+        }
+
+        fn actions(&self, state: &u8, actions: &mut Vec<()>) {
+            if state % 100 < 5 {
+                actions.push(());
+            }
+        }
+
+        fn next_state(&self, state: &u8, _: ()) -> Option<u8> {
+            assert_ne!(Some(state + 1), self.panic_at, "the ladder broke");
+            Some(state + 1)
+        }
+
+        fn properties(&self) -> Vec<Property<Self>> {
+            vec![
+                Property::always("not bad", |m: &Ladders, s| Some(*s) != m.bad),
+                Property::sometimes("104", |_, s| *s == 104),
+            ]
+        }
+    }
+
+    impl Explained for Ladders {
+        fn why(&self, _: &'static str, _: &u8) -> Option<String> {
+            None
+        }
+
+        fn describe(&self, _: &()) -> String {
+            "up".into()
+        }
+
+        fn parts(&self) -> Option<Vec<Self>> {
+            let part = |&start| Ladders {
+                starts: vec![start],
+                ..self.clone()
+            };
+            (self.starts.len() > 1).then(|| self.starts.iter().map(part).collect())
+        }
+    }
+
+    fn ladders() -> Ladders {
+        Ladders {
+            starts: vec![0, 100, 200],
+            bad: None,
+            panic_at: None,
+        }
+    }
+
+    #[test]
+    fn parts_checked_side_by_side_add_up_to_the_whole() {
+        let whole = check(ladders(), &search(Strategy::Dfs, 1));
+        let parts = check(ladders(), &search(Strategy::Dfs, 2));
+        for v in [&whole, &parts] {
+            assert_eq!((v.unique_states, v.total_states, v.max_depth), (18, 18, 6));
+            assert!(v.complete);
+            // The example is in one part only, and counts for the whole.
+            assert_eq!(v.judge(None), Outcome::Pass, "vacuous: {:?}", v.vacuous());
+        }
+        // One part: nothing to put side by side.
+        let one = Ladders {
+            starts: vec![100],
+            ..ladders()
+        };
+        assert_eq!(check(one, &search(Strategy::Dfs, 2)).unique_states, 6);
+    }
+
+    #[test]
+    fn a_part_that_fails_or_panics_fails_the_whole() {
+        let bad = Ladders {
+            bad: Some(203),
+            ..ladders()
+        };
+        let v = check(bad, &search(Strategy::Dfs, 2));
+        assert_eq!(v.judge(Some("not bad")), Outcome::Caught);
+        assert_eq!(v.finding("not bad").map(|f| f.path.len()), Some(3));
+        let panics = Ladders {
+            panic_at: Some(102),
+            ..ladders()
+        };
+        let v = check(panics, &search(Strategy::Dfs, 2));
+        assert_eq!(v.panics.len(), 1, "{:?}", v.panics);
+        assert!(!v.complete);
+        assert_eq!(v.judge(None), Outcome::Fail);
     }
 }

@@ -142,7 +142,8 @@ pub(crate) struct SearchArgs {
     /// Explore no deeper than D steps (the run is then incomplete).
     #[arg(long, value_name = "D")]
     pub(crate) depth: Option<usize>,
-    /// Checker threads [default: all cores].
+    /// Checker threads [default: all cores]. With --dfs --por, one thread a part
+    /// (see POR in check --help).
     #[arg(long, value_name = "T")]
     pub(crate) threads: Option<usize>,
     /// Stop after this many seconds, on any number of threads (the run is then incomplete).

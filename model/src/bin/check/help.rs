@@ -94,6 +94,11 @@ POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
   the verdicts kept and the parts let go there (not at the commit), so runs that
   recorded differently merge sooner. --compare prints both counts. Refused for
   kv, whose convergence compares two replicas at one moment.
+  With --dfs on more than one thread, each split of the budget into quotas is
+  a part of its own (a quota never changes, so no state is in two parts):
+  each thread checks the next part alone, largest first, and the counts add
+  up exactly. stateright's own threads share their visited set and states and
+  lose over a quarter of the second core to it; parts share nothing.
 
 NO VACUOUS VERDICTS
   A sometimes-property is an example the model must reach (a snapshot that
