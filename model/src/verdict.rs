@@ -735,32 +735,32 @@ mod tests {
         assert_eq!((v.unique_states, v.max_depth), (6, 6));
     }
 
-    /// Counters from each of `starts` up by five, each start a part of its
-    /// own: their states are disjoint. `bad` breaks an invariant there,
-    /// `panic_at` panics stepping there; `104` is an example only the part
-    /// from 100 has.
+    /// Counters from each of `starts` up by five (from 1,000 and above, up
+    /// for ever), each start a part of its own: their states are disjoint.
+    /// `bad` breaks an invariant there, `panic_at` panics stepping there;
+    /// `104` is an example only the part from 100 has.
     #[derive(Clone)]
     struct Ladders {
-        starts: Vec<u8>,
-        bad: Option<u8>,
-        panic_at: Option<u8>,
+        starts: Vec<u32>,
+        bad: Option<u32>,
+        panic_at: Option<u32>,
     }
 
     impl Model for Ladders {
-        type State = u8;
+        type State = u32;
         type Action = ();
 
-        fn init_states(&self) -> Vec<u8> {
+        fn init_states(&self) -> Vec<u32> {
             self.starts.clone()
         }
 
-        fn actions(&self, state: &u8, actions: &mut Vec<()>) {
-            if state % 100 < 5 {
+        fn actions(&self, state: &u32, actions: &mut Vec<()>) {
+            if *state >= 1000 || state % 100 < 5 {
                 actions.push(());
             }
         }
 
-        fn next_state(&self, state: &u8, _: ()) -> Option<u8> {
+        fn next_state(&self, state: &u32, _: ()) -> Option<u32> {
             assert_ne!(Some(state + 1), self.panic_at, "the ladder broke");
             Some(state + 1)
         }
@@ -774,7 +774,7 @@ mod tests {
     }
 
     impl Explained for Ladders {
-        fn why(&self, _: &'static str, _: &u8) -> Option<String> {
+        fn why(&self, _: &'static str, _: &u32) -> Option<String> {
             None
         }
 
@@ -834,5 +834,24 @@ mod tests {
         assert_eq!(v.panics.len(), 1, "{:?}", v.panics);
         assert!(!v.complete);
         assert_eq!(v.judge(None), Outcome::Fail);
+    }
+
+    /// One deadline for all parts: a part it cuts, or one it leaves
+    /// unstarted, leaves the whole incomplete, however the others ended.
+    #[test]
+    fn a_part_cut_by_the_deadline_leaves_the_whole_incomplete() {
+        let endless = Ladders {
+            starts: vec![1000, 0, 100],
+            ..ladders()
+        };
+        let search = Search {
+            timeout: Some(Duration::from_millis(500)),
+            ..search(Strategy::Dfs, 2)
+        };
+        let v = check(endless, &search);
+        assert!(!v.complete);
+        // Both ladders of five finished, beside the endless one.
+        assert!(v.unique_states > 12, "{}", v.unique_states);
+        assert!(v.finding("104").is_some());
     }
 }
