@@ -409,7 +409,7 @@ where
             .into_iter()
             .enumerate()
             .collect();
-        if self.snapshots == 0 || self.split.is_some() || splits.len() < 2 {
+        if self.snapshots == 0 || self.split.is_some() {
             return None;
         }
         splits.sort_by_key(|(_, quotas)| {

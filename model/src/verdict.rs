@@ -735,16 +735,22 @@ mod tests {
         assert_eq!((v.unique_states, v.max_depth), (6, 6));
     }
 
-    /// Counters from each of `starts` up by five (from 1,000 and above, up
-    /// for ever), each start a part of its own: their states are disjoint.
-    /// `bad` breaks an invariant there, `panic_at` panics stepping there;
-    /// `104` is an example only the part from 100 has.
+    /// Counters from each of `starts`: below 1,000 up by five, from 1,000 up
+    /// to [`LONG`] (a ladder of 100,001 states), from [`ENDLESS`] up for ever.
+    /// Each start is a part of its own (or `parts` says which starts make a
+    /// part): their states are disjoint. `bad` breaks an invariant there,
+    /// `panic_at` panics stepping there; `104` is an example only the part
+    /// from 100 has.
     #[derive(Clone)]
     struct Ladders {
         starts: Vec<u32>,
+        parts: Option<Vec<Vec<u32>>>,
         bad: Option<u32>,
         panic_at: Option<u32>,
     }
+
+    const LONG: u32 = 101_000;
+    const ENDLESS: u32 = 1_000_000;
 
     impl Model for Ladders {
         type State = u32;
@@ -755,7 +761,11 @@ mod tests {
         }
 
         fn actions(&self, state: &u32, actions: &mut Vec<()>) {
-            if *state >= 1000 || state % 100 < 5 {
+            let climbs = match *state {
+                s if s < 1000 => s % 100 < 5,
+                s => !(LONG..ENDLESS).contains(&s),
+            };
+            if climbs {
                 actions.push(());
             }
         }
@@ -783,17 +793,23 @@ mod tests {
         }
 
         fn parts(&self) -> Option<Vec<Self>> {
-            let part = |&start| Ladders {
-                starts: vec![start],
+            let starts = match &self.parts {
+                Some(parts) => parts.clone(),
+                None => self.starts.iter().map(|&s| vec![s]).collect(),
+            };
+            let part = |starts| Ladders {
+                starts,
+                parts: None,
                 ..self.clone()
             };
-            (self.starts.len() > 1).then(|| self.starts.iter().map(part).collect())
+            (self.starts.len() > 1).then(|| starts.into_iter().map(part).collect())
         }
     }
 
     fn ladders() -> Ladders {
         Ladders {
             starts: vec![0, 100, 200],
+            parts: None,
             bad: None,
             panic_at: None,
         }
@@ -817,6 +833,22 @@ mod tests {
         assert_eq!(check(one, &search(Strategy::Dfs, 2)).unique_states, 6);
     }
 
+    /// Several threads check the parts the model gives, not the whole: parts
+    /// that leave a start out (no model should) leave its states out.
+    #[test]
+    fn a_search_on_several_threads_checks_the_parts() {
+        let two_of_three = Ladders {
+            parts: Some(vec![vec![0], vec![100]]),
+            ..ladders()
+        };
+        let v = check(two_of_three.clone(), &search(Strategy::Dfs, 2));
+        assert_eq!(v.unique_states, 12);
+        assert_eq!(
+            check(two_of_three, &search(Strategy::Dfs, 1)).unique_states,
+            18
+        );
+    }
+
     #[test]
     fn a_part_that_fails_or_panics_fails_the_whole() {
         let bad = Ladders {
@@ -836,12 +868,28 @@ mod tests {
         assert_eq!(v.judge(None), Outcome::Fail);
     }
 
+    /// After a panic no part starts: the run has failed, and the rest would
+    /// only cost time. The part from 200 panics at its first step while the
+    /// other thread climbs the long ladder; the parts queued behind never run.
+    #[test]
+    fn no_part_starts_after_a_panic() {
+        let panics = Ladders {
+            starts: vec![200, 1000, 0, 100],
+            panic_at: Some(201),
+            ..ladders()
+        };
+        let v = check(panics, &search(Strategy::Dfs, 2));
+        assert_eq!(v.panics.len(), 1, "{:?}", v.panics);
+        assert!(v.unique_states > 100_000, "{}", v.unique_states);
+        assert!(v.finding("104").is_none(), "the part from 100 ran");
+    }
+
     /// One deadline for all parts: a part it cuts, or one it leaves
     /// unstarted, leaves the whole incomplete, however the others ended.
     #[test]
     fn a_part_cut_by_the_deadline_leaves_the_whole_incomplete() {
         let endless = Ladders {
-            starts: vec![1000, 0, 100],
+            starts: vec![ENDLESS, 0, 100],
             ..ladders()
         };
         let search = Search {
@@ -853,5 +901,12 @@ mod tests {
         // Both ladders of five finished, beside the endless one.
         assert!(v.unique_states > 12, "{}", v.unique_states);
         assert!(v.finding("104").is_some());
+        // Out of time before the first part: nothing checked, nothing complete.
+        let none = Search {
+            timeout: Some(Duration::ZERO),
+            ..search
+        };
+        let v = check(ladders(), &none);
+        assert_eq!((v.unique_states, v.complete), (0, false));
     }
 }
