@@ -13,6 +13,9 @@
 //! wanted. So the reduced model hands the bound out first, one initial state
 //! per way of splitting it into quotas ([`crate::replica::ReplicaState::snapshot_quota`]).
 //! Every run of the full model stays within one split, and a start is local.
+//! A quota never changes, so the splits are also parts no state is in twice
+//! ([`crate::verdict::Explained::parts`]), which a search on several threads
+//! checks side by side.
 //!
 //! **Persistence.** The steps of a set `S` of replicas are persistent (no run
 //! of other steps can reach a step that depends on them) when every channel
@@ -405,13 +408,13 @@ where
     /// 12.8, 12.5, 8.6, 7.5 and 2.0 M states, for quotas (0,1,1), (1,0,1),
     /// (1,1,0), (0,0,2), (0,2,0) and (2,0,0).
     fn parts(&self) -> Option<Vec<Self>> {
+        if self.snapshots == 0 || self.split.is_some() {
+            return None;
+        }
         let mut splits: Vec<(usize, Vec<usize>)> = splits(self.model.actors.len(), self.snapshots)
             .into_iter()
             .enumerate()
             .collect();
-        if self.snapshots == 0 || self.split.is_some() {
-            return None;
-        }
         splits.sort_by_key(|(_, quotas)| {
             let starters = quotas.iter().filter(|&&q| q > 0).count();
             (std::cmp::Reverse(starters), quotas.clone())

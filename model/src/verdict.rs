@@ -21,9 +21,11 @@ pub trait Explained: Model {
     fn symmetry(&self) -> Option<Representative<Self>> {
         None
     }
+
     /// The model as parts whose state spaces are disjoint: each part's
     /// initial states are some of the model's, and no state is reachable in
-    /// two parts. A depth-first search on several threads checks them side by
+    /// two parts. A depth-first search on several threads, without symmetry
+    /// (a representative need not keep to its part), checks them side by
     /// side, one thread a part ([`check`]). `None` (the default): one part.
     fn parts(&self) -> Option<Vec<Self>>
     where
