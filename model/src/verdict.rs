@@ -582,6 +582,9 @@ where
         for slot in &running {
             let (queue, done, panicked, idle) = (&queue, &done, &panicked, &idle);
             scope.spawn(move || {
+                // Counted on the way out, even unwinding, so the wait below ends
+                // and the scope passes the panic on.
+                let _leaving = Leaving(idle);
                 loop {
                     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                     if panicked.load(Ordering::Relaxed) || left == Some(Duration::ZERO) {
@@ -603,7 +606,6 @@ where
                     panicked.fetch_or(!found.panics.is_empty(), Ordering::Relaxed);
                     done.lock().expect("no panic holding it").push((i, found));
                 }
-                idle.fetch_add(1, Ordering::Relaxed);
             });
         }
         while idle.load(Ordering::Relaxed) < threads {
@@ -637,6 +639,15 @@ where
         all.panics.extend(part.panics);
     }
     all
+}
+
+/// Adds one to its counter when dropped: a thread of [`side_by_side`] leaving.
+struct Leaving<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
