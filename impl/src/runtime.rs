@@ -334,9 +334,7 @@ impl Runtime {
         let mut reqs = VecDeque::from(reqs);
         let mut i = 0;
         while let Some(req) = reqs.pop_front() {
-            if i % PREFETCH_AHEAD == 0 && n > 1 {
-                self.prefetch(std::iter::once(&req).chain(&reqs));
-            }
+            self.prefetch(i, n, std::iter::once(&req).chain(&reqs));
             match self.read_now(&req) {
                 Some(response) => self.answer((run, i), response),
                 None => self.on_client(req, (run, i)),
@@ -358,18 +356,22 @@ impl Runtime {
         }
         let mut answers = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.iter().enumerate() {
-            if i % PREFETCH_AHEAD == 0 && reqs.len() > 1 {
-                self.prefetch(&reqs[i..]);
-            }
+            self.prefetch(i, reqs.len(), &reqs[i..]);
             answers.push(self.read_now(req)?);
         }
         Some(answers)
     }
 
-    /// The next [`PREFETCH_AHEAD`] requests' keys, looked up together first:
-    /// see `KvStore::prefetch`.
-    fn prefetch<'a>(&self, reqs: impl IntoIterator<Item = &'a ClientRequest>) {
-        let keys = reqs
+    /// At request `i` of a pipelined run of `n` requests, once every
+    /// [`PREFETCH_AHEAD`]: looks the keys of the next [`PREFETCH_AHEAD`]
+    /// requests of `ahead` (request `i` on) up together first (see
+    /// `KvStore::prefetch`). Both ways through a run ask here, so the window
+    /// is decided in one place.
+    fn prefetch<'a>(&self, i: usize, n: usize, ahead: impl IntoIterator<Item = &'a ClientRequest>) {
+        if i % PREFETCH_AHEAD != 0 || n < 2 {
+            return;
+        }
+        let keys = ahead
             .into_iter()
             .take(PREFETCH_AHEAD)
             .filter_map(|r| match r {
