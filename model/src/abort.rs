@@ -101,7 +101,7 @@ impl AbortCfg {
         let replica = Replica {
             mode: self.mode,
             script: Arc::new(script),
-            opening: kv::opening_balances(self.nodes, 1),
+            opening: kv::opening(self.nodes, 1),
             bugs: Bugs::default(),
             snapshots: self.snapshots > 0,
             batch: 1,

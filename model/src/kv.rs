@@ -46,7 +46,7 @@ use crate::digest::{digest, holds, Sealed};
 use crate::faults::Faults;
 use crate::verdict::Explained;
 use clap::ValueEnum;
-use gsmo_spec::kv::{Data, KvStore, Op, Resolution, Stamp, Write};
+use gsmo_spec::kv::{Data, KvStore, Op};
 use gsmo_spec::link::LinkBug;
 use gsmo_spec::multicast::{Mode, MsgId};
 use gsmo_spec::node::Part;
@@ -64,7 +64,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-pub use crate::replica::{snapshots_started, Bugs, Replica, ReplicaState};
+pub use crate::replica::{snapshots_started, Bugs, Opening, Replica, ReplicaState};
 
 /// The list every replica pushes to: all pushes conflict, which is the point.
 pub const KEY: &[u8] = b"x";
@@ -79,20 +79,13 @@ pub fn account(i: usize) -> Vec<u8> {
     format!("{ACCOUNT}{i}").into_bytes()
 }
 
-/// The bank's opening store: `balance` in every replica's account.
-pub fn opening_balances(n: usize, balance: u64) -> KvStore {
-    let mut kv = KvStore::new();
-    let pairs = (0..n)
-        .map(|i| (account(i), balance.to_string().into_bytes()))
-        .collect();
-    kv.apply(
-        &Write {
-            stamp: Stamp::default(),
-            op: Op::MSet { pairs },
-        },
-        Resolution::DeliveryOrder,
-    );
-    kv
+/// The bank's opening: `balance` in every replica's account.
+pub fn opening(n: usize, balance: u64) -> Opening {
+    Opening {
+        pairs: (0..n)
+            .map(|i| (account(i), balance.to_string().into_bytes()))
+            .collect(),
+    }
 }
 
 /// The money in every account of `kv`.
@@ -315,7 +308,7 @@ impl KvCfg {
         let replica = Replica {
             mode: self.mode,
             script: Arc::new(self.script()),
-            opening: opening_balances(self.nodes, 1),
+            opening: opening(self.nodes, 1),
             bugs: Bugs {
                 multicast: matches!(b, Some(KvBug::NoWait | KvBug::NoTieBreak)),
                 delivery_order: b == Some(KvBug::DeliveryOrder),

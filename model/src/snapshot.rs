@@ -41,7 +41,7 @@ use crate::adapter::Channels;
 use crate::digest::Sealed;
 use crate::faults::{Faults, Wire as KvWire};
 use crate::kv::{
-    balances, complete_snapshots, conserved, conserved_now, cut, opening_balances, overdraft_tried,
+    balances, complete_snapshots, conserved, conserved_now, cut, opening, overdraft_tried,
     parts_conserved, restores, sealed_snapshots, snapshot_holds, terminated, terminated_now,
     transfer_to_next, Bugs, Replica, ReplicasState,
 };
@@ -224,7 +224,7 @@ impl SnapshotCfg {
         let replica = Replica {
             mode: self.mode,
             script: Arc::new(self.script()),
-            opening: opening_balances(self.nodes, self.balance),
+            opening: opening(self.nodes, self.balance),
             bugs: Bugs {
                 no_channel_recording: self.broken == Some(SnapshotBug::NoChannelRecording),
                 shared_channel_closing: self.broken == Some(SnapshotBug::SharedChannelClosing),
@@ -606,7 +606,7 @@ mod tests {
         let a = Arc::make_mut(&mut doctored.actor_states[0]);
         let id = parts[0].id;
         let mut part = a.parts[&id].clone().into_inner();
-        part.state.kv = opening_balances(cfg.nodes, cfg.balance + 1);
+        part.state.kv = opening(cfg.nodes, cfg.balance + 1).store();
         a.parts.insert(id, Sealed::new(part));
         a.digest = Default::default();
         assert_eq!(judged(&doctored), ["conservation", "snapshot restores"]);
@@ -804,7 +804,7 @@ mod tests {
     #[test]
     fn the_bank_is_the_kv_store() {
         // One bank: the accounts are the K/V store's keys, moved by its TRANSFER.
-        let kv = opening_balances(2, 5);
+        let kv = opening(2, 5).store();
         assert_eq!(crate::kv::bank_total(&kv), 10);
     }
 }
