@@ -212,11 +212,9 @@ pub fn complete_snapshots<S, P: Clone>(
     };
     parts(first)
         .keys()
-        .filter_map(|id| {
-            states
-                .iter()
-                .map(|a| parts(a).get(id).cloned())
-                .collect::<Option<Vec<P>>>()
-        })
+        // Asked first, so that a snapshot some replica has not completed (in
+        // nearly every state that holds a part) copies nothing.
+        .filter(|id| states.iter().all(|a| parts(a).contains_key(id)))
+        .map(|id| states.iter().map(|a| parts(a)[id].clone()).collect())
         .collect()
 }

@@ -42,6 +42,7 @@ use gsmo_spec::snapshot::{AbortReason, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{Actor, Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// What travels between replicas: frames on a connection, and connection events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -253,10 +254,15 @@ pub fn wants_tick(node: &Node) -> bool {
 pub struct Runtime<'a> {
     pub faults: &'a Faults,
     pub node: &'a mut Node,
-    pub ghost: &'a mut Ghost,
+    pub ghost: &'a mut Arc<Ghost>,
 }
 
 impl Runtime<'_> {
+    /// The ghost, copied first if another state shares it.
+    fn ghost_mut(&mut self) -> &mut Ghost {
+        Arc::make_mut(self.ghost)
+    }
+
     /// Feeds `input` and carries out the outputs that are the runtime's
     /// business (sends, replies, storing, the disk); returns every output, for
     /// the model to record what it judges.
@@ -270,7 +276,7 @@ impl Runtime<'_> {
             cmd: Command::Write(_),
         } = &input
         {
-            self.ghost.unanswered.insert(*req);
+            self.ghost_mut().unanswered.insert(*req);
         }
         let recorded = crate::replay::recording().then(|| input.clone());
         let outputs = match self.node.handle(input) {
@@ -283,7 +289,7 @@ impl Runtime<'_> {
             Err(e) => {
                 // A correct runtime drops the connection; the ghost keeps the
                 // evidence for the properties.
-                self.ghost.error.get_or_insert(e.to_string());
+                self.ghost_mut().error.get_or_insert(e.to_string());
                 Vec::new()
             }
         };
@@ -310,15 +316,15 @@ impl Runtime<'_> {
                     o.send(Id::from(*to), Wire::Frame { conn, frame });
                 }
                 Output::Reply { req, .. } => {
-                    self.ghost.unanswered.remove(req);
+                    self.ghost_mut().unanswered.remove(req);
                 }
                 Output::SnapshotRecorded { id } => {
-                    self.ghost.recorded.insert(*id);
+                    self.ghost_mut().recorded.insert(*id);
                 }
                 Output::SnapshotComplete(part) => {
                     let id = part.id;
                     if self.faults.store_failures {
-                        self.ghost.storing.insert(id);
+                        self.ghost_mut().storing.insert(id);
                         arm(o, Step::Fault(Fault::Store { id, ok: true }));
                         if !self.ghost.store_failed {
                             arm(o, Step::Fault(Fault::Store { id, ok: false }));
@@ -328,10 +334,10 @@ impl Runtime<'_> {
                     }
                 }
                 Output::SnapshotCommitted { id, .. } => {
-                    self.ghost.committed.insert(*id);
+                    self.ghost_mut().committed.insert(*id);
                 }
                 Output::SnapshotAborted { id, by, reason } => {
-                    self.ghost.aborted.insert(*id, (*by, reason.clone()));
+                    self.ghost_mut().aborted.insert(*id, (*by, reason.clone()));
                     self.delete(*id);
                 }
                 Output::DropPart { id } => self.delete(*id),
@@ -345,7 +351,7 @@ impl Runtime<'_> {
 
     fn delete(&mut self, id: SnapshotId) {
         if self.faults.adapter != Some(AdapterBug::KeepsAbortedParts) {
-            self.ghost.disk.remove(&id);
+            self.ghost_mut().disk.remove(&id);
         }
     }
 
@@ -356,12 +362,12 @@ impl Runtime<'_> {
         ok: bool,
         o: &mut Out<A>,
     ) -> Vec<Output> {
-        self.ghost.storing.remove(&id);
+        self.ghost_mut().storing.remove(&id);
         let result = if ok {
-            self.ghost.disk.insert(id);
+            self.ghost_mut().disk.insert(id);
             Ok(part_summary(self.node.id()))
         } else {
-            self.ghost.store_failed = true;
+            self.ghost_mut().store_failed = true;
             Err("No space left on device (os error 28)".to_string())
         };
         self.feed(Input::Stored { id, result }, o)
@@ -385,7 +391,7 @@ impl Runtime<'_> {
                 self.feed(Input::Peer { from, frame }, o)
             }
             Wire::Resume { conn, delivered } => {
-                self.ghost.conn_out.insert(from, conn);
+                self.ghost_mut().conn_out.insert(from, conn);
                 let down = Input::LinkDown {
                     peer: from,
                     outgoing: true,
@@ -444,9 +450,9 @@ impl Runtime<'_> {
         let me = self.node.id();
         let out = match fault {
             Fault::Disconnect { peer } => {
-                self.ghost.disconnects += 1;
+                self.ghost_mut().disconnects += 1;
                 let conn = self.ghost.conn_in(peer) + 1;
-                self.ghost.conn_in.insert(peer, conn);
+                self.ghost_mut().conn_in.insert(peer, conn);
                 let mut out = self.feed(
                     Input::LinkDown {
                         peer,
@@ -472,7 +478,7 @@ impl Runtime<'_> {
                 self.feed(Input::Tick { now }, o)
             }
             Fault::Crash => {
-                self.ghost.crashed = true;
+                self.ghost_mut().crashed = true;
                 crate::replay::record_crash(me);
                 for j in (0..self.node.cluster_size()).filter(|&j| j != me) {
                     o.send(Id::from(j), Wire::Closed);
