@@ -43,7 +43,7 @@ pub struct Bugs {
 /// ([`Opening::store`]). Cloned from one shared store, the states of every
 /// checker thread would hold its index's nodes, and each copy and drop of a
 /// state would move their reference counts from core to core: the bank's
-/// parts checked side by side ([`crate::verdict`]) ran 8-10% slower so.
+/// parts checked side by side ([`crate::verdict`]) ran 6-10% slower so.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Opening {
     pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
