@@ -118,6 +118,9 @@ pub struct Verdict {
     pub symmetry: bool,
     /// The process's peak resident memory so far (Linux), in bytes.
     pub peak_rss: Option<u64>,
+    /// The parts the search ran side by side ([`Explained::parts`]), and how
+    /// many at a time; `None`: one search of the whole.
+    pub parts: Option<(usize, usize)>,
     /// The messages of model steps that panicked. The run then failed, whatever
     /// else it found: a panic is a bug in the model or the spec, and the states
     /// after it were never explored.
@@ -268,7 +271,11 @@ where
     let parts = match search.strategy {
         Strategy::Dfs if search.threads > 1 && !symmetry => model.parts(),
         _ => None,
-    };
+    }
+    .filter(|parts| parts.len() > 1);
+    let in_parts = parts
+        .as_ref()
+        .map(|parts| (parts.len(), search.threads.min(parts.len())));
     let Finished {
         cut,
         counts: Counts {
@@ -279,8 +286,8 @@ where
         discoveries,
         panics,
     } = match parts {
-        Some(parts) if parts.len() > 1 => side_by_side(parts, search, timeout, &mut progress),
-        _ => {
+        Some(parts) => side_by_side(parts, search, timeout, &mut progress),
+        None => {
             let (mut builder, clock) =
                 deadline_checker(model, search.strategy, search.threads, timeout);
             if let Some(d) = search.depth {
@@ -363,6 +370,7 @@ where
         findings,
         symmetry,
         peak_rss: peak_rss(),
+        parts: in_parts,
         panics,
     }
 }
@@ -856,10 +864,11 @@ mod tests {
         };
         let v = check(two_of_three.clone(), &search(Strategy::Dfs, 2));
         assert_eq!(v.unique_states, 12);
-        assert_eq!(
-            check(two_of_three, &search(Strategy::Dfs, 1)).unique_states,
-            18
-        );
+        assert_eq!(v.parts, Some((2, 2)), "two parts, two at a time");
+        let whole = check(two_of_three.clone(), &search(Strategy::Dfs, 1));
+        assert_eq!((whole.unique_states, whole.parts), (18, None));
+        let wide = check(two_of_three, &search(Strategy::Dfs, 4));
+        assert_eq!(wide.parts, Some((2, 2)), "no more at a time than parts");
     }
 
     #[test]

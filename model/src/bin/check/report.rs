@@ -51,12 +51,21 @@ pub(crate) fn print_verdict(job: &Job, v: &Verdict) -> Outcome {
             " (INCOMPLETE: not every state was explored)"
         }
     );
-    if let Some(rss) = v.peak_rss {
-        println!(
+    match (v.peak_rss, v.parts) {
+        // A finished part's states are freed: the peak holds a few parts', not the whole's.
+        (Some(rss), Some((parts, at_once))) => println!(
+            "   checked in {parts} parts, {at_once} at a time; peak RSS {:.1} MB",
+            rss as f64 / 1e6
+        ),
+        (Some(rss), None) => println!(
             "   peak RSS {:.1} MB, {} bytes per unique state",
             rss as f64 / 1e6,
             thousands((rss / v.unique_states.max(1) as u64) as usize)
-        );
+        ),
+        (None, Some((parts, at_once))) => {
+            println!("   checked in {parts} parts, {at_once} at a time")
+        }
+        (None, None) => {}
     }
     for f in v.failures() {
         println!(
