@@ -275,7 +275,7 @@ where
     .filter(|parts| parts.len() > 1);
     let in_parts = parts
         .as_ref()
-        .map(|parts| (parts.len(), search.threads.min(parts.len())));
+        .map(|parts| (parts.len(), at_once(search, parts.len())));
     let Finished {
         cut,
         counts: Counts {
@@ -512,6 +512,12 @@ where
     (builder, clock)
 }
 
+/// How many of `parts` parts a search checks at a time: a thread each, and
+/// no thread without a part.
+fn at_once(search: &Search, parts: usize) -> usize {
+    search.threads.clamp(1, parts)
+}
+
 /// What one checker run found.
 struct Finished<M: Model> {
     /// Whether the deadline cut the search short.
@@ -581,7 +587,7 @@ where
     let start = Instant::now();
     let deadline = timeout.map(|t| start + t);
     let count = parts.len();
-    let threads = search.threads.clamp(1, count);
+    let threads = at_once(search, count);
     let queue = Mutex::new(parts.into_iter().enumerate().collect::<VecDeque<_>>());
     let running: Vec<Mutex<Counts>> = (0..threads).map(|_| Mutex::default()).collect();
     let done: Mutex<Vec<(usize, Finished<Deadline<M>>)>> = Mutex::default();
