@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// What travels on one connection.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -114,8 +115,10 @@ pub struct Link<M> {
     sent: u64,
     /// The peer has delivered our frames through here.
     acked: u64,
-    /// Frames `acked+1 ..= sent`, with their sizes.
-    retained: VecDeque<(u64, M, u64)>,
+    /// Frames `acked+1 ..= sent`, with their sizes. Shared by copies of the
+    /// link until one changes it: a model checker copies a replica at every
+    /// step, and most steps neither send on a link nor trim it.
+    retained: Arc<VecDeque<(u64, M, u64)>>,
     retained_bytes: u64,
     /// Whether our outgoing connection is up (frames go on the wire).
     out_up: bool,
@@ -144,7 +147,7 @@ impl<M: Clone> Link<M> {
         Link {
             sent: 0,
             acked: 0,
-            retained: VecDeque::new(),
+            retained: Arc::default(),
             retained_bytes: 0,
             out_up: false,
             delivered: 0,
@@ -174,7 +177,7 @@ impl<M: Clone> Link<M> {
         if self.bug == LinkBug::Bypass {
             return self.out_up.then(|| self.data(seq, body));
         }
-        self.retained.push_back((seq, body.clone(), size));
+        Arc::make_mut(&mut self.retained).push_back((seq, body.clone(), size));
         self.retained_bytes += size;
         self.out_up.then(|| self.data(seq, body))
     }
@@ -225,7 +228,8 @@ impl<M: Clone> Link<M> {
             .front()
             .is_some_and(|(s, _, _)| *s <= self.acked)
         {
-            let (_, _, size) = self.retained.pop_front().expect("checked");
+            let retained = Arc::make_mut(&mut self.retained);
+            let (_, _, size) = retained.pop_front().expect("checked");
             self.retained_bytes -= size;
         }
         Ok(())

@@ -544,3 +544,39 @@ fn a_recorder_is_quiet_towards_a_peer_it_owes_no_report_or_commit() {
     );
     assert!(r.quiet_towards(1) && r.quiet_towards(2));
 }
+
+/// A recorder copied mid-snapshot shares its recorded state, which still
+/// compares and hashes by content.
+#[test]
+fn a_copied_recorder_shares_the_recorded_state_and_hashes_it_by_content() {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = |r: &R| BuildHasherDefault::<DefaultHasher>::default().hash_one(r);
+    let mut a: R = Recorder::new(1, 3);
+    let mut b: R = Recorder::new(1, 3);
+    let id = SnapshotId {
+        initiator: 0,
+        seq: 1,
+    };
+    a.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
+    b.on_envelope(0, Envelope::Marker { id }, || "s").unwrap();
+    // Recorded apart, alike: equal, and hashed alike.
+    assert_eq!(a, b);
+    assert_eq!(hash(&a), hash(&b));
+    let copy = a.clone();
+    assert!(Arc::ptr_eq(
+        &a.active[&id].state.0,
+        &copy.active[&id].state.0
+    ));
+    let mut c: R = Recorder::new(1, 3);
+    let other = SnapshotId {
+        initiator: 0,
+        seq: 2,
+    };
+    c.on_envelope(0, Envelope::Marker { id: other }, || "s")
+        .unwrap();
+    let mut d: R = Recorder::new(1, 3);
+    d.on_envelope(0, Envelope::Marker { id }, || "t").unwrap();
+    assert_ne!(a, d, "another recorded state");
+    assert_ne!(hash(&a), hash(&d));
+    assert_ne!(hash(&a), hash(&c));
+}
