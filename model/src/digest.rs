@@ -89,6 +89,68 @@ impl<T> fmt::Debug for Memo<T> {
     }
 }
 
+/// Something computed from one part of a value, by a digest of that part.
+/// Unlike [`Memo`], a clone keeps what was computed, as a candidate: the
+/// clone's first [`Keyed::get`] reuses it if the part's digest is unchanged,
+/// and computes afresh otherwise. So a step that leaves the part alone (most
+/// receipts leave a replica's store alone) computes nothing.
+pub struct Keyed<T> {
+    now: OnceLock<(u64, T)>,
+    /// What the value this was cloned from had computed.
+    before: Option<(u64, T)>,
+}
+
+impl<T: Copy> Keyed<T> {
+    /// The result for the part whose digest is `key`: kept, inherited or
+    /// `compute`'s (then kept).
+    pub fn get(&self, key: u64, compute: impl FnOnce() -> T) -> T {
+        if let Some(&(k, v)) = self.now.get() {
+            // Asked about another part than the one kept: not cached.
+            return if k == key { v } else { compute() };
+        }
+        let v = match self.before {
+            Some((k, v)) if k == key => v,
+            _ => compute(),
+        };
+        // A race with another thread's first get keeps one of two equal results.
+        let _ = self.now.set((key, v));
+        v
+    }
+}
+
+impl<T> Default for Keyed<T> {
+    fn default() -> Self {
+        Keyed {
+            now: OnceLock::new(),
+            before: None,
+        }
+    }
+}
+
+impl<T: Copy> Clone for Keyed<T> {
+    fn clone(&self) -> Self {
+        Keyed {
+            now: OnceLock::new(),
+            before: self.now.get().copied().or(self.before),
+        }
+    }
+}
+
+/// Not part of the value: every two caches are alike.
+impl<T> PartialEq for Keyed<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Keyed<T> {}
+
+impl<T> fmt::Debug for Keyed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keyed")
+    }
+}
+
 /// An immutable value, shared by every state that holds it and hashed once.
 pub struct Sealed<T> {
     digest: u64,
@@ -213,6 +275,18 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_reuses_a_keyed_result_only_for_the_same_key() {
+        let k = Keyed::default();
+        assert_eq!(k.get(1, || 10), 10);
+        assert_eq!(k.get(1, || 11), 10);
+        assert_eq!(k.get(2, || 20), 20, "another key is computed");
+        assert_eq!(k.clone().get(1, || 12), 10, "inherited");
+        assert_eq!(k.clone().get(3, || 30), 30, "recomputed");
+        let grandchild = k.clone().clone();
+        assert_eq!(grandchild.get(1, || 13), 10, "inherited through a clone");
+    }
+
+    #[test]
     fn sealed_values_hash_by_content() {
         let (a, b, c) = (
             Sealed::new(vec![1, 2]),
@@ -253,7 +327,7 @@ mod tests {
         let states = crate::walk::each_state(&model, |s, _| {
             for a in &s.actor_states {
                 let cached = crate::kv::accounts(a);
-                assert_eq!(cached, crate::kv::accounts(&a.as_ref().clone()));
+                assert_eq!(cached, crate::kv::fresh_accounts(a.node.kv()));
                 tallies.insert(cached);
             }
         });

@@ -508,10 +508,15 @@ pub fn overdraft_tried<H>(s: &ReplicasState<H>) -> bool {
 }
 
 /// A replica's money and whether one of its accounts is below zero, computed
-/// once per change of the replica (the properties ask in every state).
+/// once per change of the replica's store (the properties ask in every state).
 pub(crate) fn accounts(a: &ReplicaState) -> (i64, bool) {
-    a.accounts
-        .get(|| (bank_total(a.node.kv()), overdrawn(a.node.kv())))
+    let kv = a.node.kv();
+    a.accounts.get(digest(kv), || fresh_accounts(kv))
+}
+
+/// [`accounts`], computed afresh.
+pub(crate) fn fresh_accounts(kv: &KvStore) -> (i64, bool) {
+    (bank_total(kv), overdrawn(kv))
 }
 
 fn overdrawn(kv: &KvStore) -> bool {
