@@ -278,7 +278,9 @@ pub struct Recorder<S, M> {
     sent: Vec<u64>,
     received: Vec<u64>,
     started: u64,
-    active: BTreeMap<SnapshotId, Recording<S, M>>,
+    /// Each shared by copies of the recorder until a step changes it (a model
+    /// checker copies a replica at every step; most steps change no recording).
+    active: BTreeMap<SnapshotId, Arc<Recording<S, M>>>,
     /// Parts complete here, awaiting the verdict.
     finishing: BTreeMap<SnapshotId, Finishing>,
     /// Verdicts seen here, bounded ([`outcomes`]): a late marker of an aborted
@@ -529,7 +531,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 self.received[from] += 1;
                 if self.record_channels {
                     for rec in self.active.values_mut().filter(|r| r.open.contains(&from)) {
-                        rec.channels[from].push((seq, body.clone()));
+                        Arc::make_mut(rec).channels[from].push((seq, body.clone()));
                     }
                 }
                 return Ok((Some(body), effects));
@@ -542,7 +544,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                     let others: Vec<SnapshotId> = self.active.keys().copied().collect();
                     for other in others.into_iter().filter(|&o| o != id) {
                         if let Some(rec) = self.active.get_mut(&other) {
-                            rec.open.remove(&from);
+                            Arc::make_mut(rec).open.remove(&from);
                         }
                         self.finish_if_closed(other, &mut effects);
                     }
@@ -552,7 +554,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                         self.record(id, state(), Some(from), &mut effects);
                     }
                 } else if let Some(rec) = self.active.get_mut(&id) {
-                    rec.open.remove(&from);
+                    Arc::make_mut(rec).open.remove(&from);
                 }
                 self.finish_if_closed(id, &mut effects);
             }
@@ -714,7 +716,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             // another peer's marker: keep it for when the initiator's part
             // completes. Late parts of an aborted or committed snapshot are ignored.
             if let Some(rec) = self.active.get_mut(&id) {
-                rec.early_parts.insert(part.node, part);
+                Arc::make_mut(rec).early_parts.insert(part.node, part);
             }
             return;
         };
@@ -772,7 +774,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
             .collect();
         self.active.insert(
             id,
-            Recording {
+            Arc::new(Recording {
                 state: Frozen::new(state),
                 sent: self.sent.clone(),
                 received: self.received.clone(),
@@ -780,7 +782,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
                 open,
                 since: self.now,
                 early_parts: BTreeMap::new(),
-            },
+            }),
         );
         effects.push(SnapshotEffect::Recorded { id });
         effects.extend(others.map(|to| SnapshotEffect::Send {
@@ -792,7 +794,7 @@ impl<S: Clone, M: Clone> Recorder<S, M> {
 
     fn finish_if_closed(&mut self, id: SnapshotId, effects: &mut Effects<S, M>) {
         if self.active.get(&id).is_some_and(|r| r.open.is_empty()) {
-            let rec = self.active.remove(&id).expect("checked");
+            let rec = Arc::unwrap_or_clone(self.active.remove(&id).expect("checked"));
             self.finishing.insert(
                 id,
                 Finishing {
