@@ -112,7 +112,8 @@ impl<T: Copy> Keyed<T> {
             Some((k, v)) if k == key => v,
             _ => compute(),
         };
-        // A race with another thread's first get keeps one of two equal results.
+        // Two threads' first gets race only on one state, hence one key and
+        // one result: either may keep it.
         let _ = self.now.set((key, v));
         v
     }

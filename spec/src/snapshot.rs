@@ -304,10 +304,11 @@ pub struct Recorder<S, M> {
 }
 
 /// A local state recorded for a snapshot still in progress. It never changes
-/// once recorded, so every copy of the recorder shares it, and it is hashed
-/// once: the model checker copies and hashes a replica at every step, and
-/// copying and hashing recorded states was 5% of a bank check. The hash is of
-/// the content, so equal states hash alike wherever they were recorded.
+/// once recorded, so a recording copied to be changed shares it, and it is
+/// hashed once: the model checker copies and hashes the replica a step
+/// changes, and copying and hashing recorded states again was 5% of a bank
+/// check. The hash is of the content, so equal states hash alike wherever
+/// they were recorded.
 #[derive(Clone, Debug)]
 struct Frozen<S>(Arc<(S, OnceLock<u64>)>);
 
