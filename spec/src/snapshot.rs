@@ -321,7 +321,7 @@ impl<S> Frozen<S> {
 impl<S: Clone> Frozen<S> {
     /// The state, copied only if another recorder still shares it.
     fn into_inner(self) -> S {
-        Arc::try_unwrap(self.0).map_or_else(|shared| shared.0.clone(), |(state, _)| state)
+        Arc::unwrap_or_clone(self.0).0
     }
 }
 
