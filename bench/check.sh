@@ -14,7 +14,8 @@
 # (2 accounts x 2 transfers, 119,556 states; 220,079 keeping committed parts,
 # 472,557 also counting dead acks), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
 # by node id, so not even rotations are sound (model/src/symmetry.rs).
-# snapshot-por is the bank under partial-order reduction (model/src/por.rs).
+# snapshot-por is the bank under partial-order reduction (model/src/por.rs);
+# snapshot-sleep adds sleep sets (model/src/sleep.rs).
 # A benchmark, not a test.
 # For scale: TLC checks the causal configuration (0.54 M distinct states) in 83 s
 # on this machine class.
@@ -31,10 +32,11 @@ declare -A ARGS=(
   [causal-sym]="causal --nodes 3 --msgs 2 --network unordered --symmetry"
   [snapshot]="snapshot --nodes 3 --dfs"
   [snapshot-por]="snapshot --nodes 3 --dfs --por"
+  [snapshot-sleep]="snapshot --nodes 3 --por --sleep"
   [snapshot-2x2]="snapshot --msgs 2 --dfs --threads 1"
   [kv-isis]="kv --mode total-isis --nodes 3 --msgs 1 --dfs"
 )
-CONFIGS=${CONFIGS:-"causal causal-sym snapshot-2x2 snapshot snapshot-por kv-isis"}
+CONFIGS=${CONFIGS:-"causal causal-sym snapshot-2x2 snapshot snapshot-por snapshot-sleep kv-isis"}
 LIMIT=${TIMEOUT:+--timeout $TIMEOUT}
 printf '%-12s %9s %9s %14s %12s  %s\n' config wall_s user_s states peak_rss_mb args
 for c in $CONFIGS; do

@@ -37,6 +37,7 @@ pub mod picture;
 pub mod por;
 pub mod replay;
 pub mod replica;
+pub mod sleep;
 pub mod snapshot;
 pub mod symmetry;
 pub mod total;

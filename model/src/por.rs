@@ -52,6 +52,24 @@
 //! passes every prefix of its deliveries it passed. `spec/tests/interleavings.rs`
 //! checks these claims at every step of random bank runs.
 //!
+//! **Commuting steps** (`check --por --sleep`: sleep sets, [`crate::sleep`]).
+//! Two steps of one replica commute in a state, for the search, when each
+//! leaves the other enabled, both orders end in the same state, and at most
+//! one of them changes each half of what the properties read of the replica
+//! ([`ReplicaState::judged`]: its deliveries; its snapshots). `commute` below
+//! decides it on the replica alone, by taking both orders: receipts from two
+//! channels (a receipt takes only its own channel's head) or a timer and a
+//! receipt, whose commands leave each other's timer armed, must reach equal
+//! replica states, having sent the same frames on each channel and left every
+//! timer alike; the rest of the whole state then follows. A closing marker
+//! and a frame on another channel commute so, as do two markers, or the data
+//! and the number of a write. Swapping two such steps changes one replica's
+//! order of steps, but each half of what it judges takes the same values in
+//! the same order, one of them merely held a step longer; so every argument
+//! below holds of the swapped run. The snapshot it completes, if one does,
+//! is the same either way (it is the same state), and is judged as it
+//! completes, whichever step that is. `spec`-side, nothing changes.
+//!
 //! **What is kept.** The state graph is finite and acyclic (every step issues
 //! a write, starts a snapshot or consumes one of finitely many frames), so no
 //! cycle proviso is needed, and every complete run of the full model has a
@@ -86,11 +104,13 @@
 //! exactly the same final states.
 
 use crate::adapter::Step;
-use crate::replica::Replica;
+use crate::digest::digest;
+use crate::replica::{Commanded, Replica, ReplicaState};
 use crate::verdict::Explained;
 use crate::wrap::{self, Wrapper};
-use stateright::actor::{ActorModel, ActorModelAction, ActorModelState};
+use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id};
 use stateright::{Model, Property};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -241,6 +261,74 @@ fn silent_receipt<H: Clone + Debug + Hash>(
     let (src, dst) = (usize::from(*src), usize::from(*dst));
     (careless || settled(state, dst)) && state.actor_states[dst].node.silent_head(src, frame)
 }
+
+thread_local! {
+    /// [`commute`]'s answers, by the digests of the replica's state and of
+    /// the two steps. A replica meets the same pair in many states of the
+    /// whole, and the answer depends on its own state alone. Emptied when it
+    /// holds a million.
+    static COMMUTING: std::cell::RefCell<std::collections::HashMap<(u64, u64, u64), bool>> =
+        Default::default();
+}
+
+/// Whether steps `u` and `t` of replica `id` commute in its state `r` as
+/// the module doc's "Commuting steps" asks: each leaves the other's timer
+/// armed, at most one changes each half of what the properties read
+/// ([`ReplicaState::judged`]), and both orders end in the same replica state,
+/// having sent the same frames on each channel and left each timer the same.
+fn commute(replica: &Replica, id: Id, r: &ReplicaState, u: &Action, t: &Action) -> bool {
+    let (Some((ru, did_u)), Some((rt, did_t))) = (replica.take(id, r, u), replica.take(id, r, t))
+    else {
+        return false;
+    };
+    let (before, after_u, after_t) = (r.judged(), ru.judged(), rt.judged());
+    let both = |half: fn(&(u64, u64)) -> u64| {
+        half(&after_u) != half(&before) && half(&after_t) != half(&before)
+    };
+    if both(|j| j.0) || both(|j| j.1) || disarms(&did_u, t) || disarms(&did_t, u) {
+        return false;
+    }
+    let (Some((rut, did_ut)), Some((rtu, did_tu))) =
+        (replica.take(id, &ru, t), replica.take(id, &rt, u))
+    else {
+        return false;
+    };
+    let ut = effect(&did_u, &did_ut);
+    digest(&rut) == digest(&rtu) && ut.is_some() && ut == effect(&did_t, &did_tu)
+}
+
+/// Whether commands `did` leave the timer of step `other`, if it is one, cancelled.
+fn disarms(did: &[Commanded], other: &Action) -> bool {
+    let ActorModelAction::Timeout(_, timer) = other else {
+        return false;
+    };
+    did.iter().rev().find_map(|c| match c {
+        Commanded::SetTimer(t, _) if t == timer => Some(false),
+        Commanded::CancelTimer(t) if t == timer => Some(true),
+        _ => None,
+    }) == Some(true)
+}
+
+/// What two steps' commands do together: the frames put on each channel, in
+/// order, and each timer's last setting (set or cancelled). Frames by their
+/// digests, as a state counts them: without what they acknowledge
+/// ([`gsmo_spec::node::Node::hash_live`]).
+fn effect(first: &[Commanded], then: &[Commanded]) -> Option<Effect> {
+    let mut sent: BTreeMap<Id, Vec<u64>> = BTreeMap::new();
+    let mut timers: BTreeMap<Step, bool> = BTreeMap::new();
+    for c in first.iter().chain(then) {
+        match c {
+            Commanded::Send(to, msg) => sent.entry(*to).or_default().push(digest(msg)),
+            Commanded::SetTimer(step, _) => _ = timers.insert(*step, true),
+            Commanded::CancelTimer(step) => _ = timers.insert(*step, false),
+            // No replica of the bank does these; were one to, not judged.
+            Commanded::ChooseRandom(..) | Commanded::Save(_) => return None,
+        }
+    }
+    Some((sent, timers))
+}
+
+type Effect = (BTreeMap<Id, Vec<u64>>, BTreeMap<Step, bool>);
 
 /// Every way of splitting `total` among `n` replicas, in a fixed order.
 fn splits(n: usize, total: usize) -> Vec<Vec<usize>> {
@@ -397,6 +485,47 @@ where
         self.model.describe(action)
     }
 
+    /// A receipt by its channel, a timer by its replica and kind (a fault
+    /// never sleeps): each names one step in any state, since a channel
+    /// offers only its head.
+    fn slot(&self, action: &Self::Action) -> Option<u32> {
+        let n = self.model.actors.len();
+        let slot = match action {
+            ActorModelAction::Deliver { src, dst, .. } => usize::from(*src) * n + usize::from(*dst),
+            ActorModelAction::Timeout(id, step) => {
+                let kind = match step {
+                    Step::Multicast => 0,
+                    Step::Write => 1,
+                    Step::Snapshot => 2,
+                    Step::Flush => 3,
+                    Step::Fault(_) => return None,
+                };
+                n * n + usize::from(*id) * 4 + kind
+            }
+            _ => return None,
+        };
+        u32::try_from(slot).ok().filter(|&s| s < 64)
+    }
+
+    /// Steps of two replicas always (the module doc's "Independence"); two
+    /// steps of one replica where they commute ("Commuting steps").
+    fn independent(&self, state: &Self::State, u: &Self::Action, t: &Self::Action) -> bool {
+        let i = actor(u);
+        if i != actor(t) {
+            return true;
+        }
+        let r = &state.actor_states[i];
+        let key = (digest(&**r), digest(u), digest(t));
+        COMMUTING.with_borrow_mut(|known| {
+            if known.len() >= 1 << 20 {
+                known.clear();
+            }
+            *known
+                .entry(key)
+                .or_insert_with(|| commute(&self.model.actors[i], Id::from(i), r, u, t))
+        })
+    }
+
     /// One part per split of the snapshot bound into quotas. A replica's
     /// quota is part of its state, set in the initial state and changed by no
     /// step, so no state is reachable from two splits.
@@ -471,27 +600,38 @@ mod tests {
         H: Clone + Debug + Hash,
     {
         let mut reach = Reach::default();
-        reach.states = crate::walk::each_state(model, |s, next| {
+        reach.states = crate::walk::each_state(model, |s, next| reach.note(s, next.is_empty()));
+        reach
+    }
+
+    /// The same, searched with sleep sets ([`crate::sleep`]).
+    fn reach_asleep(model: &crate::snapshot::ReducedSnapshotModel) -> Reach {
+        let mut reach = Reach::default();
+        let found = crate::sleep::search_visiting(
+            model,
+            model,
+            None,
+            |_| {},
+            |s, last| reach.note(s, last),
+        );
+        reach.states = found.reached.unique;
+        reach
+    }
+
+    impl Reach {
+        fn note<H: Clone + Debug + Hash>(&mut self, s: &ActorModelState<Replica, H>, last: bool) {
             for (i, a) in s.actor_states.iter().enumerate() {
-                reach.local.insert((i, unquoted(a)));
-                let node = &a.node;
-                let delivered = node.state().multicast.delivered();
-                let deliveries = (node.kv(), delivered, a.refused, &a.log, &a.ghost.unanswered);
-                reach.deliveries.insert((i, digest(&deliveries)));
-                let g = &a.ghost;
-                let snapshots = (&a.parts, node.snapshots_in_progress(), &g.recorded, &g.disk);
-                reach
-                    .snapshots
-                    .insert((i, digest(&(snapshots, &g.committed))));
+                self.local.insert((i, unquoted(a)));
+                let (deliveries, snapshots) = a.judged();
+                self.deliveries.insert((i, deliveries));
+                self.snapshots.insert((i, snapshots));
             }
-            if next.is_empty() {
+            if last {
                 let replicas: Vec<u64> = s.actor_states.iter().map(|a| unquoted(a)).collect();
-                reach
-                    .finals
+                self.finals
                     .insert(digest(&(replicas, &s.network, &s.history)));
             }
-        });
-        reach
+        }
     }
 
     /// The bank reduced by persistent sets and silent receipts alone: its
@@ -561,6 +701,131 @@ mod tests {
         let careless = reach(&careless);
         assert!(careless.snapshots.is_subset(&full.snapshots));
         assert!(careless.snapshots.len() < full.snapshots.len());
+    }
+
+    /// Sleep sets on top, where steps of one replica may be swapped too
+    /// ("Commuting steps"): still every value of what the properties read,
+    /// and runs end alike, in fewer states; with parts held until the commit
+    /// and with them let go once judged.
+    #[test]
+    fn sleep_sets_keep_what_is_judged() {
+        let three = SnapshotCfg {
+            nodes: 3,
+            snapshots: 1,
+            ..SnapshotCfg::default()
+        };
+        let longer = SnapshotCfg {
+            transfers: 2,
+            ..SnapshotCfg::default()
+        };
+        for (cfg, held, let_go) in [(three, 295_931, 252_309), (longer, 40_417, 13_121)] {
+            let full = reach(&cfg.clone().into_model());
+            for (model, states) in [
+                (holding_parts(cfg.clone()), held),
+                (cfg.clone().into_reduced_model(), let_go),
+            ] {
+                let reduced = reach_asleep(&model);
+                assert_eq!(
+                    full.deliveries, reduced.deliveries,
+                    "{cfg:?}: deliveries differ"
+                );
+                if model.after_step.is_none() {
+                    assert_eq!(
+                        full.snapshots, reduced.snapshots,
+                        "{cfg:?}: snapshots differ"
+                    );
+                    assert_eq!(full.finals, reduced.finals, "{cfg:?}: final states differ");
+                }
+                assert_eq!(reduced.states, states, "{cfg:?}");
+            }
+        }
+    }
+
+    /// `check --por --sleep`: the 3-account bank with a snapshot passes, and
+    /// every broken variant on FIFO channels is still caught by its property,
+    /// its counterexample a path that replays; on one thread and in parts.
+    #[test]
+    fn sleep_sets_pass_the_bank_and_catch_every_bug() {
+        use crate::verdict::{check, Outcome, Search, Strategy};
+        for threads in [1, 2] {
+            let search = Search {
+                strategy: Strategy::Dfs,
+                threads,
+                por: true,
+                sleep: true,
+                ..Search::default()
+            };
+            let three = SnapshotCfg {
+                nodes: 3,
+                snapshots: 1,
+                ..SnapshotCfg::default()
+            };
+            let v = check(three.into_reduced_model(), &search);
+            assert_eq!((v.unique_states, v.judge(None)), (252_309, Outcome::Pass));
+            for bug in [
+                SnapshotBug::NoChannelRecording,
+                SnapshotBug::SharedChannelClosing,
+                SnapshotBug::DebitOnly,
+            ] {
+                let cfg = SnapshotCfg {
+                    broken: Some(bug),
+                    ..SnapshotCfg::default()
+                };
+                let v = check(cfg.into_reduced_model(), &search);
+                assert_eq!(v.judge(Some(bug.caught_by())), Outcome::Caught, "{bug:?}");
+                let found = v.findings.iter().find(|f| f.property == bug.caught_by());
+                assert!(!found.expect("a finding").path.is_empty(), "{bug:?}");
+            }
+        }
+    }
+
+    /// What [`Explained::independent`] calls commuting, checked on the whole
+    /// model: in every state of a bank, each such pair of steps of one
+    /// replica leaves the other enabled, both orders reach one state, and at
+    /// most one of them changes each half of what the properties read.
+    #[test]
+    fn steps_called_independent_commute() {
+        let cfg = SnapshotCfg {
+            transfers: 2,
+            ..SnapshotCfg::default()
+        };
+        let model = cfg.into_reduced_model();
+        let (mut pairs, mut commuting) = (0, 0);
+        crate::walk::each_state(&model, |s, _| {
+            let mut all = Vec::new();
+            model.model.actions(s, &mut all);
+            for (k, u) in all.iter().enumerate() {
+                for t in &all[k + 1..] {
+                    let i = actor(u);
+                    if i != actor(t) {
+                        continue;
+                    }
+                    pairs += 1;
+                    if !model.independent(s, u, t) {
+                        continue;
+                    }
+                    commuting += 1;
+                    let step = |s: &State<_>, a: &Action| model.next_state(s, a.clone()).unwrap();
+                    let (su, st) = (step(s, u), step(s, t));
+                    let enabled = |s: &State<_>, a: &Action| {
+                        let mut next = Vec::new();
+                        model.model.actions(s, &mut next);
+                        next.contains(a)
+                    };
+                    assert!(enabled(&st, u) && enabled(&su, t), "{u:?} / {t:?}");
+                    assert_eq!(
+                        digest(&step(&st, u)),
+                        digest(&step(&su, t)),
+                        "{u:?} / {t:?}"
+                    );
+                    let j = |s: &State<_>| s.actor_states[i].judged();
+                    let (j0, ju, jt) = (j(s), j(&su), j(&st));
+                    assert!(!(ju.0 != j0.0 && jt.0 != j0.0), "{u:?} / {t:?}");
+                    assert!(!(ju.1 != j0.1 && jt.1 != j0.1), "{u:?} / {t:?}");
+                }
+            }
+        });
+        assert_eq!((pairs, commuting), (17_448, 4_172));
     }
 
     /// The test above has teeth: one replica's steps alone, whatever its

@@ -33,6 +33,20 @@ pub trait Explained: Model {
     {
         None
     }
+
+    /// A step's name in a sleep set ([`crate::sleep`]), below 64, the same in
+    /// every state where the step is enabled; `None` (the default): the step
+    /// never sleeps.
+    fn slot(&self, _action: &Self::Action) -> Option<u32> {
+        None
+    }
+
+    /// Whether steps `u` and `t`, both enabled in `state`, commute there in a
+    /// way the properties cannot tell apart ([`crate::sleep`] says what that
+    /// takes). The default: no two steps do.
+    fn independent(&self, _state: &Self::State, _u: &Self::Action, _t: &Self::Action) -> bool {
+        false
+    }
 }
 
 /// A function from a state to the representative of its symmetry class.
@@ -68,6 +82,10 @@ pub struct Search {
     /// Explore a persistent set of each state's steps ([`crate::por`]); the
     /// job picks the reduced model, which the search runs like any other.
     pub por: bool,
+    /// Depth first with sleep sets ([`crate::sleep`]) on top, where the
+    /// model says which steps commute: fewer steps, and states, for the
+    /// same verdicts.
+    pub sleep: bool,
 }
 
 impl Default for Search {
@@ -80,6 +98,7 @@ impl Default for Search {
             progress: false,
             symmetry: false,
             por: false,
+            sleep: false,
         }
     }
 }
@@ -287,6 +306,11 @@ where
         panics,
     } = match parts {
         Some(parts) => side_by_side(parts, search, timeout, &mut progress),
+        None if search.sleep && search.strategy == Strategy::Dfs => {
+            asleep(model, timeout, search.depth, |counts| {
+                progress.tick(counts, start.elapsed())
+            })
+        }
         None => {
             let (mut builder, clock) =
                 deadline_checker(model, search.strategy, search.threads, timeout);
@@ -560,6 +584,58 @@ where
     }
 }
 
+/// Searches `model` depth first with sleep sets ([`crate::sleep`]) on this
+/// thread until `timeout`, telling `polled` how far it has got now and then.
+/// A panic in the model ends the search and is reported, as stateright's
+/// checkers report their threads'.
+fn asleep<M>(
+    model: M,
+    timeout: Option<Duration>,
+    depth: Option<usize>,
+    mut polled: impl FnMut(Counts),
+) -> Finished<Deadline<M>>
+where
+    M: Explained,
+    M::State: Clone + Debug + Hash + PartialEq,
+    M::Action: Clone + Debug + PartialEq,
+{
+    use crate::wrap::Wrapper;
+    let model = Deadline::new(model, timeout);
+    let clock = model.clock();
+    let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::sleep::search(&model, model.inner(), depth, |r| {
+            polled(Counts {
+                unique: r.unique,
+                total: r.total,
+                depth: r.depth,
+            })
+        })
+    }));
+    let cut = clock.stop();
+    match searched {
+        Ok(found) => Finished {
+            cut,
+            counts: Counts {
+                unique: found.reached.unique,
+                total: found.reached.total,
+                depth: found.reached.depth,
+            },
+            discoveries: found
+                .discoveries
+                .iter()
+                .map(|(name, steps)| (*name, crate::sleep::path(&model, steps)))
+                .collect(),
+            panics: Vec::new(),
+        },
+        Err(payload) => Finished {
+            cut,
+            counts: Counts::default(),
+            discoveries: Default::default(),
+            panics: vec![gsmo_view::text::panic_message(&*payload)],
+        },
+    }
+}
+
 /// Checks `parts`, whose state spaces are disjoint ([`Explained::parts`]),
 /// depth first on `search.threads` threads, each taking the next part and
 /// checking it alone, and adds up what they found. stateright's own threads
@@ -577,7 +653,7 @@ fn side_by_side<M>(
     progress: &mut Progress,
 ) -> Finished<Deadline<M>>
 where
-    M: Model + Send + Sync + 'static,
+    M: Explained + Send + Sync + 'static,
     M::State: Clone + Debug + Hash + PartialEq + Send + Sync + 'static,
     M::Action: Clone + Debug + PartialEq + Send + Sync + 'static,
 {
@@ -609,13 +685,16 @@ where
                     let Some((i, part)) = next else {
                         break;
                     };
-                    let (mut builder, clock) = deadline_checker(part, Strategy::Dfs, 1, left);
-                    if let Some(d) = search.depth {
-                        builder = builder.target_max_depth(d);
-                    }
-                    let found = finish(builder.spawn_dfs(), &clock, |counts| {
-                        *slot.lock().expect("no panic holding it") = counts
-                    });
+                    let polled = |counts| *slot.lock().expect("no panic holding it") = counts;
+                    let found = if search.sleep {
+                        asleep(part, left, search.depth, polled)
+                    } else {
+                        let (mut builder, clock) = deadline_checker(part, Strategy::Dfs, 1, left);
+                        if let Some(d) = search.depth {
+                            builder = builder.target_max_depth(d);
+                        }
+                        finish(builder.spawn_dfs(), &clock, polled)
+                    };
                     *slot.lock().expect("no panic holding it") = Counts::default();
                     panicked.fetch_or(!found.panics.is_empty(), Ordering::Relaxed);
                     done.lock().expect("no panic holding it").push((i, found));

@@ -156,6 +156,10 @@ pub(crate) struct SearchArgs {
     /// (snapshot only, ordered channels; see POR in check --help).
     #[arg(long)]
     pub(crate) por: bool,
+    /// With --por: sleep sets on top, taking no step whose result another
+    /// order of commuting steps reaches (implies --dfs; see POR in check --help).
+    #[arg(long, requires = "por", conflicts_with_all = ["bfs", "simulation"])]
+    pub(crate) sleep: bool,
     /// With --symmetry or --por: also run without it and print both state counts.
     #[arg(long)]
     pub(crate) compare: bool,
@@ -315,7 +319,7 @@ pub(crate) struct AbortArgs {
 
 impl SearchArgs {
     pub(crate) fn search(&self) -> Search {
-        let strategy = match (self.dfs || self.symmetry, self.simulation) {
+        let strategy = match (self.dfs || self.symmetry || self.sleep, self.simulation) {
             (_, Some(seed)) => Strategy::Simulation(seed),
             (true, None) => Strategy::Dfs,
             (false, None) => Strategy::Bfs,
@@ -329,6 +333,7 @@ impl SearchArgs {
             progress: true,
             symmetry: self.symmetry,
             por: self.por,
+            sleep: self.sleep,
         }
     }
 }

@@ -28,6 +28,7 @@ fn run(job: &Job) -> Verdict {
         let plain = Search {
             symmetry: false,
             por: false,
+            sleep: false,
             ..job.search.clone()
         };
         let (with, without) = (verdict(job, &job.search), verdict(job, &plain));

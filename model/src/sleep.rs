@@ -1,0 +1,490 @@
+//! Sleep sets: a depth-first search that does not take a step again where
+//! another order of the same steps already reaches the state it would make
+//! (Godefroid 1996, "Partial-Order Methods for the Verification of Concurrent
+//! Systems", LNCS 1032, ch. 5, with the state-caching rule of §5.3), with
+//! independence judged in the state at hand (Godefroid & Pirottin, "Refining
+//! dependencies improves partial-order verification methods", CAV 1993).
+//!
+//! Persistent sets ([`crate::por`]) choose which steps a state takes; sleep
+//! sets then skip some of those. When a state takes `u` and then `t`, and the
+//! two commute there (each leaves the other enabled and both orders end in
+//! the same state), the search need not take `u` after `t`: it takes `t`
+//! after `u` and meets that state. So `u` sleeps in the state after `t`, and
+//! in every state after that reached by steps that commute with it. A state
+//! met again with fewer steps asleep takes the ones it slept through before.
+//!
+//! The model says which steps commute ([`Explained::independent`]) and gives
+//! each step that may sleep a slot ([`Explained::slot`]) that names it in any
+//! state where it is enabled, so that a visited state keeps its sleeping steps
+//! as a bit set. A model that gives no slots is searched plainly.
+//!
+//! **What is kept.** Every run of the search without sleep sets has a run this
+//! search takes that differs from it only by swapping adjacent steps that
+//! commute where they are swapped; the two runs end in the same state. What a
+//! swap changes is the states between: a model whose properties judge those
+//! must call steps independent only where the swap keeps what the properties
+//! read (the bank: [`crate::por`]'s "Commuting receipts"). The search counts
+//! fewer steps, and, on top of persistent sets, fewer states too: a state that
+//! only some orders pass through need not be visited.
+//!
+//! stateright 0.31's checkers take every step a model offers, so this is a
+//! checker of its own, for one thread: [`crate::verdict::check`] runs it per
+//! part of a model side by side, as it runs stateright's. It judges properties
+//! as stateright's depth-first search does: an invariant or an example in every
+//! state it visits, an eventually-property on the path to a state with no step.
+
+use crate::digest::digest;
+use crate::verdict::Explained;
+use stateright::{Expectation, Model, Path};
+use std::collections::hash_map::Entry as Slot;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::rc::Rc;
+
+/// How far a search has got: unique states, states generated, the depth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reached {
+    pub unique: usize,
+    pub total: usize,
+    pub depth: usize,
+}
+
+/// What a search found: how far it got, and for each property it discovered,
+/// the path there as the index of each step among its state's actions (the
+/// first, among the initial states). [`path`] replays one.
+#[derive(Debug, Default)]
+pub struct Searched {
+    pub reached: Reached,
+    pub discoveries: Vec<(&'static str, Vec<usize>)>,
+}
+
+/// Fingerprints are hashes already: the visited set does not hash them again.
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A path as a chain of step indices, shared by the states that extend it.
+struct Trail {
+    index: usize,
+    parent: Option<Rc<Trail>>,
+}
+
+impl Trail {
+    fn indices(self: &Rc<Trail>) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = Some(self);
+        while let Some(t) = at {
+            out.push(t.index);
+            at = t.parent.as_ref();
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// A state to expand, with the steps asleep in it. `again`: a state met
+/// before, with the slots asleep then; those not asleep now are taken now.
+struct Pending<S, A> {
+    state: S,
+    asleep: Vec<A>,
+    again: Option<u64>,
+    depth: usize,
+    /// The eventually-properties not yet met on this path.
+    waiting: u64,
+    trail: Rc<Trail>,
+}
+
+fn bit(slot: u32) -> u64 {
+    1 << slot
+}
+
+/// Searches `model` depth first with sleep sets, asking `steps` which steps
+/// commute (`steps` is `model` itself or the model it wraps). Stops early
+/// once every property has a discovery; `depth` as stateright's
+/// `target_max_depth`; `progress` is told how far it has got now and then.
+pub fn search<D, M>(
+    model: &D,
+    steps: &M,
+    depth: Option<usize>,
+    progress: impl FnMut(Reached),
+) -> Searched
+where
+    D: Model<State = M::State, Action = M::Action>,
+    M: Explained,
+    M::State: Clone + Hash,
+    M::Action: Clone,
+{
+    search_visiting(model, steps, depth, progress, |_, _| {})
+}
+
+/// [`search`], showing `visit` each state it expands the first time it does,
+/// and whether the state has no step.
+pub fn search_visiting<D, M>(
+    model: &D,
+    steps: &M,
+    depth: Option<usize>,
+    mut progress: impl FnMut(Reached),
+    mut visit: impl FnMut(&M::State, bool),
+) -> Searched
+where
+    D: Model<State = M::State, Action = M::Action>,
+    M: Explained,
+    M::State: Clone + Hash,
+    M::Action: Clone,
+{
+    let properties = model.properties();
+    assert!(properties.len() <= 64, "more properties than bits");
+    let eventually = properties
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.expectation == Expectation::Eventually)
+        .fold(0u64, |bits, (i, _)| bits | 1 << i);
+    let mut found: Vec<Option<Rc<Trail>>> = vec![None; properties.len()];
+    let mut left = properties.len();
+    let mut seen: HashMap<u64, u64, BuildHasherDefault<Fingerprint>> = HashMap::default();
+    let mut stack = Vec::new();
+    for (index, state) in model.init_states().into_iter().enumerate() {
+        if model.within_boundary(&state) && seen.insert(digest(&state), 0).is_none() {
+            stack.push(Pending {
+                state,
+                asleep: Vec::new(),
+                again: None,
+                depth: 1,
+                waiting: eventually,
+                trail: Rc::new(Trail {
+                    index,
+                    parent: None,
+                }),
+            });
+        }
+    }
+    let mut reached = Reached {
+        unique: stack.len(),
+        total: stack.len(),
+        depth: 0,
+    };
+    let mut actions = Vec::new();
+    let mut taken: Vec<M::Action> = Vec::new();
+    let mut expanded = 0usize;
+    'search: while let Some(Pending {
+        state,
+        asleep,
+        again,
+        depth: d,
+        mut waiting,
+        trail,
+    }) = stack.pop()
+    {
+        reached.depth = reached.depth.max(d);
+        if depth.is_some_and(|max| d >= max) {
+            continue;
+        }
+        expanded += 1;
+        if expanded % 4096 == 0 {
+            reached.unique = seen.len();
+            progress(reached);
+        }
+        if again.is_none() {
+            for (i, p) in properties.iter().enumerate() {
+                let discovered = match p.expectation {
+                    Expectation::Always => found[i].is_none() && !(p.condition)(model, &state),
+                    Expectation::Sometimes => found[i].is_none() && (p.condition)(model, &state),
+                    Expectation::Eventually => {
+                        if waiting & 1 << i != 0 && (p.condition)(model, &state) {
+                            waiting &= !(1 << i);
+                        }
+                        false
+                    }
+                };
+                if discovered {
+                    found[i] = Some(Rc::clone(&trail));
+                    left -= 1;
+                }
+            }
+            if left == 0 {
+                break 'search;
+            }
+        }
+        actions.clear();
+        model.actions(&state, &mut actions);
+        if again.is_none() {
+            visit(&state, actions.is_empty());
+        }
+        if actions.is_empty() {
+            // A path's end: an eventually-property not met on it fails here.
+            for (i, f) in found.iter_mut().enumerate() {
+                if waiting & 1 << i != 0 && f.is_none() {
+                    *f = Some(Rc::clone(&trail));
+                    left -= 1;
+                }
+            }
+            if left == 0 {
+                break 'search;
+            }
+            continue;
+        }
+        let asleep_now = asleep
+            .iter()
+            .filter_map(|u| steps.slot(u))
+            .fold(0, |bits, k| bits | bit(k));
+        // Steps this state took when first met, if it is met again: those
+        // that were not asleep then.
+        taken.clear();
+        if let Some(before) = again {
+            taken.extend(
+                actions
+                    .iter()
+                    .filter(|a| steps.slot(a).is_some_and(|k| before & bit(k) == 0))
+                    .cloned(),
+            );
+        }
+        for (index, t) in actions.iter().enumerate() {
+            let slot = steps.slot(t);
+            if slot.is_some_and(|k| asleep_now & bit(k) != 0) {
+                continue;
+            }
+            if let Some(before) = again {
+                if slot.is_none_or(|k| before & bit(k) == 0) {
+                    continue;
+                }
+            }
+            let next_asleep: Vec<M::Action> = asleep
+                .iter()
+                .chain(&taken)
+                .filter(|u| steps.independent(&state, u, t))
+                .cloned()
+                .collect();
+            if slot.is_some() {
+                taken.push(t.clone());
+            }
+            let Some(next) = model.next_state(&state, t.clone()) else {
+                continue;
+            };
+            if !model.within_boundary(&next) {
+                continue;
+            }
+            reached.total += 1;
+            let bits = next_asleep
+                .iter()
+                .filter_map(|u| steps.slot(u))
+                .fold(0, |bits, k| bits | bit(k));
+            let again = match seen.entry(digest(&next)) {
+                Slot::Vacant(v) => {
+                    v.insert(bits);
+                    None
+                }
+                Slot::Occupied(mut o) => {
+                    let before = *o.get();
+                    if before & !bits == 0 {
+                        continue;
+                    }
+                    o.insert(before & bits);
+                    Some(before)
+                }
+            };
+            stack.push(Pending {
+                state: next,
+                asleep: next_asleep,
+                again,
+                depth: d + 1,
+                waiting,
+                trail: Rc::new(Trail {
+                    index,
+                    parent: Some(Rc::clone(&trail)),
+                }),
+            });
+        }
+    }
+    reached.unique = seen.len();
+    Searched {
+        reached,
+        discoveries: properties
+            .iter()
+            .zip(found)
+            .filter_map(|(p, f)| f.map(|t| (p.name, t.indices())))
+            .collect(),
+    }
+}
+
+/// The path `indices` names ([`Searched::discoveries`]), replayed on `model`.
+pub fn path<M>(model: &M, indices: &[usize]) -> Path<M::State, M::Action>
+where
+    M: Model,
+    M::State: Clone + PartialEq,
+    M::Action: Clone + PartialEq,
+{
+    let (first, rest) = indices.split_first().expect("a path has a first state");
+    let init = model.init_states().swap_remove(*first);
+    let mut state = init.clone();
+    let mut steps = Vec::new();
+    let mut actions = Vec::new();
+    for &i in rest {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        let action = actions[i].clone();
+        state = model
+            .next_state(&state, action.clone())
+            .expect("a step the search took");
+        steps.push(action);
+    }
+    Path::from_actions(model, init, &steps).expect("a path the search took")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stateright::{Checker, Property};
+
+    /// Three counters that each count to 2, one step at a time: every order
+    /// of the steps of different counters ends alike, and only the counts
+    /// are judged, so any two steps of different counters are independent.
+    #[derive(Clone)]
+    struct Counters {
+        commute: bool,
+    }
+
+    impl Model for Counters {
+        type State = [u8; 3];
+        type Action = usize;
+
+        fn init_states(&self) -> Vec<[u8; 3]> {
+            vec![[0; 3]]
+        }
+
+        fn actions(&self, s: &[u8; 3], actions: &mut Vec<usize>) {
+            actions.extend((0..3).filter(|&i| s[i] < 2));
+        }
+
+        fn next_state(&self, s: &[u8; 3], i: usize) -> Option<[u8; 3]> {
+            let mut next = *s;
+            next[i] += 1;
+            Some(next)
+        }
+
+        fn properties(&self) -> Vec<Property<Self>> {
+            vec![
+                Property::always("counts to 2 at most", |_, s: &[u8; 3]| {
+                    s.iter().all(|&c| c <= 2)
+                }),
+                Property::sometimes("all at 2", |_, s: &[u8; 3]| *s == [2; 3]),
+                Property::eventually("one at 2", |_, s: &[u8; 3]| s.contains(&2)),
+            ]
+        }
+    }
+
+    impl Explained for Counters {
+        fn why(&self, _: &'static str, _: &[u8; 3]) -> Option<String> {
+            None
+        }
+        fn describe(&self, i: &usize) -> String {
+            format!("count {i}")
+        }
+        fn slot(&self, i: &usize) -> Option<u32> {
+            Some(*i as u32)
+        }
+        fn independent(&self, _: &[u8; 3], u: &usize, t: &usize) -> bool {
+            self.commute && u != t
+        }
+    }
+
+    fn run(model: &Counters) -> (Searched, Vec<[u8; 3]>) {
+        let mut visited = Vec::new();
+        let found = search_visiting(model, model, None, |_| {}, |s, _| visited.push(*s));
+        (found, visited)
+    }
+
+    #[test]
+    fn sleep_sets_visit_every_state_once_by_one_step() {
+        // Stateright takes every step: 27 states, 54 steps.
+        let plain = Counters { commute: false }.checker().spawn_dfs().join();
+        assert_eq!((plain.unique_state_count(), plain.state_count()), (27, 55));
+        let (found, mut visited) = run(&Counters { commute: false });
+        let r = found.reached;
+        assert_eq!((r.unique, r.total, r.depth), (27, 55, 7));
+        // With sleep sets alone, every state is still visited, each reached
+        // by one step only.
+        let (found, again) = run(&Counters { commute: true });
+        let r = found.reached;
+        assert_eq!((r.unique, r.total, r.depth), (27, 27, 7));
+        visited.sort();
+        let mut again = again;
+        again.sort();
+        assert_eq!(visited, again);
+    }
+
+    #[test]
+    fn discoveries_are_paths_that_replay() {
+        let model = Counters { commute: true };
+        let (found, _) = run(&model);
+        let names: Vec<_> = found.discoveries.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["all at 2"],
+            "the invariant holds, and a 2 comes on every path"
+        );
+        let path = path(&model, &found.discoveries[0].1);
+        assert_eq!(*path.last_state(), [2; 3]);
+        assert_eq!(path.into_actions().len(), 6);
+    }
+
+    /// A state met again with fewer steps asleep takes those it slept
+    /// through: here only counter 2's steps are independent of the others,
+    /// so [1,0,1] is met first with counter 2 asleep (after 0, 2, then 0...)
+    /// and later without; every state is still reached.
+    #[test]
+    fn a_state_met_again_takes_the_steps_it_slept_through() {
+        #[derive(Clone)]
+        struct Half(Counters);
+        impl Model for Half {
+            type State = [u8; 3];
+            type Action = usize;
+            fn init_states(&self) -> Vec<[u8; 3]> {
+                self.0.init_states()
+            }
+            fn actions(&self, s: &[u8; 3], a: &mut Vec<usize>) {
+                self.0.actions(s, a)
+            }
+            fn next_state(&self, s: &[u8; 3], i: usize) -> Option<[u8; 3]> {
+                self.0.next_state(s, i)
+            }
+            fn properties(&self) -> Vec<Property<Self>> {
+                vec![Property::always("counts to 2 at most", |_, s: &[u8; 3]| {
+                    s.iter().all(|&c| c <= 2)
+                })]
+            }
+        }
+        impl Explained for Half {
+            fn why(&self, _: &'static str, _: &[u8; 3]) -> Option<String> {
+                None
+            }
+            fn describe(&self, i: &usize) -> String {
+                format!("count {i}")
+            }
+            fn slot(&self, i: &usize) -> Option<u32> {
+                Some(*i as u32)
+            }
+            fn independent(&self, _: &[u8; 3], u: &usize, t: &usize) -> bool {
+                u != t && (*u == 2 || *t == 2)
+            }
+        }
+        let model = Half(Counters { commute: true });
+        let mut visited = std::collections::BTreeSet::new();
+        let found = search_visiting(&model, &model, None, |_| {}, |s, _| _ = visited.insert(*s));
+        assert_eq!(visited.len(), 27);
+        assert_eq!(found.reached.unique, 27);
+        assert!(found.reached.total < 55, "{:?}", found.reached);
+    }
+}
