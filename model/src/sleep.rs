@@ -267,14 +267,16 @@ where
                 .filter(|u| steps.independent(&state, u, t))
                 .cloned()
                 .collect();
-            if slot.is_some() {
-                taken.push(t.clone());
-            }
             let Some(next) = model.next_state(&state, t.clone()) else {
                 continue;
             };
             if !model.within_boundary(&next) {
                 continue;
+            }
+            // Only a step whose result the search goes on from may sleep
+            // after its later siblings.
+            if slot.is_some() {
+                taken.push(t.clone());
             }
             reached.total += 1;
             let bits = next_asleep
