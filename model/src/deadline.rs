@@ -227,6 +227,25 @@ mod tests {
     }
 
     #[test]
+    fn the_search_with_sleep_sets_stops_at_its_deadline_too() {
+        let (tx, rx) = mpsc::channel();
+        let search = Search {
+            strategy: Strategy::Dfs,
+            sleep: true,
+            timeout: Some(Duration::from_secs(1)),
+            ..Search::default()
+        };
+        std::thread::spawn(move || _ = tx.send(check(Endless, &search)));
+        let v = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("still searching a minute after its 1 s deadline");
+        assert!(!v.complete && v.unique_states > 1_000);
+        let found: Vec<_> = v.findings.iter().map(|f| f.property).collect();
+        assert_eq!(found, ["moved"]);
+        assert!(!v.findings[0].path.is_empty());
+    }
+
+    #[test]
     fn states_met_after_the_deadline_are_not_judged() {
         // Unwrapped, a state cut off by the deadline would be a dead end where
         // "far up" never held: a counterexample the model does not have.

@@ -66,7 +66,12 @@
 //! and the number of a write. Swapping two such steps changes one replica's
 //! order of steps, but each half of what it judges takes the same values in
 //! the same order, one of them merely held a step longer; so every argument
-//! below holds of the swapped run. The snapshot it completes, if one does,
+//! below holds of the swapped run, since each property of the bank reads one
+//! half only (conservation and a refused overdraft the deliveries, overlapping
+//! snapshots the snapshots) or a completed snapshot. The one exception is an
+//! example, a transfer recorded in flight, which reads a recording in
+//! progress: a search that missed every state showing one would report it
+//! missing, a FAIL, never a false PASS. The snapshot it completes, if one does,
 //! is the same either way (it is the same state), and is judged as it
 //! completes, whichever step that is. `spec`-side, nothing changes.
 //!
@@ -785,6 +790,28 @@ mod tests {
                 assert!(!found.expect("a finding").path.is_empty(), "{bug:?}");
             }
         }
+    }
+
+    /// A step whose commands leave another step's timer cancelled disables
+    /// it: never commuting, whatever the states say. (No such pair of one
+    /// replica's steps arises in the banks above, so this is its own test.)
+    #[test]
+    fn a_step_that_cancels_the_others_timer_disarms_it() {
+        use std::time::Duration;
+        let flush = ActorModelAction::Timeout(Id::from(0), Step::Flush);
+        let cancel = || Commanded::CancelTimer(Step::Flush);
+        let set = || Commanded::SetTimer(Step::Flush, Duration::ZERO..Duration::ZERO);
+        let other = || Commanded::CancelTimer(Step::Write);
+        assert!(disarms(&[cancel()], &flush));
+        assert!(disarms(&[set(), cancel(), other()], &flush));
+        assert!(!disarms(&[cancel(), set()], &flush));
+        assert!(!disarms(&[other()], &flush));
+        let receipt = ActorModelAction::Deliver {
+            src: Id::from(1),
+            dst: Id::from(0),
+            msg: crate::faults::Wire::Closed,
+        };
+        assert!(!disarms(&[cancel()], &receipt), "a receipt has no timer");
     }
 
     /// What [`Explained::independent`] calls commuting, checked on the whole
