@@ -774,7 +774,11 @@ mod tests {
                 ..SnapshotCfg::default()
             };
             let v = check(three.into_reduced_model(), &search);
-            assert_eq!((v.unique_states, v.judge(None)), (252_309, Outcome::Pass));
+            let counts = (v.unique_states, v.total_states, v.max_depth);
+            assert_eq!(
+                (counts, v.judge(None)),
+                ((252_309, 285_236, 27), Outcome::Pass)
+            );
             for bug in [
                 SnapshotBug::NoChannelRecording,
                 SnapshotBug::SharedChannelClosing,
@@ -802,7 +806,9 @@ mod tests {
         let cancel = || Commanded::CancelTimer(Step::Flush);
         let set = || Commanded::SetTimer(Step::Flush, Duration::ZERO..Duration::ZERO);
         let other = || Commanded::CancelTimer(Step::Write);
+        let set_other = || Commanded::SetTimer(Step::Write, Duration::ZERO..Duration::ZERO);
         assert!(disarms(&[cancel()], &flush));
+        assert!(disarms(&[cancel(), set_other()], &flush));
         assert!(disarms(&[set(), cancel(), other()], &flush));
         assert!(!disarms(&[cancel(), set()], &flush));
         assert!(!disarms(&[other()], &flush));
