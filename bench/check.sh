@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model checker's speed and memory on the configurations issue 16 tracks.
 #
-#   bench/check.sh                          # all six
+#   bench/check.sh                          # all seven
 #   CONFIGS="causal causal-sym" bench/check.sh
 #   TIMEOUT=600 bench/check.sh              # give each run at most 600 s (check --timeout)
 #   CHECK=/path/to/other/check bench/check.sh   # another build (before/after)

@@ -1,7 +1,7 @@
 //! Sleep sets: a depth-first search that does not take a step again where
 //! another order of the same steps already reaches the state it would make
 //! (Godefroid 1996, "Partial-Order Methods for the Verification of Concurrent
-//! Systems", LNCS 1032, ch. 5, with the state-caching rule of §5.3), with
+//! Systems", LNCS 1032, ch. 5, with its rule for a state met again), with
 //! independence judged in the state at hand (Godefroid & Pirottin, "Refining
 //! dependencies improves partial-order verification methods", CAV 1993).
 //!
@@ -18,12 +18,15 @@
 //! state where it is enabled, so that a visited state keeps its sleeping steps
 //! as a bit set. A model that gives no slots is searched plainly.
 //!
-//! **What is kept.** Every run of the search without sleep sets has a run this
-//! search takes that differs from it only by swapping adjacent steps that
+//! **What is kept.** Every complete run of the search without sleep sets (one
+//! that ends in a state with no step; the graph must be acyclic) has a run
+//! this search takes that differs from it only by swapping adjacent steps that
 //! commute where they are swapped; the two runs end in the same state. What a
 //! swap changes is the states between: a model whose properties judge those
 //! must call steps independent only where the swap keeps what the properties
-//! read (the bank: [`crate::por`]'s "Commuting receipts"). The search counts
+//! read (the bank: [`crate::por`]'s "Commuting steps"), and an
+//! eventually-property must not tell the orders apart either (the tests pin a
+//! counterexample lost by one that does). The search counts
 //! fewer steps, and, on top of persistent sets, fewer states too: a state that
 //! only some orders pass through need not be visited.
 //!
