@@ -779,11 +779,7 @@ mod tests {
                 (counts, v.judge(None)),
                 ((252_309, 285_236, 27), Outcome::Pass)
             );
-            for bug in [
-                SnapshotBug::NoChannelRecording,
-                SnapshotBug::SharedChannelClosing,
-                SnapshotBug::DebitOnly,
-            ] {
+            for bug in FIFO_BUGS {
                 let cfg = SnapshotCfg {
                     broken: Some(bug),
                     ..SnapshotCfg::default()
@@ -883,6 +879,13 @@ mod tests {
         assert!(reduced.finals.len() < full.finals.len());
     }
 
+    /// The broken variants that run on FIFO channels, where `--por` applies.
+    const FIFO_BUGS: [SnapshotBug; 3] = [
+        SnapshotBug::NoChannelRecording,
+        SnapshotBug::SharedChannelClosing,
+        SnapshotBug::DebitOnly,
+    ];
+
     /// The search itself, parts let go once judged: every property passes,
     /// in fewer states than [`reach`] found holding them.
     #[test]
@@ -926,11 +929,7 @@ mod tests {
     /// Every broken variant on FIFO channels is still caught by its property.
     #[test]
     fn the_reduced_bank_catches_every_bug_on_fifo_channels() {
-        for bug in [
-            SnapshotBug::NoChannelRecording,
-            SnapshotBug::SharedChannelClosing,
-            SnapshotBug::DebitOnly,
-        ] {
+        for bug in FIFO_BUGS {
             let cfg = SnapshotCfg {
                 broken: Some(bug),
                 ..SnapshotCfg::default()

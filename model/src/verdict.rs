@@ -263,6 +263,16 @@ impl Counts {
     }
 }
 
+impl From<crate::sleep::Reached> for Counts {
+    fn from(r: crate::sleep::Reached) -> Self {
+        Counts {
+            unique: r.unique,
+            total: r.total,
+            depth: r.depth,
+        }
+    }
+}
+
 /// Checks `model` as `search` says and judges the result.
 pub fn check<M>(model: M, search: &Search) -> Verdict
 where
@@ -603,23 +613,13 @@ where
     let model = Deadline::new(model, timeout);
     let clock = model.clock();
     let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::sleep::search(&model, model.inner(), depth, |r| {
-            polled(Counts {
-                unique: r.unique,
-                total: r.total,
-                depth: r.depth,
-            })
-        })
+        crate::sleep::search(&model, model.inner(), depth, |r| polled(r.into()))
     }));
     let cut = clock.stop();
     match searched {
         Ok(found) => Finished {
             cut,
-            counts: Counts {
-                unique: found.reached.unique,
-                total: found.reached.total,
-                depth: found.reached.depth,
-            },
+            counts: found.reached.into(),
             discoveries: found
                 .discoveries
                 .iter()
