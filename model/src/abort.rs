@@ -114,6 +114,7 @@ impl AbortCfg {
                 adapter: self.broken,
                 ..Faults::default()
             },
+            log_judged: true,
         };
         let mut model = ActorModel::new(self.clone(), ())
             .actors(vec![replica; self.nodes])

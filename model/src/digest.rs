@@ -152,6 +152,68 @@ impl<T> fmt::Debug for Keyed<T> {
     }
 }
 
+/// A value shared by the states that hold it until a step changes it, and
+/// hashed once per change: a replica's runtime ghost changes at a few steps
+/// (a request, a snapshot's progress), yet it was hashed again with its
+/// replica at every step (1% of a bank check).
+pub struct Shared<T>(Arc<(T, Digest)>);
+
+impl<T: Hash> Shared<T> {
+    pub fn new(value: T) -> Self {
+        Shared(Arc::new((value, Digest::default())))
+    }
+
+    /// The value to change, copied first if another state shares it; its
+    /// digest is forgotten (a copy's starts empty, see [`Memo`]).
+    pub fn make_mut(&mut self) -> &mut T
+    where
+        T: Clone,
+    {
+        let (value, digest) = Arc::make_mut(&mut self.0);
+        *digest = Digest::default();
+        value
+    }
+}
+
+impl<T: Hash + Default> Default for Shared<T> {
+    fn default() -> Self {
+        Shared::new(T::default())
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0 .0
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 .0 == other.0 .0
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T: Hash> Hash for Shared<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0 .1.get(|| digest(&self.0 .0)));
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0 .0.fmt(f)
+    }
+}
+
 /// An immutable value, shared by every state that holds it and hashed once.
 pub struct Sealed<T> {
     digest: u64,

@@ -32,7 +32,7 @@
 //! requests, protocol errors. The properties over them live with the models.
 
 use crate::adapter::{arm, part_summary, Step};
-use crate::digest::{digest_with, Sealed};
+use crate::digest::{digest_with, Sealed, Shared};
 use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::node::{
     frame_bytes, frames_on_one_link, Command, Input, Limits, LinkFrame, Node, Output, RequestId,
@@ -42,7 +42,6 @@ use gsmo_spec::snapshot::{AbortReason, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{Actor, Id, Out};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// What travels between replicas: frames on a connection, and connection events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -254,13 +253,13 @@ pub fn wants_tick(node: &Node) -> bool {
 pub struct Runtime<'a> {
     pub faults: &'a Faults,
     pub node: &'a mut Node,
-    pub ghost: &'a mut Arc<Ghost>,
+    pub ghost: &'a mut Shared<Ghost>,
 }
 
 impl Runtime<'_> {
     /// The ghost, copied first if another state shares it.
     fn ghost_mut(&mut self) -> &mut Ghost {
-        Arc::make_mut(self.ghost)
+        self.ghost.make_mut()
     }
 
     /// Feeds `input` and carries out the outputs that are the runtime's

@@ -320,6 +320,7 @@ impl KvCfg {
             batch: self.batch,
             strict_fifo: channels == Channels::Ordered,
             faults: self.effective_faults(),
+            log_judged: true,
         };
         let mut model = ActorModel::new(self.clone(), ())
             .actors(vec![replica; self.nodes])

@@ -41,6 +41,7 @@ pub mod sleep;
 pub mod snapshot;
 pub mod symmetry;
 pub mod total;
+pub mod transitions;
 pub mod verdict;
 #[cfg(test)]
 mod walk;

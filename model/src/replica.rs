@@ -4,7 +4,7 @@
 //! [`Input`]s to [`Node::handle`] and carries its [`Output`]s out.
 
 use crate::adapter::{arm, Step};
-use crate::digest::{digest, digest_with, Digest, Keyed, Sealed};
+use crate::digest::{digest, digest_with, Digest, Keyed, Sealed, Shared};
 use crate::faults::{Faults, Ghost, Runtime, Wire};
 use gsmo_spec::kv::{KvStore, Op, Reply, Resolution, Stamp, Write, INSUFFICIENT_FUNDS};
 use gsmo_spec::multicast::{Mode, Multicast};
@@ -85,6 +85,11 @@ pub struct Replica {
     /// the channels promise them; other networks run the tolerant recorder).
     pub strict_fifo: bool,
     pub faults: Faults,
+    /// Whether a property reads the ghost log ([`ReplicaState::log`]). Where
+    /// none does (the bank), the log is kept for pictures and traces but not
+    /// counted in the state: two runs that differ only in the order of a
+    /// replica's own sends and deliveries are one state.
+    pub log_judged: bool,
 }
 
 /// A replica's state: the spec node plus what the properties judge. Hashed
@@ -119,10 +124,13 @@ pub struct ReplicaState {
     /// The runtime's side: connections, the disk, what is unanswered. Shared
     /// with the state it came from until a step changes it (most receipts do
     /// not), since copying its sets was 2% of a bank check.
-    pub ghost: Arc<Ghost>,
+    pub ghost: Shared<Ghost>,
     /// Whether the node is counted without its links' acknowledgement
     /// bookkeeping ([`Faults::acks_unread`]; the same in every state of a run).
     pub acks_unread: bool,
+    /// Whether the log counts in the state and in [`ReplicaState::judged`]
+    /// ([`Replica::log_judged`]; the same in every state of a run).
+    pub log_judged: bool,
     /// The hash of all of the above, once computed.
     pub digest: Digest,
     /// The money in the node's accounts and whether one is below zero, kept
@@ -147,6 +155,7 @@ impl Hash for ReplicaState {
             refused,
             ghost,
             acks_unread,
+            log_judged,
             digest: cache,
             accounts: _,
         } = self;
@@ -156,6 +165,7 @@ impl Hash for ReplicaState {
             } else {
                 digest(node)
             };
+            let log = log_judged.then_some(log);
             digest(&(
                 node,
                 log,
@@ -185,7 +195,8 @@ impl ReplicaState {
     pub fn judged(&self) -> (u64, u64) {
         let (node, g) = (&self.node, &self.ghost);
         let delivered = node.state().multicast.delivered();
-        let deliveries = (node.kv(), delivered, self.refused, &self.log, &g.unanswered);
+        let log = self.log_judged.then_some(&self.log);
+        let deliveries = (node.kv(), delivered, self.refused, log, &g.unanswered);
         let snapshots = (
             &self.parts,
             node.snapshots_in_progress(),
@@ -348,8 +359,9 @@ impl Actor for Replica {
             issued: 0,
             quota: self.script[usize::from(id)].len(),
             refused: 0,
-            ghost: Arc::default(),
+            ghost: Shared::default(),
             acks_unread: self.faults.acks_unread(),
+            log_judged: self.log_judged,
             digest: Digest::default(),
             accounts: Keyed::default(),
         }

@@ -613,7 +613,11 @@ where
     let model = Deadline::new(model, timeout);
     let clock = model.clock();
     let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::sleep::search(&model, model.inner(), depth, |r| polled(r.into()))
+        // Replica steps remembered while searching; the paths found are
+        // replayed below, through the model itself.
+        crate::transitions::remembering(|| {
+            crate::sleep::search(&model, model.inner(), depth, |r| polled(r.into()))
+        })
     }));
     let cut = clock.stop();
     match searched {

@@ -1,0 +1,469 @@
+//! A replica's steps, each worked out once per replica state and step, for
+//! the sleep-set search of the reduced bank ([`crate::por::Persistent`],
+//! [`crate::sleep`]).
+//!
+//! A step of replica `i` reads and writes only `i`'s state, the head of one
+//! channel into `i`, `i`'s timers, channels out of `i` and the ledger (the
+//! independence argument of [`crate::por`]). So one replica-level transition
+//! (state `r`, step `t`) to (`r'`, commands) recurs in every global state that
+//! holds `r` at `i`, whatever the other replicas are doing: on the 3-account,
+//! 2-snapshot bank 96% of steps are ones already worked out. Working one out
+//! copies the replica's whole spec `Node`, runs it, hashes the copy and later
+//! frees it; remembered, a step shares the result (`r'` behind its `Arc`,
+//! its digest cached) and only carries the commands out on the global state,
+//! as stateright's `ActorModel::next_state` does (mirrored here for the one
+//! network the reduction runs on, reliable FIFO channels; every other kind
+//! of step goes to stateright).
+//!
+//! **Keyed as the search counts.** A transition is keyed by the model's
+//! identity, the replica's index, the replica state's digest and the step's
+//! digest: the digests the search tells states apart by. Those leave out the
+//! links' acknowledgement bookkeeping and the acknowledgement a frame carries
+//! ([`crate::faults::Faults::acks_unread`]), and the bank's ghost log
+//! ([`crate::replica::Replica::log_judged`]), because nothing the search
+//! judges reads them and states equal but for them step alike (the premise
+//! of counting them so, [`gsmo_spec::node::Node::hash_live`]). So a
+//! remembered step may give a successor whose replica carries another run's
+//! acknowledgement counts and log, with exactly the digest of the true
+//! successor: the search meets the same states and judges them alike
+//! (`steps_remembered_count_as_the_true_ones` checks every step of a whole
+//! bank). Acknowledgement keyed exactly, only 62% of the steps were found and
+//! the search was 40% slower than without the memo.
+//!
+//! **Only while searching.** What a person sees must be the true run, so the
+//! memo is used only inside [`remembering`] (the sleep search runs in it);
+//! the paths it found, the explorer and every other caller replay steps
+//! through stateright itself.
+
+use crate::digest::digest;
+use crate::replica::{Commanded, Replica, ReplicaState};
+use gsmo_spec::snapshot::SnapshotId;
+use stateright::actor::{
+    ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, Network, Out, Timers,
+};
+use stateright::Model;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+
+type State<H> = ActorModelState<Replica, H>;
+type Action = ActorModelAction<crate::faults::Wire, crate::adapter::Step, ()>;
+
+/// A replica's state after a step (`None`: unchanged) and the commands the
+/// step gave, in order.
+type Transition = Rc<(Option<Arc<ReplicaState>>, Vec<Commanded>)>;
+
+/// Transitions remembered per thread at most; then the memo starts afresh
+/// (a bound, not a loss: a forgotten transition is worked out again). On the
+/// 3-account bank 2^14 was as fast as 2^18 and added 0.2 GB to the peak
+/// where 2^18 added 2.5 GB.
+const REMEMBERED: usize = 1 << 14;
+
+/// Lookups per judgement of whether the memo pays ([`Known::ask`]).
+const WINDOW: u32 = 1 << 12;
+
+/// Steps taken without the memo after a window in which it did not pay.
+const REST: u32 = WINDOW * 16;
+
+thread_local! {
+    /// Whether this thread is searching ([`remembering`]).
+    static SEARCHING: Cell<bool> = const { Cell::new(false) };
+    static KNOWN: RefCell<Known> = RefCell::default();
+}
+
+/// Runs `search` with this thread's replica steps remembered; the memo is
+/// emptied after, so that nothing it holds outlives the search.
+pub fn remembering<T>(search: impl FnOnce() -> T) -> T {
+    /// Restores the thread on the way out, unwinding too.
+    struct Leave(bool);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            SEARCHING.set(self.0);
+            KNOWN.take();
+        }
+    }
+    let _leave = Leave(SEARCHING.replace(true));
+    search()
+}
+
+/// The transitions worked out on this thread, by model, replica, the
+/// replica's digest and the step's digest (digests already, so aHash, not
+/// SipHash, mixes them); and how often they were found lately.
+#[derive(Default)]
+struct Known {
+    map: ahash::AHashMap<(u64, usize, u64, u64), Transition>,
+    asked: u32,
+    found: u32,
+    /// Steps left to take without the memo.
+    resting: u32,
+    /// Replicas with a snapshot's part let go ([`let_go`]).
+    let_go: ahash::AHashMap<(u64, SnapshotId), Arc<ReplicaState>>,
+}
+
+impl Known {
+    /// Whether to use the memo for this step, or to rest from it.
+    fn awake(&mut self) -> bool {
+        self.resting = self.resting.saturating_sub(1);
+        self.resting == 0
+    }
+
+    /// The transition `key` names, remembered or worked out by `work`. Where
+    /// fewer than half the steps of a window are found (replicas whose states
+    /// rarely recur across global states: the 2-account bank with 4
+    /// transfers each finds about a third), remembering costs more than it
+    /// saves (25% there), so the memo is emptied and rests for [`REST`] steps.
+    fn ask(
+        &mut self,
+        key: (u64, usize, u64, u64),
+        work: impl FnOnce() -> Transition,
+    ) -> Transition {
+        let t = match self.map.get(&key) {
+            Some(t) => {
+                self.found += 1;
+                Rc::clone(t)
+            }
+            None => {
+                if self.map.len() >= REMEMBERED {
+                    self.map.clear();
+                }
+                let t = work();
+                self.map.insert(key, Rc::clone(&t));
+                t
+            }
+        };
+        self.asked += 1;
+        if self.asked == WINDOW {
+            if self.found < WINDOW / 2 {
+                self.resting = REST;
+                self.map.clear();
+            }
+            (self.asked, self.found) = (0, 0);
+        }
+        t
+    }
+}
+
+/// `model`'s successor of `state` by `action`, as `model.next_state` gives it
+/// or, inside [`remembering`], one the search counts as the same: `ident`
+/// names the model (two models' replicas may be in equal states and step
+/// differently).
+pub(crate) fn next_state<C, H>(
+    model: &ActorModel<Replica, C, H>,
+    ident: u64,
+    state: &State<H>,
+    action: Action,
+) -> Option<State<H>>
+where
+    H: Clone + Debug + Hash,
+{
+    if SEARCHING.get() && KNOWN.with_borrow_mut(Known::awake) {
+        remembered(model, ident, state, action)
+    } else {
+        model.next_state(state, action)
+    }
+}
+
+/// [`next_state`] through the memo.
+fn remembered<C, H>(
+    model: &ActorModel<Replica, C, H>,
+    ident: u64,
+    state: &State<H>,
+    action: Action,
+) -> Option<State<H>>
+where
+    H: Clone + Debug + Hash,
+{
+    let (id, deliver) = match &action {
+        ActorModelAction::Deliver { src, dst, .. } => (*dst, Some(*src)),
+        ActorModelAction::Timeout(id, _) => (*id, None),
+        _ => return model.next_state(state, action),
+    };
+    let i = usize::from(id);
+    if !matches!(model.init_network, Network::Ordered(_)) || i >= state.actor_states.len() {
+        return model.next_state(state, action);
+    }
+    if deliver.is_some() && state.crashed[i] {
+        return None;
+    }
+    let r = &state.actor_states[i];
+    let key = (ident, i, digest(&**r), digest(&action));
+    let step = KNOWN.with_borrow_mut(|known| {
+        known.ask(key, || Rc::new(work_out(&model.actors[i], id, r, &action)))
+    });
+    let (after, commands) = &*step;
+    if commands
+        .iter()
+        .any(|c| matches!(c, Command::ChooseRandom(..) | Command::Save(_)))
+    {
+        return model.next_state(state, action);
+    }
+    let mut next = match action {
+        ActorModelAction::Deliver { src, dst, msg } => {
+            let history = (model.record_msg_in)(
+                &model.cfg,
+                &state.history,
+                Envelope {
+                    src,
+                    dst,
+                    msg: &msg,
+                },
+            );
+            let mut next = state.clone();
+            take_head(&mut next.network, src, dst, &msg);
+            if let Some(history) = history {
+                next.history = history;
+            }
+            next
+        }
+        ActorModelAction::Timeout(_, timer) => {
+            // stateright's is_no_op_with_timer: nothing changed but the same
+            // timer set again.
+            let renewed = commands.len() == 1
+                && matches!(&commands[0], Command::SetTimer(t, _) if *t == timer);
+            if after.is_none() && renewed {
+                return None;
+            }
+            let mut next = state.clone();
+            next.timers_set[i].cancel(&timer);
+            next
+        }
+        _ => unreachable!("only receipts and timers are remembered"),
+    };
+    if let Some(after) = after {
+        next.actor_states[i] = Arc::clone(after);
+    }
+    carry_out(model, id, commands, &mut next);
+    Some(next)
+}
+
+/// Replica state `a` with its complete part of snapshot `id` let go, as
+/// [`crate::snapshot::let_judged_go`] does at the step that completes the
+/// snapshot everywhere. Remembered like a step inside [`remembering`]: that
+/// step copied every replica whole, and the same replica states let go of
+/// the same snapshot recur across global states.
+pub(crate) fn let_go(a: &Arc<ReplicaState>, id: SnapshotId) -> Arc<ReplicaState> {
+    let work = || {
+        // A copy, so its digests start empty.
+        let mut b = ReplicaState::clone(a);
+        b.parts.remove(&id);
+        b.judged.insert(id);
+        Arc::new(b)
+    };
+    if !SEARCHING.get() {
+        return work();
+    }
+    KNOWN.with_borrow_mut(|known| {
+        let key = (digest(&**a), id);
+        if let Some(b) = known.let_go.get(&key) {
+            return Arc::clone(b);
+        }
+        if known.let_go.len() >= REMEMBERED {
+            known.let_go.clear();
+        }
+        let b = work();
+        known.let_go.insert(key, Arc::clone(&b));
+        b
+    })
+}
+
+/// Replica `id`'s step from `r`, run as stateright runs it.
+fn work_out(
+    replica: &Replica,
+    id: Id,
+    r: &Arc<ReplicaState>,
+    action: &Action,
+) -> (Option<Arc<ReplicaState>>, Vec<Commanded>) {
+    use stateright::actor::Actor;
+    let mut state = Cow::Borrowed(&**r);
+    let mut out = Out::new();
+    match action {
+        ActorModelAction::Deliver { src, msg, .. } => {
+            replica.on_msg(id, &mut state, *src, msg.clone(), &mut out)
+        }
+        ActorModelAction::Timeout(_, timer) => replica.on_timeout(id, &mut state, timer, &mut out),
+        _ => unreachable!("only receipts and timers are remembered"),
+    }
+    let after = match state {
+        Cow::Owned(s) => Some(Arc::new(s)),
+        Cow::Borrowed(_) => None,
+    };
+    (after, out.into_iter().collect())
+}
+
+/// The network's part of delivering `msg` from `src` to `dst`, as
+/// stateright's ordered network does it: the message leaves its flow, and an
+/// emptied flow leaves the map.
+fn take_head(
+    network: &mut Network<crate::faults::Wire>,
+    src: Id,
+    dst: Id,
+    msg: &crate::faults::Wire,
+) {
+    let Network::Ordered(flows) = network else {
+        unreachable!("remembered on ordered networks only");
+    };
+    let flow = flows.get_mut(&(src, dst)).expect("the flow delivered from");
+    let at = flow
+        .iter()
+        .position(|m| m == msg)
+        .expect("the message delivered");
+    if flow.len() > 1 {
+        flow.remove(at);
+    } else {
+        flows.remove(&(src, dst));
+    }
+}
+
+/// What stateright's `process_commands` does with replica `id`'s commands.
+fn carry_out<C, H>(
+    model: &ActorModel<Replica, C, H>,
+    id: Id,
+    commands: &[Commanded],
+    next: &mut State<H>,
+) where
+    H: Clone + Debug + Hash,
+{
+    let i = usize::from(id);
+    for c in commands {
+        match c {
+            Command::Send(dst, msg) => {
+                let sent = Envelope {
+                    src: id,
+                    dst: *dst,
+                    msg,
+                };
+                if let Some(history) = (model.record_msg_out)(&model.cfg, &next.history, sent) {
+                    next.history = history;
+                }
+                let Network::Ordered(flows) = &mut next.network else {
+                    unreachable!("remembered on ordered networks only");
+                };
+                flows.entry((id, *dst)).or_default().push_back(msg.clone());
+            }
+            Command::SetTimer(timer, _) => {
+                if next.timers_set.len() <= i {
+                    next.timers_set.resize_with(i + 1, Timers::new);
+                }
+                next.timers_set[i].set(*timer);
+            }
+            Command::CancelTimer(timer) => {
+                next.timers_set[i].cancel(timer);
+            }
+            // Left to stateright (`remembered` above).
+            Command::ChooseRandom(..) | Command::Save(_) => {
+                unreachable!("steps that choose or save are not remembered")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::SnapshotCfg;
+
+    /// Every step of the whole 2-account bank (2 transfers each), taken
+    /// while searching, first and again, reaches a state with exactly the
+    /// digest of stateright's successor (or none where it has none), though
+    /// some successors are built from another run's remembered step; outside
+    /// a search, every step is stateright's, value for value.
+    #[test]
+    fn steps_remembered_count_as_the_true_ones() {
+        let model = SnapshotCfg {
+            transfers: 2,
+            ..SnapshotCfg::default()
+        }
+        .into_model();
+        let ident = u64::MAX;
+        let (mut steps, mut from_another_run) = (0, 0);
+        let mut all = Vec::new();
+        let states = remembering(|| {
+            crate::walk::each_state(&model, |s, _| {
+                model.actions(s, &mut all);
+                for a in all.drain(..) {
+                    let want = model.next_state(s, a.clone());
+                    for _ in 0..2 {
+                        let got = remembered(&model, ident, s, a.clone());
+                        assert_eq!(got.as_ref().map(digest), want.as_ref().map(digest));
+                        from_another_run += usize::from(got != want);
+                    }
+                    steps += 1;
+                }
+            })
+        });
+        assert_eq!(
+            (states, steps, from_another_run),
+            (89_010, 350_964, 161_952)
+        );
+        let s = &model.init_states()[0];
+        let mut actions = Vec::new();
+        model.actions(s, &mut actions);
+        for a in actions {
+            assert!(next_state(&model, ident, s, a.clone()) == model.next_state(s, a));
+        }
+    }
+
+    /// A part let go is the replica without the part and with its id
+    /// judged: value for value outside a search; while searching, remembered
+    /// (asked twice), with the digest of that.
+    #[test]
+    fn a_part_let_go_is_the_replica_without_it() {
+        let model = SnapshotCfg::default().into_model();
+        let (mut let_go_once, mut from_another_run) = (0, 0);
+        let without = |a: &ReplicaState, id| {
+            let mut want = a.clone();
+            want.parts.remove(&id);
+            want.judged.insert(id);
+            want
+        };
+        crate::walk::each_state(&model, |s, _| {
+            for a in &s.actor_states {
+                for &id in a.parts.keys() {
+                    assert_eq!(*let_go(a, id), without(a, id));
+                }
+            }
+        });
+        remembering(|| {
+            crate::walk::each_state(&model, |s, _| {
+                for a in &s.actor_states {
+                    for &id in a.parts.keys() {
+                        let want = without(a, id);
+                        for _ in 0..2 {
+                            let got = let_go(a, id);
+                            assert_eq!(digest(&*got), digest(&want));
+                            from_another_run += usize::from(*got != want);
+                        }
+                        let_go_once += 1;
+                    }
+                }
+            })
+        });
+        assert_eq!((let_go_once, from_another_run), (5_669, 2_838));
+    }
+
+    /// A memo that finds fewer than half its steps in a window empties and
+    /// rests; one that finds them stays awake.
+    #[test]
+    fn a_memo_that_finds_little_rests() {
+        let work = || Rc::new((None, Vec::new()));
+        let mut known = Known::default();
+        for k in 0..u64::from(WINDOW) {
+            assert!(known.awake());
+            known.ask((0, 0, k / 2, 0), work);
+        }
+        assert_eq!((known.resting, known.map.len()), (0, WINDOW as usize / 2));
+        for k in 0..u64::from(WINDOW) {
+            assert!(known.awake());
+            known.ask((0, 0, k, 1), work);
+        }
+        assert_eq!((known.resting, known.map.len()), (REST, 0));
+        let rested = std::iter::from_fn(|| Some(known.awake()))
+            .take_while(|awake| !awake)
+            .count();
+        assert_eq!(rested, REST as usize - 1);
+        assert!(known.awake());
+    }
+}
