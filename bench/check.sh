@@ -11,8 +11,8 @@
 # stopped at the timeout), and peak RSS (GNU time's maximum resident set size).
 # snapshot and kv-isis run depth-first: breadth-first holds the whole frontier
 # and ran out of 14 GB on both. snapshot-2x2 is a bank small enough to finish
-# (2 accounts x 2 transfers, 119,556 states; 220,079 keeping committed parts,
-# 472,557 also counting dead acks), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
+# (2 accounts x 2 transfers, 89,010 states; 119,556 counting the ghost log,
+# 220,079 also keeping committed parts, 472,557 also counting dead acks), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
 # by node id, so not even rotations are sound (model/src/symmetry.rs).
 # snapshot-por is the bank under partial-order reduction (model/src/por.rs);
 # snapshot-sleep adds sleep sets (model/src/sleep.rs).

@@ -25,9 +25,9 @@ bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
                          account 0's arrived), TWO snapshots, so that concurrent
                          snapshot ids overlap at a replica (shared-channel-closing
                          needs them) [3,825; with one snapshot 390, and that
-                         bug unseen]. 2 transfers each: 119,556 states (29,511
-                         with --por); 3 accounts: 71 M with --por, 4-5 min;
-                         58 M with --por --sleep, under 3 min
+                         bug unseen]. 2 transfers each: 89,010 states (21,839
+                         with --por); 3 accounts: 68 M with --por, about 4 min;
+                         55 M with --por --sleep, under 2 min
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode
