@@ -155,7 +155,7 @@ impl<T> fmt::Debug for Keyed<T> {
 /// A value shared by the states that hold it until a step changes it, and
 /// hashed once per change: a replica's runtime ghost changes at a few steps
 /// (a request, a snapshot's progress), yet it was hashed again with its
-/// replica at every step (1% of a bank check).
+/// replica at every step (about 1% of a profile of the bank).
 pub struct Shared<T>(Arc<(T, Digest)>);
 
 impl<T: Hash> Shared<T> {
@@ -328,6 +328,22 @@ pub fn holds(key: u64, check: impl FnOnce() -> bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shared value is hashed by its content, and again once changed,
+    /// whether a copy still shares it or not.
+    #[test]
+    fn a_shared_value_is_hashed_again_once_changed() {
+        let one = digest(&Shared::new(vec![1]));
+        let two = digest(&Shared::new(vec![1, 2]));
+        let mut a = Shared::new(vec![1]);
+        assert_eq!(digest(&a), one);
+        let b = a.clone();
+        a.make_mut().push(2);
+        assert_eq!((digest(&a), digest(&b)), (two, one));
+        assert!(a != b && b == Shared::new(vec![1]));
+        a.make_mut().pop();
+        assert_eq!(digest(&a), one);
+    }
 
     #[test]
     fn a_clone_forgets_the_cached_digest() {
