@@ -17,7 +17,9 @@
 //! checker (under a [`deadline`] that one thread keeps too) and explains what
 //! it found; [`wrap`] lets a wrapping model keep the inner one's properties.
 //! Fewer states: [`symmetry`] (causal) and [`por`], partial-order reduction (the
-//! bank). [`display`] says actions and states in
+//! bank), with [`sleep`] sets on top; cheaper steps: [`digest`] (hashes kept
+//! and shared) and [`transitions`] (a replica's steps remembered while the sleep
+//! search runs). [`display`] says actions and states in
 //! the words a person reads, [`picture`] draws a path as a space-time diagram,
 //! and [`explore`] wraps a model for stateright's web explorer with both. The
 //! `check` binary drives them all; [`replay`] saves a kv, snapshot or abort path as spec steps

@@ -39,7 +39,7 @@ use crate::digest::digest;
 use crate::replica::{Commanded, Replica, ReplicaState};
 use gsmo_spec::snapshot::SnapshotId;
 use stateright::actor::{
-    ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, Network, Out, Timers,
+    ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, Network, Out,
 };
 use stateright::Model;
 use std::borrow::Cow;
@@ -342,12 +342,9 @@ fn carry_out<C, H>(
                 };
                 flows.entry((id, *dst)).or_default().push_back(msg.clone());
             }
-            Command::SetTimer(timer, _) => {
-                if next.timers_set.len() <= i {
-                    next.timers_set.resize_with(i + 1, Timers::new);
-                }
-                next.timers_set[i].set(*timer);
-            }
+            // stateright sizes the timers here for a step of an actor not
+            // yet started; every replica remembered has started.
+            Command::SetTimer(timer, _) => _ = next.timers_set[i].set(*timer),
             Command::CancelTimer(timer) => {
                 next.timers_set[i].cancel(timer);
             }
@@ -403,6 +400,56 @@ mod tests {
         for a in actions {
             assert!(next_state(&model, ident, s, a.clone()) == model.next_state(s, a));
         }
+        assert_eq!(
+            KNOWN.with_borrow(|k| k.map.len()),
+            0,
+            "remembered outside a search"
+        );
+    }
+
+    /// A crashed replica's timer changes nothing and sends nothing: stateright
+    /// still takes the step (it cancels the timer), and so does the memo.
+    #[test]
+    fn a_crashed_replicas_timer_steps_as_stateright_does() {
+        let model = SnapshotCfg::default().into_model();
+        let mut s = model.init_states().swap_remove(0);
+        let a = Arc::make_mut(&mut s.actor_states[0]);
+        a.ghost.make_mut().crashed = true;
+        a.digest = Default::default();
+        let mut actions = Vec::new();
+        model.actions(&s, &mut actions);
+        actions.retain(|a| matches!(a, ActorModelAction::Timeout(id, _) if usize::from(*id) == 0));
+        assert_eq!(actions.len(), 2, "a write and a snapshot start");
+        remembering(|| {
+            for a in actions {
+                let want = model.next_state(&s, a.clone());
+                assert!(want.is_some());
+                assert!(remembered(&model, 0, &s, a) == want);
+            }
+        });
+    }
+
+    /// Steps on a network other than reliable FIFO channels are stateright's
+    /// own, even while searching (a write's timer sends, and only ordered
+    /// flows are mirrored).
+    #[test]
+    fn other_networks_step_as_stateright_does() {
+        let model = SnapshotCfg {
+            broken: Some(crate::snapshot::SnapshotBug::Reordering),
+            ..SnapshotCfg::default()
+        }
+        .into_model();
+        let s = &model.init_states()[0];
+        let mut actions = Vec::new();
+        model.actions(s, &mut actions);
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, ActorModelAction::Timeout(_, crate::adapter::Step::Write))));
+        remembering(|| {
+            for a in actions {
+                assert!(remembered(&model, 0, s, a.clone()) == model.next_state(s, a));
+            }
+        });
     }
 
     /// A part let go is the replica without the part and with its id
@@ -443,8 +490,31 @@ mod tests {
         assert_eq!((let_go_once, from_another_run), (5_669, 2_838));
     }
 
+    /// A search leaves the thread as it found it, unwinding too: not
+    /// searching, nothing remembered.
+    #[test]
+    fn a_search_leaves_nothing_behind() {
+        let remember = || {
+            assert!(SEARCHING.get());
+            KNOWN.with_borrow_mut(|k| k.ask((0, 0, 0, 0), || Rc::new((None, Vec::new()))));
+            assert_eq!(KNOWN.with_borrow(|k| k.map.len()), 1);
+        };
+        let left = || (SEARCHING.get(), KNOWN.with_borrow(|k| k.map.len()));
+        remembering(|| remembering(remember));
+        assert_eq!(left(), (false, 0));
+        let unwound = std::panic::catch_unwind(|| {
+            remembering(|| {
+                remember();
+                panic!("a search that panics");
+            })
+        });
+        assert!(unwound.is_err());
+        assert_eq!(left(), (false, 0));
+    }
+
     /// A memo that finds fewer than half its steps in a window empties and
-    /// rests; one that finds them stays awake.
+    /// rests (64 Ki steps, as the README says); one that finds them stays
+    /// awake.
     #[test]
     fn a_memo_that_finds_little_rests() {
         let work = || Rc::new((None, Vec::new()));
@@ -454,11 +524,12 @@ mod tests {
             known.ask((0, 0, k / 2, 0), work);
         }
         assert_eq!((known.resting, known.map.len()), (0, WINDOW as usize / 2));
+        // A quarter found: every fourth step repeats the one before.
         for k in 0..u64::from(WINDOW) {
             assert!(known.awake());
-            known.ask((0, 0, k, 1), work);
+            known.ask((0, 0, k - u64::from(k % 4 == 3), 1), work);
         }
-        assert_eq!((known.resting, known.map.len()), (REST, 0));
+        assert_eq!((known.resting, known.map.len()), (1 << 16, 0));
         let rested = std::iter::from_fn(|| Some(known.awake()))
             .take_while(|awake| !awake)
             .count();
