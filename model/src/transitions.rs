@@ -25,9 +25,12 @@
 //! of counting them so, [`gsmo_spec::node::Node::hash_live`]). So a
 //! remembered step may give a successor whose replica carries another run's
 //! acknowledgement counts and log, with exactly the digest of the true
-//! successor: the search meets the same states and judges them alike
-//! (`steps_remembered_count_as_the_true_ones` checks every step of a whole
-//! bank). Keyed exactly, only 62% of the steps were found at one snapshot,
+//! successor: the search meets the same states and judges them alike.
+//! `steps_remembered_count_as_the_true_ones` checks that on every step of a
+//! whole bank; `crate::por`'s sleep-set tests, which compare what each
+//! replica meets and how runs end with the unreduced model, search with the
+//! memo; and the 3-account bank counts the same 55,169,623 states with it
+//! and without. Keyed exactly, only 62% of the steps were found at one snapshot,
 //! and the 3-account search took 141 s instead of 99.
 //!
 //! **Only while searching.** What a person sees must be the true run, so the
