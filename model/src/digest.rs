@@ -152,6 +152,27 @@ impl<T> fmt::Debug for Keyed<T> {
     }
 }
 
+/// `work`'s result for `key`, kept in `known`, which is emptied first when it
+/// holds `bound` (a bound, not a loss: a forgotten result is worked out
+/// again); and whether it was kept already. For the checker's per-thread
+/// caches of pure functions of digests.
+pub fn kept<K: Hash + Eq, V: Clone>(
+    known: &mut ahash::AHashMap<K, V>,
+    bound: usize,
+    key: K,
+    work: impl FnOnce() -> V,
+) -> (V, bool) {
+    if let Some(v) = known.get(&key) {
+        return (v.clone(), true);
+    }
+    if known.len() >= bound {
+        known.clear();
+    }
+    let v = work();
+    known.insert(key, v.clone());
+    (v, false)
+}
+
 /// A value shared by the states that hold it until a step changes it, and
 /// hashed once per change: a replica's runtime ghost changes at a few steps
 /// (a request, a snapshot's progress), yet it was hashed again with its

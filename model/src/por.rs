@@ -574,12 +574,8 @@ where
         let r = &state.actor_states[i];
         let key = (self.ident, digest(&**r), digest(u), digest(t));
         COMMUTING.with_borrow_mut(|known| {
-            if known.len() >= 1 << 20 {
-                known.clear();
-            }
-            *known
-                .entry(key)
-                .or_insert_with(|| commute(&self.model.actors[i], Id::from(i), r, u, t))
+            let work = || commute(&self.model.actors[i], Id::from(i), r, u, t);
+            crate::digest::kept(known, 1 << 20, key, work).0
         })
     }
 

@@ -38,7 +38,7 @@
 //! the paths it found, the explorer and every other caller replay steps
 //! through stateright itself.
 
-use crate::digest::digest;
+use crate::digest::{digest, kept};
 use crate::replica::{Commanded, Replica, ReplicaState};
 use gsmo_spec::snapshot::SnapshotId;
 use stateright::actor::{
@@ -122,20 +122,8 @@ impl Known {
         key: (u64, usize, u64, u64),
         work: impl FnOnce() -> Transition,
     ) -> Transition {
-        let t = match self.map.get(&key) {
-            Some(t) => {
-                self.found += 1;
-                Rc::clone(t)
-            }
-            None => {
-                if self.map.len() >= REMEMBERED {
-                    self.map.clear();
-                }
-                let t = work();
-                self.map.insert(key, Rc::clone(&t));
-                t
-            }
-        };
+        let (t, found) = kept(&mut self.map, REMEMBERED, key, work);
+        self.found += u32::from(found);
         self.asked += 1;
         if self.asked == WINDOW {
             if self.found < WINDOW / 2 {
@@ -257,18 +245,7 @@ pub(crate) fn let_go(a: &Arc<ReplicaState>, id: SnapshotId) -> Arc<ReplicaState>
     if !SEARCHING.get() {
         return work();
     }
-    KNOWN.with_borrow_mut(|known| {
-        let key = (digest(&**a), id);
-        if let Some(b) = known.let_go.get(&key) {
-            return Arc::clone(b);
-        }
-        if known.let_go.len() >= REMEMBERED {
-            known.let_go.clear();
-        }
-        let b = work();
-        known.let_go.insert(key, Arc::clone(&b));
-        b
-    })
+    KNOWN.with_borrow_mut(|known| kept(&mut known.let_go, REMEMBERED, (digest(&**a), id), work).0)
 }
 
 /// Replica `id`'s step from `r`, run as stateright runs it.
