@@ -115,6 +115,7 @@ use crate::verdict::Explained;
 use crate::wrap::{self, Wrapper};
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id};
 use stateright::{Model, Property};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -180,6 +181,15 @@ impl<C, H: Clone + Debug + Hash> Persistent<C, H> {
             after_step: Some(f),
             ..self
         }
+    }
+
+    /// A step from `state`, borrowed or handed over ([`Explained::next_state_from`]).
+    fn step(&self, state: Cow<'_, State<H>>, action: Action) -> Option<State<H>> {
+        let mut next = crate::transitions::next_state(&self.model, self.ident, state, action)?;
+        if let Some(f) = self.after_step {
+            f(&self.model.cfg, &mut next);
+        }
+        Some(next)
     }
 }
 
@@ -495,11 +505,7 @@ where
     }
 
     fn next_state(&self, state: &Self::State, action: Self::Action) -> Option<Self::State> {
-        let mut next = crate::transitions::next_state(&self.model, self.ident, state, action)?;
-        if let Some(f) = self.after_step {
-            f(&self.model.cfg, &mut next);
-        }
-        Some(next)
+        self.step(Cow::Borrowed(state), action)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
@@ -562,6 +568,10 @@ where
             _ => return None,
         };
         u32::try_from(slot).ok().filter(|&s| s < 64)
+    }
+
+    fn next_state_from(&self, state: Self::State, action: Self::Action) -> Option<Self::State> {
+        self.step(Cow::Owned(state), action)
     }
 
     /// Steps of two replicas always (the module doc's "Independence"); two
@@ -662,7 +672,7 @@ mod tests {
     fn reach_asleep(model: &crate::snapshot::ReducedSnapshotModel) -> Reach {
         let mut reach = Reach::default();
         let found = crate::transitions::remembering(|| {
-            crate::sleep::search_visiting(model, model, None, |_| {}, |s, last| reach.note(s, last))
+            crate::sleep::search_visiting(model, None, |_| {}, |s, last| reach.note(s, last))
         });
         reach.states = found.reached.unique;
         reach

@@ -114,36 +114,28 @@ fn bit(slot: u32) -> u64 {
     1 << slot
 }
 
-/// Searches `model` depth first with sleep sets, asking `steps` which steps
-/// commute (`steps` is `model` itself or the model it wraps). Stops early
-/// once every property has a discovery; `depth` as stateright's
-/// `target_max_depth`; `progress` is told how far it has got now and then.
-pub fn search<D, M>(
-    model: &D,
-    steps: &M,
-    depth: Option<usize>,
-    progress: impl FnMut(Reached),
-) -> Searched
+/// Searches `model` depth first with sleep sets, asking it which steps
+/// commute. Stops early once every property has a discovery; `depth` as
+/// stateright's `target_max_depth`; `progress` is told how far it has got
+/// now and then.
+pub fn search<M>(model: &M, depth: Option<usize>, progress: impl FnMut(Reached)) -> Searched
 where
-    D: Model<State = M::State, Action = M::Action>,
     M: Explained,
     M::State: Clone + Hash,
     M::Action: Clone,
 {
-    search_visiting(model, steps, depth, progress, |_, _| {})
+    search_visiting(model, depth, progress, |_, _| {})
 }
 
 /// [`search`], showing `visit` each state it expands the first time it does,
 /// and whether the state has no step.
-pub fn search_visiting<D, M>(
-    model: &D,
-    steps: &M,
+pub fn search_visiting<M>(
+    model: &M,
     depth: Option<usize>,
     mut progress: impl FnMut(Reached),
     mut visit: impl FnMut(&M::State, bool),
 ) -> Searched
 where
-    D: Model<State = M::State, Action = M::Action>,
     M: Explained,
     M::State: Clone + Hash,
     M::Action: Clone,
@@ -181,6 +173,7 @@ where
     };
     let mut actions = Vec::new();
     let mut taken: Vec<M::Action> = Vec::new();
+    let mut chosen: Vec<(usize, Option<u32>)> = Vec::new();
     let mut expanded = 0usize;
     'search: while let Some(Pending {
         state,
@@ -241,7 +234,7 @@ where
         }
         let asleep_now = asleep
             .iter()
-            .filter_map(|u| steps.slot(u))
+            .filter_map(|u| model.slot(u))
             .fold(0, |bits, k| bits | bit(k));
         // Steps this state took when first met, if it is met again: those
         // that were not asleep then.
@@ -250,27 +243,37 @@ where
             taken.extend(
                 actions
                     .iter()
-                    .filter(|a| steps.slot(a).is_some_and(|k| before & bit(k) == 0))
+                    .filter(|a| model.slot(a).is_some_and(|k| before & bit(k) == 0))
                     .cloned(),
             );
         }
-        for (index, t) in actions.iter().enumerate() {
-            let slot = steps.slot(t);
-            if slot.is_some_and(|k| asleep_now & bit(k) != 0) {
-                continue;
-            }
-            if let Some(before) = again {
-                if slot.is_none_or(|k| before & bit(k) == 0) {
-                    continue;
-                }
-            }
+        // The steps to take: those not asleep now and, in a state met again,
+        // only those asleep when it was first met.
+        chosen.clear();
+        chosen.extend(actions.iter().enumerate().filter_map(|(index, t)| {
+            let slot = model.slot(t);
+            let asleep = slot.is_some_and(|k| asleep_now & bit(k) != 0);
+            let done = again.is_some_and(|before| slot.is_none_or(|k| before & bit(k) == 0));
+            (!asleep && !done).then_some((index, slot))
+        }));
+        let mut state = Some(state);
+        for (n, &(index, slot)) in chosen.iter().enumerate() {
+            let t = &actions[index];
+            let here = state.as_ref().expect("stepped from until the last step");
             let next_asleep: Vec<M::Action> = asleep
                 .iter()
                 .chain(&taken)
-                .filter(|u| steps.independent(&state, u, t))
+                .filter(|u| model.independent(here, u, t))
                 .cloned()
                 .collect();
-            let Some(next) = model.next_state(&state, t.clone()) else {
+            // Nothing reads the state after its last step, which may take it.
+            let next = if n + 1 == chosen.len() {
+                let last = state.take().expect("one last step");
+                model.next_state_from(last, t.clone())
+            } else {
+                model.next_state(here, t.clone())
+            };
+            let Some(next) = next else {
                 continue;
             };
             if !model.within_boundary(&next) {
@@ -284,7 +287,7 @@ where
             reached.total += 1;
             let bits = next_asleep
                 .iter()
-                .filter_map(|u| steps.slot(u))
+                .filter_map(|u| model.slot(u))
                 .fold(0, |bits, k| bits | bit(k));
             let again = match seen.entry(digest(&next)) {
                 Slot::Vacant(v) => {
@@ -409,11 +412,20 @@ mod tests {
         fn independent(&self, _: &[u8; 3], u: &usize, t: &usize) -> bool {
             u != t && (self.commute)(*u, *t)
         }
+        fn next_state_from(&self, s: [u8; 3], i: usize) -> Option<[u8; 3]> {
+            HANDED.set(HANDED.get() + 1);
+            self.next_state(&s, i)
+        }
+    }
+
+    thread_local! {
+        /// Steps taken from a state handed over, on this test's thread.
+        static HANDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn run(model: &Counters) -> (Searched, Vec<[u8; 3]>) {
         let mut visited = Vec::new();
-        let found = search_visiting(model, model, None, |_| {}, |s, _| visited.push(*s));
+        let found = search_visiting(model, None, |_| {}, |s, _| visited.push(*s));
         (found, visited)
     }
 
@@ -425,6 +437,8 @@ mod tests {
         let (found, mut visited) = run(&Counters { commute: NONE });
         let r = found.reached;
         assert_eq!((r.unique, r.total, r.depth), (27, 55, 7));
+        // Each of the 26 states with a step hands itself to its last one.
+        assert_eq!(HANDED.get(), 26);
         // With sleep sets alone, every state is still visited, each reached
         // by one step only.
         let (found, again) = run(&Counters { commute: ALL });
@@ -473,7 +487,7 @@ mod tests {
             commute: |u, t| u == 2 || t == 2,
         };
         let mut visited = std::collections::BTreeSet::new();
-        let found = search_visiting(&model, &model, None, |_| {}, |s, _| _ = visited.insert(*s));
+        let found = search_visiting(&model, None, |_| {}, |s, _| _ = visited.insert(*s));
         assert_eq!(visited.len(), 27);
         assert_eq!(found.reached.unique, 27);
         assert!(found.reached.total < 55, "{:?}", found.reached);

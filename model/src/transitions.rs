@@ -139,20 +139,21 @@ impl Known {
 /// `model`'s successor of `state` by `action`, as `model.next_state` gives it
 /// or, inside [`remembering`], one the search counts as the same: `ident`
 /// names the model (two models' replicas may be in equal states and step
-/// differently).
+/// differently). A state handed over owned is stepped itself, not copied,
+/// where the step is remembered.
 pub(crate) fn next_state<C, H>(
     model: &ActorModel<Replica, C, H>,
     ident: u64,
-    state: &State<H>,
+    state: Cow<'_, State<H>>,
     action: Action,
 ) -> Option<State<H>>
 where
     H: Clone + Debug + Hash,
 {
-    if SEARCHING.get() && KNOWN.with_borrow_mut(Known::awake) {
+    if SEARCHING.get() {
         remembered(model, ident, state, action)
     } else {
-        model.next_state(state, action)
+        model.next_state(&state, action)
     }
 }
 
@@ -160,7 +161,7 @@ where
 fn remembered<C, H>(
     model: &ActorModel<Replica, C, H>,
     ident: u64,
-    state: &State<H>,
+    state: Cow<'_, State<H>>,
     action: Action,
 ) -> Option<State<H>>
 where
@@ -169,26 +170,29 @@ where
     let (id, deliver) = match &action {
         ActorModelAction::Deliver { src, dst, .. } => (*dst, Some(*src)),
         ActorModelAction::Timeout(id, _) => (*id, None),
-        _ => return model.next_state(state, action),
+        _ => return model.next_state(&state, action),
     };
     let i = usize::from(id);
     if !matches!(model.init_network, Network::Ordered(_)) || i >= state.actor_states.len() {
-        return model.next_state(state, action);
+        return model.next_state(&state, action);
     }
     if deliver.is_some() && state.crashed[i] {
         return None;
     }
     let r = &state.actor_states[i];
-    let key = (ident, i, digest(&**r), digest(&action));
-    let step = KNOWN.with_borrow_mut(|known| {
-        known.ask(key, || Rc::new(work_out(&model.actors[i], id, r, &action)))
+    let work = || Rc::new(work_out(&model.actors[i], id, r, &action));
+    let step = KNOWN.with_borrow_mut(|known| match known.awake() {
+        true => known.ask((ident, i, digest(&**r), digest(&action)), work),
+        // Resting, the step is still carried out here, on a state handed
+        // over if it was.
+        false => work(),
     });
     let (after, commands) = &*step;
     if commands
         .iter()
         .any(|c| matches!(c, Command::ChooseRandom(..) | Command::Save(_)))
     {
-        return model.next_state(state, action);
+        return model.next_state(&state, action);
     }
     let mut next = match action {
         ActorModelAction::Deliver { src, dst, msg } => {
@@ -201,7 +205,7 @@ where
                     msg: &msg,
                 },
             );
-            let mut next = state.clone();
+            let mut next = state.into_owned();
             take_head(&mut next.network, src, dst, &msg);
             if let Some(history) = history {
                 next.history = history;
@@ -216,7 +220,7 @@ where
             if after.is_none() && renewed {
                 return None;
             }
-            let mut next = state.clone();
+            let mut next = state.into_owned();
             next.timers_set[i].cancel(&timer);
             next
         }
@@ -361,8 +365,9 @@ mod tests {
                 model.actions(s, &mut all);
                 for a in all.drain(..) {
                     let want = model.next_state(s, a.clone());
-                    for _ in 0..2 {
-                        let got = remembered(&model, ident, s, a.clone());
+                    // Borrowed, then handed over (the search's last step).
+                    for from in [Cow::Borrowed(s), Cow::Owned(s.clone())] {
+                        let got = remembered(&model, ident, from, a.clone());
                         assert_eq!(got.as_ref().map(digest), want.as_ref().map(digest));
                         from_another_run += usize::from(got != want);
                     }
@@ -378,7 +383,9 @@ mod tests {
         let mut actions = Vec::new();
         model.actions(s, &mut actions);
         for a in actions {
-            assert!(next_state(&model, ident, s, a.clone()) == model.next_state(s, a));
+            assert!(
+                next_state(&model, ident, Cow::Borrowed(s), a.clone()) == model.next_state(s, a)
+            );
         }
         assert_eq!(
             KNOWN.with_borrow(|k| k.map.len()),
@@ -404,7 +411,7 @@ mod tests {
             for a in actions {
                 let want = model.next_state(&s, a.clone());
                 assert!(want.is_some());
-                assert!(remembered(&model, 0, &s, a) == want);
+                assert!(remembered(&model, 0, Cow::Borrowed(&s), a) == want);
             }
         });
     }
@@ -427,7 +434,9 @@ mod tests {
             .any(|a| matches!(a, ActorModelAction::Timeout(_, crate::adapter::Step::Write))));
         remembering(|| {
             for a in actions {
-                assert!(remembered(&model, 0, s, a.clone()) == model.next_state(s, a));
+                assert!(
+                    remembered(&model, 0, Cow::Borrowed(s), a.clone()) == model.next_state(s, a)
+                );
             }
         });
     }
@@ -490,6 +499,30 @@ mod tests {
         });
         assert!(unwound.is_err());
         assert_eq!(left(), (false, 0));
+    }
+
+    /// A resting memo remembers nothing, yet a search still steps replicas
+    /// here, states handed over too: value for value as stateright does.
+    #[test]
+    fn a_resting_memo_steps_as_stateright_does() {
+        let model = SnapshotCfg::default().into_model();
+        let mut all = Vec::new();
+        let steps = remembering(|| {
+            let mut steps = 0;
+            crate::walk::each_state(&model, |s, _| {
+                model.actions(s, &mut all);
+                for a in all.drain(..) {
+                    KNOWN.with_borrow_mut(|k| k.resting = REST);
+                    let want = model.next_state(s, a.clone());
+                    let got = next_state(&model, 0, Cow::Owned(s.clone()), a);
+                    assert!(got == want);
+                    steps += 1;
+                }
+            });
+            assert_eq!(KNOWN.with_borrow(|k| k.map.len()), 0, "remembered at rest");
+            steps
+        });
+        assert_eq!(steps, 14_145);
     }
 
     /// A memo that finds fewer than half its steps in a window empties and

@@ -3,6 +3,7 @@
 //! ending with the spec predicate's own account of the violation.
 
 use crate::deadline::{Clock, Deadline};
+use crate::wrap::Wrapper;
 use stateright::{
     Checker, CheckerBuilder, Expectation, HasDiscoveries, Model, Path, UniformChooser,
 };
@@ -46,6 +47,14 @@ pub trait Explained: Model {
     /// takes). The default: no two steps do.
     fn independent(&self, _state: &Self::State, _u: &Self::Action, _t: &Self::Action) -> bool {
         false
+    }
+
+    /// [`Model::next_state`] from a state the caller is done with, so that a
+    /// model whose step copies the state may step the state itself instead:
+    /// the sleep search's last step from a state ([`crate::sleep`]), which
+    /// is most of its steps. The default copies as `next_state` does.
+    fn next_state_from(&self, state: Self::State, action: Self::Action) -> Option<Self::State> {
+        self.next_state(&state, action)
     }
 }
 
@@ -594,6 +603,30 @@ where
     }
 }
 
+/// The model's own explanations and reductions, so that a search with a
+/// deadline ([`crate::sleep`]) steps and sleeps as the model does. Not its
+/// parts: the checker splits the model first, then gives each part a clock.
+impl<M: Explained> Explained for Deadline<M> {
+    fn why(&self, property: &'static str, state: &M::State) -> Option<String> {
+        self.inner().why(property, state)
+    }
+    fn describe(&self, action: &M::Action) -> String {
+        self.inner().describe(action)
+    }
+    fn symmetry(&self) -> Option<Representative<Self>> {
+        self.inner().symmetry()
+    }
+    fn slot(&self, action: &M::Action) -> Option<u32> {
+        self.inner().slot(action)
+    }
+    fn independent(&self, state: &M::State, u: &M::Action, t: &M::Action) -> bool {
+        self.inner().independent(state, u, t)
+    }
+    fn next_state_from(&self, state: M::State, action: M::Action) -> Option<M::State> {
+        self.inner().next_state_from(state, action)
+    }
+}
+
 /// Searches `model` depth first with sleep sets ([`crate::sleep`]) on this
 /// thread until `timeout`, telling `polled` how far it has got now and then.
 /// A panic in the model ends the search and is reported, as stateright's
@@ -609,14 +642,13 @@ where
     M::State: Clone + Debug + Hash + PartialEq,
     M::Action: Clone + Debug + PartialEq,
 {
-    use crate::wrap::Wrapper;
     let model = Deadline::new(model, timeout);
     let clock = model.clock();
     let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Replica steps remembered while searching; the paths found are
         // replayed below, through the model itself.
         crate::transitions::remembering(|| {
-            crate::sleep::search(&model, model.inner(), depth, |r| polled(r.into()))
+            crate::sleep::search(&model, depth, |r| polled(r.into()))
         })
     }));
     let cut = clock.stop();
