@@ -335,47 +335,54 @@ thread_local! {
 /// armed, at most one changes each half of what the properties read
 /// ([`ReplicaState::judged`]), and both orders end in the same replica state,
 /// having sent the same frames on each channel and left each timer the same.
-fn commute(replica: &Replica, id: Id, r: &ReplicaState, u: &Action, t: &Action) -> bool {
-    let (Some((ru, did_u)), Some((rt, did_t))) = (replica.take(id, r, u), replica.take(id, r, t))
-    else {
+fn commute(
+    ident: u64,
+    replica: &Replica,
+    id: Id,
+    r: &Arc<ReplicaState>,
+    u: &Action,
+    t: &Action,
+) -> bool {
+    let take = |r: &Arc<ReplicaState>, step: &Action| {
+        crate::transitions::take(ident, replica, id, r, step)
+    };
+    let (Some((ru, did_u)), Some((rt, did_t))) = (take(r, u), take(r, t)) else {
         return false;
     };
     let (before, after_u, after_t) = (r.judged(), ru.judged(), rt.judged());
     let both = |half: fn(&(u64, u64)) -> u64| {
         half(&after_u) != half(&before) && half(&after_t) != half(&before)
     };
-    if both(|j| j.0) || both(|j| j.1) || disarms(&did_u, t) || disarms(&did_t, u) {
+    if both(|j| j.0) || both(|j| j.1) || disarms(did_u.iter(), t) || disarms(did_t.iter(), u) {
         return false;
     }
-    let (Some((rut, did_ut)), Some((rtu, did_tu))) =
-        (replica.take(id, &ru, t), replica.take(id, &rt, u))
-    else {
+    let (Some((rut, did_ut)), Some((rtu, did_tu))) = (take(&ru, t), take(&rt, u)) else {
         return false;
     };
-    let ut = effect(&did_u, &did_ut);
-    digest(&rut) == digest(&rtu) && ut.is_some() && ut == effect(&did_t, &did_tu)
+    let ut = effect(did_u.iter().chain(did_ut.iter()));
+    digest(&rut) == digest(&rtu) && ut.is_some() && ut == effect(did_t.iter().chain(did_tu.iter()))
 }
 
 /// Whether commands `did` leave the timer of step `other`, if it is one, cancelled.
-fn disarms(did: &[Commanded], other: &Action) -> bool {
+fn disarms<'a>(did: impl DoubleEndedIterator<Item = &'a Commanded>, other: &Action) -> bool {
     let ActorModelAction::Timeout(_, timer) = other else {
         return false;
     };
-    did.iter().rev().find_map(|c| match c {
+    did.rev().find_map(|c| match c {
         Commanded::SetTimer(t, _) if t == timer => Some(false),
         Commanded::CancelTimer(t) if t == timer => Some(true),
         _ => None,
     }) == Some(true)
 }
 
-/// What two steps' commands do together: the frames put on each channel, in
+/// What commands `did` (two steps' in turn) do together: the frames put on each channel, in
 /// order, and each timer's last setting (set or cancelled). Frames by their
 /// digests, as a state counts them: without what they acknowledge
 /// ([`gsmo_spec::node::Node::hash_live`]).
-fn effect(first: &[Commanded], then: &[Commanded]) -> Option<Effect> {
+fn effect<'a>(did: impl Iterator<Item = &'a Commanded>) -> Option<Effect> {
     let mut sent: BTreeMap<Id, Vec<u64>> = BTreeMap::new();
     let mut timers: BTreeMap<Step, bool> = BTreeMap::new();
-    for c in first.iter().chain(then) {
+    for c in did {
         match c {
             Commanded::Send(to, msg) => sent.entry(*to).or_default().push(digest(msg)),
             Commanded::SetTimer(step, _) => _ = timers.insert(*step, true),
@@ -584,7 +591,7 @@ where
         let r = &state.actor_states[i];
         let key = (self.ident, digest(&**r), digest(u), digest(t));
         COMMUTING.with_borrow_mut(|known| {
-            let work = || commute(&self.model.actors[i], Id::from(i), r, u, t);
+            let work = || commute(self.ident, &self.model.actors[i], Id::from(i), r, u, t);
             crate::digest::kept(known, 1 << 20, key, work).0
         })
     }
@@ -850,17 +857,20 @@ mod tests {
         let set = || Commanded::SetTimer(Step::Flush, Duration::ZERO..Duration::ZERO);
         let other = || Commanded::CancelTimer(Step::Write);
         let set_other = || Commanded::SetTimer(Step::Write, Duration::ZERO..Duration::ZERO);
-        assert!(disarms(&[cancel()], &flush));
-        assert!(disarms(&[cancel(), set_other()], &flush));
-        assert!(disarms(&[set(), cancel(), other()], &flush));
-        assert!(!disarms(&[cancel(), set()], &flush));
-        assert!(!disarms(&[other()], &flush));
+        assert!(disarms([cancel()].iter(), &flush));
+        assert!(disarms([cancel(), set_other()].iter(), &flush));
+        assert!(disarms([set(), cancel(), other()].iter(), &flush));
+        assert!(!disarms([cancel(), set()].iter(), &flush));
+        assert!(!disarms([other()].iter(), &flush));
         let receipt = ActorModelAction::Deliver {
             src: Id::from(1),
             dst: Id::from(0),
             msg: crate::faults::Wire::Closed,
         };
-        assert!(!disarms(&[cancel()], &receipt), "a receipt has no timer");
+        assert!(
+            !disarms([cancel()].iter(), &receipt),
+            "a receipt has no timer"
+        );
     }
 
     /// What [`Explained::independent`] calls commuting, checked on the whole

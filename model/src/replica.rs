@@ -11,7 +11,7 @@ use gsmo_spec::multicast::{Mode, Multicast};
 use gsmo_spec::node::{Command, Input, Limits, Node, Output, Part};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{Recorder, SnapshotId};
-use stateright::actor::{Actor, ActorModelAction, Id, Out};
+use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -208,36 +208,6 @@ impl ReplicaState {
 }
 
 impl Replica {
-    /// Replica `id` in `state` taking a step of its own (a receipt or a
-    /// timer) as the model does it: its state after, and what it does to the
-    /// network and its timers, in order (a timer that fires is cancelled
-    /// first). `None` for a step of another replica, a fault's timer, or any
-    /// other kind.
-    pub(crate) fn take(
-        &self,
-        id: Id,
-        state: &ReplicaState,
-        step: &ActorModelAction<Wire, Step, ()>,
-    ) -> Option<(ReplicaState, Vec<Commanded>)> {
-        let mut next = Cow::Borrowed(state);
-        let mut out = Out::new();
-        let mut did = Vec::new();
-        match step {
-            ActorModelAction::Deliver { src, dst, msg } if *dst == id => {
-                self.on_msg(id, &mut next, *src, msg.clone(), &mut out)
-            }
-            ActorModelAction::Timeout(at, timer)
-                if *at == id && !matches!(timer, Step::Fault(_)) =>
-            {
-                did.push(Commanded::CancelTimer(*timer));
-                self.on_timeout(id, &mut next, timer, &mut out);
-            }
-            _ => return None,
-        }
-        did.extend(out);
-        Some((next.into_owned(), did))
-    }
-
     fn node(&self, me: usize) -> Node {
         let n = self.script.len();
         let multicast = if self.bugs.multicast {

@@ -38,6 +38,7 @@
 //! the paths it found, the explorer and every other caller replay steps
 //! through stateright itself.
 
+use crate::adapter::Step;
 use crate::digest::{digest, kept};
 use crate::replica::{Commanded, Replica, ReplicaState};
 use gsmo_spec::snapshot::SnapshotId;
@@ -179,14 +180,9 @@ where
     if deliver.is_some() && state.crashed[i] {
         return None;
     }
-    let r = &state.actor_states[i];
-    let work = || Rc::new(work_out(&model.actors[i], id, r, &action));
-    let step = KNOWN.with_borrow_mut(|known| match known.awake() {
-        true => known.ask((ident, i, digest(&**r), digest(&action)), work),
-        // Resting, the step is still carried out here, on a state handed
-        // over if it was.
-        false => work(),
-    });
+    // Resting, the step is still carried out here, on a state handed over
+    // if it was.
+    let step = step_of(ident, &model.actors[i], id, &state.actor_states[i], &action);
     let (after, commands) = &*step;
     if commands
         .iter()
@@ -231,6 +227,64 @@ where
     }
     carry_out(model, id, commands, &mut next);
     Some(next)
+}
+
+/// Replica `id`'s step from `r` in the search: remembered while the memo is
+/// awake, worked out afresh while it rests.
+fn step_of(
+    ident: u64,
+    replica: &Replica,
+    id: Id,
+    r: &Arc<ReplicaState>,
+    step: &Action,
+) -> Transition {
+    let work = || Rc::new(work_out(replica, id, r, step));
+    KNOWN.with_borrow_mut(|known| match known.awake() {
+        true => known.ask((ident, usize::from(id), digest(&**r), digest(step)), work),
+        false => work(),
+    })
+}
+
+/// Replica `id` (of model `ident`) in state `r` taking a step of its own, a
+/// receipt or a timer: its state after, and what it does to the network and
+/// its timers, in order (a timer that fires is cancelled first). `None` for
+/// a step of another replica, a fault's timer, or any other kind. For
+/// [`crate::por`]'s commutation check, which takes four such steps for a
+/// pair of steps; inside [`remembering`] they are remembered with the
+/// search's own, which are mostly the same steps.
+pub(crate) fn take(
+    ident: u64,
+    replica: &Replica,
+    id: Id,
+    r: &Arc<ReplicaState>,
+    step: &Action,
+) -> Option<(Arc<ReplicaState>, Did)> {
+    let cancelled = match step {
+        ActorModelAction::Deliver { dst, .. } if *dst == id => None,
+        ActorModelAction::Timeout(at, timer) if *at == id && !matches!(timer, Step::Fault(_)) => {
+            Some(Command::CancelTimer(*timer))
+        }
+        _ => return None,
+    };
+    let step = match SEARCHING.get() {
+        true => step_of(ident, replica, id, r, step),
+        false => Rc::new(work_out(replica, id, r, step)),
+    };
+    let after = step.0.clone().unwrap_or_else(|| Arc::clone(r));
+    Some((after, Did { cancelled, step }))
+}
+
+/// What a step [`take`]n did to the network and the replica's timers.
+pub(crate) struct Did {
+    cancelled: Option<Commanded>,
+    step: Transition,
+}
+
+impl Did {
+    /// The commands, in order.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Commanded> {
+        self.cancelled.iter().chain(&self.step.1)
+    }
 }
 
 /// Replica state `a` with its complete part of snapshot `id` let go, as
@@ -392,6 +446,61 @@ mod tests {
             0,
             "remembered outside a search"
         );
+    }
+
+    /// The steps the commutation check takes, remembered while searching,
+    /// count as the ones worked out afresh: the same state by digest, the
+    /// same commands by digest (a timer's cancelled first), and none for a
+    /// step of another replica or a fault's timer; every step of every
+    /// replica in every state of the 2-account bank.
+    #[test]
+    fn steps_taken_remembered_count_as_the_true_ones() {
+        let model = SnapshotCfg {
+            transfers: 2,
+            ..SnapshotCfg::default()
+        }
+        .into_model();
+        let (mut taken, mut from_another_run, mut none) = (0, 0, 0);
+        let mut all = Vec::new();
+        let commands = |did: &Did| did.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>();
+        let live = |did: &Did| {
+            did.iter()
+                .map(|c| match c {
+                    Command::Send(to, msg) => digest(&(to, msg)),
+                    c => digest(&format!("{c:?}")),
+                })
+                .collect::<Vec<_>>()
+        };
+        remembering(|| {
+            crate::walk::each_state(&model, |s, _| {
+                model.actions(s, &mut all);
+                for a in all.drain(..) {
+                    for (i, r) in s.actor_states.iter().enumerate() {
+                        let (replica, id) = (&model.actors[i], Id::from(i));
+                        SEARCHING.set(false);
+                        let fresh = take(1, replica, id, r, &a);
+                        SEARCHING.set(true);
+                        let got = take(1, replica, id, r, &a);
+                        match (fresh, got) {
+                            (None, None) => none += 1,
+                            (Some((want, did)), Some((got, got_did))) => {
+                                assert_eq!(digest(&want), digest(&got));
+                                assert_eq!(live(&did), live(&got_did));
+                                let same = want == got && commands(&did) == commands(&got_did);
+                                from_another_run += usize::from(!same);
+                                taken += 1;
+                            }
+                            (want, got) => panic!(
+                                "{want:?} / {got:?}",
+                                want = want.is_some(),
+                                got = got.is_some()
+                            ),
+                        }
+                    }
+                }
+            })
+        });
+        assert_eq!((taken, from_another_run, none), (350_964, 80_976, 350_964));
     }
 
     /// A crashed replica's timer changes nothing and sends nothing: stateright
