@@ -36,7 +36,6 @@
 //! as stateright's depth-first search does: an invariant or an example in every
 //! state it visits, an eventually-property on the path to a state with no step.
 
-use crate::digest::digest;
 use crate::verdict::Explained;
 use stateright::{Expectation, Model, Path};
 use std::hash::Hash;
@@ -210,7 +209,9 @@ where
     let mut seen = Visited::new();
     let mut stack = Vec::new();
     for (index, state) in model.init_states().into_iter().enumerate() {
-        if model.within_boundary(&state) && matches!(seen.meet(digest(&state), 0), Met::New) {
+        if model.within_boundary(&state)
+            && matches!(seen.meet(model.fingerprint(&state), 0), Met::New)
+        {
             stack.push(Pending {
                 state,
                 asleep: Vec::new(),
@@ -347,7 +348,7 @@ where
                 .iter()
                 .filter_map(|u| model.slot(u))
                 .fold(0, |bits, k| bits | bit(k));
-            let again = match seen.meet(digest(&next), bits) {
+            let again = match seen.meet(model.fingerprint(&next), bits) {
                 Met::New => None,
                 Met::Again(before) => Some(before),
                 Met::Covered => continue,

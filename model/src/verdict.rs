@@ -56,6 +56,17 @@ pub trait Explained: Model {
     fn next_state_from(&self, state: Self::State, action: Self::Action) -> Option<Self::State> {
         self.next_state(&state, action)
     }
+
+    /// The 64-bit fingerprint the sleep search tells states apart by: the
+    /// state's [`crate::digest::digest`] by default. A model may hash its
+    /// states its own, cheaper way, so long as it hashes all of what they
+    /// hold (equal states, equal fingerprints; others apart but for 2^-64).
+    fn fingerprint(&self, state: &Self::State) -> u64
+    where
+        Self::State: Hash,
+    {
+        crate::digest::digest(state)
+    }
 }
 
 /// A function from a state to the representative of its symmetry class.
@@ -624,6 +635,12 @@ impl<M: Explained> Explained for Deadline<M> {
     }
     fn next_state_from(&self, state: M::State, action: M::Action) -> Option<M::State> {
         self.inner().next_state_from(state, action)
+    }
+    fn fingerprint(&self, state: &M::State) -> u64
+    where
+        M::State: Hash,
+    {
+        self.inner().fingerprint(state)
     }
 }
 
