@@ -588,7 +588,7 @@ where
     /// of timers as its size and the sum of its timers' digests, and an empty
     /// map of random choices as one byte (a full one after it): stateright hashes each such set by
     /// hashing every element apart and sorting the results through a
-    /// thread-local buffer (2.5% of the 3-account bank's search).
+    /// thread-local buffer (2% of the 3-account bank's search).
     fn fingerprint(&self, s: &Self::State) -> u64 {
         crate::digest::digest_with(|h| {
             s.actor_states.hash(h);
