@@ -39,7 +39,6 @@
 use crate::verdict::Explained;
 use stateright::{Expectation, Model, Path};
 use std::hash::Hash;
-use std::rc::Rc;
 
 /// How far a search has got: unique states, states generated, the depth.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,25 +135,6 @@ impl Visited {
     }
 }
 
-/// A path as a chain of step indices, shared by the states that extend it.
-struct Trail {
-    index: usize,
-    parent: Option<Rc<Trail>>,
-}
-
-impl Trail {
-    fn indices(self: &Rc<Trail>) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut at = Some(self);
-        while let Some(t) = at {
-            out.push(t.index);
-            at = t.parent.as_ref();
-        }
-        out.reverse();
-        out
-    }
-}
-
 /// A state to expand, with the steps asleep in it. `again`: a state met
 /// before, with the slots asleep then; those not asleep now are taken now.
 struct Pending<S, A> {
@@ -164,7 +144,10 @@ struct Pending<S, A> {
     depth: usize,
     /// The eventually-properties not yet met on this path.
     waiting: u64,
-    trail: Rc<Trail>,
+    /// The step's index among its state's actions (the initial state's
+    /// index, for one): with the indices of the states above it on the
+    /// search's path, the path here.
+    index: usize,
 }
 
 fn bit(slot: u32) -> u64 {
@@ -204,7 +187,7 @@ where
         .enumerate()
         .filter(|(_, p)| p.expectation == Expectation::Eventually)
         .fold(0u64, |bits, (i, _)| bits | 1 << i);
-    let mut found: Vec<Option<Rc<Trail>>> = vec![None; properties.len()];
+    let mut found: Vec<Option<Vec<usize>>> = vec![None; properties.len()];
     let mut left = properties.len();
     let mut seen = Visited::new();
     let mut stack = Vec::new();
@@ -218,10 +201,7 @@ where
                 again: None,
                 depth: 1,
                 waiting: eventually,
-                trail: Rc::new(Trail {
-                    index,
-                    parent: None,
-                }),
+                index,
             });
         }
     }
@@ -233,6 +213,7 @@ where
     let mut actions = Vec::new();
     let mut taken: Vec<M::Action> = Vec::new();
     let mut chosen: Vec<(usize, Option<u32>)> = Vec::new();
+    let mut path: Vec<usize> = Vec::new();
     let mut expanded = 0usize;
     'search: while let Some(Pending {
         state,
@@ -240,9 +221,13 @@ where
         again,
         depth: d,
         mut waiting,
-        trail,
+        index,
     }) = stack.pop()
     {
+        // Depth first, the states above this one on the path are the last
+        // popped at each depth above it.
+        path.truncate(d - 1);
+        path.push(index);
         reached.depth = reached.depth.max(d);
         if depth.is_some_and(|max| d >= max) {
             continue;
@@ -265,7 +250,7 @@ where
                     }
                 };
                 if discovered {
-                    found[i] = Some(Rc::clone(&trail));
+                    found[i] = Some(path.clone());
                     left -= 1;
                 }
             }
@@ -282,7 +267,7 @@ where
             // A path's end: an eventually-property not met on it fails here.
             for (i, f) in found.iter_mut().enumerate() {
                 if waiting & 1 << i != 0 && f.is_none() {
-                    *f = Some(Rc::clone(&trail));
+                    *f = Some(path.clone());
                     left -= 1;
                 }
             }
@@ -359,10 +344,7 @@ where
                 again,
                 depth: d + 1,
                 waiting,
-                trail: Rc::new(Trail {
-                    index,
-                    parent: Some(Rc::clone(&trail)),
-                }),
+                index,
             });
         }
     }
@@ -372,7 +354,7 @@ where
         discoveries: properties
             .iter()
             .zip(found)
-            .filter_map(|(p, f)| f.map(|t| (p.name, t.indices())))
+            .filter_map(|(p, f)| f.map(|path| (p.name, path)))
             .collect(),
     }
 }
