@@ -810,10 +810,7 @@ mod tests {
             snapshots: 1,
             ..SnapshotCfg::default()
         };
-        let longer = SnapshotCfg {
-            transfers: 2,
-            ..SnapshotCfg::default()
-        };
+        let longer = SnapshotCfg::two_transfers();
         for (cfg, held, let_go) in [(three, 283_029, 241_817), (longer, 30_223, 21_423)] {
             let full = reach(&cfg.clone().into_model());
             for (model, states) in [
@@ -880,11 +877,7 @@ mod tests {
     /// the same states with a timer cancelled or set.
     #[test]
     fn the_fingerprint_tells_states_apart_as_the_digest_does() {
-        let model = SnapshotCfg {
-            transfers: 2,
-            ..SnapshotCfg::default()
-        }
-        .into_reduced_model();
+        let model = SnapshotCfg::two_transfers().into_reduced_model();
         let mut by_fingerprint = std::collections::HashMap::new();
         let mut note = |s: &State<_>| {
             let (fp, d) = (model.fingerprint(s), digest(s));
@@ -940,10 +933,7 @@ mod tests {
     /// most one of them changes each half of what the properties read.
     #[test]
     fn steps_called_independent_commute() {
-        let cfg = SnapshotCfg {
-            transfers: 2,
-            ..SnapshotCfg::default()
-        };
+        let cfg = SnapshotCfg::two_transfers();
         let model = cfg.into_reduced_model();
         let (mut pairs, mut commuting) = (0, 0);
         crate::walk::each_state(&model, |s, _| {

@@ -406,11 +406,7 @@ mod tests {
     /// a search, every step is stateright's, value for value.
     #[test]
     fn steps_remembered_count_as_the_true_ones() {
-        let model = SnapshotCfg {
-            transfers: 2,
-            ..SnapshotCfg::default()
-        }
-        .into_model();
+        let model = SnapshotCfg::two_transfers().into_model();
         let ident = u64::MAX;
         let (mut steps, mut from_another_run) = (0, 0);
         let mut all = Vec::new();
@@ -455,11 +451,7 @@ mod tests {
     /// replica in every state of the 2-account bank.
     #[test]
     fn steps_taken_remembered_count_as_the_true_ones() {
-        let model = SnapshotCfg {
-            transfers: 2,
-            ..SnapshotCfg::default()
-        }
-        .into_model();
+        let model = SnapshotCfg::two_transfers().into_model();
         let (mut taken, mut from_another_run, mut none) = (0, 0, 0);
         let mut all = Vec::new();
         let commands = |did: &Did| did.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>();
