@@ -372,7 +372,7 @@ impl Ledger {
                 after.edit(i, j, |msgs| msgs.push(body.clone()));
                 after.sent
             };
-            crate::digest::kept(known, 1 << 14, key, send).0
+            crate::digest::kept(known, SENDS_KEPT, key, send).0
         });
         Some(Ledger {
             sent,
@@ -390,13 +390,16 @@ impl Ledger {
     }
 }
 
+/// Sends [`SENDS`] keeps per thread at most.
+const SENDS_KEPT: usize = 1 << 14;
+
 thread_local! {
     /// The ledger's channels after a send, by the digests of the channels
     /// before and of the frame sent, and the channel: the same replica sends
     /// the same frame onto the same ledger in many states of the whole, and
     /// each send copied and hashed the channel again (4% of the 3-account
     /// bank's search). Digests of whole values, so exact for every caller;
-    /// emptied at 2^14.
+    /// emptied at [`SENDS_KEPT`].
     static SENDS: RefCell<AHashMap<(u64, usize, usize, u64), AllSent>> = RefCell::default();
 }
 
@@ -543,6 +546,59 @@ impl SnapshotCfg {
 mod tests {
     use super::*;
     use stateright::Checker;
+
+    /// A send onto the ledger is remembered: the same frame sent again onto
+    /// the same ledger, after other sends, shares the channels the first
+    /// send made; and a remembered send is the one worked out afresh.
+    #[test]
+    fn a_send_onto_the_ledger_is_remembered() {
+        let model = SnapshotCfg::default().into_model();
+        let cfg = &model.cfg;
+        // The first multicast frames the bank puts on a channel.
+        let mut frames = Vec::new();
+        crate::walk::each_state(&model, |s, _| {
+            for (&(src, dst), flow) in match &s.network {
+                stateright::actor::Network::Ordered(flows) => flows,
+                _ => unreachable!("the bank's channels are ordered"),
+            } {
+                let env = Sent {
+                    src,
+                    dst,
+                    msg: &flow[0],
+                };
+                let fresh = Ledger::new(2);
+                let new = !frames.iter().any(|(_, _, m)| m == &flow[0]);
+                if new && frames.len() < 3 && Ledger::record_out(cfg, &fresh, env).is_some() {
+                    frames.push((src, dst, flow[0].clone()));
+                }
+            }
+        });
+        assert_eq!(frames.len(), 3);
+        let l = Ledger::new(2);
+        let send = |(src, dst, msg): &(_, _, KvWire)| {
+            Ledger::record_out(
+                cfg,
+                &l,
+                Sent {
+                    src: *src,
+                    dst: *dst,
+                    msg,
+                },
+            )
+            .unwrap()
+        };
+        let first = send(&frames[0]);
+        for other in &frames[1..] {
+            send(other);
+        }
+        let again = send(&frames[0]);
+        assert!(std::ptr::eq(&*first.sent, &*again.sent), "worked out again");
+        SENDS.take();
+        let afresh = send(&frames[0]);
+        assert!(!std::ptr::eq(&*first.sent, &*afresh.sent));
+        assert_eq!(afresh, first);
+        assert_eq!(afresh.sent.digest(), first.sent.digest());
+    }
 
     /// Letting judged parts go (`--por`) loses nothing. Against the reduced
     /// bank that holds its parts until the commit: the states are the same but
