@@ -898,6 +898,16 @@ mod tests {
             2 * states,
             "a timer tells states apart"
         );
+        // The bank makes no random choices, but a state with some is told
+        // apart by them too.
+        let s = model.init_states().swap_remove(0);
+        let with = |key: &str| {
+            let mut t = s.clone();
+            t.random_choices[0].map.insert(key.into(), vec![()]);
+            model.fingerprint(&t)
+        };
+        let chosen = [model.fingerprint(&s), with("x"), with("y")];
+        assert!(chosen[0] != chosen[1] && chosen[1] != chosen[2] && chosen[0] != chosen[2]);
     }
 
     /// A step whose commands leave another step's timer cancelled disables
