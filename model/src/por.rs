@@ -375,10 +375,10 @@ fn disarms<'a>(did: impl DoubleEndedIterator<Item = &'a Commanded>, other: &Acti
     }) == Some(true)
 }
 
-/// What commands `did` (two steps' in turn) do together: the frames put on each channel, in
-/// order, and each timer's last setting (set or cancelled). Frames by their
-/// digests, as a state counts them: without what they acknowledge
-/// ([`gsmo_spec::node::Node::hash_live`]).
+/// What commands `did` (two steps' in turn) do together: the frames put on
+/// each channel, in order, and each timer's last setting (set or cancelled).
+/// Frames by their digests, as a state counts them: without what they
+/// acknowledge ([`gsmo_spec::node::Node::hash_live`]).
 fn effect<'a>(did: impl Iterator<Item = &'a Commanded>) -> Option<Effect> {
     let mut sent: BTreeMap<Id, Vec<u64>> = BTreeMap::new();
     let mut timers: BTreeMap<Step, bool> = BTreeMap::new();
@@ -585,10 +585,11 @@ where
     }
 
     /// What stateright's `Hash` hashes, in its order, but each replica's set
-    /// of timers as its size and the sum of its timers' digests, and an empty
-    /// map of random choices as one byte (a full one after it): stateright hashes each such set by
-    /// hashing every element apart and sorting the results through a
-    /// thread-local buffer (2% of the 3-account bank's search).
+    /// of timers as its size and the sum of its timers' digests, and an
+    /// empty map of random choices as one byte (a full one after it):
+    /// stateright hashes each such set by hashing every element apart and
+    /// sorting the results through a thread-local buffer (2% of the
+    /// 3-account bank's search).
     fn fingerprint(&self, s: &Self::State) -> u64 {
         crate::digest::digest_with(|h| {
             s.actor_states.hash(h);
