@@ -140,8 +140,8 @@ impl Known {
 /// `model`'s successor of `state` by `action`, as `model.next_state` gives it
 /// or, inside [`remembering`], one the search counts as the same: `ident`
 /// names the model (two models' replicas may be in equal states and step
-/// differently). A state handed over owned is stepped itself, not copied,
-/// where the step is remembered.
+/// differently). Inside [`remembering`], a state handed over owned is
+/// stepped itself, not copied, whether the memo is awake or resting.
 pub(crate) fn next_state<C, H>(
     model: &ActorModel<Replica, C, H>,
     ident: u64,
