@@ -301,3 +301,17 @@ fn a_timeout_ends_a_search_on_one_thread() {
         assert_eq!(v.judge(None), Outcome::Pass, "check {argv}");
     }
 }
+
+/// The option `check` sets is mimalloc's purge delay: it reads as that
+/// option's default in mimalloc v3 (1,000 ms) before, and as "never" after.
+#[test]
+fn check_keeps_the_memory_a_search_frees() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: reads one of mimalloc's options.
+    let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+    assert_eq!(get(), 1000);
+    keep_freed_memory();
+    assert_eq!(get(), -1);
+}
