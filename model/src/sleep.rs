@@ -512,6 +512,26 @@ mod tests {
         (found, visited)
     }
 
+    /// A bound on depth is stateright's `target_max_depth`: a state at the
+    /// bound is visited, not expanded.
+    #[test]
+    fn a_bounded_search_stops_where_stateright_does() {
+        for max in [1, 2, 3, 5] {
+            let plain = Counters { commute: NONE }
+                .checker()
+                .target_max_depth(max)
+                .spawn_dfs()
+                .join();
+            let r = search(&Counters { commute: NONE }, Some(max), |_| {}).reached;
+            let want = (plain.unique_state_count(), plain.state_count(), max);
+            assert_eq!((r.unique, r.total, r.depth), want, "bound {max}");
+        }
+        // Depth 3: the states whose counts add up to 2 or less, and the
+        // steps to them.
+        let r = search(&Counters { commute: NONE }, Some(3), |_| {}).reached;
+        assert_eq!((r.unique, r.total), (10, 13));
+    }
+
     #[test]
     fn sleep_sets_visit_every_state_once_by_one_step() {
         // Stateright takes every step: 27 states, 54 steps.
