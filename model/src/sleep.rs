@@ -93,11 +93,18 @@ impl Visited {
         self.len
     }
 
+    /// The key fingerprint `fp` is kept under (0 marks an empty entry) and
+    /// the entry where looking for it starts.
+    fn home(&self, fp: u64) -> (u64, usize) {
+        let key = fp.max(1);
+        (key, key as usize & (self.entries.len() - 1))
+    }
+
     /// Asks the memory for the entry where `fp` is looked for first, so that
     /// meeting it a little later need not wait for it: the one cache miss of
     /// [`Visited::meet`] overlaps the work in between.
     fn expect(&self, fp: u64) {
-        let at = fp.max(1) as usize & (self.entries.len() - 1);
+        let (_, at) = self.home(fp);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: SSE is in every x86_64 target, and a prefetch neither reads
         // nor writes memory; it only hints the cache, at an entry in bounds.
@@ -111,9 +118,8 @@ impl Visited {
 
     /// Meets the state of fingerprint `fp` with `asleep` asleep.
     fn meet(&mut self, fp: u64, asleep: u64) -> Met {
-        let key = fp.max(1);
+        let (key, mut at) = self.home(fp);
         let mask = self.entries.len() - 1;
-        let mut at = key as usize & mask;
         loop {
             let (k, before) = &mut self.entries[at];
             if *k == key {
@@ -143,7 +149,7 @@ impl Visited {
         let old = std::mem::replace(&mut self.entries, twice);
         let mask = self.entries.len() - 1;
         for (k, v) in old.into_iter().filter(|(k, _)| *k != 0) {
-            let mut at = k as usize & mask;
+            let (_, mut at) = self.home(k);
             while self.entries[at].0 != 0 {
                 at = (at + 1) & mask;
             }
