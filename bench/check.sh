@@ -22,8 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CHECK:-}" ]; then
-  cargo build --release -q -p gsmo-model --bin check
-  CHECK=${CARGO_TARGET_DIR:-target}/release/check
+  # The checker profile (Cargo.toml): release, optimised as one program.
+  cargo build --profile checker -q -p gsmo-model --bin check
+  CHECK=${CARGO_TARGET_DIR:-target}/checker/check
 fi
 command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time not found (apt-get install -y time)" >&2; exit 1; }
 
