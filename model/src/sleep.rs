@@ -251,7 +251,8 @@ where
     let mut expanded = 0usize;
     // The steps asleep in the state at hand; and emptied vectors of them, to
     // be filled again (a vector of its own per state was 1% of the 3-account
-    // bank's search, in the allocator).
+    // bank's search, in the allocator). A vector is made only when none is
+    // spare, so there are never more than the stack has held at once.
     let mut asleep: Vec<M::Action> = Vec::new();
     let mut spare: Vec<Vec<M::Action>> = Vec::new();
     'search: while let Some(Pending {
