@@ -265,10 +265,8 @@ where
     }) = stack.pop()
     {
         let mut done = std::mem::replace(&mut asleep, popped);
-        if done.capacity() > 0 {
-            done.clear();
-            spare.push(done);
-        }
+        done.clear();
+        spare.push(done);
         let bounded = depth.is_some_and(|max| d >= max);
         actions.clear();
         let met = match meeting {
