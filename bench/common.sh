@@ -6,10 +6,8 @@ for tool in ${TOOLS:-redis-server redis-benchmark redis-cli}; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
 done
 if [ -z "${GSMO:-}" ]; then # GSMO=path/to/gsmo measures that binary instead of building
-  # Release, optimised as one program (Cargo.toml's release-lto): 7-29% more pipelined
-  # SETs under total-isis than --release, measured back to back (docs/performance.md).
-  cargo build --profile release-lto -q -p gsmo-node
-  GSMO=${CARGO_TARGET_DIR:-target}/release-lto/gsmo
+  cargo build --release -q -p gsmo-node
+  GSMO=${CARGO_TARGET_DIR:-target}/release/gsmo
 fi
 
 # A leftover server on a port the benchmark uses would answer its PINGs and be
