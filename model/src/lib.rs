@@ -45,6 +45,7 @@ pub mod symmetry;
 pub mod total;
 pub mod transitions;
 pub mod verdict;
+mod visited;
 #[cfg(test)]
 mod walk;
 pub mod wrap;

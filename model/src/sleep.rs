@@ -37,6 +37,7 @@
 //! state it visits, an eventually-property on the path to a state with no step.
 
 use crate::verdict::Explained;
+use crate::visited::{Met, Visited};
 use stateright::{Expectation, Model, Path};
 use std::hash::Hash;
 
@@ -55,107 +56,6 @@ pub struct Reached {
 pub struct Searched {
     pub reached: Reached,
     pub discoveries: Vec<(&'static str, Vec<usize>)>,
-}
-
-/// The visited states: each fingerprint with the slots asleep when it was
-/// last met. Open addressing with linear probing over one array, so that
-/// meeting a state costs one cache miss, where hashbrown's control bytes,
-/// kept apart from its entries, cost two (10% of the 3-account bank's
-/// search went to them). Fingerprints are hashes already, so their low bits
-/// index it as they are; 0 marks an empty entry, so fingerprint 0 counts as
-/// 1 (two states in 2^64 more would be taken for one).
-struct Visited {
-    entries: Vec<(u64, u64)>,
-    len: usize,
-}
-
-/// What meeting a state found.
-#[derive(Clone, Copy)]
-enum Met {
-    /// A new state, now kept with its sleeping slots.
-    New,
-    /// A state met before with these slots asleep, some not asleep now:
-    /// it keeps only those asleep both times.
-    Again(u64),
-    /// A state met before with no slot asleep that is not asleep now.
-    Covered,
-}
-
-impl Visited {
-    fn new() -> Self {
-        Visited {
-            entries: vec![(0, 0); 1 << 10],
-            len: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The key fingerprint `fp` is kept under (0 marks an empty entry) and
-    /// the entry where looking for it starts.
-    fn home(&self, fp: u64) -> (u64, usize) {
-        let key = fp.max(1);
-        (key, key as usize & (self.entries.len() - 1))
-    }
-
-    /// Asks the memory for the entry where `fp` is looked for first, so that
-    /// meeting it a little later need not wait for it: the one cache miss of
-    /// [`Visited::meet`] overlaps the work in between.
-    fn expect(&self, fp: u64) {
-        let (_, at) = self.home(fp);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE is in every x86_64 target, and a prefetch neither reads
-        // nor writes memory; it only hints the cache, at an entry in bounds.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(&self.entries[at]).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = at;
-    }
-
-    /// Meets the state of fingerprint `fp` with `asleep` asleep.
-    fn meet(&mut self, fp: u64, asleep: u64) -> Met {
-        let (key, mut at) = self.home(fp);
-        let mask = self.entries.len() - 1;
-        loop {
-            let (k, before) = &mut self.entries[at];
-            if *k == key {
-                if *before & !asleep == 0 {
-                    return Met::Covered;
-                }
-                let was = *before;
-                *before &= asleep;
-                return Met::Again(was);
-            }
-            if *k == 0 {
-                (*k, *before) = (key, asleep);
-                self.len += 1;
-                if self.len * 4 > self.entries.len() * 3 {
-                    self.grow();
-                }
-                return Met::New;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    /// Twice the entries, each moved to its place there (the zeroed array
-    /// comes from the allocator as untouched pages).
-    fn grow(&mut self) {
-        let twice = vec![(0, 0); self.entries.len() * 2];
-        let old = std::mem::replace(&mut self.entries, twice);
-        let mask = self.entries.len() - 1;
-        for (k, v) in old.into_iter().filter(|(k, _)| *k != 0) {
-            let (_, mut at) = self.home(k);
-            while self.entries[at].0 != 0 {
-                at = (at + 1) & mask;
-            }
-            self.entries[at] = (k, v);
-        }
-    }
 }
 
 /// A state to expand, with the steps asleep in it.
@@ -594,32 +494,6 @@ mod tests {
         let (found, _) = run(&Counters { commute: ALL });
         let names: Vec<_> = found.discoveries.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["all at 2"]);
-    }
-
-    /// The visited set keeps every state through its growth, each with the
-    /// slots asleep every time it was met; a state is met again only with a
-    /// slot awake that was asleep before. Fingerprints colliding on an entry
-    /// (all below, at first) take the entries after it.
-    #[test]
-    fn the_visited_set_keeps_what_slept_each_time() {
-        let mut seen = Visited::new();
-        let n: u64 = 2_000;
-        for fp in 0..n {
-            assert!(matches!(seen.meet(fp << 20, 0b110), Met::New));
-        }
-        // Fingerprint 0 counts as 1.
-        assert!(matches!(seen.meet(1, 0), Met::Again(0b110)));
-        assert_eq!(seen.len(), n as usize);
-        assert_eq!(seen.entries.len(), 4096, "grown past 3/4 full, twice");
-        for fp in 1..n {
-            let fp = fp << 20;
-            assert!(matches!(seen.meet(fp, 0b111), Met::Covered));
-            assert!(matches!(seen.meet(fp, 0b011), Met::Again(0b110)));
-            assert!(matches!(seen.meet(fp, 0b011), Met::Covered));
-            assert!(matches!(seen.meet(fp, 0b001), Met::Again(0b010)));
-            assert!(matches!(seen.meet(fp, 0), Met::Covered));
-        }
-        assert_eq!(seen.len(), n as usize);
     }
 
     /// A state met again with fewer steps asleep takes those it slept
