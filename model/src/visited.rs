@@ -119,7 +119,7 @@ impl Visited {
         let wrapped: Vec<Entry> = (0..first_empty)
             .map(|at| std::mem::take(&mut self.entries[at]))
             .collect();
-        for at in first_empty + 1..old {
+        for at in first_empty..old {
             let entry = std::mem::take(&mut self.entries[at]);
             if entry.0 != 0 {
                 self.put(entry);
