@@ -10,8 +10,8 @@
 //!
 //! **Grown in place.** The array doubles when three quarters full. Filling
 //! a new array of twice the size from the old one keeps both alive at once,
-//! and on the 3-node snapshot search the old ones made up a third of the peak
-//! (1.55-1.96 GB, against 1.21-1.23 GB grown in place; the time is the same).
+//! and on the 3-node snapshot search the old ones made up to a third of the peak
+//! (1.55-1.96 GB, against 1.21-1.24 GB grown in place, in the same time).
 //! So the array is a mapping of its own that `mremap` extends (the kernel
 //! moves the pages it has and adds zeroed ones after them), and its entries
 //! are moved to their new places where they lie ([`Visited::grow`]).
