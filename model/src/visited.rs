@@ -10,11 +10,11 @@
 //!
 //! **Grown in place.** The array doubles when three quarters full. Filling
 //! a new array of twice the size from the old one keeps both alive at once,
-//! and on the 3-node snapshot search the old ones made up to a third of the peak
-//! (1.55-1.96 GB, against 1.21-1.24 GB grown in place, in the same time).
-//! So the array is a mapping of its own that `mremap` extends (the kernel
-//! moves the pages it has and adds zeroed ones after them), and its entries
-//! are moved to their new places where they lie ([`Visited::grow`]).
+//! and on the 3-node snapshot search the old ones made up to a third of the
+//! peak (1.55-1.96 GB, against 1.21-1.24 GB grown in place, in the same
+//! time). So the array is a mapping of its own that `mremap` extends (the
+//! kernel moves the pages it has and adds zeroed ones after them), and its
+//! entries are moved to their new places where they lie ([`Visited::grow`]).
 
 use mapping::Entries;
 
@@ -105,11 +105,11 @@ impl Visited {
     /// Every entry lies after its home with no empty entry between (nothing
     /// is ever removed), so an entry after the first empty one has its home
     /// between that empty entry and itself. Taken in order and put back from
-    /// its new home (the same, or as far again, in the new half), it lands no
-    /// later than where it was, and passes only entries already put back:
-    /// those before it, those in the new half, and, where its probe wraps
-    /// past the end, those at the start, which are taken out first (their
-    /// homes may be at the end) and put back last.
+    /// its new home (the same, where it lands no later than where it was; or
+    /// as far again, in the new half), it passes only entries already put
+    /// back: those before it, those in the new half, and, where its probe
+    /// wraps past the end, those at the start, which are taken out first
+    /// (their homes may be at the end) and put back last.
     fn grow(&mut self) {
         let old = self.entries.len();
         self.entries.double();
@@ -165,10 +165,7 @@ mod mapping {
     /// Out of memory: the search cannot go on. The panic ends this part,
     /// and the verdict reports it.
     fn failed(what: &str, len: usize, e: nix::Error) -> ! {
-        panic!(
-            "the visited set could not {what} {} MB: {e}",
-            bytes(len) >> 20
-        )
+        panic!("the visited set could not {what} {} bytes: {e}", bytes(len))
     }
 
     /// Asks for huge pages; only a hint, so a kernel without them is fine.
