@@ -165,7 +165,8 @@ mod mapping {
     /// Out of memory: the search cannot go on. The panic ends this part,
     /// and the verdict reports it.
     fn failed(what: &str, len: usize, e: nix::Error) -> ! {
-        panic!("the visited set could not {what} {} bytes: {e}", bytes(len))
+        let mib = bytes(len).div_ceil(1 << 20);
+        panic!("the visited set could not {what} {mib} MiB: {e}")
     }
 
     /// Asks for huge pages; only a hint, so a kernel without them is fine.
