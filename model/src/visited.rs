@@ -133,7 +133,7 @@ impl Visited {
     /// Puts `entry`, not in the set, at the first empty entry from its home.
     fn put(&mut self, entry: Entry) {
         let mask = self.entries.len() - 1;
-        let mut at = entry.0 as usize & mask;
+        let (_, mut at) = self.home(entry.0);
         while self.entries[at].0 != 0 {
             at = (at + 1) & mask;
         }
