@@ -30,6 +30,16 @@
 //! fewer steps, and, on top of persistent sets, fewer states too: a state that
 //! only some orders pass through need not be visited.
 //!
+//! **The order.** A state's steps are taken in the order the model offers
+//! them (the first is pushed on the stack last). After each, the steps
+//! offered later that commute with it sleep: they are taken from this state
+//! later, with it awake. Any order keeps what is said above; how many states
+//! the search meets depends on it. stateright offers an actor model's
+//! receipts first, then its timers, so frames in flight are taken before a
+//! replica's new writes, snapshots and flushes. On the 3-account bank this
+//! meets 50.4 M states; taking the steps last to first, as stateright's own
+//! depth-first search does (and this one did before), met 55.2 M.
+//!
 //! stateright 0.31's checkers take every step a model offers, so this is a
 //! checker of its own, for one thread: [`crate::verdict::check`] runs it per
 //! part of a model side by side, as it runs stateright's. It judges properties
@@ -261,6 +271,9 @@ where
             let done = again.is_some_and(|before| slot.is_none_or(|k| before & bit(k) == 0));
             (!asleep && !done).then_some((index, slot))
         }));
+        // Pushed last to first, so that they are taken first to last (the
+        // module doc's "The order").
+        chosen.reverse();
         let mut state = Some(state);
         let first = stack.len();
         for (n, &(index, slot)) in chosen.iter().enumerate() {
@@ -392,8 +405,8 @@ mod tests {
                 }),
                 Property::sometimes("all at 2", |_, s: &[u8; 3]| *s == [2; 3]),
                 Property::eventually("one at 2", |_, s: &[u8; 3]| s.contains(&2)),
-                // Missed by every path that counts 1 or 2 before 0 is done.
-                Property::eventually("0 done first", |_, s: &[u8; 3]| *s == [2, 0, 0]),
+                // Missed by every path that counts 0 or 1 before 2 is done.
+                Property::eventually("2 done first", |_, s: &[u8; 3]| *s == [0, 0, 2]),
             ]
         }
     }
@@ -474,18 +487,18 @@ mod tests {
         let model = Counters { commute: NONE };
         let (found, _) = run(&model);
         let names: Vec<_> = found.discoveries.iter().map(|(n, _)| *n).collect();
-        // The invariant holds, and a 2 comes on every path; [2,0,0] does not.
-        assert_eq!(names, ["all at 2", "0 done first"]);
+        // The invariant holds, and a 2 comes on every path; [0,0,2] does not.
+        assert_eq!(names, ["all at 2", "2 done first"]);
         let example = path(&model, &found.discoveries[0].1);
         assert_eq!(*example.last_state(), [2; 3]);
         assert_eq!(example.into_actions().len(), 6);
-        // A path to an end that never passed [2,0,0].
+        // A path to an end that never passed [0,0,2].
         let missed = path(&model, &found.discoveries[1].1).into_states();
         assert_eq!((missed.len(), missed[6]), (7, [2; 3]));
-        assert!(!missed.contains(&[2, 0, 0]), "{missed:?}");
+        assert!(!missed.contains(&[0, 0, 2]), "{missed:?}");
     }
 
-    /// What the module doc's "What is kept" warns of: "0 done first" tells
+    /// What the module doc's "What is kept" warns of: "2 done first" tells
     /// orders of the counters apart, so a model that calls them independent
     /// loses its counterexample. The bank's properties cannot tell apart the
     /// orders it calls independent ([`crate::por`]).
@@ -497,18 +510,19 @@ mod tests {
     }
 
     /// A state met again with fewer steps asleep takes those it slept
-    /// through: here only counter 2's steps are independent of the others,
-    /// so [1,0,1] is met first with counter 2 asleep (after 0, 2, then 0...)
-    /// and later without; every state is still reached.
+    /// through: here only counters 1 and 2 commute, so 8 states are met
+    /// first with counter 2 asleep and later without, and take counter 2's
+    /// step then. Skipping such a state as if it were covered takes 43 steps,
+    /// not 51.
     #[test]
     fn a_state_met_again_takes_the_steps_it_slept_through() {
         let model = Counters {
-            commute: |u, t| u == 2 || t == 2,
+            commute: |u, t| u + t == 3,
         };
         let mut visited = std::collections::BTreeSet::new();
         let found = search_visiting(&model, None, |_| {}, |s, _| _ = visited.insert(*s));
         assert_eq!(visited.len(), 27);
-        assert_eq!(found.reached.unique, 27);
-        assert!(found.reached.total < 55, "{:?}", found.reached);
+        let r = found.reached;
+        assert_eq!((r.unique, r.total), (27, 51));
     }
 }
