@@ -263,17 +263,15 @@ where
             );
         }
         // The steps to take: those not asleep now and, in a state met again,
-        // only those asleep when it was first met.
+        // only those asleep when it was first met; last to first, as they are
+        // pushed, so that they are taken first to last ("The order").
         chosen.clear();
-        chosen.extend(actions.iter().enumerate().filter_map(|(index, t)| {
+        chosen.extend(actions.iter().enumerate().rev().filter_map(|(index, t)| {
             let slot = model.slot(t);
             let asleep = slot.is_some_and(|k| asleep_now & bit(k) != 0);
             let done = again.is_some_and(|before| slot.is_none_or(|k| before & bit(k) == 0));
             (!asleep && !done).then_some((index, slot))
         }));
-        // Pushed last to first, so that they are taken first to last (the
-        // module doc's "The order").
-        chosen.reverse();
         let mut state = Some(state);
         let first = stack.len();
         for (n, &(index, slot)) in chosen.iter().enumerate() {
