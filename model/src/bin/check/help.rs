@@ -59,9 +59,10 @@ SEARCH
   --bfs (default) explores level by level and prints the SHORTEST counterexample
   (stateright keeps the last violation it meets, so the checker re-runs with
   depth bounds to find the shortest). --dfs needs less memory (BFS holds a whole
-  frontier: a few KB per state for kv) and tells longer stories. --simulation
-  SEED walks at random until --timeout and never proves anything. Runs over a
-  second print progress on stderr.
+  frontier: a few KB per state for kv; it runs with the kernel's transparent huge
+  pages off, which fault in slowly and buy a frontier little) and tells longer
+  stories. --simulation SEED walks at random until --timeout and never proves
+  anything. Runs over a second print progress on stderr.
 
 SYMMETRY (--symmetry, causal only; implies --dfs) explores one state per class
   of states that differ only by node names, renaming every node id in the state

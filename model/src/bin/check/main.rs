@@ -8,7 +8,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use gsmo_model::explore::{Explorer, Presented};
-use gsmo_model::verdict::{check, Outcome, Search, Verdict};
+use gsmo_model::verdict::{check, Outcome, Search, Strategy, Verdict};
 use stateright::Model;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -43,6 +43,28 @@ fn keep_freed_memory() {
     }
 }
 
+/// Whether a search's memory is better on small pages than on huge ones.
+/// A breadth-first search holds its frontier, a gigabyte of states written
+/// once and read once in order, where huge pages save little on the TLB and a
+/// huge page faults in slowly (on this project's VM about ten times slower a
+/// byte: `docs/performance.md`). The depth-first searches keep their huge
+/// pages: they look up states at random in large tables (the sleep search's
+/// visited set, stateright's, the replica-step memo), where huge pages pay.
+fn small_pages(search: &Search) -> bool {
+    search.strategy == Strategy::Bfs
+}
+
+/// Turns the kernel's transparent huge pages off for this process during a
+/// breadth-first search, and on again for any other ([`small_pages`]): the
+/// causal BFS went from 7-9 s of system time to 1.1-1.2 s. Only where the
+/// kernel can; elsewhere, a no-op.
+fn pages_for(search: &Search) {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(small_pages(search));
+    #[cfg(not(target_os = "linux"))]
+    let _ = search;
+}
+
 fn run(job: &Job) -> Verdict {
     println!("== {}", job.title);
     if job.compare {
@@ -72,6 +94,7 @@ fn run(job: &Job) -> Verdict {
 }
 
 fn verdict(job: &Job, search: &Search) -> Verdict {
+    pages_for(search);
     match &job.model {
         AnyModel::Causal(c) => check(c.clone().into_model(), search),
         AnyModel::Total(c) => check(c.clone().into_model(), search),

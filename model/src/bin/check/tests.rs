@@ -315,3 +315,20 @@ fn check_keeps_the_memory_a_search_frees() {
     keep_freed_memory();
     assert_eq!(get(), -1);
 }
+
+/// Only a breadth-first search gives up huge pages: the depth-first ones,
+/// with sleep sets or without, and simulations keep them.
+#[test]
+fn only_a_breadth_first_search_runs_on_small_pages() {
+    let strategy = |argv: &str| job(&argv.split(' ').collect::<Vec<_>>()).unwrap().search;
+    assert!(small_pages(&strategy("causal")));
+    assert!(small_pages(&strategy("kv --bfs")));
+    for argv in [
+        "causal --dfs",
+        "causal --symmetry",
+        "snapshot --por --sleep",
+        "kv --simulation 3",
+    ] {
+        assert!(!small_pages(&strategy(argv)), "{argv}");
+    }
+}
