@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model checker's speed and memory on the configurations issue 16 tracks.
 #
-#   bench/check.sh                          # all seven
+#   bench/check.sh                          # all eight
 #   CONFIGS="causal causal-sym" bench/check.sh
 #   TIMEOUT=600 bench/check.sh              # give each run at most 600 s (check --timeout)
 #   CHECK=/path/to/other/check bench/check.sh   # another build (before/after)
@@ -12,8 +12,9 @@
 # Prints, per configuration: wall seconds, user CPU seconds (on a shared machine
 # the steadier number), unique states (from check's summary; "+" if the run
 # stopped at the timeout), and peak RSS (GNU time's maximum resident set size).
-# snapshot and kv-isis run depth-first: breadth-first holds the whole frontier
-# and ran out of 14 GB on both. snapshot-2x2 is a bank small enough to finish
+# check searches depth first by default (causal); causal-bfs is the same space
+# breadth first, which holds the whole frontier (1.4 GB; on snapshot and kv-isis
+# it ran out of 14 GB). snapshot-2x2 is a bank small enough to finish
 # (2 accounts x 2 transfers, 89,010 states; 119,556 counting the ghost log,
 # 220,079 also keeping committed parts, 472,557 also counting dead acks), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
 # by node id, so not even rotations are sound (model/src/symmetry.rs).
@@ -33,6 +34,7 @@ command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time not found (a
 
 declare -A ARGS=(
   [causal]="causal --nodes 3 --msgs 2 --network unordered"
+  [causal-bfs]="causal --nodes 3 --msgs 2 --network unordered --bfs"
   [causal-sym]="causal --nodes 3 --msgs 2 --network unordered --symmetry"
   [snapshot]="snapshot --nodes 3 --dfs"
   [snapshot-por]="snapshot --nodes 3 --dfs --por"
@@ -40,7 +42,7 @@ declare -A ARGS=(
   [snapshot-2x2]="snapshot --msgs 2 --dfs --threads 1"
   [kv-isis]="kv --mode total-isis --nodes 3 --msgs 1 --dfs"
 )
-CONFIGS=${CONFIGS:-"causal causal-sym snapshot-2x2 snapshot snapshot-por snapshot-sleep kv-isis"}
+CONFIGS=${CONFIGS:-"causal causal-bfs causal-sym snapshot-2x2 snapshot snapshot-por snapshot-sleep kv-isis"}
 LIMIT=${TIMEOUT:+--timeout $TIMEOUT}
 printf '%-12s %9s %9s %14s %12s  %s\n' config wall_s user_s states peak_rss_mb args
 for c in $CONFIGS; do

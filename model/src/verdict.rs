@@ -106,6 +106,10 @@ pub struct Search {
     /// model says which steps commute: fewer steps, and states, for the
     /// same verdicts.
     pub sleep: bool,
+    /// On a counterexample, re-run breadth first, bounded by its length, for
+    /// the shortest ([`shortest`]). A depth-first search may leave it as found,
+    /// to keep to its own small memory.
+    pub shortest: bool,
 }
 
 impl Default for Search {
@@ -119,6 +123,7 @@ impl Default for Search {
             symmetry: false,
             por: false,
             sleep: false,
+            shortest: true,
         }
     }
 }
@@ -380,8 +385,10 @@ where
         && !matches!(search.strategy, Strategy::Simulation(_))
         && search.depth.is_none_or(|d| depth < d)
         && (!cut || all_found);
-    // Re-running to shorten a counterexample would meet a panic again, in this thread.
-    if search.strategy == Strategy::Bfs && panics.is_empty() {
+    // Re-running to shorten a counterexample would meet a panic again, in
+    // this thread; a simulation's walks are not searches to shorten.
+    let searched = !matches!(search.strategy, Strategy::Simulation(_));
+    if search.shortest && searched && panics.is_empty() {
         for (name, expectation) in &properties {
             let Some(path) = discoveries.get(name) else {
                 continue;
@@ -496,7 +503,8 @@ where
 /// (the shortest found before a re-run runs out of time).
 ///
 /// stateright's BFS keeps the *last* violating state it dequeues, not the
-/// first, so its counterexample can be longer than need be. Whether a
+/// first, so its counterexample can be longer than need be; a depth-first
+/// search's is the path it happened to be on. Whether a
 /// violation exists within k steps is monotone in k, so binary-search the
 /// least such k with depth-bounded re-runs, each stopping at its first find.
 fn shortest<M>(

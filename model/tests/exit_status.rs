@@ -31,3 +31,26 @@ fn a_caught_broken_variant_exits_1() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("caught"), "{out}");
 }
+
+/// The default search is depth first and still prints the shortest
+/// counterexample, the one a breadth-first search prints; `--dfs` alone
+/// prints the longer one it happened on.
+#[test]
+fn the_default_search_prints_the_shortest_counterexample() {
+    let steps = |search: &[&str]| {
+        let mut args = vec!["causal", "--broken", "fifo-only", "--threads", "1"];
+        args.extend(search);
+        let (code, out) = check(&args);
+        assert_eq!(code, Some(1), "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("counterexample to always \"causal order\""))
+            .unwrap_or_else(|| panic!("no counterexample: {out}"));
+        let n = line.rsplit(", ").next().and_then(|t| t.split(' ').next());
+        n.and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no step count in {line:?}"))
+    };
+    let shortest = steps(&[]);
+    assert_eq!(shortest, steps(&["--bfs"]));
+    assert!(steps(&["--dfs"]) > shortest, "--dfs found the shortest too");
+}

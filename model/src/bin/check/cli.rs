@@ -130,10 +130,12 @@ impl PathArgs {
 /// How to search, shared by every model.
 #[derive(Args, Clone)]
 pub(crate) struct SearchArgs {
-    /// Breadth-first search (the default): shortest counterexamples.
+    /// Breadth-first search: holds a whole frontier (the default is depth
+    /// first, then breadth first only to shorten a counterexample).
     #[arg(long, conflicts_with_all = ["dfs", "simulation"])]
     pub(crate) bfs: bool,
-    /// Depth-first search.
+    /// Depth-first search only: a counterexample as found, not shortened by
+    /// breadth-first re-runs, so the memory stays the search's own.
     #[arg(long, conflicts_with = "simulation")]
     pub(crate) dfs: bool,
     /// Random walks from SEED until --timeout (default 10 s); never complete.
@@ -142,14 +144,14 @@ pub(crate) struct SearchArgs {
     /// Explore no deeper than D steps (the run is then incomplete).
     #[arg(long, value_name = "D")]
     pub(crate) depth: Option<usize>,
-    /// Checker threads [default: all cores]. With --dfs --por, one thread a part
+    /// Checker threads [default: all cores]. With --por (depth first), one thread a part
     /// (see POR in check --help).
     #[arg(long, value_name = "T")]
     pub(crate) threads: Option<usize>,
     /// Stop after this many seconds, on any number of threads (the run is then incomplete).
     #[arg(long, value_name = "SECS")]
     pub(crate) timeout: Option<u64>,
-    /// Merge states that differ only by node names (causal only; implies --dfs).
+    /// Merge states that differ only by node names (causal only; depth first).
     #[arg(long, conflicts_with = "bfs")]
     pub(crate) symmetry: bool,
     /// Partial-order reduction: take a persistent set of each state's steps
@@ -157,7 +159,7 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     pub(crate) por: bool,
     /// With --por: sleep sets on top, taking no step whose result another
-    /// order of commuting steps reaches (implies --dfs; see POR in check --help).
+    /// order of commuting steps reaches (depth first; see POR in check --help).
     #[arg(long, requires = "por", conflicts_with_all = ["bfs", "simulation"])]
     pub(crate) sleep: bool,
     /// With --symmetry or --por: also run without it and print both state counts.
@@ -319,10 +321,10 @@ pub(crate) struct AbortArgs {
 
 impl SearchArgs {
     pub(crate) fn search(&self) -> Search {
-        let strategy = match (self.dfs || self.symmetry || self.sleep, self.simulation) {
+        let strategy = match (self.bfs, self.simulation) {
             (_, Some(seed)) => Strategy::Simulation(seed),
-            (true, None) => Strategy::Dfs,
-            (false, None) => Strategy::Bfs,
+            (true, None) => Strategy::Bfs,
+            (false, None) => Strategy::Dfs,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Search {
@@ -334,6 +336,7 @@ impl SearchArgs {
             symmetry: self.symmetry,
             por: self.por,
             sleep: self.sleep,
+            shortest: !self.dfs,
         }
     }
 }

@@ -56,15 +56,18 @@ BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
 checker must then find a counterexample. See `check MODEL --help` for the list.
 
 SEARCH
-  --bfs (default) explores level by level and prints the SHORTEST counterexample
-  (stateright keeps the last violation it meets, so the checker re-runs with
-  depth bounds to find the shortest). --dfs needs less memory (BFS holds a whole
-  frontier: a few KB per state for kv; it runs with the kernel's transparent huge
-  pages off, which fault in slowly and buy a frontier little) and tells longer
-  stories. --simulation SEED walks at random until --timeout and never proves
-  anything. Runs over a second print progress on stderr.
+  By default the search is depth first, holding only the path it is on, and a
+  counterexample it finds is then SHORTENED: breadth-first re-runs with depth
+  bounds (a binary search) find the shortest. --bfs explores level by level
+  throughout, holding a whole frontier (a few KB per state for kv; it runs with
+  the kernel's transparent huge pages off, which fault in slowly and buy a
+  frontier little), and re-runs the same way, since stateright keeps the last
+  violation it meets. --dfs prints a counterexample as found (a longer story)
+  and never re-runs, so a big space never meets a frontier. --simulation SEED
+  walks at random until --timeout and never proves anything. Runs over a
+  second print progress on stderr.
 
-SYMMETRY (--symmetry, causal only; implies --dfs) explores one state per class
+SYMMETRY (--symmetry, causal only; depth first) explores one state per class
   of states that differ only by node names, renaming every node id in the state
   consistently (vector clocks, message ids, logs, the network's envelopes).
   --compare also runs without it and prints both counts. Counterexamples stay
@@ -110,7 +113,7 @@ POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
   2 snapshots: 68.4 M -> 50.4 M states, 241 s -> 59-70 s on 2 threads
   (built with --profile release-lto, as bench/check.sh does; 6-7% slower
   with --release).
-  With --dfs on more than one thread, each split of the budget into quotas is
+  Depth first on more than one thread, each split of the budget into quotas is
   a part of its own (a quota never changes, so no state is in two parts):
   each thread checks the next part alone, largest first, and the counts add
   up exactly. stateright's own threads share their visited set and states and
@@ -151,7 +154,7 @@ EXAMPLES
   check kv --mode total-isis --broken no-tie-break
   check kv --mode causal --broken delivery-order --msgs 1 --snapshots 0
   check kv --mode total-sequencer --broken no-channel-recording
-  check snapshot --nodes 3 --dfs --timeout 600
+  check snapshot --nodes 3 --timeout 600
   check causal --simulation 7 --timeout 5     random walks instead of exhaustive search
   check link --nodes 3 --msgs 1 --broken resume-off-by-one
   check explore snapshot --addr 127.0.0.1:3000";

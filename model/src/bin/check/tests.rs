@@ -286,7 +286,7 @@ fn a_timeout_ends_a_search_on_one_thread() {
     // search to the end whatever --timeout said (21 minutes for the first).
     for argv in [
         "kv --mode total-isis --nodes 3 --msgs 1 --dfs --threads 1 --timeout 1",
-        "snapshot --nodes 3 --threads 1 --timeout 1",
+        "snapshot --nodes 3 --bfs --threads 1 --timeout 1",
     ] {
         let j = quiet(job(&argv.split(' ').collect::<Vec<_>>()).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
@@ -316,14 +316,34 @@ fn check_keeps_the_memory_a_search_frees() {
     assert_eq!(get(), -1);
 }
 
+/// The default search is depth first, shortening a counterexample by
+/// breadth-first re-runs; `--dfs` leaves it as found, `--bfs` searches
+/// breadth first throughout; symmetry and sleep sets search depth first.
+#[test]
+fn the_default_search_is_depth_first_with_shortest_counterexamples() {
+    let search = |argv: &str| job(&argv.split(' ').collect::<Vec<_>>()).unwrap().search;
+    let plan = |argv: &str| {
+        let s = search(argv);
+        (s.strategy, s.shortest)
+    };
+    assert_eq!(plan("causal"), (Strategy::Dfs, true));
+    assert_eq!(plan("causal --dfs"), (Strategy::Dfs, false));
+    assert_eq!(plan("causal --bfs"), (Strategy::Bfs, true));
+    assert_eq!(plan("causal --symmetry"), (Strategy::Dfs, true));
+    assert_eq!(plan("snapshot --por --sleep"), (Strategy::Dfs, true));
+    assert_eq!(plan("kv --simulation 3").0, Strategy::Simulation(3));
+    assert!(job(&["causal", "--bfs", "--symmetry"]).is_err());
+}
+
 /// Only a breadth-first search gives up huge pages: the depth-first ones,
 /// with sleep sets or without, and simulations keep them.
 #[test]
 fn only_a_breadth_first_search_runs_on_small_pages() {
     let strategy = |argv: &str| job(&argv.split(' ').collect::<Vec<_>>()).unwrap().search;
-    assert!(small_pages(&strategy("causal")));
+    assert!(small_pages(&strategy("causal --bfs")));
     assert!(small_pages(&strategy("kv --bfs")));
     for argv in [
+        "causal",
         "causal --dfs",
         "causal --symmetry",
         "snapshot --por --sleep",
