@@ -4,6 +4,7 @@
 //! stateright `Out` commands and picks the network the spec is run on (how a
 //! step reads to a person is [`crate::display`]'s). Every model file builds on it.
 
+use crate::digest::Digest;
 use gsmo_spec::multicast::{Effect, Mode, Multicast, Wire};
 use gsmo_spec::properties::Event;
 use gsmo_spec::snapshot::{PartSummary, SnapshotId};
@@ -79,12 +80,37 @@ pub struct Multicaster {
 }
 
 /// A [`Multicaster`]'s state: the spec endpoint plus a ghost log.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MulticasterState {
     pub endpoint: Multicast<()>,
     /// Ghost: this node's sends and deliveries in order. The protocol never reads
     /// it; the properties judge it, since delivery order is what they are about.
     pub log: Vec<Event>,
+    /// The hash of the above, once computed: a step changes one node, and
+    /// the others' states, shared with the state before, need not be hashed
+    /// again.
+    pub digest: Digest,
+}
+
+impl MulticasterState {
+    pub fn new(endpoint: Multicast<()>, log: Vec<Event>) -> Self {
+        MulticasterState {
+            endpoint,
+            log,
+            digest: Digest::default(),
+        }
+    }
+}
+
+impl Hash for MulticasterState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let MulticasterState {
+            endpoint,
+            log,
+            digest: cache,
+        } = self;
+        state.write_u64(cache.get(|| crate::digest::digest(&(endpoint, log))));
+    }
 }
 
 /// The spontaneous steps a node may take; stateright fires armed timers in any order.
@@ -149,10 +175,7 @@ impl Actor for Multicaster {
         } else {
             Multicast::new(self.mode, me, self.n)
         };
-        MulticasterState {
-            endpoint,
-            log: Vec::new(),
-        }
+        MulticasterState::new(endpoint, Vec::new())
     }
 
     fn on_timeout(&self, _: Id, state: &mut Cow<MulticasterState>, _: &Step, o: &mut Out<Self>) {
