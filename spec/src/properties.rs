@@ -95,26 +95,156 @@ impl Messages {
     }
 }
 
-/// Integrity: a node delivers a message at most once, and only messages some node sent.
+/// Integrity: a node delivers a message at most once, and only messages some
+/// node sent ([`Histories::integrity`]).
 pub fn integrity<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
-    let msgs = Messages::of(logs);
-    let mut seen = vec![false; msgs.len()];
-    for (node, log) in logs.iter().enumerate() {
-        seen.fill(false);
-        for m in delivered(log) {
-            let i = msgs.named(m);
-            if !msgs.sent[i] {
-                return fail(
-                    "integrity",
-                    format!("node {node} delivered {m}, which nobody sent"),
-                );
-            }
-            if std::mem::replace(&mut seen[i], true) {
-                return fail("integrity", format!("node {node} delivered {m} twice"));
-            }
+    Histories::of(logs).integrity()
+}
+
+/// Logs judged by several of the properties here: the messages they name are
+/// sorted once, not once per property. The model checker judges three or
+/// four of them in every state it visits; each function of the same name is
+/// the one property on its own.
+pub struct Histories<'a, L> {
+    logs: &'a [L],
+    msgs: Messages,
+}
+
+impl<'a, L: AsRef<[Event]>> Histories<'a, L> {
+    pub fn of(logs: &'a [L]) -> Self {
+        Histories {
+            logs,
+            msgs: Messages::of(logs),
         }
     }
-    Ok(())
+
+    /// Integrity: a node delivers a message at most once, and only messages
+    /// some node sent.
+    pub fn integrity(&self) -> Result<(), Violation> {
+        let msgs = &self.msgs;
+        let mut seen = vec![false; msgs.len()];
+        for (node, log) in self.logs.iter().enumerate() {
+            seen.fill(false);
+            for m in delivered(log) {
+                let i = msgs.named(m);
+                if !msgs.sent[i] {
+                    return fail(
+                        "integrity",
+                        format!("node {node} delivered {m}, which nobody sent"),
+                    );
+                }
+                if std::mem::replace(&mut seen[i], true) {
+                    return fail("integrity", format!("node {node} delivered {m} twice"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// FIFO order, as [`fifo_order`] (which needs no sorted messages).
+    pub fn fifo_order(&self) -> Result<(), Violation> {
+        fifo_order(self.logs)
+    }
+
+    /// Causal order: if `send(a)` happened before `send(b)` and a node
+    /// delivers `b`, it delivered `a` first. Happened-before is computed from
+    /// the logs themselves (a node's earlier sends and deliveries,
+    /// transitively), not from any algorithm's clocks, so a buggy clock cannot
+    /// vouch for itself.
+    pub fn causal_order(&self) -> Result<(), Violation> {
+        let (logs, msgs) = (self.logs, &self.msgs);
+        let past = Pasts::of(logs, msgs);
+        let mut done = vec![false; msgs.len()];
+        // Per origin, how many of its messages this node delivered without a gap.
+        let mut prefix = vec![0u64; past.width()];
+        for (node, log) in logs.iter().enumerate() {
+            done.fill(false);
+            prefix.fill(0);
+            for b in delivered(log) {
+                let ib = msgs.named(b);
+                if let Some(before) = past.get(ib) {
+                    if let Some(j) = (0..before.len()).find(|&j| before[j] > prefix[j]) {
+                        let a = MsgId {
+                            origin: j,
+                            seq: prefix[j] + 1,
+                        };
+                        return fail(
+                            "causal order",
+                            format!(
+                                "node {node} delivered {b} before {a}, which happened before it"
+                            ),
+                        );
+                    }
+                }
+                done[ib] = true;
+                if let Some(p) = prefix.get_mut(b.origin) {
+                    let next = |p: u64| MsgId {
+                        origin: b.origin,
+                        seq: p + 1,
+                    };
+                    while msgs.index(next(*p)).is_some_and(|k| done[k]) {
+                        *p += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Total order: any two nodes deliver the messages they both deliver in
+    /// the same relative order.
+    pub fn total_order(&self) -> Result<(), Violation> {
+        let msgs = &self.msgs;
+        let orders: Vec<Vec<usize>> = self
+            .logs
+            .iter()
+            .map(|l| delivered(l).map(|m| msgs.named(m)).collect())
+            .collect();
+        // By message: where node i delivered it (its last delivery), if it did.
+        let mut pos_i = vec![None; msgs.len()];
+        for i in 0..orders.len() {
+            pos_i.fill(None);
+            for (p, &k) in orders[i].iter().enumerate() {
+                pos_i[k] = Some(p);
+            }
+            for (j, order_j) in orders.iter().enumerate().skip(i + 1) {
+                let common: Vec<usize> = order_j
+                    .iter()
+                    .copied()
+                    .filter(|&k| pos_i[k].is_some())
+                    .collect();
+                if let Some(w) = common.windows(2).find(|w| pos_i[w[0]] > pos_i[w[1]]) {
+                    return fail(
+                        "total order",
+                        format!(
+                            "node {i} delivered {} before {}, node {j} the other way round",
+                            msgs.ids[w[1]], msgs.ids[w[0]]
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Liveness at quiescence: every sent message has been delivered at every
+    /// node.
+    pub fn all_delivered(&self) -> Result<(), Violation> {
+        let msgs = &self.msgs;
+        let mut got = vec![false; msgs.len()];
+        for (node, log) in self.logs.iter().enumerate() {
+            got.fill(false);
+            for m in delivered(log) {
+                got[msgs.named(m)] = true;
+            }
+            // The first in id order, as the set difference of sent and delivered gives it.
+            if let Some(k) = (0..msgs.len()).find(|&k| msgs.sent[k] && !got[k]) {
+                let m = msgs.ids[k];
+                return fail("all delivered", format!("node {node} never delivered {m}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// FIFO order: each node delivers each origin's messages in send order, without gaps.
@@ -139,45 +269,9 @@ pub fn fifo_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
 }
 
 /// Causal order: if `send(a)` happened before `send(b)` and a node delivers `b`,
-/// it delivered `a` first. Happened-before is computed from the logs themselves
-/// (a node's earlier sends and deliveries, transitively), not from any
-/// algorithm's clocks, so a buggy clock cannot vouch for itself.
+/// it delivered `a` first ([`Histories::causal_order`]).
 pub fn causal_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
-    let msgs = Messages::of(logs);
-    let past = Pasts::of(logs, &msgs);
-    let mut done = vec![false; msgs.len()];
-    // Per origin, how many of its messages this node delivered without a gap.
-    let mut prefix = vec![0u64; past.width()];
-    for (node, log) in logs.iter().enumerate() {
-        done.fill(false);
-        prefix.fill(0);
-        for b in delivered(log) {
-            let ib = msgs.named(b);
-            if let Some(before) = past.get(ib) {
-                if let Some(j) = (0..before.len()).find(|&j| before[j] > prefix[j]) {
-                    let a = MsgId {
-                        origin: j,
-                        seq: prefix[j] + 1,
-                    };
-                    return fail(
-                        "causal order",
-                        format!("node {node} delivered {b} before {a}, which happened before it"),
-                    );
-                }
-            }
-            done[ib] = true;
-            if let Some(p) = prefix.get_mut(b.origin) {
-                let next = |p: u64| MsgId {
-                    origin: b.origin,
-                    seq: p + 1,
-                };
-                while msgs.index(next(*p)).is_some_and(|k| done[k]) {
-                    *p += 1;
-                }
-            }
-        }
-    }
-    Ok(())
+    Histories::of(logs).causal_order()
 }
 
 /// For each sent message, its causal past as a vector: per origin, how many of
@@ -259,73 +353,34 @@ impl Pasts {
     }
 }
 
-/// Total order: any two nodes deliver the messages they both deliver in the same relative order.
+/// Total order: any two nodes deliver the messages they both deliver in the
+/// same relative order ([`Histories::total_order`]).
 pub fn total_order<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
-    let msgs = Messages::of(logs);
-    let orders: Vec<Vec<usize>> = logs
-        .iter()
-        .map(|l| delivered(l).map(|m| msgs.named(m)).collect())
-        .collect();
-    // By message: where node i delivered it (its last delivery), if it did.
-    let mut pos_i = vec![None; msgs.len()];
-    for i in 0..orders.len() {
-        pos_i.fill(None);
-        for (p, &k) in orders[i].iter().enumerate() {
-            pos_i[k] = Some(p);
-        }
-        for (j, order_j) in orders.iter().enumerate().skip(i + 1) {
-            let common: Vec<usize> = order_j
-                .iter()
-                .copied()
-                .filter(|&k| pos_i[k].is_some())
-                .collect();
-            if let Some(w) = common.windows(2).find(|w| pos_i[w[0]] > pos_i[w[1]]) {
-                return fail(
-                    "total order",
-                    format!(
-                        "node {i} delivered {} before {}, node {j} the other way round",
-                        msgs.ids[w[1]], msgs.ids[w[0]]
-                    ),
-                );
-            }
-        }
-    }
-    Ok(())
+    Histories::of(logs).total_order()
 }
 
 /// The safety properties `mode` promises on delivery histories: integrity
 /// always, then FIFO, causal and total order as the mode guarantees them.
 /// The one place that says which order belongs to which mode.
 pub fn promised_orders<L: AsRef<[Event]>>(mode: Mode, logs: &[L]) -> Result<(), Violation> {
-    integrity(logs)?;
+    let histories = Histories::of(logs);
+    histories.integrity()?;
     if mode.is_fifo() {
         fifo_order(logs)?;
     }
     if mode.is_causal() {
-        causal_order(logs)?;
+        histories.causal_order()?;
     }
     if mode.is_total() {
-        total_order(logs)?;
+        histories.total_order()?;
     }
     Ok(())
 }
 
-/// Liveness at quiescence: every sent message has been delivered at every node.
+/// Liveness at quiescence: every sent message has been delivered at every
+/// node ([`Histories::all_delivered`]).
 pub fn all_delivered<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
-    let msgs = Messages::of(logs);
-    let mut got = vec![false; msgs.len()];
-    for (node, log) in logs.iter().enumerate() {
-        got.fill(false);
-        for m in delivered(log) {
-            got[msgs.named(m)] = true;
-        }
-        // The first in id order, as the set difference of sent and delivered gives it.
-        if let Some(k) = (0..msgs.len()).find(|&k| msgs.sent[k] && !got[k]) {
-            let m = msgs.ids[k];
-            return fail("all delivered", format!("node {node} never delivered {m}"));
-        }
-    }
-    Ok(())
+    Histories::of(logs).all_delivered()
 }
 
 /// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
