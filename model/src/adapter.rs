@@ -11,10 +11,10 @@ use gsmo_spec::snapshot::{PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use stateright::actor::{model_timeout, Actor, Id, LossyNetwork, Network, Out};
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{self, Display};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The channels a model runs on. The spec assumes reliable FIFO channels;
@@ -92,6 +92,8 @@ pub struct MulticasterState {
     /// the others' states, shared with the state before, need not be hashed
     /// again.
     pub digest: Digest,
+    /// The hash of the log alone, once computed: what the properties read.
+    pub logged: Digest,
 }
 
 impl MulticasterState {
@@ -100,16 +102,22 @@ impl MulticasterState {
             endpoint,
             log,
             digest: Digest::default(),
+            logged: Digest::default(),
         }
+    }
+
+    fn log_digest(&self) -> u64 {
+        self.logged.get(|| crate::digest::digest(&self.log))
     }
 }
 
 impl Hash for MulticasterState {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+    fn hash<H: Hasher>(&self, state: &mut H) {
         let MulticasterState {
             endpoint,
             log,
             digest: cache,
+            logged: _,
         } = self;
         state.write_u64(cache.get(|| crate::digest::digest(&(endpoint, log))));
     }
@@ -249,34 +257,43 @@ impl Delivery {
     }
 }
 
+/// How many logs' verdicts a thread keeps ([`holds`]): 1 MB of them.
+const KEPT: usize = 1 << 16;
+
 thread_local! {
-    /// The last state judged, by the digest of its nodes' states, and which
-    /// of the properties asked hold there (bits by [`Delivery`]).
-    static LAST: Cell<Option<(u64, u8)>> = const { Cell::new(None) };
+    /// Verdicts by the digest of the logs they judge and of the properties
+    /// asked: bits by [`Delivery`] (key 0: none). Placed by the key's low
+    /// bits, a newer one in the place of an older.
+    static KNOWN: RefCell<Vec<(u64, u8)>> = RefCell::new(vec![(0, 0); KEPT]);
 }
 
 /// Whether `property`, one of the model's `judged`, holds of the nodes'
 /// logs. stateright asks a state's properties one by one, and each would
-/// sort the messages the logs name again (a fifth of a causal check): so
-/// the first asked of a state judges them all at once, for the rest to read.
+/// sort the messages the logs name again: so the first asked judges them
+/// all at once, for the rest to read. And most states have logs some state
+/// met before has too (a receipt held back logs nothing): their verdicts are
+/// kept by the logs' digests, each node's kept with it. On the causal model's
+/// 1.34 M states, the predicates took a fifth of the check, then a tenth.
 pub fn holds(judged: &[Delivery], property: Delivery, states: &[Arc<MulticasterState>]) -> bool {
     debug_assert!(judged.contains(&property), "{property:?} not judged");
-    // The nodes' states hash as their kept digests: a cheap key.
-    let key = crate::digest::digest(states);
-    let bits = match LAST.get() {
-        Some((k, bits)) if k == key => bits,
-        _ => {
+    let key = crate::digest::digest_with(|h| {
+        judged.iter().for_each(|p| h.write_u8(p.bit()));
+        states.iter().for_each(|s| h.write_u64(s.log_digest()));
+    })
+    .max(1);
+    KNOWN.with_borrow_mut(|known| {
+        let entry = &mut known[key as usize % KEPT];
+        if entry.0 != key {
             let logs = logs(states);
             let h = Histories::of(&logs);
             let bits = judged
                 .iter()
                 .filter(|p| p.of(&h).is_ok())
                 .fold(0, |bits, p| bits | p.bit());
-            LAST.set(Some((key, bits)));
-            bits
+            *entry = (key, bits);
         }
-    };
-    bits & property.bit() != 0
+        entry.1 & property.bit() != 0
+    })
 }
 
 /// What the model reports for a stored part: it stores nothing, so only the node.
@@ -324,7 +341,7 @@ mod tests {
 
     /// The states asked in turn get their own verdicts, not the last one's:
     /// node 2 delivers n1#1 before n0#1, which happened before it, in one and
-    /// after it in the other.
+    /// after it in the other. Each node's log keeps its digest.
     #[test]
     fn each_state_is_judged_on_its_own_logs() {
         let (a, b) = (MsgId { origin: 0, seq: 1 }, MsgId { origin: 1, seq: 1 });
@@ -345,5 +362,8 @@ mod tests {
             assert!(holds(judged, Delivery::Causal, &good));
             assert!(holds(judged, Delivery::Integrity, &good));
         }
+        // Kept by the properties asked too: another model's are its own.
+        let total = &[Delivery::Total, Delivery::Integrity];
+        assert!(holds(total, Delivery::Total, &good));
     }
 }
