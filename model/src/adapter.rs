@@ -221,11 +221,7 @@ pub fn logs(states: &[Arc<MulticasterState>]) -> Vec<&[Event]> {
 }
 
 /// Whether every node has multicast its quota and every message reached everyone.
-pub fn all_done(
-    judged: &[Delivery],
-    msgs: u64,
-    states: &[std::sync::Arc<MulticasterState>],
-) -> bool {
+pub fn all_done(judged: &[Delivery], msgs: u64, states: &[Arc<MulticasterState>]) -> bool {
     states.iter().all(|s| s.endpoint.sent() == msgs)
         && holds(judged, Delivery::AllDelivered, states)
 }
@@ -272,8 +268,9 @@ thread_local! {
 /// sort the messages the logs name again: so the first asked judges them
 /// all at once, for the rest to read. And most states have logs some state
 /// met before has too (a receipt held back logs nothing): their verdicts are
-/// kept by the logs' digests, each node's kept with it. On the causal model's
-/// 1.34 M states, the predicates took a fifth of the check, then a tenth.
+/// kept by the logs' digests, each node's kept with it. The causal model's
+/// 1.34 M states on one thread: 7.2-7.5 s judged one by one, 5.9-6.0 s judged
+/// at once, 5.0-5.1 s with verdicts kept.
 pub fn holds(judged: &[Delivery], property: Delivery, states: &[Arc<MulticasterState>]) -> bool {
     debug_assert!(judged.contains(&property), "{property:?} not judged");
     let key = crate::digest::digest_with(|h| {

@@ -62,6 +62,7 @@ impl Default for CausalCfg {
 }
 
 pub type CausalModel = ActorModel<Multicaster, CausalCfg>;
+type State = ActorModelState<Multicaster>;
 
 /// The spec's delivery properties this model judges in every state.
 const JUDGED: &[Delivery] = &[
@@ -69,7 +70,6 @@ const JUDGED: &[Delivery] = &[
     Delivery::Integrity,
     Delivery::AllDelivered,
 ];
-type State = ActorModelState<Multicaster>;
 
 impl CausalCfg {
     /// The channels actually used: a network variant overrides `channels`.

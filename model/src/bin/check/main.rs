@@ -56,8 +56,8 @@ fn small_pages(search: &Search) -> bool {
 
 /// Turns the kernel's transparent huge pages off for this process during a
 /// breadth-first search, and on again for any other ([`small_pages`]): the
-/// causal BFS went from 7-9 s of system time to 1.1-1.2 s. Only where the
-/// kernel can; elsewhere, a no-op.
+/// causal BFS went from 2.6-8.8 s of system time to 1.0-2.9 s. Only where
+/// the kernel can; elsewhere, a no-op.
 fn pages_for(search: &Search) {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(small_pages(search));
