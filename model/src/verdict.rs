@@ -381,13 +381,14 @@ where
     }
     // Found all it looked for: the checker stopped early, the verdict is final.
     let all_found = discoveries.len() == properties.len();
+    // A simulation's walks prove nothing, and are not searches to shorten.
+    let searched = !matches!(search.strategy, Strategy::Simulation(_));
     let complete = panics.is_empty()
-        && !matches!(search.strategy, Strategy::Simulation(_))
+        && searched
         && search.depth.is_none_or(|d| depth < d)
         && (!cut || all_found);
     // Re-running to shorten a counterexample would meet a panic again, in
-    // this thread; a simulation's walks are not searches to shorten.
-    let searched = !matches!(search.strategy, Strategy::Simulation(_));
+    // this thread.
     if search.shortest && searched && panics.is_empty() {
         for (name, expectation) in &properties {
             let Some(path) = discoveries.get(name) else {
