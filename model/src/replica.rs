@@ -186,24 +186,61 @@ impl Hash for ReplicaState {
 pub(crate) type Commanded = stateright::actor::Command<Wire, Step, (), ()>;
 
 impl ReplicaState {
-    /// What the properties read of this replica, as two digests: of its
-    /// deliveries (its store, delivery counts, refusals, log and unanswered
-    /// writes) and of its snapshots (its parts, the snapshots it is recording,
-    /// and those it recorded, stored and saw committed). A reduction that
-    /// reorders a replica's steps keeps, for each, the order of its values
-    /// ([`crate::por`]).
-    pub fn judged(&self) -> (u64, u64) {
+    /// What the properties read of this replica at every state
+    /// ([`Judged`]). A reduction that reorders a replica's steps keeps, for
+    /// each piece, the order of its values ([`crate::por`]).
+    pub fn judged(&self) -> Judged {
         let (node, g) = (&self.node, &self.ghost);
-        let delivered = node.state().multicast.delivered();
         let log = self.log_judged.then_some(&self.log);
-        let deliveries = (node.kv(), delivered, self.refused, log, &g.unanswered);
-        let snapshots = (
-            &self.parts,
-            node.snapshots_in_progress(),
-            &g.recorded,
-            &g.disk,
+        let progress = node.snapshots_in_progress();
+        let mut ids: BTreeSet<SnapshotId> = self.parts.keys().copied().collect();
+        ids.extend(
+            progress
+                .iter()
+                .chain(&g.recorded)
+                .chain(&g.disk)
+                .chain(&g.committed),
         );
-        (digest(&deliveries), digest(&(snapshots, &g.committed)))
+        let snapshot = |id| {
+            let known = |set: &BTreeSet<SnapshotId>| set.contains(&id);
+            let stage = (known(&g.recorded), known(&g.disk), known(&g.committed));
+            digest(&(self.parts.get(&id), progress.contains(&id), stage))
+        };
+        Judged {
+            deliveries: digest(&(node.kv(), self.refused, log)),
+            snapshots: ids.into_iter().map(|id| (id, snapshot(id))).collect(),
+        }
+    }
+}
+
+/// What the bank's properties read of one replica at every state, piece by
+/// piece: conservation and the refused overdraft read its deliveries, and
+/// each property of a snapshot reads that one snapshot. Termination reads
+/// the state a run ends in, which a reordering keeps whole, so what is still
+/// unanswered is no piece.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Judged {
+    /// Its accounts and refusals, and its log where a model judges one.
+    pub deliveries: u64,
+    /// Each snapshot it knows of: its part, whether it is recording it, and
+    /// whether it has recorded it, stored its part and seen it committed.
+    pub snapshots: BTreeMap<SnapshotId, u64>,
+}
+
+impl Judged {
+    /// Whether the order of the steps from `self` to `u` and from `self` to
+    /// `t` shows in what is judged: both change one piece, each to a value
+    /// of its own. Otherwise each piece takes the same values in the same
+    /// order either way: a value one step gives is held a step longer, or
+    /// the two give the same value.
+    pub fn order_shows(&self, u: &Judged, t: &Judged) -> bool {
+        fn clash<T: PartialEq>(before: T, u: T, t: T) -> bool {
+            u != before && t != before && u != t
+        }
+        let piece = |j: &Judged, id| j.snapshots.get(id).copied();
+        let mut ids = [self, u, t].into_iter().flat_map(|j| j.snapshots.keys());
+        clash(self.deliveries, u.deliveries, t.deliveries)
+            || ids.any(|id| clash(piece(self, id), piece(u, id), piece(t, id)))
     }
 }
 
@@ -380,5 +417,45 @@ impl Actor for Replica {
         let s = state.to_mut();
         let outputs = self.runtime(s).on_wire(usize::from(src), wire, o);
         Self::record(s, outputs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(deliveries: u64, snapshots: &[(u64, u64)]) -> Judged {
+        let id = |seq| SnapshotId { initiator: 0, seq };
+        Judged {
+            deliveries,
+            snapshots: snapshots.iter().map(|&(seq, d)| (id(seq), d)).collect(),
+        }
+    }
+
+    /// The order of two steps shows when both change the deliveries, or
+    /// both one snapshot (a snapshot first known counts as changed), each
+    /// to a value of its own; not when they change different pieces, or one
+    /// piece to the same value.
+    #[test]
+    fn the_order_shows_where_two_steps_change_a_piece_apart() {
+        let before = judged(1, &[(1, 10)]);
+        let shows = |u: Judged, t: Judged| before.order_shows(&u, &t);
+        assert!(shows(judged(2, &[(1, 10)]), judged(3, &[(1, 10)])));
+        assert!(shows(judged(1, &[(1, 11)]), judged(1, &[(1, 12)])));
+        assert!(shows(
+            judged(1, &[(1, 10), (2, 20)]),
+            judged(1, &[(1, 10), (2, 21)])
+        ));
+        assert!(!shows(
+            judged(1, &[(1, 11)]),
+            judged(1, &[(1, 10), (2, 20)])
+        ));
+        assert!(!shows(judged(2, &[(1, 10)]), judged(1, &[(1, 11)])));
+        assert!(!shows(judged(1, &[(1, 10)]), judged(2, &[(1, 11)])));
+        assert!(!shows(judged(2, &[(1, 11)]), judged(2, &[(1, 11)])));
+        assert!(!shows(
+            judged(1, &[(1, 10), (2, 20)]),
+            judged(1, &[(1, 10), (2, 20)])
+        ));
     }
 }

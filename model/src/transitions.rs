@@ -29,7 +29,7 @@
 //! `steps_remembered_count_as_the_true_ones` checks that on every step of a
 //! whole bank; `crate::por`'s sleep-set tests, which compare what each
 //! replica meets and how runs end with the unreduced model, search with the
-//! memo; and the 3-account bank counts the same 50,381,765 states with it
+//! memo; and the 3-account bank counts the same 43,855,199 states with it
 //! and without. Keyed exactly, only 62% of the steps were found at one snapshot,
 //! and the 3-account search took 141 s instead of 99.
 //!

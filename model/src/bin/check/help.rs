@@ -103,14 +103,17 @@ POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
   taking steps u then t from a state where they commute, the search does not
   take u after t, since t after u reaches that state. Two replicas' steps
   always commute; two of one replica (a closing marker and a frame on another
-  channel, two markers, a write's data and number) commute where taking both
-  orders on the replica alone ends alike and at most one of them changes each
-  of its deliveries and its snapshots, so what the properties read passes
+  channel, two markers, a write's data and number, the steps finishing two
+  snapshots) commute where taking both orders on the replica alone ends alike
+  and their order does not show in what the properties read of it, piece by
+  piece (its deliveries; each snapshot): at most one of them changes each
+  piece, or both change it to one value (two markers of a snapshot it has not
+  joined: either opens it, the other closes a channel), so each piece passes
   through the same values in the same order. It runs gsmo's own depth-first
   checker (stateright's take every step offered). It takes a state's steps
   in the order offered, frames in flight before a replica's new writes and
   snapshots (8.7% fewer states than the reverse). On the 3-account bank with
-  2 snapshots: 68.4 M -> 50.4 M states, 241 s -> 59-70 s on 2 threads
+  2 snapshots: 68.4 M -> 43.9 M states, 241 s -> 49-63 s on 2 threads
   (built with --profile release-lto, as bench/check.sh does; 6-7% slower
   with --release).
   Depth first on more than one thread, each split of the budget into quotas is
