@@ -107,8 +107,8 @@ pub struct Search {
     /// same verdicts.
     pub sleep: bool,
     /// On a counterexample, re-run breadth first, bounded by its length, for
-    /// the shortest (this module's `shortest`). A depth-first search may leave it as found,
-    /// to keep to its own small memory.
+    /// the shortest (this module's `shortest`). A depth-first search may
+    /// leave it as found, to keep to its own small memory.
     pub shortest: bool,
 }
 
