@@ -61,7 +61,7 @@ stats() { # numbers...: median, lowest, highest
 }
 printf '%-14s %-21s %9s %14s %12s  %-22s %s\n' config wall_s user_s states peak_rss_mb target args
 for c in $CONFIGS; do
-  walls=() users=() rss_mb=0 states=?
+  walls=() users=() rss_mb=0 states='?'
   for _ in $(seq "$ROUNDS"); do
     out=$(mktemp)
     # shellcheck disable=SC2086

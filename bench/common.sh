@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the benchmarks in bench/: the tools they need (TOOLS, set by a
 # script that needs fewer than these), the gsmo binary they measure, the ports
 # they must find free, their child processes, and waiting for a port to answer.
