@@ -14,9 +14,10 @@
 # the steadier number), unique states (from check's summary; "+" if the run
 # stopped at the timeout), and peak RSS (GNU time's maximum resident set size);
 # with ROUNDS above 1, the median seconds with the lowest and highest, and the
-# highest RSS. The three configurations issue 16 sets targets for say whether
-# the median meets them: causal under 4 s, snapshot-sleep (snapshot --nodes 3,
-# the fastest sound search) under 60 s, kv-isis complete in under 8 GB.
+# highest RSS (bench/stats.sh). The three configurations issue 16 sets targets
+# for say whether the median meets them: causal under 4 s, snapshot-sleep
+# (snapshot --nodes 3, the fastest sound search) under 60 s, kv-isis complete
+# in under 8 GB.
 # check searches depth first by default (causal); causal-bfs is the same space
 # breadth first, which holds the whole frontier (1.4 GB; on snapshot and kv-isis
 # it ran out of 14 GB). snapshot-2x2 is a bank small enough to finish
@@ -36,6 +37,7 @@ if [ -z "${CHECK:-}" ]; then
   CHECK=${CARGO_TARGET_DIR:-target}/release-lto/check
 fi
 command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time not found (apt-get install -y time)" >&2; exit 1; }
+. bench/stats.sh
 
 declare -A ARGS=(
   [causal]="causal --nodes 3 --msgs 2 --network unordered"
@@ -50,15 +52,10 @@ declare -A ARGS=(
 CONFIGS=${CONFIGS:-"causal causal-bfs causal-sym snapshot-2x2 snapshot snapshot-por snapshot-sleep kv-isis"}
 LIMIT=${TIMEOUT:+--timeout $TIMEOUT}
 ROUNDS=${ROUNDS:-1}
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: ROUNDS must be a positive integer" >&2; exit 1; }
+positive ROUNDS "$ROUNDS"
 declare -A TARGET=(
   [causal]="wall 4" [snapshot-sleep]="wall 60" [kv-isis]="rss 8192"
 )
-stats() { # numbers...: median, lowest, highest
-  printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-    m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)
-    printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }'
-}
 printf '%-14s %-21s %9s %14s %12s  %-22s %s\n' config wall_s user_s states peak_rss_mb target args
 for c in $CONFIGS; do
   walls=() users=() rss_mb=0 states='?'
@@ -75,6 +72,7 @@ for c in $CONFIGS; do
   done
   read -r wm wl wh < <(stats "${walls[@]}")
   read -r um _ _ < <(stats "${users[@]}")
+  wm=$(printf %.2f "$wm") um=$(printf %.1f "$um")
   shown=$wm; [ "$ROUNDS" -gt 1 ] && shown="$wm ($wl-$wh)"
   verdict=-
   if [ -n "${TARGET[$c]:-}" ]; then

@@ -32,6 +32,7 @@ PEER_BASE=${PEER_BASE:-17480}
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
+. bench/stats.sh
 
 requests() { # pipeline: requests per run at that depth
   if [ "$1" -gt 1 ]; then echo "$N16"; else echo "$N"; fi
@@ -113,13 +114,7 @@ fi
 # runs around it, so a slow moment of redis-server's cannot flatter gsmo; a row
 # prints the median over ROUNDS and, in brackets, the lowest and highest.
 ROUNDS=${ROUNDS:-3}
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: ROUNDS must be a positive integer" >&2; exit 1; }
-
-stats() { # numbers...: median, lowest, highest
-  printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-    m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)
-    printf "%s %s %s\n", m, v[1], v[NR] }'
-}
+positive ROUNDS "$ROUNDS"
 
 redis_rates=() # every redis-server run, "P test rate"
 # paired port P test shape: ROUNDS gsmo runs each between two redis-server runs;
