@@ -128,10 +128,9 @@ paired() {
     if [ "$shape" = x3 ]; then g=$(rate3 "$port" "$P" "$test"); else g=$(rate "$port" "$P" "$test"); fi
     l=-; [ "$test" = set ] && l=$(write_latency "$port")
     after=$(rate "$REDIS_PORT" "$P" "$test"); redis_rates+=("$P $test $after")
-    ratios+=("$(awk -v g="$g" -v a="$before" -v b="$after" 'BEGIN {
-      m = (a > b ? a : b); printf "%.2f", (m > 0 ? g / m : 0) }')")
+    ratios+=("$(ratio "$g" "$(awk -v a="$before" -v b="$after" 'BEGIN { print (a > b ? a : b) }')")")
     rates+=("$g"); lats+=("$l")
-    echo "bench: $shape $test -P $P round $k/$ROUNDS: $g req/s, ratio ${ratios[-1]}" >&2
+    echo "bench: $test -P $P ${shape/one/from one node} round $k/$ROUNDS: $g req/s, ratio ${ratios[-1]}" >&2
     before=$after
   done
   read -r rm _ _ < <(stats "${rates[@]}")
@@ -153,7 +152,7 @@ for mode in $MODES; do
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   for shape in one x3; do
     for P in 1 16; do
-      echo "bench: $mode, $shape, -P $P" >&2
+      echo "bench: $mode ${shape/one/from one node}, -P $P" >&2
       paired "$CLIENT_BASE" "$P" set "$shape"; read -r sr sq sl sh lat <<<"$got"
       paired "$CLIENT_BASE" "$P" get "$shape"; read -r gr gq gl gh _ <<<"$got"
       name="gsmo 3 nodes $mode"; [ "$shape" = x3 ] && name+=" x3"
