@@ -162,7 +162,7 @@ for mode in $MODES; do
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 done
 
-fmt='%-30s %3s %11s %11s %17s %17s %12s\n'
+fmt='%-32s %3s %11s %11s %17s %17s %12s\n'
 printf "$fmt" target P "SET req/s" "GET req/s" "SET/redis" "GET/redis" "SET wait ms"
 for P in 1 16; do
   mapfile -t sets < <(printf '%s\n' "${redis_rates[@]}" | awk -v p="$P" '$1 == p && $2 == "set" {print $3}')
