@@ -187,7 +187,11 @@ for row in "${rows[@]}"; do
     else missed+=("${name#gsmo 3 nodes } $what -P $P $q<$want"); fi
   done
 done
-echo "ratios: the median of $ROUNDS paired rounds (lowest-highest), each to the faster redis-server run around it"
+if [ "$ROUNDS" -gt 1 ]; then
+  echo "ratios: the median of $ROUNDS paired rounds (lowest-highest), each to the faster redis-server run around it"
+else
+  echo "ratios: one paired round, to the faster redis-server run around it"
+fi
 echo "SET wait ms: p50/p99 of node 0's writes from its event loop to their reply (INFO latencystats), median round"
 echo "issue 16's targets (SET >= 0.7, 0.5 at -P 16; GET >= 0.9) met by the median in $met of $all"
 [ ${#missed[@]} -eq 0 ] || printf '  missed: %s\n' "${missed[@]}"
