@@ -5,7 +5,8 @@
 #   bench/cluster.sh                # 100000 requests (1000000 at -P 16: N16), 100000 random
 #                                   # keys, 50 clients (rows `x3`: the 50 clients and N spread
 #                                   # over all 3 nodes, one redis-benchmark per node at once,
-#                                   # rates summed)
+#                                   # rates summed, against redis-server under the same three
+#                                   # redis-benchmarks)
 #   N=20000 MODES="total-isis" ROUNDS=5 bench/cluster.sh
 #   SUITE=default N=5000 bench/cluster.sh   # redis-benchmark's default suite (every command it
 #                                           # knows), requests/s per command and target
@@ -44,18 +45,26 @@ rate() { # port pipeline test
     | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1
 }
 
-# The same, with the clients and requests spread over the 3 nodes at once: the summed rate.
-rate3() { # base-port pipeline test
-  local dir jobs=() n; dir=$(mktemp -d); n=$(requests "$2")
+# The same load from three redis-benchmarks at once (the clients and requests split
+# 17/17/16 ways), each at port base + i * step: gsmo's three nodes (step 1), or
+# redis-server alone (step 0), so that an x3 row's ratio compares the same clients.
+# The summed rate.
+rate3() { # base-port step pipeline test
+  local dir jobs=() n; dir=$(mktemp -d); n=$(requests "$3")
   for i in 0 1 2; do
     local c=$(( (C + 2 - i) / 3 ))
-    redis-benchmark -p $(($1 + i)) -t "$3" -n $((n / 3)) -r "$R" -c "$c" -P "$2" -q 2>/dev/null \
+    redis-benchmark -p $(($1 + i * $2)) -t "$4" -n $((n / 3)) -r "$R" -c "$c" -P "$3" -q 2>/dev/null \
       | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1 >"$dir/$i" &
     jobs+=($!)
   done
   wait "${jobs[@]}"
   cat "$dir"/0 "$dir"/1 "$dir"/2 | awk '{s += $1} END {printf "%.2f", s}'
   rm -rf "$dir"
+}
+
+# One run in a row's shape: one redis-benchmark, or three at once (x3).
+measure() { # port step pipeline test shape
+  if [ "$5" = x3 ]; then rate3 "$1" "$2" "$3" "$4"; else rate "$1" "$3" "$4"; fi
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
@@ -116,18 +125,18 @@ fi
 ROUNDS=${ROUNDS:-3}
 positive ROUNDS "$ROUNDS"
 
-redis_rates=() # every redis-server run, "P test rate"
+redis_rates=() # every redis-server run, "P test shape rate"
 # paired port P test shape: ROUNDS gsmo runs each between two redis-server runs;
 # sets got="median_rate median_ratio lowest_ratio highest_ratio latency" (not
 # printed: redis_rates must outlive the call, which a subshell's would not)
 paired() {
   local port=$1 P=$2 test=$3 shape=$4 before after g l ratios=() rates=() lats=() k
-  before=$(rate "$REDIS_PORT" "$P" "$test"); redis_rates+=("$P $test $before")
+  before=$(measure "$REDIS_PORT" 0 "$P" "$test" "$shape"); redis_rates+=("$P $test $shape $before")
   for k in $(seq "$ROUNDS"); do
     [ "$test" = set ] && reset_latency
-    if [ "$shape" = x3 ]; then g=$(rate3 "$port" "$P" "$test"); else g=$(rate "$port" "$P" "$test"); fi
+    g=$(measure "$port" 1 "$P" "$test" "$shape")
     l=-; [ "$test" = set ] && l=$(write_latency "$port")
-    after=$(rate "$REDIS_PORT" "$P" "$test"); redis_rates+=("$P $test $after")
+    after=$(measure "$REDIS_PORT" 0 "$P" "$test" "$shape"); redis_rates+=("$P $test $shape $after")
     ratios+=("$(ratio "$g" "$(awk -v a="$before" -v b="$after" 'BEGIN { print (a > b ? a : b) }')")")
     rates+=("$g"); lats+=("$l")
     echo "bench: $test -P $P ${shape/one/from one node} round $k/$ROUNDS: $g req/s, ratio ${ratios[-1]}" >&2
@@ -164,12 +173,15 @@ done
 
 fmt='%-32s %3s %11s %11s %17s %17s %12s\n'
 printf "$fmt" target P "SET req/s" "GET req/s" "SET/redis" "GET/redis" "SET wait ms"
-for P in 1 16; do
-  mapfile -t sets < <(printf '%s\n' "${redis_rates[@]}" | awk -v p="$P" '$1 == p && $2 == "set" {print $3}')
-  mapfile -t gets < <(printf '%s\n' "${redis_rates[@]}" | awk -v p="$P" '$1 == p && $2 == "get" {print $3}')
-  read -r s _ _ < <(stats "${sets[@]}")
-  read -r g _ _ < <(stats "${gets[@]}")
-  printf "$fmt" "redis-server (median)" "$P" "$(printf %.0f "$s")" "$(printf %.0f "$g")" - - -
+for shape in one x3; do
+  for P in 1 16; do
+    mapfile -t sets < <(printf '%s\n' "${redis_rates[@]}" | awk -v p="$P" -v s="$shape" '$1 == p && $2 == "set" && $3 == s {print $4}')
+    mapfile -t gets < <(printf '%s\n' "${redis_rates[@]}" | awk -v p="$P" -v s="$shape" '$1 == p && $2 == "get" && $3 == s {print $4}')
+    read -r s _ _ < <(stats "${sets[@]}")
+    read -r g _ _ < <(stats "${gets[@]}")
+    name="redis-server (median)"; [ "$shape" = x3 ] && name="redis-server x3 (median)"
+    printf "$fmt" "$name" "$P" "$(printf %.0f "$s")" "$(printf %.0f "$g")" - - -
+  done
 done
 met=0 all=0 missed=()
 for row in "${rows[@]}"; do
