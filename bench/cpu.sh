@@ -4,21 +4,26 @@
 # else runs, but the CPU a node spends per request hardly does. Also measures
 # redis-server the same way, for scale.
 #
-#   bench/cpu.sh                              # fifo and total-isis; GET and SET at -P 1 and -P 16
-#   MODES=causal TESTS=get PIPES=16 bench/cpu.sh
+#   bench/cpu.sh                              # fifo and total-isis; GET and SET at -P 1 and -P 16,
+#                                             # from one node and spread (x3)
+#   MODES=causal TESTS=get PIPES=16 SHAPES=one bench/cpu.sh
 #   GSMO=/path/to/other/gsmo bench/cpu.sh      # another build (before/after)
 #   CLUSTER_ARGS="--max-batch 1" bench/cpu.sh  # flags for `gsmo cluster` (unbatched writes)
 #   N=50000 N16=500000 bench/cpu.sh            # requests per run at -P 1 and at -P 16 (default 10 N)
 #
-# Prints one line per mode, test and pipeline depth: user+system CPU
-# microseconds per request on node 0 (which the client talks to) and on each
-# peer (which only delivers the multicast), read from /proc/PID/stat around
-# one redis-benchmark run, and redis-benchmark's own (GNU time). `ceiling/s` is
-# the rate at which every process together would use all the machine's cores
-# (nproc x 1e6 / the sum): on a machine whose cores the client and the nodes
-# share, that sum, not one process, bounds the rate, and `ceil/redis` compares
-# it with redis-server's in the same test. For SET also the writes per multicast
-# batch (node 0's INFO `writes_multicast` / `multicasts_sent` over the run).
+# Prints one line per mode, shape, test and pipeline depth: user+system CPU
+# microseconds per request on node 0 and on each peer, read from /proc/PID/stat
+# around the run, and redis-benchmark's own (GNU time). Shape `one`: one
+# redis-benchmark of C clients at node 0 (the peers only deliver the multicast);
+# `x3`: three at once, one per node, the clients and requests split 17/17/16
+# ways (redis-server: the same three at its one port). `req/s` is the run's
+# requests over its wall time, and `cores` how many cores the nodes (or
+# redis-server) used meanwhile: on a machine whose cores the client and the
+# nodes share, the rate is those cores over the cluster's CPU per request.
+# `ceiling/s` is the rate at which every process together would use all the
+# machine's cores (nproc x 1e6 / the sum), and `ceil/redis` compares it with
+# redis-server's in the same test and shape. For SET also the writes per
+# multicast batch (INFO `writes_multicast` / `multicasts_sent`, all nodes).
 # A benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +36,7 @@ C=${C:-50}
 MODES=${MODES:-"fifo total-isis"}
 TESTS=${TESTS:-"get set"}
 PIPES=${PIPES:-"1 16"}
+SHAPES=${SHAPES:-"one x3"}
 REDIS_PORT=${REDIS_PORT:-16999}
 CLIENT_BASE=${CLIENT_BASE:-16480}
 PEER_BASE=${PEER_BASE:-17480}
@@ -44,23 +50,44 @@ ticks() { # pid: user + system CPU in clock ticks
   cpu_ticks "$1" | awk '{print $1 + $2}'
 }
 
-# µs per request for each pid, then redis-benchmark's own, around one run.
-per_request() { # port test pipeline pid...
-  local port=$1 test=$2 p=$3; shift 3
-  local before=() hz n=$N client; hz=$(getconf CLK_TCK); client=$(mktemp)
+# Around one run in a shape: µs per request for each pid, redis-benchmark's own
+# (all of its processes), the run's requests/s, and the cores the pids used.
+per_request() { # shape port step test pipeline pid...
+  local shape=$1 port=$2 step=$3 test=$4 p=$5; shift 5
+  local before=() hz n=$N dir start end i k c jobs=()
+  hz=$(getconf CLK_TCK); dir=$(mktemp -d)
   if [ "$p" -gt 1 ]; then n=$N16; fi
   for pid in "$@"; do before+=("$(ticks "$pid")"); done
-  # The keyspace is filled first for GET, so GET reads values, not misses.
-  /usr/bin/time -f '%U %S' -o "$client" \
-    redis-benchmark -p "$port" -t "$test" -n "$n" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
-  local i=0 out=()
+  start=$(date +%s.%N)
+  if [ "$shape" = x3 ]; then
+    for k in 0 1 2; do
+      c=$(( (C + 2 - k) / 3 ))
+      /usr/bin/time -f '%U %S' -o "$dir/time$k" redis-benchmark -p $((port + k * step)) -t "$test" \
+        -n $((n / 3)) -r "$R" -c "$c" -P "$p" -q >/dev/null 2>&1 &
+      jobs+=($!)
+    done
+    wait "${jobs[@]}"
+    n=$((n / 3 * 3))
+  else
+    /usr/bin/time -f '%U %S' -o "$dir/time0" \
+      redis-benchmark -p "$port" -t "$test" -n "$n" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
+  fi
+  end=$(date +%s.%N)
+  local out=() used=0 now
+  i=0
   for pid in "$@"; do
-    out+=("$(awk -v a="${before[$i]}" -v b="$(ticks "$pid")" -v hz="$hz" -v n="$n" \
+    now=$(ticks "$pid")
+    out+=("$(awk -v a="${before[$i]}" -v b="$now" -v hz="$hz" -v n="$n" \
       'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')")
+    used=$((used + now - before[i]))
     i=$((i + 1))
   done
-  out+=("$(tail -1 "$client" | awk -v n="$n" '{ printf "%.2f", ($1 + $2) * 1e6 / n }')")
-  rm -f "$client"
+  # Each time file's last line is `user system` in seconds.
+  out+=("$(for f in "$dir"/time*; do tail -1 "$f"; done \
+    | awk -v n="$n" '{ s += $1 + $2 } END { printf "%.2f", s * 1e6 / n }')")
+  out+=("$(awk -v n="$n" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')")
+  out+=("$(awk -v u="$used" -v hz="$hz" -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", u / hz / (b - a) }')")
+  rm -rf "$dir"
   echo "${out[*]}"
 }
 
@@ -72,21 +99,30 @@ info_field() { # port field: one number from INFO
   redis-cli -p "$1" INFO | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
 }
 
-row() { printf '%-16s %-4s %3s %10s %16s %10s %10s %10s %14s\n' "$@"; }
-row target test P node0_us peers_us client_us ceiling/s ceil/redis writes/batch
+row() { printf '%-20s %-4s %3s %10s %16s %10s %9s %6s %10s %10s %13s\n' "$@"; }
+row target test P node0_us peers_us client_us req/s cores ceiling/s ceil/redis writes/batch
 declare -A redis_ceiling
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
 pids+=($!)
 wait_ping "$REDIS_PORT"
 redis-benchmark -p "$REDIS_PORT" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
-for t in $TESTS; do
-  for p in $PIPES; do
-    read -r server client < <(per_request "$REDIS_PORT" "$t" "$p" "${pids[-1]}")
-    redis_ceiling[$t-$p]=$(ceiling "$server" "$client")
-    row redis-server "$t" "$p" "$server" - "$client" "${redis_ceiling[$t-$p]}" 1.00 -
+for shape in $SHAPES; do
+  name=redis-server; [ "$shape" = x3 ] && name+=" x3"
+  for t in $TESTS; do
+    for p in $PIPES; do
+      read -r server client rate cores < <(per_request "$shape" "$REDIS_PORT" 0 "$t" "$p" "${pids[-1]}")
+      redis_ceiling[$shape-$t-$p]=$(ceiling "$server" "$client")
+      row "$name" "$t" "$p" "$server" - "$client" "$rate" "$cores" "${redis_ceiling[$shape-$t-$p]}" 1.00 -
+    done
   done
 done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+
+sum_info() { # field: summed over the three nodes
+  local s=0 i
+  for i in 0 1 2; do s=$((s + $(info_field $((CLIENT_BASE + i)) "$1"))); done
+  echo "$s"
+}
 
 for mode in $MODES; do
   # shellcheck disable=SC2086 # CLUSTER_ARGS is a list of flags
@@ -99,17 +135,19 @@ for mode in $MODES; do
     nodes+=("$(pgrep -f -- "--client-port $((CLIENT_BASE + i)) " | head -1)")
   done
   redis-benchmark -p "$CLIENT_BASE" -t set -n "$R" -r "$R" -c "$C" -P 16 -q >/dev/null 2>&1
-  for t in $TESTS; do
-    for p in $PIPES; do
-      m0=$(info_field "$CLIENT_BASE" multicasts_sent)
-      w0=$(info_field "$CLIENT_BASE" writes_multicast)
-      read -r n0 n1 n2 client < <(per_request "$CLIENT_BASE" "$t" "$p" "${nodes[@]}")
-      top=$(ceiling "$n0" "$n1" "$n2" "$client")
-      batch=$(awk -v m=$(($(info_field "$CLIENT_BASE" multicasts_sent) - m0)) \
-        -v w=$(($(info_field "$CLIENT_BASE" writes_multicast) - w0)) \
-        'BEGIN { if (m > 0) printf "%.1f", w / m; else print "-" }')
-      row "$mode" "$t" "$p" "$n0" "$n1 / $n2" "$client" "$top" \
-        "$(awk -v a="$top" -v b="${redis_ceiling[$t-$p]}" 'BEGIN { printf "%.2f", a / b }')" "$batch"
+  for shape in $SHAPES; do
+    name=$mode; [ "$shape" = x3 ] && name+=" x3"
+    for t in $TESTS; do
+      for p in $PIPES; do
+        m0=$(sum_info multicasts_sent)
+        w0=$(sum_info writes_multicast)
+        read -r n0 n1 n2 client rate cores < <(per_request "$shape" "$CLIENT_BASE" 1 "$t" "$p" "${nodes[@]}")
+        top=$(ceiling "$n0" "$n1" "$n2" "$client")
+        batch=$(awk -v m=$(($(sum_info multicasts_sent) - m0)) -v w=$(($(sum_info writes_multicast) - w0)) \
+          'BEGIN { if (m > 0) printf "%.1f", w / m; else print "-" }')
+        row "$name" "$t" "$p" "$n0" "$n1 / $n2" "$client" "$rate" "$cores" "$top" \
+          "$(awk -v a="$top" -v b="${redis_ceiling[$shape-$t-$p]}" 'BEGIN { printf "%.2f", a / b }')" "$batch"
+      done
     done
   done
   kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
