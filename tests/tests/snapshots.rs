@@ -265,16 +265,26 @@ async fn a_killed_node_aborts_the_snapshot_and_the_rest_keep_serving() {
         ),
         other => panic!("snapshot {id} should abort, is {other}"),
     }
-    // No part lingers, no manifest, and verify/restore refuse it by name.
-    let leftovers: Vec<_> = std::fs::read_dir(store.dir(id))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|f| f != "ABORTED")
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "half-written files left: {leftovers:?}"
-    );
+    // No part lingers, no manifest, and verify/restore refuse it by name. The
+    // two survivors share this data dir and each writes the ABORTED record
+    // (through a temporary file and a rename), so the other's may still be on
+    // its way when the first has settled the status: wait for the dir to settle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leftovers: Vec<_> = std::fs::read_dir(store.dir(id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|f| f != "ABORTED")
+            .collect();
+        if leftovers.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "half-written files left: {leftovers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
     assert!(!ok && out.contains("aborted"), "{out}");
 
