@@ -52,8 +52,8 @@ rate() { # port pipeline test
 rate3() { # base-port step pipeline test
   local dir jobs=() n; dir=$(mktemp -d); n=$(requests "$3")
   for i in 0 1 2; do
-    local c=$(( (C + 2 - i) / 3 ))
-    redis-benchmark -p $(($1 + i * $2)) -t "$4" -n $((n / 3)) -r "$R" -c "$c" -P "$3" -q 2>/dev/null \
+    redis-benchmark -p $(($1 + i * $2)) -t "$4" -n $((n / 3)) -r "$R" -c "$(share_of_clients "$i")" \
+      -P "$3" -q 2>/dev/null \
       | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {print $2}' | tail -1 >"$dir/$i" &
     jobs+=($!)
   done

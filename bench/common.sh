@@ -38,3 +38,7 @@ wait_ping() { # port
   done
   echo "bench: nothing answers on port $1" >&2; exit 1
 }
+
+share_of_clients() { # k: clients of the k-th (0-2) of three redis-benchmarks sharing C (17/17/16 of 50)
+  echo $(( (C + 2 - $1) / 3 ))
+}

@@ -54,16 +54,15 @@ ticks() { # pid: user + system CPU in clock ticks
 # (all of its processes), the run's requests/s, and the cores the pids used.
 per_request() { # shape port step test pipeline pid...
   local shape=$1 port=$2 step=$3 test=$4 p=$5; shift 5
-  local before=() hz n=$N dir start end i k c jobs=()
+  local before=() hz n=$N dir start end i k jobs=()
   hz=$(getconf CLK_TCK); dir=$(mktemp -d)
   if [ "$p" -gt 1 ]; then n=$N16; fi
   for pid in "$@"; do before+=("$(ticks "$pid")"); done
   start=$(date +%s.%N)
   if [ "$shape" = x3 ]; then
     for k in 0 1 2; do
-      c=$(( (C + 2 - k) / 3 ))
       /usr/bin/time -f '%U %S' -o "$dir/time$k" redis-benchmark -p $((port + k * step)) -t "$test" \
-        -n $((n / 3)) -r "$R" -c "$c" -P "$p" -q >/dev/null 2>&1 &
+        -n $((n / 3)) -r "$R" -c "$(share_of_clients "$k")" -P "$p" -q >/dev/null 2>&1 &
       jobs+=($!)
     done
     wait "${jobs[@]}"
