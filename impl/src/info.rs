@@ -3,6 +3,7 @@
 //! lists separated by `,`.
 
 use crate::history;
+use crate::pages;
 use crate::runtime::Runtime;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
@@ -84,6 +85,11 @@ impl Runtime {
             &u8::from(self.history_truncated),
         );
         s.push_str(&self.cfg.admission.info());
+        s.push_str("\r\n# Memory\r\n");
+        if let Some(rss) = pages::resident_bytes() {
+            line(&mut s, "used_memory_rss", &rss);
+        }
+        line(&mut s, "transparent_huge_pages", &pages::in_force());
         s.push_str("\r\n# Snapshots\r\n");
         let st = &self.snapshots.stats;
         line(&mut s, "snapshots_started", &st.started);

@@ -13,6 +13,7 @@
 //! | peer handshake (version, cluster, mode, resume, HMAC proof) | [`handshake`] |
 //! | secrets from files / env, constant-time compare | [`secret`]    |
 //! | client door: maxclients, AUTH, output limits    | [`admission`] |
+//! | the process's pages: huge pages off, resident set | [`pages`]   |
 //! | peer connections: dial forever, accept, write   | [`peer`]      |
 //! | sockets, wall clock, entropy (real or simulated) | [`net`]       |
 //! | what the event loop takes (shared event types)  | [`event`]     |
@@ -56,6 +57,7 @@ pub mod latency;
 pub mod launcher;
 pub mod links;
 pub mod net;
+pub mod pages;
 pub mod peer;
 pub mod resp;
 pub mod runtime;

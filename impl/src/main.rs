@@ -14,6 +14,7 @@ use gsmo_node::config::{
     DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
+use gsmo_node::pages::{self, HugePages};
 use gsmo_node::secret::{self, Secret, CLUSTER_SECRET_ENV};
 use gsmo_node::snapshot::cli as snapshot_cli;
 use gsmo_node::{resp, serve, shiviz, tracecheck};
@@ -233,6 +234,11 @@ struct OpsArgs {
     /// replayed [default: $GSMO_SEED, else random; printed].
     #[arg(long)]
     seed: Option<u64>,
+    /// Transparent huge pages for the node's process: `off`, as Redis's `disable-thp`
+    /// (a huge page's first touch zeroes 2 MiB while the event loop waits), or `system`
+    /// (the kernel's setting).
+    #[arg(long, value_enum, default_value_t = HugePages::Off)]
+    transparent_huge_pages: HugePages,
     /// Test-only: a deliberate runtime bug the simulator's seed sweep must catch.
     #[arg(long, hide = true, value_enum)]
     bug: Option<RuntimeBug>,
@@ -500,6 +506,12 @@ async fn stop_signal() -> anyhow::Result<()> {
 }
 
 async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
+    if let Err(e) = pages::apply(a.ops.transparent_huge_pages) {
+        tracing::warn!(
+            "cannot set transparent huge pages {} for this process: {e}",
+            a.ops.transparent_huge_pages
+        );
+    }
     let peers = parse_cluster(&a.cluster, a.peer_base)?;
     let mut cfg = NodeConfig::new(a.id, peers, a.mode)?;
     if let Some(l) = a.peer_listen {
@@ -656,6 +668,8 @@ impl OpsArgs {
             self.peer_queue.to_string(),
             "--snapshot-keep".into(),
             self.snapshot_keep.to_string(),
+            "--transparent-huge-pages".into(),
+            self.transparent_huge_pages.to_string(),
         ];
         if let Some(s) = self.seed {
             v.extend(["--seed".into(), s.to_string()]);

@@ -164,6 +164,36 @@ fn info_latencystats_shows_the_wait_for_the_order() {
     assert_eq!(write_latency(p(0))["count"], 5);
 }
 
+/// `INFO memory`: a node turns transparent huge pages off for its process
+/// unless `--transparent-huge-pages system` keeps the kernel's setting, and
+/// says which; the kernel's own view (`THP_enabled` in `/proc/PID/status`,
+/// where the kernel has huge pages) must agree.
+#[test]
+fn info_memory_shows_huge_pages_off_unless_kept() {
+    require("redis-cli");
+    let cluster = gsmo_tests::Launch::new(2, Mode::Fifo)
+        .node_args(1, &["--transparent-huge-pages", "system"])
+        .start();
+    for (i, want) in [(0, "off"), (1, "system")] {
+        let info = cli(cluster.client_port(i), &["INFO", "memory"]);
+        assert!(info.starts_with("# Memory"), "node {i}: {info}");
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(k)?.strip_prefix(':'))
+                .unwrap_or_else(|| panic!("node {i}: no {k} in {info}"))
+                .to_string()
+        };
+        assert_eq!(field("transparent_huge_pages"), want, "node {i}");
+        let rss: u64 = field("used_memory_rss").parse().unwrap();
+        assert!(rss > 1 << 20, "node {i}: {rss} bytes resident");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", cluster.pid(i))).unwrap();
+        if let Some(enabled) = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")) {
+            let enabled = enabled.trim() == "1";
+            assert_eq!(enabled, want == "system", "node {i}: THP_enabled {enabled}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_runs_clean_in_every_mode() {
     require("redis-benchmark");

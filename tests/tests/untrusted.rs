@@ -535,8 +535,9 @@ fn running(pid: i32) -> bool {
     }
 }
 
-/// The launcher hands its client limits to every node it starts, and a
-/// launcher killed with SIGKILL (no chance to clean up) still takes them along.
+/// The launcher hands its client limits (and its huge-pages policy) to every
+/// node it starts, and a launcher killed with SIGKILL (no chance to clean up)
+/// still takes them along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
     // Two consecutive free peer ports and two consecutive client ports.
@@ -558,6 +559,7 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         .args(["--client-base", &client_base.to_string()])
         .args(["--client-reads-in-flight", "3"])
         .args(["--client-output-buffer-limit", "1mb"])
+        .args(["--transparent-huge-pages", "system"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -587,6 +589,7 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         for limit in [
             "client_reads_in_flight:3",
             "client_output_buffer_limit:1048576",
+            "transparent_huge_pages:system",
         ] {
             assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
         }
