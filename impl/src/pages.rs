@@ -5,10 +5,9 @@
 //! is `madvise` or `always` the node's heap comes in 2 MiB pages. The first
 //! touch of one zeroes all 2 MiB while the event loop waits, and mimalloc hands
 //! freed memory back to the kernel 10 ms later and touches it again, so the
-//! zeroing never stops: under unpipelined SET it was 5-7% of a peer's CPU on
-//! the 2-core VM (`clear_page_erms` under `do_huge_pmd_anonymous_page`), for
-//! pages a replica's small allocations hardly use. Redis turns THP off for its
-//! process for the same latency reason.
+//! zeroing never stops: under unpipelined SET it was 4-6.5% of a peer's CPU
+//! on the 2-core VM (`clear_page_erms` under `do_huge_pmd_anonymous_page`).
+//! Redis turns THP off for its process for the same latency reason.
 
 use std::fmt;
 
