@@ -506,12 +506,6 @@ async fn stop_signal() -> anyhow::Result<()> {
 }
 
 async fn run_node(a: NodeArgs) -> anyhow::Result<()> {
-    if let Err(e) = pages::apply(a.ops.transparent_huge_pages) {
-        tracing::warn!(
-            "cannot set transparent huge pages {} for this process: {e}",
-            a.ops.transparent_huge_pages
-        );
-    }
     let peers = parse_cluster(&a.cluster, a.peer_base)?;
     let mut cfg = NodeConfig::new(a.id, peers, a.mode)?;
     if let Some(l) = a.peer_listen {
@@ -724,6 +718,13 @@ async fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // Before the runtime starts allocating, so the heap has small pages from the start.
+    if let Cmd::Node(a) = &cli.command {
+        let policy = a.ops.transparent_huge_pages;
+        if let Err(e) = pages::apply(policy) {
+            tracing::warn!("cannot set transparent huge pages {policy} for this process: {e}");
+        }
+    }
     // A node runs on one thread, as redis-server does: its client tasks, peer
     // tasks and event loop hand requests to each other without waking other
     // threads (on 2 cores a fifth less CPU per pipelined GET); disk work still
