@@ -55,8 +55,16 @@ pub fn in_force() -> HugePages {
 /// The process's resident set in bytes (`VmRSS` in `/proc/self/status`), if
 /// the system has one to read.
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    status_bytes("self", "VmRSS")
+}
+
+/// A `kB` field of `/proc/PID/status` (`pid`: a number, or `self`) in bytes,
+/// where Linux tells it: `VmRSS`, `VmHWM` (the peak).
+pub fn status_bytes(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
     let kb: u64 = kb.trim().strip_suffix("kB")?.trim().parse().ok()?;
     Some(kb * 1024)
 }
@@ -77,5 +85,8 @@ mod tests {
     fn the_resident_set_is_counted() {
         let rss = resident_bytes().unwrap();
         assert!(rss > 1 << 20, "{rss} bytes resident");
+        let peak = status_bytes(&std::process::id().to_string(), "VmHWM").unwrap();
+        assert!(peak >= rss, "peak {peak} below resident {rss}");
+        assert_eq!(status_bytes("self", "VmNoSuchField"), None);
     }
 }

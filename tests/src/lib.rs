@@ -652,13 +652,9 @@ impl TestCluster {
 
     /// Node `i`'s resident set size in KiB (`VmRSS` in /proc/PID/status).
     pub fn rss_kib(&self, i: NodeId) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)))
-            .unwrap_or_else(|e| panic!("/proc status of node {i}: {e}"));
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS for node {i}"))
+        gsmo_node::pages::status_bytes(&self.pid(i).to_string(), "VmRSS")
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/PID/status of node {i}"))
+            / 1024
     }
 
     /// Kills node `i` (SIGKILL) and waits for it to exit.

@@ -214,13 +214,8 @@ async fn a_node_without_a_secret_refuses_peers_off_loopback() {
 
 /// A node's peak resident memory, from the kernel's high-water mark.
 fn peak_rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kb / 1024
+    gsmo_node::pages::status_bytes(&pid.to_string(), "VmHWM").expect("VmHWM in /proc/PID/status")
+        >> 20
 }
 
 type Info = std::collections::BTreeMap<String, String>;
