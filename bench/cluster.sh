@@ -8,6 +8,7 @@
 #                                   # rates summed, against redis-server under the same three
 #                                   # redis-benchmarks)
 #   N=20000 MODES="total-isis" ROUNDS=5 bench/cluster.sh
+#   CLUSTER_ARGS="--nagle off" bench/cluster.sh  # flags for `gsmo cluster`
 #   SUITE=default N=5000 bench/cluster.sh   # redis-benchmark's default suite (every command it
 #                                           # knows), requests/s per command and target
 #
@@ -95,8 +96,9 @@ if [ "${SUITE:-}" = default ]; then
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
   names=(redis-server)
   for mode in $MODES; do
+    # shellcheck disable=SC2086 # CLUSTER_ARGS is a list of flags
     "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
-      >/tmp/gsmo-bench-$mode.log 2>&1 &
+      ${CLUSTER_ARGS:-} >/tmp/gsmo-bench-$mode.log 2>&1 &
     pids+=($!)
     for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
     suite "$CLIENT_BASE" "$mode"
@@ -155,8 +157,9 @@ pids+=($!)
 wait_ping "$REDIS_PORT"
 rows=()
 for mode in $MODES; do
+  # shellcheck disable=SC2086 # CLUSTER_ARGS is a list of flags
   "$GSMO" cluster --nodes 3 --mode "$mode" --client-base "$CLIENT_BASE" --peer-base "$PEER_BASE" \
-    >/tmp/gsmo-bench-$mode.log 2>&1 &
+    ${CLUSTER_ARGS:-} >/tmp/gsmo-bench-$mode.log 2>&1 &
   pids+=($!)
   for i in 0 1 2; do wait_ping $((CLIENT_BASE + i)); done
   for shape in one x3; do

@@ -45,6 +45,7 @@ impl Runtime {
         line(&mut s, "unreachable_after_ms", &limits.unreachable_after_ms);
         line(&mut s, "link_buffer_bytes", &limits.link_buffer_bytes);
         line(&mut s, "max_batch_writes", &limits.max_batch);
+        line(&mut s, "nagle", &if limits.nagle { "on" } else { "off" });
         line(&mut s, "peer_queue_frames", &self.cfg.peer_queue);
         line(
             &mut s,
@@ -59,6 +60,7 @@ impl Runtime {
         line(&mut s, "pending_writes", &self.node.pending_writes());
         line(&mut s, "multicasts_sent", &multicast.sent());
         line(&mut s, "writes_multicast", &self.node.state().writes);
+        line(&mut s, "nagle_holds", &self.nagle_holds);
         line(&mut s, "messages_delivered", &self.delivered_total());
         let per_origin: Vec<String> = multicast
             .delivered()

@@ -112,6 +112,9 @@ pub struct Runtime {
     pub(crate) loopback: mpsc::Sender<Input>,
     /// INFO `write_latency_usec`; `CONFIG RESETSTAT` empties it.
     pub(crate) write_latency: WriteLatency,
+    /// Turns that ended with writes held for this node's open round
+    /// ([`Node::flush_due`], `--nagle`): INFO `nagle_holds`.
+    pub(crate) nagle_holds: u64,
 }
 
 impl Runtime {
@@ -157,6 +160,7 @@ impl Runtime {
             fault_disconnects: 0,
             loopback,
             write_latency: WriteLatency::default(),
+            nagle_holds: 0,
         };
         if let Some(t) = &mut rt.trace {
             if rt.restored_from.is_some() {
@@ -231,8 +235,10 @@ impl Runtime {
             self.handle(input);
             self.handle_ready(&mut inputs);
             // Nothing more waiting (or a wake-up's worth handled): the writes that
-            // arrived meanwhile go out as one batch, so no timer adds latency.
-            if self.node.unflushed_writes() > 0 {
+            // arrived meanwhile go out as one batch, so no timer adds latency;
+            // unless the spec holds them for this node's open round (`--nagle`),
+            // which the turn that closes it finds due.
+            if self.node.flush_due() {
                 // First let every connection task that is ready run once: the writes
                 // already in their sockets join this batch instead of starting the
                 // next one (fewer frames and peer wake-ups per write).
@@ -241,6 +247,8 @@ impl Runtime {
                 self.feed(SpecInput::Flush)
                     .expect("a flush is always accepted");
                 self.drain_deferred();
+            } else if self.node.unflushed_writes() > 0 {
+                self.nagle_holds += 1;
             }
             self.end_turn();
             if let Some(s) = &mut self.shiviz {

@@ -118,6 +118,7 @@ impl Faults {
         snapshot_timeout_ms: 2,
         link_buffer_bytes: u64::MAX,
         max_batch: 1,
+        nagle: false,
     };
 
     /// Whether any fault is on (the plain models run without any).

@@ -8,9 +8,11 @@
 //! like messages, so histories, replies and timeouts stay per write.
 //!
 //! When a batch goes out is an input: [`Input::Flush`](crate::node::Input::Flush)
-//! (the runtime sends it when its input queue runs dry, so no timer adds
-//! latency), or the batch is full ([`Limits::max_batch`](crate::node::Limits)
-//! writes, or [`BATCH_BYTES`]).
+//! (the runtime sends it when its input queue runs dry and the replica says
+//! the batch is due, [`Node::flush_due`](crate::node::Node::flush_due): under
+//! Nagle's rule for rounds a lone ISIS writer's batch waits for its open
+//! round; no timer adds latency), or the batch is full
+//! ([`Limits::max_batch`](crate::node::Limits) writes, or [`BATCH_BYTES`]).
 
 use crate::kv::Write;
 use crate::multicast::MsgId;
@@ -192,6 +194,20 @@ mod tests {
 
     fn cluster(n: usize, mode: Mode, max_batch: u64) -> Cluster {
         Cluster::from_nodes((0..n).map(|i| node(i, n, mode, max_batch)).collect())
+    }
+
+    /// Three replicas batching up to 8 writes, with Nagle's rule for rounds on or off.
+    fn nagle_cluster(mode: Mode, nagle: bool) -> Cluster {
+        let limits = Limits {
+            max_batch: 8,
+            nagle,
+            ..Limits::default()
+        };
+        Cluster::from_nodes(
+            (0..3)
+                .map(|i| Node::new(i, 3, mode).with_limits(limits))
+                .collect(),
+        )
     }
 
     fn push(v: &str) -> Command {
@@ -465,6 +481,79 @@ mod tests {
         assert_eq!(c.nodes[0].kv(), c.nodes[1].kv());
         let seqs: Vec<u64> = c.delivered(0).iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    /// Under total-isis a lone writer's next batch waits for its open round
+    /// (all three proposals in), and the step that closes it makes it due;
+    /// without the rule it is due at once. Either way the writes are
+    /// delivered everywhere in issue order.
+    #[test]
+    fn nagle_holds_a_lone_writers_next_batch_until_its_round_closes() {
+        for nagle in [true, false] {
+            let mut c = nagle_cluster(Mode::TotalIsis, nagle);
+            assert!(!c.nodes[0].flush_due(), "nothing waits");
+            c.client(0, set("a"));
+            assert!(c.nodes[0].flush_due(), "no round open yet");
+            c.input(0, Input::Flush).unwrap();
+            c.client(0, set("b"));
+            let mut due = vec![c.nodes[0].flush_due()];
+            // Data to both peers, then their proposals back: the second closes the round.
+            for (from, to) in [(0, 1), (0, 2), (1, 0), (2, 0)] {
+                assert!(c.step(from, to).unwrap(), "{from}->{to} carried a message");
+                due.push(c.nodes[0].flush_due());
+            }
+            let held = [false, false, false, false, true];
+            let want = if nagle { held } else { [true; 5] };
+            assert_eq!(due, want, "nagle {nagle}: due before and after each step");
+            c.input(0, Input::Flush).unwrap();
+            c.quiesce().unwrap();
+            let ids: Vec<MsgId> = (1..=2).map(|seq| MsgId { origin: 0, seq }).collect();
+            for i in 0..3 {
+                assert_eq!(c.delivered(i), ids, "nagle {nagle}: n{i}");
+                assert_eq!(c.nodes[i].kv().get(b"k"), Some(&b"b"[..]));
+            }
+        }
+    }
+
+    /// Once another member's message is held here, the rule holds nothing:
+    /// that member multicasts too, and this one's rounds wait behind its.
+    #[test]
+    fn nagle_holds_nothing_while_another_member_multicasts() {
+        let mut c = nagle_cluster(Mode::TotalIsis, true);
+        c.client(0, set("a"));
+        c.input(0, Input::Flush).unwrap();
+        c.client(0, set("b"));
+        assert!(
+            !c.nodes[0].flush_due(),
+            "n0's round is open and n0 alone writes"
+        );
+        c.client(1, set("c"));
+        c.input(1, Input::Flush).unwrap();
+        assert!(c.step(1, 0).unwrap(), "n1's data reaches n0");
+        assert!(
+            c.nodes[0].flush_due(),
+            "n0 holds n1's message: nothing held back"
+        );
+        c.input(0, Input::Flush).unwrap();
+        c.quiesce().unwrap();
+        for i in 0..3 {
+            assert_eq!(c.delivered(i).len(), 3, "n{i}");
+            assert_eq!(c.delivered(i), c.delivered(0), "one total order");
+        }
+    }
+
+    /// The other modes deliver an origin's message without a round through
+    /// every member, so their next batch is always due.
+    #[test]
+    fn nagle_never_holds_outside_isis() {
+        for mode in [Mode::Fifo, Mode::Causal, Mode::TotalSequencer] {
+            let mut c = nagle_cluster(mode, true);
+            // Node 1: under the sequencer, its batch waits for node 0's number.
+            c.client(1, set("a"));
+            c.input(1, Input::Flush).unwrap();
+            c.client(1, set("b"));
+            assert!(c.nodes[1].flush_due(), "{mode}");
+        }
     }
 
     #[test]

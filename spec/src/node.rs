@@ -66,6 +66,10 @@ pub struct Limits {
     /// A batch holding this many writes is multicast at once, without waiting
     /// for [`Input::Flush`]; 1 multicasts every write on its own.
     pub max_batch: u64,
+    /// Nagle's rule for rounds: under total-isis, while this replica alone
+    /// multicasts, its next batch waits for its open round
+    /// ([`Node::flush_due`]).
+    pub nagle: bool,
 }
 
 impl Default for Limits {
@@ -76,6 +80,7 @@ impl Default for Limits {
             snapshot_timeout_ms: 30_000,
             link_buffer_bytes: 64 << 20,
             max_batch: 1,
+            nagle: false,
         }
     }
 }
@@ -443,6 +448,29 @@ impl Node {
     /// Writes issued here and not yet multicast (the next batch).
     pub fn unflushed_writes(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// Whether the runtime should multicast the waiting writes now
+    /// ([`Input::Flush`]) rather than let more join them: whenever writes
+    /// wait, except under [`Limits::nagle`] while this replica's multicast
+    /// says its next message would best wait ([`Multicast::next_waits`]: an
+    /// ISIS round of its own is open and no other member's message is held).
+    ///
+    /// Why: with the clients at one node, every round costs each peer a
+    /// wake-up, a proposal and an agreement whatever the batch holds; held
+    /// for the open round, the writes of two rounds go in one (at `-P 1`,
+    /// 10-12 writes a batch became 17-19, and the cluster's CPU per write
+    /// fell 15%), for at most one round's wait. The turn that closes the
+    /// round finds it due, so nothing waits for a timer. With other members
+    /// multicasting too it holds nothing: there this member's rounds already
+    /// wait behind theirs, and holding made the clients spread over the
+    /// nodes slower (docs/performance.md).
+    ///
+    /// The model checker flushes at every point a batch waits, so this
+    /// choice of when is among the schedules it checks.
+    pub fn flush_due(&self) -> bool {
+        let held = self.limits.nagle && self.state.multicast.next_waits();
+        !self.outbox.is_empty() && !held
     }
 
     pub fn snapshots_in_progress(&self) -> Vec<SnapshotId> {

@@ -194,11 +194,17 @@ fn info_memory_shows_huge_pages_off_unless_kept() {
     }
 }
 
+/// Also Nagle's rule for rounds: with every client at node 0, total-isis holds
+/// batches for the open round (INFO `nagle_holds`), unless `--nagle off`; no
+/// other mode ever holds one. Held or not, the run is judged the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_runs_clean_in_every_mode() {
     require("redis-benchmark");
-    for mode in Mode::ALL {
-        let cluster = TestCluster::start(3, mode);
+    let runs = Mode::ALL.map(|mode| (mode, "on"));
+    for (mode, nagle) in runs.into_iter().chain([(Mode::TotalIsis, "off")]) {
+        let cluster = gsmo_tests::Launch::new(3, mode)
+            .args(&["--nagle", nagle])
+            .start();
         let started = Instant::now();
         let out = run_bounded(
             Command::new("redis-benchmark")
@@ -246,6 +252,17 @@ async fn redis_benchmark_runs_clean_in_every_mode() {
             (900..=1000).contains(&keys),
             "{mode}: node 2 holds {keys} keys after 10000 SETs over 1000 random keys"
         );
+        let info = cluster.info(0).await;
+        assert_eq!(info["nagle"], nagle, "{mode}");
+        let holds: u64 = info["nagle_holds"].parse().unwrap();
+        if mode == Mode::TotalIsis && nagle == "on" {
+            assert!(
+                holds > 0,
+                "{mode}: 50 clients at node 0, no batch held: {info:?}"
+            );
+        } else {
+            assert_eq!(holds, 0, "{mode}, nagle {nagle}: {info:?}");
+        }
     }
 }
 

@@ -530,7 +530,7 @@ fn running(pid: i32) -> bool {
     }
 }
 
-/// The launcher hands its client limits (and its huge-pages policy) to every
+/// The launcher hands its client limits (and its huge-pages and Nagle policies) to every
 /// node it starts, and a launcher killed with SIGKILL (no chance to clean up)
 /// still takes them along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,6 +555,7 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         .args(["--client-reads-in-flight", "3"])
         .args(["--client-output-buffer-limit", "1mb"])
         .args(["--transparent-huge-pages", "system"])
+        .args(["--nagle", "off"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -585,6 +586,7 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
             "client_reads_in_flight:3",
             "client_output_buffer_limit:1048576",
             "transparent_huge_pages:system",
+            "nagle:off",
         ] {
             assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
         }

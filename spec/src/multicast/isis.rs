@@ -131,6 +131,14 @@ impl<P> Holdback<P> {
     fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Whether a message of an origin other than `me` is held. Ids order by
+    /// origin first, so `me`'s run of ids is contiguous: another origin's id,
+    /// if any, is first or last.
+    fn holds_other_than(&self, me: NodeId) -> bool {
+        let other = |e: Option<(&MsgId, _)>| e.is_some_and(|(id, _)| id.origin != me);
+        other(self.entries.first_key_value()) || other(self.entries.last_key_value())
+    }
 }
 
 impl<P: PartialEq> PartialEq for Holdback<P> {
@@ -242,6 +250,14 @@ impl<P> Isis<P> {
             collecting: BTreeMap::new(),
             no_tie_break,
         }
+    }
+
+    /// Whether one of this member's own messages still waits for proposals
+    /// while no other member's message is held here: this member alone is
+    /// multicasting, and a round of its own is open. Nagle's rule for rounds
+    /// ([`crate::node::Node::flush_due`]) holds the next batch then.
+    pub(crate) fn round_open_alone(&self) -> bool {
+        !self.collecting.is_empty() && !self.holdback.holds_other_than(self.me)
     }
 
     fn better(&self, a: Priority, b: Priority) -> bool {

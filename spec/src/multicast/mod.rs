@@ -307,6 +307,19 @@ impl<P: Payload> Multicast<P> {
         self.n
     }
 
+    /// Whether this member's next message would best wait for an earlier one
+    /// of its own: under ISIS, while it alone multicasts and one of its own
+    /// rounds is still collecting proposals. Never in the other modes, whose
+    /// origin delivers its own message at once (FIFO, causal, the sequencer
+    /// itself) or waits on one number from the sequencer, not on a round
+    /// through every member.
+    pub fn next_waits(&self) -> bool {
+        match &self.algo {
+            Algo::Isis(a) => a.round_open_alone(),
+            Algo::Fifo(_) | Algo::Causal(_) | Algo::Sequencer(_) => false,
+        }
+    }
+
     /// Messages received (or sent) but not yet delivered here.
     pub fn holdback_depth(&self) -> usize {
         match &self.algo {
