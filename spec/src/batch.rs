@@ -519,26 +519,23 @@ mod tests {
     /// that member multicasts too, and this one's rounds wait behind its.
     #[test]
     fn nagle_holds_nothing_while_another_member_multicasts() {
-        let mut c = nagle_cluster(Mode::TotalIsis, true);
-        c.client(0, set("a"));
-        c.input(0, Input::Flush).unwrap();
-        c.client(0, set("b"));
-        assert!(
-            !c.nodes[0].flush_due(),
-            "n0's round is open and n0 alone writes"
-        );
-        c.client(1, set("c"));
-        c.input(1, Input::Flush).unwrap();
-        assert!(c.step(1, 0).unwrap(), "n1's data reaches n0");
-        assert!(
-            c.nodes[0].flush_due(),
-            "n0 holds n1's message: nothing held back"
-        );
-        c.input(0, Input::Flush).unwrap();
-        c.quiesce().unwrap();
-        for i in 0..3 {
-            assert_eq!(c.delivered(i).len(), 3, "n{i}");
-            assert_eq!(c.delivered(i), c.delivered(0), "one total order");
+        // Both ways round: the other member's ids sort after the writer's, or before.
+        for (me, other) in [(0, 1), (2, 0)] {
+            let mut c = nagle_cluster(Mode::TotalIsis, true);
+            c.client(me, set("a"));
+            c.input(me, Input::Flush).unwrap();
+            c.client(me, set("b"));
+            assert!(!c.nodes[me].flush_due(), "n{me}: round open, alone");
+            c.client(other, set("c"));
+            c.input(other, Input::Flush).unwrap();
+            assert!(c.step(other, me).unwrap(), "n{other}'s data reaches n{me}");
+            assert!(c.nodes[me].flush_due(), "n{me} holds n{other}'s message");
+            c.input(me, Input::Flush).unwrap();
+            c.quiesce().unwrap();
+            for i in 0..3 {
+                assert_eq!(c.delivered(i).len(), 3, "n{i}");
+                assert_eq!(c.delivered(i), c.delivered(0), "one total order");
+            }
         }
     }
 
