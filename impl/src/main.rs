@@ -185,7 +185,6 @@ enum TraceCmd {
     },
 }
 
-/// Snapshot, trace and fault options shared by `node` and `cluster`.
 /// The value of an on/off option (`--nagle on`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Toggle {
@@ -202,6 +201,7 @@ impl Toggle {
     }
 }
 
+/// Snapshot, trace and fault options shared by `node` and `cluster`.
 #[derive(Args, Clone)]
 struct OpsArgs {
     /// Directory for snapshots, owned by one cluster (DIR/CLUSTER) and locked per node

@@ -4,7 +4,8 @@
 //! parts) arrive on one mpsc queue; each is fed to the state machine and the
 //! resulting [`Output`]s are carried out. The loop awaits nothing but its input
 //! queue and a yield, so it cannot deadlock with the connections it feeds. It
-//! drains whatever inputs are ready; if writes await a batch, it yields once so
+//! drains whatever inputs are ready; if writes await a batch that the spec says
+//! is due ([`Node::flush_due`]: Nagle's rule for rounds), it yields once so
 //! every ready connection task runs (requests already in their sockets join
 //! in), drains again and feeds the spec `Flush`: the writes that arrived
 //! meanwhile go out as one batch (one multicast, one frame per peer), without a

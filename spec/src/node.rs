@@ -460,7 +460,7 @@ impl Node {
     /// wake-up, a proposal and an agreement whatever the batch holds; held
     /// for the open round, the writes of two rounds go in one (at `-P 1`,
     /// 10-12 writes a batch became 17-19, and the cluster's CPU per write
-    /// fell 15%), for at most one round's wait. The turn that closes the
+    /// fell 9-15%), for at most one round's wait. The turn that closes the
     /// round finds it due, so nothing waits for a timer. With other members
     /// multicasting too it holds nothing: there this member's rounds already
     /// wait behind theirs, and holding made the clients spread over the
