@@ -33,6 +33,9 @@ pub struct Collected {
     pub dumps: Vec<Vec<Vec<u8>>>,
     /// Outgoing peer connections re-established, summed over the nodes (INFO).
     pub reconnects: u64,
+    /// Turns that ended with writes held for an open round, summed over the
+    /// nodes (INFO `nagle_holds`).
+    pub nagle_holds: u64,
 }
 
 fn total(mode: Mode) -> bool {
@@ -43,6 +46,7 @@ fn total(mode: Mode) -> bool {
 pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
     out.faults = shared.faults;
     out.reconnects = shared.end.as_ref().map_or(0, |e| e.reconnects);
+    out.nagle_holds = shared.end.as_ref().map_or(0, |e| e.nagle_holds);
     let crashed = shared.crashed;
     out.crash = crashed.map(|(node, at)| Report {
         node,

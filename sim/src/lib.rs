@@ -65,6 +65,10 @@ pub struct Opts {
     /// Whether and how a node crashes (with faults on).
     pub crash: crash::CrashMode,
     pub bug: Option<RuntimeBug>,
+    /// Writes a node multicasts as one batch at most (1, the default: every
+    /// write alone). Batched nodes also follow Nagle's rule for rounds, as
+    /// `gsmo node` does by default.
+    pub max_batch: u64,
 }
 
 impl Opts {
@@ -78,6 +82,7 @@ impl Opts {
             faults: true,
             crash: crash::CrashMode::Seeded,
             bug: None,
+            max_batch: 1,
         }
     }
 
@@ -95,6 +100,9 @@ impl Opts {
         }
         if let Some(b) = self.bug {
             c.push_str(&format!(" --bug {}", bug_name(b)));
+        }
+        if self.max_batch != 1 {
+            c.push_str(&format!(" --max-batch {}", self.max_batch));
         }
         c
     }
@@ -120,6 +128,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Peer connections the nodes re-established (the link layer resumed).
     pub reconnects: u64,
+    /// Turns that ended with writes held for an open round (Nagle's rule).
+    pub nagle_holds: u64,
     /// The node that crashed, and what the judge saw around it.
     pub crash: Option<crash::Report>,
     pub violations: Vec<String>,
@@ -135,6 +145,7 @@ pub struct Totals {
     pub faults: u64,
     pub crashes: u64,
     pub reconnects: u64,
+    pub nagle_holds: u64,
     pub failed: u64,
 }
 
@@ -146,13 +157,19 @@ impl Totals {
         self.faults += o.faults;
         self.crashes += u64::from(o.crash.is_some());
         self.reconnects += o.reconnects;
+        self.nagle_holds += o.nagle_holds;
         self.failed += u64::from(!o.violations.is_empty());
     }
 
+    /// Batches held by Nagle's rule show only when there were some (batched runs).
     pub fn line(&self) -> String {
+        let held = match self.nagle_holds {
+            0 => String::new(),
+            n => format!(", {n} turns held writes for a round"),
+        };
         format!(
             "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
-             {} reconnects, {} violating seeds",
+             {} reconnects{held}, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
@@ -211,6 +228,8 @@ fn node_config(o: &Opts, i: usize, trace_dir: &std::path::Path) -> NodeConfig {
     });
     cfg.faults.seed = o.seed;
     cfg.faults.bug = o.bug;
+    cfg.limits.max_batch = o.max_batch;
+    cfg.limits.nagle = true;
     if o.faults {
         let max_ms = 2 + o.seed % 19;
         cfg.faults.delay = Some(DelayRange { min_ms: 0, max_ms });

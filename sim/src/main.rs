@@ -40,6 +40,11 @@ struct Cli {
     /// Commands per client.
     #[arg(long, default_value_t = 25)]
     ops: usize,
+    /// Writes a node multicasts as one batch at most; 1 (the default) sends
+    /// every write alone. Batched nodes follow Nagle's rule for total-isis
+    /// rounds, as `gsmo node` does.
+    #[arg(long, default_value_t = 1)]
+    max_batch: u64,
     /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
     no_faults: bool,
@@ -141,6 +146,7 @@ fn main() {
             faults: !cli.no_faults,
             crash: cli.crash,
             bug: cli.bug,
+            max_batch: cli.max_batch,
             ..Opts::new(seed, mode)
         };
         let out = run(&o);

@@ -323,6 +323,10 @@ async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected
             .filter_map(|f| f.strip_prefix("reconnects_out="))
             .filter_map(|n| n.parse::<u64>().ok())
             .sum::<u64>();
+        end.nagle_holds += info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("nagle_holds:")?.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     Ok(end)
 }

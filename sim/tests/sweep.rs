@@ -89,6 +89,28 @@ fn two_hundred_seeds_of_every_mode_find_no_violation() {
     assert!(mid.filter(|r| !r.mid_snapshot.is_empty()).count() >= 5);
 }
 
+/// Batched nodes under the same faults and crashes: total-isis with two
+/// clients a node, so a write can meet its node's round still open, and
+/// Nagle's rule holds it (the runtime asks `Node::flush_due`).
+#[test]
+fn batched_isis_seeds_find_no_violation_and_hold_writes_for_rounds() {
+    let first = first_seed();
+    let (totals, failures) = sweep(first..first + 40, |o| {
+        o.mode = Mode::TotalIsis;
+        o.clients = 6;
+        o.max_batch = 8;
+    });
+    eprintln!("{}", totals.line());
+    assert!(
+        failures.is_empty(),
+        "{} seeds violate; rerun with:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(totals.nagle_holds > 0, "no write held: {}", totals.line());
+    assert!(totals.crashes > 0, "{}", totals.line());
+}
+
 #[test]
 fn a_seed_reproduces_its_summary_byte_for_byte() {
     // From the first seed that crashes a node (one in three does).
