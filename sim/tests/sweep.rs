@@ -47,10 +47,8 @@ fn sweep_runs(
     (totals, failures, runs)
 }
 
-#[test]
-fn two_hundred_seeds_of_every_mode_find_no_violation() {
-    let first = first_seed();
-    let (totals, failures, runs) = sweep_runs(first..first + 200, |_| {});
+/// Prints a sweep's summary; fails with every violating seed's rerun command.
+fn assert_clean(totals: &Totals, failures: &[String]) {
     eprintln!("{}", totals.line());
     assert!(
         failures.is_empty(),
@@ -58,6 +56,13 @@ fn two_hundred_seeds_of_every_mode_find_no_violation() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn two_hundred_seeds_of_every_mode_find_no_violation() {
+    let first = first_seed();
+    let (totals, failures, runs) = sweep_runs(first..first + 200, |_| {});
+    assert_clean(&totals, &failures);
     // The sweep did exercise the faults it claims.
     assert!(totals.faults > 200, "{}", totals.line());
     assert!(totals.reconnects > 50, "{}", totals.line());
@@ -100,13 +105,7 @@ fn batched_isis_seeds_find_no_violation_and_hold_writes_for_rounds() {
         o.clients = 6;
         o.max_batch = 8;
     });
-    eprintln!("{}", totals.line());
-    assert!(
-        failures.is_empty(),
-        "{} seeds violate; rerun with:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_clean(&totals, &failures);
     assert!(totals.nagle_holds > 0, "no write held: {}", totals.line());
     assert!(totals.crashes > 0, "{}", totals.line());
 }
