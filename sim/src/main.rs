@@ -43,7 +43,7 @@ struct Cli {
     /// Writes a node multicasts as one batch at most; 1 (the default) sends
     /// every write alone. Batched nodes follow Nagle's rule for total-isis
     /// rounds, as `gsmo node` does.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     max_batch: u64,
     /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
