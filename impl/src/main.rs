@@ -192,15 +192,6 @@ enum Toggle {
     Off,
 }
 
-impl Toggle {
-    fn name(self) -> &'static str {
-        match self {
-            Toggle::On => "on",
-            Toggle::Off => "off",
-        }
-    }
-}
-
 /// Snapshot, trace and fault options shared by `node` and `cluster`.
 #[derive(Args, Clone)]
 struct OpsArgs {
@@ -683,7 +674,12 @@ impl OpsArgs {
             "--max-batch".into(),
             self.max_batch.to_string(),
             "--nagle".into(),
-            self.nagle.name().into(),
+            // clap's own spelling of the value, as `--bug` below.
+            self.nagle
+                .to_possible_value()
+                .expect("every toggle value is visible")
+                .get_name()
+                .into(),
             "--peer-queue".into(),
             self.peer_queue.to_string(),
             "--snapshot-keep".into(),
