@@ -27,12 +27,30 @@ impl Redis {
 
     /// Sends one command and waits for its reply.
     pub async fn call(&mut self, args: &[&[u8]]) -> io::Result<BytesFrame> {
-        let req = BytesFrame::Array(
-            args.iter()
-                .map(|a| BytesFrame::BulkString(Bytes::copy_from_slice(a)))
-                .collect(),
-        );
-        self.framed.send(req).await.map_err(io_err)?;
+        self.send([args]).await?;
+        self.recv().await
+    }
+
+    /// Sends commands back to back, without waiting for replies (a pipeline).
+    pub async fn send<'a>(
+        &mut self,
+        commands: impl IntoIterator<Item = &'a [&'a [u8]]>,
+    ) -> io::Result<()> {
+        for args in commands {
+            let req = BytesFrame::Array(
+                args.iter()
+                    .map(|a| BytesFrame::BulkString(Bytes::copy_from_slice(a)))
+                    .collect(),
+            );
+            self.framed.feed(req).await.map_err(io_err)?;
+        }
+        SinkExt::<BytesFrame>::flush(&mut self.framed)
+            .await
+            .map_err(io_err)
+    }
+
+    /// Waits for the next reply.
+    pub async fn recv(&mut self) -> io::Result<BytesFrame> {
         match self.framed.next().await {
             Some(r) => r.map_err(io_err),
             None => Err(io::Error::new(

@@ -5,7 +5,7 @@
 use crate::crash::{self, Probe, Report};
 use crate::snapshots::{self, End};
 use crate::workload::{ACCOUNTS, OPENING};
-use crate::{Opts, Outcome, Shared};
+use crate::{Batching, Opts, Outcome, Shared};
 use gsmo_node::history::parse_event;
 use gsmo_node::tracefile::read_trace;
 use gsmo_spec::consistency::{check_per_key_unknown, Call, ClientOp, Order};
@@ -33,9 +33,8 @@ pub struct Collected {
     pub dumps: Vec<Vec<Vec<u8>>>,
     /// Outgoing peer connections re-established, summed over the nodes (INFO).
     pub reconnects: u64,
-    /// Turns that ended with writes held for an open round, summed over the
-    /// nodes (INFO `nagle_holds`).
-    pub nagle_holds: u64,
+    /// How the nodes batched their writes.
+    pub batching: Batching,
 }
 
 fn total(mode: Mode) -> bool {
@@ -46,7 +45,10 @@ fn total(mode: Mode) -> bool {
 pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
     out.faults = shared.faults;
     out.reconnects = shared.end.as_ref().map_or(0, |e| e.reconnects);
-    out.nagle_holds = shared.end.as_ref().map_or(0, |e| e.nagle_holds);
+    out.batching = shared
+        .end
+        .as_ref()
+        .map_or_else(Batching::default, |e| e.batching);
     let crashed = shared.crashed;
     out.crash = crashed.map(|(node, at)| Report {
         node,

@@ -69,6 +69,9 @@ pub struct Opts {
     /// write alone). Batched nodes also follow Nagle's rule for rounds, as
     /// `gsmo node` does by default.
     pub max_batch: u64,
+    /// Commands a client sends back to back before reading their replies
+    /// (1, the default: one at a time). Pipelines fill batches.
+    pub pipeline: usize,
 }
 
 impl Opts {
@@ -83,6 +86,7 @@ impl Opts {
             crash: crash::CrashMode::Seeded,
             bug: None,
             max_batch: 1,
+            pipeline: 1,
         }
     }
 
@@ -103,6 +107,9 @@ impl Opts {
         }
         if self.max_batch != 1 {
             c.push_str(&format!(" --max-batch {}", self.max_batch));
+        }
+        if self.pipeline != 1 {
+            c.push_str(&format!(" --pipeline {}", self.pipeline));
         }
         c
     }
@@ -128,8 +135,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Peer connections the nodes re-established (the link layer resumed).
     pub reconnects: u64,
-    /// Turns that ended with writes held for an open round (Nagle's rule).
-    pub nagle_holds: u64,
+    /// How the live nodes batched their writes.
+    pub batching: Batching,
     /// The node that crashed, and what the judge saw around it.
     pub crash: Option<crash::Report>,
     pub violations: Vec<String>,
@@ -145,7 +152,7 @@ pub struct Totals {
     pub faults: u64,
     pub crashes: u64,
     pub reconnects: u64,
-    pub nagle_holds: u64,
+    pub batching: Batching,
     pub failed: u64,
 }
 
@@ -157,19 +164,16 @@ impl Totals {
         self.faults += o.faults;
         self.crashes += u64::from(o.crash.is_some());
         self.reconnects += o.reconnects;
-        self.nagle_holds += o.nagle_holds;
+        self.batching.add(&o.batching);
         self.failed += u64::from(!o.violations.is_empty());
     }
 
-    /// Batches held by Nagle's rule show only when there were some (batched runs).
+    /// Batching shows only when some batch carried more than one write, so
+    /// an unbatched sweep's line is what it was before nodes batched.
     pub fn line(&self) -> String {
-        let held = match self.nagle_holds {
-            0 => String::new(),
-            n => format!(", {n} turns held writes for a round"),
-        };
         format!(
             "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
-             {} reconnects{held}, {} violating seeds",
+             {} reconnects{}, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
@@ -177,8 +181,61 @@ impl Totals {
             self.faults,
             self.crashes,
             self.reconnects,
+            self.batching.summary(),
             self.failed
         )
+    }
+}
+
+/// How nodes batched their writes, summed over the live nodes from INFO.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batching {
+    /// Multicasts sent (`multicasts_sent`): one batch of writes each.
+    pub multicasts: u64,
+    /// Writes those batches carried (`writes_multicast`).
+    pub writes: u64,
+    /// Turns that ended with writes held for an open round (`nagle_holds`).
+    pub nagle_holds: u64,
+}
+
+impl Batching {
+    /// One node's counters, read from its `INFO` text (0 where absent).
+    pub fn from_info(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':')?.parse().ok())
+                .unwrap_or(0)
+        };
+        Batching {
+            multicasts: field("multicasts_sent"),
+            writes: field("writes_multicast"),
+            nagle_holds: field("nagle_holds"),
+        }
+    }
+
+    pub fn add(&mut self, o: &Batching) {
+        self.multicasts += o.multicasts;
+        self.writes += o.writes;
+        self.nagle_holds += o.nagle_holds;
+    }
+
+    /// `, W writes in M batches[, H turns held writes for a round]`, or
+    /// nothing if every batch was a single write.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        if self.writes > self.multicasts {
+            s.push_str(&format!(
+                ", {} writes in {} batches",
+                self.writes, self.multicasts
+            ));
+        }
+        if self.nagle_holds > 0 {
+            s.push_str(&format!(
+                ", {} turns held writes for a round",
+                self.nagle_holds
+            ));
+        }
+        s
     }
 }
 

@@ -45,6 +45,11 @@ struct Cli {
     /// rounds, as `gsmo node` does.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     max_batch: u64,
+    /// Commands each client sends back to back before it reads their replies;
+    /// 1 (the default) waits for each reply. Deeper pipelines fill batches
+    /// and put reads behind the connection's own writes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pipeline: u64,
     /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
     no_faults: bool,
@@ -147,6 +152,7 @@ fn main() {
             crash: cli.crash,
             bug: cli.bug,
             max_batch: cli.max_batch,
+            pipeline: cli.pipeline as usize,
             ..Opts::new(seed, mode)
         };
         let out = run(&o);

@@ -7,7 +7,7 @@ use crate::client::{to_reply, Redis};
 use crate::crash;
 use crate::judge::Collected;
 use crate::net::Registry;
-use crate::{Opts, Shared, CLIENT_PORT};
+use crate::{Batching, Opts, Shared, CLIENT_PORT};
 use gsmo_spec::consistency::{Call, ClientOp};
 use gsmo_spec::kv::Reply;
 use redis_protocol::resp2::types::BytesFrame;
@@ -51,17 +51,27 @@ pub(crate) async fn bounded(
     node: usize,
     shared: &RefCell<Shared>,
 ) -> std::io::Result<Option<BytesFrame>> {
+    let what = String::from_utf8_lossy(&args.join(&b' ')).into_owned();
+    within(r.call(args), &what, node, shared).await
+}
+
+/// `io` within the promised bound on a reply, as [`bounded`] judges it.
+async fn within<T>(
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+    what: &str,
+    node: usize,
+    shared: &RefCell<Shared>,
+) -> std::io::Result<Option<T>> {
     let bound = crash::reply_bound();
-    match tokio::time::timeout(bound, r.call(args)).await {
-        Ok(Ok(f)) => Ok(Some(f)),
+    match tokio::time::timeout(bound, io).await {
+        Ok(Ok(t)) => Ok(Some(t)),
         Ok(Err(_)) if shared.borrow().is_down(node) => Ok(None),
         Ok(Err(e)) => Err(e),
         Err(_) if shared.borrow().is_down(node) => Ok(None),
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
-                "n{node} did not answer {} within {} ms",
-                String::from_utf8_lossy(&args.join(&b' ')),
+                "n{node} did not answer {what} within {} ms",
                 bound.as_millis()
             ),
         )),
@@ -70,9 +80,10 @@ pub(crate) async fn bounded(
 
 /// Worker `c`: connects to node `c % nodes`; worker 0 opens the accounts
 /// first (acknowledged, so delivered before any transfer is issued), then
-/// every worker issues `ops` random SET / INCR / GET / TRANSFER. A worker
-/// whose node crashed records its request in flight as of unknown outcome
-/// and stops; one whose node does not answer in time reports it and stops.
+/// every worker issues `ops` random SET / INCR / GET / TRANSFER, in
+/// pipelines of `pipeline` commands. A worker whose node crashed records its
+/// requests in flight as of unknown outcome and stops; one whose node does
+/// not answer in time reports it and stops.
 pub async fn client(o: Opts, c: usize, shared: Rc<RefCell<Shared>>) -> turmoil::Result {
     let result = work(&o, c, &shared).await;
     let mut s = shared.borrow_mut();
@@ -82,6 +93,70 @@ pub async fn client(o: Opts, c: usize, shared: Rc<RefCell<Shared>>) -> turmoil::
     }
     s.workers_done += 1;
     Ok(())
+}
+
+/// One command a worker sends, and what the judge checks of its reply.
+struct Command {
+    args: Vec<Vec<u8>>,
+    /// The operation whose reply the histories check; `None` for a TRANSFER,
+    /// judged by the money every store conserves.
+    op: Option<ClientOp>,
+}
+
+impl Command {
+    /// The command and key, e.g. `SET k1`, for an error reply.
+    fn what(&self) -> String {
+        let key = match &self.op {
+            Some(op) => vec![op_name(&op.call).as_bytes(), &op.key[..]],
+            None => self.args[..3].iter().map(Vec::as_slice).collect(),
+        };
+        String::from_utf8_lossy(&key.join(&b' ')).into_owned()
+    }
+}
+
+/// Worker `c`'s `i`th command, drawn from `rng`.
+fn draw(rng: &mut fastrand::Rng, c: usize, i: usize) -> Command {
+    let value = format!("{c}.{i}").into_bytes();
+    let (key, call): (Vec<u8>, Call) = match rng.u8(0..10) {
+        0..=2 => (format!("k{}", rng.u8(0..3)).into_bytes(), Call::Set(value)),
+        3..=4 => (format!("ctr{}", rng.u8(0..2)).into_bytes(), Call::IncrBy(1)),
+        5..=6 => {
+            let key = match rng.bool() {
+                true => format!("k{}", rng.u8(0..3)),
+                false => format!("ctr{}", rng.u8(0..2)),
+            };
+            (key.into_bytes(), Call::Get)
+        }
+        _ => {
+            let (a, b) = (rng.usize(0..ACCOUNTS), rng.usize(0..ACCOUNTS));
+            let amount = rng.u8(1..60).to_string();
+            let args = [
+                "TRANSFER".into(),
+                format!("acct:{a}"),
+                format!("acct:{b}"),
+                amount,
+            ];
+            return Command {
+                args: args.map(String::into_bytes).to_vec(),
+                op: None,
+            };
+        }
+    };
+    let args = match &call {
+        Call::Set(v) => vec![b"SET".to_vec(), key.clone(), v.clone()],
+        Call::IncrBy(_) => vec![b"INCR".to_vec(), key.clone()],
+        Call::Get => vec![b"GET".to_vec(), key.clone()],
+        Call::Del => unreachable!("not issued"),
+    };
+    let op = ClientOp {
+        client: c,
+        key,
+        call,
+        reply: Reply::Bulk(None),
+        invoke: 0,
+        ret: 0,
+    };
+    Command { args, op: Some(op) }
 }
 
 async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<()> {
@@ -107,78 +182,71 @@ async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<(
     while !shared.borrow().opened {
         sleep(Duration::from_millis(5)).await;
     }
-    for i in 0..o.ops {
+    let mut invoked = 0;
+    let mut i = 0;
+    while i < o.ops {
         sleep(Duration::from_millis(rng.u64(0..30))).await;
-        let value = format!("{c}.{i}").into_bytes();
-        let (key, call): (Vec<u8>, Call) = match rng.u8(0..10) {
-            0..=2 => (format!("k{}", rng.u8(0..3)).into_bytes(), Call::Set(value)),
-            3..=4 => (format!("ctr{}", rng.u8(0..2)).into_bytes(), Call::IncrBy(1)),
-            5..=6 => {
-                let key = match rng.bool() {
-                    true => format!("k{}", rng.u8(0..3)),
-                    false => format!("ctr{}", rng.u8(0..2)),
-                };
-                (key.into_bytes(), Call::Get)
-            }
-            _ => {
-                let (a, b) = (rng.usize(0..ACCOUNTS), rng.usize(0..ACCOUNTS));
-                let amount = rng.u8(1..60).to_string();
-                let (a, b) = (format!("acct:{a}"), format!("acct:{b}"));
-                let args: [&[u8]; 4] = [b"TRANSFER", a.as_bytes(), b.as_bytes(), amount.as_bytes()];
-                let Some(frame) = bounded(&mut r, &args, node, shared).await? else {
-                    return Ok(());
-                };
-                let reply = to_reply(&frame);
-                let refused = Reply::Error(gsmo_spec::kv::INSUFFICIENT_FUNDS.into());
-                if let Reply::Error(text) = reply.clone() {
-                    if reply != refused {
-                        let what = format!("TRANSFER {a} {b}");
-                        shared.borrow_mut().errors.push(ErrorReply {
-                            client: c,
-                            what,
-                            text,
-                            at_us: now_us(),
-                            write: true,
-                        });
-                    }
-                }
-                continue;
-            }
-        };
-        let invoke = now_us();
-        let args: Vec<&[u8]> = match &call {
-            Call::Set(v) => vec![b"SET", &key, v],
-            Call::IncrBy(_) => vec![b"INCR", &key],
-            Call::Get => vec![b"GET", &key],
-            Call::Del => unreachable!("not issued"),
-        };
-        let frame = bounded(&mut r, &args, node, shared).await?;
-        let ret = now_us();
-        let mut op = ClientOp {
-            client: c,
-            key,
-            call,
-            reply: Reply::Bulk(None),
-            invoke,
-            ret,
-        };
-        let mut s = shared.borrow_mut();
-        let Some(frame) = frame else {
-            // In flight when the node crashed: it may have reached the others.
-            s.unknown.push(op);
-            return Ok(());
-        };
-        op.reply = to_reply(&frame);
-        if let Reply::Error(text) = &op.reply {
-            s.errors.push(ErrorReply {
-                client: c,
-                what: format!("{} {}", op_name(&op.call), String::from_utf8_lossy(&op.key)),
-                text: text.clone(),
-                at_us: ret,
-                write: op.call != Call::Get,
-            });
+        let mut pipeline: Vec<Command> = (i..o.ops.min(i + o.pipeline))
+            .map(|i| draw(&mut rng, c, i))
+            .collect();
+        i += pipeline.len();
+        // The commands leave one after another: each is invoked at least a
+        // microsecond after the one before, so the histories' program order
+        // (by invocation) is the order they were sent in.
+        for op in pipeline.iter_mut().filter_map(|cmd| cmd.op.as_mut()) {
+            invoked = now_us().max(invoked + 1);
+            op.invoke = invoked;
         }
-        s.ops.push(op);
+        let args: Vec<Vec<&[u8]>> = pipeline
+            .iter()
+            .map(|cmd| cmd.args.iter().map(Vec::as_slice).collect())
+            .collect();
+        let what = pipeline[0].what();
+        let sent = within(r.send(args.iter().map(Vec::as_slice)), &what, node, shared).await?;
+        let mut replies = Vec::with_capacity(pipeline.len());
+        if sent.is_some() {
+            // Each reply within the bound of the one before: a read waits for
+            // the connection's earlier writes, and a write behind a read is
+            // dispatched once the read is answered.
+            for cmd in &pipeline {
+                match within(r.recv(), &cmd.what(), node, shared).await? {
+                    Some(frame) => replies.push((frame, now_us())),
+                    None => break,
+                }
+            }
+        }
+        let answered = replies.len();
+        let mut s = shared.borrow_mut();
+        for (cmd, (frame, ret)) in pipeline.iter_mut().zip(replies) {
+            let reply = to_reply(&frame);
+            if let Reply::Error(text) = &reply {
+                let refused = cmd.op.is_none() && *text == gsmo_spec::kv::INSUFFICIENT_FUNDS;
+                if !refused {
+                    let write = cmd.op.as_ref().is_none_or(|op| op.call != Call::Get);
+                    s.errors.push(ErrorReply {
+                        client: c,
+                        what: cmd.what(),
+                        text: text.clone(),
+                        at_us: ret,
+                        write,
+                    });
+                }
+            }
+            if let Some(mut op) = cmd.op.take() {
+                op.reply = reply;
+                op.ret = ret;
+                s.ops.push(op);
+            }
+        }
+        if answered < pipeline.len() {
+            // In flight when the node crashed: they may have reached the others.
+            let now = now_us();
+            for mut op in pipeline.into_iter().skip(answered).filter_map(|cmd| cmd.op) {
+                op.ret = now;
+                s.unknown.push(op);
+            }
+            return Ok(());
+        }
     }
     Ok(())
 }
@@ -323,10 +391,7 @@ async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected
             .filter_map(|f| f.strip_prefix("reconnects_out="))
             .filter_map(|n| n.parse::<u64>().ok())
             .sum::<u64>();
-        end.nagle_holds += info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("nagle_holds:")?.parse::<u64>().ok())
-            .unwrap_or(0);
+        end.batching.add(&Batching::from_info(&info));
     }
     Ok(end)
 }
