@@ -85,6 +85,13 @@ impl Redis {
     }
 }
 
+/// The value of field `name` in an `INFO` text (`name:value` lines), trimmed.
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 /// A RESP2 reply as the K/V store's [`Reply`] (what the consistency checker compares).
 pub fn to_reply(f: &BytesFrame) -> Reply {
     match f {

@@ -201,11 +201,7 @@ pub struct Batching {
 impl Batching {
     /// One node's counters, read from its `INFO` text (0 where absent).
     pub fn from_info(info: &str) -> Self {
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':')?.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name| client::info_field(info, name).map_or(0, |v| v.parse().unwrap_or(0));
         Batching {
             multicasts: field("multicasts_sent"),
             writes: field("writes_multicast"),

@@ -3,7 +3,7 @@
 //! to settle and reads every live node's history, store and trace state
 //! through the front door.
 
-use crate::client::{to_reply, Redis};
+use crate::client::{info_field, to_reply, Redis};
 use crate::crash;
 use crate::judge::Collected;
 use crate::net::Registry;
@@ -51,14 +51,15 @@ pub(crate) async fn bounded(
     node: usize,
     shared: &RefCell<Shared>,
 ) -> std::io::Result<Option<BytesFrame>> {
-    let what = String::from_utf8_lossy(&args.join(&b' ')).into_owned();
-    within(r.call(args), &what, node, shared).await
+    let what = || String::from_utf8_lossy(&args.join(&b' ')).into_owned();
+    within(r.call(args), what, node, shared).await
 }
 
-/// `io` within the promised bound on a reply, as [`bounded`] judges it.
+/// `io` within the promised bound on a reply, as [`bounded`] judges it;
+/// `what` names the request if it was not answered in time.
 async fn within<T>(
     io: impl std::future::Future<Output = std::io::Result<T>>,
-    what: &str,
+    what: impl FnOnce() -> String,
     node: usize,
     shared: &RefCell<Shared>,
 ) -> std::io::Result<Option<T>> {
@@ -71,7 +72,8 @@ async fn within<T>(
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
-                "n{node} did not answer {what} within {} ms",
+                "n{node} did not answer {} within {} ms",
+                what(),
                 bound.as_millis()
             ),
         )),
@@ -201,15 +203,15 @@ async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<(
             .iter()
             .map(|cmd| cmd.args.iter().map(Vec::as_slice).collect())
             .collect();
-        let what = pipeline[0].what();
-        let sent = within(r.send(args.iter().map(Vec::as_slice)), &what, node, shared).await?;
+        let what = || pipeline[0].what();
+        let sent = within(r.send(args.iter().map(Vec::as_slice)), what, node, shared).await?;
         let mut replies = Vec::with_capacity(pipeline.len());
         if sent.is_some() {
             // Each reply within the bound of the one before: a read waits for
             // the connection's earlier writes, and a write behind a read is
             // dispatched once the read is answered.
             for cmd in &pipeline {
-                match within(r.recv(), &cmd.what(), node, shared).await? {
+                match within(r.recv(), || cmd.what(), node, shared).await? {
                     Some(frame) => replies.push((frame, now_us())),
                     None => break,
                 }
@@ -253,10 +255,8 @@ async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<(
 
 /// `INFO snapshots`' list of the snapshots in progress.
 pub(crate) fn in_progress(info: &str) -> String {
-    info.lines()
-        .find_map(|l| l.strip_prefix("snapshots_in_progress:"))
+    info_field(info, "snapshots_in_progress")
         .unwrap_or("")
-        .trim()
         .to_string()
 }
 

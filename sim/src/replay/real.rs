@@ -89,10 +89,9 @@ impl Real {
         let Response::Bulk(text) = self.ask(ClientRequest::Info(None)) else {
             panic!("INFO answers text");
         };
-        String::from_utf8_lossy(&text)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::to_string))
+        crate::client::info_field(&String::from_utf8_lossy(&text), name)
             .unwrap_or_else(|| panic!("INFO has no {name}"))
+            .to_string()
     }
 
     /// Brings up both connections with `peer` (the first, or again after a break).
