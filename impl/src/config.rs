@@ -152,6 +152,44 @@ pub enum LogFormat {
     Shiviz,
 }
 
+/// The value of an on/off option (`--nagle on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toggle {
+    On,
+    Off,
+}
+
+impl From<bool> for Toggle {
+    fn from(on: bool) -> Self {
+        if on {
+            Toggle::On
+        } else {
+            Toggle::Off
+        }
+    }
+}
+
+impl std::fmt::Display for Toggle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        flag_value(self, f)
+    }
+}
+
+/// Writes `value` as its flag takes it: clap's spelling, the one `--help`
+/// lists, so that INFO and the launcher's arguments to its nodes cannot drift
+/// from what the flag accepts.
+pub fn flag_value(
+    value: &impl clap::ValueEnum,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    f.write_str(
+        value
+            .to_possible_value()
+            .expect("every flag value is visible")
+            .get_name(),
+    )
+}
+
 /// Everything one node needs to run.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -345,6 +383,23 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ValueEnum;
+
+    /// What INFO and the launcher print is what the flag parses back.
+    #[test]
+    fn flag_values_print_as_the_flag_takes_them() {
+        assert_eq!(Toggle::from(true).to_string(), "on");
+        assert_eq!(Toggle::from(false).to_string(), "off");
+        for t in Toggle::value_variants() {
+            assert_eq!(Toggle::from_str(&t.to_string(), false), Ok(*t));
+        }
+        for p in crate::pages::HugePages::value_variants() {
+            assert_eq!(
+                crate::pages::HugePages::from_str(&p.to_string(), false),
+                Ok(*p)
+            );
+        }
+    }
 
     #[test]
     fn count_list_and_file_forms() {

@@ -2,6 +2,7 @@
 //! per concern. Values stay on one line; per-peer values are `key=value`
 //! lists separated by `,`.
 
+use crate::config::Toggle;
 use crate::history;
 use crate::pages;
 use crate::runtime::Runtime;
@@ -45,7 +46,7 @@ impl Runtime {
         line(&mut s, "unreachable_after_ms", &limits.unreachable_after_ms);
         line(&mut s, "link_buffer_bytes", &limits.link_buffer_bytes);
         line(&mut s, "max_batch_writes", &limits.max_batch);
-        line(&mut s, "nagle", &if limits.nagle { "on" } else { "off" });
+        line(&mut s, "nagle", &Toggle::from(limits.nagle));
         line(&mut s, "peer_queue_frames", &self.cfg.peer_queue);
         line(
             &mut s,

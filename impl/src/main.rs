@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
-    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug,
+    parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug, Toggle,
     DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
@@ -183,13 +183,6 @@ enum TraceCmd {
         #[arg(long, value_name = "N")]
         steps: Option<usize>,
     },
-}
-
-/// The value of an on/off option (`--nagle on`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Toggle {
-    On,
-    Off,
 }
 
 /// Snapshot, trace and fault options shared by `node` and `cluster`.
@@ -674,12 +667,7 @@ impl OpsArgs {
             "--max-batch".into(),
             self.max_batch.to_string(),
             "--nagle".into(),
-            // clap's own spelling of the value, as `--bug` below.
-            self.nagle
-                .to_possible_value()
-                .expect("every toggle value is visible")
-                .get_name()
-                .into(),
+            self.nagle.to_string(),
             "--peer-queue".into(),
             self.peer_queue.to_string(),
             "--snapshot-keep".into(),

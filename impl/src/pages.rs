@@ -23,10 +23,7 @@ pub enum HugePages {
 
 impl fmt::Display for HugePages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HugePages::Off => "off",
-            HugePages::System => "system",
-        })
+        crate::config::flag_value(self, f)
     }
 }
 
