@@ -231,7 +231,7 @@ read -r _ fresh <<<"${fills[0]}"
 echo "each target's store was filled first ($((3 * N)) SETs over $R keys from one client); the first $N, into empty stores:"
 for f in "${fills[@]}"; do
   read -r who r <<<"$f"
-  line="  $who $(printf %.0f "$r") SET/s"
+  line="  $who $(printf %.0f "${r:-0}") SET/s"
   [ "$who" = redis-server ] || line+=" ($(ratio "$r" "$fresh") of redis-server's)"
   echo "$line"
 done
