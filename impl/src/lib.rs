@@ -17,15 +17,17 @@
 //! | peer connections: dial forever, accept, write   | [`peer`]      |
 //! | sockets, wall clock, entropy (real or simulated) | [`net`]       |
 //! | what the event loop takes (shared event types)  | [`event`]     |
-//! | Redis (RESP2) codec and command table           | [`resp`]      |
+//! | Redis (RESP2 and RESP3) codec and command table | [`resp`]      |
 //! | Redis client connections, pipelining            | [`client`]    |
 //! | the event loop that owns the replica            | [`runtime`]   |
 //! | connection events into the spec's link layer    | [`links`]     |
 //! | snapshot files behind the spec's decisions      | [`housekeeping`] |
 //! | `INFO`                                          | [`info`]      |
+//! | `INFO` `write_latency_usec`: writes' wait      | [`latency`]   |
 //! | history text form and store digest              | [`history`]   |
 //! | ShiViz event log                                | [`shiviz`]    |
 //! | wiring one node together                        | [`serve`]     |
+//! | a panicking task stops the node, never hangs it | [`supervise`] |
 //! | `gsmo cluster`: local multi-process launcher    | [`launcher`]  |
 //! | snapshots on disk: format, store, manifest,     | [`snapshot`]  |
 //! | data-dir claim, verify, `gsmo snapshot` CLI     |               |

@@ -13,9 +13,11 @@
 //! | snapshot abort policy, crashes   | [`abort`]     | commit xor abort, no aborted part, all end, all answered |
 //! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
 //!
-//! [`adapter`] turns spec effects into stateright commands; [`verdict`] runs a
-//! checker (under a [`deadline`] that one thread keeps too) and explains what
-//! it found; [`wrap`] lets a wrapping model keep the inner one's properties.
+//! [`replica`] is the actor every K/V-based model runs (the whole spec node),
+//! and [`faults`] the broken links, crashes, clock and failing disks those
+//! models may add. [`adapter`] turns spec effects into stateright commands;
+//! [`verdict`] runs a checker (under a [`deadline`] that one thread keeps too)
+//! and explains what it found; [`wrap`] lets a wrapping model keep the inner one's properties.
 //! Fewer states: [`symmetry`] (causal) and [`por`], partial-order reduction (the
 //! bank), with [`sleep`] sets on top; cheaper steps: [`digest`] (hashes kept
 //! and shared) and [`transitions`] (a replica's steps remembered while the sleep

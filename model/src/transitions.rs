@@ -627,7 +627,7 @@ mod tests {
     }
 
     /// A memo that finds fewer than half its steps in a window empties and
-    /// rests (64 Ki steps, as the README says); one that finds them stays
+    /// rests (64 Ki steps, as docs/model-checking.md says); one that finds them stays
     /// awake.
     #[test]
     fn a_memo_that_finds_little_rests() {
