@@ -24,6 +24,10 @@
 # machine's cores (nproc x 1e6 / the sum), and `ceil/redis` compares it with
 # redis-server's in the same test and shape. For SET also the writes per
 # multicast batch (INFO `writes_multicast` / `multicasts_sent`, all nodes).
+# `turns/req` and `us/turn`: each node's event-loop turns per request and
+# their mean busy time (INFO `eventloop_cycles`, `eventloop_duration_sum`
+# after a `CONFIG RESETSTAT`), node 0 first: how often the loop wakes, and
+# for how long, is what a protocol's messages cost beyond their bytes.
 # A benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,8 +102,8 @@ info_field() { # port field: one number from INFO
   redis-cli -p "$1" INFO | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
 }
 
-row() { printf '%-20s %-4s %3s %10s %16s %10s %9s %6s %10s %10s %13s\n' "$@"; }
-row target test P node0_us peers_us client_us req/s cores ceiling/s ceil/redis writes/batch
+row() { printf '%-20s %-4s %3s %10s %16s %10s %9s %6s %10s %10s %13s %22s %22s\n' "$@"; }
+row target test P node0_us peers_us client_us req/s cores ceiling/s ceil/redis writes/batch turns/req us/turn
 declare -A redis_ceiling
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no >/dev/null &
 pids+=($!)
@@ -111,7 +115,7 @@ for shape in $SHAPES; do
     for p in $PIPES; do
       read -r server client rate cores < <(per_request "$shape" "$REDIS_PORT" 0 "$t" "$p" "${pids[-1]}")
       redis_ceiling[$shape-$t-$p]=$(ceiling "$server" "$client")
-      row "$name" "$t" "$p" "$server" - "$client" "$rate" "$cores" "${redis_ceiling[$shape-$t-$p]}" 1.00 -
+      row "$name" "$t" "$p" "$server" - "$client" "$rate" "$cores" "${redis_ceiling[$shape-$t-$p]}" 1.00 - - -
     done
   done
 done
@@ -140,12 +144,23 @@ for mode in $MODES; do
       for p in $PIPES; do
         m0=$(sum_info multicasts_sent)
         w0=$(sum_info writes_multicast)
+        for i in 0 1 2; do redis-cli -p $((CLIENT_BASE + i)) CONFIG RESETSTAT >/dev/null; done
         read -r n0 n1 n2 client rate cores < <(per_request "$shape" "$CLIENT_BASE" 1 "$t" "$p" "${nodes[@]}")
+        n=$N; [ "$p" -gt 1 ] && n=$N16
+        [ "$shape" = x3 ] && n=$((n / 3 * 3))
+        turns=() took=()
+        for i in 0 1 2; do
+          c=$(info_field $((CLIENT_BASE + i)) eventloop_cycles)
+          d=$(info_field $((CLIENT_BASE + i)) eventloop_duration_sum)
+          turns+=("$(awk -v c="$c" -v n="$n" 'BEGIN { printf "%.3f", c / n }')")
+          took+=("$(awk -v c="$c" -v d="$d" 'BEGIN { if (c > 0) printf "%.1f", d / c; else print "-" }')")
+        done
         top=$(ceiling "$n0" "$n1" "$n2" "$client")
         batch=$(awk -v m=$(($(sum_info multicasts_sent) - m0)) -v w=$(($(sum_info writes_multicast) - w0)) \
           'BEGIN { if (m > 0) printf "%.1f", w / m; else print "-" }')
         row "$name" "$t" "$p" "$n0" "$n1 / $n2" "$client" "$rate" "$cores" "$top" \
-          "$(awk -v a="$top" -v b="${redis_ceiling[$shape-$t-$p]}" 'BEGIN { printf "%.2f", a / b }')" "$batch"
+          "$(awk -v a="$top" -v b="${redis_ceiling[$shape-$t-$p]}" 'BEGIN { printf "%.2f", a / b }')" "$batch" \
+          "${turns[0]} / ${turns[1]} / ${turns[2]}" "${took[0]} / ${took[1]} / ${took[2]}"
       done
     done
   done

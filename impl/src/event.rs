@@ -16,7 +16,8 @@ pub enum ClientRequest {
     Snapshot,
     /// INFO, optionally one section.
     Info(Option<String>),
-    /// CONFIG RESETSTAT: empties INFO's write latency histogram.
+    /// CONFIG RESETSTAT: empties INFO's write latency histogram and zeroes
+    /// its event-loop counts.
     ResetStat,
     DbSize,
     History,

@@ -221,6 +221,14 @@ impl Runtime {
             "trace_error",
             &self.trace_error.as_deref().unwrap_or(""),
         );
+        // Redis's section and field names; `CONFIG RESETSTAT` zeroes both.
+        s.push_str("\r\n# Stats\r\n");
+        line(&mut s, "eventloop_cycles", &self.turns.cycles);
+        line(
+            &mut s,
+            "eventloop_duration_sum",
+            &self.turns.busy.as_micros(),
+        );
         // Named as Redis's section; one line, for writes (reads answer at once).
         s.push_str("\r\n# Latencystats\r\n");
         line(&mut s, "write_latency_usec", &self.write_latency.info());

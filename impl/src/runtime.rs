@@ -116,6 +116,21 @@ pub struct Runtime {
     /// Turns that ended with writes held for this node's open round
     /// ([`Node::flush_due`], `--nagle`): INFO `nagle_holds`.
     pub(crate) nagle_holds: u64,
+    /// The loop's turns and the time they took, as Redis 7.2's INFO stats:
+    /// how often the node wakes per request is what a protocol's message
+    /// count costs it, beyond the messages themselves.
+    pub(crate) turns: Turns,
+}
+
+/// INFO `eventloop_cycles` and `eventloop_duration_sum` (Redis 7.2's names):
+/// turns of the loop since the start or `CONFIG RESETSTAT`, and the time the
+/// loop held the thread in them, from its wake-up to the turn's end. Unlike
+/// Redis's one loop, the connection tasks run beside it, so their reads and
+/// replies (and the yield that lets them join a batch) are not counted.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Turns {
+    pub(crate) cycles: u64,
+    pub(crate) busy: Duration,
 }
 
 impl Runtime {
@@ -162,6 +177,7 @@ impl Runtime {
             loopback,
             write_latency: WriteLatency::default(),
             nagle_holds: 0,
+            turns: Turns::default(),
         };
         if let Some(t) = &mut rt.trace {
             if rt.restored_from.is_some() {
@@ -233,6 +249,7 @@ impl Runtime {
             if let Some(pause) = self.cfg.faults.slow {
                 tokio::time::sleep(pause).await;
             }
+            let mut began = Instant::now();
             self.handle(input);
             self.handle_ready(&mut inputs);
             // Nothing more waiting (or a wake-up's worth handled): the writes that
@@ -243,7 +260,9 @@ impl Runtime {
                 // First let every connection task that is ready run once: the writes
                 // already in their sockets join this batch instead of starting the
                 // next one (fewer frames and peer wake-ups per write).
+                self.turns.busy += began.elapsed();
                 tokio::task::yield_now().await;
+                began = Instant::now();
                 self.handle_ready(&mut inputs);
                 self.feed(SpecInput::Flush)
                     .expect("a flush is always accepted");
@@ -256,6 +275,8 @@ impl Runtime {
                 s.flush();
             }
             self.flush_trace();
+            self.turns.cycles += 1;
+            self.turns.busy += began.elapsed();
             if let Some(why) = self.fatal.take() {
                 return Err(why);
             }
@@ -440,6 +461,7 @@ impl Runtime {
             ),
             ClientRequest::ResetStat => {
                 self.write_latency.reset();
+                self.turns = Turns::default();
                 Response::Kv(gsmo_spec::kv::Reply::Ok)
             }
             ClientRequest::DbSize => Response::Int(self.node.kv().len() as i64),

@@ -164,6 +164,41 @@ fn info_latencystats_shows_the_wait_for_the_order() {
     assert_eq!(write_latency(p(0))["count"], 5);
 }
 
+/// `INFO stats`: the event loop's turns and their busy time, as Redis 7.2
+/// names them. Each of ten sequential SETs wakes the loop at least once, the
+/// loop spends time in them, and `CONFIG RESETSTAT` starts both over.
+#[test]
+fn info_stats_counts_the_event_loops_turns() {
+    require("redis-cli");
+    let cluster = TestCluster::start(2, Mode::Fifo);
+    let port = cluster.client_port(0);
+    let stats = || {
+        let info = cli(port, &["INFO", "stats"]);
+        assert!(info.starts_with("# Stats"), "{info}");
+        let field = |k: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(k)?.strip_prefix(':'))
+                .unwrap_or_else(|| panic!("no {k} in {info}"))
+                .parse()
+                .expect("a number")
+        };
+        (field("eventloop_cycles"), field("eventloop_duration_sum"))
+    };
+    let (before, _) = stats();
+    for i in 0..10 {
+        assert_eq!(cli(port, &["SET", &format!("k{i}"), "v"]), "OK");
+    }
+    let (after, busy) = stats();
+    assert!(after >= before + 10, "{before} turns, then {after}");
+    assert!(busy > 0, "{after} turns took no time");
+    assert_eq!(cli(port, &["CONFIG", "RESETSTAT"]), "OK");
+    let (reset, _) = stats();
+    assert!(
+        reset < 10,
+        "{reset} turns counted after the reset ({after} before)"
+    );
+}
+
 /// `INFO memory`: a node turns transparent huge pages off for its process
 /// unless `--transparent-huge-pages system` keeps the kernel's setting, and
 /// says which; the kernel's own view (`THP_enabled` in `/proc/PID/status`,

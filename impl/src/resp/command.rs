@@ -431,7 +431,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("FLUSHDB", 0, Some(1), Server, Write, NONE, "FLUSHDB [SYNC|ASYNC]"),
     cmd("SNAPSHOT", 0, Some(0), Server, Admin, NONE, "SNAPSHOT                      start a Chandy-Lamport snapshot, reply its id"),
     cmd("INFO", 0, Some(1), Server, Admin, NONE, "INFO [section]                mode, peers, hold-back depth, counters, snapshots"),
-    cmd("CONFIG", 1, None, Server, Admin, NONE, "CONFIG GET name ...|RESETSTAT save / appendonly; RESETSTAT empties latencystats"),
+    cmd("CONFIG", 1, None, Server, Admin, NONE, "CONFIG GET name ...|RESETSTAT save / appendonly; RESETSTAT empties latencystats and the event-loop counts"),
     cmd("GSMO.HISTORY", 0, Some(0), Server, Admin, NONE, "GSMO.HISTORY                  this node's `send nI#S` / `deliver nI#S` events, in order"),
     cmd("GSMO.DUMP", 0, Some(0), Server, Admin, NONE, "GSMO.DUMP                     every live key and value, in key order"),
     cmd("GSMO.DIGEST", 0, Some(0), Server, Admin, NONE, "GSMO.DIGEST                   `keys=K delivered=D digest=HEX` of the store"),

@@ -51,8 +51,9 @@ pub fn info_sections(info: &str, section: Option<&str>) -> String {
 }
 
 /// `CONFIG GET`: just enough for `redis-benchmark` to see persistence is off.
-/// `CONFIG RESETSTAT`: empties the write latency INFO reports (gsmo's only
-/// statistic that is not a protocol counter), so a benchmark reads one run's.
+/// `CONFIG RESETSTAT`: empties the write latency and zeroes the event-loop
+/// counts INFO reports (gsmo's only statistics that are not protocol
+/// counters), so a benchmark reads one run's.
 fn config(a: &[Bytes]) -> Request {
     if a[0].eq_ignore_ascii_case(b"RESETSTAT") && a.len() == 1 {
         return Request::Node(ClientRequest::ResetStat);
