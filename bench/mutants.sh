@@ -42,8 +42,9 @@ for f in ${SAMPLE:-}; do sample+=(--file "spec/src/$f"); done
 # sample spans all of spec/src and is the same on every run of the same tree.
 if [ -n "${SHARD:-}" ]; then sample+=(--shard "$SHARD" --sharding round-robin); fi
 # Build and run only the judge's test targets: spec's unit tests and its
-# `interleavings` proptests, its `predicates` oracle, the model crate's unit tests, its batched kv
-# models (tests/batches.rs) and the `check` binary's tests (which hold the
+# `interleavings` proptests, its `predicates` and `consistency` oracles, the
+# model crate's unit tests, its batched kv models (tests/batches.rs) and the
+# `check` binary's tests (which hold the
 # default sweep). Left out: model/tests/exit_status.rs and explorer.rs test the
 # checker's exit codes and HTTP explorer, not the protocol, and would need the
 # `check` executable linked for every mutant. As `--cargo-arg` they reach the
@@ -51,7 +52,8 @@ if [ -n "${SHARD:-}" ]; then sample+=(--shard "$SHARD" --sharding round-robin); 
 # baseline (tests of the unmutated tree) runs gsmo-spec alone, which has no
 # `check` target, so it is skipped: CI runs these tests on the unmutated tree.
 judge=(--cargo-arg=--lib --cargo-arg=--bin=check
-  --cargo-arg=--test=interleavings --cargo-arg=--test=predicates --cargo-arg=--test=batches)
+  --cargo-arg=--test=interleavings --cargo-arg=--test=predicates --cargo-arg=--test=consistency
+  --cargo-arg=--test=batches)
 # Skipped in every judged binary: the two tests that compare the whole unreduced
 # 3-replica bank with its reductions (model/src/por.rs). They test the model's
 # reduction, not the protocol, and at the mutants profile's opt-level they take
