@@ -117,7 +117,7 @@ pub const SEARCH_BUDGET: usize = 1 << 20;
 /// all timed out multiplied the states by every subset of its writes: 22
 /// operations and 17 unknown ones on one key, from a `sim` seed, did not
 /// finish in twenty minutes). Each keeps a legal order if there is one:
-/// * **Unknown operations that cannot matter are left out** (`may_matter`).
+/// * **Unknown operations that cannot matter are left out** (`mattering`).
 /// * **A read that returns the current value is taken at once**, as the one
 ///   step of its state: in any legal order it can move here, as it changes
 ///   no value, its reply is this state's value, and what must follow it only
@@ -134,9 +134,7 @@ pub fn check_key_within(
     order: Order,
     budget: usize,
 ) -> Result<Vec<usize>, Violation> {
-    let useful: Vec<usize> = (0..unknown.len())
-        .filter(|&u| may_matter(ops, unknown, u))
-        .collect();
+    let useful = mattering(ops, unknown);
     let known = ops.len();
     let all: Vec<&ClientOp> = ops
         .iter()
@@ -177,9 +175,13 @@ pub fn check_key_within(
             None => (0, n),
         }
     };
-    // A done set's unknown operations.
-    let unknowns =
-        |done: &Bits| -> Bits { done.iter().zip(&required).map(|(d, r)| d & !r).collect() };
+    // A done set split into its known operations and its unknown ones.
+    let split = |done: &Bits| -> (Bits, Bits) {
+        done.iter()
+            .zip(&required)
+            .map(|(d, r)| (d & r, d & !r))
+            .unzip()
+    };
 
     // By known operations done and value: the unknown ones used, minimal sets only.
     let mut seen: HashMap<(Bits, Option<Value>), Vec<Bits>> = HashMap::new();
@@ -231,9 +233,7 @@ pub fn check_key_within(
                 }
                 let mut done2 = done.clone();
                 set(&mut done2, i);
-                let mut k = done2.clone();
-                k.iter_mut().zip(&required).for_each(|(d, r)| *d &= r);
-                let u = unknowns(&done2);
+                let (k, u) = split(&done2);
                 let used = seen.entry((k, state2.clone())).or_default();
                 if used.iter().any(|earlier| subset(earlier, &u)) {
                     continue;
@@ -264,25 +264,28 @@ pub fn check_key_within(
     })
 }
 
-/// Whether placing unknown operation `u` could explain any reply. A read of
-/// unknown outcome changes nothing. Where every operation on the key is a
-/// `GET` or a `SET`, a `SET` whose value no known read returned can be left
-/// out of any legal order: until the next write nothing reads the key, as
-/// every read there would have returned that value. Increments and deletes
-/// answer from the value in other ways, so with them every write stays.
-fn may_matter(ops: &[ClientOp], unknown: &[ClientOp], u: usize) -> bool {
-    match &unknown[u].call {
-        Call::Get => false,
-        Call::Set(value) => {
-            let plain = ops
-                .iter()
-                .chain(unknown)
-                .all(|o| matches!(o.call, Call::Get | Call::Set(_)));
-            let read = Reply::Bulk(Some(value.clone()));
-            !plain || ops.iter().any(|o| o.call == Call::Get && o.reply == read)
-        }
-        Call::Del | Call::IncrBy(_) => true,
-    }
+/// The unknown operations whose placing could explain a reply, by index. A
+/// read of unknown outcome changes nothing. Where every operation on the key
+/// is a `GET` or a `SET`, a `SET` whose value no known read returned can be
+/// left out of any legal order: until the next write nothing reads the key,
+/// as every read there would have returned that value. Increments and
+/// deletes answer from the value in other ways, so with them every write stays.
+fn mattering(ops: &[ClientOp], unknown: &[ClientOp]) -> Vec<usize> {
+    let plain = ops
+        .iter()
+        .chain(unknown)
+        .all(|o| matches!(o.call, Call::Get | Call::Set(_)));
+    let read = |value: &Value| {
+        let read = Reply::Bulk(Some(value.clone()));
+        ops.iter().any(|o| o.call == Call::Get && o.reply == read)
+    };
+    (0..unknown.len())
+        .filter(|&u| match &unknown[u].call {
+            Call::Get => false,
+            Call::Set(value) => !plain || read(value),
+            Call::Del | Call::IncrBy(_) => true,
+        })
+        .collect()
 }
 
 /// Checks every key's sub-history; returns the number of operations checked.
