@@ -54,13 +54,20 @@ ticks() { # pid: user + system CPU in clock ticks
   cpu_ticks "$1" | awk '{print $1 + $2}'
 }
 
+requests() { # shape pipeline: the requests of one run (x3: three equal thirds)
+  local n=$N
+  if [ "$2" -gt 1 ]; then n=$N16; fi
+  if [ "$1" = x3 ]; then n=$((n / 3 * 3)); fi
+  echo "$n"
+}
+
 # Around one run in a shape: µs per request for each pid, redis-benchmark's own
 # (all of its processes), the run's requests/s, and the cores the pids used.
 per_request() { # shape port step test pipeline pid...
   local shape=$1 port=$2 step=$3 test=$4 p=$5; shift 5
-  local before=() hz n=$N dir start end i k jobs=()
+  local before=() hz n dir start end i k jobs=()
   hz=$(getconf CLK_TCK); dir=$(mktemp -d)
-  if [ "$p" -gt 1 ]; then n=$N16; fi
+  n=$(requests "$shape" "$p")
   for pid in "$@"; do before+=("$(ticks "$pid")"); done
   start=$(date +%s.%N)
   if [ "$shape" = x3 ]; then
@@ -70,7 +77,6 @@ per_request() { # shape port step test pipeline pid...
       jobs+=($!)
     done
     wait "${jobs[@]}"
-    n=$((n / 3 * 3))
   else
     /usr/bin/time -f '%U %S' -o "$dir/time0" \
       redis-benchmark -p "$port" -t "$test" -n "$n" -r "$R" -c "$C" -P "$p" -q >/dev/null 2>&1
@@ -146,8 +152,7 @@ for mode in $MODES; do
         w0=$(sum_info writes_multicast)
         for i in 0 1 2; do redis-cli -p $((CLIENT_BASE + i)) CONFIG RESETSTAT >/dev/null; done
         read -r n0 n1 n2 client rate cores < <(per_request "$shape" "$CLIENT_BASE" 1 "$t" "$p" "${nodes[@]}")
-        n=$N; [ "$p" -gt 1 ] && n=$N16
-        [ "$shape" = x3 ] && n=$((n / 3 * 3))
+        n=$(requests "$shape" "$p")
         turns=() took=()
         for i in 0 1 2; do
           c=$(info_field $((CLIENT_BASE + i)) eventloop_cycles)
