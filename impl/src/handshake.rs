@@ -14,6 +14,11 @@
 //! 4. Only then does the acceptor `admit` the sender (take its slot) and answer
 //!    [`Answer::Welcome`].
 //!
+//! A dialer told [`Answer::Refused`] stops dialing and its node exits with the
+//! reason: a mismatch does not go away. One told [`Answer::Retry`] (the
+//! acceptor is shutting down, or the proof came too late) re-dials, as after
+//! any broken connection.
+//!
 //! This is the challenge-response of mutual authentication with a pre-shared
 //! key (as in ISO/IEC 9798-4 and the SCRAM family): fresh nonces on both
 //! sides defeat replay of a recorded handshake, distinct labels defeat
@@ -43,8 +48,9 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// Identifies a gsmo peer connection before anything else is trusted.
 pub const MAGIC: [u8; 4] = *b"GSMO";
-/// Bumped whenever the peer wire format changes (2: authenticated handshake).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Bumped whenever the peer wire format changes (2: authenticated handshake;
+/// 3: [`Answer::Retry`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// A peer that has not completed its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,7 +96,11 @@ pub enum Answer {
     Welcome {
         delivered: u64,
     },
+    /// A configuration mismatch or a failed proof: re-dialing cannot help.
     Refused(String),
+    /// Not now (the acceptor is shutting down, or the dialer's proof came too
+    /// late): the dialer re-dials with backoff, as after a broken connection.
+    Retry(String),
 }
 
 /// The dialer's reply to a challenge.
@@ -157,9 +167,9 @@ fn proof(
         .to_vec())
 }
 
-/// The dialer's proof for `hello` answering a challenge with `acceptor_nonce`
-/// (what [`offer`] sends; public so tests can play a dialer that ignores the
-/// acceptor's proof).
+/// The dialer's proof for `hello` answering a challenge with `acceptor_nonce`:
+/// what [`offer`] sends, public so that tests can play a dialer that ignores
+/// the acceptor's proof (and so test the proof `offer` really sends).
 pub fn dialer_proof(
     secret: Option<&Secret>,
     hello: &Hello,
@@ -200,8 +210,6 @@ pub enum Refusal {
     Epoch { ours: String, theirs: String },
     #[error("sender claims node id {0}, which is not another member")]
     BadSender(u32),
-    #[error("node {0} already has a channel here")]
-    Duplicate(NodeId),
     #[error("authentication failed: the sender's proof for node {0} does not match (wrong or missing cluster secret, or a replayed handshake)")]
     Unauthenticated(u32),
     #[error("the event loop of this node is shutting down")]
@@ -221,6 +229,8 @@ pub enum HandshakeError {
     Timeout(Duration),
     #[error("refused by the peer: {0}")]
     RefusedByPeer(String),
+    #[error("the peer asked to retry: {0}")]
+    RetryLater(String),
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
     #[error("the node there cannot prove it knows the cluster secret (is the secret the same on every node?)")]
@@ -230,12 +240,29 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// Whether retrying can help: a refusal is a configuration error and will not go away.
+    /// Whether retrying cannot help, on the dialer's side: the peer refused
+    /// (a configuration mismatch or a wrong secret) or could not prove the
+    /// secret. The dialing node stops and says why; anything else is re-dialed.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
             HandshakeError::RefusedByPeer(_) | HandshakeError::PeerUnauthenticated
         )
+    }
+
+    /// The acceptor's answer to a dialer it turns away: [`Answer::Retry`] when
+    /// the same dialer may succeed later (this node is shutting down; the
+    /// proof came after [`HANDSHAKE_TIMEOUT`], e.g. from a process that was
+    /// stopped), else [`Answer::Refused`]. A dialer told `Refused` exits, so a
+    /// passing condition must never be answered that way.
+    fn answer(&self) -> Answer {
+        let why = self.to_string();
+        match self {
+            HandshakeError::Timeout(_) | HandshakeError::Refused(Refusal::ShuttingDown) => {
+                Answer::Retry(why)
+            }
+            _ => Answer::Refused(why),
+        }
     }
 }
 
@@ -357,13 +384,15 @@ pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
             nonce
         }
         Answer::Refused(reason) => return Err(HandshakeError::RefusedByPeer(reason)),
+        Answer::Retry(reason) => return Err(HandshakeError::RetryLater(reason)),
         Answer::Welcome { .. } => return Err(HandshakeError::Unexpected("a challenge")),
     };
-    let mine = proof(secret, DIALER_LABEL, &hello, &acceptor_nonce)?;
+    let mine = dialer_proof(secret, &hello, &acceptor_nonce)?;
     framed.send(frame::encode(&Finish::Proof(mine))?).await?;
     match frame::decode::<Answer>(&next_frame(framed).await?)? {
         Answer::Welcome { delivered } => Ok(delivered),
         Answer::Refused(reason) => Err(HandshakeError::RefusedByPeer(reason)),
+        Answer::Retry(reason) => Err(HandshakeError::RetryLater(reason)),
         Answer::Challenge { .. } => Err(HandshakeError::Unexpected("a verdict")),
     }
 }
@@ -414,9 +443,7 @@ where
                 e,
                 HandshakeError::RefusedByPeer(_) | HandshakeError::Closed | HandshakeError::Io(_)
             ) {
-                let _ = framed
-                    .send(frame::encode(&Answer::Refused(e.to_string()))?)
-                    .await;
+                let _ = framed.send(frame::encode(&e.answer())?).await;
             }
             Err(e)
         }
@@ -630,6 +657,123 @@ mod tests {
             ),
             "{accepted:?}"
         );
+    }
+
+    /// An impostor that recorded a genuine acceptor's answers (its challenge
+    /// and welcome) replays them to the same dialer: the dialer's fresh nonce
+    /// makes the recorded proof wrong, so the dialer refuses before it sends
+    /// its own proof or trusts the resume point.
+    #[tokio::test]
+    async fn a_replayed_acceptor_is_refused_by_the_dialer() {
+        let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+        let genuine = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+        let acceptor_nonce = [9; 32];
+        // The genuine exchange, recorded: the challenge for the hello it got,
+        // and the welcome.
+        let (mut client, mut server) = pair();
+        let recorded = async {
+            let hello = frame::decode::<Hello>(&next_frame(&mut server).await.unwrap()).unwrap();
+            let secret = genuine.secret.as_deref();
+            let challenge = Answer::Challenge {
+                nonce: acceptor_nonce,
+                proof: proof(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce).unwrap(),
+            };
+            let challenge = frame::encode(&challenge).unwrap();
+            server.send(challenge.clone()).await.unwrap();
+            let _proof = next_frame(&mut server).await.unwrap();
+            let welcome = frame::encode(&Answer::Welcome { delivered: 3 }).unwrap();
+            server.send(welcome.clone()).await.unwrap();
+            (hello.nonce, challenge, welcome)
+        };
+        let (offered, (first_nonce, challenge, welcome)) =
+            tokio::join!(offer(&mut client, &dialer), recorded);
+        assert_eq!(offered.unwrap(), 3, "the genuine exchange completes");
+
+        // The replay, to a new connection of the same dialer.
+        let (mut client, mut server) = pair();
+        let replay = async {
+            let hello = frame::decode::<Hello>(&next_frame(&mut server).await.unwrap()).unwrap();
+            server.send(challenge).await.unwrap();
+            let answer = frame::decode::<Finish>(&next_frame(&mut server).await.unwrap()).unwrap();
+            let _ = server.send(welcome).await;
+            (hello.nonce, answer)
+        };
+        let (offered, (second_nonce, answer)) = tokio::join!(offer(&mut client, &dialer), replay);
+        assert_ne!(first_nonce, second_nonce, "every attempt has a fresh nonce");
+        assert!(
+            matches!(offered, Err(HandshakeError::PeerUnauthenticated)),
+            "{offered:?}"
+        );
+        assert!(matches!(answer, Finish::Refused(_)), "{answer:?}");
+    }
+
+    /// Conditions that pass are answered `Retry`, never `Refused`, which
+    /// would make the dialing node exit: an acceptor shutting down, and a
+    /// dialer whose proof came after the timeout (a stopped process resumed).
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_condition_is_never_a_refusal() {
+        let dialer = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+        let ours = keyed(Hello::new("c", Mode::Fifo, 2, 1, 0), Some("k"));
+        let (mut client, mut server) = pair();
+        let (offered, accepted) = tokio::join!(
+            offer(&mut client, &dialer),
+            accept(&mut server, &ours, |_| async {
+                Err::<(u64, ()), _>(Refusal::ShuttingDown)
+            })
+        );
+        assert!(matches!(
+            accepted,
+            Err(HandshakeError::Refused(Refusal::ShuttingDown))
+        ));
+        let offered = offered.unwrap_err();
+        assert!(
+            matches!(offered, HandshakeError::RetryLater(_)),
+            "{offered:?}"
+        );
+        assert!(!offered.is_permanent());
+
+        let (mut client, mut server) = pair();
+        let late = async {
+            let hello = Hello {
+                nonce: [1; 32],
+                ..dialer.clone()
+            };
+            client.send(frame::encode(&hello).unwrap()).await.unwrap();
+            let Answer::Challenge { nonce, .. } =
+                frame::decode(&next_frame(&mut client).await.unwrap()).unwrap()
+            else {
+                panic!("expected a challenge")
+            };
+            tokio::time::sleep(HANDSHAKE_TIMEOUT * 2).await;
+            let mine = dialer_proof(hello.secret.as_deref(), &hello, &nonce).unwrap();
+            let _ = client
+                .send(frame::encode(&Finish::Proof(mine)).unwrap())
+                .await;
+            frame::decode::<Answer>(&next_frame(&mut client).await.unwrap()).unwrap()
+        };
+        let (answer, accepted) =
+            tokio::join!(late, accept(&mut server, &ours, |_| async { Ok((0, ())) }));
+        assert!(
+            matches!(accepted, Err(HandshakeError::Timeout(_))),
+            "{accepted:?}"
+        );
+        assert!(matches!(answer, Answer::Retry(_)), "{answer:?}");
+    }
+
+    #[test]
+    fn only_refusals_are_permanent() {
+        let transient = [
+            HandshakeError::Closed,
+            HandshakeError::Timeout(HANDSHAKE_TIMEOUT),
+            HandshakeError::Io(std::io::ErrorKind::ConnectionReset.into()),
+            HandshakeError::Unexpected("a challenge"),
+            HandshakeError::RetryLater("shutting down".into()),
+        ];
+        for e in transient {
+            assert!(!e.is_permanent(), "{e}: a re-dial may succeed");
+        }
+        assert!(HandshakeError::RefusedByPeer("cluster id".into()).is_permanent());
+        assert!(HandshakeError::PeerUnauthenticated.is_permanent());
     }
 
     proptest::proptest! {
