@@ -396,6 +396,12 @@ mod tests {
         assert_eq!(check(&mut g, &args("GET k")), None);
         assert_eq!(check(&mut g, &args("GSMO.DUMP")), None);
 
+        assert_eq!(
+            check(&mut g, &args("HELLO 3")),
+            None,
+            "authenticated already"
+        );
+
         let mut g = Gate::new(adm.clone());
         assert_eq!(check(&mut g, &args("HELLO 2 AUTH default s3cret")), None);
         assert_eq!(check(&mut g, &args("GET k")), None);
@@ -434,10 +440,32 @@ mod tests {
         });
         let a = adm.try_admit().unwrap();
         let _b = adm.try_admit().unwrap();
+        assert_eq!(adm.connected(), 2);
         assert!(adm.try_admit().is_none());
         drop(a);
-        assert!(adm.try_admit().is_some());
-        assert!(adm.info().contains("rejected_connections:1\r\n"));
+        assert_eq!(adm.connected(), 1);
+        let _c = adm.try_admit().unwrap();
+        adm.output_limit_hit();
+        let info = adm.info();
+        assert!(info.contains("connected_clients:2\r\n"), "{info}");
+        assert!(info.contains("rejected_connections:1\r\n"), "{info}");
+        assert!(
+            info.contains("client_output_buffer_limit_disconnections:1\r\n"),
+            "{info}"
+        );
+    }
+
+    /// The soft limit is raised to the hard one. The test lowers its own
+    /// process's soft limit by one first (harmless: the hard limit is far
+    /// above what the tests open), so there is something to raise.
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, hard - 1, hard).unwrap();
+        assert_eq!(raise_open_files_limit(), hard);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+        assert_eq!(raise_open_files_limit(), hard, "nothing to raise");
     }
 
     #[test]
@@ -445,6 +473,8 @@ mod tests {
         assert_eq!(parse_bytes("64mb"), Ok(64 << 20));
         assert_eq!(parse_bytes("512KB"), Ok(512 << 10));
         assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("2gb"), Ok(2 << 30));
+        assert_eq!(parse_bytes("3m"), Ok(3 << 20));
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("lots").is_err());
         assert_eq!(parse_reads_in_flight("1"), Ok(1));

@@ -129,6 +129,28 @@ mod tests {
         );
     }
 
+    /// Each codec's limit is its own: a handshake frame one byte over 4 KiB is
+    /// refused, while a channel frame of 16 MiB (over tokio-util's default of
+    /// 8 MiB) is waited for.
+    #[test]
+    fn each_codec_holds_its_own_limit() {
+        let prefix = |n: usize| BytesMut::from(&(n as u32).to_be_bytes()[..]);
+        let mut hs = codec(MAX_HANDSHAKE_FRAME);
+        let mut at_limit = prefix(MAX_HANDSHAKE_FRAME);
+        at_limit.extend_from_slice(&vec![0; MAX_HANDSHAKE_FRAME]);
+        assert_eq!(
+            hs.decode(&mut at_limit).unwrap().unwrap().len(),
+            MAX_HANDSHAKE_FRAME
+        );
+        assert!(hs.decode(&mut prefix(MAX_HANDSHAKE_FRAME + 1)).is_err());
+        let mut waiting = codec(MAX_FRAME);
+        assert!(
+            waiting.decode(&mut prefix(16 << 20)).unwrap().is_none(),
+            "waits for the body"
+        );
+        assert!(codec(MAX_FRAME).decode(&mut prefix(MAX_FRAME + 1)).is_err());
+    }
+
     #[test]
     fn garbage_and_trailing_bytes_are_malformed() {
         assert!(matches!(

@@ -156,5 +156,39 @@ mod tests {
         let (a, b) = (Secret::generate(), Secret::generate());
         assert_eq!(a.expose().len(), 64);
         assert_ne!(a, b);
+        assert_eq!(a, a.clone());
+        assert_eq!(Secret::new("k"), Secret::new("k"));
+    }
+
+    #[test]
+    fn a_secret_file_is_the_cluster_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cluster.key");
+        std::fs::write(&f, "k\n").unwrap();
+        let s = cluster_secret(Some(&f))
+            .unwrap()
+            .expect("the file's secret");
+        assert!(s.matches(b"k"));
+        assert!(matches!(
+            cluster_secret(Some(&dir.path().join("missing"))),
+            Err(SecretError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn the_environment_gives_a_secret_only_when_set_and_not_empty() {
+        // A variable of this test's own, so no other test sees it change.
+        const VAR: &str = "GSMO_TEST_SECRET_FROM_ENV";
+        std::env::remove_var(VAR);
+        assert_eq!(Secret::from_env("cluster secret", VAR), Ok(None));
+        std::env::set_var(VAR, "hunter2\n");
+        let s = Secret::from_env("cluster secret", VAR).unwrap().unwrap();
+        assert!(s.matches(b"hunter2"));
+        std::env::set_var(VAR, "\r\n");
+        assert!(matches!(
+            Secret::from_env("cluster secret", VAR),
+            Err(SecretError::Empty { .. })
+        ));
+        std::env::remove_var(VAR);
     }
 }
