@@ -289,8 +289,13 @@ pub fn decode_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, StoreError
 
 /// Reads a whole file, refusing one over [`MAX_FILE_BYTES`] before allocating.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, StoreError> {
+    read_bytes_within(path, MAX_FILE_BYTES)
+}
+
+/// [`read_bytes`] under a `limit` of bytes (tests use a small one).
+fn read_bytes_within(path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
     let size = fs::metadata(path).map_err(io_err(path))?.len();
-    if size > MAX_FILE_BYTES {
+    if size > limit {
         return Err(StoreError::TooLarge {
             path: path.to_path_buf(),
             bytes: size,
@@ -312,4 +317,93 @@ pub fn read_summary(path: &Path) -> Result<PartSummary, StoreError> {
 /// Reads and verifies one manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest, StoreError> {
     decode_manifest(path, &read_bytes(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn header(magic: &[u8; 8], version: u16, payload: &[u8], crc: u32) -> Vec<u8> {
+        let mut image = magic.to_vec();
+        image.extend_from_slice(&version.to_le_bytes());
+        image.extend_from_slice(&0u16.to_le_bytes());
+        image.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        image.extend_from_slice(&crc.to_le_bytes());
+        image.extend_from_slice(payload);
+        image
+    }
+
+    /// Version 1 files (still read and upgraded) checksum the payload alone;
+    /// from version 2 on that checksum no longer passes.
+    #[test]
+    fn version_1_checksums_the_payload_alone() {
+        let payload = b"payload";
+        let mut image = header(PART_MAGIC, 1, payload, crc32fast::hash(payload));
+        let path = Path::new("part-0.gsmo");
+        assert_eq!(
+            check_image(path, PART_MAGIC, &image).unwrap(),
+            (1, &payload[..])
+        );
+        image[8] = 2;
+        assert!(matches!(
+            check_image(path, PART_MAGIC, &image),
+            Err(StoreError::Checksum { .. })
+        ));
+    }
+
+    /// The length checks' edges: the magic alone is a truncated file, not a
+    /// stranger's; a header with an empty payload is whole.
+    #[test]
+    fn a_bare_magic_is_truncated_and_an_empty_payload_is_whole() {
+        let path = Path::new("part-0.gsmo");
+        let err = check_image(path, PART_MAGIC, PART_MAGIC).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Truncated {
+                    expected: 24,
+                    actual: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let empty = encode_file(PART_MAGIC, &());
+        assert_eq!(empty.len(), HEADER_LEN);
+        assert_eq!(
+            check_image(path, PART_MAGIC, &empty).unwrap(),
+            (FORMAT_VERSION, &[][..])
+        );
+    }
+
+    /// A streamed image is the in-memory one wherever the writer starts, and
+    /// leaves the writer just after it, ready for what follows.
+    #[test]
+    fn a_streamed_image_ends_where_it_says() {
+        let mut w = Cursor::new(b"lead".to_vec());
+        w.set_position(4);
+        let written = write_file(&mut w, INFO_MAGIC, &"a value").unwrap();
+        let image = encode_file(INFO_MAGIC, &"a value");
+        assert_eq!(written.bytes, image.len() as u64);
+        assert_eq!(w.position(), 4 + written.bytes);
+        assert_eq!(&w.get_ref()[4..], &image[..]);
+        assert_eq!(written.payload_crc32, crc32fast::hash(&image[HEADER_LEN..]));
+    }
+
+    /// A file over the limit is refused from its size alone; one at the
+    /// limit is read.
+    #[test]
+    fn a_file_over_the_limit_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-0.gsmo");
+        fs::write(&path, [7; 11]).unwrap();
+        let err = read_bytes_within(&path, 10).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooLarge { bytes: 11, .. }),
+            "{err}"
+        );
+        assert_eq!(read_bytes_within(&path, 11).unwrap(), [7; 11]);
+        assert_eq!(read_bytes(&path).unwrap(), [7; 11]);
+    }
 }

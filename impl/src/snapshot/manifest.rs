@@ -263,10 +263,83 @@ pub fn utc(unix_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(super::utc(951_782_400_123), "2000-02-29 00:00:00.123 UTC");
-        assert_eq!(super::utc(1_796_117_512_000), "2026-12-01 09:31:52.000 UTC");
+        let cases = [
+            (0, "1970-01-01 00:00:00.000 UTC"),
+            (951_782_400_123, "2000-02-29 00:00:00.123 UTC"),
+            (946_684_799_999, "1999-12-31 23:59:59.999 UTC"),
+            (1_796_117_512_000, "2026-12-01 09:31:52.000 UTC"),
+            (3_981_312_000_000, "2096-02-29 00:00:00.000 UTC"),
+            // 2100 is not a leap year; 2400 is.
+            (4_107_542_399_999, "2100-02-28 23:59:59.999 UTC"),
+            (4_107_542_400_000, "2100-03-01 00:00:00.000 UTC"),
+            (13_574_606_400_000, "2400-02-29 12:00:00.000 UTC"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(utc(ms), text, "{ms}");
+        }
+    }
+
+    fn summary(node: NodeId, recorded_unix_ms: u64) -> PartSummary {
+        PartSummary {
+            id: SnapshotId {
+                initiator: 1,
+                seq: 4,
+            },
+            node,
+            cluster_id: "c".into(),
+            mode: Mode::TotalIsis,
+            recorded_unix_ms,
+            duration_ms: 7,
+            file: part_file_name(node),
+            bytes: 100 + node as u64,
+            crc32: 0xdead_beef,
+            keys: 3,
+            state_bytes: 40,
+            channel_messages: 2,
+            delivered: vec![5, 6, node as u64],
+        }
+    }
+
+    /// The commit carries summaries in their wire form; every node rebuilds
+    /// the same summaries from it.
+    #[test]
+    fn a_summary_survives_its_wire_form() {
+        let s = summary(2, 1_000);
+        assert_eq!(PartSummary::from_wire(s.id, "c", s.mode, &s.to_wire()), s);
+    }
+
+    /// The cut's time is the initiator's record, not the latest part's.
+    #[test]
+    fn a_manifest_is_cut_when_its_initiator_recorded() {
+        let parts = vec![summary(1, 2_000), summary(0, 3_000), summary(2, 1_000)];
+        let m = assemble(parts[0].id, 3, parts).unwrap();
+        assert_eq!(m.created_unix_ms, 3_000);
+        assert_eq!(m.cut_unix_ms(), 2_000, "node 1 initiated");
+    }
+
+    /// Parts of one snapshot id from two clusters (or modes) never make one
+    /// manifest, even when the other field agrees.
+    #[test]
+    fn parts_of_another_cluster_or_mode_are_refused() {
+        let id = summary(0, 0).id;
+        let foreign = PartSummary {
+            cluster_id: "other".into(),
+            ..summary(1, 0)
+        };
+        let other_mode = PartSummary {
+            mode: Mode::Fifo,
+            ..summary(1, 0)
+        };
+        for odd in [foreign, other_mode] {
+            let err = assemble(id, 2, vec![summary(0, 0), odd]).unwrap_err();
+            assert!(
+                err.to_string().contains("node 1's part is from cluster"),
+                "{err}"
+            );
+        }
     }
 }

@@ -257,6 +257,31 @@ mod tests {
             .map(|c| c.name)
             .collect();
         assert_eq!(failed, vec!["conservation"]);
+        assert!(!report.passed());
+
+        // A part missing, or two parts under each other's node: the
+        // structure check fails and nothing else is judged.
+        let mut swapped = parts.clone();
+        swapped.swap(0, 1);
+        for odd in [&parts[..2], &swapped[..]] {
+            let report = verify(&m, odd, &VerifyOptions::default());
+            assert_eq!(report.checks.len(), 1, "{report}");
+            assert_eq!(report.checks[0].name, "parts match manifest");
+            assert!(!report.passed());
+        }
+
+        // A part whose store lost its keys: the cut's counts still agree,
+        // but the restored replicas do not.
+        let mut emptied = parts.clone();
+        emptied[2].part.state.kv = Default::default();
+        let report = verify(&m, &emptied, &VerifyOptions::default());
+        let failed: Vec<_> = report
+            .checks
+            .iter()
+            .filter(|c| c.outcome.is_err())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(failed, vec!["restores to one state"], "{report}");
 
         let mut lost = parts.clone();
         lost[1].part.sent[0] += 1; // claims a message in flight that nobody recorded

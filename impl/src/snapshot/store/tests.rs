@@ -491,3 +491,118 @@ fn a_renamed_snapshot_dir_is_refused_naming_the_file() {
         "{err}"
     );
 }
+
+/// A node's temp file in a snapshot that completed (or aborted) already is
+/// not an interrupted part: the sweep leaves the snapshot as it is.
+#[test]
+fn the_sweep_leaves_finished_snapshots_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let (done, aborted) = (sid(0, 1), sid(0, 2));
+    complete_after(&store, done, 2, 2, 1);
+    store.mark_aborted(aborted, 0, "timed out").unwrap();
+    for id in [done, aborted] {
+        fs::write(store.dir(id).join(".part-1.gsmo.tmp-77"), b"late").unwrap();
+    }
+    assert_eq!(
+        store.sweep_interrupted(1).unwrap(),
+        Vec::<SnapshotId>::new()
+    );
+    assert!(matches!(store.status(done).unwrap(), Status::Complete(_)));
+    assert_eq!(
+        store.status(aborted).unwrap(),
+        Status::Aborted("node 0: timed out".into())
+    );
+}
+
+/// A summary copied to another node's name is named as misplaced, never
+/// taken for that node's.
+#[test]
+fn a_summary_under_another_nodes_name_is_misplaced() {
+    let (_dir, store, id) = store_with_complete_snapshot(2);
+    fs::copy(store.info_path(id, 0), store.info_path(id, 1)).unwrap();
+    let err = store.summary(id, 1).unwrap_err();
+    assert!(
+        err.to_string().contains("summarises node 0's part"),
+        "{err}"
+    );
+}
+
+/// Every part whole, but an abort recorded meanwhile (its parts were
+/// removed before the last one landed): no manifest.
+#[test]
+fn an_aborted_snapshot_is_never_assembled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let parts = snapshot_parts(2);
+    let id = parts[0].id;
+    for part in parts {
+        store
+            .write_part(&PartFile {
+                cluster_id: "t".into(),
+                mode: Mode::TotalIsis,
+                recorded_unix_ms: 1,
+                duration_ms: 0,
+                part,
+            })
+            .unwrap();
+    }
+    fs::write(store.aborted_path(id), "node 1: timed out\n").unwrap();
+    assert_eq!(store.try_assemble(id, 2).unwrap(), None);
+    assert!(!store.manifest_path(id).exists());
+}
+
+/// A part file that is whole (its own header and checksum agree) but is not
+/// the one the summary declares, lies under another node's name, or comes
+/// from another cluster, is refused by name: each check stands alone.
+#[test]
+fn a_whole_part_that_is_not_the_declared_one_is_refused() {
+    let (_dir, store, id) = store_with_complete_snapshot(2);
+    let m = store.manifest(id).unwrap();
+    let path = store.part_path(id, 0);
+    let genuine = read_part(&path).unwrap();
+    let declare = |image: &[u8]| {
+        let mut m = m.clone();
+        m.parts[0].bytes = image.len() as u64;
+        m.parts[0].crc32 = crc32fast::hash(&image[HEADER_LEN..]);
+        m
+    };
+
+    // Another recording of node 0's part: the same size, another checksum.
+    let other = encode_file(
+        PART_MAGIC,
+        &PartFile {
+            recorded_unix_ms: genuine.recorded_unix_ms + 1,
+            ..genuine.clone()
+        },
+    );
+    assert_eq!(other.len() as u64, m.parts[0].bytes);
+    fs::write(&path, &other).unwrap();
+    for err in [
+        store.check_part(&m.parts[0]).unwrap_err(),
+        store.load_part(&m, 0).unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
+    }
+
+    // Node 1's part under node 0's name, declared as such.
+    let node_1s = fs::read(store.part_path(id, 1)).unwrap();
+    fs::write(&path, &node_1s).unwrap();
+    let err = store.load_part(&declare(&node_1s), 0).unwrap_err();
+    assert!(err.to_string().contains("holds node 1's part"), "{err}");
+
+    // Node 0's part, of another cluster, declared as such.
+    let foreign = encode_file(
+        PART_MAGIC,
+        &PartFile {
+            cluster_id: "other".into(),
+            ..genuine
+        },
+    );
+    fs::write(&path, &foreign).unwrap();
+    let err = store.load_part(&declare(&foreign), 0).unwrap_err();
+    assert!(
+        err.to_string().contains("a part of cluster `other`"),
+        "{err}"
+    );
+}
