@@ -1,9 +1,9 @@
 //! The consistency checker against brute force.
 //!
-//! `gsmo_spec::consistency` prunes its search three ways (unknown operations
-//! that cannot matter left out, reads of the current value taken at once,
-//! states whose unknown operations are a superset of an earlier one's
-//! skipped) and memoises it. The oracle below does none of that: it tries
+//! `gsmo_spec::consistency` prunes its search four ways (unknown operations
+//! that cannot matter left out, states with a read that can no longer be
+//! served cut, reads of the current value taken at once, states whose unknown
+//! operations are a superset of an earlier one's skipped) and memoises it. The oracle below does none of that: it tries
 //! every order of every subset of the unknown operations. On random small
 //! histories, legal or not, both must give the same verdict under both
 //! criteria, and every order the checker returns must replay legally.
