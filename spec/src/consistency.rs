@@ -724,4 +724,24 @@ mod tests {
         assert_eq!(order.len(), 66);
         assert_eq!(&order[64..], [64, 65]);
     }
+
+    /// Which unknown operations the search keeps: on a plain key, a SET whose
+    /// value some known read returned; with a DEL or INCR on the key, every
+    /// write; never a read.
+    #[test]
+    fn unknown_writes_no_read_observed_are_left_out() {
+        let maybe = |call| op(1, call, Reply::Error("TIMEOUT".into()), 0, 0);
+        let known = vec![
+            op(0, Call::Get, v("a"), 1, 2),
+            op(0, Call::Set(b"b".to_vec()), Reply::Ok, 3, 4),
+        ];
+        let unknown = vec![
+            maybe(Call::Set(b"z".to_vec())),
+            maybe(Call::Get),
+            maybe(Call::Set(b"a".to_vec())),
+            maybe(Call::Set(b"b".to_vec())),
+        ];
+        assert_eq!(mattering(&known, &unknown, true), [2]);
+        assert_eq!(mattering(&known, &unknown, false), [0, 2, 3]);
+    }
 }
