@@ -113,10 +113,11 @@ pub const SEARCH_BUDGET: usize = 1 << 20;
 /// [`check_key_unknown`] with a budget of `budget` states.
 ///
 /// The search is Wing & Gong's, memoised as Lowe's, and four rules keep it
-/// small where operations of unknown outcome or clients pile up (a client whose writes
-/// all timed out multiplied the states by every subset of its writes: 22
-/// operations and 17 unknown ones on one key, from a `sim` seed, did not
-/// finish in twenty minutes). Each keeps a legal order if there is one:
+/// small where operations of unknown outcome or clients pile up (a client
+/// whose writes all timed out multiplied the states by every subset of its
+/// writes: 22 operations and 17 unknown ones on one key, from a `sim` seed,
+/// did not finish in twenty minutes). Each keeps a legal order if there is
+/// one:
 /// * **Unknown operations that cannot matter are left out** (`mattering`).
 /// * **A state with a read that can no longer be served is dead**, on keys of
 ///   only `GET` and `SET`: a pending read's value is neither the current one

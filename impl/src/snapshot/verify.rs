@@ -242,6 +242,16 @@ mod tests {
         assert!(show(&m).contains("snapshot 2-1"));
     }
 
+    /// The names of the checks a report failed.
+    fn failed(report: &Report) -> Vec<&'static str> {
+        report
+            .checks
+            .iter()
+            .filter(|c| c.outcome.is_err())
+            .map(|c| c.name)
+            .collect()
+    }
+
     #[test]
     fn tampered_snapshots_fail_the_right_check() {
         let (m, parts) = bank_snapshot(Mode::TotalIsis);
@@ -250,13 +260,7 @@ mod tests {
             bank_total: Some(999),
         };
         let report = verify(&m, &parts, &opts);
-        let failed: Vec<_> = report
-            .checks
-            .iter()
-            .filter(|c| c.outcome.is_err())
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(failed, vec!["conservation"]);
+        assert_eq!(failed(&report), ["conservation"]);
         assert!(!report.passed());
 
         // A part missing, or two parts under each other's node: the
@@ -275,31 +279,19 @@ mod tests {
         let mut emptied = parts.clone();
         emptied[2].part.state.kv = Default::default();
         let report = verify(&m, &emptied, &VerifyOptions::default());
-        let failed: Vec<_> = report
-            .checks
-            .iter()
-            .filter(|c| c.outcome.is_err())
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(failed, vec!["restores to one state"], "{report}");
+        assert_eq!(failed(&report), ["restores to one state"], "{report}");
 
         let mut lost = parts.clone();
         lost[1].part.sent[0] += 1; // claims a message in flight that nobody recorded
         let report = verify(&m, &lost, &VerifyOptions::default());
-        assert!(
-            report
-                .checks
-                .iter()
-                .any(|c| c.name == "exact channel state" && c.outcome.is_err()),
-            "{report}"
-        );
+        assert!(failed(&report).contains(&"exact channel state"), "{report}");
 
         let mut ahead = parts;
         ahead[0].part.received[1] = ahead[1].part.sent[0] + 1;
         let report = verify(&m, &ahead, &VerifyOptions::default());
-        assert!(report
-            .checks
-            .iter()
-            .any(|c| c.name == "consistent cut (channels)" && c.outcome.is_err()));
+        assert!(
+            failed(&report).contains(&"consistent cut (channels)"),
+            "{report}"
+        );
     }
 }

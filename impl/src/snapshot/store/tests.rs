@@ -148,10 +148,9 @@ fn a_restarted_node_sweeps_its_interrupted_part() {
     assert!(store.sweep_interrupted(1).unwrap().is_empty());
 }
 
-#[test]
-fn a_part_damaged_before_assembly_blocks_the_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path()).unwrap();
+/// Writes every part of a 2-node snapshot, as each node would, without
+/// assembling it; returns the snapshot's id.
+fn write_parts_of_two(store: &SnapshotStore) -> SnapshotId {
     let parts = snapshot_parts(2);
     let id = parts[0].id;
     for part in parts {
@@ -164,6 +163,14 @@ fn a_part_damaged_before_assembly_blocks_the_manifest() {
         };
         store.write_part(&pf).unwrap();
     }
+    id
+}
+
+#[test]
+fn a_part_damaged_before_assembly_blocks_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let id = write_parts_of_two(&store);
     let path = store.part_path(id, 0);
     let mut bytes = fs::read(&path).unwrap();
     let last = bytes.len() - 1;
@@ -534,19 +541,7 @@ fn a_summary_under_another_nodes_name_is_misplaced() {
 fn an_aborted_snapshot_is_never_assembled() {
     let dir = tempfile::tempdir().unwrap();
     let store = SnapshotStore::open(dir.path()).unwrap();
-    let parts = snapshot_parts(2);
-    let id = parts[0].id;
-    for part in parts {
-        store
-            .write_part(&PartFile {
-                cluster_id: "t".into(),
-                mode: Mode::TotalIsis,
-                recorded_unix_ms: 1,
-                duration_ms: 0,
-                part,
-            })
-            .unwrap();
-    }
+    let id = write_parts_of_two(&store);
     fs::write(store.aborted_path(id), "node 1: timed out\n").unwrap();
     assert_eq!(store.try_assemble(id, 2).unwrap(), None);
     assert!(!store.manifest_path(id).exists());
