@@ -370,6 +370,21 @@ mod tests {
         Reply::Bulk(Some(s.as_bytes().to_vec()))
     }
 
+    /// A row of a history taken from a `sim` seed: client, written value (or
+    /// a read), reply (`-`: the write timed out; `nil`: the read found no
+    /// value), invoke time.
+    type Row<'a> = (usize, Option<&'a str>, &'a str, u64);
+
+    fn row(&(client, write, reply, invoke): &Row) -> ClientOp {
+        let (call, reply) = match (write, reply) {
+            (Some(w), "-") => (Call::Set(w.into()), Reply::Error("TIMEOUT".into())),
+            (Some(w), _) => (Call::Set(w.into()), Reply::Ok),
+            (None, "nil") => (Call::Get, Reply::Bulk(None)),
+            (None, r) => (Call::Get, v(r)),
+        };
+        op(client, call, reply, invoke, invoke)
+    }
+
     #[test]
     fn overlapping_operations_may_take_effect_in_either_order() {
         let h = vec![
@@ -548,24 +563,9 @@ mod tests {
     /// (total-sequencer, a crash): clients 2 and 5 wrote key k2 through a node
     /// that could no longer deliver, so 17 of its 39 writes timed out. Before
     /// subsets of unknown operations were pruned, this search ran for twenty
-    /// minutes; now it is decided, legal, within a small budget. Each row:
-    /// client, written value (or a read), reply, invoke time.
+    /// minutes; now it is decided, legal, within a small budget.
     #[test]
     fn many_writes_of_unknown_outcome_are_decided_quickly() {
-        let row = |&(client, write, reply, invoke): &(usize, Option<&str>, &str, u64)| {
-            let call = match write {
-                Some(w) => Call::Set(w.as_bytes().to_vec()),
-                None => Call::Get,
-            };
-            let reply = match (write, reply) {
-                (Some(_), "ok") => Reply::Ok,
-                (Some(_), _) => Reply::Error("TIMEOUT".into()),
-                (None, r) => v(r),
-            };
-            let mut o = op(client, call, reply, invoke, invoke);
-            o.key = b"k2".to_vec();
-            o
-        };
         let known: Vec<ClientOp> = [
             (0, Some("0.1"), "ok", 3001),
             (3, Some("3.0"), "ok", 31000),
@@ -634,18 +634,9 @@ mod tests {
     /// crash. Client 6 read the empty key first, so every order that puts a
     /// `SET` before that read is dead from there on; before such states were
     /// cut, the search met their interleavings one by one and gave up after
-    /// 2^20 states; now it takes 55. Each row: client, written value (or a
-    /// read), reply (`nil`: none), invoke time.
+    /// 2^20 states; now it takes 55.
     #[test]
     fn a_read_that_can_no_longer_be_served_ends_the_branch() {
-        let row = |&(client, write, reply, invoke): &(usize, Option<&str>, &str, u64)| {
-            let (call, reply) = match (write, reply) {
-                (Some(w), _) => (Call::Set(w.as_bytes().to_vec()), Reply::Ok),
-                (None, "nil") => (Call::Get, Reply::Bulk(None)),
-                (None, r) => (Call::Get, v(r)),
-            };
-            op(client, call, reply, invoke, invoke)
-        };
         let history: Vec<ClientOp> = [
             (6, None, "nil", 5999),
             (6, Some("6.7"), "", 6005),
