@@ -71,14 +71,20 @@ pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
 pub fn encode_file_as<T: Serialize>(magic: &[u8; 8], version: u16, value: &T) -> Vec<u8> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .expect("in-memory encoding cannot fail");
+    let version_and_reserved = [version.to_le_bytes(), 0u16.to_le_bytes()].concat();
+    let crc = checksum(version, &version_and_reserved, &payload);
+    image(magic, version, &payload, crc)
+}
+
+/// The header (reserved field 0, checksum `crc`) followed by `payload`.
+fn image(magic: &[u8; 8], version: u16, payload: &[u8], crc: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(magic);
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let crc = checksum(version, &out[8..12], &payload);
     out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
@@ -324,22 +330,13 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn header(magic: &[u8; 8], version: u16, payload: &[u8], crc: u32) -> Vec<u8> {
-        let mut image = magic.to_vec();
-        image.extend_from_slice(&version.to_le_bytes());
-        image.extend_from_slice(&0u16.to_le_bytes());
-        image.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        image.extend_from_slice(&crc.to_le_bytes());
-        image.extend_from_slice(payload);
-        image
-    }
-
     /// Version 1 files (still read and upgraded) checksum the payload alone;
-    /// from version 2 on that checksum no longer passes.
+    /// from version 2 on that checksum no longer passes. The checksum is
+    /// computed here, not by `checksum`, so that a fault there is seen.
     #[test]
     fn version_1_checksums_the_payload_alone() {
         let payload = b"payload";
-        let mut image = header(PART_MAGIC, 1, payload, crc32fast::hash(payload));
+        let mut image = image(PART_MAGIC, 1, payload, crc32fast::hash(payload));
         let path = Path::new("part-0.gsmo");
         assert_eq!(
             check_image(path, PART_MAGIC, &image).unwrap(),
