@@ -21,8 +21,8 @@
 # check searches depth first by default (causal); causal-bfs is the same space
 # breadth first, which holds the whole frontier (1.4 GB; on snapshot and kv-isis
 # it ran out of 14 GB). snapshot-2x2 is a bank small enough to finish
-# (2 accounts x 2 transfers, 89,010 states; 119,556 counting the ghost log,
-# 220,079 also keeping committed parts, 472,557 also counting dead acks), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
+# (2 accounts x 2 transfers, 61,383 states; 89,010 while the sequencer's
+# members sent their writes to everyone), so its CPU seconds compare builds exactly. There is no snapshot --symmetry: the bank's total orders break ties
 # by node id, so not even rotations are sound (model/src/symmetry.rs).
 # snapshot-por is the bank under partial-order reduction (model/src/por.rs);
 # snapshot-sleep adds sleep sets (model/src/sleep.rs).

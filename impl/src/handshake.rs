@@ -49,8 +49,9 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 /// Identifies a gsmo peer connection before anything else is trusted.
 pub const MAGIC: [u8; 4] = *b"GSMO";
 /// Bumped whenever the peer wire format changes (2: authenticated handshake;
-/// 3: [`Answer::Retry`]).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: [`Answer::Retry`]; 4: the sequencer's messages travel through it,
+/// `gsmo_spec::multicast::sequencer`).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// A peer that has not completed its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 

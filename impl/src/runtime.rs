@@ -590,6 +590,8 @@ pub fn describe(msg: &PeerMsg) -> String {
             Wire::Causal(m) => ("data", m.id),
             Wire::Sequencer(sequencer::Msg::Data { id, .. }) => ("data", *id),
             Wire::Sequencer(sequencer::Msg::Order { id, .. }) => ("order", *id),
+            Wire::Sequencer(sequencer::Msg::Submit { id, .. }) => ("submit", *id),
+            Wire::Sequencer(sequencer::Msg::Ordered { id, .. }) => ("ordered", *id),
             Wire::Isis(isis::Msg::Data { id, .. }) => ("data", *id),
             Wire::Isis(isis::Msg::Propose { id, .. }) => ("propose", *id),
             Wire::Isis(isis::Msg::Agreed { id, .. }) => ("agreed", *id),

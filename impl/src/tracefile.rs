@@ -15,7 +15,10 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GSMOTRAC";
-const VERSION: u16 = 2;
+/// Bumped whenever a recorded step would replay differently (3: the
+/// sequencer's messages travel through it), so an old trace is refused by
+/// name instead of failing its replay.
+const VERSION: u16 = 3;
 /// A single step larger than this is a corrupt length, not a real record.
 const MAX_RECORD: u32 = 256 << 20;
 

@@ -312,7 +312,7 @@ mod tests {
         assert!(checker.model().why(p, path.last_state()).is_some());
     }
 
-    const WRITING: usize = 1_008;
+    const WRITING: usize = 582;
 
     #[test]
     fn every_snapshot_ends_once_and_every_write_is_answered() {

@@ -410,7 +410,7 @@ mod tests {
             }
         });
         // The bank's pinned count (snapshot.rs), reached by hashing the digests.
-        assert_eq!(states, 3825);
+        assert_eq!(states, 2947);
     }
 
     /// The same for the bank's tally of its accounts (`crate::kv::accounts`),
@@ -431,7 +431,7 @@ mod tests {
                 tallies.insert(cached);
             }
         });
-        assert_eq!(states, 3825);
+        assert_eq!(states, 2947);
         // The opening 2; 0 once a transfer short of funds has debited its source
         // below zero and credited nobody; still 0 once the other transfer refills it.
         let seen: Vec<_> = tallies.into_iter().collect();

@@ -427,7 +427,7 @@ mod tests {
         });
         assert_eq!(
             (states, steps, from_another_run),
-            (89_010, 350_964, 161_952)
+            (61_383, 240_897, 111_920)
         );
         let s = &model.init_states()[0];
         let mut actions = Vec::new();
@@ -492,7 +492,7 @@ mod tests {
                 }
             })
         });
-        assert_eq!((taken, from_another_run, none), (350_964, 80_976, 350_964));
+        assert_eq!((taken, from_another_run, none), (240_897, 55_960, 240_897));
     }
 
     /// A crashed replica's timer changes nothing and sends nothing: stateright
@@ -577,7 +577,7 @@ mod tests {
                 }
             })
         });
-        assert_eq!((let_go_once, from_another_run), (5_669, 2_838));
+        assert_eq!((let_go_once, from_another_run), (4_484, 1_968));
     }
 
     /// A search leaves the thread as it found it, unwinding too: not
@@ -623,7 +623,7 @@ mod tests {
             assert_eq!(KNOWN.with_borrow(|k| k.map.len()), 0, "remembered at rest");
             steps
         });
-        assert_eq!(steps, 14_145);
+        assert_eq!(steps, 10_867);
     }
 
     /// A memo that finds fewer than half its steps in a window empties and

@@ -135,7 +135,7 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     let labels = labels.join("\n");
     // The counterexample language: the write with its key and value as text.
     assert!(
-        labels.contains("n1 → n0  [1 ack 0] data n1#1 LPUSH x 1.1"),
+        labels.contains("n1 → n0  [1 ack 0] submit data n1#1 LPUSH x 1.1"),
         "{labels}"
     );
     assert!(labels.contains("n0 → n1  [1 ack 0] marker 0-1"), "{labels}");
@@ -145,7 +145,7 @@ fn the_explorer_speaks_gsmo_and_draws_the_cut() {
     assert!(state.contains("n0  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
     assert!(state.contains("n1  acct:0=1 acct:1=1 x=[1.1]"), "{state}");
     // The parts show until the commit, which lets them go (judged by then).
-    let recorded = "snapshot 0-1: done, recorded acct:0=1 acct:1=1  delivered [0,0]; in flight from n1: data n1#1 LPUSH x 1.1";
+    let recorded = "snapshot 0-1: done, recorded acct:0=1 acct:1=1  delivered [0,0]; in flight from n1: submit data n1#1 LPUSH x 1.1";
     assert!(states.iter().any(|s| s.contains(recorded)), "{states:#?}");
     assert!(
         state

@@ -8,26 +8,30 @@
 //! * every request to a survivor is answered within the write timeout plus
 //!   [`SLACK`] ([`reply_bound`]), never hangs; reads are answered with a value;
 //! * writes as the mode's [`Policy`] says: fifo and causal deliver locally and
-//!   keep answering values; total-sequencer survivors keep taking writes when
-//!   node 0 lives (a write may time out if the crashed node's data reached only
-//!   some survivors, which then wait for it forever); where the crashed node is
-//!   needed (total-isis, or node 0 under total-sequencer) writes are refused
-//!   with `CLUSTERDOWN` once it is unreachable, and those in flight answer
-//!   `TIMEOUT`; after the crash a [`Probe`] checks this on every survivor;
+//!   keep answering values, and so do total-sequencer survivors when node 0
+//!   lives (every write reaches them from node 0, numbered, so none waits for
+//!   the crashed node); where the crashed node is needed (total-isis, or node
+//!   0 under total-sequencer) writes are refused with `CLUSTERDOWN` once it is
+//!   unreachable, and those in flight answer `TIMEOUT`; after the crash a
+//!   [`Probe`] checks this on every survivor;
 //! * safety: integrity, the mode's orders and convergence on all histories
 //!   (the crashed node's from its trace), trace conformance, and the clients'
 //!   histories with `TIMEOUT` writes and those in flight at the crash taken as
 //!   of unknown outcome; every snapshot ends at every survivor, committed or
 //!   aborted, never both ([`crate::snapshots`]).
 //!
-//! Not judged: all delivered and agreement among survivors. A write the
-//! crashed node sent to one survivor but not the other is never relayed.
+//! Agreement among the survivors ([`agreement_promised`]) is judged under
+//! total-sequencer when node 0 lives. Not judged otherwise, nor all
+//! delivered: a write the crashed node sent to one survivor but not another
+//! (fifo, causal), or whose agreed priority it sent to one only (total-isis),
+//! is never relayed.
 
 use crate::client::{to_reply, Redis};
 use crate::net::Registry;
 use crate::workload::{bounded, in_progress, salt, ErrorReply};
 use crate::{Opts, Shared, CLIENT_PORT};
 use gsmo_spec::kv::Reply;
+use gsmo_spec::multicast::sequencer::SEQUENCER;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::Limits;
 use gsmo_spec::snapshot::SnapshotId;
@@ -185,10 +189,8 @@ async fn inject(p: Plan, shared: &RefCell<Shared>) -> io::Result<()> {
 /// What a survivor promises a write once the crashed node is unreachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// Answered with a value (fifo, causal; node 0 under total-sequencer).
+    /// Answered with a value (fifo, causal; total-sequencer, node 0 alive).
     Served,
-    /// Taken, but may answer `TIMEOUT` (total-sequencer, node 0 alive).
-    MayTimeOut,
     /// Refused with `CLUSTERDOWN` (in flight: `TIMEOUT`): the mode needs the crashed node.
     Refused,
 }
@@ -196,11 +198,16 @@ pub enum Policy {
 pub fn policy(mode: Mode, nodes: usize, crashed: usize, at: usize) -> Policy {
     if mode.needs(at, nodes).contains(&crashed) {
         Policy::Refused
-    } else if mode == Mode::TotalSequencer && at != 0 {
-        Policy::MayTimeOut
     } else {
         Policy::Served
     }
+}
+
+/// Whether the survivors of `crashed`'s crash deliver the same writes: under
+/// total-sequencer while the sequencer lives, since each reaches them from it
+/// alone (`gsmo_spec::multicast::sequencer`).
+pub fn agreement_promised(mode: Mode, crashed: usize) -> bool {
+    mode == Mode::TotalSequencer && crashed != SEQUENCER
 }
 
 fn is_timeout(text: &str) -> bool {
@@ -215,7 +222,6 @@ fn is_clusterdown(text: &str) -> bool {
 fn allowed(policy: Policy, text: &str) -> bool {
     match policy {
         Policy::Served => false,
-        Policy::MayTimeOut => is_timeout(text),
         Policy::Refused => is_timeout(text) || is_clusterdown(text),
     }
 }
@@ -279,8 +285,7 @@ pub fn judge_probes(mode: Mode, nodes: usize, crashed: usize, probes: &[Probe]) 
     for p in probes {
         let policy = policy(mode, nodes, crashed, p.node);
         let write_ok = match (&p.write, policy) {
-            (Reply::Ok, Policy::Served | Policy::MayTimeOut) => true,
-            (Reply::Error(e), Policy::MayTimeOut) => is_timeout(e),
+            (Reply::Ok, Policy::Served) => true,
             (Reply::Error(e), Policy::Refused) => is_clusterdown(e),
             _ => false,
         };
@@ -340,8 +345,12 @@ mod tests {
         assert_eq!(policy(Mode::Causal, 3, 0, 2), Policy::Served);
         assert_eq!(policy(Mode::TotalIsis, 3, 2, 0), Policy::Refused);
         assert_eq!(policy(Mode::TotalSequencer, 3, 0, 1), Policy::Refused);
-        assert_eq!(policy(Mode::TotalSequencer, 3, 2, 1), Policy::MayTimeOut);
+        assert_eq!(policy(Mode::TotalSequencer, 3, 2, 1), Policy::Served);
         assert_eq!(policy(Mode::TotalSequencer, 3, 2, 0), Policy::Served);
+        assert!(agreement_promised(Mode::TotalSequencer, 2));
+        assert!(!agreement_promised(Mode::TotalSequencer, 0));
+        assert!(!agreement_promised(Mode::TotalIsis, 2));
+        assert!(!agreement_promised(Mode::Fifo, 1));
     }
 
     #[test]
@@ -360,13 +369,12 @@ mod tests {
         assert!(unexplained(Mode::TotalIsis, 3, Some((2, 5)), &errors).is_empty());
         // fifo needs nobody: a survivor that refuses writes is caught.
         assert_eq!(unexplained(Mode::Fifo, 3, Some((2, 5)), &errors).len(), 2);
-        // Sequencer with n2 down: n1 may time out but never refuses.
-        let v = unexplained(Mode::TotalSequencer, 3, Some((2, 5)), &errors);
+        // Sequencer with n2 down: n1 waits for nothing n2 holds, so it
+        // neither refuses nor times out; nor does n0, which numbers.
         assert_eq!(
-            v,
-            vec![format!("unexpected reply: client 1: SET k0: {down}")]
+            unexplained(Mode::TotalSequencer, 3, Some((2, 5)), &errors).len(),
+            2
         );
-        // n0 numbers the writes itself: it has nothing to wait for.
         let at_n0 = [err(0, late, 10, true)];
         assert_eq!(
             unexplained(Mode::TotalSequencer, 3, Some((2, 5)), &at_n0).len(),

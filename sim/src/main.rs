@@ -12,11 +12,12 @@ use std::time::Instant;
 /// node crash (one seed in three) and the clients' commands; the same seed
 /// gives the same run and the same summary line. After a crash the survivors
 /// are judged: every request answered within the write timeout + 1 s, reads
-/// served, writes as the mode promises (fifo/causal: served; total-sequencer
-/// without node 0 and total-isis: CLUSTERDOWN; total-sequencer otherwise:
-/// served or TIMEOUT), the orders, conformance, client histories (TIMEOUT =
-/// outcome unknown), every snapshot committed or aborted, never both. A
-/// failing seed prints the command that reruns it.
+/// served, writes as the mode promises (fifo, causal, and total-sequencer
+/// while node 0 lives: served, the sequencer's survivors delivering the same
+/// writes; total-sequencer without node 0 and total-isis: CLUSTERDOWN), the
+/// orders, conformance, client histories (TIMEOUT = outcome unknown), every
+/// snapshot committed or aborted, never both. A failing seed prints the
+/// command that reruns it.
 #[derive(Parser)]
 #[command(name = "sim")]
 struct Cli {

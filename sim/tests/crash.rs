@@ -56,3 +56,33 @@ fn a_node_crashed_mid_snapshot_leaves_it_aborted_and_the_survivors_answering() {
         }
     }
 }
+
+/// Seeds where a member's crash left its last write with the sequencer and
+/// one survivor only, when members sent their writes to everyone (the
+/// sequencer's "BB" method, until protocol version 4): the other survivor
+/// held a number it could never deliver and timed out every write after it.
+/// Now each write reaches the survivors from the sequencer, so they take
+/// writes (each survivor's probe write is served) and deliver the same ones
+/// (the judge checks agreement). Fixed seeds, not `GSMO_SEED`: they are the
+/// regression.
+#[test]
+fn a_member_crash_leaves_the_sequencers_survivors_agreeing_and_writing() {
+    for seed in [7115052, 7115061, 7115068, 7115188, 7115210, 7115238] {
+        let o = Opts {
+            clients: 6,
+            ops: 40,
+            max_batch: 8,
+            pipeline: 4,
+            ..Opts::new(seed, Mode::TotalSequencer)
+        };
+        let out = run(&o);
+        let rerun = o.command();
+        assert!(
+            out.violations.is_empty(),
+            "{rerun}\n    {}",
+            out.violations.join("\n    ")
+        );
+        let r = out.crash.expect("these seeds crash a node");
+        assert_ne!(r.node, 0, "a member, not the sequencer: {rerun}");
+    }
+}

@@ -230,6 +230,27 @@ impl<'a, L: AsRef<[Event]>> Histories<'a, L> {
     /// Liveness at quiescence: every sent message has been delivered at every
     /// node.
     pub fn all_delivered(&self) -> Result<(), Violation> {
+        self.delivered_everywhere(&self.msgs.sent, "all delivered")
+    }
+
+    /// Agreement at quiescence (reliable broadcast's; Hadzilacos & Toueg
+    /// 1993): a message one of these nodes delivered, each of them delivered.
+    /// Unlike [`Histories::all_delivered`] it asks nothing of a message none
+    /// delivered, such as a crashed sender's that reached no one.
+    pub fn agreement(&self) -> Result<(), Violation> {
+        let mut somewhere = vec![false; self.msgs.len()];
+        for m in self.logs.iter().flat_map(delivered) {
+            somewhere[self.msgs.named(m)] = true;
+        }
+        self.delivered_everywhere(&somewhere, "agreement")
+    }
+
+    /// Whether every node delivered each message `wanted` marks, by index.
+    fn delivered_everywhere(
+        &self,
+        wanted: &[bool],
+        property: &'static str,
+    ) -> Result<(), Violation> {
         let msgs = &self.msgs;
         let mut got = vec![false; msgs.len()];
         for (node, log) in self.logs.iter().enumerate() {
@@ -237,10 +258,10 @@ impl<'a, L: AsRef<[Event]>> Histories<'a, L> {
             for m in delivered(log) {
                 got[msgs.named(m)] = true;
             }
-            // The first in id order, as the set difference of sent and delivered gives it.
-            if let Some(k) = (0..msgs.len()).find(|&k| msgs.sent[k] && !got[k]) {
+            // The first in id order, as the set difference of wanted and delivered gives it.
+            if let Some(k) = (0..msgs.len()).find(|&k| wanted[k] && !got[k]) {
                 let m = msgs.ids[k];
-                return fail("all delivered", format!("node {node} never delivered {m}"));
+                return fail(property, format!("node {node} never delivered {m}"));
             }
         }
         Ok(())
@@ -381,6 +402,12 @@ pub fn promised_orders<L: AsRef<[Event]>>(mode: Mode, logs: &[L]) -> Result<(), 
 /// node ([`Histories::all_delivered`]).
 pub fn all_delivered<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
     Histories::of(logs).all_delivered()
+}
+
+/// Agreement at quiescence: a message one of these nodes delivered, each of
+/// them delivered ([`Histories::agreement`]).
+pub fn agreement<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
+    Histories::of(logs).agreement()
 }
 
 /// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
@@ -692,6 +719,16 @@ mod tests {
         assert!(all_delivered(&agree).is_ok());
         let partial = vec![vec![Send(a), Deliver(a)], vec![]];
         assert!(all_delivered(&partial).is_err());
+        // Agreement asks only for what some node delivered: a message sent
+        // but delivered nowhere (its sender crashed) breaks no agreement.
+        let lost = vec![vec![Deliver(a)], vec![Deliver(a)], vec![Send(b)]];
+        assert!(agreement(&lost[..2]).is_ok());
+        assert!(all_delivered(&lost).is_err());
+        let v = agreement(&[vec![Deliver(a), Deliver(b)], vec![Deliver(b)]]).unwrap_err();
+        assert_eq!(
+            (v.property, v.detail.as_str()),
+            ("agreement", "node 1 never delivered n0#1")
+        );
     }
 
     fn part(

@@ -164,7 +164,8 @@ pub fn batch(b: &Batch) -> String {
 }
 
 /// A multicast message, its payload shown by `payload` (empty: left out):
-/// `data n0#1 SET x=0.1  [1,0]`, `order n0#1 = 2`, `propose n0#1 at 1.2`.
+/// `data n0#1 SET x=0.1  [1,0]`, `data n0#1 SET x=0.1 = 2` (numbered by the
+/// sequencer), `propose n0#1 at 1.2`.
 pub fn wire<P>(w: &Wire<P>, payload: impl Fn(&P) -> String) -> String {
     let data = |id, p: &P| {
         let p = payload(p);
@@ -179,6 +180,14 @@ pub fn wire<P>(w: &Wire<P>, payload: impl Fn(&P) -> String) -> String {
         Wire::Causal(m) => format!("{}  {}", data(m.id, &m.payload), vector(m.ts.entries())),
         Wire::Sequencer(sequencer::Msg::Data { id, payload }) => data(*id, payload),
         Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("order {id} = {global}"),
+        Wire::Sequencer(sequencer::Msg::Submit { id, payload }) => {
+            format!("submit {}", data(*id, payload))
+        }
+        Wire::Sequencer(sequencer::Msg::Ordered {
+            id,
+            global,
+            payload,
+        }) => format!("{} = {global}", data(*id, payload)),
         Wire::Isis(isis::Msg::Data { id, payload }) => data(*id, payload),
         Wire::Isis(isis::Msg::Propose { id, priority }) => {
             format!("propose {id} at {}.{}", priority.seq, priority.node)
@@ -189,13 +198,15 @@ pub fn wire<P>(w: &Wire<P>, payload: impl Fn(&P) -> String) -> String {
     }
 }
 
-/// The few characters an arrow carries: `n0#1`, `ord n0#1=2`, `agr n0#1`.
+/// The few characters an arrow carries: `n0#1`, `sub n0#1`, `n0#1=2`, `agr n0#1`.
 pub fn wire_short<P>(w: &Wire<P>) -> String {
     match w {
         Wire::Fifo(m) => m.id.to_string(),
         Wire::Causal(m) => m.id.to_string(),
         Wire::Sequencer(sequencer::Msg::Data { id, .. }) => id.to_string(),
         Wire::Sequencer(sequencer::Msg::Order { id, global }) => format!("ord {id}={global}"),
+        Wire::Sequencer(sequencer::Msg::Submit { id, .. }) => format!("sub {id}"),
+        Wire::Sequencer(sequencer::Msg::Ordered { id, global, .. }) => format!("{id}={global}"),
         Wire::Isis(isis::Msg::Data { id, .. }) => id.to_string(),
         Wire::Isis(isis::Msg::Propose { id, priority }) => {
             format!("prop {id} {}.{}", priority.seq, priority.node)
@@ -211,7 +222,11 @@ pub fn data_id<P>(w: &Wire<P>) -> Option<MsgId> {
     match w {
         Wire::Fifo(m) => Some(m.id),
         Wire::Causal(m) => Some(m.id),
-        Wire::Sequencer(sequencer::Msg::Data { id, .. })
+        Wire::Sequencer(
+            sequencer::Msg::Data { id, .. }
+            | sequencer::Msg::Submit { id, .. }
+            | sequencer::Msg::Ordered { id, .. },
+        )
         | Wire::Isis(isis::Msg::Data { id, .. }) => Some(*id),
         _ => None,
     }
@@ -355,6 +370,20 @@ mod tests {
         assert_eq!(wire(&order, |_| String::new()), "order n0#1 = 2");
         assert_eq!(wire_short(&order), "ord n0#1=2");
         assert!(!is_data(&order));
+        let submit: Wire<()> = Wire::Sequencer(sequencer::Msg::Submit { id, payload: () });
+        assert_eq!(wire(&submit, |_| String::new()), "submit data n0#1");
+        assert_eq!(wire_short(&submit), "sub n0#1");
+        let ordered: Wire<()> = Wire::Sequencer(sequencer::Msg::Ordered {
+            id,
+            global: 2,
+            payload: (),
+        });
+        assert_eq!(
+            wire(&ordered, |_| "SET x=0.1".into()),
+            "data n0#1 SET x=0.1 = 2"
+        );
+        assert_eq!(wire_short(&ordered), "n0#1=2");
+        assert!(is_data(&submit) && is_data(&ordered));
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn causal_replicas_converge_and_restore() {
 
 #[test]
 fn sequencer_replicas_converge_and_restore() {
-    assert_eq!(holds(cfg(Mode::TotalSequencer, 2, 2, 1)), 8986);
+    assert_eq!(holds(cfg(Mode::TotalSequencer, 2, 2, 1)), 6541);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn disconnecting(mode: Mode, snapshots: usize) -> KvCfg {
 
 #[test]
 fn the_link_layer_keeps_every_property_across_broken_connections() {
-    assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 22_875);
+    assert_eq!(holds(disconnecting(Mode::TotalSequencer, 1)), 14_736);
     assert_eq!(holds(disconnecting(Mode::Causal, 0)), 265);
 }
 

@@ -133,6 +133,9 @@ impl fmt::Display for MsgId {
 pub(crate) enum Dest {
     /// Every member, the sender included.
     All,
+    /// Every member but one (the sequencer's numbered message, whose sender
+    /// holds the data and is sent the number alone).
+    AllBut(NodeId),
     One(NodeId),
 }
 
@@ -170,7 +173,11 @@ impl<P> Wire<P> {
         match self {
             Wire::Fifo(m) => Some(&m.payload),
             Wire::Causal(m) => Some(&m.payload),
-            Wire::Sequencer(sequencer::Msg::Data { payload, .. })
+            Wire::Sequencer(
+                sequencer::Msg::Data { payload, .. }
+                | sequencer::Msg::Submit { payload, .. }
+                | sequencer::Msg::Ordered { payload, .. },
+            )
             | Wire::Isis(isis::Msg::Data { payload, .. }) => Some(payload),
             Wire::Sequencer(_) | Wire::Isis(_) => None,
         }
@@ -456,14 +463,20 @@ fn drive<P, A: Algorithm<P>>(
     loop {
         for step in pending.drain(..) {
             match step {
-                Step::Send(Dest::All, msg) => {
-                    for to in (0..n).filter(|&to| to != me) {
+                Step::Send(dest @ (Dest::All | Dest::AllBut(_)), msg) => {
+                    let but = match dest {
+                        Dest::AllBut(but) => Some(but),
+                        _ => None,
+                    };
+                    for to in (0..n).filter(|&to| to != me && Some(to) != but) {
                         effects.push(Effect::Send {
                             to,
                             msg: wrap(msg.clone()),
                         });
                     }
-                    loopback.push_back(msg);
+                    if but != Some(me) {
+                        loopback.push_back(msg);
+                    }
                 }
                 Step::Send(Dest::One(to), msg) if to == me => loopback.push_back(msg),
                 Step::Send(Dest::One(to), msg) => effects.push(Effect::Send { to, msg: wrap(msg) }),

@@ -1,11 +1,30 @@
 //! Total-order multicast with a fixed sequencer (Chang & Maxemchuk 1984; Kaashoek's
-//! Amoeba; Coulouris et al. §15.4.3).
+//! Amoeba, "PB" method; Coulouris et al. §15.4.3).
 //!
-//! A sender multicasts `Data`. Node 0, the sequencer, numbers each `Data` as it
-//! arrives and multicasts `Order { id, global }`. Everyone delivers in `global`
-//! order once it holds both the data and its number. Because the sequencer's
-//! input channels are FIFO it numbers each sender's messages in send order, so
-//! the total order is FIFO as well.
+//! A sender keeps its message and sends it to node 0, the sequencer, alone
+//! (`Submit`). The sequencer numbers each message as it arrives and sends it
+//! on with its number to every other member (`Ordered { id, global, payload
+//! }`), and the number alone to its sender (`Order { id, global }`), which
+//! holds the data. Everyone delivers in `global` order. Because the
+//! sequencer's input channels are FIFO it numbers each sender's messages in
+//! send order, so the total order is FIFO as well.
+//!
+//! Why the data travels with the number, not from its sender to all (Amoeba's
+//! "BB" method, which this module ran until protocol version 3): a fault
+//! decision. Under BB a sender that crashed after its data reached the
+//! sequencer and one member, but not another, left that other member holding a
+//! number it could never deliver, and every later write with it, for good.
+//! Under PB a member gets every numbered message from the one node that
+//! numbered it, over one reliable FIFO link, so no crash but the sequencer's
+//! can stall a survivor (a sender waits only for the number of its own). It
+//! also sends fewer frames: three per message from another member (one in,
+//! two out) where BB sent four, and the data as often (twice).
+//!
+//! `Data` is BB's message; nothing sends it now, but a snapshot taken by an
+//! older build may hold it, and BB's `Order`s, in a channel's recorded state,
+//! so they are still received exactly as before: a restored cluster finishes
+//! the old messages the old way while numbering new ones the new way (the
+//! number sequence is shared, so one total order covers both).
 
 use super::{Algorithm, Dest, MsgId, Step};
 use crate::NodeId;
@@ -17,8 +36,16 @@ pub const SEQUENCER: NodeId = 0;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<P> {
+    /// BB (before protocol version 4): a sender's data, to every member.
     Data { id: MsgId, payload: P },
+    /// The sequencer's number for a message whose data the receiver holds:
+    /// its own (and under BB, every member's, got from their senders).
     Order { id: MsgId, global: u64 },
+    /// A sender's message, to the sequencer alone.
+    Submit { id: MsgId, payload: P },
+    /// The sequencer's number for a message, with the message, to every
+    /// member but its sender.
+    Ordered { id: MsgId, global: u64, payload: P },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,7 +58,8 @@ pub struct Sequencer<P> {
     next: u64,
     data: BTreeMap<MsgId, P>,
     order: BTreeMap<u64, MsgId>,
-    /// Broken variant: deliver data on arrival, without waiting for its number.
+    /// Broken variant: a sender delivers its own message at once, without
+    /// waiting for its number (as FIFO and causal senders may).
     /// (Never serialized: a model's broken flag must not reach snapshot files.)
     #[serde(skip)]
     no_wait: bool,
@@ -45,6 +73,19 @@ impl<P> Msg<P> {
                 payload: f(id, payload),
             },
             Msg::Order { id, global } => Msg::Order { id, global },
+            Msg::Submit { id, payload } => Msg::Submit {
+                id,
+                payload: f(id, payload),
+            },
+            Msg::Ordered {
+                id,
+                global,
+                payload,
+            } => Msg::Ordered {
+                id,
+                global,
+                payload: f(id, payload),
+            },
         }
     }
 }
@@ -67,19 +108,21 @@ impl<P> Sequencer<P> {
     }
 
     /// Whether receiving `msg` here sends nothing, in this state or any later
-    /// one, and carries a piece (the data or the number) of the message this
-    /// node delivers next. Only the sequencer sends on a receipt, and the
-    /// correct variant delivers in `global` order whatever order data and
-    /// numbers arrive in; a piece of the next message can only start the run of
-    /// deliveries it is part of, never join two runs. The model checker's
-    /// partial-order reduction takes such a receipt alone (`model/src/por.rs`).
+    /// one, and carries the message this node delivers next (or, for BB's
+    /// messages, a piece of it: the data or the number). Only the sequencer
+    /// sends on a receipt, and the correct variant delivers in `global` order
+    /// whatever order numbers arrive in; the next message can only start the
+    /// run of deliveries it is part of, never join two runs. The model
+    /// checker's partial-order reduction takes such a receipt alone
+    /// (`model/src/por.rs`).
     pub(crate) fn silent_head(&self, msg: &Msg<P>) -> bool {
         if self.me == SEQUENCER || self.no_wait {
             return false;
         }
         match msg {
-            Msg::Order { global, .. } => *global == self.next,
+            Msg::Order { global, .. } | Msg::Ordered { global, .. } => *global == self.next,
             Msg::Data { id, .. } => self.order.get(&self.next) == Some(id),
+            Msg::Submit { .. } => false,
         }
     }
 
@@ -104,49 +147,93 @@ impl<P> Sequencer<P> {
     }
 }
 
-impl<P: Clone> Algorithm<P> for Sequencer<P> {
-    type Msg = Msg<P>;
-
-    fn multicast(&mut self, payload: P, out: &mut Vec<Step<P, Msg<P>>>) -> MsgId {
-        let id = MsgId::next(self.me, &mut self.sent);
-        out.push(Step::Send(Dest::All, Msg::Data { id, payload }));
-        id
+impl<P: Clone> Sequencer<P> {
+    /// Numbers a message that reached the sequencer.
+    fn number(&mut self) -> u64 {
+        debug_assert_eq!(self.me, SEQUENCER, "only the sequencer numbers");
+        self.assigned += 1;
+        self.assigned
     }
 
-    fn on_message(&mut self, _from: NodeId, msg: Msg<P>, out: &mut Vec<Step<P, Msg<P>>>) {
-        match msg {
-            Msg::Data { id, payload } => {
-                if self.me == SEQUENCER {
-                    self.assigned += 1;
-                    out.push(Step::Send(
-                        Dest::All,
-                        Msg::Order {
-                            id,
-                            global: self.assigned,
-                        },
-                    ));
-                }
-                if self.no_wait {
-                    out.push(Step::Deliver(id, payload));
-                    return;
-                }
-                self.data.insert(id, payload);
-            }
-            Msg::Order { id, global } => {
-                if self.no_wait {
-                    return;
-                }
-                self.order.insert(global, id);
-            }
-        }
+    /// Whether this member delivers its own messages when it sends them: the
+    /// broken variant's members other than the sequencer (the sequencer
+    /// numbers its own at once, so delivers them at once anyway).
+    fn delivers_at_send(&self) -> bool {
+        self.no_wait && self.me != SEQUENCER
+    }
+
+    /// Delivers every message whose turn has come and whose data is here.
+    fn deliver_ready(&mut self, out: &mut Vec<Step<P, Msg<P>>>) {
         while let Some(id) = self.order.get(&self.next).copied() {
             let Some(payload) = self.data.remove(&id) else {
                 break;
             };
             self.order.remove(&self.next);
             self.next += 1;
-            out.push(Step::Deliver(id, payload));
+            if !(self.delivers_at_send() && id.origin == self.me) {
+                out.push(Step::Deliver(id, payload));
+            }
         }
+    }
+}
+
+impl<P: Clone> Algorithm<P> for Sequencer<P> {
+    type Msg = Msg<P>;
+
+    fn multicast(&mut self, payload: P, out: &mut Vec<Step<P, Msg<P>>>) -> MsgId {
+        let id = MsgId::next(self.me, &mut self.sent);
+        if self.delivers_at_send() {
+            out.push(Step::Deliver(id, payload.clone()));
+        }
+        // Kept for delivery when its number comes back, which is all the
+        // sequencer then sends here.
+        self.data.insert(id, payload.clone());
+        out.push(Step::Send(
+            Dest::One(SEQUENCER),
+            Msg::Submit { id, payload },
+        ));
+        id
+    }
+
+    fn on_message(&mut self, _from: NodeId, msg: Msg<P>, out: &mut Vec<Step<P, Msg<P>>>) {
+        match msg {
+            Msg::Submit { id, payload } => {
+                // Only the sequencer is sent a `Submit`; a member that is not
+                // would have no number to give, and ignores it.
+                if self.me == SEQUENCER {
+                    let global = self.number();
+                    out.push(Step::Send(Dest::One(id.origin), Msg::Order { id, global }));
+                    out.push(Step::Send(
+                        Dest::AllBut(id.origin),
+                        Msg::Ordered {
+                            id,
+                            global,
+                            payload,
+                        },
+                    ));
+                }
+                return;
+            }
+            Msg::Ordered {
+                id,
+                global,
+                payload,
+            } => {
+                self.order.insert(global, id);
+                self.data.insert(id, payload);
+            }
+            Msg::Data { id, payload } => {
+                if self.me == SEQUENCER {
+                    let global = self.number();
+                    out.push(Step::Send(Dest::All, Msg::Order { id, global }));
+                }
+                self.data.insert(id, payload);
+            }
+            Msg::Order { id, global } => {
+                self.order.insert(global, id);
+            }
+        }
+        self.deliver_ready(out);
     }
 
     fn holdback_depth(&self) -> usize {
@@ -162,7 +249,7 @@ mod tests {
         MsgId { origin, seq }
     }
 
-    /// Node 2 holds the number of message 1-1 (global 1) but not its data.
+    /// Node 2 holds BB's number of message 1-1 (global 1) but not its data.
     fn waiting_for_data() -> Sequencer<u32> {
         let mut s = Sequencer::new(2, 3, false);
         let mut out = Vec::new();
@@ -178,6 +265,7 @@ mod tests {
         s
     }
 
+    /// BB's pieces, received from a restored snapshot's channels.
     #[test]
     fn only_a_piece_of_the_next_delivery_is_a_silent_head() {
         let s = waiting_for_data();
@@ -194,6 +282,172 @@ mod tests {
         };
         assert!(fresh.silent_head(&order(1)), "the next number");
         assert!(!fresh.silent_head(&order(2)), "a later number");
+    }
+
+    fn ordered(origin: NodeId, seq: u64, global: u64) -> Msg<u32> {
+        Msg::Ordered {
+            id: id(origin, seq),
+            global,
+            payload: 10 * origin as u32 + seq as u32,
+        }
+    }
+
+    fn delivered(out: &[Step<u32, Msg<u32>>]) -> Vec<MsgId> {
+        out.iter()
+            .filter_map(|s| match s {
+                Step::Deliver(id, _) => Some(*id),
+                Step::Send(..) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_numbered_message_is_silent_only_when_it_is_the_next() {
+        let s: Sequencer<u32> = Sequencer::new(2, 3, false);
+        assert!(s.silent_head(&ordered(1, 1, 1)));
+        assert!(!s.silent_head(&ordered(1, 1, 2)), "a later number");
+        let submit = Msg::Submit {
+            id: id(2, 1),
+            payload: 7,
+        };
+        assert!(!s.silent_head(&submit), "not addressed here");
+    }
+
+    /// A member keeps its message and sends it to the sequencer alone; the
+    /// sequencer numbers it and sends the data with its number to the others
+    /// (itself included, so it delivers), the number alone to the sender.
+    #[test]
+    fn the_sequencer_sends_each_message_with_its_number() {
+        let mut member: Sequencer<u32> = Sequencer::new(1, 3, false);
+        let mut out = Vec::new();
+        let sent = member.multicast(11, &mut out);
+        let submit = Msg::Submit {
+            id: sent,
+            payload: 11,
+        };
+        assert!(matches!(&out[..], [Step::Send(Dest::One(SEQUENCER), m)] if *m == submit));
+        assert_eq!(member.holdback_depth(), 1, "it waits for its number");
+        let mut sequencer: Sequencer<u32> = Sequencer::new(SEQUENCER, 3, false);
+        out.clear();
+        sequencer.on_message(1, submit, &mut out);
+        let number = Msg::Order {
+            id: sent,
+            global: 1,
+        };
+        assert!(matches!(
+            &out[..],
+            [Step::Send(Dest::One(1), n), Step::Send(Dest::AllBut(1), m)]
+                if *n == number && *m == ordered(1, 1, 1)
+        ));
+        out.clear();
+        member.on_message(SEQUENCER, number, &mut out);
+        assert_eq!(delivered(&out), [sent]);
+        assert_eq!(member.holdback_depth(), 0);
+        // A submission to a member that is not the sequencer changes nothing.
+        let mut other: Sequencer<u32> = Sequencer::new(2, 3, false);
+        let before = other.clone();
+        other.on_message(
+            1,
+            Msg::Submit {
+                id: sent,
+                payload: 11,
+            },
+            &mut out,
+        );
+        assert_eq!(other, before);
+    }
+
+    /// Numbers arriving out of order (a reordering network) are held back:
+    /// delivery follows `global`, not arrival.
+    #[test]
+    fn numbered_messages_are_delivered_in_global_order() {
+        let mut s: Sequencer<u32> = Sequencer::new(2, 3, false);
+        let mut out = Vec::new();
+        s.on_message(0, ordered(1, 1, 2), &mut out);
+        assert_eq!((delivered(&out), s.holdback_depth()), (vec![], 1));
+        s.on_message(0, ordered(0, 1, 1), &mut out);
+        assert_eq!(delivered(&out), [id(0, 1), id(1, 1)]);
+        assert_eq!(s.holdback_depth(), 0);
+    }
+
+    /// A cluster restored from a snapshot of an older build (BB) finishes the
+    /// old messages in its channels the old way: data from the sender and a
+    /// number from the sequencer, in either order, while new messages are
+    /// numbered after them in the same sequence.
+    #[test]
+    fn messages_of_the_older_protocol_are_still_delivered() {
+        let mut member: Sequencer<u32> = Sequencer::new(2, 3, false);
+        let mut out = Vec::new();
+        member.on_message(
+            1,
+            Msg::Data {
+                id: id(1, 1),
+                payload: 11,
+            },
+            &mut out,
+        );
+        member.on_message(0, ordered(0, 1, 2), &mut out);
+        assert!(delivered(&out).is_empty(), "number 1 is not here yet");
+        member.on_message(
+            0,
+            Msg::Order {
+                id: id(1, 1),
+                global: 1,
+            },
+            &mut out,
+        );
+        assert_eq!(delivered(&out), [id(1, 1), id(0, 1)]);
+        assert_eq!(member.holdback_depth(), 0);
+        // The sequencer still answers old data with an old number, since the
+        // other members got the same data from the sender.
+        let mut sequencer: Sequencer<u32> = Sequencer::new(SEQUENCER, 3, false);
+        out.clear();
+        sequencer.on_message(
+            1,
+            Msg::Data {
+                id: id(1, 2),
+                payload: 12,
+            },
+            &mut out,
+        );
+        let order = Msg::Order {
+            id: id(1, 2),
+            global: 1,
+        };
+        assert!(matches!(&out[..], [Step::Send(Dest::All, m)] if *m == order));
+    }
+
+    /// The broken variant delivers its own message when it sends it, and not
+    /// again when its number comes back.
+    #[test]
+    fn the_broken_variant_delivers_its_own_message_unnumbered() {
+        let mut s: Sequencer<u32> = Sequencer::new(1, 3, true);
+        let mut out = Vec::new();
+        let sent = s.multicast(11, &mut out);
+        assert_eq!(delivered(&out), [sent]);
+        out.clear();
+        s.on_message(0, ordered(2, 1, 1), &mut out);
+        s.on_message(0, ordered(1, 1, 2), &mut out);
+        assert_eq!(
+            delivered(&out),
+            [id(2, 1)],
+            "its own is not delivered twice"
+        );
+        assert_eq!(s.next, 3);
+        // The broken sequencer numbers its own at once, and delivers it once.
+        let mut sequencer: Sequencer<u32> = Sequencer::new(SEQUENCER, 3, true);
+        out.clear();
+        let mine = sequencer.multicast(5, &mut out);
+        assert!(delivered(&out).is_empty());
+        let to_itself = |out: &mut Vec<Step<u32, Msg<u32>>>| match out.drain(..).next() {
+            Some(Step::Send(Dest::One(SEQUENCER), m)) => m,
+            other => panic!("a message to itself first, not {other:?}"),
+        };
+        let submit = to_itself(&mut out);
+        sequencer.on_message(SEQUENCER, submit, &mut out);
+        let number = to_itself(&mut out);
+        sequencer.on_message(SEQUENCER, number, &mut out);
+        assert_eq!(delivered(&out), [mine]);
     }
 
     #[test]

@@ -14,24 +14,24 @@ prints, per model: its properties, unique and total states, depth, seconds,
 states/s, and PASS or FAIL with the counterexample, action by action.
 
 THE DEFAULT SWEEP: each configuration is the smallest that shows its feature's
-bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
+bugs (unique states in brackets; the whole sweep: about 2 s of CPU)
   causal                 3 nodes x 1 msg [690]: a causal chain (a -> b's
                          delivery -> b's send -> c) needs three nodes; with two,
                          causal = FIFO
-  total-sequencer/-isis  3 nodes x 1 msg [2,122 / 42,594]: two senders contend
-                         at a third replica
+  total-sequencer/-isis  3 nodes x 1 msg [477 / 42,594]: two senders contend
+                         at a third replica (ISIS) or at the sequencer
   snapshot               the bank, 2 accounts of 1, one transfer each (1 from
                          account 0: covered; 2 from account 1: overdraws unless
                          account 0's arrived), TWO snapshots, so that concurrent
                          snapshot ids overlap at a replica (shared-channel-closing
-                         needs them) [3,825; with one snapshot 390, and that
-                         bug unseen]. 2 transfers each: 89,010 states (21,839
-                         with --por); 3 accounts: 68 M with --por, about 4 min;
-                         50 M with --por --sleep, 59-70 s
+                         needs them) [2,947; with one snapshot 306, and that
+                         bug unseen]. 2 transfers each: 61,383 states (15,395
+                         with --por); 3 accounts: 13 M with --por, about 1 min;
+                         8.9 M with --por --sleep, about 15 s
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode
-                         [1,844 fifo, causal; 8,986 sequencer; 37,498 isis]
+                         [1,844 fifo, causal; 6,541 sequencer; 37,498 isis]
   kv --mode causal --nodes 3 --msgs 1 --snapshots 0
                          the causal chain again, through the whole replica [690];
                          with 2 writes 34,043 states, with a snapshot 322,422
@@ -39,7 +39,7 @@ bugs (unique states in brackets; the whole sweep: about 2.3 s of CPU)
                          a replica multicasts its writes in batches of one or two
                          (it may flush after any write); under causal the writes
                          are blind SETs (a read-modify-write flushes first), so a
-                         batch of two needs 3 writes [1,371 / 3,943 / 4,443]
+                         batch of two needs 3 writes [1,110 / 3,943 / 4,443]
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)

@@ -137,7 +137,7 @@ fn partial_order_reduction_only_for_the_bank_on_fifo_channels() {
     let j = quiet(job(&["snapshot", "--por", "--compare"]).expect("the bank is reduced"));
     assert!(j.search.por && j.compare);
     let v = run(&j);
-    assert_eq!((v.judge(None), v.unique_states), (Outcome::Pass, 1499));
+    assert_eq!((v.judge(None), v.unique_states), (Outcome::Pass, 1198));
     let j = quiet(job(&["snapshot", "--por", "--broken", "debit-only"]).unwrap());
     assert_eq!(run(&j).judge(j.promises), Outcome::Caught);
     for argv in [
