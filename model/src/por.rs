@@ -38,10 +38,11 @@
 //! recorded each), has issued its whole script and has no timer armed: from
 //! then on its only steps are receipts. The spec says which receipts are
 //! *silent* ([`gsmo_spec::node::Node::silent_head`]): under the sequencer, at a
-//! replica other than the sequencer, the numbered write it delivers next. Such a receipt sends nothing, whatever arrives first; its
-//! effect (its channel's link and recorder counts, its copy into the
-//! recordings open on that channel, the hold-back, whose deliveries follow the
-//! sequencer's numbers) commutes with any other receipt at `i` that starts no
+//! replica other than the sequencer, the number (with the data, but for its
+//! own writes) of the write it delivers next. Such a receipt sends nothing,
+//! whatever arrives first; its effect (its channel's link and recorder
+//! counts, its copy into the recordings open on that channel, the hold-back,
+//! whose deliveries follow the sequencer's numbers) commutes with any other receipt at `i` that starts no
 //! recording, which a settled replica gets none of, up to the links'
 //! acknowledgement bookkeeping that these runs never read
 //! ([`gsmo_spec::node::Node::hash_live`]); steps of other replicas commute
@@ -65,8 +66,8 @@
 //! must reach equal replica states, having sent the same frames on each
 //! channel and left every timer alike; the rest of the whole state then
 //! follows. A closing marker and a frame on another channel commute so, as do
-//! two markers, or the steps that finish two different snapshots. Swapping two such steps changes one replica's
-//! order of steps, but each piece of what it judges takes the same values in
+//! two markers, or the steps that finish two different snapshots. Swapping
+//! two such steps changes one replica's order of steps, but each piece of what it judges takes the same values in
 //! the same order, one of them at most held a step longer; so every argument
 //! below holds of the swapped run, since each property of the bank reads one
 //! piece only (conservation and a refused overdraft the deliveries, with each
@@ -824,6 +825,7 @@ mod tests {
         without.silence = Silence::Never;
         let without = reach(&without);
         assert!(reduced.states < without.states, "no receipt was silent");
+        assert_eq!(without.states, 124_967);
         assert_eq!(full.deliveries, reduced.deliveries, "deliveries differ");
         assert_eq!(full.snapshots, reduced.snapshots, "snapshots differ");
         assert_eq!(full.finals, reduced.finals, "final states differ");

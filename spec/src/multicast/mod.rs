@@ -463,10 +463,13 @@ fn drive<P, A: Algorithm<P>>(
     loop {
         for step in pending.drain(..) {
             match step {
-                Step::Send(dest @ (Dest::All | Dest::AllBut(_)), msg) => {
-                    let but = match dest {
-                        Dest::AllBut(but) => Some(but),
-                        _ => None,
+                Step::Send(Dest::One(to), msg) if to == me => loopback.push_back(msg),
+                Step::Send(Dest::One(to), msg) => effects.push(Effect::Send { to, msg: wrap(msg) }),
+                Step::Send(all, msg) => {
+                    let but = if let Dest::AllBut(but) = all {
+                        Some(but)
+                    } else {
+                        None
                     };
                     for to in (0..n).filter(|&to| to != me && Some(to) != but) {
                         effects.push(Effect::Send {
@@ -478,8 +481,6 @@ fn drive<P, A: Algorithm<P>>(
                         loopback.push_back(msg);
                     }
                 }
-                Step::Send(Dest::One(to), msg) if to == me => loopback.push_back(msg),
-                Step::Send(Dest::One(to), msg) => effects.push(Effect::Send { to, msg: wrap(msg) }),
                 Step::Deliver(id, payload) => {
                     delivered[id.origin] += 1;
                     effects.push(Effect::Deliver { id, payload });

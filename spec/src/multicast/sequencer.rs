@@ -357,6 +357,40 @@ mod tests {
         assert_eq!(other, before);
     }
 
+    /// Through the driver: the sequencer delivers a member's write at once,
+    /// sends the member its number and the other member the data with it;
+    /// its own write it delivers at once and sends with the data to both.
+    #[test]
+    fn the_driver_sends_the_number_alone_to_the_sender_only() {
+        use crate::multicast::{Effect, Mode, Multicast, Wire};
+        let mut sequencer: Multicast<u32> = Multicast::new(Mode::TotalSequencer, SEQUENCER, 3);
+        let submit = Wire::Sequencer(Msg::Submit {
+            id: id(1, 1),
+            payload: 11,
+        });
+        let effects = sequencer.on_message(1, submit).unwrap();
+        let send = |to, msg| Effect::Send {
+            to,
+            msg: Wire::Sequencer(msg),
+        };
+        let number = Msg::Order {
+            id: id(1, 1),
+            global: 1,
+        };
+        let deliver = |id, payload| Effect::Deliver { id, payload };
+        assert_eq!(
+            effects,
+            [
+                send(1, number),
+                send(2, ordered(1, 1, 1)),
+                deliver(id(1, 1), 11)
+            ]
+        );
+        let (mine, effects) = sequencer.multicast(1);
+        let with_data = |to| send(to, ordered(0, 1, 2));
+        assert_eq!(effects, [with_data(1), with_data(2), deliver(mine, 1)]);
+    }
+
     /// Numbers arriving out of order (a reordering network) are held back:
     /// delivery follows `global`, not arrival.
     #[test]
