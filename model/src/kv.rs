@@ -128,7 +128,8 @@ pub enum KvBug {
     /// fifo/causal only: apply writes in delivery order instead of by
     /// last-writer-wins stamps. Caught by "convergence".
     DeliveryOrder,
-    /// total-sequencer only: deliver writes before their global number.
+    /// total-sequencer only: a member delivers its own writes when it sends
+    /// them, before their global number.
     /// Caught by "total order" (and then "convergence").
     NoWait,
     /// total-isis only: order equal priorities by local arrival, not node id.

@@ -8,8 +8,8 @@
 //! promise over FIFO channels), and nothing twice or unsent (integrity).
 //! Eventually: everything delivered everywhere.
 //!
-//! Broken variants: `no-wait` (sequencer delivering data before its number
-//! arrives) and `no-tie-break` (ISIS ordering equal priorities by local arrival)
+//! Broken variants: `no-wait` (a sequencer member delivering its own message
+//! when it sends it, before its number arrives) and `no-tie-break` (ISIS ordering equal priorities by local arrival)
 //! break total order; `reordering` channels break FIFO order, because the
 //! sequencer numbers, and ISIS proposes, in arrival order; `duplicating`
 //! channels make the sequencer number a message twice, breaking integrity;
@@ -37,8 +37,8 @@ pub struct TotalCfg {
 /// The total-order models' deliberately broken variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TotalBug {
-    /// total-sequencer only: deliver data on arrival, before its global number.
-    /// Caught by "total order".
+    /// total-sequencer only: a member delivers its own message when it sends
+    /// it, before its global number. Caught by "total order".
     NoWait,
     /// total-isis only: order equal priorities by local arrival, not node id.
     /// Caught by "total order".

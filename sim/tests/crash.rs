@@ -3,7 +3,7 @@
 //! survivor, all committed or all aborted (the initiator lives to decide),
 //! and the survivors' clients keep getting answers, as the mode promises.
 
-use gsmo_sim::crash::CrashMode;
+use gsmo_sim::crash::{CrashMode, Report};
 use gsmo_sim::snapshots::End;
 use gsmo_sim::{run, Opts, MODES};
 use gsmo_spec::multicast::Mode;
@@ -18,6 +18,22 @@ fn seed() -> u64 {
     seed
 }
 
+/// Runs `o`, which must crash a node and break no promise: the crash's
+/// report, and the command that reruns it.
+fn crash_without_violations(o: &Opts) -> (Report, String) {
+    let out = run(o);
+    let rerun = o.command();
+    assert!(
+        out.violations.is_empty(),
+        "{rerun}\n    {}",
+        out.violations.join("\n    ")
+    );
+    let r = out
+        .crash
+        .unwrap_or_else(|| panic!("no node crashed: {rerun}"));
+    (r, rerun)
+}
+
 #[test]
 fn a_node_crashed_mid_snapshot_leaves_it_aborted_and_the_survivors_answering() {
     let seed = seed();
@@ -26,14 +42,7 @@ fn a_node_crashed_mid_snapshot_leaves_it_aborted_and_the_survivors_answering() {
             crash: CrashMode::MidSnapshot,
             ..Opts::new(seed, mode)
         };
-        let out = run(&o);
-        let rerun = o.command();
-        assert!(
-            out.violations.is_empty(),
-            "{rerun}\n    {}",
-            out.violations.join("\n    ")
-        );
-        let r = out.crash.expect("--crash mid-snapshot crashes a node");
+        let (r, rerun) = crash_without_violations(&o);
         eprintln!("{mode}: {r:?}");
         assert!(!r.mid_snapshot.is_empty(), "not mid-snapshot: {rerun}");
         for (id, ends) in &r.ends {
@@ -75,14 +84,7 @@ fn a_member_crash_leaves_the_sequencers_survivors_agreeing_and_writing() {
             pipeline: 4,
             ..Opts::new(seed, Mode::TotalSequencer)
         };
-        let out = run(&o);
-        let rerun = o.command();
-        assert!(
-            out.violations.is_empty(),
-            "{rerun}\n    {}",
-            out.violations.join("\n    ")
-        );
-        let r = out.crash.expect("these seeds crash a node");
+        let (r, rerun) = crash_without_violations(&o);
         assert_ne!(r.node, 0, "a member, not the sequencer: {rerun}");
     }
 }

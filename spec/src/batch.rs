@@ -430,7 +430,7 @@ mod tests {
     fn a_batch_is_one_message_per_peer_and_its_writes_are_applied_in_order() {
         for mode in Mode::ALL {
             let mut c = cluster(3, mode, 8);
-            // Node 1, so that the sequencer's own order messages do not count here.
+            // Node 1: a member, whose batch goes to the sequencer alone.
             let reqs: Vec<_> = ["a", "b", "c"]
                 .iter()
                 .map(|v| c.client(1, set(v)))

@@ -256,8 +256,8 @@ impl<P: Payload> Multicast<P> {
 
     /// The mode's deliberately broken variant, so the model checker can show it
     /// catches the violation: `fifo` without hold-back, `causal` with the FIFO-only
-    /// condition, `total-sequencer` delivering before the order arrives, `total-isis`
-    /// without the node-id tie-break.
+    /// condition, a `total-sequencer` member delivering its own message before
+    /// its number arrives, `total-isis` without the node-id tie-break.
     pub fn broken(mode: Mode, me: NodeId, n: usize) -> Self {
         Self::build(mode, me, n, true)
     }
