@@ -132,6 +132,10 @@ pub struct Link<M> {
     /// A frame just received asked for an immediate ack; taken by the
     /// replica in the same step, so always false between steps.
     ack_due: bool,
+    /// Acknowledgements held back (flow control, decided by the replica:
+    /// `Node`'s relay rule). While set, data frames carry the last ack sent
+    /// and no ack frame goes, so the peer's retained frames pile up.
+    acks_held: bool,
     bug: LinkBug,
 }
 
@@ -154,6 +158,7 @@ impl<M: Clone> Link<M> {
             ack_sent: 0,
             ack_wanted_at: u64::MAX,
             ack_due: false,
+            acks_held: false,
             bug: LinkBug::None,
         }
     }
@@ -162,6 +167,12 @@ impl<M: Clone> Link<M> {
     pub fn with_bug(mut self, bug: LinkBug) -> Self {
         self.bug = bug;
         self
+    }
+
+    /// Holds acknowledgements back, or lets them go again (the next ack frame
+    /// or data frame carries every delivery since).
+    pub fn hold_acks(&mut self, hold: bool) {
+        self.acks_held = hold;
     }
 
     /// From `bytes` retained on, data frames ask the peer for an immediate ack.
@@ -183,10 +194,12 @@ impl<M: Clone> Link<M> {
     }
 
     fn data(&mut self, seq: u64, body: M) -> Frame<M> {
-        self.ack_sent = self.delivered;
+        if !self.acks_held {
+            self.ack_sent = self.delivered;
+        }
         Frame::Data {
             seq,
-            ack: self.delivered,
+            ack: self.ack_sent,
             body,
             ack_now: self.retained_bytes >= self.ack_wanted_at,
         }
@@ -278,7 +291,7 @@ impl<M: Clone> Link<M> {
     /// An acknowledgement frame, if the peer has not heard of everything we
     /// delivered and the outgoing connection can carry it.
     pub fn ack_frame(&mut self) -> Option<Frame<M>> {
-        (self.out_up && self.delivered > self.ack_sent).then(|| {
+        (self.out_up && !self.acks_held && self.delivered > self.ack_sent).then(|| {
             self.ack_sent = self.delivered;
             Frame::Ack {
                 ack: self.delivered,
@@ -353,9 +366,19 @@ impl<M: Hash> Link<M> {
             ack_sent: _,
             ack_wanted_at,
             ack_due,
+            acks_held,
             bug,
         } = self;
-        (sent, out_up, delivered, ack_wanted_at, ack_due, bug).hash(h);
+        (
+            sent,
+            out_up,
+            delivered,
+            ack_wanted_at,
+            ack_due,
+            acks_held,
+            bug,
+        )
+            .hash(h);
     }
 }
 
@@ -470,6 +493,24 @@ mod tests {
         assert_eq!(back.ack(), 2);
         a.receive(back).unwrap();
         assert_eq!(a.retained_frames(), 0);
+    }
+
+    /// Held acks: no ack frame, and data frames carry the last ack sent, so
+    /// the peer keeps its frames; let go, the next ack carries them all.
+    #[test]
+    fn held_acks_leave_the_peer_its_frames_until_let_go() {
+        let (mut a, mut b) = connected();
+        b.receive(a.send('x', 10).unwrap()).unwrap();
+        b.hold_acks(true);
+        assert_eq!(b.ack_frame(), None, "held");
+        let back = b.send('q', 1).unwrap();
+        assert_eq!(back.ack(), 0, "a data frame carries the old ack");
+        a.receive(back).unwrap();
+        assert_eq!(a.retained_bytes(), 10);
+        b.receive(a.send('y', 5).unwrap()).unwrap();
+        b.hold_acks(false);
+        a.receive(b.ack_frame().expect("owed once let go")).unwrap();
+        assert_eq!((a.retained_frames(), a.retained_bytes()), (0, 0));
     }
 
     #[test]

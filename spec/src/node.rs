@@ -33,6 +33,7 @@ use crate::batch::{Batch, Outbox, SharedWrite};
 use crate::clock::LamportClock;
 use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write, PREFETCH_AHEAD};
 use crate::link::{Frame, Link, LinkBug, LinkError};
+use crate::multicast::sequencer::SEQUENCER;
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
 use crate::snapshot::{
     AbortReason, ChannelError, Envelope, LocalSnapshot, PartSummary, Recorder, SnapshotEffect,
@@ -545,6 +546,7 @@ impl Node {
                         .map(|frame| Output::Send { to: peer, frame }),
                 );
                 self.update_reachability(peer);
+                self.hold_relayed_acks();
             }
             Input::InboundUp { peer } => {
                 self.check_peer(peer)?;
@@ -765,6 +767,31 @@ impl Node {
         }
         let (_, effects) = self.state.multicast.multicast(batch);
         self.carry_out(effects, out);
+        self.hold_relayed_acks();
+    }
+
+    /// Flow control for what the sequencer relays. A member's write goes to
+    /// the sequencer alone, which sends it on to every member: a slow or
+    /// stopped member's link fills at the sequencer, not at the writer, so the
+    /// writer's own bound ([`Node::write_refusal`]) never sees it. So while
+    /// any of the sequencer's links retains its buffer's worth, the sequencer
+    /// acknowledges no member's frames: the members' links to it fill in turn,
+    /// and their writes are refused (`TRYAGAIN`) as the sequencer's own are.
+    /// Its memory stays within a buffer per link plus what the members had in
+    /// flight. Only the sequencer holds acks, and a member always acks it, so
+    /// no two nodes wait on each other's.
+    fn hold_relayed_acks(&mut self) {
+        if self.mode() != Mode::TotalSequencer || self.me != SEQUENCER {
+            return;
+        }
+        let limit = self.limits.link_buffer_bytes;
+        let peers = (0..self.n).filter(|&j| j != self.me);
+        let full = peers
+            .clone()
+            .any(|j| self.links[j].retained_bytes() >= limit);
+        for j in peers {
+            self.links[j].hold_acks(full);
+        }
     }
 
     /// Starts a snapshot at this replica.
@@ -800,6 +827,7 @@ impl Node {
                 self.carry_out(effects, &mut out);
             }
         }
+        self.hold_relayed_acks();
         let link = &mut self.links[from];
         if ack_now || acks_on_count(link.delivered(), link.ack_sent()) {
             out.extend(

@@ -535,3 +535,47 @@ fn only_the_sequencer_speaks_on_a_receipt_until_every_message_is_numbered() {
     let isis = Cluster::new(3, Mode::TotalIsis);
     assert!(!isis.nodes[1].quiet_towards(0, Some(0)));
 }
+
+/// Under the sequencer a stopped member's link fills at the sequencer, which
+/// relays every member's writes to it. The sequencer then holds its acks
+/// back, so the writing member's own link to it fills and its writes are
+/// refused, and the sequencer's buffer stays bounded. Once the stopped member
+/// takes its frames, acks go again and so do writes. (Without the hold, n1
+/// never refuses and the sequencer keeps every write for n2.)
+#[test]
+fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
+    let limits = Limits {
+        link_buffer_bytes: 2_000,
+        max_batch: 1,
+        ..Limits::default()
+    };
+    let mut c = Cluster::from_nodes(
+        (0..3)
+            .map(|i| Node::new(i, 3, Mode::TotalSequencer).with_limits(limits))
+            .collect(),
+    );
+    // n2 is stopped: nothing reaches it, and it sends nothing.
+    let mut refusal = None;
+    for k in 0..1_000 {
+        let req = c.client(1, set(&k.to_string()));
+        if let Some(Reply::Error(e)) = c.replies[1].get(&req) {
+            refusal = Some(e.clone());
+            break;
+        }
+        while c.step(1, 0).unwrap() || c.step(0, 1).unwrap() {}
+    }
+    let why = refusal.expect("n1 never refused a write");
+    assert!(why.starts_with("TRYAGAIN link to n0"), "{why}");
+    // A buffer's worth, plus what n1 had sent before its own filled.
+    let held = c.nodes[0].link(2).retained_bytes();
+    assert!(
+        (2_000..2 * 2_000 + 200).contains(&held),
+        "the sequencer holds {held} bytes for n2"
+    );
+    c.quiesce().unwrap();
+    c.input(0, Input::Tick { now: 1 }).unwrap();
+    c.quiesce().unwrap();
+    let req = c.client(1, set("again"));
+    c.quiesce().unwrap();
+    assert_eq!(c.replies[1][&req], Reply::Ok);
+}
