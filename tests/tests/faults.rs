@@ -684,6 +684,72 @@ async fn a_killed_sequencer_member_stalls_no_survivor() {
     );
 }
 
+/// Under total-sequencer a member's writes reach a stopped member through
+/// node 0, so it is node 0's link to it that fills, not the writer's. Node 0
+/// then holds back its acknowledgements (`Node::hold_relayed_acks`): the
+/// writer's own link to node 0 fills and its writes are refused with
+/// TRYAGAIN, and node 0 keeps about two buffers for the stopped member rather
+/// than every write (21 MB for 20,000 writes of 1 KB at a 1 MiB buffer
+/// without the hold). Once the member continues, writes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sequencer_member_backs_writers_up() {
+    if !gsmo_tests::have_tool("redis-benchmark") {
+        panic!("redis-benchmark is not installed (apt-get install redis-tools)");
+    }
+    let link_buffer: u64 = 1 << 20;
+    let cluster = Launch::new(NODES, Mode::TotalSequencer)
+        .args(&["--link-buffer", &link_buffer.to_string()])
+        .start();
+    cluster.signal(2, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.process_state(2) != 'T' {
+        assert!(Instant::now() < deadline, "n2 not stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 20 MB of writes at node 1, unless refused first (redis-benchmark quits
+    // at its first error reply).
+    let out = gsmo_tests::run_bounded(
+        Command::new("redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &cluster.client_port(1).to_string()])
+            .args(["-d", "1000", "-c", "10", "-n", "20000", "-t", "set", "-q"]),
+        Duration::from_secs(60),
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Error from server: TRYAGAIN link to n0"),
+        "node 1 was never refused while n2 was stopped: {said}"
+    );
+    let info = cluster.info(0).await;
+    let held: u64 = peer_field(&info, 2, "retained_bytes").parse().unwrap();
+    assert!(
+        held < 3 * link_buffer,
+        "node 0 holds {held} bytes for the stopped n2 (buffer {link_buffer})"
+    );
+    cluster.signal(2, "CONT");
+    let mut con = cluster.connect_patient(1, PATIENCE).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg("after")
+            .arg(1)
+            .query_async(&mut con)
+            .await;
+        match r {
+            Ok(()) => break,
+            Err(e) => {
+                assert_eq!(fault_code(&e), "TRYAGAIN", "{e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "still refused after SIGCONT: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    eprintln!("n2 stopped: node 1 refused with TRYAGAIN, node 0 held {held} bytes for n2");
+}
+
 /// How long the stopped node stays stopped: long enough that an unbounded
 /// queue would show (it grew 1.1 GB in a minute before the link layer).
 const STOPPED_FOR: Duration = Duration::from_secs(30);
