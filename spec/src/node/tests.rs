@@ -579,3 +579,37 @@ fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
     c.quiesce().unwrap();
     assert_eq!(c.replies[1][&req], Reply::Ok);
 }
+
+/// Only the sequencer holds acks back: elsewhere a full link (here node 0's
+/// to a stopped n2, under fifo) leaves the acks to others flowing, so no two
+/// nodes can end up waiting on each other's.
+#[test]
+fn only_the_sequencer_holds_acks_back() {
+    let limits = Limits {
+        link_buffer_bytes: 2_000,
+        max_batch: 1,
+        ..Limits::default()
+    };
+    let mut c = Cluster::from_nodes(
+        (0..3)
+            .map(|i| Node::new(i, 3, Mode::Fifo).with_limits(limits))
+            .collect(),
+    );
+    // n2 is stopped: n0 writes until its link to n2 is full.
+    while c.nodes[0].write_refusal().is_none() {
+        c.client(0, set("a"));
+        while c.step(0, 1).unwrap() || c.step(1, 0).unwrap() {}
+    }
+    for k in 0..10 {
+        c.client(1, set(&k.to_string()));
+        while c.step(1, 0).unwrap() || c.step(0, 1).unwrap() {}
+    }
+    assert!(c.nodes[1].link(0).retained_bytes() > 0);
+    c.input(0, Input::Tick { now: 1 }).unwrap();
+    while c.step(0, 1).unwrap() {}
+    assert_eq!(
+        c.nodes[1].link(0).retained_bytes(),
+        0,
+        "n0 acked n1's frames"
+    );
+}
