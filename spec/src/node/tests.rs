@@ -536,6 +536,20 @@ fn only_the_sequencer_speaks_on_a_receipt_until_every_message_is_numbered() {
     assert!(!isis.nodes[1].quiet_towards(0, Some(0)));
 }
 
+/// Three replicas whose links hold 2,000 bytes, each write its own batch.
+fn small_buffers(mode: Mode) -> Cluster {
+    let limits = Limits {
+        link_buffer_bytes: 2_000,
+        max_batch: 1,
+        ..Limits::default()
+    };
+    Cluster::from_nodes(
+        (0..3)
+            .map(|i| Node::new(i, 3, mode).with_limits(limits))
+            .collect(),
+    )
+}
+
 /// Under the sequencer a stopped member's link fills at the sequencer, which
 /// relays every member's writes to it. The sequencer then holds its acks
 /// back, so the writing member's own link to it fills and its writes are
@@ -544,16 +558,7 @@ fn only_the_sequencer_speaks_on_a_receipt_until_every_message_is_numbered() {
 /// never refuses and the sequencer keeps every write for n2.)
 #[test]
 fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
-    let limits = Limits {
-        link_buffer_bytes: 2_000,
-        max_batch: 1,
-        ..Limits::default()
-    };
-    let mut c = Cluster::from_nodes(
-        (0..3)
-            .map(|i| Node::new(i, 3, Mode::TotalSequencer).with_limits(limits))
-            .collect(),
-    );
+    let mut c = small_buffers(Mode::TotalSequencer);
     // n2 is stopped: nothing reaches it, and it sends nothing.
     let mut refusal = None;
     for k in 0..1_000 {
@@ -585,16 +590,7 @@ fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
 /// nodes can end up waiting on each other's.
 #[test]
 fn only_the_sequencer_holds_acks_back() {
-    let limits = Limits {
-        link_buffer_bytes: 2_000,
-        max_batch: 1,
-        ..Limits::default()
-    };
-    let mut c = Cluster::from_nodes(
-        (0..3)
-            .map(|i| Node::new(i, 3, Mode::Fifo).with_limits(limits))
-            .collect(),
-    );
+    let mut c = small_buffers(Mode::Fifo);
     // n2 is stopped: n0 writes until its link to n2 is full.
     while c.nodes[0].write_refusal().is_none() {
         c.client(0, set("a"));
