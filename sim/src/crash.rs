@@ -20,8 +20,8 @@
 //!   of unknown outcome; every snapshot ends at every survivor, committed or
 //!   aborted, never both ([`crate::snapshots`]).
 //!
-//! Agreement among the survivors ([`agreement_promised`]) is judged under
-//! total-sequencer when node 0 lives. Not judged otherwise, nor all
+//! Agreement among the survivors (the spec's `Mode::survivors_agree`) is
+//! judged under total-sequencer when node 0 lives. Not judged otherwise, nor all
 //! delivered: a write the crashed node sent to one survivor but not another
 //! (fifo, causal), or whose agreed priority it sent to one only (total-isis),
 //! is never relayed.
@@ -31,7 +31,6 @@ use crate::net::Registry;
 use crate::workload::{bounded, in_progress, salt, ErrorReply};
 use crate::{Opts, Shared, CLIENT_PORT};
 use gsmo_spec::kv::Reply;
-use gsmo_spec::multicast::sequencer::SEQUENCER;
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::node::Limits;
 use gsmo_spec::snapshot::SnapshotId;
@@ -203,13 +202,6 @@ pub fn policy(mode: Mode, nodes: usize, crashed: usize, at: usize) -> Policy {
     }
 }
 
-/// Whether the survivors of `crashed`'s crash deliver the same writes: under
-/// total-sequencer while the sequencer lives, since each reaches them from it
-/// alone (`gsmo_spec::multicast::sequencer`).
-pub fn agreement_promised(mode: Mode, crashed: usize) -> bool {
-    mode == Mode::TotalSequencer && crashed != SEQUENCER
-}
-
 fn is_timeout(text: &str) -> bool {
     text.starts_with("TIMEOUT ")
 }
@@ -347,10 +339,10 @@ mod tests {
         assert_eq!(policy(Mode::TotalSequencer, 3, 0, 1), Policy::Refused);
         assert_eq!(policy(Mode::TotalSequencer, 3, 2, 1), Policy::Served);
         assert_eq!(policy(Mode::TotalSequencer, 3, 2, 0), Policy::Served);
-        assert!(agreement_promised(Mode::TotalSequencer, 2));
-        assert!(!agreement_promised(Mode::TotalSequencer, 0));
-        assert!(!agreement_promised(Mode::TotalIsis, 2));
-        assert!(!agreement_promised(Mode::Fifo, 1));
+        assert!(Mode::TotalSequencer.survivors_agree(2));
+        assert!(!Mode::TotalSequencer.survivors_agree(0));
+        assert!(!Mode::TotalIsis.survivors_agree(2));
+        assert!(!Mode::Fifo.survivors_agree(1));
     }
 
     #[test]

@@ -96,9 +96,7 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
     if settled {
         check(properties::all_delivered(&logs));
     }
-    if let Some((down, _)) =
-        crashed.filter(|&(d, _)| end.quiet && crash::agreement_promised(o.mode, d))
-    {
+    if let Some((down, _)) = crashed.filter(|&(d, _)| end.quiet && o.mode.survivors_agree(d)) {
         let survivors: Vec<&Vec<Event>> = (0..o.nodes)
             .filter(|&i| i != down)
             .map(|i| &logs[i])

@@ -80,6 +80,15 @@ impl Mode {
         }
     }
 
+    /// Whether the members that survive `crashed`'s crash still deliver the
+    /// same messages (agreement): under the sequencer while the sequencer
+    /// lives, since each message reaches them from it alone; not in the other
+    /// modes, where a crashed sender's message (fifo, causal) or its agreed
+    /// priority (ISIS) may have reached some survivors only, never relayed.
+    pub fn survivors_agree(self, crashed: NodeId) -> bool {
+        self == Mode::TotalSequencer && crashed != sequencer::SEQUENCER
+    }
+
     /// Whether delivery respects happened-before. The total modes do *not* promise this:
     /// a sequencer or ISIS order may put a reply before the message it answers.
     pub fn is_causal(self) -> bool {
