@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GSMOTRAC";
 /// Bumped whenever a recorded step would replay differently (3: the
-/// sequencer's messages travel through it), so an old trace is refused by
-/// name instead of failing its replay.
-const VERSION: u16 = 3;
+/// sequencer's messages travel through it; 4: a new connection and a
+/// released ack hold send the ack owed at once), so an old trace is refused
+/// by name instead of failing its replay.
+const VERSION: u16 = 4;
 /// A single step larger than this is a corrupt length, not a real record.
 const MAX_RECORD: u32 = 256 << 20;
 

@@ -108,6 +108,11 @@ pub struct Faults {
     /// The link layer's deliberate bug (`Bypass`: no link layer).
     pub link: LinkBug,
     pub adapter: Option<AdapterBug>,
+    /// Each link's buffer, in bytes, if small enough to fill: a peer that
+    /// falls that far behind (any message delay, in a model) gets writes
+    /// refused and the sequencer's acks held. `None`: the spec's 64 MiB,
+    /// which no model fills.
+    pub link_buffer: Option<u64>,
 }
 
 impl Faults {
@@ -133,7 +138,11 @@ impl Faults {
     /// the adapter's bugs, which need ticks or act on parts, do not read it).
     /// The runtime checks the thresholds at every step ([`Runtime::feed`]).
     pub fn acks_unread(&self) -> bool {
-        self.disconnects == 0 && !self.crash && !self.time && self.link == LinkBug::None
+        self.disconnects == 0
+            && !self.crash
+            && !self.time
+            && self.link == LinkBug::None
+            && self.link_buffer.is_none()
     }
 
     /// Refuses a fault-free run big enough to reach an ack threshold, where
@@ -159,6 +168,16 @@ impl Faults {
             node.with_limits(Self::LIMITS)
         } else {
             node
+        };
+        let node = match self.link_buffer {
+            Some(link_buffer_bytes) => {
+                let limits = node.limits();
+                node.with_limits(Limits {
+                    link_buffer_bytes,
+                    ..limits
+                })
+            }
+            None => node,
         };
         let node = if self.link == LinkBug::None {
             node

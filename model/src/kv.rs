@@ -29,6 +29,9 @@
 //!
 //! Eventually: every write delivered everywhere, and **termination**: every
 //! write answered, every snapshot started complete at every replica.
+//! With links small enough to fill ([`Faults::link_buffer`]), always: **writes
+//! flow when quiet**, no link full once nothing is in flight
+//! ([`gsmo_spec::properties::writes_flow`]).
 //!
 //! Broken variants: `delivery-order` (FIFO/causal replicas applying writes in
 //! delivery order rather than last-writer-wins) diverges; `no-wait` and
@@ -36,7 +39,9 @@
 //! then convergence; `debit-only` (a TRANSFER short of funds that debits and
 //! credits nobody) breaks conservation; `no-channel-recording` (a recorder that records states
 //! only) loses the writes in flight at the cut on restore; `reordering`
-//! channels let a marker overtake a write, which the restore then loses.
+//! channels let a marker overtake a write, which the restore then loses;
+//! `silent-release` (the sequencer's ack hold let go without the acks owed)
+//! leaves a member refusing writes for good.
 //!
 //! [`Node`]: gsmo_spec::node::Node
 //! [`Node::handle`]: gsmo_spec::node::Node::handle
@@ -48,11 +53,12 @@ use crate::verdict::Explained;
 use clap::ValueEnum;
 use gsmo_spec::kv::{Data, KvStore, Op};
 use gsmo_spec::link::LinkBug;
+use gsmo_spec::multicast::sequencer::SEQUENCER;
 use gsmo_spec::multicast::{Mode, MsgId};
 use gsmo_spec::node::Part;
 use gsmo_spec::properties::{
     all_delivered, causal_order, consistent_cut, consistent_delivery_vectors, convergence,
-    integrity, total_order, Event, Violation,
+    integrity, total_order, writes_flow, Event, FullLink, Violation,
 };
 use gsmo_spec::sim::Cluster;
 use gsmo_spec::snapshot::SnapshotId;
@@ -148,6 +154,10 @@ pub enum KvBug {
     /// No link layer under broken connections: what was in flight is lost.
     /// Caught by "all delivered".
     NoLinkLayer,
+    /// total-sequencer with a small `--link-buffer`: the sequencer lets its
+    /// held acks go without sending them, so a member whose writes its hold
+    /// refused stays full. Caught by "writes flow when quiet".
+    SilentRelease,
 }
 
 impl KvBug {
@@ -159,6 +169,7 @@ impl KvBug {
             KvBug::DebitOnly => "conservation",
             KvBug::NoChannelRecording | KvBug::Reordering => "snapshot restores",
             KvBug::NoLinkLayer => "all delivered",
+            KvBug::SilentRelease => FLOW,
         }
     }
 }
@@ -231,6 +242,14 @@ impl KvCfg {
             (Some(KvBug::NoLinkLayer), _) if self.faults.disconnects == 0 => {
                 Err("no-link-layer loses frames with broken connections: it needs --disconnects 1 or more".into())
             }
+            (Some(KvBug::SilentRelease), m) if m != Mode::TotalSequencer => Err(format!(
+                "silent-release breaks the sequencer's ack hold, which {m} does not have"
+            )),
+            (Some(KvBug::SilentRelease), _) if self.faults.link_buffer.is_none() => {
+                Err("silent-release breaks the ack hold, which needs a link to fill: \
+                     --link-buffer 1, say"
+                    .into())
+            }
             _ => Ok(()),
         }
     }
@@ -292,6 +311,7 @@ impl KvCfg {
     pub fn effective_faults(&self) -> Faults {
         let link = match self.broken {
             Some(KvBug::Reordering | KvBug::NoLinkLayer) => LinkBug::Bypass,
+            Some(KvBug::SilentRelease) => LinkBug::SilentRelease,
             _ => self.faults.link,
         };
         Faults {
@@ -374,6 +394,25 @@ impl KvCfg {
             .property(Expectation::Eventually, "termination", |_, s| {
                 terminated_now(s)
             });
+        if self.faults.link_buffer.is_some() && !self.faults.crash {
+            // A crashed peer never acks: its link stays full for good (a
+            // whole-cluster restore is the way back), so crashes are left out.
+            model = model
+                .property(Expectation::Always, FLOW, |_, s| {
+                    !quiet(s) || writes_flow(&full_links(s)).is_ok()
+                })
+                // Non-vacuity: a link fills, so a write can be refused.
+                .property(Expectation::Sometimes, "link full", |_, s| {
+                    !full_links(s).is_empty()
+                });
+            if self.mode == Mode::TotalSequencer && self.nodes >= 2 {
+                // Non-vacuity: the sequencer holds its acks back.
+                model = model.property(Expectation::Sometimes, "acks held", |_, s| {
+                    let n0 = &s.actor_states[SEQUENCER].node;
+                    (1..n0.cluster_size()).any(|j| n0.link(j).acks_held())
+                });
+            }
+        }
         if self.snapshots > 0 {
             // Non-vacuity: some snapshot really has to restore a write in flight.
             model = model.property(
@@ -421,6 +460,27 @@ fn delivered(log: &[Event]) -> impl Iterator<Item = MsgId> + '_ {
 }
 
 /// Whether every replica has issued every write of its script.
+/// The name of [`writes_flow`]'s property.
+const FLOW: &str = "writes flow when quiet";
+
+/// Nothing in flight and every connection up: every frame sent was delivered
+/// and every ack owed could have gone.
+fn quiet<H>(s: &ReplicasState<H>) -> bool {
+    s.network.len() == 0
+        && s.actor_states.iter().all(|a| {
+            let node = &a.node;
+            (0..node.cluster_size()).all(|j| j == node.id() || node.link(j).is_up())
+        })
+}
+
+/// Every replica's full link, if any ([`Node::full_link`](gsmo_spec::node::Node::full_link)).
+fn full_links<H>(s: &ReplicasState<H>) -> Vec<FullLink> {
+    s.actor_states
+        .iter()
+        .filter_map(|a| a.node.full_link(0))
+        .collect()
+}
+
 fn all_issued<H>(s: &ReplicasState<H>) -> bool {
     s.actor_states.iter().all(|a| a.issued == a.quota)
 }
@@ -728,6 +788,7 @@ impl Explained for KvModel {
             "all delivered" => all_delivered(&logs),
             "conservation" => conserved(self.cfg.total(), s),
             "termination" => terminated(s),
+            FLOW if quiet(s) => writes_flow(&full_links(s)),
             _ => Ok(()),
         };
         r.err().map(|v| v.to_string())

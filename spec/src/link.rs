@@ -79,6 +79,10 @@ pub enum LinkBug {
     /// Trusts that an acknowledgement put on a connection arrived, though the
     /// connection died with it: the peer keeps our acknowledged frames for good.
     StaleAck,
+    /// Lets held acknowledgements go without sending the ack owed
+    /// ([`Link::hold_acks`]): a peer refusing writes for want of it waits
+    /// for a frame or a tick that may never come.
+    SilentRelease,
 }
 
 /// The peer's resume point does not fit this channel's history.
@@ -169,10 +173,23 @@ impl<M: Clone> Link<M> {
         self
     }
 
-    /// Holds acknowledgements back, or lets them go again (the next ack frame
-    /// or data frame carries every delivery since).
-    pub fn hold_acks(&mut self, hold: bool) {
+    /// Holds acknowledgements back, or lets them go again. Letting go returns
+    /// the ack owed, to go out at once: the peer may be refusing writes for
+    /// want of it, and then it sends nothing that would ask for it, so
+    /// waiting for the next frame or tick would leave it refusing for nothing.
+    pub fn hold_acks(&mut self, hold: bool) -> Option<Frame<M>> {
+        let released = self.acks_held && !hold;
         self.acks_held = hold;
+        if released && self.bug != LinkBug::SilentRelease {
+            self.ack_frame()
+        } else {
+            None
+        }
+    }
+
+    /// Whether acknowledgements are held back ([`Link::hold_acks`]).
+    pub fn acks_held(&self) -> bool {
+        self.acks_held
     }
 
     /// From `bytes` retained on, data frames ask the peer for an immediate ack.
@@ -262,7 +279,7 @@ impl<M: Clone> Link<M> {
         let skip = match self.bug {
             LinkBug::NoResend | LinkBug::Bypass => self.retained.len(),
             LinkBug::ResumeOffByOne => 1,
-            LinkBug::None | LinkBug::NoDedup | LinkBug::StaleAck => 0,
+            LinkBug::None | LinkBug::NoDedup | LinkBug::StaleAck | LinkBug::SilentRelease => 0,
         };
         let resend: Vec<(u64, M)> = self
             .retained
@@ -508,9 +525,23 @@ mod tests {
         a.receive(back).unwrap();
         assert_eq!(a.retained_bytes(), 10);
         b.receive(a.send('y', 5).unwrap()).unwrap();
-        b.hold_acks(false);
-        a.receive(b.ack_frame().expect("owed once let go")).unwrap();
+        assert_eq!(b.hold_acks(true), None, "still held");
+        let owed = b.hold_acks(false).expect("owed at once when let go");
+        assert_eq!(b.ack_frame(), None, "and only once");
+        a.receive(owed).unwrap();
         assert_eq!((a.retained_frames(), a.retained_bytes()), (0, 0));
+        assert_eq!(b.hold_acks(false), None, "nothing was held");
+    }
+
+    /// The broken variant lets go silently: the ack waits for a later frame.
+    #[test]
+    fn a_silent_release_owes_the_ack_without_sending_it() {
+        let (mut a, b) = connected();
+        let mut b = b.with_bug(LinkBug::SilentRelease);
+        b.hold_acks(true);
+        b.receive(a.send('x', 10).unwrap()).unwrap();
+        assert_eq!(b.hold_acks(false), None);
+        assert!(b.ack_frame().is_some(), "still owed");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write, PREFETCH_A
 use crate::link::{Frame, Link, LinkBug, LinkError};
 use crate::multicast::sequencer::SEQUENCER;
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
+use crate::properties::FullLink;
 use crate::snapshot::{
     AbortReason, ChannelError, Envelope, LocalSnapshot, PartSummary, Recorder, SnapshotEffect,
     SnapshotId,
@@ -546,7 +547,16 @@ impl Node {
                         .map(|frame| Output::Send { to: peer, frame }),
                 );
                 self.update_reachability(peer);
-                self.hold_relayed_acks();
+                self.hold_relayed_acks(&mut out);
+                // An ack lost with the old connection is owed again
+                // ([`Link::disconnect`]). It goes now, unless a resent frame
+                // carried it: the peer may be refusing writes for want of it,
+                // and the next tick is a tenth of a second away.
+                out.extend(
+                    self.links[peer]
+                        .ack_frame()
+                        .map(|frame| Output::Send { to: peer, frame }),
+                );
             }
             Input::InboundUp { peer } => {
                 self.check_peer(peer)?;
@@ -669,16 +679,29 @@ impl Node {
             ));
         }
         // The unflushed batch counts as sent: it joins every link when it goes.
+        self.full_link(self.outbox.bytes()).map(|f| {
+            let (j, limit) = (f.peer, f.limit);
+            format!(
+                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
+                f.retained
+            )
+        })
+    }
+
+    /// The first link whose retained bytes, with `joining` more about to join
+    /// every link, reach the buffer's limit: while there is one, writes are
+    /// refused, and the sequencer holds its acks (`Node::hold_relayed_acks`).
+    pub fn full_link(&self, joining: u64) -> Option<FullLink> {
         let limit = self.limits.link_buffer_bytes;
-        let unflushed = self.outbox.bytes();
         (0..self.n)
-            .find(|&j| j != self.me && self.links[j].retained_bytes() + unflushed >= limit)
-            .map(|j| {
-                format!(
-                    "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
-                    self.links[j].retained_bytes() + unflushed
-                )
+            .filter(|&j| j != self.me)
+            .map(|j| FullLink {
+                node: self.me,
+                peer: j,
+                retained: self.links[j].retained_bytes() + joining,
+                limit,
             })
+            .find(|f| f.retained >= limit)
     }
 
     /// The answer to a read, which changes nothing and sends nothing; `None`
@@ -767,7 +790,7 @@ impl Node {
         }
         let (_, effects) = self.state.multicast.multicast(batch);
         self.carry_out(effects, out);
-        self.hold_relayed_acks();
+        self.hold_relayed_acks(out);
     }
 
     /// Flow control for what the sequencer relays. A member's write goes to
@@ -779,18 +802,18 @@ impl Node {
     /// and their writes are refused (`TRYAGAIN`) as the sequencer's own are.
     /// Its memory stays within a buffer per link plus what the members had in
     /// flight. Only the sequencer holds acks, and a member always acks it, so
-    /// no two nodes wait on each other's.
-    fn hold_relayed_acks(&mut self) {
+    /// no two nodes wait on each other's. Letting go sends each member the
+    /// ack it was owed at once: a member refusing writes sends nothing that
+    /// would ask for it.
+    fn hold_relayed_acks(&mut self, out: &mut Vec<Output>) {
         if self.mode() != Mode::TotalSequencer || self.me != SEQUENCER {
             return;
         }
-        let limit = self.limits.link_buffer_bytes;
-        let peers = (0..self.n).filter(|&j| j != self.me);
-        let full = peers
-            .clone()
-            .any(|j| self.links[j].retained_bytes() >= limit);
-        for j in peers {
-            self.links[j].hold_acks(full);
+        let full = self.full_link(0).is_some();
+        for j in (0..self.n).filter(|&j| j != self.me) {
+            if let Some(frame) = self.links[j].hold_acks(full) {
+                out.push(Output::Send { to: j, frame });
+            }
         }
     }
 
@@ -827,7 +850,7 @@ impl Node {
                 self.carry_out(effects, &mut out);
             }
         }
-        self.hold_relayed_acks();
+        self.hold_relayed_acks(&mut out);
         let link = &mut self.links[from];
         if ack_now || acks_on_count(link.delivered(), link.ack_sent()) {
             out.extend(

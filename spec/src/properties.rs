@@ -410,6 +410,35 @@ pub fn agreement<L: AsRef<[Event]>>(logs: &[L]) -> Result<(), Violation> {
     Histories::of(logs).agreement()
 }
 
+/// A replica's link that holds its whole buffer unacknowledged: while there
+/// is one, the replica refuses writes (`TRYAGAIN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FullLink {
+    pub node: NodeId,
+    pub peer: NodeId,
+    /// Bytes retained, counting writes about to join the link.
+    pub retained: u64,
+    pub limit: u64,
+}
+
+/// Writes flow when quiet: once nothing is in flight and every connection
+/// is up, no replica's link is full. Flow control (the sequencer's ack hold)
+/// may refuse writes for a while, never for good: every frame was
+/// delivered, so every ack owed must have gone.
+pub fn writes_flow(full: &[FullLink]) -> Result<(), Violation> {
+    match full.first() {
+        None => Ok(()),
+        Some(f) => fail(
+            "writes flow when quiet",
+            format!(
+                "nothing in flight, yet n{}'s link to n{} retains {} bytes (limit {}): \
+                 n{} refuses writes for good",
+                f.node, f.peer, f.retained, f.limit, f.node
+            ),
+        ),
+    }
+}
+
 /// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
 fn complete_snapshot<S, M>(
     parts: &[LocalSnapshot<S, M>],

@@ -251,6 +251,13 @@ pub(crate) struct KvArgs {
     /// also flush a smaller batch at any moment (fifo/causal then write blind SETs).
     #[arg(long, default_value_t = KvCfg::default().batch)]
     pub(crate) batch: u64,
+    /// Each link's buffer, in bytes (the node's --link-buffer), small enough
+    /// to fill: a peer that falls behind gets writes refused (TRYAGAIN) and,
+    /// under total-sequencer, the sequencer's acks held. Adds "writes flow
+    /// when quiet": with nothing in flight, no link is full. 1 fills a link
+    /// with any one frame.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) link_buffer: Option<u64>,
     /// Run a deliberately broken variant (it replaces --network if it is one).
     #[arg(long, value_enum)]
     pub(crate) broken: Option<KvBug>,

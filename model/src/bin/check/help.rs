@@ -40,6 +40,10 @@ bugs (unique states in brackets; the whole sweep: about 2 s of CPU)
                          (it may flush after any write); under causal the writes
                          are blind SETs (a read-modify-write flushes first), so a
                          batch of two needs 3 writes [1,110 / 3,943 / 4,443]
+  kv --mode total-sequencer --nodes 3 --msgs 1 --snapshots 0 --link-buffer 1
+                         links of one byte: any frame fills one, so writes are
+                         refused and the sequencer holds its acks back; \"writes
+                         flow when quiet\" checks it lets them go [1,737]
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)

@@ -117,6 +117,7 @@ impl ModelCmd {
                     broken: a.broken,
                     faults: Faults {
                         disconnects: a.disconnects,
+                        link_buffer: a.link_buffer,
                         ..Faults::default()
                     },
                     batch: a.batch,
@@ -129,6 +130,9 @@ impl ModelCmd {
                 };
                 if a.batch > 1 {
                     disconnects += &format!(", batches of up to {}", a.batch);
+                }
+                if let Some(bytes) = a.link_buffer {
+                    disconnects += &format!(", link buffers of {}", plural(bytes, "byte"));
                 }
                 Job {
                     title: format!(

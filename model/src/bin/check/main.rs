@@ -123,7 +123,7 @@ where
 
 /// The default sweep: every model at its default configuration.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 16] = [
+    let argvs: [&[&str]; 17] = [
         &["causal"],
         &["total-sequencer"],
         &["total-isis"],
@@ -151,6 +151,20 @@ fn defaults() -> Vec<Job> {
             "--msgs",
             "1",
             "--disconnects",
+            "1",
+        ],
+        // Links of one byte: writes refused, the sequencer's acks held and let go.
+        &[
+            "kv",
+            "--mode",
+            "total-sequencer",
+            "--nodes",
+            "3",
+            "--msgs",
+            "1",
+            "--snapshots",
+            "0",
+            "--link-buffer",
             "1",
         ],
         &["abort"],

@@ -16,7 +16,7 @@ fn job(argv: &[&str]) -> Result<Job, String> {
 #[test]
 fn the_default_sweep_is_every_model_unbroken() {
     let jobs = defaults();
-    assert_eq!(jobs.len(), 16);
+    assert_eq!(jobs.len(), 17);
     assert!(jobs.iter().all(|j| j.promises.is_none()));
     let kv_modes: Vec<Mode> = jobs
         .iter()
@@ -40,6 +40,13 @@ fn the_default_sweep_is_every_model_unbroken() {
     assert!(jobs.iter().any(|j| matches!(
         &j.model,
         AnyModel::Causal(c) if c.nodes >= 3
+    )));
+    // Links small enough to fill, where the sequencer holds acks back.
+    assert!(jobs.iter().any(|j| matches!(
+        &j.model,
+        AnyModel::Kv(c) if c.mode == Mode::TotalSequencer
+            && c.nodes >= 3
+            && c.faults.link_buffer.is_some()
     )));
     // Batches of two, in a total mode and under last-writer-wins.
     for total in [true, false] {
@@ -81,6 +88,18 @@ fn model_arguments_reach_the_configuration() {
         j.title.contains("must violate \"total order\""),
         "{}",
         j.title
+    );
+
+    let j = job(&["kv", "--link-buffer", "64", "--broken", "silent-release"]).unwrap();
+    assert_eq!(j.promises, Some("writes flow when quiet"));
+    assert!(j.title.contains("link buffers of 64 bytes"), "{}", j.title);
+    let AnyModel::Kv(c) = j.model else {
+        panic!("kv")
+    };
+    assert_eq!(c.faults.link_buffer, Some(64));
+    assert!(
+        job(&["kv", "--link-buffer", "0"]).is_err(),
+        "a buffer holds a byte"
     );
 
     let j = job(&[
