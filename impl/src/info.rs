@@ -243,7 +243,8 @@ impl Runtime {
     }
 
     /// One peer: both connections, reconnects, the link's retained frames and
-    /// bytes, the last acknowledgement, and since when it is unreachable.
+    /// bytes, the last acknowledgement, since when it is unreachable, and
+    /// whether this node holds its acks back (the sequencer's flow control).
     fn peer_line(&self, j: NodeId) -> String {
         let p = &self.peers[j];
         let link = self.node.link(j);
@@ -255,7 +256,7 @@ impl Runtime {
         format!(
             "addr={},out={},in={},reconnects_out={},reconnects_in={},sent={},acked={},delivered={},\
              retained_frames={},retained_bytes={},queued={},queue_full_closes={},refused_resumes={},\
-             down_for_ms={down_for},unreachable={}",
+             down_for_ms={down_for},unreachable={},acks_held={}",
             self.cfg.peers[j],
             p.out,
             p.inbound,
@@ -270,6 +271,7 @@ impl Runtime {
             p.queue_full_closes,
             p.refused_resumes,
             u8::from(self.node.is_unreachable(j)),
+            u8::from(link.acks_held()),
         )
     }
 }

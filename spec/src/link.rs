@@ -530,6 +530,8 @@ mod tests {
         assert_eq!(b.ack_frame(), None, "and only once");
         a.receive(owed).unwrap();
         assert_eq!((a.retained_frames(), a.retained_bytes()), (0, 0));
+        // Not held, an ack waits for its threshold as ever: no ack per call.
+        b.receive(a.send('z', 1).unwrap()).unwrap();
         assert_eq!(b.hold_acks(false), None, "nothing was held");
     }
 

@@ -854,4 +854,22 @@ mod tests {
         assert!(convergence(&[(set.clone(), 1), (set.clone(), 1), (BTreeSet::new(), 0)]).is_ok());
         assert!(convergence(&[(set.clone(), 1), (set, 2)]).is_err());
     }
+
+    #[test]
+    fn a_full_link_when_quiet_stops_writes_flowing() {
+        assert!(writes_flow(&[]).is_ok());
+        let full = FullLink {
+            node: 1,
+            peer: 0,
+            retained: 44,
+            limit: 1,
+        };
+        let v = writes_flow(&[full]).unwrap_err();
+        assert_eq!(v.property, "writes flow when quiet");
+        assert!(
+            v.detail
+                .contains("n1's link to n0 retains 44 bytes (limit 1)"),
+            "{v}"
+        );
+    }
 }

@@ -726,6 +726,11 @@ async fn a_stopped_sequencer_member_backs_writers_up() {
         held < 3 * link_buffer,
         "node 0 holds {held} bytes for the stopped n2 (buffer {link_buffer})"
     );
+    assert_eq!(
+        peer_field(&info, 1, "acks_held"),
+        "1",
+        "node 0 holds n1's acks"
+    );
     cluster.signal(2, "CONT");
     let mut con = cluster.connect_patient(1, PATIENCE).await;
     let deadline = Instant::now() + PATIENCE;
@@ -747,6 +752,9 @@ async fn a_stopped_sequencer_member_backs_writers_up() {
             }
         }
     }
+    // Node 0 let the hold go once n2 drained its link.
+    let info = cluster.info(0).await;
+    assert_eq!(peer_field(&info, 1, "acks_held"), "0", "node 0 let go");
     eprintln!("n2 stopped: node 1 refused with TRYAGAIN, node 0 held {held} bytes for n2");
 }
 

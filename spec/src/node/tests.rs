@@ -571,6 +571,10 @@ fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
     }
     let why = refusal.expect("n1 never refused a write");
     assert!(why.starts_with("TRYAGAIN link to n0"), "{why}");
+    assert!(
+        c.nodes[0].link(1).acks_held(),
+        "the sequencer holds n1's acks"
+    );
     // A buffer's worth, plus what n1 had sent before its own filled.
     let held = c.nodes[0].link(2).retained_bytes();
     assert!(
