@@ -28,6 +28,9 @@ pub struct Collected {
     pub nodes: Vec<usize>,
     /// After a crash, each survivor's answers to a write and a read.
     pub probes: Vec<Probe>,
+    /// With a small link buffer and no crash: each node's answer to a write
+    /// once the cluster was quiet (node, reply).
+    pub flow: Vec<(usize, Reply)>,
     pub histories: Vec<Vec<Vec<u8>>>,
     /// `GSMO.DUMP`: key, value, key, value, ...
     pub dumps: Vec<Vec<Vec<u8>>>,
@@ -55,9 +58,18 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
         at_ms: at / 1000,
         ..Report::default()
     });
+    // With a small --link-buffer a write refused for a full link is
+    // backpressure, not a fault: counted, and judged by whether writes flow
+    // again once the cluster is quiet (below).
+    let (refused, errors): (Vec<_>, Vec<_>) = shared
+        .errors
+        .iter()
+        .cloned()
+        .partition(|e| o.link_buffer.is_some() && e.write && e.text.starts_with("TRYAGAIN "));
+    out.tryagain = refused.len() as u64;
     let v = &mut out.violations;
     v.extend(shared.failures.iter().cloned());
-    v.extend(crash::unexplained(o.mode, o.nodes, crashed, &shared.errors));
+    v.extend(crash::unexplained(o.mode, o.nodes, crashed, &errors));
     let traces = read_traces(o, trace_dir, v);
     let Some(end) = shared.end else {
         v.push("the run ended before the cluster was read".into());
@@ -67,6 +79,11 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
         v.push(format!(
             "no quiescence within 60 simulated seconds after the workload: {:?}",
             end.last_seen
+        ));
+    }
+    for (i, reply) in end.flow.iter().filter(|(_, r)| *r != Reply::Ok) {
+        v.push(format!(
+            "writes flow when quiet: with nothing in flight, a write at n{i} answered {reply:?}"
         ));
     }
     let live: Vec<bool> = (0..o.nodes).map(|i| end.nodes.contains(&i)).collect();

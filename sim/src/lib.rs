@@ -72,6 +72,10 @@ pub struct Opts {
     /// Commands a client sends back to back before reading their replies
     /// (1, the default: one at a time). Pipelines fill batches.
     pub pipeline: usize,
+    /// Each link's buffer in bytes (`--link-buffer`), if small enough to
+    /// fill: writes may then be refused (`TRYAGAIN`), and once the cluster is
+    /// quiet every node must take a write again.
+    pub link_buffer: Option<u64>,
 }
 
 impl Opts {
@@ -87,6 +91,7 @@ impl Opts {
             bug: None,
             max_batch: 1,
             pipeline: 1,
+            link_buffer: None,
         }
     }
 
@@ -110,6 +115,9 @@ impl Opts {
         }
         if self.pipeline != 1 {
             c.push_str(&format!(" --pipeline {}", self.pipeline));
+        }
+        if let Some(b) = self.link_buffer {
+            c.push_str(&format!(" --link-buffer {b}"));
         }
         c
     }
@@ -139,6 +147,8 @@ pub struct Outcome {
     pub batching: Batching,
     /// The node that crashed, and what the judge saw around it.
     pub crash: Option<crash::Report>,
+    /// Writes refused because a link was full (`TRYAGAIN`).
+    pub tryagain: u64,
     pub violations: Vec<String>,
 }
 
@@ -153,6 +163,7 @@ pub struct Totals {
     pub crashes: u64,
     pub reconnects: u64,
     pub batching: Batching,
+    pub tryagain: u64,
     pub failed: u64,
 }
 
@@ -165,15 +176,21 @@ impl Totals {
         self.crashes += u64::from(o.crash.is_some());
         self.reconnects += o.reconnects;
         self.batching.add(&o.batching);
+        self.tryagain += o.tryagain;
         self.failed += u64::from(!o.violations.is_empty());
     }
 
-    /// Batching shows only when some batch carried more than one write, so
-    /// an unbatched sweep's line is what it was before nodes batched.
+    /// Batching shows only when some batch carried more than one write, and
+    /// refusals only when a link filled, so a sweep without either prints
+    /// the line it printed before nodes batched.
     pub fn line(&self) -> String {
+        let refused = match self.tryagain {
+            0 => String::new(),
+            n => format!(", {n} writes refused for full links"),
+        };
         format!(
             "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
-             {} reconnects{}, {} violating seeds",
+             {} reconnects{}{refused}, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
@@ -283,6 +300,9 @@ fn node_config(o: &Opts, i: usize, trace_dir: &std::path::Path) -> NodeConfig {
     cfg.faults.bug = o.bug;
     cfg.limits.max_batch = o.max_batch;
     cfg.limits.nagle = true;
+    if let Some(b) = o.link_buffer {
+        cfg.limits.link_buffer_bytes = b;
+    }
     if o.faults {
         let max_ms = 2 + o.seed % 19;
         cfg.faults.delay = Some(DelayRange { min_ms: 0, max_ms });

@@ -51,6 +51,13 @@ struct Cli {
     /// and put reads behind the connection's own writes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pipeline: u64,
+    /// Each link's buffer in bytes (the node's --link-buffer; default 64 MiB,
+    /// which no run fills). Small, writes may be refused (TRYAGAIN) and, under
+    /// total-sequencer, node 0 holds its acks back; once the cluster is quiet
+    /// every node must take a write again. Needs --crash never: a crashed
+    /// peer's link stays full for good.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    link_buffer: Option<u64>,
     /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
     no_faults: bool,
@@ -137,6 +144,14 @@ fn main() {
     if let Some(file) = &cli.replay {
         replay(file);
     }
+    if cli.link_buffer.is_some() && !cli.no_faults && cli.crash != gsmo_sim::crash::CrashMode::Never
+    {
+        eprintln!(
+            "error: --link-buffer needs --crash never (or --no-faults): a crashed peer never \
+             acknowledges, so its link stays full and writes stay refused (README: Faults)"
+        );
+        std::process::exit(2);
+    }
     let seeds: Vec<u64> = match cli.seed {
         Some(s) => vec![s],
         None => (cli.first..cli.first + cli.seeds).collect(),
@@ -154,6 +169,7 @@ fn main() {
             bug: cli.bug,
             max_batch: cli.max_batch,
             pipeline: cli.pipeline as usize,
+            link_buffer: cli.link_buffer,
             ..Opts::new(seed, mode)
         };
         let out = run(&o);

@@ -253,6 +253,36 @@ async fn work(o: &Opts, c: usize, shared: &RefCell<Shared>) -> std::io::Result<(
     Ok(())
 }
 
+/// Polls every node until all report no snapshot in progress and the same
+/// store digest twice in a row (after a crash: each its own digest unchanged
+/// for 1.2 s), within [`SETTLE`]; whether they did, and what they said last.
+async fn quiesce(conns: &mut [Redis], crashed: bool) -> std::io::Result<(bool, Vec<String>)> {
+    let need = if crashed { 4 } else { 1 };
+    let deadline = turmoil::sim_elapsed().unwrap_or_default() + SETTLE;
+    let mut last: Option<Vec<String>> = None;
+    let mut streak = 0;
+    while turmoil::sim_elapsed().unwrap_or_default() < deadline {
+        let mut seen = Vec::new();
+        for r in conns.iter_mut() {
+            let digest = r.text(&[b"GSMO.DIGEST"]).await?;
+            let busy = in_progress(&r.text(&[b"INFO", b"snapshots"]).await?);
+            seen.push(format!("{digest} busy={busy}"));
+        }
+        let idle = seen.iter().all(|s| s.ends_with("busy="));
+        let agreed = crashed || seen.iter().all(|s| *s == seen[0]);
+        streak = match idle && agreed && last.as_ref() == Some(&seen) {
+            true => streak + 1,
+            false => 0,
+        };
+        if streak >= need {
+            return Ok((true, seen));
+        }
+        last = Some(seen);
+        sleep(Duration::from_millis(300)).await;
+    }
+    Ok((false, last.unwrap_or_default()))
+}
+
 /// `INFO snapshots`' list of the snapshots in progress.
 pub(crate) fn in_progress(info: &str) -> String {
     info_field(info, "snapshots_in_progress")
@@ -329,8 +359,9 @@ pub async fn chaos(o: Opts, registry: Registry, shared: Rc<RefCell<Shared>>) -> 
 /// Probes the survivors of a crash once it is unreachable to them; then
 /// polls every live node until all report no snapshot in progress and the
 /// same store digest twice in a row (without a crash), or each its own digest
-/// unchanged for 1.2 s (after one: survivors need not agree); then reads their
-/// histories and stores.
+/// unchanged for 1.2 s (after one: survivors need not agree); with a small
+/// link buffer and no crash, writes once at every node and waits again; then
+/// reads their histories and stores.
 async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected> {
     let crashed = shared.borrow().crashed;
     let nodes: Vec<usize> = (0..o.nodes)
@@ -350,36 +381,24 @@ async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected
             probes.push(crash::probe(r, i, shared).await?);
         }
     }
-    let need = if crashed.is_some() { 4 } else { 1 };
-    let deadline = turmoil::sim_elapsed().unwrap_or_default() + SETTLE;
-    let mut last: Option<Vec<String>> = None;
-    let mut streak = 0;
-    let mut quiet = false;
-    while turmoil::sim_elapsed().unwrap_or_default() < deadline {
-        let mut seen = Vec::new();
-        for r in &mut conns {
-            let digest = r.text(&[b"GSMO.DIGEST"]).await?;
-            let busy = in_progress(&r.text(&[b"INFO", b"snapshots"]).await?);
-            seen.push(format!("{digest} busy={busy}"));
+    let (mut quiet, mut last) = quiesce(&mut conns, crashed.is_some()).await?;
+    // Flow control refuses writes for a while, never for good: quiet, every
+    // node takes a write (`properties::writes_flow`, on the real loops).
+    let mut flow = Vec::new();
+    if quiet && crashed.is_none() && o.link_buffer.is_some() {
+        for (r, &i) in conns.iter_mut().zip(&nodes) {
+            let key = format!("flow:n{i}");
+            let set: [&[u8]; 3] = [b"SET", key.as_bytes(), b"1"];
+            flow.push((i, to_reply(&r.call(&set).await?)));
         }
-        let idle = seen.iter().all(|s| s.ends_with("busy="));
-        let agreed = crashed.is_some() || seen.iter().all(|s| *s == seen[0]);
-        streak = match idle && agreed && last.as_ref() == Some(&seen) {
-            true => streak + 1,
-            false => 0,
-        };
-        if streak >= need {
-            quiet = true;
-            break;
-        }
-        last = Some(seen);
-        sleep(Duration::from_millis(300)).await;
+        (quiet, last) = quiesce(&mut conns, false).await?;
     }
     let mut end = Collected {
         quiet,
-        last_seen: last.unwrap_or_default(),
+        last_seen: last,
         nodes,
         probes,
+        flow,
         ..Collected::default()
     };
     for r in &mut conns {
