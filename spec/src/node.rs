@@ -681,8 +681,15 @@ impl Node {
         // The unflushed batch counts as sent: it joins every link when it goes.
         self.full_link(self.outbox.bytes()).map(|f| {
             let (j, limit) = (f.peer, f.limit);
+            // A member cannot see past the sequencer, whose ack hold may be
+            // for another member (`Node::hold_relayed_acks`): say so.
+            let who = if mode == Mode::TotalSequencer && j == SEQUENCER {
+                format!("n{j}, or a member it relays to,")
+            } else {
+                format!("n{j}")
+            };
             format!(
-                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): n{j} is slow or unreachable; retry later",
+                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): {who} is slow or unreachable; retry later",
                 f.retained
             )
         })

@@ -572,6 +572,10 @@ fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
     let why = refusal.expect("n1 never refused a write");
     assert!(why.starts_with("TRYAGAIN link to n0"), "{why}");
     assert!(
+        why.contains("n0, or a member it relays to, is slow"),
+        "n1 cannot tell n0 from n2: {why}"
+    );
+    assert!(
         c.nodes[0].link(1).acks_held(),
         "the sequencer holds n1's acks"
     );
