@@ -189,8 +189,9 @@ mod tests {
             w.record(Some(&input), &out).unwrap();
         }
         w.flush().unwrap();
-        drop(w);
+        // Flushed, not yet dropped: every step is on disk already.
         let (trace, truncated) = read_trace(&path).unwrap();
+        drop(w);
         assert_eq!((trace.steps.len(), truncated), (3, 0));
         assert!(gsmo_spec::trace::check_cluster(&[trace], Mode::TotalSequencer, true).is_ok());
 
@@ -204,5 +205,79 @@ mod tests {
             read_trace(&path),
             Err(TraceError::NotATrace { .. })
         ));
+    }
+
+    /// A good trace of three steps, its bytes.
+    fn three_steps(path: &Path) -> Vec<u8> {
+        let start = Start::Fresh {
+            node: 0,
+            n: 1,
+            mode: Mode::Fifo,
+            limits: gsmo_spec::node::Limits::default(),
+        };
+        let mut w = TraceWriter::create(path, &start).unwrap();
+        for _ in 0..3 {
+            w.record(Some(&Input::Tick { now: 1 }), &[]).unwrap();
+        }
+        w.flush().unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    /// Whatever is wrong with a file is told apart: not a trace (short, a
+    /// foreign magic or version, records or none), a length no record has,
+    /// a record that does not decode (with its index), or a node killed
+    /// mid-record (1-3 bytes of a length, or a body cut short: dropped and
+    /// counted).
+    #[test]
+    fn every_kind_of_bad_file_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n0.trace");
+        let good = three_steps(&path);
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            read_trace(&path)
+        };
+        let not_a_trace =
+            |r: Result<(Trace, usize), TraceError>| matches!(r, Err(TraceError::NotATrace { .. }));
+        assert!(not_a_trace(read(b"GSMO")), "shorter than a header");
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        assert!(
+            not_a_trace(read(&magic)),
+            "a foreign magic, records after it"
+        );
+        let mut version = good.clone();
+        version[8] = version[8].wrapping_add(1);
+        assert!(
+            not_a_trace(read(&version)),
+            "another version, records after it"
+        );
+        for cut in 1..=3 {
+            let mut tail = good.clone();
+            tail.extend_from_slice(&[0xff; 3][..cut]);
+            let (trace, truncated) = read(&tail).unwrap();
+            assert_eq!(
+                (trace.steps.len(), truncated),
+                (3, 1),
+                "{cut} bytes of a length"
+            );
+        }
+        let mut huge = good.clone();
+        huge.extend_from_slice(&(MAX_RECORD + 1).to_le_bytes());
+        match read(&huge) {
+            Err(TraceError::Corrupt { index, reason, .. }) => {
+                assert_eq!(index, 4);
+                assert!(reason.contains(&(MAX_RECORD + 1).to_string()), "{reason}");
+            }
+            other => panic!("a record of {} bytes: {other:?}", MAX_RECORD + 1),
+        }
+        let mut garbage = good.clone();
+        garbage.extend_from_slice(&2u32.to_le_bytes());
+        garbage.extend_from_slice(&[0xff, 0xff]);
+        assert!(matches!(
+            read(&garbage),
+            Err(TraceError::Corrupt { index: 4, .. })
+        ));
+        assert!(read(&good).is_ok());
     }
 }

@@ -121,96 +121,34 @@ where
     let _ = Explorer::new(model).checker().threads(threads).serve(addr);
 }
 
-/// The default sweep: every model at its default configuration.
+/// The default sweep: every model at its default configuration, and the
+/// smallest configurations that show the features the defaults leave out.
 fn defaults() -> Vec<Job> {
-    let argvs: [&[&str]; 17] = [
-        &["causal"],
-        &["total-sequencer"],
-        &["total-isis"],
-        &["snapshot"],
-        &["kv", "--mode", "fifo"],
-        &["kv", "--mode", "causal"],
-        &["kv", "--mode", "total-sequencer"],
-        &["kv", "--mode", "total-isis"],
-        &[
-            "kv",
-            "--mode",
-            "causal",
-            "--nodes",
-            "3",
-            "--msgs",
-            "1",
-            "--snapshots",
-            "0",
-        ],
-        &["link"],
-        &[
-            "kv",
-            "--mode",
-            "total-sequencer",
-            "--msgs",
-            "1",
-            "--disconnects",
-            "1",
-        ],
+    const ARGVS: [&str; 17] = [
+        "causal",
+        "total-sequencer",
+        "total-isis",
+        "snapshot",
+        "kv --mode fifo",
+        "kv --mode causal",
+        "kv --mode total-sequencer",
+        "kv --mode total-isis",
+        "kv --mode causal --nodes 3 --msgs 1 --snapshots 0",
+        "link",
+        "kv --mode total-sequencer --msgs 1 --disconnects 1",
         // Links of one byte: writes refused, the sequencer's acks held and let go.
-        &[
-            "kv",
-            "--mode",
-            "total-sequencer",
-            "--nodes",
-            "3",
-            "--msgs",
-            "1",
-            "--snapshots",
-            "0",
-            "--link-buffer",
-            "1",
-        ],
-        &["abort"],
-        &[
-            "abort",
-            "--msgs",
-            "1",
-            "--snapshots",
-            "0",
-            "--no-store-failures",
-        ],
+        "kv --mode total-sequencer --nodes 3 --msgs 1 --snapshots 0 --link-buffer 1",
+        "abort",
+        "abort --msgs 1 --snapshots 0 --no-store-failures",
         // Batches of 1 and 2 writes: a replica may flush after each write or after two.
-        &[
-            "kv",
-            "--mode",
-            "total-sequencer",
-            "--batch",
-            "2",
-            "--snapshots",
-            "0",
-        ],
-        &[
-            "kv",
-            "--mode",
-            "total-isis",
-            "--batch",
-            "2",
-            "--snapshots",
-            "0",
-        ],
-        &[
-            "kv",
-            "--mode",
-            "causal",
-            "--batch",
-            "2",
-            "--msgs",
-            "3",
-            "--snapshots",
-            "0",
-        ],
+        "kv --mode total-sequencer --batch 2 --snapshots 0",
+        "kv --mode total-isis --batch 2 --snapshots 0",
+        "kv --mode causal --batch 2 --msgs 3 --snapshots 0",
     ];
-    argvs
+    ARGVS
         .iter()
         .map(|argv| {
-            let cli = Cli::parse_from(std::iter::once(&"check").chain(argv.iter()));
+            let cli = Cli::parse_from(std::iter::once("check").chain(argv.split_whitespace()));
             match cli.command {
                 Some(Command::Model(m)) => m.job().expect("defaults are valid"),
                 _ => unreachable!("a model subcommand"),
