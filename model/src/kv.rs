@@ -459,7 +459,6 @@ fn delivered(log: &[Event]) -> impl Iterator<Item = MsgId> + '_ {
     })
 }
 
-/// Whether every replica has issued every write of its script.
 /// The name of [`writes_flow`]'s property.
 const FLOW: &str = "writes flow when quiet";
 
@@ -481,6 +480,7 @@ fn full_links<H>(s: &ReplicasState<H>) -> Vec<FullLink> {
         .collect()
 }
 
+/// Whether every replica has issued every write of its script.
 fn all_issued<H>(s: &ReplicasState<H>) -> bool {
     s.actor_states.iter().all(|a| a.issued == a.quota)
 }
