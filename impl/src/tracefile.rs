@@ -262,6 +262,11 @@ mod tests {
                 "{cut} bytes of a length"
             );
         }
+        // The largest record there may be, cut short: a killed node's.
+        let mut largest = good.clone();
+        largest.extend_from_slice(&MAX_RECORD.to_le_bytes());
+        let (trace, truncated) = read(&largest).unwrap();
+        assert_eq!((trace.steps.len(), truncated), (3, 1));
         let mut huge = good.clone();
         huge.extend_from_slice(&(MAX_RECORD + 1).to_le_bytes());
         match read(&huge) {
