@@ -83,6 +83,17 @@ fn redis_cli_speaks_to_every_node() {
                     .any(|l| l.trim() == "last_snapshot_state_bytes:26"),
                 "node 2's part counts 26 bytes:\n{info}"
             );
+            // Recorded once, and counted, not stored: there is no data dir.
+            for want in [
+                "snapshots_recorded:1",
+                "snapshots_stored:0",
+                "snapshot_store_errors:0",
+            ] {
+                assert!(
+                    info.lines().any(|l| l.trim() == want),
+                    "INFO lacks {want}:\n{info}"
+                );
+            }
             break;
         }
         assert!(
