@@ -201,7 +201,7 @@ impl Runtime {
         let gen = p.in_gen + 1;
         let admitted = Admitted {
             gen,
-            delivered: self.node.link(peer).delivered(),
+            delivered: self.node.link(peer).resume_point(),
             stop: stopped,
         };
         if answer.send(admitted).is_err() {

@@ -481,7 +481,7 @@ impl Runtime<'_> {
                 );
                 out.extend(self.suspect(peer, o));
                 out.extend(self.feed(Input::InboundUp { peer }, o));
-                let delivered = self.node.link(peer).delivered();
+                let delivered = self.node.link(peer).resume_point();
                 o.send(Id::from(peer), Wire::Resume { conn, delivered });
                 if self.ghost.disconnects < self.faults.disconnects {
                     arm(o, Step::Fault(fault));

@@ -31,7 +31,9 @@
 //! write answered, every snapshot started complete at every replica.
 //! With links small enough to fill ([`Faults::link_buffer`]), always: **writes
 //! flow when quiet**, no link full once nothing is in flight
-//! ([`gsmo_spec::properties::writes_flow`]).
+//! ([`gsmo_spec::properties::writes_flow`]); under total-sequencer, **held acks
+//! stay held**: no member learns of deliveries past the sequencer's hold, not
+//! even from a reconnect ([`gsmo_spec::properties::acks_stay_held`]).
 //!
 //! Broken variants: `delivery-order` (FIFO/causal replicas applying writes in
 //! delivery order rather than last-writer-wins) diverges; `no-wait` and
@@ -41,7 +43,8 @@
 //! only) loses the writes in flight at the cut on restore; `reordering`
 //! channels let a marker overtake a write, which the restore then loses;
 //! `silent-release` (the sequencer's ack hold let go without the acks owed)
-//! leaves a member refusing writes for good.
+//! leaves a member refusing writes for good; `leaky-resume` (a reconnect told
+//! the true resume point under a hold) lets a member past the hold.
 //!
 //! [`Node`]: gsmo_spec::node::Node
 //! [`Node::handle`]: gsmo_spec::node::Node::handle
@@ -57,8 +60,8 @@ use gsmo_spec::multicast::sequencer::SEQUENCER;
 use gsmo_spec::multicast::{Mode, MsgId};
 use gsmo_spec::node::Part;
 use gsmo_spec::properties::{
-    all_delivered, causal_order, consistent_cut, consistent_delivery_vectors, convergence,
-    integrity, total_order, writes_flow, Event, FullLink, Violation,
+    acks_stay_held, all_delivered, causal_order, consistent_cut, consistent_delivery_vectors,
+    convergence, integrity, total_order, writes_flow, Event, FullLink, LeakedHold, Violation,
 };
 use gsmo_spec::sim::Cluster;
 use gsmo_spec::snapshot::SnapshotId;
@@ -158,9 +161,21 @@ pub enum KvBug {
     /// held acks go without sending them, so a member whose writes its hold
     /// refused stays full. Caught by "writes flow when quiet".
     SilentRelease,
+    /// total-sequencer with a small `--link-buffer` and `--disconnects`: a
+    /// member reconnecting to the sequencer during a hold is told the true
+    /// resume point, which acknowledges what the hold holds. Caught by "held
+    /// acks stay held".
+    LeakyResume,
 }
 
 impl KvBug {
+    /// The variant's name on the command line.
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
     /// The property this variant must violate.
     pub fn caught_by(self) -> &'static str {
         match self {
@@ -170,6 +185,7 @@ impl KvBug {
             KvBug::NoChannelRecording | KvBug::Reordering => "snapshot restores",
             KvBug::NoLinkLayer => "all delivered",
             KvBug::SilentRelease => FLOW,
+            KvBug::LeakyResume => HELD,
         }
     }
 }
@@ -233,23 +249,34 @@ impl KvCfg {
             (Some(b @ (KvBug::NoChannelRecording | KvBug::Reordering)), _)
                 if self.snapshots == 0 =>
             {
-                let name = b.to_possible_value().map(|v| v.get_name().to_owned());
                 Err(format!(
                     "{} breaks snapshots: it needs --snapshots 1 or more",
-                    name.unwrap_or_default()
+                    b.name()
                 ))
             }
             (Some(KvBug::NoLinkLayer), _) if self.faults.disconnects == 0 => {
                 Err("no-link-layer loses frames with broken connections: it needs --disconnects 1 or more".into())
             }
-            (Some(KvBug::SilentRelease), m) if m != Mode::TotalSequencer => Err(format!(
-                "silent-release breaks the sequencer's ack hold, which {m} does not have"
-            )),
-            (Some(KvBug::SilentRelease), _) if self.faults.link_buffer.is_none() => {
-                Err("silent-release breaks the ack hold, which needs a link to fill: \
-                     --link-buffer 1, say"
-                    .into())
+            (Some(b @ (KvBug::SilentRelease | KvBug::LeakyResume)), m)
+                if m != Mode::TotalSequencer =>
+            {
+                Err(format!(
+                    "{} breaks the sequencer's ack hold, which {m} does not have",
+                    b.name()
+                ))
             }
+            (Some(b @ (KvBug::SilentRelease | KvBug::LeakyResume)), _)
+                if self.faults.link_buffer.is_none() =>
+            {
+                Err(format!(
+                    "{} breaks the ack hold, which needs a link to fill: --link-buffer 1, say",
+                    b.name()
+                ))
+            }
+            (Some(KvBug::LeakyResume), _) if self.faults.disconnects == 0 => Err(
+                "leaky-resume lets a hold go at a reconnect: it needs --disconnects 1 or more"
+                    .into(),
+            ),
             _ => Ok(()),
         }
     }
@@ -312,6 +339,7 @@ impl KvCfg {
         let link = match self.broken {
             Some(KvBug::Reordering | KvBug::NoLinkLayer) => LinkBug::Bypass,
             Some(KvBug::SilentRelease) => LinkBug::SilentRelease,
+            Some(KvBug::LeakyResume) => LinkBug::LeakyResume,
             _ => self.faults.link,
         };
         Faults {
@@ -406,11 +434,15 @@ impl KvCfg {
                     !full_links(s).is_empty()
                 });
             if self.mode == Mode::TotalSequencer && self.nodes >= 2 {
-                // Non-vacuity: the sequencer holds its acks back.
-                model = model.property(Expectation::Sometimes, "acks held", |_, s| {
-                    let n0 = &s.actor_states[SEQUENCER].node;
-                    (1..n0.cluster_size()).any(|j| n0.link(j).acks_held())
-                });
+                model = model
+                    .property(Expectation::Always, HELD, |_, s| {
+                        acks_stay_held(&leaked_holds(s)).is_ok()
+                    })
+                    // Non-vacuity: the sequencer holds its acks back.
+                    .property(Expectation::Sometimes, "acks held", |_, s| {
+                        let n0 = &s.actor_states[SEQUENCER].node;
+                        (1..n0.cluster_size()).any(|j| n0.link(j).acks_held())
+                    });
             }
         }
         if self.snapshots > 0 {
@@ -461,6 +493,20 @@ fn delivered(log: &[Event]) -> impl Iterator<Item = MsgId> + '_ {
 
 /// The name of [`writes_flow`]'s property.
 const FLOW: &str = "writes flow when quiet";
+
+/// The name of [`acks_stay_held`]'s property.
+const HELD: &str = "held acks stay held";
+
+/// Every member that knows of more than the sequencer's hold on it lets it
+/// know ([`Node::leaked_hold`](gsmo_spec::node::Node::leaked_hold)).
+fn leaked_holds<H>(s: &ReplicasState<H>) -> Vec<LeakedHold> {
+    let n0 = &s.actor_states[SEQUENCER].node;
+    s.actor_states
+        .iter()
+        .skip(SEQUENCER + 1)
+        .filter_map(|a| n0.leaked_hold(&a.node))
+        .collect()
+}
 
 /// Nothing in flight and every connection up: every frame sent was delivered
 /// and every ack owed could have gone.
@@ -789,6 +835,7 @@ impl Explained for KvModel {
             "conservation" => conserved(self.cfg.total(), s),
             "termination" => terminated(s),
             FLOW if quiet(s) => writes_flow(&full_links(s)),
+            HELD => acks_stay_held(&leaked_holds(s)),
             _ => Ok(()),
         };
         r.err().map(|v| v.to_string())

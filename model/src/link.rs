@@ -361,7 +361,7 @@ impl Model for LinkModel {
                 s.links[from][to].disconnect();
             }
             LinkAction::Reconnect { from, to } => {
-                let delivered = s.links[to][from].delivered();
+                let delivered = s.links[to][from].resume_point();
                 match s.links[from][to].resume(delivered) {
                     Ok(frames) => s.wire[from][to].extend(frames),
                     Err(e) => s.error = Some(format!("n{from} refused n{to}'s resume: {e}")),

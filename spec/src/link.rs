@@ -28,6 +28,8 @@
 //!   it delivered ([`Link::resume`]); everything retained above that is resent,
 //!   in order. A peer that claims more than was ever sent, or less than it had
 //!   already acknowledged, is from another epoch (a restarted node): refused.
+//!   While acks are held ([`Link::hold_acks`]), the resume point told is where
+//!   the hold began, so a reconnect does not let the hold go.
 //! * **Bound**: the retained bytes are the backpressure signal. The link never
 //!   drops a frame to stay under its bound; the replica refuses new client writes
 //!   while a link is full ([`Link::is_full`]).
@@ -83,6 +85,10 @@ pub enum LinkBug {
     /// ([`Link::hold_acks`]): a peer refusing writes for want of it waits
     /// for a frame or a tick that may never come.
     SilentRelease,
+    /// Tells a reconnecting peer its true resume point though acks are held
+    /// ([`Link::resume_point`]): every reconnect lets the hold go by up to a
+    /// buffer, so the holder's memory grows without bound.
+    LeakyResume,
 }
 
 /// The peer's resume point does not fit this channel's history.
@@ -137,9 +143,10 @@ pub struct Link<M> {
     /// replica in the same step, so always false between steps.
     ack_due: bool,
     /// Acknowledgements held back (flow control, decided by the replica:
-    /// `Node`'s relay rule). While set, data frames carry the last ack sent
-    /// and no ack frame goes, so the peer's retained frames pile up.
-    acks_held: bool,
+    /// `Node`'s relay rule), with what was delivered when the hold began.
+    /// While set, data frames carry the last ack sent, no ack frame goes, and
+    /// a resume is told the hold's start, so the peer's retained frames pile up.
+    held_at: Option<u64>,
     bug: LinkBug,
 }
 
@@ -162,7 +169,7 @@ impl<M: Clone> Link<M> {
             ack_sent: 0,
             ack_wanted_at: u64::MAX,
             ack_due: false,
-            acks_held: false,
+            held_at: None,
             bug: LinkBug::None,
         }
     }
@@ -178,18 +185,43 @@ impl<M: Clone> Link<M> {
     /// want of it, and then it sends nothing that would ask for it, so
     /// waiting for the next frame or tick would leave it refusing for nothing.
     pub fn hold_acks(&mut self, hold: bool) -> Option<Frame<M>> {
-        let released = self.acks_held && !hold;
-        self.acks_held = hold;
-        if released && self.bug != LinkBug::SilentRelease {
-            self.ack_frame()
-        } else {
-            None
+        match (self.held_at, hold) {
+            (None, true) => {
+                self.held_at = Some(self.delivered);
+                None
+            }
+            (Some(_), false) => {
+                self.held_at = None;
+                (self.bug != LinkBug::SilentRelease)
+                    .then(|| self.ack_frame())
+                    .flatten()
+            }
+            _ => None,
         }
     }
 
     /// Whether acknowledgements are held back ([`Link::hold_acks`]).
     pub fn acks_held(&self) -> bool {
-        self.acks_held
+        self.held_at.is_some()
+    }
+
+    /// While acks are held, how many of the peer's frames were delivered when
+    /// the hold began: the most the peer may learn of until it ends.
+    pub fn held_at(&self) -> Option<u64> {
+        self.held_at
+    }
+
+    /// How far we delivered the peer's frames, as a resume handshake tells
+    /// the peer. Under a hold it is where the hold began: the true count would
+    /// acknowledge what the hold keeps unacknowledged, and every reconnect
+    /// would let the peer take a buffer more. Frames above it come again and
+    /// are dropped as duplicates. Never below the peer's `acked`: no ack
+    /// beyond the hold's start goes while it lasts.
+    pub fn resume_point(&self) -> u64 {
+        match self.held_at {
+            Some(at) if self.bug != LinkBug::LeakyResume => at,
+            _ => self.delivered,
+        }
     }
 
     /// From `bytes` retained on, data frames ask the peer for an immediate ack.
@@ -211,7 +243,7 @@ impl<M: Clone> Link<M> {
     }
 
     fn data(&mut self, seq: u64, body: M) -> Frame<M> {
-        if !self.acks_held {
+        if self.held_at.is_none() {
             self.ack_sent = self.delivered;
         }
         Frame::Data {
@@ -279,7 +311,11 @@ impl<M: Clone> Link<M> {
         let skip = match self.bug {
             LinkBug::NoResend | LinkBug::Bypass => self.retained.len(),
             LinkBug::ResumeOffByOne => 1,
-            LinkBug::None | LinkBug::NoDedup | LinkBug::StaleAck | LinkBug::SilentRelease => 0,
+            LinkBug::None
+            | LinkBug::NoDedup
+            | LinkBug::StaleAck
+            | LinkBug::SilentRelease
+            | LinkBug::LeakyResume => 0,
         };
         let resend: Vec<(u64, M)> = self
             .retained
@@ -308,7 +344,7 @@ impl<M: Clone> Link<M> {
     /// An acknowledgement frame, if the peer has not heard of everything we
     /// delivered and the outgoing connection can carry it.
     pub fn ack_frame(&mut self) -> Option<Frame<M>> {
-        (self.out_up && !self.acks_held && self.delivered > self.ack_sent).then(|| {
+        (self.out_up && self.held_at.is_none() && self.delivered > self.ack_sent).then(|| {
             self.ack_sent = self.delivered;
             Frame::Ack {
                 ack: self.delivered,
@@ -322,8 +358,8 @@ impl<M: Clone> Link<M> {
         std::mem::take(&mut self.ack_due)
     }
 
-    /// How many of the peer's frames were delivered: what a resume handshake
-    /// tells the peer.
+    /// How many of the peer's frames were delivered (outside a hold, what a
+    /// resume handshake tells the peer: [`Link::resume_point`]).
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
@@ -362,7 +398,7 @@ impl<M: Clone> Link<M> {
 /// (see [`crate::node::Node::hash_live`]).
 ///
 /// A link's acknowledgement bookkeeping (`acked`, `retained`, `retained_bytes`,
-/// `ack_sent`, and the `ack` a data frame carries) is read only by a resume
+/// `ack_sent`, where a hold began, and the `ack` a data frame carries) is read only by a resume
 /// after a disconnect, by the ack owed on a tick, and at three thresholds (an
 /// ack every [`ACK_EVERY`](crate::node::ACK_EVERY) deliveries, `ack_now` from
 /// `ack_wanted_at` retained bytes, writes refused at the link buffer). In a run with
@@ -383,7 +419,7 @@ impl<M: Hash> Link<M> {
             ack_sent: _,
             ack_wanted_at,
             ack_due,
-            acks_held,
+            held_at,
             bug,
         } = self;
         (
@@ -392,7 +428,8 @@ impl<M: Hash> Link<M> {
             delivered,
             ack_wanted_at,
             ack_due,
-            acks_held,
+            // Where a hold began is read only by a resume.
+            held_at.is_some(),
             bug,
         )
             .hash(h);
@@ -544,6 +581,37 @@ mod tests {
         b.receive(a.send('x', 10).unwrap()).unwrap();
         assert_eq!(b.hold_acks(false), None);
         assert!(b.ack_frame().is_some(), "still owed");
+    }
+
+    /// A reconnect under a hold is told where the hold began, so the peer
+    /// keeps what the hold keeps; the frames above come again as duplicates.
+    /// Told the true count (the broken variant), each reconnect would free the
+    /// peer a buffer more.
+    #[test]
+    fn a_reconnect_does_not_let_a_hold_go() {
+        for (bug, kept) in [(LinkBug::None, 5), (LinkBug::LeakyResume, 0)] {
+            let (mut a, b) = connected();
+            let mut b = b.with_bug(bug);
+            b.receive(a.send('x', 10).unwrap()).unwrap();
+            b.hold_acks(true);
+            assert_eq!(b.held_at(), Some(1));
+            b.receive(a.send('y', 5).unwrap()).unwrap();
+            a.disconnect();
+            assert_eq!(b.delivered(), 2);
+            let resent = a.resume(b.resume_point()).unwrap();
+            assert_eq!(a.retained_bytes(), kept, "{bug:?}");
+            for f in resent {
+                assert_eq!(b.receive(f).unwrap(), None, "a duplicate");
+            }
+            assert_eq!(b.delivered(), 2);
+            assert_eq!(b.ack_frame(), None, "{bug:?}: still held");
+            if bug == LinkBug::None {
+                let owed = b.hold_acks(false).expect("owed when let go");
+                a.receive(owed).unwrap();
+                assert_eq!(a.retained_bytes(), 0);
+                assert_eq!(b.resume_point(), 2, "no hold: the true count");
+            }
+        }
     }
 
     #[test]

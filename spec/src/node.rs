@@ -35,7 +35,7 @@ use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write, PREFETCH_A
 use crate::link::{Frame, Link, LinkBug, LinkError};
 use crate::multicast::sequencer::SEQUENCER;
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
-use crate::properties::FullLink;
+use crate::properties::{FullLink, LeakedHold};
 use crate::snapshot::{
     AbortReason, ChannelError, Envelope, LocalSnapshot, PartSummary, Recorder, SnapshotEffect,
     SnapshotId,
@@ -709,6 +709,20 @@ impl Node {
                 limit,
             })
             .find(|f| f.retained >= limit)
+    }
+
+    /// Where this replica holds its acks to `peer` and `peer` knows of more
+    /// deliveries than the hold began with: the hold let go without ending
+    /// ([`properties::acks_stay_held`](crate::properties::acks_stay_held)).
+    pub fn leaked_hold(&self, peer: &Node) -> Option<LeakedHold> {
+        let held_at = self.links[peer.me].held_at()?;
+        let acked = peer.links[self.me].acked();
+        (acked > held_at).then_some(LeakedHold {
+            node: self.me,
+            peer: peer.me,
+            held_at,
+            acked,
+        })
     }
 
     /// The answer to a read, which changes nothing and sends nothing; `None`

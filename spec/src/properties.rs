@@ -30,6 +30,17 @@ fn fail<T>(property: &'static str, detail: String) -> Result<T, Violation> {
     Err(Violation { property, detail })
 }
 
+/// Holds when there is no witness against `property`; else the first, told.
+fn no_witness<W>(
+    property: &'static str,
+    witnesses: &[W],
+    tell: impl Fn(&W) -> String,
+) -> Result<(), Violation> {
+    witnesses
+        .first()
+        .map_or(Ok(()), |w| fail(property, tell(w)))
+}
+
 /// One multicast event in a node's local history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Event {
@@ -426,17 +437,38 @@ pub struct FullLink {
 /// may refuse writes for a while, never for good: every frame was
 /// delivered, so every ack owed must have gone.
 pub fn writes_flow(full: &[FullLink]) -> Result<(), Violation> {
-    match full.first() {
-        None => Ok(()),
-        Some(f) => fail(
-            "writes flow when quiet",
-            format!(
-                "nothing in flight, yet n{}'s link to n{} retains {} bytes (limit {}): \
-                 n{} refuses writes for good",
-                f.node, f.peer, f.retained, f.limit, f.node
-            ),
-        ),
-    }
+    no_witness("writes flow when quiet", full, |f| {
+        format!(
+            "nothing in flight, yet n{}'s link to n{} retains {} bytes (limit {}): \
+             n{} refuses writes for good",
+            f.node, f.peer, f.retained, f.limit, f.node
+        )
+    })
+}
+
+/// A replica's ack hold that a peer got past: the peer knows of `acked` of
+/// its frames delivered, where the hold began at `held_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeakedHold {
+    pub node: NodeId,
+    pub peer: NodeId,
+    pub held_at: u64,
+    pub acked: u64,
+}
+
+/// Held acks stay held: while a replica holds its acks to a peer, the peer
+/// learns of no delivery beyond where the hold began, neither from a frame
+/// nor from a reconnect's resume point. Otherwise the peer frees its buffer,
+/// takes more writes, and the holder's memory passes its bound, by a buffer
+/// per reconnect.
+pub fn acks_stay_held(leaks: &[LeakedHold]) -> Result<(), Violation> {
+    no_witness("held acks stay held", leaks, |l| {
+        format!(
+            "n{} holds its acks to n{} from frame {}, yet n{} knows of {} delivered: \
+             n{} may take writes the hold should refuse",
+            l.node, l.peer, l.held_at, l.peer, l.acked, l.peer
+        )
+    })
 }
 
 /// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
@@ -869,6 +901,24 @@ mod tests {
         assert!(
             v.detail
                 .contains("n1's link to n0 retains 44 bytes (limit 1)"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_peer_past_the_hold_breaks_it() {
+        assert!(acks_stay_held(&[]).is_ok());
+        let leak = LeakedHold {
+            node: 0,
+            peer: 2,
+            held_at: 3,
+            acked: 5,
+        };
+        let v = acks_stay_held(&[leak]).unwrap_err();
+        assert_eq!(v.property, "held acks stay held");
+        assert!(
+            v.detail
+                .contains("n0 holds its acks to n2 from frame 3, yet n2 knows of 5"),
             "{v}"
         );
     }

@@ -690,7 +690,9 @@ async fn a_killed_sequencer_member_stalls_no_survivor() {
 /// writer's own link to node 0 fills and its writes are refused with
 /// TRYAGAIN, and node 0 keeps about two buffers for the stopped member rather
 /// than every write (21 MB for 20,000 writes of 1 KB at a 1 MiB buffer
-/// without the hold). Once the member continues, writes go through again.
+/// without the hold). The writer's connection to node 0 broken during the
+/// hold does not let it go (5.25 MB for n2 after three reconnects, before
+/// `Link::resume_point`). Once the member continues, writes go through again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_sequencer_member_backs_writers_up() {
     if !gsmo_tests::have_tool("redis-benchmark") {
@@ -731,8 +733,14 @@ async fn a_stopped_sequencer_member_backs_writers_up() {
         "1",
         "node 0 holds n1's acks"
     );
-    cluster.signal(2, "CONT");
     let mut con = cluster.connect_patient(1, PATIENCE).await;
+    let after_reconnects = reconnects_keep_the_hold(&cluster, &mut con).await;
+    assert!(
+        after_reconnects < held + link_buffer / 2,
+        "three reconnects let n1 past the hold: node 0 holds {after_reconnects} bytes for n2, \
+         {held} before them (buffer {link_buffer})"
+    );
+    cluster.signal(2, "CONT");
     let deadline = Instant::now() + PATIENCE;
     loop {
         let r: redis::RedisResult<()> = redis::cmd("SET")
@@ -756,6 +764,51 @@ async fn a_stopped_sequencer_member_backs_writers_up() {
     let info = cluster.info(0).await;
     assert_eq!(peer_field(&info, 1, "acks_held"), "0", "node 0 let go");
     eprintln!("n2 stopped: node 1 refused with TRYAGAIN, node 0 held {held} bytes for n2");
+}
+
+/// Kills n1's connection to node 0 from outside three times while node 0
+/// holds n1's acks, and after each reconnect writes at node 1 until refused
+/// again; returns the bytes node 0 then holds for n2. A reconnect tells n1
+/// where the hold began, so n1 stays refused: told how far node 0 really got,
+/// n1 would take another buffer of writes each time, for node 0 to keep.
+async fn reconnects_keep_the_hold(
+    cluster: &TestCluster,
+    con: &mut redis::aio::MultiplexedConnection,
+) -> u64 {
+    let value = vec![b'v'; 1000];
+    for round in 0..3 {
+        let before: u64 = peer_field(&cluster.info(0).await, 1, "reconnects_in")
+            .parse()
+            .unwrap();
+        let killed = ss_kill(peer_port(cluster, 0));
+        assert!(killed >= 1, "ss -K killed nothing (needs root)");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let info = cluster.info(0).await;
+            let ups: u64 = peer_field(&info, 1, "reconnects_in").parse().unwrap();
+            if ups > before && peer_field(&info, 1, "in") == "up" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "n1 did not reconnect: {info:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for k in 0..5_000 {
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("again:{round}:{k}"))
+                .arg(&value)
+                .query_async(con)
+                .await;
+            match r {
+                Ok(()) => continue,
+                Err(e) => {
+                    assert_eq!(fault_code(&e), "TRYAGAIN", "{e}");
+                    break;
+                }
+            }
+        }
+    }
+    let info = cluster.info(0).await;
+    peer_field(&info, 2, "retained_bytes").parse().unwrap()
 }
 
 /// How long the stopped node stays stopped: long enough that an unbounded

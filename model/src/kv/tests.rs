@@ -212,10 +212,44 @@ fn full_links_and_held_acks_drain_when_quiet() {
 /// An ack lost with a broken connection goes again when the next one is up,
 /// not at the next tick: the models have no ticks here, so without that
 /// "writes flow when quiet" fails (n0 loses its connection from n1 with n1's
-/// ack on it, and refuses writes for good).
+/// ack on it, and refuses writes for good). (674 states before a hold kept
+/// where it began, for a resume to tell.)
 #[test]
 fn an_ack_lost_with_a_connection_goes_on_the_next() {
-    assert_eq!(holds(buffered(Mode::TotalSequencer, 2, 1)), 674);
+    assert_eq!(holds(buffered(Mode::TotalSequencer, 2, 1)), 675);
+}
+
+/// A reconnect told the true resume point under the sequencer's hold lets a
+/// member past it: in 7 steps, n1's write is numbered and relayed, n0's
+/// connection from n1 breaks, and its resume acknowledges the write.
+#[test]
+fn a_leaky_resume_lets_a_member_past_the_hold() {
+    for nodes in [2, 3] {
+        catches(
+            KvCfg {
+                broken: Some(KvBug::LeakyResume),
+                ..buffered(Mode::TotalSequencer, nodes, 1)
+            },
+            &[],
+        );
+    }
+    let e = KvCfg {
+        broken: Some(KvBug::LeakyResume),
+        ..buffered(Mode::TotalSequencer, 2, 0)
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.contains("--disconnects 1"), "{e}");
+    let e = KvCfg {
+        broken: Some(KvBug::LeakyResume),
+        ..buffered(Mode::Fifo, 2, 1)
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        e.contains("leaky-resume breaks the sequencer's ack hold"),
+        "{e}"
+    );
 }
 
 /// The sequencer lets its hold go without the acks it owes: a member whose

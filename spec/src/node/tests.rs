@@ -595,6 +595,73 @@ fn a_stopped_member_backs_the_sequencers_relay_up_to_the_writer() {
     assert_eq!(c.replies[1][&req], Reply::Ok);
 }
 
+/// A member whose connection to the sequencer breaks during a hold is told,
+/// on reconnecting, where the hold began, so it keeps refusing writes and the
+/// sequencer's buffer for a stopped member stays where it was. Told the true
+/// count (`LeakyResume`), every reconnect takes another buffer's writes.
+#[test]
+fn a_reconnect_does_not_let_the_sequencers_hold_go() {
+    let held_after = |bug: LinkBug| {
+        let limits = Limits {
+            link_buffer_bytes: 2_000,
+            max_batch: 1,
+            ..Limits::default()
+        };
+        let mut c = Cluster::from_nodes(
+            (0..3)
+                .map(|i| {
+                    Node::new(i, 3, Mode::TotalSequencer)
+                        .with_limits(limits)
+                        .with_link_bug(bug)
+                })
+                .collect(),
+        );
+        let (mut held, mut violation) = (Vec::new(), None);
+        // n2 is stopped; n1 writes until refused, then its connection to n0
+        // breaks and comes back, three times.
+        for round in 0..4 {
+            for k in 0..1_000 {
+                c.client(1, set(&format!("{round}.{k}")));
+                while c.step(1, 0).unwrap() || c.step(0, 1).unwrap() {}
+                if c.nodes[1].write_refusal().is_some() {
+                    break;
+                }
+            }
+            assert!(c.nodes[1].write_refusal().is_some(), "n1 never refused");
+            held.push(c.nodes[0].link(2).retained_bytes());
+            let leaks: Vec<_> = c.nodes[0].leaked_hold(&c.nodes[1]).into_iter().collect();
+            violation = violation.or(crate::properties::acks_stay_held(&leaks).err());
+            let down = Input::LinkDown {
+                peer: 0,
+                outgoing: true,
+            };
+            c.input(1, down).unwrap();
+            let down = Input::LinkDown {
+                peer: 1,
+                outgoing: false,
+            };
+            c.input(0, down).unwrap();
+            c.input(0, Input::InboundUp { peer: 1 }).unwrap();
+            let delivered = c.nodes[0].link(1).resume_point();
+            c.input(1, Input::LinkUp { peer: 0, delivered }).unwrap();
+            while c.step(1, 0).unwrap() || c.step(0, 1).unwrap() {}
+        }
+        (held, violation)
+    };
+    let (held, violation) = held_after(LinkBug::None);
+    assert_eq!(violation, None);
+    assert!(
+        held.windows(2).all(|w| w[1] == w[0]),
+        "the sequencer's buffer for n2 grew with reconnects: {held:?}"
+    );
+    let (held, violation) = held_after(LinkBug::LeakyResume);
+    assert_eq!(violation.expect("caught").property, "held acks stay held");
+    assert!(
+        held.windows(2).all(|w| w[1] > w[0]),
+        "the broken variant grows a buffer per reconnect: {held:?}"
+    );
+}
+
 /// Only the sequencer holds acks back: elsewhere a full link (here node 0's
 /// to a stopped n2, under fifo) leaves the acks to others flowing, so no two
 /// nodes can end up waiting on each other's.

@@ -44,6 +44,10 @@ bugs (unique states in brackets; the whole sweep: about 2 s of CPU)
                          links of one byte: any frame fills one, so writes are
                          refused and the sequencer holds its acks back; \"writes
                          flow when quiet\" checks it lets them go [1,737]
+  kv --mode total-sequencer --msgs 1 --snapshots 0 --disconnects 1 --link-buffer 1
+                         the same on 2 nodes with a broken connection: \"held
+                         acks stay held\" checks a reconnect during the hold does
+                         not let a member past it [675]
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)

@@ -124,7 +124,7 @@ where
 /// The default sweep: every model at its default configuration, and the
 /// smallest configurations that show the features the defaults leave out.
 fn defaults() -> Vec<Job> {
-    const ARGVS: [&str; 17] = [
+    const ARGVS: [&str; 18] = [
         "causal",
         "total-sequencer",
         "total-isis",
@@ -138,6 +138,8 @@ fn defaults() -> Vec<Job> {
         "kv --mode total-sequencer --msgs 1 --disconnects 1",
         // Links of one byte: writes refused, the sequencer's acks held and let go.
         "kv --mode total-sequencer --nodes 3 --msgs 1 --snapshots 0 --link-buffer 1",
+        // ... and a reconnect during the hold, which must not let it go.
+        "kv --mode total-sequencer --msgs 1 --snapshots 0 --disconnects 1 --link-buffer 1",
         "abort",
         "abort --msgs 1 --snapshots 0 --no-store-failures",
         // Batches of 1 and 2 writes: a replica may flush after each write or after two.

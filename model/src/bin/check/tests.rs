@@ -16,7 +16,7 @@ fn job(argv: &[&str]) -> Result<Job, String> {
 #[test]
 fn the_default_sweep_is_every_model_unbroken() {
     let jobs = defaults();
-    assert_eq!(jobs.len(), 17);
+    assert_eq!(jobs.len(), 18);
     assert!(jobs.iter().all(|j| j.promises.is_none()));
     let kv_modes: Vec<Mode> = jobs
         .iter()
@@ -46,6 +46,13 @@ fn the_default_sweep_is_every_model_unbroken() {
         &j.model,
         AnyModel::Kv(c) if c.mode == Mode::TotalSequencer
             && c.nodes >= 3
+            && c.faults.link_buffer.is_some()
+    )));
+    // ... and a connection broken during the hold.
+    assert!(jobs.iter().any(|j| matches!(
+        &j.model,
+        AnyModel::Kv(c) if c.mode == Mode::TotalSequencer
+            && c.faults.disconnects >= 1
             && c.faults.link_buffer.is_some()
     )));
     // Batches of two, in a total mode and under last-writer-wins.
@@ -92,6 +99,16 @@ fn model_arguments_reach_the_configuration() {
 
     let j = job(&["kv", "--link-buffer", "64", "--broken", "silent-release"]).unwrap();
     assert_eq!(j.promises, Some("writes flow when quiet"));
+    let argv = [
+        "kv",
+        "--link-buffer",
+        "1",
+        "--disconnects",
+        "1",
+        "--broken",
+        "leaky-resume",
+    ];
+    assert_eq!(job(&argv).unwrap().promises, Some("held acks stay held"));
     assert!(j.title.contains("link buffers of 64 bytes"), "{}", j.title);
     let AnyModel::Kv(c) = j.model else {
         panic!("kv")
