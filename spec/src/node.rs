@@ -683,13 +683,20 @@ impl Node {
             let (j, limit) = (f.peer, f.limit);
             // A member cannot see past the sequencer, whose ack hold may be
             // for another member (`Node::hold_relayed_acks`): say so.
-            let who = if mode == Mode::TotalSequencer && j == SEQUENCER {
-                format!("n{j}, or a member it relays to,")
+            let why = if mode == Mode::TotalSequencer && j == SEQUENCER {
+                format!("n{j}, or a member it relays to, is slow or unreachable")
+            } else if let Some(since) = self.down_since[j].filter(|_| self.is_unreachable(j)) {
+                // Known dead for now: "slow" would mislead. Its frames wait
+                // for it, and so do writes, until it is back.
+                format!(
+                    "n{j} has been unreachable for {} s; writes wait for it to come back",
+                    secs(self.now.saturating_sub(since))
+                )
             } else {
-                format!("n{j}")
+                format!("n{j} is slow or unreachable")
             };
             format!(
-                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): {who} is slow or unreachable; retry later",
+                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): {why}; retry later",
                 f.retained
             )
         })

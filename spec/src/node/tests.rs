@@ -662,6 +662,30 @@ fn a_reconnect_does_not_let_the_sequencers_hold_go() {
     );
 }
 
+/// A link that fills for a peer known to be down says so, rather than
+/// "slow": writes wait for that peer to come back.
+#[test]
+fn a_full_link_to_an_unreachable_peer_says_how_long_it_has_been_down() {
+    let mut c = small_buffers(Mode::Fifo);
+    for outgoing in [true, false] {
+        c.input(0, Input::LinkDown { peer: 2, outgoing }).unwrap();
+    }
+    c.input(0, Input::Tick { now: 5_500 }).unwrap();
+    assert!(c.nodes[0].is_unreachable(2));
+    while c.nodes[0].write_refusal().is_none() {
+        c.client(0, set("a"));
+        while c.step(0, 1).unwrap() || c.step(1, 0).unwrap() {}
+    }
+    let why = c.nodes[0].write_refusal().unwrap();
+    assert!(
+        why.starts_with("TRYAGAIN link to n2 holds")
+            && why.ends_with(
+                "n2 has been unreachable for 5.5 s; writes wait for it to come back; retry later"
+            ),
+        "{why}"
+    );
+}
+
 /// Only the sequencer holds acks back: elsewhere a full link (here node 0's
 /// to a stopped n2, under fifo) leaves the acks to others flowing, so no two
 /// nodes can end up waiting on each other's.
