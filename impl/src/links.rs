@@ -421,6 +421,121 @@ mod tests {
         std::iter::from_fn(|| rx.try_recv().ok().map(|f| f.frame)).collect()
     }
 
+    /// Node 1's inbound connection comes up (its handshake); its generation.
+    fn admit(rt: &mut Runtime) -> Admitted {
+        let (answer, mut admitted) = oneshot::channel();
+        rt.handle(Input::Link(LinkEvent::InHello { peer: 1, answer }));
+        admitted.try_recv().expect("admitted")
+    }
+
+    /// INFO's `peer_n1` field `field`.
+    fn peer_field(rt: &Runtime, field: &str) -> String {
+        let info = rt.info();
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("peer_n1:"))
+            .expect("a peer_n1 line");
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
+            .to_string()
+    }
+
+    /// A connection's end is news only for the connection it names: the
+    /// handshake of a new inbound connection may overtake the old one's end,
+    /// which must then not take the new one down (nor tell the spec so,
+    /// which would count towards declaring the peer unreachable).
+    #[tokio::test]
+    async fn the_end_of_a_replaced_connection_leaves_its_successor_up() {
+        let mut rt = node0();
+        let first = admit(&mut rt);
+        let second = admit(&mut rt);
+        assert_eq!((first.gen, second.gen), (1, 2));
+        let in_down = |gen| {
+            Input::Link(LinkEvent::InDown {
+                peer: 1,
+                gen,
+                reason: "test".into(),
+            })
+        };
+        rt.handle(in_down(1));
+        assert_eq!(peer_field(&rt, "in"), "up", "the old one's end");
+        rt.handle(in_down(2));
+        assert!(peer_field(&rt, "in").starts_with("down"));
+        assert_eq!(peer_field(&rt, "reconnects_in"), "1");
+
+        let _old = connect(&mut rt, 1);
+        let out_down = |gen| {
+            Input::Link(LinkEvent::OutDown {
+                peer: 1,
+                gen,
+                reason: "test".into(),
+            })
+        };
+        rt.handle(out_down(1));
+        assert!(peer_field(&rt, "out").starts_with("down"));
+        let _new = connect(&mut rt, 2);
+        rt.handle(out_down(1));
+        assert_eq!(peer_field(&rt, "out"), "up", "a late end of the old one");
+        assert_eq!(peer_field(&rt, "reconnects_out"), "1");
+    }
+
+    /// `--fault-disconnect-every` breaks a connection that is up, the one
+    /// its pick names (out before in, peer by peer), and counts it; with none
+    /// up there is nothing to break and nothing to count.
+    #[tokio::test]
+    async fn an_injected_disconnect_breaks_the_picked_connection() {
+        let mut rt = node0();
+        let _out = connect(&mut rt, 1);
+        let _in = admit(&mut rt);
+        let fault = |pick| Input::FaultDisconnect { pick };
+        let injected = |rt: &Runtime| {
+            rt.info()
+                .lines()
+                .find_map(|l| l.strip_prefix("fault_disconnects:"))
+                .expect("a fault_disconnects line")
+                .to_string()
+        };
+        rt.handle(fault(3)); // 3 % 2: the second of (out, in)
+        assert_eq!(peer_field(&rt, "out"), "up");
+        assert!(peer_field(&rt, "in").starts_with("down(broken by"));
+        assert_eq!(injected(&rt), "1");
+        rt.handle(fault(7)); // only out is left up
+        assert!(peer_field(&rt, "out").starts_with("down(broken by"));
+        assert_eq!(injected(&rt), "2");
+        rt.handle(fault(0));
+        assert_eq!(injected(&rt), "2", "nothing was up to break");
+    }
+
+    /// A peer that resumes from before what it acknowledged lost its state:
+    /// the connection is refused and counted, and the node keeps running.
+    #[tokio::test]
+    async fn a_resume_behind_an_ack_is_refused_and_counted() {
+        let mut rt = node0();
+        let _out = connect(&mut rt, 1);
+        set(&mut rt);
+        rt.end_turn();
+        let admitted = admit(&mut rt);
+        let ack = PeerFrame {
+            clock: None,
+            frame: Frame::Ack { ack: 1 },
+        };
+        rt.handle(Input::Peer {
+            from: 1,
+            gen: admitted.gen,
+            frame: ack,
+        });
+        rt.handle(Input::Link(LinkEvent::OutDown {
+            peer: 1,
+            gen: 1,
+            reason: "test".into(),
+        }));
+        let _again = connect(&mut rt, 2); // resumes from 0, after acking 1
+        assert!(peer_field(&rt, "out").starts_with("down(resume refused"));
+        assert_eq!(peer_field(&rt, "refused_resumes"), "1");
+        assert!(rt.fatal.is_none(), "one connection refused, not the node");
+    }
+
     #[tokio::test]
     async fn frames_wait_for_the_end_of_the_turn() {
         let mut rt = node0();
