@@ -497,8 +497,8 @@ const FLOW: &str = "writes flow when quiet";
 /// The name of [`acks_stay_held`]'s property.
 const HELD: &str = "held acks stay held";
 
-/// Every member that knows of more than the sequencer's hold on it lets it
-/// know ([`Node::leaked_hold`](gsmo_spec::node::Node::leaked_hold)).
+/// The members that know of more of their frames delivered than the
+/// sequencer's hold on them began with ([`Node::leaked_hold`](gsmo_spec::node::Node::leaked_hold)).
 fn leaked_holds<H>(s: &ReplicasState<H>) -> Vec<LeakedHold> {
     let n0 = &s.actor_states[SEQUENCER].node;
     s.actor_states
