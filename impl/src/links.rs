@@ -428,6 +428,23 @@ mod tests {
         admitted.try_recv().expect("admitted")
     }
 
+    /// Connection `gen` with node 1, ours (`outgoing`) or its, ended.
+    fn ended(outgoing: bool, gen: u64) -> Input {
+        let reason = "test".to_string();
+        Input::Link(match outgoing {
+            true => LinkEvent::OutDown {
+                peer: 1,
+                gen,
+                reason,
+            },
+            false => LinkEvent::InDown {
+                peer: 1,
+                gen,
+                reason,
+            },
+        })
+    }
+
     /// INFO's `peer_n1` field `field`.
     fn peer_field(rt: &Runtime, field: &str) -> String {
         let info = rt.info();
@@ -451,31 +468,17 @@ mod tests {
         let first = admit(&mut rt);
         let second = admit(&mut rt);
         assert_eq!((first.gen, second.gen), (1, 2));
-        let in_down = |gen| {
-            Input::Link(LinkEvent::InDown {
-                peer: 1,
-                gen,
-                reason: "test".into(),
-            })
-        };
-        rt.handle(in_down(1));
+        rt.handle(ended(false, 1));
         assert_eq!(peer_field(&rt, "in"), "up", "the old one's end");
-        rt.handle(in_down(2));
+        rt.handle(ended(false, 2));
         assert!(peer_field(&rt, "in").starts_with("down"));
         assert_eq!(peer_field(&rt, "reconnects_in"), "1");
 
         let _old = connect(&mut rt, 1);
-        let out_down = |gen| {
-            Input::Link(LinkEvent::OutDown {
-                peer: 1,
-                gen,
-                reason: "test".into(),
-            })
-        };
-        rt.handle(out_down(1));
+        rt.handle(ended(true, 1));
         assert!(peer_field(&rt, "out").starts_with("down"));
         let _new = connect(&mut rt, 2);
-        rt.handle(out_down(1));
+        rt.handle(ended(true, 1));
         assert_eq!(peer_field(&rt, "out"), "up", "a late end of the old one");
         assert_eq!(peer_field(&rt, "reconnects_out"), "1");
     }
@@ -525,11 +528,7 @@ mod tests {
             gen: admitted.gen,
             frame: ack,
         });
-        rt.handle(Input::Link(LinkEvent::OutDown {
-            peer: 1,
-            gen: 1,
-            reason: "test".into(),
-        }));
+        rt.handle(ended(true, 1));
         let _again = connect(&mut rt, 2); // resumes from 0, after acking 1
         assert!(peer_field(&rt, "out").starts_with("down(resume refused"));
         assert_eq!(peer_field(&rt, "refused_resumes"), "1");
@@ -564,12 +563,7 @@ mod tests {
         let mut old = connect(&mut rt, 1);
         rt.end_turn();
         set(&mut rt);
-        let down = LinkEvent::OutDown {
-            peer: 1,
-            gen: 1,
-            reason: "test".into(),
-        };
-        rt.handle(Input::Link(down));
+        rt.handle(ended(true, 1));
         let mut new = connect(&mut rt, 2);
         rt.end_turn();
         assert!(

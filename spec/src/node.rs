@@ -514,9 +514,14 @@ impl Node {
     /// Whether `peer` has been disconnected for longer than the limit allows
     /// (never this replica itself, which has no connection to itself).
     pub fn is_unreachable(&self, peer: NodeId) -> bool {
-        peer != self.me
-            && self.down_since[peer]
-                .is_some_and(|t| self.now.saturating_sub(t) >= self.limits.unreachable_after_ms)
+        self.unreachable_for(peer).is_some()
+    }
+
+    /// How long `peer` has been disconnected, in milliseconds, if that is
+    /// long enough to count it unreachable ([`Node::is_unreachable`]).
+    fn unreachable_for(&self, peer: NodeId) -> Option<u64> {
+        let down_for = self.now.saturating_sub(self.down_since[peer]?);
+        (peer != self.me && down_for >= self.limits.unreachable_after_ms).then_some(down_for)
     }
 
     /// The last tick's time.
@@ -666,8 +671,10 @@ impl Node {
     pub fn write_refusal(&self) -> Option<String> {
         let mode = self.mode();
         let needs = mode.needs(self.me, self.n);
-        if let Some(&j) = needs.iter().find(|&&j| self.is_unreachable(j)) {
-            let since = self.down_since[j].unwrap_or(self.now);
+        if let Some((j, down_for)) = needs
+            .iter()
+            .find_map(|&j| Some((j, self.unreachable_for(j)?)))
+        {
             let who = if needs.len() == 1 {
                 format!("node {j}")
             } else {
@@ -675,7 +682,7 @@ impl Node {
             };
             return Some(format!(
                 "CLUSTERDOWN write refused: n{j} unreachable for {} s and {mode} needs {who} to order writes; reads still work",
-                secs(self.now.saturating_sub(since))
+                secs(down_for)
             ));
         }
         // The unflushed batch counts as sent: it joins every link when it goes.
@@ -685,12 +692,12 @@ impl Node {
             // for another member (`Node::hold_relayed_acks`): say so.
             let why = if mode == Mode::TotalSequencer && j == SEQUENCER {
                 format!("n{j}, or a member it relays to, is slow or unreachable")
-            } else if let Some(since) = self.down_since[j].filter(|_| self.is_unreachable(j)) {
+            } else if let Some(down_for) = self.unreachable_for(j) {
                 // Known dead for now: "slow" would mislead. Its frames wait
                 // for it, and so do writes, until it is back.
                 format!(
                     "n{j} has been unreachable for {} s; writes wait for it to come back",
-                    secs(self.now.saturating_sub(since))
+                    secs(down_for)
                 )
             } else {
                 format!("n{j} is slow or unreachable")
