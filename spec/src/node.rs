@@ -18,6 +18,10 @@
 //!   `TIMEOUT` (its outcome unknown: it may still be applied);
 //! * the snapshot abort policy lives in the [`Recorder`].
 //!
+//! The rules for connections and time are in `node/reachability.rs`, those
+//! for full links (the refusals and the sequencer's ack hold) in
+//! `node/backpressure.rs`; this file composes the replica and routes its inputs.
+//!
 //! Writes go out in batches ([`crate::batch`]): those issued since the last
 //! multicast travel as one message, on [`Input::Flush`] or when the batch is
 //! full ([`Limits::max_batch`]); delivery applies them in order and answers
@@ -33,9 +37,7 @@ use crate::batch::{Batch, Outbox, SharedWrite};
 use crate::clock::LamportClock;
 use crate::kv::{KvStore, Op, ReadOp, Reply, Resolution, Stamp, Write, PREFETCH_AHEAD};
 use crate::link::{Frame, Link, LinkBug, LinkError};
-use crate::multicast::sequencer::SEQUENCER;
 use crate::multicast::{Effect, Mode, MsgId, Multicast, Wire, WrongMode};
-use crate::properties::{FullLink, LeakedHold};
 use crate::snapshot::{
     AbortReason, ChannelError, Envelope, LocalSnapshot, PartSummary, Recorder, SnapshotEffect,
     SnapshotId,
@@ -506,24 +508,6 @@ impl Node {
         &self.links[peer]
     }
 
-    /// Since when `peer` has not been connected both ways, if it is not.
-    pub fn down_since(&self, peer: NodeId) -> Option<u64> {
-        self.down_since[peer]
-    }
-
-    /// Whether `peer` has been disconnected for longer than the limit allows
-    /// (never this replica itself, which has no connection to itself).
-    pub fn is_unreachable(&self, peer: NodeId) -> bool {
-        self.unreachable_for(peer).is_some()
-    }
-
-    /// How long `peer` has been disconnected, in milliseconds, if that is
-    /// long enough to count it unreachable ([`Node::is_unreachable`]).
-    fn unreachable_for(&self, peer: NodeId) -> Option<u64> {
-        let down_for = self.now.saturating_sub(self.down_since[peer]?);
-        (peer != self.me && down_for >= self.limits.unreachable_after_ms).then_some(down_for)
-    }
-
     /// The last tick's time.
     pub fn now(&self) -> u64 {
         self.now
@@ -543,39 +527,15 @@ impl Node {
             Input::Peer { from, frame } => return self.on_peer(from, frame),
             Input::LinkUp { peer, delivered } => {
                 self.check_peer(peer)?;
-                let frames = self.links[peer]
-                    .resume(delivered)
-                    .map_err(|error| PeerError::Link { peer, error })?;
-                out.extend(
-                    frames
-                        .into_iter()
-                        .map(|frame| Output::Send { to: peer, frame }),
-                );
-                self.update_reachability(peer);
-                self.hold_relayed_acks(&mut out);
-                // An ack lost with the old connection is owed again
-                // ([`Link::disconnect`]). It goes now, unless a resent frame
-                // carried it: the peer may be refusing writes for want of it,
-                // and the next tick is a tenth of a second away.
-                out.extend(
-                    self.links[peer]
-                        .ack_frame()
-                        .map(|frame| Output::Send { to: peer, frame }),
-                );
+                self.on_link_up(peer, delivered, &mut out)?;
             }
             Input::InboundUp { peer } => {
                 self.check_peer(peer)?;
-                self.inbound_up[peer] = true;
-                self.update_reachability(peer);
+                self.on_inbound_up(peer);
             }
             Input::LinkDown { peer, outgoing } => {
                 self.check_peer(peer)?;
-                if outgoing {
-                    self.links[peer].disconnect();
-                } else {
-                    self.inbound_up[peer] = false;
-                }
-                self.update_reachability(peer);
+                self.on_link_down(peer, outgoing);
             }
             Input::Tick { now } => self.on_tick(now, &mut out),
             Input::Stored { id, result } => {
@@ -599,144 +559,6 @@ impl Node {
         } else {
             Ok(())
         }
-    }
-
-    fn update_reachability(&mut self, peer: NodeId) {
-        let up = self.links[peer].is_up() && self.inbound_up[peer];
-        match (up, self.down_since[peer]) {
-            (true, _) => self.down_since[peer] = None,
-            (false, None) => self.down_since[peer] = Some(self.now),
-            (false, Some(_)) => {}
-        }
-    }
-
-    /// Time passes: unreachable peers, snapshot timeouts, write timeouts, idle acks.
-    fn on_tick(&mut self, now: u64, out: &mut Vec<Output>) {
-        self.now = self.now.max(now);
-        let unreachable: Vec<NodeId> = (0..self.n).filter(|&j| self.is_unreachable(j)).collect();
-        for peer in unreachable {
-            let effects = self.recorder.on_unreachable(peer);
-            self.carry_out_snapshot(effects, out);
-        }
-        let effects = self.recorder.on_tick(self.now);
-        self.carry_out_snapshot(effects, out);
-        if let Some(cutoff) = self.now.checked_sub(self.limits.write_timeout_ms) {
-            for (seq, p) in self.pending.take_issued_by(cutoff) {
-                let id = MsgId {
-                    origin: self.me,
-                    seq,
-                };
-                let reply = Reply::Error(format!(
-                    "TIMEOUT write {id} not delivered in {} s: {}; it may still be applied",
-                    secs(self.limits.write_timeout_ms),
-                    self.waiting_for()
-                ));
-                out.push(Output::Reply { req: p.req, reply });
-            }
-        }
-        for peer in 0..self.n {
-            if let Some(frame) = self.links[peer].ack_frame() {
-                out.push(Output::Send { to: peer, frame });
-            }
-        }
-    }
-
-    /// What an undelivered write waits for, in words.
-    fn waiting_for(&self) -> String {
-        let down: Vec<String> = self
-            .mode()
-            .needs(self.me, self.n)
-            .into_iter()
-            .filter_map(|j| {
-                self.down_since[j].map(|t| {
-                    format!(
-                        "n{j}, disconnected for {} s",
-                        secs(self.now.saturating_sub(t))
-                    )
-                })
-            })
-            .collect();
-        if down.is_empty() {
-            format!(
-                "waiting for the {} order (no needed peer is down)",
-                self.mode()
-            )
-        } else {
-            format!("waiting for {}", down.join(", "))
-        }
-    }
-
-    /// Why a new write cannot be taken now, if it cannot: a needed peer is
-    /// unreachable, or a link's retained buffer is full.
-    pub fn write_refusal(&self) -> Option<String> {
-        let mode = self.mode();
-        let needs = mode.needs(self.me, self.n);
-        if let Some((j, down_for)) = needs
-            .iter()
-            .find_map(|&j| Some((j, self.unreachable_for(j)?)))
-        {
-            let who = if needs.len() == 1 {
-                format!("node {j}")
-            } else {
-                "every node".to_string()
-            };
-            return Some(format!(
-                "CLUSTERDOWN write refused: n{j} unreachable for {} s and {mode} needs {who} to order writes; reads still work",
-                secs(down_for)
-            ));
-        }
-        // The unflushed batch counts as sent: it joins every link when it goes.
-        self.full_link(self.outbox.bytes()).map(|f| {
-            let (j, limit) = (f.peer, f.limit);
-            // A member cannot see past the sequencer, whose ack hold may be
-            // for another member (`Node::hold_relayed_acks`): say so.
-            let why = if mode == Mode::TotalSequencer && j == SEQUENCER {
-                format!("n{j}, or a member it relays to, is slow or unreachable")
-            } else if let Some(down_for) = self.unreachable_for(j) {
-                // Known dead for now: "slow" would mislead. Its frames wait
-                // for it, and so do writes, until it is back.
-                format!(
-                    "n{j} has been unreachable for {} s; writes wait for it to come back",
-                    secs(down_for)
-                )
-            } else {
-                format!("n{j} is slow or unreachable")
-            };
-            format!(
-                "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): {why}; retry later",
-                f.retained
-            )
-        })
-    }
-
-    /// The first link whose retained bytes, with `joining` more about to join
-    /// every link, reach the buffer's limit: while there is one, writes are
-    /// refused, and the sequencer holds its acks (`Node::hold_relayed_acks`).
-    pub fn full_link(&self, joining: u64) -> Option<FullLink> {
-        let limit = self.limits.link_buffer_bytes;
-        (0..self.n)
-            .filter(|&j| j != self.me)
-            .map(|j| FullLink {
-                node: self.me,
-                peer: j,
-                retained: self.links[j].retained_bytes() + joining,
-                limit,
-            })
-            .find(|f| f.retained >= limit)
-    }
-
-    /// Where this replica holds its acks to `peer` and `peer` knows of more
-    /// deliveries than the hold began with: the hold let go without ending
-    /// ([`properties::acks_stay_held`](crate::properties::acks_stay_held)).
-    pub fn leaked_hold(&self, peer: &Node) -> Option<LeakedHold> {
-        let held_at = self.links[peer.me].held_at()?;
-        let acked = peer.links[self.me].acked();
-        (acked > held_at).then_some(LeakedHold {
-            node: self.me,
-            peer: peer.me,
-            held_at,
-            acked,
-        })
     }
 
     /// The answer to a read, which changes nothing and sends nothing; `None`
@@ -826,30 +648,6 @@ impl Node {
         let (_, effects) = self.state.multicast.multicast(batch);
         self.carry_out(effects, out);
         self.hold_relayed_acks(out);
-    }
-
-    /// Flow control for what the sequencer relays. A member's write goes to
-    /// the sequencer alone, which sends it on to every member: a slow or
-    /// stopped member's link fills at the sequencer, not at the writer, so the
-    /// writer's own bound ([`Node::write_refusal`]) never sees it. So while
-    /// any of the sequencer's links retains its buffer's worth, the sequencer
-    /// acknowledges no member's frames: the members' links to it fill in turn,
-    /// and their writes are refused (`TRYAGAIN`) as the sequencer's own are.
-    /// Its memory stays within a buffer per link plus what the members had in
-    /// flight. Only the sequencer holds acks, and a member always acks it, so
-    /// no two nodes wait on each other's. Letting go sends each member the
-    /// ack it was owed at once: a member refusing writes sends nothing that
-    /// would ask for it.
-    fn hold_relayed_acks(&mut self, out: &mut Vec<Output>) {
-        if self.mode() != Mode::TotalSequencer || self.me != SEQUENCER {
-            return;
-        }
-        let full = self.full_link(0).is_some();
-        for j in (0..self.n).filter(|&j| j != self.me) {
-            if let Some(frame) = self.links[j].hold_acks(full) {
-                out.push(Output::Send { to: j, frame });
-            }
-        }
     }
 
     /// Starts a snapshot at this replica.
@@ -1042,8 +840,10 @@ fn secs(ms: u64) -> String {
     }
 }
 
+mod backpressure;
 mod live;
 mod pending;
+mod reachability;
 pub use live::{frames_on_one_link, FRAMES_PER_SNAPSHOT, FRAMES_PER_WRITE};
 #[cfg(test)]
 mod tests;
