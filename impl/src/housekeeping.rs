@@ -189,10 +189,7 @@ impl Runtime {
         let (Some(every), true) = (self.cfg.snapshot_every, self.ready_announced) else {
             return;
         };
-        let now = Instant::now();
-        let due = *self.snapshots.next_periodic.get_or_insert(now + every);
-        if now >= due {
-            self.snapshots.next_periodic = Some(now + every);
+        if periodic_due(&mut self.snapshots.next_periodic, Instant::now(), every) {
             self.start_snapshot();
         }
     }
@@ -405,6 +402,93 @@ impl Runtime {
     }
 }
 
+/// Whether a periodic snapshot is due at `now`; the first call only
+/// schedules one. The next is `every` after the one that starts, never
+/// sooner, however late a tick comes: at most one snapshot per period.
+fn periodic_due(next: &mut Option<Instant>, now: Instant, every: std::time::Duration) -> bool {
+    let due = *next.get_or_insert(now + every);
+    if now < due {
+        return false;
+    }
+    *next = Some(now + every);
+    true
+}
+
 fn unix_ms() -> u64 {
     crate::net::unix_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Status;
+
+    #[test]
+    fn a_periodic_snapshot_is_due_once_a_period_from_when_the_last_started() {
+        let every = std::time::Duration::from_millis(200);
+        let ms = |n| std::time::Duration::from_millis(n);
+        let t0 = Instant::now();
+        let mut next = None;
+        assert!(
+            !periodic_due(&mut next, t0, every),
+            "the first call schedules"
+        );
+        assert_eq!(next, Some(t0 + every));
+        assert!(!periodic_due(&mut next, t0 + ms(199), every));
+        assert!(periodic_due(&mut next, t0 + every, every), "due on the dot");
+        assert_eq!(next, Some(t0 + every * 2));
+        // A late tick: the next period counts from it, so no catch-up burst.
+        assert!(periodic_due(&mut next, t0 + ms(1000), every));
+        assert_eq!(next, Some(t0 + ms(1200)));
+        assert!(!periodic_due(&mut next, t0 + ms(1100), every));
+    }
+
+    /// A disk that keeps refusing ABORTED records costs at most
+    /// [`MAX_UNRECORDED_ABORTS`] of them, the oldest forgotten first; once it
+    /// takes writes again, the next call writes every one still kept.
+    #[test]
+    fn refused_abort_records_are_kept_up_to_the_bound_and_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let root = store.root().to_path_buf();
+        // The disk refuses: a file where the snapshots directory was.
+        std::fs::remove_dir(&root).unwrap();
+        std::fs::write(&root, b"not a directory").unwrap();
+        let pending = Mutex::new(VecDeque::new());
+        let id = |seq| SnapshotId { initiator: 1, seq };
+        let over = 3;
+        for seq in 1..=(MAX_UNRECORDED_ABORTS + over) as u64 {
+            let reason = format!("timed out ({seq})");
+            let new = UnrecordedAbort {
+                id: id(seq),
+                by: 2,
+                reason,
+            };
+            record_aborts(&store, &pending, Some(new));
+            let kept = seq.min(MAX_UNRECORDED_ABORTS as u64) as usize;
+            assert_eq!(pending.lock().unwrap().len(), kept, "after abort {seq}");
+        }
+        let first = pending.lock().unwrap().front().unwrap().id;
+        assert_eq!(first, id(over as u64 + 1), "the oldest go first");
+
+        std::fs::remove_file(&root).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        record_aborts(&store, &pending, None);
+        assert!(pending.lock().unwrap().is_empty());
+        for seq in 1..=(MAX_UNRECORDED_ABORTS + over) as u64 {
+            let status = store.status(id(seq)).unwrap();
+            if seq <= over as u64 {
+                assert!(
+                    !store.dir(id(seq)).exists(),
+                    "{seq} was forgotten: {status}"
+                );
+            } else {
+                let want = format!("node 2: timed out ({seq})");
+                assert!(
+                    matches!(&status, Status::Aborted(why) if why == &want),
+                    "{seq}: {status}"
+                );
+            }
+        }
+    }
 }

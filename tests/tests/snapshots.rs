@@ -16,6 +16,11 @@ const CLIENTS_PER_NODE: usize = 2;
 const TRANSFERS: usize = 120;
 const SNAPSHOTS: usize = 4;
 
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as u64
+}
+
 /// The parts of complete snapshot `id` in `store`.
 fn parts_of(store: &SnapshotStore, id: SnapshotId) -> Vec<gsmo_spec::node::Part> {
     let (_, parts) = store.load(id).unwrap();
@@ -43,6 +48,7 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
     let dir = data.path().display().to_string();
     let cluster_id = unique("snap");
     let total = OPENING * ACCOUNTS as i64;
+    let began = unix_ms();
     let cluster = Launch::new(3, mode)
         .cluster_id(&cluster_id)
         .args(&[
@@ -102,6 +108,15 @@ async fn snapshots_under_transfer_load_verify_and_restore() {
             panic!("snapshot {id} did not complete:\n{}", cluster.all_output());
         };
         let in_flight: u64 = m.parts.iter().map(|p| p.channel_messages).sum();
+        // Each part says when its node recorded it, by the wall clock.
+        for p in store.load(id).unwrap().1 {
+            let at = p.recorded_unix_ms;
+            assert!(
+                (began..=unix_ms()).contains(&at),
+                "{id} part {}: recorded at {at}, the run began at {began}",
+                p.part.node
+            );
+        }
         eprintln!("snapshot {id}: {in_flight} channel messages recorded");
         if best.is_none_or(|(n, _)| in_flight as usize >= n) {
             best = Some((in_flight as usize, id));

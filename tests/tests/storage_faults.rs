@@ -186,7 +186,13 @@ async fn aborted_everywhere(
 /// retention there removes what was left of the aborted one (its record), in
 /// the faulty node's dir too: a record its disk refused is written again
 /// before that node's next part, so nothing unexplained stays behind.
-async fn next_completes(cluster: &TestCluster, dirs: &[PathBuf], aborted: SnapshotId) {
+/// `failed_here`: how many part writes node FAULTY's process saw fail.
+async fn next_completes(
+    cluster: &TestCluster,
+    dirs: &[PathBuf],
+    aborted: SnapshotId,
+    failed_here: u64,
+) {
     let (ok, id, out) = take(cluster, &dirs[0]);
     assert!(
         ok && out.contains("COMPLETE"),
@@ -211,11 +217,18 @@ async fn next_completes(cluster: &TestCluster, dirs: &[PathBuf], aborted: Snapsh
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(store.parts_present(id), vec![i]);
-        assert_eq!(
-            cluster.info(i).await["snapshot_aborts_unrecorded"],
-            "0",
-            "node {i}"
-        );
+        let info = cluster.info(i).await;
+        assert_eq!(info["snapshot_aborts_unrecorded"], "0", "node {i}");
+        // The manifest is written after the commit is counted.
+        assert_eq!(info["snapshots_committed"], "1", "node {i}");
+        if i == FAULTY {
+            // Its failed part was counted and its next one stored; the
+            // healthy nodes' first part may have landed before or after the
+            // abort, so only the faulty node's counts are exact.
+            let errors = failed_here.to_string();
+            assert_eq!(info["snapshot_store_errors"], errors, "node {i}");
+            assert_eq!(info["snapshots_stored"], "1", "node {i}");
+        }
     }
 }
 
@@ -235,7 +248,7 @@ async fn a_full_disk_aborts_the_snapshot_everywhere() {
     aborted_everywhere(&cluster, &dirs, id, &out, "No space left on device").await;
     let d = dirs[FAULTY].display().to_string();
     try_run("mount", &["-o", "remount,size=16m", &d]).unwrap();
-    next_completes(&cluster, &dirs, id).await;
+    next_completes(&cluster, &dirs, id, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +271,18 @@ async fn a_disk_gone_read_only_aborts_the_snapshot_everywhere() {
     let (ok, id, out) = take(&cluster, &dirs[0]);
     assert!(!ok, "{out}");
     aborted_everywhere(&cluster, &dirs, id, &out, "Read-only file system").await;
+    // Its own ABORTED record was refused too, and is kept for a retry (INFO).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.info(FAULTY).await["snapshot_aborts_unrecorded"] != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            cluster.info(FAULTY).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     try_run("mount", &["-o", "remount,bind,rw", &d]).unwrap();
-    next_completes(&cluster, &dirs, id).await;
+    next_completes(&cluster, &dirs, id, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +316,7 @@ async fn too_many_open_files_aborts_the_snapshot_everywhere() {
     .unwrap();
     assert!(!ok, "{out}");
     aborted_everywhere(&cluster, &dirs, id, &out, "Too many open files").await;
-    next_completes(&cluster, &dirs, id).await;
+    next_completes(&cluster, &dirs, id, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,5 +395,6 @@ async fn kill_9_while_writing_the_part_aborts_and_the_restart_cleans_up() {
         other => panic!("{id} in node 2's dir: {other}"),
     }
     assert!(first.seq < id.seq);
-    next_completes(&restarted, &dirs, id).await;
+    // A new process: its counters start again, and its part was stored.
+    next_completes(&restarted, &dirs, id, 0).await;
 }
