@@ -103,7 +103,8 @@ pub enum LinkEvent {
         gen: u64,
         reason: String,
     },
-    /// `peer` refused our handshake: a configuration error that retrying cannot fix.
+    /// The node at `peer`'s address refused our handshake or could not prove
+    /// the secret: a misconfiguration on one side, or a stranger there.
     Refused { peer: NodeId, reason: String },
     /// A dial attempt failed (the peer is down or not started yet).
     DialFailed { peer: NodeId, reason: String },

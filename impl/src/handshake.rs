@@ -14,10 +14,12 @@
 //! 4. Only then does the acceptor `admit` the sender (take its slot) and answer
 //!    [`Answer::Welcome`].
 //!
-//! A dialer told [`Answer::Refused`] stops dialing and its node exits with the
-//! reason: a mismatch does not go away. One told [`Answer::Retry`] (the
-//! acceptor is shutting down, or the proof came too late) re-dials, as after
-//! any broken connection.
+//! A dialer told [`Answer::Refused`] reports it to its event loop, where the
+//! spec's rule (`gsmo_spec::refusal`) decides: a node that has met the
+//! cluster keeps re-dialing (the refuser may be misconfigured, or a stranger),
+//! and one that every peer refused and none accepted exits with the reasons.
+//! One told [`Answer::Retry`] (the acceptor is shutting down, or the proof
+//! came too late) re-dials, as after any broken connection.
 //!
 //! This is the challenge-response of mutual authentication with a pre-shared
 //! key (as in ISO/IEC 9798-4 and the SCRAM family): fresh nonces on both
@@ -241,9 +243,10 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// Whether retrying cannot help, on the dialer's side: the peer refused
-    /// (a configuration mismatch or a wrong secret) or could not prove the
-    /// secret. The dialing node stops and says why; anything else is re-dialed.
+    /// Whether the node at the address turned the dialer away for good: it
+    /// refused (a configuration mismatch or a wrong secret) or could not
+    /// prove the secret. Reported as a refusal, which may stop a node that
+    /// has met no peer (`gsmo_spec::refusal`); anything else is a failed dial.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
@@ -254,7 +257,7 @@ impl HandshakeError {
     /// The acceptor's answer to a dialer it turns away: [`Answer::Retry`] when
     /// the same dialer may succeed later (this node is shutting down; the
     /// proof came after [`HANDSHAKE_TIMEOUT`], e.g. from a process that was
-    /// stopped), else [`Answer::Refused`]. A dialer told `Refused` exits, so a
+    /// stopped), else [`Answer::Refused`]. A dialer told `Refused` may exit, so a
     /// passing condition must never be answered that way.
     fn answer(&self) -> Answer {
         let why = self.to_string();

@@ -256,7 +256,7 @@ impl Runtime {
         format!(
             "addr={},out={},in={},reconnects_out={},reconnects_in={},sent={},acked={},delivered={},\
              retained_frames={},retained_bytes={},queued={},queue_full_closes={},refused_resumes={},\
-             down_for_ms={down_for},unreachable={},acks_held={}",
+             refusals={},down_for_ms={down_for},unreachable={},acks_held={}",
             self.cfg.peers[j],
             p.out,
             p.inbound,
@@ -270,6 +270,7 @@ impl Runtime {
             p.queued(),
             p.queue_full_closes,
             p.refused_resumes,
+            p.refusals,
             u8::from(self.node.is_unreachable(j)),
             u8::from(link.acks_held()),
         )

@@ -21,6 +21,7 @@ use crate::frame::PeerFrame;
 use crate::runtime::{describe, Runtime};
 use gsmo_spec::link::{Frame, LinkError};
 use gsmo_spec::node::{Input as SpecInput, LinkFrame, PeerError};
+use gsmo_spec::refusal::Verdict;
 use gsmo_spec::NodeId;
 use std::fmt;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +36,9 @@ pub enum ConnState {
     Up,
     /// Was up, broke (the reason); being re-dialed or awaited.
     Down(String),
+    /// The node at the peer's address refused this node's handshake (the
+    /// reason); re-dialed, as it may be fixed or a stranger may leave.
+    Refused(String),
 }
 
 impl fmt::Display for ConnState {
@@ -45,6 +49,7 @@ impl fmt::Display for ConnState {
             ConnState::Connecting => f.write_str("connecting"),
             ConnState::Up => f.write_str("up"),
             ConnState::Down(r) => write!(f, "down({})", clean(r)),
+            ConnState::Refused(r) => write!(f, "refused({})", clean(r)),
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct PeerConn {
     pub last_dial_error: String,
     /// Resume handshakes refused because the peer's resume point did not fit.
     pub refused_resumes: u64,
+    /// Handshakes the node at the peer's address refused since the last success.
+    pub refusals: u64,
 }
 
 impl PeerConn {
@@ -117,8 +124,10 @@ impl Runtime {
                 delivered,
                 queue,
             } => {
+                self.refusals.met(peer);
                 let p = &mut self.peers[peer];
                 p.out_gen = gen;
+                p.refusals = 0;
                 p.set_queue(Some(queue));
                 match self.feed(SpecInput::LinkUp { peer, delivered }) {
                     Ok(()) => {
@@ -173,9 +182,24 @@ impl Runtime {
                 }
             }
             LinkEvent::Refused { peer, reason } => {
-                self.fatal = Some(format!(
-                    "node {peer} refused this node's handshake: {reason}"
-                ));
+                let p = &mut self.peers[peer];
+                p.refusals += 1;
+                p.out = ConnState::Refused(reason.clone());
+                let n = p.refusals;
+                let why_stay = if self.refusals.has_met() {
+                    "this node has met the cluster, so the fault is there"
+                } else {
+                    "another peer may yet accept this node"
+                };
+                match self.refusals.refused(peer, reason.clone()) {
+                    Verdict::GiveUp(why) => self.fatal = Some(why),
+                    Verdict::Retry if n == 1 || n % 25 == 0 => warn!(
+                        peer,
+                        "node {peer} refused this node's handshake: {reason} (attempt {n}; \
+                         {why_stay}: retrying)"
+                    ),
+                    Verdict::Retry => debug!(peer, "node {peer} refused again: {reason}"),
+                }
             }
             LinkEvent::DialFailed { peer, reason } => {
                 let p = &mut self.peers[peer];
@@ -207,6 +231,8 @@ impl Runtime {
         if answer.send(admitted).is_err() {
             return; // the connection died during the handshake
         }
+        self.refusals.met(peer);
+        let p = &mut self.peers[peer];
         p.in_gen = gen;
         if p.stop.replace(stop).is_some() {
             debug!(peer, "a newer connection from n{peer} replaces the old one");
@@ -617,5 +643,33 @@ mod tests {
             p.out
         );
         assert!(p.queue.is_none() && p.corked.is_empty());
+    }
+
+    fn refused(rt: &mut Runtime, reason: &str) {
+        let reason = reason.to_string();
+        rt.handle(Input::Link(LinkEvent::Refused { peer: 1, reason }));
+    }
+
+    /// A node that met its peer (here: the peer dialed it) keeps running
+    /// when the peer refuses it later, and shows the refusal until a
+    /// handshake succeeds; a node that met nobody stops once every peer
+    /// (here the only one) refused it.
+    #[test]
+    fn a_refusal_stops_only_a_node_that_met_no_peer() {
+        let mut rt = node0();
+        admit(&mut rt);
+        refused(&mut rt, "cluster id differs");
+        refused(&mut rt, "cluster id differs");
+        assert_eq!(rt.fatal, None);
+        assert_eq!(peer_field(&rt, "out"), "refused(cluster id differs)");
+        assert_eq!(peer_field(&rt, "refusals"), "2");
+        let _rx = connect(&mut rt, 1);
+        assert_eq!(peer_field(&rt, "out"), "up");
+        assert_eq!(peer_field(&rt, "refusals"), "0");
+
+        let mut alone = node0();
+        refused(&mut alone, "wrong secret");
+        let why = alone.fatal.expect("refused by its only peer");
+        assert!(why.contains("node 1: wrong secret"), "{why}");
     }
 }

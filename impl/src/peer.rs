@@ -10,8 +10,10 @@
 //! * **Dial** (`run_outgoing`): with backoff, forever. The handshake's welcome
 //!   carries the resume point; the task reports [`LinkEvent::OutUp`] with it
 //!   and a fresh bounded writer queue, then writes until the connection breaks
-//!   ([`LinkEvent::OutDown`]) and dials again. Only a refusal (a configuration
-//!   mismatch) ends it: [`LinkEvent::Refused`], and the node exits.
+//!   ([`LinkEvent::OutDown`]) and dials again. A refusal (a configuration
+//!   mismatch, or a peer that cannot prove the secret) is reported as
+//!   [`LinkEvent::Refused`] and re-dialed too: whether it stops the node is
+//!   the spec's rule (`gsmo_spec::refusal`), not this task's.
 //! * **Accept** (`accept_loop`): the handshake asks the event loop for the
 //!   resume point and a generation number ([`LinkEvent::InHello`]); a newer
 //!   connection from the same peer replaces an older one, whose reader the loop
@@ -81,10 +83,10 @@ pub async fn run_outgoing(
             }
             Err(e) if e.is_permanent() => {
                 let reason = e.to_string();
-                let _ = inputs
-                    .send(Input::Link(LinkEvent::Refused { peer, reason }))
-                    .await;
-                return;
+                let refused = LinkEvent::Refused { peer, reason };
+                if inputs.send(Input::Link(refused)).await.is_err() {
+                    return;
+                }
             }
             Err(e) => {
                 let reason = format!("{e} (at {addr})");
@@ -95,8 +97,14 @@ pub async fn run_outgoing(
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = next_backoff(backoff);
     }
+}
+
+/// The wait before the next dial after one more failure: doubled, up to
+/// [`MAX_BACKOFF`], so a peer that stays down costs a dial a second.
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
 }
 
 /// One dial and handshake; returns the connection and the resume point.
@@ -308,4 +316,19 @@ async fn serve_incoming(
             reason,
         }))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dial_backoff_doubles_up_to_a_second() {
+        let waits: Vec<u128> =
+            std::iter::successors(Some(FIRST_BACKOFF), |&b| Some(next_backoff(b)))
+                .take(8)
+                .map(|b| b.as_millis())
+                .collect();
+        assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
 }

@@ -36,6 +36,7 @@ use gsmo_spec::kv::PREFETCH_AHEAD;
 use gsmo_spec::multicast::{MsgId, Wire};
 use gsmo_spec::node::{Input as SpecInput, Node, Output, PeerError, PeerMsg, RequestId};
 use gsmo_spec::properties::Event;
+use gsmo_spec::refusal::Refusals;
 use gsmo_spec::snapshot::{Envelope, SnapshotId};
 // aHash: these keys are the runtime's own counters, which no client chooses,
 // so SipHash's defence against chosen keys is only cost here.
@@ -85,6 +86,9 @@ pub struct Runtime {
     pub(crate) node: Node,
     /// Connection state per peer (this node's own slot unused).
     pub(crate) peers: Vec<PeerConn>,
+    /// Which peers refused this node's handshake; the spec's rule says when
+    /// that stops the node.
+    pub(crate) refusals: Refusals,
     /// Spec requests awaiting the spec's reply: which run, which place in it.
     waiting: HashMap<RequestId, (RunId, usize)>,
     next_req: RequestId,
@@ -153,6 +157,7 @@ impl Runtime {
             ..
         } = boot;
         let mut rt = Runtime {
+            refusals: Refusals::new(cfg.id, n),
             cfg,
             node,
             peers: (0..n).map(|_| PeerConn::default()).collect(),

@@ -16,6 +16,7 @@
 //! | Chandy-Lamport recorder               | [`snapshot`]             |
 //! | replicated K/V state machine (typed)  | [`kv`] (one module per type family) |
 //! | a replica: all of the above composed  | [`node`]                 |
+//! | when a refused handshake stops a node | [`refusal`]              |
 //! | a FIFO network simulation for tests   | [`sim`]                  |
 //! | safety predicates over histories      | [`properties`]           |
 //! | a model path as spec steps (replay)   | [`path`]                 |
@@ -31,6 +32,7 @@ pub mod multicast;
 pub mod node;
 pub mod path;
 pub mod properties;
+pub mod refusal;
 pub mod sim;
 pub mod snapshot;
 pub mod symmetry;

@@ -12,8 +12,9 @@ use gsmo_spec::multicast::Mode;
 use gsmo_tests::{check_ordering, gsmo_bin, have_tool, Launch, TestCluster};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -192,6 +193,113 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
         cluster.dump(0).await.len(),
         3,
         "nothing but the three writes"
+    );
+}
+
+/// `gsmo node` as node 2 of `cluster` with the secret `secret`, its peers at
+/// `peers`; its output goes to `log`.
+fn wrong_node(cluster: &TestCluster, peers: &[String], secret: &str, log: &Path) -> Child {
+    Command::new(gsmo_bin())
+        .args(["node", "--id", "2", "--cluster", &peers.join(",")])
+        .args(["--mode", "fifo", "--client-port", "0"])
+        .args(["--cluster-id", &cluster.cluster_id])
+        .env(CLUSTER_SECRET_ENV, secret)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A refusal is the word of whoever answers at an address: a node with a
+/// wrong secret, or any stranger on a dead peer's port. Healthy nodes that
+/// have met the cluster keep running, say who refused them and why (INFO,
+/// logs) and keep re-dialing; the odd node out, refused by every peer, stops
+/// with every reason. (Before `gsmo_spec::refusal`, the first refusal a
+/// dialer met stopped it: such a node took the healthy ones down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
+    let mut cluster = Launch::new(3, Mode::Fifo)
+        .env(CLUSTER_SECRET_ENV, SECRET)
+        .hold(1)
+        .start();
+    let logs = tempfile::tempdir().unwrap();
+    // On node 2's port, with a wrong secret, dialing nothing (its peers are
+    // closed ports): nodes 0 and 1 dial it and are refused.
+    let nowhere = ["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
+    let peers = [
+        nowhere[0].clone(),
+        nowhere[1].clone(),
+        cluster.peers[2].clone(),
+    ];
+    let stranger_log = logs.path().join("stranger.log");
+    let mut stranger = wrong_node(&cluster, &peers, "guess", &stranger_log);
+    for i in 0..2 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = cluster.info(i).await["peer_n2"].clone();
+            if line.contains("out=refused(the node there cannot prove") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i}: {line}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(running(cluster.pid(i) as i32), "node {i} stopped");
+    }
+    // Still serving: fifo needs no peer to take a write.
+    for i in 0..2 {
+        let mut con = cluster.connect(i).await;
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+
+    // The same wrong node with the real addresses dials nodes 0 and 1 too:
+    // refused by both, it stops and says why; they stay.
+    let odd_log = logs.path().join("odd.log");
+    let mut odd = wrong_node(&cluster, &cluster.peers, "guess", &odd_log);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = odd.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the odd node never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let said = std::fs::read_to_string(&odd_log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains("every peer refused this node's handshake")
+            && said.contains("node 0: ")
+            && said.contains("node 1: "),
+        "{said}"
+    );
+    for i in 0..2 {
+        assert!(running(cluster.pid(i) as i32), "node {i} stopped");
+    }
+
+    // The real node 2 joins, and the cluster is whole.
+    cluster.start_held();
+    let mut con = cluster.connect(2).await;
+    let () = redis::cmd("SET")
+        .arg("k2")
+        .arg(2)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let logs = cluster.quiesce().await;
+    check_ordering(Mode::Fifo, &logs).unwrap();
+    cluster.convergence(&logs).await.unwrap();
+    assert_eq!(cluster.dump(0).await.len(), 3);
+    let line = cluster.info(0).await["peer_n2"].clone();
+    assert!(
+        line.contains("out=up") && line.contains("refusals=0"),
+        "{line}"
     );
 }
 
