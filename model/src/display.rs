@@ -209,6 +209,35 @@ pub fn multicast_state(s: &ActorModelState<Multicaster>) -> String {
 
 /// One step of the link model, in the words of [`action`]:
 /// `n0 → n1  [1 ack 0] m1`, `n0 → n1  lost: [2 ack 0] m2`.
+/// A dial in the refusal model.
+pub fn refusal_action(a: &crate::refusal::Dial) -> String {
+    format!("n{} dials n{}", a.from, a.to)
+}
+
+/// The refusal model's state: each address's occupant, and which nodes stopped.
+pub fn refusal_state(s: &crate::refusal::RefusalState) -> String {
+    use crate::refusal::Occupant;
+    let slots: Vec<String> = s
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let who = match slot.occupant {
+                Occupant::Node(0) => "A".to_string(),
+                Occupant::Node(c) => format!("{}", (b'A' + c) as char),
+                Occupant::Stranger => "stranger".to_string(),
+            };
+            let met = if slot.refusals.has_met() { ", met" } else { "" };
+            let stopped = if slot.stopped.is_some() {
+                ", STOPPED"
+            } else {
+                ""
+            };
+            format!("n{i} {who}{met}{stopped}")
+        })
+        .collect();
+    slots.join(" | ")
+}
+
 pub fn link_action(a: &LinkAction) -> String {
     match a {
         LinkAction::Send { from, to } => format!("n{from} sends to n{to}"),

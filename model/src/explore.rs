@@ -173,6 +173,15 @@ impl Presented for AbortModel {
     }
 }
 
+impl Presented for crate::refusal::RefusalModel {
+    fn summary(s: &Self::State) -> String {
+        display::refusal_state(s)
+    }
+    fn picture(&self, steps: &Steps<Self::State, Self::Action>) -> Diagram {
+        picture::refusal(self, steps)
+    }
+}
+
 impl Presented for LinkModel {
     fn summary(s: &Self::State) -> String {
         display::link_state(s)

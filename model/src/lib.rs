@@ -12,6 +12,7 @@
 //! | replicated K/V over every mode    | [`kv`]        | convergence, snapshot restores to one agreed state     |
 //! | snapshot abort policy, crashes   | [`abort`]     | commit xor abort, no aborted part, all end, all answered |
 //! | resumable FIFO link               | [`link`]      | fifo exactly once across disconnects, all delivered    |
+//! | when a refused handshake stops a node | [`refusal`] | no node stops while another shares its configuration |
 //!
 //! [`replica`] is the actor every K/V-based model runs (the whole spec node),
 //! and [`faults`] the broken links, crashes, clock and failing disks those
@@ -39,6 +40,7 @@ pub mod kv;
 pub mod link;
 pub mod picture;
 pub mod por;
+pub mod refusal;
 pub mod replay;
 pub mod replica;
 pub mod sleep;

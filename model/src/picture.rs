@@ -14,6 +14,7 @@ use crate::display;
 use crate::faults::Wire;
 use crate::kv::{KvModel, Replica, ReplicasState};
 use crate::link::{LinkAction, LinkModel, LinkState};
+use crate::refusal::{Dial, RefusalModel, RefusalState};
 use crate::snapshot::{Ledger, SnapshotModel};
 use gsmo_spec::link::Frame;
 use gsmo_spec::node::{Input, LinkFrame};
@@ -225,6 +226,36 @@ pub fn multicast(
 
 /// The link model: sends, acks and resends as arrows (a data frame's label is
 /// its link sequence number), receipts, losses and broken connections.
+/// The refusal model's dials: each a local event at the dialer, saying how
+/// it went (met, refused, stopped).
+pub fn refusal(model: &RefusalModel, steps: &Steps<RefusalState, Dial>) -> Diagram {
+    let n = model.cfg.nodes;
+    let title = format!(
+        "refusal, {n} addresses: {} steps",
+        steps.len().saturating_sub(1)
+    );
+    let mut b = Builder::new(title, names(n));
+    let last = last_action(steps);
+    for (k, w) in steps.windows(2).enumerate() {
+        let ((_, Some(a)), (next, _)) = (&w[0], &w[1]) else {
+            continue;
+        };
+        let outcome = if next[a.from].stopped.is_some() {
+            "refused: STOPS"
+        } else if next[a.from].refusals.refused_by(a.to).is_some() {
+            "refused"
+        } else {
+            "met"
+        };
+        let label = format!("{}: {outcome}", display::refusal_action(a));
+        let at = b.event(a.from, Kind::Local, label);
+        if Some(k) == last {
+            b.set_latest(at);
+        }
+    }
+    b.finish()
+}
+
 pub fn link(model: &LinkModel, steps: &Steps<LinkState, LinkAction>) -> Diagram {
     let n = model.cfg.nodes;
     let title = format!("link, {n} nodes: {} steps", steps.len().saturating_sub(1));

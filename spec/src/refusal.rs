@@ -34,7 +34,7 @@ pub enum Verdict {
 }
 
 /// One node's record of its peers' handshake outcomes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Refusals {
     me: NodeId,
     /// Whether a handshake with any peer has completed, either way round.

@@ -9,6 +9,7 @@ use gsmo_model::causal::{CausalBug, CausalCfg};
 use gsmo_model::faults::AdapterBug;
 use gsmo_model::kv::{KvBug, KvCfg};
 use gsmo_model::link::{LinkCfg, LinkVariant};
+use gsmo_model::refusal::{RefusalBug, RefusalCfg};
 use gsmo_model::snapshot::{SnapshotBug, SnapshotCfg};
 use gsmo_model::total::{TotalBug, TotalCfg};
 use gsmo_model::verdict::{Search, Strategy};
@@ -104,6 +105,15 @@ pub(crate) enum ModelCmd {
     /// part of an aborted snapshot kept; once quiet: every snapshot ended at
     /// every live replica, every write answered (value or error).
     Abort(AbortArgs),
+    /// When a refused peer handshake stops a node (spec/src/refusal.rs).
+    ///
+    /// Each of --nodes addresses holds a node with the cluster's configuration,
+    /// a misconfigured node, or a stranger that refuses every dialer; every
+    /// assignment is an initial state, and running nodes dial in every order.
+    /// Always: no node stops while another shares its configuration (a
+    /// stranger or a misconfigured peer never stops a healthy node);
+    /// sometimes: the odd one out stops.
+    Refusal(RefusalArgs),
 }
 
 /// Saving a path for `sim --replay`, shared by the models the simulator replays.
@@ -297,6 +307,18 @@ pub(crate) struct LinkArgs {
 }
 
 #[derive(Args, Clone)]
+pub(crate) struct RefusalArgs {
+    /// Addresses (nodes or strangers).
+    #[arg(long, default_value_t = RefusalCfg::default().nodes)]
+    pub(crate) nodes: usize,
+    /// Run the rule before it: any refusal stops the dialer.
+    #[arg(long, value_enum)]
+    pub(crate) broken: Option<RefusalBug>,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
+}
+
+#[derive(Args, Clone)]
 pub(crate) struct AbortArgs {
     #[arg(long, default_value_t = AbortCfg::default().mode)]
     pub(crate) mode: Mode,
@@ -368,4 +390,5 @@ pub(crate) enum AnyModel {
     Kv(KvCfg),
     Link(LinkCfg),
     Abort(AbortCfg),
+    Refusal(RefusalCfg),
 }

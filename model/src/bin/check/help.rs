@@ -48,6 +48,10 @@ bugs (unique states in brackets; the whole sweep: about 2 s of CPU)
                          the same on 2 nodes with a broken connection: \"held
                          acks stay held\" checks a reconnect during the hold does
                          not let a member past it [675]
+  refusal                every cast of 3 addresses (a node with the cluster's
+                         configuration, a misconfigured one, a stranger) and
+                         every order of dials: no node stops while another
+                         shares its configuration [371]
 
 MODELS
   causal           vector-clock causal multicast (CBCAST)
@@ -58,6 +62,7 @@ MODELS
   kv               the replicated K/V store over one ordering mode (--mode)
   link             the resumable FIFO link across lossy networks and disconnects
   abort            snapshot abort policy and write replies under crashes, time, disk failures
+  refusal          when a refused peer handshake stops a node (wrong secrets, strangers)
   explore MODEL    serve stateright's web explorer for MODEL
 
 BROKEN VARIANTS (--broken): each breaks one assumption or rule on purpose; the
@@ -90,6 +95,7 @@ SYMMETRY (--symmetry, causal only; depth first) explores one state per class
                    id, and a rotation keeps neither; and account i moves
                    amount*(i+1), which differs by account
   link, abort      not attempted (over the kv replica and its faults)
+  refusal          not needed (a few hundred states)
 
 POR (--por, snapshot only, ordered channels) is partial-order reduction: in each
   state it takes the steps of the fewest replicas whose channels from all other

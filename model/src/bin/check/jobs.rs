@@ -7,6 +7,7 @@ use gsmo_model::causal::CausalCfg;
 use gsmo_model::faults::Faults;
 use gsmo_model::kv::KvCfg;
 use gsmo_model::link::LinkCfg;
+use gsmo_model::refusal::RefusalCfg;
 use gsmo_model::snapshot::SnapshotCfg;
 use gsmo_model::total::TotalCfg;
 use gsmo_spec::multicast::Mode;
@@ -49,6 +50,7 @@ impl ModelCmd {
             ModelCmd::Kv(a) => &a.search,
             ModelCmd::Link(a) => &a.search,
             ModelCmd::Abort(a) => &a.search,
+            ModelCmd::Refusal(a) => &a.search,
         }
     }
 
@@ -187,6 +189,25 @@ impl ModelCmd {
                     search: a.search.search(),
                     compare: false,
                     model: AnyModel::Link(cfg),
+                }
+            }
+            ModelCmd::Refusal(a) => {
+                if a.nodes < 2 {
+                    return Err("a refusal needs --nodes 2 or more".into());
+                }
+                Job {
+                    title: format!(
+                        "refusal: {} addresses (nodes or strangers), every cast{}",
+                        a.nodes,
+                        broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
+                    ),
+                    promises: a.broken.map(|b| b.caught_by()),
+                    search: a.search.search(),
+                    compare: false,
+                    model: AnyModel::Refusal(RefusalCfg {
+                        nodes: a.nodes,
+                        broken: a.broken,
+                    }),
                 }
             }
             ModelCmd::Abort(a) => {

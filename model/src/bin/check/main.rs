@@ -103,6 +103,7 @@ fn verdict(job: &Job, search: &Search) -> Verdict {
         AnyModel::Kv(c) => check(c.clone().into_model(), search),
         AnyModel::Link(c) => check(c.clone().into_model(), search),
         AnyModel::Abort(c) => check(c.clone().into_model(), search),
+        AnyModel::Refusal(c) => check(c.clone().into_model(), search),
     }
 }
 
@@ -124,7 +125,7 @@ where
 /// The default sweep: every model at its default configuration, and the
 /// smallest configurations that show the features the defaults leave out.
 fn defaults() -> Vec<Job> {
-    const ARGVS: [&str; 18] = [
+    const ARGVS: [&str; 19] = [
         "causal",
         "total-sequencer",
         "total-isis",
@@ -142,6 +143,7 @@ fn defaults() -> Vec<Job> {
         "kv --mode total-sequencer --msgs 1 --snapshots 0 --disconnects 1 --link-buffer 1",
         "abort",
         "abort --msgs 1 --snapshots 0 --no-store-failures",
+        "refusal",
         // Batches of 1 and 2 writes: a replica may flush after each write or after two.
         "kv --mode total-sequencer --batch 2 --snapshots 0",
         "kv --mode total-isis --batch 2 --snapshots 0",
@@ -226,6 +228,7 @@ fn main() -> ExitCode {
                 AnyModel::Kv(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Link(c) => explore(c.into_model(), &addr, t),
                 AnyModel::Abort(c) => explore(c.into_model(), &addr, t),
+                AnyModel::Refusal(c) => explore(c.into_model(), &addr, t),
             }
             return ExitCode::SUCCESS;
         }

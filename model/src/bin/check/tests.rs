@@ -16,7 +16,7 @@ fn job(argv: &[&str]) -> Result<Job, String> {
 #[test]
 fn the_default_sweep_is_every_model_unbroken() {
     let jobs = defaults();
-    assert_eq!(jobs.len(), 18);
+    assert_eq!(jobs.len(), 19);
     assert!(jobs.iter().all(|j| j.promises.is_none()));
     let kv_modes: Vec<Mode> = jobs
         .iter()
