@@ -62,6 +62,9 @@ pub struct Counters {
     output_disconnections: AtomicU64,
     read_slot_waits: AtomicU64,
     auth_failures: AtomicU64,
+    /// Connections on the peer port being handshaken or served.
+    peer_open: AtomicUsize,
+    peer_rejected: AtomicU64,
 }
 
 impl Default for Admission {
@@ -89,7 +92,41 @@ impl Drop for Slot {
     }
 }
 
+/// A connection's place on the peer port, given back when it ends.
+#[derive(Debug)]
+pub struct PeerSlot(Arc<Admission>);
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        self.0.counters.peer_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Connections the peer port holds at once, channels included: each member
+/// has two with every other, and 8 more leave room for reconnects and a few
+/// strangers mid-handshake, within [`reserved_fds`].
+pub fn peer_port_max(cluster_size: usize) -> usize {
+    2 * cluster_size + 8
+}
+
 impl Admission {
+    /// A place on the peer port of a `cluster_size` cluster, or `None` (and a
+    /// rejection counted) when [`peer_port_max`] are open: strangers holding
+    /// the port cannot use up the descriptors kept for peers and snapshots.
+    pub fn try_admit_peer(self: &Arc<Self>, cluster_size: usize) -> Option<PeerSlot> {
+        let max = peer_port_max(cluster_size);
+        let open = &self.counters.peer_open;
+        if open
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
+        {
+            Some(PeerSlot(self.clone()))
+        } else {
+            self.counters.peer_rejected.fetch_add(1, Relaxed);
+            None
+        }
+    }
+
     /// A place for a new client, or `None` (and a rejection counted) when full.
     pub fn try_admit(self: &Arc<Self>) -> Option<Slot> {
         let admitted = self
@@ -121,8 +158,9 @@ impl Admission {
         self.counters.read_slot_waits.fetch_add(1, Relaxed);
     }
 
-    /// The `# Clients` section of `INFO`.
-    pub fn info(&self) -> String {
+    /// The `# Clients` section of `INFO`, with the peer port of a
+    /// `cluster_size` cluster.
+    pub fn info(&self, cluster_size: usize) -> String {
         let mut s = String::from("\r\n# Clients\r\n");
         let mut line = |k: &str, v: &dyn std::fmt::Display| {
             let _ = write!(s, "{k}:{v}\r\n");
@@ -148,6 +186,15 @@ impl Admission {
         line("auth_required", &u8::from(self.requirepass.is_some()));
         line("auth_failures", &self.counters.auth_failures.load(Relaxed));
         line("debug_commands", &u8::from(self.debug_commands));
+        line(
+            "peer_port_connections",
+            &self.counters.peer_open.load(Relaxed),
+        );
+        line("peer_port_maxconnections", &peer_port_max(cluster_size));
+        line(
+            "rejected_peer_connections",
+            &self.counters.peer_rejected.load(Relaxed),
+        );
         s
     }
 }
@@ -407,6 +454,27 @@ mod tests {
         assert_eq!(check(&mut g, &args("GET k")), None);
     }
 
+    /// The peer port holds `2n + 8` connections; the next is turned away and
+    /// counted, and a closed one frees its place (INFO shows all three).
+    #[test]
+    fn the_peer_port_holds_two_per_member_and_eight_more() {
+        let adm = Arc::new(Admission::default());
+        let held: Vec<PeerSlot> = (0..14).map_while(|_| adm.try_admit_peer(3)).collect();
+        assert_eq!(held.len(), 14);
+        assert!(adm.try_admit_peer(3).is_none());
+        let info = adm.info(3);
+        for want in [
+            "peer_port_connections:14\r\n",
+            "peer_port_maxconnections:14\r\n",
+            "rejected_peer_connections:1\r\n",
+        ] {
+            assert!(info.contains(want), "{want} in {info}");
+        }
+        drop(held);
+        assert!(adm.try_admit_peer(3).is_some());
+        assert!(adm.info(3).contains("peer_port_connections:0\r\n"));
+    }
+
     #[test]
     fn auth_without_a_password_and_debug_commands_off() {
         let mut g = Gate::new(with(None, false));
@@ -446,7 +514,7 @@ mod tests {
         assert_eq!(adm.connected(), 1);
         let _c = adm.try_admit().unwrap();
         adm.output_limit_hit();
-        let info = adm.info();
+        let info = adm.info(3);
         assert!(info.contains("connected_clients:2\r\n"), "{info}");
         assert!(info.contains("rejected_connections:1\r\n"), "{info}");
         assert!(

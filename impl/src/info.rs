@@ -87,7 +87,7 @@ impl Runtime {
             "history_truncated",
             &u8::from(self.history_truncated),
         );
-        s.push_str(&self.cfg.admission.info());
+        s.push_str(&self.cfg.admission.info(self.cfg.cluster_size()));
         s.push_str("\r\n# Memory\r\n");
         if let Some(rss) = pages::resident_bytes() {
             line(&mut s, "used_memory_rss", &rss);

@@ -23,6 +23,7 @@
 //!   never waits on it: when it is full the loop closes that connection; the
 //!   link's retained buffer keeps the frames and the resume resends them.
 
+use crate::admission::{peer_port_max, Admission};
 use crate::config::RuntimeBug;
 use crate::event::{Admitted, Input, LinkEvent};
 use crate::fault::Schedule;
@@ -33,6 +34,7 @@ use futures::{SinkExt, StreamExt};
 use gsmo_spec::NodeId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -213,18 +215,22 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Accepts peer connections forever. `ours` is this node's view (with `to` = this node).
-pub async fn accept_loop(listener: Box<dyn Listener>, ours: Hello, inputs: mpsc::Sender<Input>) {
-    // Peer-port connections at once, channels included: strangers cannot use up the
-    // descriptors `admission::reserved_fds` keeps for peers and snapshot files.
-    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(
-        2 * ours.cluster_size as usize + 8,
-    ));
+/// Accepts peer connections forever. `ours` is this node's view (with `to` =
+/// this node); `admission` bounds how many are open at once
+/// ([`Admission::try_admit_peer`]).
+pub async fn accept_loop(
+    listener: Box<dyn Listener>,
+    ours: Hello,
+    inputs: mpsc::Sender<Input>,
+    admission: Arc<Admission>,
+) {
+    let n = ours.cluster_size as usize;
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    warn!(%addr, "refused a peer connection from {addr}: too many open");
+                let Some(permit) = admission.try_admit_peer(n) else {
+                    let max = peer_port_max(n);
+                    warn!(%addr, "refused a peer connection from {addr}: too many open (peer_port_maxconnections {max})");
                     continue;
                 };
                 let serve = serve_incoming(stream, addr, ours.clone(), inputs.clone());

@@ -202,7 +202,7 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
         .with_secret(cfg.cluster_secret.clone());
     tasks.spawn(
         "peer accept loop",
-        peer::accept_loop(peer_listener, ours, inputs.clone()),
+        peer::accept_loop(peer_listener, ours, inputs.clone(), cfg.admission.clone()),
     );
     tasks.spawn(
         "client accept loop",

@@ -294,7 +294,7 @@ mod tests {
                     .unwrap();
             }
             let waited = usize::from(slots == first);
-            let info = admission.info();
+            let info = admission.info(2);
             assert!(
                 info.contains(&format!("client_reads_in_flight:{slots}\r\n"))
                     && info.contains(&format!("client_read_slot_waits:{waited}\r\n")),

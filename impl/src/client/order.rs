@@ -128,7 +128,7 @@ mod tests {
         );
         assert_eq!(order.reads.load(SeqCst), DEFAULT_READS_IN_FLIGHT);
         assert!(futures::poll!(&mut next).is_pending());
-        assert!(admission.info().contains("client_read_slot_waits:1\r\n"));
+        assert!(admission.info(2).contains("client_read_slot_waits:1\r\n"));
         slots.pop();
         let _slot = tokio::time::timeout(PATIENCE, next)
             .await
