@@ -178,13 +178,7 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
         assert_eq!(info["peers_connected"], "2", "node {i}: {info:?}");
     }
     for i in 0..3 {
-        let mut con = cluster.connect(i).await;
-        let () = redis::cmd("SET")
-            .arg(format!("k{i}"))
-            .arg(i)
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        set_own_key(&cluster, i).await;
     }
     let logs = cluster.quiesce().await;
     check_ordering(mode, &logs).unwrap();
@@ -194,6 +188,17 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
         3,
         "nothing but the three writes"
     );
+}
+
+/// `SET k<i> <i>` at node `i`.
+async fn set_own_key(cluster: &TestCluster, i: usize) {
+    let mut con = cluster.connect(i).await;
+    let () = redis::cmd("SET")
+        .arg(format!("k{i}"))
+        .arg(i)
+        .query_async(&mut con)
+        .await
+        .unwrap();
 }
 
 /// `gsmo node` as node 2 of `cluster` with the secret `secret`, its peers at
@@ -248,13 +253,7 @@ async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
     }
     // Still serving: fifo needs no peer to take a write.
     for i in 0..2 {
-        let mut con = cluster.connect(i).await;
-        let () = redis::cmd("SET")
-            .arg(format!("k{i}"))
-            .arg(i)
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        set_own_key(&cluster, i).await;
     }
     stranger.kill().unwrap();
     stranger.wait().unwrap();
@@ -285,13 +284,7 @@ async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
 
     // The real node 2 joins, and the cluster is whole.
     cluster.start_held();
-    let mut con = cluster.connect(2).await;
-    let () = redis::cmd("SET")
-        .arg("k2")
-        .arg(2)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    set_own_key(&cluster, 2).await;
     let logs = cluster.quiesce().await;
     check_ordering(Mode::Fifo, &logs).unwrap();
     cluster.convergence(&logs).await.unwrap();
