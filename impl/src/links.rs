@@ -27,6 +27,9 @@ use std::fmt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+/// The most of a refusal's reason kept (characters): the peer's own words.
+const MAX_REFUSAL_TEXT: usize = 200;
+
 /// One direction's connection, as `INFO` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ConnState {
@@ -182,6 +185,9 @@ impl Runtime {
                 }
             }
             LinkEvent::Refused { peer, reason } => {
+                // Whoever answered wrote it, a stranger perhaps: INFO and the
+                // log get a bounded line of it.
+                let reason: String = reason.chars().take(MAX_REFUSAL_TEXT).collect();
                 let p = &mut self.peers[peer];
                 p.refusals += 1;
                 p.out = ConnState::Refused(reason.clone());
@@ -666,6 +672,12 @@ mod tests {
         let _rx = connect(&mut rt, 1);
         assert_eq!(peer_field(&rt, "out"), "up");
         assert_eq!(peer_field(&rt, "refusals"), "0");
+
+        refused(&mut rt, &"x".repeat(10_000));
+        assert_eq!(
+            peer_field(&rt, "out").len(),
+            "refused()".len() + MAX_REFUSAL_TEXT
+        );
 
         let mut alone = node0();
         refused(&mut alone, "wrong secret");
