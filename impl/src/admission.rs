@@ -92,6 +92,17 @@ impl Drop for Slot {
     }
 }
 
+/// Takes one of `max` places counted by `open`, or counts a rejection.
+fn take_place(open: &AtomicUsize, max: usize, rejected: &AtomicU64) -> bool {
+    let taken = open
+        .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+        .is_ok();
+    if !taken {
+        rejected.fetch_add(1, Relaxed);
+    }
+    taken
+}
+
 /// A connection's place on the peer port, given back when it ends.
 #[derive(Debug)]
 pub struct PeerSlot(Arc<Admission>);
@@ -115,33 +126,14 @@ impl Admission {
     /// the port cannot use up the descriptors kept for peers and snapshots.
     pub fn try_admit_peer(self: &Arc<Self>, cluster_size: usize) -> Option<PeerSlot> {
         let max = peer_port_max(cluster_size);
-        let open = &self.counters.peer_open;
-        if open
-            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
-            .is_ok()
-        {
-            Some(PeerSlot(self.clone()))
-        } else {
-            self.counters.peer_rejected.fetch_add(1, Relaxed);
-            None
-        }
+        let c = &self.counters;
+        take_place(&c.peer_open, max, &c.peer_rejected).then(|| PeerSlot(self.clone()))
     }
 
     /// A place for a new client, or `None` (and a rejection counted) when full.
     pub fn try_admit(self: &Arc<Self>) -> Option<Slot> {
-        let admitted = self
-            .counters
-            .connected
-            .fetch_update(Relaxed, Relaxed, |n| {
-                (n < self.max_clients).then_some(n + 1)
-            })
-            .is_ok();
-        if admitted {
-            Some(Slot(self.clone()))
-        } else {
-            self.counters.rejected.fetch_add(1, Relaxed);
-            None
-        }
+        let c = &self.counters;
+        take_place(&c.connected, self.max_clients, &c.rejected).then(|| Slot(self.clone()))
     }
 
     pub fn connected(&self) -> usize {

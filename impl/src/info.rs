@@ -4,6 +4,7 @@
 
 use crate::config::Toggle;
 use crate::history;
+use crate::links::info_text;
 use crate::pages;
 use crate::runtime::Runtime;
 use gsmo_spec::snapshot::SnapshotId;
@@ -253,12 +254,16 @@ impl Runtime {
             .node
             .down_since(j)
             .map_or_else(String::new, |t| now.saturating_sub(t).to_string());
+        // A refusal since the last handshake with `j` is what its dials meet.
+        let out = match self.refusals.refused_by(j) {
+            Some(why) => format!("refused({})", info_text(why)),
+            None => p.out.to_string(),
+        };
         format!(
-            "addr={},out={},in={},reconnects_out={},reconnects_in={},sent={},acked={},delivered={},\
+            "addr={},out={out},in={},reconnects_out={},reconnects_in={},sent={},acked={},delivered={},\
              retained_frames={},retained_bytes={},queued={},queue_full_closes={},refused_resumes={},\
              refusals={},down_for_ms={down_for},unreachable={},acks_held={}",
             self.cfg.peers[j],
-            p.out,
             p.inbound,
             p.out_ups.saturating_sub(1),
             p.in_ups.saturating_sub(1),

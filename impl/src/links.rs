@@ -39,20 +39,19 @@ pub enum ConnState {
     Up,
     /// Was up, broke (the reason); being re-dialed or awaited.
     Down(String),
-    /// The node at the peer's address refused this node's handshake (the
-    /// reason); re-dialed, as it may be fixed or a stranger may leave.
-    Refused(String),
+}
+
+/// `text` as an INFO value: on one line and free of the `,` separator.
+pub(crate) fn info_text(text: &str) -> String {
+    text.replace([',', '\r', '\n'], ";")
 }
 
 impl fmt::Display for ConnState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // INFO values must stay on one line and free of the `,` separator.
-        let clean = |s: &str| s.replace([',', '\r', '\n'], ";");
         match self {
             ConnState::Connecting => f.write_str("connecting"),
             ConnState::Up => f.write_str("up"),
-            ConnState::Down(r) => write!(f, "down({})", clean(r)),
-            ConnState::Refused(r) => write!(f, "refused({})", clean(r)),
+            ConnState::Down(r) => write!(f, "down({})", info_text(r)),
         }
     }
 }
@@ -190,7 +189,6 @@ impl Runtime {
                 let reason: String = reason.chars().take(MAX_REFUSAL_TEXT).collect();
                 let p = &mut self.peers[peer];
                 p.refusals += 1;
-                p.out = ConnState::Refused(reason.clone());
                 let n = p.refusals;
                 let why_stay = if self.refusals.has_met() {
                     "this node has met the cluster, so the fault is there"
