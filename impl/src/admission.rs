@@ -65,6 +65,7 @@ pub struct Counters {
     /// Connections on the peer port being handshaken or served.
     peer_open: AtomicUsize,
     peer_rejected: AtomicU64,
+    peer_handshake_failures: AtomicU64,
 }
 
 impl Default for Admission {
@@ -136,6 +137,13 @@ impl Admission {
         take_place(&c.connected, self.max_clients, &c.rejected).then(|| Slot(self.clone()))
     }
 
+    /// Counts a handshake on the peer port that did not complete (a wrong
+    /// secret or configuration, a stranger, a timeout); returns the count so
+    /// far, which paces the log.
+    pub fn peer_handshake_failed(&self) -> u64 {
+        self.counters.peer_handshake_failures.fetch_add(1, Relaxed) + 1
+    }
+
     pub fn connected(&self) -> usize {
         self.counters.connected.load(Relaxed)
     }
@@ -186,6 +194,10 @@ impl Admission {
         line(
             "rejected_peer_connections",
             &self.counters.peer_rejected.load(Relaxed),
+        );
+        line(
+            "peer_handshake_failures",
+            &self.counters.peer_handshake_failures.load(Relaxed),
         );
         s
     }

@@ -9,6 +9,14 @@ use gsmo_spec::snapshot::{PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
+/// Whether the `n`th (from 1) of a repeating event is logged at its own
+/// level: the first and every 25th. The rest go to debug, so a peer that
+/// re-dials once a second, or a stranger that keeps knocking, cannot fill the
+/// log; the count in INFO stays exact.
+pub fn loud(n: u64) -> bool {
+    n == 1 || n % 25 == 0
+}
+
 /// What a client connection asks of the replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
@@ -117,4 +125,13 @@ pub struct Admitted {
     pub delivered: u64,
     /// Resolves (its sender dropped) when the loop closes this connection.
     pub stop: oneshot::Receiver<()>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_repeating_event_is_logged_first_and_every_25th() {
+        let loud: Vec<u64> = (1..=100).filter(|&n| super::loud(n)).collect();
+        assert_eq!(loud, [1, 25, 50, 75, 100]);
+    }
 }

@@ -16,7 +16,7 @@
 //! peer that has delivered more of our frames than we ever sent proves this
 //! node restarted with empty state, so it exits rather than serve it.
 
-use crate::event::{Admitted, LinkEvent};
+use crate::event::{loud, Admitted, LinkEvent};
 use crate::frame::PeerFrame;
 use crate::runtime::{describe, Runtime};
 use gsmo_spec::link::{Frame, LinkError};
@@ -197,7 +197,7 @@ impl Runtime {
                 };
                 match self.refusals.refused(peer, reason.clone()) {
                     Verdict::GiveUp(why) => self.fatal = Some(why),
-                    Verdict::Retry if n == 1 || n % 25 == 0 => warn!(
+                    Verdict::Retry if loud(n) => warn!(
                         peer,
                         "node {peer} refused this node's handshake: {reason} (attempt {n}; \
                          {why_stay}: retrying)"
@@ -208,7 +208,7 @@ impl Runtime {
             LinkEvent::DialFailed { peer, reason } => {
                 let p = &mut self.peers[peer];
                 p.dial_failures += 1;
-                if p.dial_failures == 1 || p.dial_failures % 25 == 0 {
+                if loud(p.dial_failures) {
                     info!(
                         peer,
                         "waiting for node {peer}: {reason} (attempt {}, retrying)", p.dial_failures

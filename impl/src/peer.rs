@@ -25,7 +25,7 @@
 
 use crate::admission::{peer_port_max, Admission};
 use crate::config::RuntimeBug;
-use crate::event::{Admitted, Input, LinkEvent};
+use crate::event::{loud, Admitted, Input, LinkEvent};
 use crate::fault::Schedule;
 use crate::frame::{self, codec, PeerFrame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
 use crate::handshake::{self, HandshakeError, Hello, Refusal};
@@ -233,7 +233,13 @@ pub async fn accept_loop(
                     warn!(%addr, "refused a peer connection from {addr}: too many open (peer_port_maxconnections {max})");
                     continue;
                 };
-                let serve = serve_incoming(stream, addr, ours.clone(), inputs.clone());
+                let serve = serve_incoming(
+                    stream,
+                    addr,
+                    ours.clone(),
+                    inputs.clone(),
+                    admission.clone(),
+                );
                 tokio::spawn(async move {
                     serve.await;
                     drop(permit);
@@ -263,6 +269,7 @@ async fn serve_incoming(
     addr: SocketAddr,
     ours: Hello,
     inputs: mpsc::Sender<Input>,
+    admission: Arc<Admission>,
 ) {
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
@@ -281,8 +288,14 @@ async fn serve_incoming(
     .await;
     let (from, gen, mut stop) = match result {
         Ok((from, (gen, stop))) => (from, gen, stop),
+        Err(HandshakeError::Refused(Refusal::ShuttingDown)) => return,
         Err(e) => {
-            warn!(%addr, "refused a peer connection from {addr}: {e}");
+            let n = admission.peer_handshake_failed();
+            if loud(n) {
+                warn!(%addr, "refused a peer connection from {addr}: {e} (handshake failure {n} here; INFO peer_handshake_failures)");
+            } else {
+                debug!(%addr, "refused a peer connection from {addr}: {e}");
+            }
             if let Some((peer, gen)) = admitted_gen {
                 let reason = format!("the welcome did not go out: {e}");
                 let down = LinkEvent::InDown { peer, gen, reason };

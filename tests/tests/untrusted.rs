@@ -171,12 +171,22 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
     assert!(why.contains("authentication failed"), "{why}");
 
     cluster.nodes[0].output_containing(&["authentication failed"], PATIENCE);
+    // Node 0 counts the four handshakes it refused (the library dialer's
+    // ended when it refused node 0's proof); node 1 saw none.
+    let mut con = cluster.connect(0).await;
+    poll_info(&mut con, "refused handshakes not counted", |i| {
+        field(i, "peer_handshake_failures") == 4
+    })
+    .await;
+    assert_eq!(cluster.info(1).await["peer_handshake_failures"], "0");
     // No impostor took node 2's slot: the real node joins, and the cluster is whole.
     cluster.start_held();
     for i in 0..3 {
         let info = cluster.info(i).await;
         assert_eq!(info["peers_connected"], "2", "node {i}: {info:?}");
     }
+    // The real node's handshake is not a failure.
+    assert_eq!(cluster.info(0).await["peer_handshake_failures"], "4");
     for i in 0..3 {
         set_own_key(&cluster, i).await;
     }
@@ -280,6 +290,9 @@ async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
     );
     for i in 0..2 {
         assert!(running(cluster.pid(i) as i32), "node {i} stopped");
+        // Each refused the odd node at least once, and counted it.
+        let failures = field(&cluster.info(i).await, "peer_handshake_failures");
+        assert!(failures >= 1, "node {i}: {failures}");
     }
 
     // The real node 2 joins, and the cluster is whole.
