@@ -617,11 +617,13 @@ pub fn describe(msg: &PeerMsg) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::Admission;
     use crate::tracefile::read_trace;
     use gsmo_spec::kv::{Op, Reply};
     use gsmo_spec::multicast::Mode;
     use gsmo_spec::node::Command;
     use gsmo_spec::trace::Start;
+    use std::sync::Arc;
 
     /// A one-node fifo runtime, recording its trace to `trace` if given.
     fn solo(trace: Option<&std::path::Path>) -> Runtime {
@@ -634,6 +636,86 @@ mod tests {
         let trace = trace.map(|path| TraceWriter::create(path, &start).unwrap());
         let cfg = NodeConfig::new(0, vec!["127.0.0.1:7100".into()], Mode::Fifo).unwrap();
         Runtime::fresh_for_test(cfg, None, trace)
+    }
+
+    /// `GSMO.HISTORY` serves the whole history or refuses: past
+    /// `--history-limit` events a partial one would pass for a complete one
+    /// in a checker's hands, so the command says it was cut off.
+    #[tokio::test]
+    async fn a_history_past_its_limit_is_refused_not_served_in_part() {
+        for limit in [1_000, 2] {
+            let mut cfg = NodeConfig::new(0, vec!["127.0.0.1:7100".into()], Mode::Fifo).unwrap();
+            cfg.history_limit = limit;
+            cfg.admission = Arc::new(Admission {
+                debug_commands: true,
+                ..Admission::default()
+            });
+            let mut rt = Runtime::fresh_for_test(cfg, None, None);
+            let ask = |rt: &mut Runtime, req: ClientRequest| {
+                let (reply, mut answer) = oneshot::channel();
+                rt.handle(Input::Client {
+                    reqs: vec![req],
+                    reply,
+                });
+                rt.feed(SpecInput::Flush).unwrap();
+                answer.try_recv().expect("answered at once").remove(0)
+            };
+            for i in 0..3u8 {
+                let set = Command::Write(Op::Set {
+                    key: vec![i],
+                    value: vec![i],
+                });
+                ask(&mut rt, ClientRequest::Kv(set));
+            }
+            match ask(&mut rt, ClientRequest::History) {
+                Response::Array(events) if limit == 1_000 => {
+                    assert!(events.len() >= 3, "{} events", events.len());
+                }
+                Response::Error(e) if limit == 2 => {
+                    assert!(e.starts_with("ERR history truncated after 2 events"), "{e}");
+                }
+                other => panic!("limit {limit}: {other:?}"),
+            }
+            let info = rt.info();
+            let truncated = format!("history_truncated:{}\r\n", u8::from(limit == 2));
+            assert!(info.contains(&truncated), "{info}");
+        }
+    }
+
+    /// Whoever asks a traced node for its state (INFO here; a test's
+    /// quiesce, or GSMO.DIGEST) finds the trace file caught up with the
+    /// answer, though the loop flushes it only at the end of a turn.
+    #[tokio::test]
+    async fn a_question_about_state_finds_the_trace_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n0.trace");
+        let mut rt = solo(Some(&path));
+        let set = Command::Write(Op::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let (reply, _answer) = oneshot::channel();
+        rt.handle(Input::Client {
+            reqs: vec![ClientRequest::Kv(set)],
+            reply,
+        });
+        rt.feed(SpecInput::Flush).unwrap();
+        let (reply, _info) = oneshot::channel();
+        rt.handle(Input::Client {
+            reqs: vec![ClientRequest::Info(None)],
+            reply,
+        });
+        let (trace, _) = read_trace(&path).expect("a whole trace on disk");
+        let writes = trace.steps.iter().filter(|s| {
+            matches!(
+                s.input,
+                Some(SpecInput::Client {
+                    cmd: Command::Write(_),
+                    ..
+                })
+            )
+        });
+        assert_eq!(writes.count(), 1, "the SET before the INFO is on disk");
     }
 
     /// A read skips the spec's input and outputs only where no trace needs
