@@ -651,22 +651,7 @@ mod tests {
                 ..Admission::default()
             });
             let mut rt = Runtime::fresh_for_test(cfg, None, None);
-            let ask = |rt: &mut Runtime, req: ClientRequest| {
-                let (reply, mut answer) = oneshot::channel();
-                rt.handle(Input::Client {
-                    reqs: vec![req],
-                    reply,
-                });
-                rt.feed(SpecInput::Flush).unwrap();
-                answer.try_recv().expect("answered at once").remove(0)
-            };
-            for i in 0..3u8 {
-                let set = Command::Write(Op::Set {
-                    key: vec![i],
-                    value: vec![i],
-                });
-                ask(&mut rt, ClientRequest::Kv(set));
-            }
+            sets(&mut rt, 3);
             match ask(&mut rt, ClientRequest::History) {
                 Response::Array(events) if limit == 1_000 => {
                     assert!(events.len() >= 3, "{} events", events.len());
@@ -680,6 +665,42 @@ mod tests {
             let truncated = format!("history_truncated:{}\r\n", u8::from(limit == 2));
             assert!(info.contains(&truncated), "{info}");
         }
+    }
+
+    /// Sends `req` to `rt` as a run of its own and returns the answer.
+    fn ask(rt: &mut Runtime, req: ClientRequest) -> Response {
+        let (reply, mut answer) = oneshot::channel();
+        rt.handle(Input::Client {
+            reqs: vec![req],
+            reply,
+        });
+        rt.feed(SpecInput::Flush).unwrap();
+        answer.try_recv().expect("answered at once").remove(0)
+    }
+
+    /// `SET k<i> <i>` for `i` in `0..n`.
+    fn sets(rt: &mut Runtime, n: u8) {
+        for i in 0..n {
+            let set = Command::Write(Op::Set {
+                key: vec![i],
+                value: vec![i],
+            });
+            assert_eq!(ask(rt, ClientRequest::Kv(set)), Response::Kv(Reply::Ok));
+        }
+    }
+
+    /// GSMO.DIGEST names the keys and the deliveries behind the digest, so
+    /// two replicas with equal stores and different histories differ.
+    #[tokio::test]
+    async fn the_digest_counts_keys_and_deliveries() {
+        let mut rt = solo(None);
+        sets(&mut rt, 3);
+        sets(&mut rt, 2);
+        let Response::Bulk(digest) = ask(&mut rt, ClientRequest::Digest) else {
+            panic!("a digest is a bulk string");
+        };
+        let digest = String::from_utf8(digest).unwrap();
+        assert!(digest.starts_with("keys=3 delivered=5 digest="), "{digest}");
     }
 
     /// Whoever asks a traced node for its state (INFO here; a test's

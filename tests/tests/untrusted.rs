@@ -179,6 +179,10 @@ async fn impostor_peers_are_refused_and_the_real_node_joins() {
     })
     .await;
     assert_eq!(cluster.info(1).await["peer_handshake_failures"], "0");
+    // Without node 2 the cluster is not whole: node 0 has not announced
+    // itself ready (the harness waits for that line once node 2 starts).
+    let out = cluster.nodes[0].output();
+    assert!(!out.contains("gsmo node 0 ready"), "{out}");
     // No impostor took node 2's slot: the real node joins, and the cluster is whole.
     cluster.start_held();
     for i in 0..3 {
