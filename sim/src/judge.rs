@@ -149,6 +149,7 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
     }
     let ends: Vec<_> = traces.iter().map(snapshots::ends).collect();
     let down = crashed.map(|c| c.0);
+    out.snapshots = snapshots::tally(&ends, &live);
     out.violations
         .extend(snapshots::judge(&ends, &live, down, end.quiet));
     if let (Some(report), Some(down)) = (&mut out.crash, down) {

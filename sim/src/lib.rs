@@ -149,6 +149,8 @@ pub struct Outcome {
     pub crash: Option<crash::Report>,
     /// Writes refused because a link was full (`TRYAGAIN`).
     pub tryagain: u64,
+    /// Snapshots some live node committed, and those it only aborted.
+    pub snapshots: snapshots::Tally,
     pub violations: Vec<String>,
 }
 
@@ -164,6 +166,7 @@ pub struct Totals {
     pub reconnects: u64,
     pub batching: Batching,
     pub tryagain: u64,
+    pub snapshots: snapshots::Tally,
     pub failed: u64,
 }
 
@@ -177,6 +180,8 @@ impl Totals {
         self.reconnects += o.reconnects;
         self.batching.add(&o.batching);
         self.tryagain += o.tryagain;
+        self.snapshots.committed += o.snapshots.committed;
+        self.snapshots.aborted += o.snapshots.aborted;
         self.failed += u64::from(!o.violations.is_empty());
     }
 
@@ -190,7 +195,7 @@ impl Totals {
         };
         format!(
             "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
-             {} reconnects{}{refused}, {} violating seeds",
+             {} reconnects{}{refused}, {} snapshots committed and {} aborted, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
@@ -199,6 +204,8 @@ impl Totals {
             self.crashes,
             self.reconnects,
             self.batching.summary(),
+            self.snapshots.committed,
+            self.snapshots.aborted,
             self.failed
         )
     }

@@ -20,6 +20,35 @@ pub enum End {
     Both,
 }
 
+/// How the snapshots of a run ended among the live nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Committed at some live node.
+    pub committed: u64,
+    /// Aborted and committed at none.
+    pub aborted: u64,
+}
+
+/// Tallies the snapshots the live nodes (`live[i]`) ended: a run whose
+/// snapshots all abort (a part never stored, say) breaks no safety rule, so
+/// the sweep asks for commits by this count.
+pub fn tally(all: &[BTreeMap<SnapshotId, End>], live: &[bool]) -> Tally {
+    let mut ended: BTreeMap<SnapshotId, bool> = BTreeMap::new();
+    for (ends, _) in all.iter().zip(live).filter(|(_, &l)| l) {
+        for (id, end) in ends {
+            let committed = matches!(end, End::Committed | End::Both);
+            if committed || *end == End::Aborted {
+                *ended.entry(*id).or_default() |= committed;
+            }
+        }
+    }
+    let committed = ended.values().filter(|&&c| c).count() as u64;
+    Tally {
+        committed,
+        aborted: ended.len() as u64 - committed,
+    }
+}
+
 /// Every snapshot `trace`'s node recorded or ended, and how it ended it.
 pub fn ends(trace: &Trace) -> BTreeMap<SnapshotId, End> {
     let mut ends = BTreeMap::new();
