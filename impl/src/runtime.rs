@@ -711,21 +711,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n0.trace");
         let mut rt = solo(Some(&path));
-        let set = Command::Write(Op::Set {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        });
-        let (reply, _answer) = oneshot::channel();
-        rt.handle(Input::Client {
-            reqs: vec![ClientRequest::Kv(set)],
-            reply,
-        });
-        rt.feed(SpecInput::Flush).unwrap();
-        let (reply, _info) = oneshot::channel();
-        rt.handle(Input::Client {
-            reqs: vec![ClientRequest::Info(None)],
-            reply,
-        });
+        sets(&mut rt, 1);
+        ask(&mut rt, ClientRequest::Info(None));
         let (trace, _) = read_trace(&path).expect("a whole trace on disk");
         let writes = trace.steps.iter().filter(|s| {
             matches!(
