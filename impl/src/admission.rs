@@ -93,15 +93,13 @@ impl Drop for Slot {
     }
 }
 
-/// Takes one of `max` places counted by `open`, or counts a rejection.
-fn take_place(open: &AtomicUsize, max: usize, rejected: &AtomicU64) -> bool {
-    let taken = open
-        .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
-        .is_ok();
-    if !taken {
-        rejected.fetch_add(1, Relaxed);
+/// Takes one of `max` places counted by `open`, or counts a rejection and
+/// returns how many so far (which paces the log).
+fn take_place(open: &AtomicUsize, max: usize, rejected: &AtomicU64) -> Result<(), u64> {
+    match open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(rejected.fetch_add(1, Relaxed) + 1),
     }
-    taken
 }
 
 /// A connection's place on the peer port, given back when it ends.
@@ -122,19 +120,22 @@ pub fn peer_port_max(cluster_size: usize) -> usize {
 }
 
 impl Admission {
-    /// A place on the peer port of a `cluster_size` cluster, or `None` (and a
-    /// rejection counted) when [`peer_port_max`] are open: strangers holding
-    /// the port cannot use up the descriptors kept for peers and snapshots.
-    pub fn try_admit_peer(self: &Arc<Self>, cluster_size: usize) -> Option<PeerSlot> {
+    /// A place on the peer port of a `cluster_size` cluster, or, when
+    /// [`peer_port_max`] are open, `Err(n)`: the `n`th connection turned away.
+    /// Strangers holding the port cannot use up the descriptors kept for
+    /// peers and snapshots.
+    pub fn try_admit_peer(self: &Arc<Self>, cluster_size: usize) -> Result<PeerSlot, u64> {
         let max = peer_port_max(cluster_size);
         let c = &self.counters;
-        take_place(&c.peer_open, max, &c.peer_rejected).then(|| PeerSlot(self.clone()))
+        take_place(&c.peer_open, max, &c.peer_rejected).map(|()| PeerSlot(self.clone()))
     }
 
     /// A place for a new client, or `None` (and a rejection counted) when full.
     pub fn try_admit(self: &Arc<Self>) -> Option<Slot> {
         let c = &self.counters;
-        take_place(&c.connected, self.max_clients, &c.rejected).then(|| Slot(self.clone()))
+        take_place(&c.connected, self.max_clients, &c.rejected)
+            .ok()
+            .map(|()| Slot(self.clone()))
     }
 
     /// Counts a handshake on the peer port that did not complete (a wrong
@@ -463,19 +464,24 @@ mod tests {
     #[test]
     fn the_peer_port_holds_two_per_member_and_eight_more() {
         let adm = Arc::new(Admission::default());
-        let held: Vec<PeerSlot> = (0..14).map_while(|_| adm.try_admit_peer(3)).collect();
+        let held: Vec<PeerSlot> = (0..14).map_while(|_| adm.try_admit_peer(3).ok()).collect();
         assert_eq!(held.len(), 14);
-        assert!(adm.try_admit_peer(3).is_none());
+        assert_eq!(adm.try_admit_peer(3).err(), Some(1));
+        assert_eq!(
+            adm.try_admit_peer(3).err(),
+            Some(2),
+            "the count paces the log"
+        );
         let info = adm.info(3);
         for want in [
             "peer_port_connections:14\r\n",
             "peer_port_maxconnections:14\r\n",
-            "rejected_peer_connections:1\r\n",
+            "rejected_peer_connections:2\r\n",
         ] {
             assert!(info.contains(want), "{want} in {info}");
         }
         drop(held);
-        assert!(adm.try_admit_peer(3).is_some());
+        assert!(adm.try_admit_peer(3).is_ok());
         assert!(adm.info(3).contains("peer_port_connections:0\r\n"));
     }
 

@@ -228,10 +228,17 @@ pub async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                let Some(permit) = admission.try_admit_peer(n) else {
-                    let max = peer_port_max(n);
-                    warn!(%addr, "refused a peer connection from {addr}: too many open (peer_port_maxconnections {max})");
-                    continue;
+                let permit = match admission.try_admit_peer(n) {
+                    Ok(permit) => permit,
+                    Err(turned_away) => {
+                        let max = peer_port_max(n);
+                        if loud(turned_away) {
+                            warn!(%addr, "refused a peer connection from {addr}: too many open (peer_port_maxconnections {max}; refusal {turned_away} here, INFO rejected_peer_connections)");
+                        } else {
+                            debug!(%addr, "refused a peer connection from {addr}: too many open");
+                        }
+                        continue;
+                    }
                 };
                 let serve = serve_incoming(
                     stream,

@@ -543,6 +543,10 @@ async fn idle_connections_cannot_lock_out_clients_or_snapshots() {
     .await;
     assert_eq!(field(&info, "peer_port_maxconnections"), 12, "{info:?}");
     assert!(field(&info, "peer_port_connections") <= 12, "{info:?}");
+    // A flood of strangers cannot fill the log: the 1st, 25th, 50th and 75th
+    // refusal are warned about, the rest only counted.
+    let out = cluster.nodes[0].output_containing(&["refusal 75 here"], PATIENCE);
+    assert_eq!(out.matches("too many open").count(), 4, "{out}");
 
     // The connected client is served, and a snapshot still gets its files.
     let () = redis::cmd("SET")
