@@ -13,11 +13,14 @@
 //! `$GSMO_BIN` overrides it.
 //!
 //! Every external command has a deadline ([`run_bounded`]): one that hangs is
-//! killed and the test fails saying which command and what it printed.
+//! killed and the test fails saying which command and what it printed. Every
+//! cluster has one too ([`watchdog`]): a test that hangs has its nodes killed.
 //! Randomised tests take their seed from [`seed`] (`GSMO_SEED`, printed).
 
 pub mod bank;
+pub mod watchdog;
 pub use bank::{expect_restored, money, open_accounts, snapshot_at, transferrer};
+use watchdog::Watchdog;
 
 use gsmo_spec::multicast::Mode;
 use gsmo_spec::properties::{self, Event, Violation};
@@ -309,6 +312,7 @@ pub struct TestCluster {
     pub peers: Vec<String>,
     launch: Launch,
     lines: (mpsc::Sender<Line>, mpsc::Receiver<Line>),
+    watchdog: Watchdog,
 }
 
 /// How to start a test cluster: size, mode, and node arguments.
@@ -332,6 +336,9 @@ pub struct Launch {
     pub hosts: Vec<Host>,
     /// Whether the nodes serve the GSMO.* debug commands (default: yes).
     pub debug_commands: bool,
+    /// How long the cluster may live before its nodes are killed; default
+    /// [`watchdog::limit`].
+    pub watchdog: Option<Duration>,
 }
 
 /// A node's own host: the address it listens on (peers and clients) and the
@@ -355,7 +362,14 @@ impl Launch {
             open_files: None,
             hosts: Vec::new(),
             debug_commands: true,
+            watchdog: None,
         }
+    }
+
+    /// Kills the nodes once the cluster has lived `limit` ([`watchdog`]).
+    pub fn watchdog(mut self, limit: Duration) -> Self {
+        self.watchdog = Some(limit);
+        self
     }
 
     /// Starts the nodes as a user would, without `--debug-commands`.
@@ -468,6 +482,7 @@ impl TestCluster {
             peers,
             launch: l.clone(),
             lines: mpsc::channel(),
+            watchdog: Watchdog::start(l.watchdog.unwrap_or_else(watchdog::limit)),
         };
         for id in 0..l.n - l.held {
             cluster.spawn(bin, id);
@@ -547,6 +562,7 @@ impl TestCluster {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.watchdog.watch(child.id());
         let output = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -580,6 +596,7 @@ impl TestCluster {
                 Ok(Line::Listening(i, port)) => self.nodes[i].client_port = port,
                 Ok(Line::Ready(i)) => self.nodes[i].ready = true,
                 Ok(Line::Closed(i)) => {
+                    self.watchdog.forget(self.nodes[i].child.id());
                     let status = self.nodes[i].child.wait();
                     return Err(format!(
                         "node {i} exited early ({status:?}):\n{}",
@@ -659,6 +676,7 @@ impl TestCluster {
 
     /// Kills node `i` (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self, i: NodeId) {
+        self.watchdog.forget(self.nodes[i].child.id());
         let _ = self.nodes[i].child.kill();
         let _ = self.nodes[i].child.wait();
     }
@@ -785,6 +803,7 @@ pub fn check_ordering(mode: Mode, logs: &[Vec<Event>]) -> Result<(), Violation> 
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for n in &mut self.nodes {
+            self.watchdog.forget(n.child.id());
             let _ = n.child.kill();
             let _ = n.child.wait();
         }
@@ -853,5 +872,36 @@ mod tests {
         let out =
             run_bounded_with_input(&mut Command::new("cat"), b"echo", Duration::from_secs(60));
         assert_eq!(out.stdout, b"echo");
+    }
+
+    /// A test that outlives its watchdog has its nodes killed: what it waits
+    /// on fails, so it fails by name instead of hanging the suite.
+    #[tokio::test]
+    async fn a_cluster_past_its_watchdog_has_its_nodes_killed() {
+        let mut cluster = Launch::new(2, Mode::Fifo)
+            .watchdog(Duration::from_secs(2))
+            .start();
+        let mut con = cluster.connect(0).await;
+        let () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster
+            .nodes
+            .iter_mut()
+            .any(|n| n.child.try_wait().unwrap().is_none())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the watchdog did not kill the nodes"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after: redis::RedisResult<Option<String>> =
+            redis::cmd("GET").arg("k").query_async(&mut con).await;
+        assert!(after.is_err(), "a killed node answered: {after:?}");
     }
 }
