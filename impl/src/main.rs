@@ -324,7 +324,8 @@ struct DoorArgs {
     /// [default: 10000, fewer if the open files limit minus those kept for peers is lower].
     #[arg(long, value_name = "N")]
     maxclients: Option<usize>,
-    /// A client whose unread replies pass this many bytes is disconnected (e.g. 64mb).
+    /// A client whose unread replies pass this many bytes is disconnected (e.g. 64mb);
+    /// one reply alone may pass it, so a value larger than the limit stays readable.
     #[arg(long, value_name = "BYTES", default_value = "64mb", value_parser = admission::parse_bytes)]
     client_output_buffer_limit: usize,
     /// Reads one client may have answered but not yet collected (1-1024); its next read

@@ -323,4 +323,43 @@ mod tests {
         assert_eq!(&c.next("its answer follows").await[..], b":3\r\n");
         assert_eq!(order.deferred.load(SeqCst), 0);
     }
+
+    /// An outbox whose replies are never sent, under an output limit of `limit` bytes.
+    fn outbox(limit: usize) -> (Outbox, Arc<Admission>) {
+        let (out, _) = mpsc::unbounded_channel();
+        let admission = Arc::new(Admission {
+            output_buffer_limit: limit,
+            ..Admission::default()
+        });
+        let outbox = Outbox::new(out, Arc::default(), admission.clone(), "test".into());
+        (outbox, admission)
+    }
+
+    /// The output limit counts unsent replies: they may fill it exactly, and
+    /// one reply alone may pass it (a value bigger than the limit stays
+    /// readable), but a reply that takes unsent ones past it cuts the client
+    /// off, counted in INFO.
+    #[test]
+    fn unsent_replies_may_fill_the_limit_and_one_alone_may_pass_it() {
+        let plain = Encoding::default();
+        let cut_off = "client_output_buffer_limit_disconnections:1\r\n";
+        let (mut o, admission) = outbox(10);
+        assert!(o.encode(resp::ok(), plain).is_ok());
+        assert!(
+            o.encode(resp::ok(), plain).is_ok(),
+            "10 bytes fill a limit of 10"
+        );
+        assert!(!admission.info(2).contains(cut_off));
+        assert!(matches!(o.encode(resp::ok(), plain), Err(Flow::Overflow)));
+        assert!(admission.info(2).contains(cut_off));
+
+        let (mut o, admission) = outbox(10);
+        let big = BytesFrame::BulkString(Bytes::from(vec![b'x'; 100]));
+        assert!(
+            o.encode(big, plain).is_ok(),
+            "a 100-byte value alone passes"
+        );
+        assert!(!admission.info(2).contains(cut_off));
+        assert!(matches!(o.encode(resp::ok(), plain), Err(Flow::Overflow)));
+    }
 }
