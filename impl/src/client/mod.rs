@@ -302,4 +302,35 @@ mod tests {
             );
         }
     }
+
+    /// A reply that closes the connection (QUIT, a protocol error) is the
+    /// last: requests the client pipelined behind it are never run.
+    #[tokio::test]
+    async fn nothing_pipelined_behind_quit_is_run() {
+        use tokio::io::AsyncReadExt;
+        for (pipeline, reply) in [
+            (&b"QUIT\r\nSET b 2\r\n"[..], "+OK\r\n"),
+            (b"*1\r\n$x\r\nSET b 2\r\n", "-ERR Protocol error"),
+        ] {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            client.write_all(pipeline).await.unwrap();
+            let admission = Arc::new(Admission::default());
+            let slot = admission.try_admit().unwrap();
+            let (inputs, mut runtime) = mpsc::channel(16);
+            tokio::spawn(serve(Box::new(server), inputs, admission, slot));
+            let mut replies = Vec::new();
+            tokio::time::timeout(PATIENCE, client.read_to_end(&mut replies))
+                .await
+                .expect("the node closes the connection")
+                .unwrap();
+            let replies = String::from_utf8_lossy(&replies);
+            assert!(replies.starts_with(reply), "{replies}");
+            assert_eq!(replies.matches("\r\n").count(), 1, "one reply: {replies}");
+            let ran = tokio::time::timeout(PATIENCE, runtime.recv()).await;
+            assert!(
+                matches!(ran, Ok(None)),
+                "the SET behind it reached the runtime"
+            );
+        }
+    }
 }
