@@ -32,6 +32,14 @@ pub const DEFAULT_READS_IN_FLIGHT: usize = 16;
 /// value, so the bound must stay a small multiple of a pipeline.
 pub const MAX_READS_IN_FLIGHT: usize = 1024;
 
+/// Entries one client connection may queue for its collector (a reply, or a
+/// run of up to 16 requests) before its reader stops reading: deeper than any
+/// pipeline `redis-benchmark` sends. What an entry holds is bounded apart (the
+/// read slots, the output limit), so this bounds only the bookkeeping.
+pub const DEFAULT_REPLY_QUEUE: usize = 1024;
+/// The most `--client-reply-queue` may be.
+pub const MAX_REPLY_QUEUE: usize = 1 << 16;
+
 /// The debug commands, refused unless the node runs with `--debug-commands`.
 pub const DEBUG_COMMANDS: [&str; 3] = ["GSMO.DUMP", "GSMO.HISTORY", "GSMO.DIGEST"];
 
@@ -45,6 +53,8 @@ pub struct Admission {
     pub output_buffer_limit: usize,
     /// Reads one client may have answered and not yet collected; more wait.
     pub reads_in_flight: usize,
+    /// Entries one client's reply queue holds before its reader waits.
+    pub reply_queue: usize,
     /// The largest request (fixed: [`crate::resp::MAX_REQUEST`]), shown in `INFO`.
     pub max_request: usize,
     /// The soft `RLIMIT_NOFILE` after raising it, shown in `INFO`.
@@ -61,6 +71,7 @@ pub struct Counters {
     rejected: AtomicU64,
     output_disconnections: AtomicU64,
     read_slot_waits: AtomicU64,
+    reply_queue_waits: AtomicU64,
     auth_failures: AtomicU64,
     /// Connections on the peer port being handshaken or served.
     peer_open: AtomicUsize,
@@ -74,6 +85,7 @@ impl Default for Admission {
             max_clients: DEFAULT_MAX_CLIENTS,
             output_buffer_limit: DEFAULT_OUTPUT_BUFFER_LIMIT,
             reads_in_flight: DEFAULT_READS_IN_FLIGHT,
+            reply_queue: DEFAULT_REPLY_QUEUE,
             max_request: crate::resp::MAX_REQUEST,
             open_files_limit: 0,
             requirepass: None,
@@ -159,6 +171,11 @@ impl Admission {
         self.counters.read_slot_waits.fetch_add(1, Relaxed);
     }
 
+    /// Counts a client's reader that found its reply queue full and waited.
+    pub fn reply_queue_wait(&self) {
+        self.counters.reply_queue_waits.fetch_add(1, Relaxed);
+    }
+
     /// The `# Clients` section of `INFO`, with the peer port of a
     /// `cluster_size` cluster.
     pub fn info(&self, cluster_size: usize) -> String {
@@ -182,6 +199,11 @@ impl Admission {
         line(
             "client_read_slot_waits",
             &self.counters.read_slot_waits.load(Relaxed),
+        );
+        line("client_reply_queue", &self.reply_queue);
+        line(
+            "client_reply_queue_waits",
+            &self.counters.reply_queue_waits.load(Relaxed),
         );
         line("client_max_request_bytes", &self.max_request);
         line("auth_required", &u8::from(self.requirepass.is_some()));
@@ -266,6 +288,15 @@ pub fn parse_reads_in_flight(s: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (1..=MAX_READS_IN_FLIGHT).contains(n))
         .ok_or_else(|| format!("bad count `{s}`: expected 1 to {MAX_READS_IN_FLIGHT}"))
+}
+
+/// Parses `--client-reply-queue`: 1 to [`MAX_REPLY_QUEUE`] entries.
+pub fn parse_reply_queue(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_REPLY_QUEUE).contains(n))
+        .ok_or_else(|| format!("bad count `{s}`: expected 1 to {MAX_REPLY_QUEUE}"))
 }
 
 /// Parses a byte size: `1048576`, `512kb`, `64mb`, `1gb` (Redis's units, powers of 1024).

@@ -24,6 +24,9 @@ pub const DEFAULT_CLIENT_BASE: u16 = 6380;
 pub const DEFAULT_CLUSTER_ID: &str = "gsmo";
 /// Frames a peer connection's writer may have queued before it is closed.
 pub const DEFAULT_PEER_QUEUE: usize = 4096;
+/// Inputs (client runs, peer frames, link events, ticks) queued for the event
+/// loop before the tasks that send them wait: four of the loop's turns' worth.
+pub const DEFAULT_INPUT_QUEUE: usize = 4096;
 /// Largest cluster the handshake and the per-node arrays are sized for.
 pub const MAX_NODES: usize = 64;
 
@@ -219,6 +222,9 @@ pub struct NodeConfig {
     /// Frames queued for one peer connection's writer; a connection whose
     /// queue is full is closed (the link's retained buffer and the resume refill it).
     pub peer_queue: usize,
+    /// Inputs queued for the event loop before the connections and peer
+    /// readers that send them wait (backpressure, never a loss).
+    pub input_queue: usize,
     /// Complete snapshots kept on disk; older ones are deleted.
     pub snapshot_keep: usize,
     /// Start from a stored snapshot instead of empty.
@@ -347,6 +353,7 @@ impl NodeConfig {
             snapshot_every: None,
             limits: Limits::default(),
             peer_queue: DEFAULT_PEER_QUEUE,
+            input_queue: DEFAULT_INPUT_QUEUE,
             snapshot_keep: 5,
             restore: None,
             trace: None,

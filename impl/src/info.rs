@@ -49,6 +49,7 @@ impl Runtime {
         line(&mut s, "max_batch_writes", &limits.max_batch);
         line(&mut s, "nagle", &Toggle::from(limits.nagle));
         line(&mut s, "peer_queue_frames", &self.cfg.peer_queue);
+        line(&mut s, "input_queue", &self.cfg.input_queue);
         line(
             &mut s,
             "write_refusal",
@@ -230,6 +231,7 @@ impl Runtime {
             "eventloop_duration_sum",
             &self.turns.busy.as_micros(),
         );
+        line(&mut s, "input_queue_peak", &self.turns.queue_peak);
         // Named as Redis's section; one line, for writes (reads answer at once).
         s.push_str("\r\n# Latencystats\r\n");
         line(&mut s, "write_latency_usec", &self.write_latency.info());

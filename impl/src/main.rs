@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gsmo_node::admission::{self, Admission};
 use gsmo_node::config::{
     parse_cluster, DelayRange, Faults, LogFormat, NodeConfig, RestoreFrom, RuntimeBug, Toggle,
-    DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_PEER_BASE, DEFAULT_PEER_QUEUE,
+    DEFAULT_CLIENT_BASE, DEFAULT_CLUSTER_ID, DEFAULT_INPUT_QUEUE, DEFAULT_PEER_BASE,
+    DEFAULT_PEER_QUEUE,
 };
 use gsmo_node::launcher::{self, LaunchConfig};
 use gsmo_node::pages::{self, HugePages};
@@ -222,6 +223,11 @@ struct OpsArgs {
     /// closed and the link resends after reconnecting.
     #[arg(long, default_value_t = DEFAULT_PEER_QUEUE, value_name = "FRAMES")]
     peer_queue: usize,
+    /// Inputs (client requests, peer frames, link events) queued for the event loop
+    /// before the connections and peers sending them wait; nothing is dropped (INFO
+    /// `input_queue`, and `input_queue_peak`, the most seen queued at once).
+    #[arg(long, default_value_t = DEFAULT_INPUT_QUEUE, value_name = "INPUTS")]
+    input_queue: usize,
     /// Fault: break a random peer connection at random intervals averaging MS.
     #[arg(long, value_name = "MS")]
     fault_disconnect_every: Option<u64>,
@@ -260,6 +266,7 @@ impl OpsArgs {
         );
         anyhow::ensure!(self.snapshot_keep > 0, "--snapshot-keep must be at least 1");
         anyhow::ensure!(self.peer_queue > 0, "--peer-queue must be at least 1");
+        anyhow::ensure!(self.input_queue > 0, "--input-queue must be at least 1");
         anyhow::ensure!(
             self.link_buffer > 0,
             "--link-buffer must be at least 1 byte"
@@ -294,6 +301,7 @@ impl OpsArgs {
             nagle: self.nagle == Toggle::On,
         };
         cfg.peer_queue = self.peer_queue;
+        cfg.input_queue = self.input_queue;
         cfg.snapshot_keep = self.snapshot_keep;
         cfg.restore = self.restore;
         cfg.faults = Faults {
@@ -334,6 +342,12 @@ struct DoorArgs {
     #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_READS_IN_FLIGHT,
           value_parser = admission::parse_reads_in_flight)]
     client_reads_in_flight: usize,
+    /// Entries one client may have queued for its replies (1-65536): a reply, or a run
+    /// of up to 16 pipelined requests. When full, the node stops reading from that
+    /// client until earlier replies are encoded (INFO `client_reply_queue_waits`).
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_REPLY_QUEUE,
+          value_parser = admission::parse_reply_queue)]
+    client_reply_queue: usize,
 }
 
 impl DoorArgs {
@@ -344,6 +358,8 @@ impl DoorArgs {
             self.client_output_buffer_limit.to_string(),
             "--client-reads-in-flight".to_string(),
             self.client_reads_in_flight.to_string(),
+            "--client-reply-queue".to_string(),
+            self.client_reply_queue.to_string(),
         ];
         if let Some(f) = &self.cluster_secret_file {
             v.extend(["--cluster-secret-file".into(), f.display().to_string()]);
@@ -376,6 +392,7 @@ impl DoorArgs {
             max_clients,
             output_buffer_limit: self.client_output_buffer_limit,
             reads_in_flight: self.client_reads_in_flight,
+            reply_queue: self.client_reply_queue,
             open_files_limit: open_files,
             requirepass,
             debug_commands: self.debug_commands,
@@ -671,6 +688,8 @@ impl OpsArgs {
             self.nagle.to_string(),
             "--peer-queue".into(),
             self.peer_queue.to_string(),
+            "--input-queue".into(),
+            self.input_queue.to_string(),
             "--snapshot-keep".into(),
             self.snapshot_keep.to_string(),
             "--transparent-huge-pages".into(),

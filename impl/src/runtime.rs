@@ -135,6 +135,11 @@ pub struct Runtime {
 pub(crate) struct Turns {
     pub(crate) cycles: u64,
     pub(crate) busy: Duration,
+    /// The most inputs queued at a turn's start, the one that woke it
+    /// included: how close the input queue (`--input-queue`) came to full.
+    /// A sender may refill the place the first input left, so it is capped
+    /// at the bound.
+    pub(crate) queue_peak: usize,
 }
 
 impl Runtime {
@@ -251,6 +256,8 @@ impl Runtime {
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> Result<(), String> {
         self.check_ready();
         while let Some(input) = inputs.recv().await {
+            let queued = (inputs.len() + 1).min(self.cfg.input_queue);
+            self.turns.queue_peak = self.turns.queue_peak.max(queued);
             if let Some(pause) = self.cfg.faults.slow {
                 tokio::time::sleep(pause).await;
             }

@@ -17,9 +17,6 @@ use gsmo_spec::trace::Start;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-/// Inputs queued for the event loop before connections wait (backpressure).
-const INPUT_QUEUE: usize = 4096;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen for {what} on {addr}: {source}")]
@@ -168,7 +165,7 @@ pub async fn serve_on(cfg: NodeConfig, net: Net) -> Result<(), ServeError> {
     let peer_addr = local(peer_listener.as_ref(), &cfg.peer_listen);
     let client_addr = local(client_listener.as_ref(), &cfg.client_listen);
 
-    let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
+    let (inputs, rx) = mpsc::channel(cfg.input_queue.max(1));
     let mut tasks = Tasks::new();
     for (j, addr) in cfg.peers.iter().enumerate().filter(|(j, _)| *j != me) {
         let delay = cfg

@@ -696,6 +696,8 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         .args(["--peer-base", &peer_base.to_string()])
         .args(["--client-base", &client_base.to_string()])
         .args(["--client-reads-in-flight", "3"])
+        .args(["--client-reply-queue", "7"])
+        .args(["--input-queue", "100"])
         .args(["--client-output-buffer-limit", "1mb"])
         .args(["--transparent-huge-pages", "system"])
         .args(["--nagle", "off"])
@@ -727,12 +729,23 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         let info: String = redis::cmd("INFO").query_async(&mut con).await.unwrap();
         for limit in [
             "client_reads_in_flight:3",
+            "client_reply_queue:7",
+            "input_queue:100",
             "client_output_buffer_limit:1048576",
             "transparent_huge_pages:system",
             "nagle:off",
         ] {
             assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
         }
+        // The INFO request itself was queued: the peak counts it, within the bound.
+        let peak: usize = info
+            .lines()
+            .find_map(|l| l.strip_prefix("input_queue_peak:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((1..=100).contains(&peak), "node {i}: {info}");
         let pid: i32 = info
             .lines()
             .find_map(|l| l.strip_prefix("process_id:"))

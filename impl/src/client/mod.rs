@@ -55,9 +55,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-/// Entries of a connection's reply queue (a reply, or a run of at most
-/// [`RUN_MAX`] requests) before its reader waits.
-const PIPELINE_DEPTH: usize = 1024;
 /// Requests in one run handed to the runtime (reads: also the connection's
 /// read slots). Keeps one connection from holding the event loop for long.
 const RUN_MAX: usize = 16;
@@ -138,7 +135,8 @@ async fn serve(
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let (read, write) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
+    // Entries (a reply, or a run of at most RUN_MAX requests) before the reader waits.
+    let (tx, rx) = mpsc::channel::<Pending>(admission.reply_queue.max(1));
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let order = Arc::new(Order::new(admission.clone()));
     let unsent = Arc::new(AtomicUsize::new(0));
@@ -332,5 +330,52 @@ mod tests {
                 "the SET behind it reached the runtime"
             );
         }
+    }
+
+    /// A client's reply queue is bounded (`--client-reply-queue`): behind an
+    /// unanswered read, a pipeline of local replies fills it, the reader
+    /// stops reading (counted in INFO), and everything still arrives in order
+    /// once the read is answered.
+    #[tokio::test]
+    async fn a_full_reply_queue_stops_the_reader_until_replies_move() {
+        use gsmo_spec::kv::Reply;
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut pipeline = b"GET a\r\n".to_vec();
+        pipeline.extend(b"PING\r\n".repeat(6));
+        client.write_all(&pipeline).await.unwrap();
+        client.shutdown().await.unwrap();
+        let admission = Arc::new(Admission {
+            reply_queue: 2,
+            ..Admission::default()
+        });
+        let slot = admission.try_admit().unwrap();
+        let (inputs, mut runtime) = mpsc::channel(16);
+        tokio::spawn(serve(Box::new(server), inputs, admission.clone(), slot));
+        let read = next_run(&mut runtime, 1, false).await;
+        let waits = |a: &Admission| {
+            let info = a.info(2);
+            let line = info
+                .lines()
+                .find_map(|l| l.strip_prefix("client_reply_queue_waits:"));
+            line.unwrap().parse::<u64>().unwrap()
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while waits(&admission) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reader never waited"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(admission.info(2).contains("client_reply_queue:2\r\n"));
+        read.send(vec![Response::Kv(Reply::Bulk(None))]).unwrap();
+        let mut replies = Vec::new();
+        tokio::time::timeout(PATIENCE, client.read_to_end(&mut replies))
+            .await
+            .expect("every reply arrives and the connection ends")
+            .unwrap();
+        let want = format!("$-1\r\n{}", "+PONG\r\n".repeat(6));
+        assert_eq!(String::from_utf8_lossy(&replies), want);
     }
 }

@@ -17,8 +17,8 @@ pub(super) struct Order {
     /// Signalled when `reads` drops below [`Order::read_slots`].
     read_freed: Notify,
     /// The read window (`--client-reads-in-flight`), and where a reader's
-    /// wait for a slot is counted, for INFO.
-    admission: Arc<Admission>,
+    /// waits (for a slot, for room in the reply queue) are counted, for INFO.
+    pub(super) admission: Arc<Admission>,
 }
 
 impl Order {

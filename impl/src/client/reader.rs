@@ -31,7 +31,7 @@ pub(super) async fn read_requests(
         let next = match requests.next().now_or_never() {
             Some(next) => next,
             None => {
-                if !run.hand_over(&inputs, &tx).await {
+                if !run.hand_over(&inputs, &tx, &order).await {
                     return;
                 }
                 requests.next().await
@@ -80,16 +80,27 @@ pub(super) async fn read_requests(
             }
         };
         // Anything else queues behind the run.
-        if !run.hand_over(&inputs, &tx).await {
+        if !run.hand_over(&inputs, &tx, &order).await {
             return;
         }
         let closing = matches!(pending, Pending::Close(..));
-        if tx.send(pending).await.is_err() || closing {
+        if !queue(&tx, pending, &order).await || closing {
             return;
         }
     }
     // The client sent its last request (or its socket failed): what came is answered.
-    run.hand_over(&inputs, &tx).await;
+    run.hand_over(&inputs, &tx, &order).await;
+}
+
+/// Queues `pending` for the collector; `false` if it is gone. While the
+/// connection's reply queue is full (`--client-reply-queue`) the reader waits,
+/// and so reads nothing more from the client: the queue's bound is the
+/// client's backpressure, counted in INFO `client_reply_queue_waits`.
+async fn queue(tx: &mpsc::Sender<Pending>, pending: Pending, order: &Order) -> bool {
+    if tx.capacity() == 0 {
+        order.admission.reply_queue_wait();
+    }
+    tx.send(pending).await.is_ok()
 }
 
 /// The run the reader is gathering: requests read back to back that the
@@ -121,7 +132,7 @@ impl Gather {
         let fits =
             self.reqs.len() < RUN_MAX && (self.reqs.is_empty() || is_write == (self.writes > 0));
         if !fits || (!is_write && !self.take_slot(order)) {
-            if !self.hand_over(inputs, tx).await {
+            if !self.hand_over(inputs, tx, order).await {
                 return false;
             }
             if !is_write {
@@ -154,6 +165,7 @@ impl Gather {
         &mut self,
         inputs: &mpsc::Sender<Input>,
         tx: &mpsc::Sender<Pending>,
+        order: &Order,
     ) -> bool {
         if self.reqs.is_empty() {
             return true;
@@ -168,6 +180,6 @@ impl Gather {
             slot: self.slot.take(),
             writes: std::mem::take(&mut self.writes),
         };
-        tx.send(Pending::Run(answers)).await.is_ok()
+        queue(tx, Pending::Run(answers), order).await
     }
 }
