@@ -38,6 +38,8 @@ pub struct Collected {
     pub reconnects: u64,
     /// How the nodes batched their writes.
     pub batching: Batching,
+    /// How often the nodes met their queues' bounds.
+    pub squeeze: crate::squeeze::Squeeze,
 }
 
 fn total(mode: Mode) -> bool {
@@ -52,6 +54,10 @@ pub fn judge(o: &Opts, shared: Shared, trace_dir: &Path, out: &mut Outcome) {
         .end
         .as_ref()
         .map_or_else(Batching::default, |e| e.batching);
+    out.squeeze = shared
+        .end
+        .as_ref()
+        .map_or_else(Default::default, |e| e.squeeze);
     let crashed = shared.crashed;
     out.crash = crashed.map(|(node, at)| Report {
         node,

@@ -29,6 +29,7 @@ pub mod judge;
 pub mod net;
 pub mod replay;
 pub mod snapshots;
+pub mod squeeze;
 pub mod workload;
 
 use gsmo_node::config::{DelayRange, NodeConfig, RuntimeBug};
@@ -76,6 +77,10 @@ pub struct Opts {
     /// fill: writes may then be refused (`TRYAGAIN`), and once the cluster is
     /// quiet every node must take a write again.
     pub link_buffer: Option<u64>,
+    /// Every bounded queue of the node at this many entries ([`squeeze`]):
+    /// the input queue, each client's reply queue and read slots, and each
+    /// peer writer's queue.
+    pub queues: Option<usize>,
 }
 
 impl Opts {
@@ -92,6 +97,7 @@ impl Opts {
             max_batch: 1,
             pipeline: 1,
             link_buffer: None,
+            queues: None,
         }
     }
 
@@ -118,6 +124,9 @@ impl Opts {
         }
         if let Some(b) = self.link_buffer {
             c.push_str(&format!(" --link-buffer {b}"));
+        }
+        if let Some(q) = self.queues {
+            c.push_str(&format!(" --queues {q}"));
         }
         c
     }
@@ -151,6 +160,8 @@ pub struct Outcome {
     pub tryagain: u64,
     /// Snapshots some live node committed, and those it only aborted.
     pub snapshots: snapshots::Tally,
+    /// How often the live nodes met their queues' bounds.
+    pub squeeze: squeeze::Squeeze,
     pub violations: Vec<String>,
 }
 
@@ -167,6 +178,7 @@ pub struct Totals {
     pub batching: Batching,
     pub tryagain: u64,
     pub snapshots: snapshots::Tally,
+    pub squeeze: squeeze::Squeeze,
     pub failed: u64,
 }
 
@@ -182,6 +194,7 @@ impl Totals {
         self.tryagain += o.tryagain;
         self.snapshots.committed += o.snapshots.committed;
         self.snapshots.aborted += o.snapshots.aborted;
+        self.squeeze.add(&o.squeeze);
         self.failed += u64::from(!o.violations.is_empty());
     }
 
@@ -195,7 +208,7 @@ impl Totals {
         };
         format!(
             "sim: {} seeds, {}.{:03} simulated s, {} events, {} faults injected, {} crashes, \
-             {} reconnects{}{refused}, {} snapshots committed and {} aborted, {} violating seeds",
+             {} reconnects{}{refused}{}, {} snapshots committed and {} aborted, {} violating seeds",
             self.seeds,
             self.sim_ms / 1000,
             self.sim_ms % 1000,
@@ -204,6 +217,7 @@ impl Totals {
             self.crashes,
             self.reconnects,
             self.batching.summary(),
+            self.squeeze.summary(),
             self.snapshots.committed,
             self.snapshots.aborted,
             self.failed
@@ -309,6 +323,16 @@ fn node_config(o: &Opts, i: usize, trace_dir: &std::path::Path) -> NodeConfig {
     cfg.limits.nagle = true;
     if let Some(b) = o.link_buffer {
         cfg.limits.link_buffer_bytes = b;
+    }
+    if let Some(q) = o.queues {
+        cfg.input_queue = q;
+        cfg.peer_queue = q;
+        cfg.admission = Arc::new(gsmo_node::admission::Admission {
+            debug_commands: true,
+            reads_in_flight: q,
+            reply_queue: q,
+            ..Default::default()
+        });
     }
     if o.faults {
         let max_ms = 2 + o.seed % 19;

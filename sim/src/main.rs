@@ -58,6 +58,11 @@ struct Cli {
     /// peer's link stays full for good.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     link_buffer: Option<u64>,
+    /// Every bounded queue of the nodes at N entries (the input queue, each client's
+    /// reply queue and read slots, each peer writer's queue), so the paths taken when
+    /// one is full run in every seed; the summary counts how often each filled.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    queues: Option<u64>,
     /// No broken connections, held links, snapshots or crashes (latency and delays only).
     #[arg(long)]
     no_faults: bool,
@@ -170,6 +175,7 @@ fn main() {
             max_batch: cli.max_batch,
             pipeline: cli.pipeline as usize,
             link_buffer: cli.link_buffer,
+            queues: cli.queues.map(|q| q as usize),
             ..Opts::new(seed, mode)
         };
         let out = run(&o);

@@ -411,6 +411,7 @@ async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected
             .filter_map(|n| n.parse::<u64>().ok())
             .sum::<u64>();
         end.batching.add(&Batching::from_info(&info));
+        end.squeeze.add(&crate::squeeze::Squeeze::from_info(&info));
     }
     Ok(end)
 }
