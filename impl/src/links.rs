@@ -352,12 +352,18 @@ impl Runtime {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let bound = self.cfg.peer_queue;
-                warn!(
-                    peer = to,
-                    "writer queue to n{to} full ({bound} frames, --peer-queue): closing the \
-                     connection; the link resends its frames on resume"
-                );
                 self.peers[to].queue_full_closes += 1;
+                let n = self.peers[to].queue_full_closes;
+                if loud(n) {
+                    warn!(
+                        peer = to,
+                        "writer queue to n{to} full ({bound} frames, --peer-queue): closing the \
+                         connection; the link resends its frames on resume (close {n} for a \
+                         full queue; INFO peer_n{to} queue_full_closes)"
+                    );
+                } else {
+                    debug!(peer = to, "writer queue to n{to} full: closing the connection");
+                }
                 self.close_out(to, format!("writer queue full ({bound} frames)"));
             }
             // The writer is gone; its OutDown is on the way.
