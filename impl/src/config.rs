@@ -219,8 +219,10 @@ pub struct NodeConfig {
     /// The spec's fault bounds: write timeout, unreachable-after, snapshot
     /// timeout, link buffer bytes.
     pub limits: Limits,
-    /// Frames queued for one peer connection's writer; a connection whose
-    /// queue is full is closed (the link's retained buffer and the resume refill it).
+    /// Frames queued for one peer connection's writer behind its resume's
+    /// resend (which goes whole: it is the link's retained frames); a
+    /// connection whose queue is full is closed (the link's retained buffer
+    /// and the resume refill it).
     pub peer_queue: usize,
     /// Inputs queued for the event loop before the connections and peer
     /// readers that send them wait (backpressure, never a loss).

@@ -219,8 +219,9 @@ struct OpsArgs {
     /// `off` multicasts whenever no input waits. Other modes never hold.
     #[arg(long, value_enum, default_value_t = Toggle::On)]
     nagle: Toggle,
-    /// Frames queued per peer connection writer; when full the connection is
-    /// closed and the link resends after reconnecting.
+    /// Frames queued per peer connection writer, beyond a reconnect's resend (which
+    /// goes whole); when full the connection is closed and the link resends after
+    /// reconnecting.
     #[arg(long, default_value_t = DEFAULT_PEER_QUEUE, value_name = "FRAMES")]
     peer_queue: usize,
     /// Inputs (client requests, peer frames, link events) queued for the event loop

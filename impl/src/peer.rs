@@ -65,7 +65,10 @@ pub async fn run_outgoing(
         match dial(&net, &hello, &addr).await {
             Ok((framed, delivered)) => {
                 backoff = FIRST_BACKOFF;
-                let (queue, rx) = mpsc::channel(queue_bound.max(1));
+                // The event loop bounds the queue (`--peer-queue` frames behind
+                // the resume's resend, `Runtime::enqueue`); the resend itself is
+                // bounded by the link's `--link-buffer`.
+                let (queue, rx) = mpsc::channel(tokio::sync::Semaphore::MAX_PERMITS);
                 let up = LinkEvent::OutUp {
                     peer,
                     gen,
