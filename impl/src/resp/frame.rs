@@ -297,6 +297,37 @@ mod tests {
             .contains("too big inline"));
     }
 
+    /// The limits are exact: at a limit a request is waited for, one past it
+    /// is refused, for the argument count, one argument's length and all of
+    /// them together.
+    #[test]
+    fn the_limits_take_a_request_at_them_and_refuse_one_past() {
+        let at = |header: String| {
+            let (cmds, err) = decode_all(header.as_bytes());
+            assert!(cmds.is_empty());
+            err
+        };
+        assert_eq!(at(format!("*{MAX_ARGS}\r\n")), None);
+        let err = at(format!("*{}\r\n", MAX_ARGS + 1)).unwrap_or_default();
+        assert!(err.contains("invalid multibulk length"), "{err}");
+        assert_eq!(at(format!("*1\r\n${MAX_REQUEST}\r\n")), None);
+        let err = at(format!("*1\r\n${}\r\n", MAX_REQUEST + 1)).unwrap_or_default();
+        assert!(err.contains("invalid bulk length"), "{err}");
+        // Two halves fill the request exactly; one byte more is refused at the
+        // second header, before its body arrives.
+        let half = MAX_REQUEST / 2;
+        let two = |second: usize| {
+            let mut req = format!("*2\r\n${half}\r\n").into_bytes();
+            req.extend(std::iter::repeat_n(b'x', half));
+            req.extend(format!("\r\n${second}\r\n").as_bytes());
+            decode_all(&req)
+        };
+        assert_eq!(two(half), (vec![], None));
+        let (cmds, err) = two(half + 1);
+        assert!(cmds.is_empty());
+        assert!(err.unwrap_or_default().contains("request larger than"));
+    }
+
     #[test]
     fn half_a_request_waits() {
         let (cmds, err) = decode_all(b"*2\r\n$3\r\nSET\r\n$3\r\nke");
