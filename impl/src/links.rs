@@ -72,7 +72,8 @@ pub struct PeerConn {
     /// ([`Runtime::end_turn`]); dropped with the connection they were meant for.
     /// Bounded by what one turn sends: at most a resume's resend of the link's
     /// retained frames (`--link-buffer`), and the writer queue's own bound
-    /// (`--peer-queue`) applies when they are handed over.
+    /// (`--peer-queue`) applies to what follows the resend when they are
+    /// handed over.
     corked: Vec<PeerFrame>,
     pub inbound: ConnState,
     /// The current inbound connection's generation; dropping `stop` closes it.
