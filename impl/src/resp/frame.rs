@@ -278,6 +278,7 @@ mod tests {
             (b"*1\r\n$99999999999\r\n", "invalid bulk length"),
             (b"*1\r\n$-5\r\n", "invalid bulk length"),
             (b"*x\r\n", "invalid multibulk length"),
+            (b"*1\r\n$x\r\n", "invalid bulk length"),
             (b"*1\r\n:5\r\n", "expected '$', got ':'"),
             (b"*1\r\n$1\r\nab\r\n", "not terminated by CRLF"),
             (
