@@ -291,6 +291,12 @@ mod tests {
             let err = err.unwrap_or_default();
             assert!(err.contains(want), "{input:?}: {err}");
         }
+        let at_the_limit = vec![b'a'; MAX_INLINE];
+        assert_eq!(
+            decode_all(&at_the_limit),
+            (vec![], None),
+            "waits for its end"
+        );
         let long_inline = vec![b'a'; MAX_INLINE + 1];
         assert!(decode_all(&long_inline)
             .1
