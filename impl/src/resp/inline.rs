@@ -106,6 +106,10 @@ mod tests {
             ["SET", "k", "x\nA\""]
         );
         assert_eq!(s("SET k ''").unwrap(), ["SET", "k", ""]);
+        // `\x` takes exactly two hex digits, else it is a plain `x`; another
+        // escape followed by hex digits is that escape and the digits.
+        assert_eq!(s("SET k \"\\xZZ\"").unwrap(), ["SET", "k", "xZZ"]);
+        assert_eq!(s("SET k \"\\n41\"").unwrap(), ["SET", "k", "\n41"]);
         assert_eq!(
             s("SET k 'a\\nb'").unwrap(),
             ["SET", "k", "a\\nb"],
