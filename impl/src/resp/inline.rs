@@ -122,6 +122,8 @@ mod tests {
             None,
             "a closing quote must end the argument"
         );
+        assert_eq!(s("SET 'a'b c"), None, "a closing single quote too");
+        assert_eq!(s("SET 'a' b").unwrap(), ["SET", "a", "b"]);
         assert_eq!(s("").unwrap(), Vec::<String>::new());
     }
 }
