@@ -283,20 +283,20 @@ pub fn max_clients(
 
 /// Parses `--client-reads-in-flight`: 1 to [`MAX_READS_IN_FLIGHT`].
 pub fn parse_reads_in_flight(s: &str) -> Result<usize, String> {
-    s.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=MAX_READS_IN_FLIGHT).contains(n))
-        .ok_or_else(|| format!("bad count `{s}`: expected 1 to {MAX_READS_IN_FLIGHT}"))
+    parse_count(s, MAX_READS_IN_FLIGHT)
 }
 
 /// Parses `--client-reply-queue`: 1 to [`MAX_REPLY_QUEUE`] entries.
 pub fn parse_reply_queue(s: &str) -> Result<usize, String> {
+    parse_count(s, MAX_REPLY_QUEUE)
+}
+
+fn parse_count(s: &str, max: usize) -> Result<usize, String> {
     s.trim()
         .parse::<usize>()
         .ok()
-        .filter(|n| (1..=MAX_REPLY_QUEUE).contains(n))
-        .ok_or_else(|| format!("bad count `{s}`: expected 1 to {MAX_REPLY_QUEUE}"))
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("bad count `{s}`: expected 1 to {max}"))
 }
 
 /// Parses a byte size: `1048576`, `512kb`, `64mb`, `1gb` (Redis's units, powers of 1024).
@@ -591,6 +591,9 @@ mod tests {
         assert!(parse_reads_in_flight("0").is_err());
         assert!(parse_reads_in_flight("1025").is_err());
         assert!(parse_reads_in_flight("many").is_err());
+        assert_eq!(parse_reply_queue("65536"), Ok(MAX_REPLY_QUEUE));
+        assert!(parse_reply_queue("65537").is_err());
+        assert!(parse_reply_queue("0").is_err());
         assert_eq!(max_clients(1 << 20, 3, None), Ok(DEFAULT_MAX_CLIENTS));
         assert_eq!(max_clients(200, 3, None), Ok(200 - 44));
         assert_eq!(max_clients(200, 3, Some(10)), Ok(10));

@@ -737,22 +737,14 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
         ] {
             assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
         }
+        let number = |name: &str| -> i64 {
+            let value = info.lines().find_map(|l| l.strip_prefix(name));
+            value.unwrap().trim().parse().unwrap()
+        };
         // The INFO request itself was queued: the peak counts it, within the bound.
-        let peak: usize = info
-            .lines()
-            .find_map(|l| l.strip_prefix("input_queue_peak:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let peak = number("input_queue_peak:");
         assert!((1..=100).contains(&peak), "node {i}: {info}");
-        let pid: i32 = info
-            .lines()
-            .find_map(|l| l.strip_prefix("process_id:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = number("process_id:") as i32;
         assert!(running(pid));
         pids.push(pid);
     }
