@@ -116,7 +116,8 @@ impl PeerConn {
     /// link's retained frames, bounded by `--link-buffer`, and a bound on it
     /// would close each new connection after its first `--peer-queue` frames,
     /// so a long partition healed by one reconnect a queue's worth at a time
-    /// (11 closes and reconnects after a 5 s stop under `redis-benchmark`).
+    /// (7-8 closes and reconnects to resend 28 k frames after a peer's 5 s
+    /// stop under `redis-benchmark`; now 1).
     /// The writer takes frames in order, so the resend's frames still queued
     /// are those it has not yet written.
     pub fn queued_behind_resend(&self) -> usize {
