@@ -92,6 +92,15 @@ pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// Per-peer counter `name` (a `name=N` entry of INFO's `peer_n<j>` lines),
+/// summed over the peers.
+pub fn peer_sum(info: &str, name: &str) -> u64 {
+    info.split(',')
+        .filter_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
 /// A RESP2 reply as the K/V store's [`Reply`] (what the consistency checker compares).
 pub fn to_reply(f: &BytesFrame) -> Reply {
     match f {

@@ -6,7 +6,7 @@
 //! judge asks the same of such a run as of any other: nothing lost, nothing
 //! out of order, every request answered.
 
-use crate::client::info_field;
+use crate::client::{info_field, peer_sum};
 
 /// How often the live nodes met their queues' bounds, summed from INFO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,11 +31,7 @@ impl Squeeze {
             read_slot_waits: field("client_read_slot_waits"),
             reply_queue_waits: field("client_reply_queue_waits"),
             input_queue_full: u64::from(full),
-            peer_queue_closes: info
-                .split(',')
-                .filter_map(|f| f.strip_prefix("queue_full_closes="))
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum(),
+            peer_queue_closes: peer_sum(info, "queue_full_closes"),
         }
     }
 

@@ -405,11 +405,7 @@ async fn settle(o: &Opts, shared: &RefCell<Shared>) -> std::io::Result<Collected
         end.histories.push(r.strings(&[b"GSMO.HISTORY"]).await?);
         end.dumps.push(r.strings(&[b"GSMO.DUMP"]).await?);
         let info = r.text(&[b"INFO"]).await?;
-        end.reconnects += info
-            .split(',')
-            .filter_map(|f| f.strip_prefix("reconnects_out="))
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum::<u64>();
+        end.reconnects += crate::client::peer_sum(&info, "reconnects_out");
         end.batching.add(&Batching::from_info(&info));
         end.squeeze.add(&crate::squeeze::Squeeze::from_info(&info));
     }
