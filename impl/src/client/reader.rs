@@ -44,7 +44,7 @@ pub(super) async fn read_requests(
                 let call = resp::Call::new(&args);
                 let request = gate
                     .check(call)
-                    .map_or_else(|| session.parse(call), Request::Local);
+                    .map_or_else(|| call.parse(&mut session), Request::Local);
                 let encoding = Encoding {
                     resp3: session.resp3(),
                     shape: resp::shape::shape(call),

@@ -12,8 +12,9 @@
 //! packed names (sorted at compile time): no allocation, about seven integer
 //! comparisons, and no hand-kept second list of the names.
 
+use super::connection::{self, Session};
 use super::reply::error;
-use super::{connection, hashes, keys, lists, server, sets, zsets};
+use super::{hashes, keys, lists, server, sets, zsets};
 use crate::event::ClientRequest;
 use bytes::Bytes;
 use gsmo_spec::kv::{Op, ReadOp};
@@ -63,8 +64,9 @@ impl<'a> Call<'a> {
         self.args
     }
 
-    /// Parses the request without a connection's session (see [`super::Session::parse`]).
-    pub fn parse(self) -> Request {
+    /// Parses the request in the context of its connection's `session`
+    /// (CLIENT and HELLO read and change it): the one path every request takes.
+    pub fn parse(self, session: &mut Session) -> Request {
         let Some(name) = self.args.first() else {
             return local_error("ERR empty command");
         };
@@ -81,16 +83,17 @@ impl<'a> Call<'a> {
             Family::Sets => sets::parse(spec.name, a),
             Family::Hashes => hashes::parse(spec.name, a),
             Family::ZSets => zsets::parse(spec.name, a),
-            Family::Connection => connection::parse(spec.name, a),
+            Family::Connection => connection::parse(spec.name, a, session),
             Family::Server => server::parse(spec.name, a),
         };
         parsed.unwrap_or_else(|r| r)
     }
 }
 
-/// Parses one request (its first argument is the command name, any case).
+/// Parses one request (its first argument is the command name, any case) on
+/// a connection of its own, as a fresh client's first request.
 pub fn parse_command(args: &[Bytes]) -> Request {
-    Call::new(args).parse()
+    Call::new(args).parse(&mut Session::new())
 }
 
 /// As Redis words it: each argument quoted and followed by a space, until 128
@@ -602,7 +605,10 @@ mod tests {
         assert_eq!(call.args().len(), 3);
         assert!(Call::new(&testing::args("AUTH x")).spec().is_none());
         assert!(Call::new(&[]).spec().is_none());
-        assert_eq!(error_text(Call::new(&[]).parse()), "ERR empty command");
+        assert_eq!(
+            error_text(Call::new(&[]).parse(&mut Session::new())),
+            "ERR empty command"
+        );
     }
 
     #[test]

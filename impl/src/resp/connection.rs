@@ -2,7 +2,7 @@
 //! QUIT. Per-connection state (the client id, its name) lives in [`Session`];
 //! everything else about a connection is in `crate::client`.
 
-use super::command::{local_error, lookup, Call, CommandSpec, Kind, Request, COMMANDS};
+use super::command::{local_error, lookup, CommandSpec, Kind, Request, COMMANDS};
 use super::reply::{bulk, error, ok};
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
@@ -45,16 +45,6 @@ impl Session {
     /// Whether replies go out in RESP3 (see [`super::shape`]).
     pub fn resp3(&self) -> bool {
         self.resp3
-    }
-
-    /// Parses one request in this connection's context.
-    pub fn parse(&mut self, call: Call) -> Request {
-        let args = call.args();
-        match call.name() {
-            Some("CLIENT") if args.len() >= 2 => self.client(&args[1..]),
-            Some("HELLO") => self.hello(&args[1..]),
-            _ => call.parse(),
-        }
     }
 
     /// CLIENT ID | SETNAME name | GETNAME | SETINFO attr value.
@@ -150,16 +140,15 @@ fn set_name(name: &Bytes) -> Result<Option<Bytes>, BytesFrame> {
     Ok((!name.is_empty()).then(|| name.clone()))
 }
 
-pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
+pub(super) fn parse(name: &str, a: &[Bytes], session: &mut Session) -> Result<Request, Request> {
     Ok(match name {
         "PING" => Request::Local(match a.first() {
             None => BytesFrame::SimpleString(Bytes::from_static(b"PONG")),
             Some(m) => bulk(m),
         }),
         "ECHO" => Request::Local(bulk(&a[0])),
-        // Without a connection's session (tests, tools): a throwaway one.
-        "CLIENT" => Session::new().client(a),
-        "HELLO" => Session::new().hello(a),
+        "CLIENT" => session.client(a),
+        "HELLO" => session.hello(a),
         "COMMAND" => Request::Local(command(a)),
         "SELECT" if &a[0][..] == b"0" => Request::Local(ok()),
         "SELECT" => local_error("ERR DB index is out of range (gsmo has one database)"),
@@ -231,6 +220,7 @@ fn time() -> BytesFrame {
 #[cfg(test)]
 mod tests {
     use super::super::command::testing::{args, error_text, parse};
+    use super::super::command::Call;
     use super::*;
 
     #[test]
@@ -259,8 +249,44 @@ mod tests {
         assert_eq!(parse("CLIENT SETINFO LIB-NAME x"), Request::Local(ok()));
     }
 
+    /// gsmo has one database: Redis's other 15 are refused, not aliased to it
+    /// (a client that SELECTs 1 to keep apart from another would share its keys).
+    #[test]
+    fn select_takes_database_0_only() {
+        assert_eq!(parse("SELECT 0"), Request::Local(ok()));
+        for line in ["SELECT 1", "SELECT 15", "SELECT 00", "SELECT x"] {
+            assert_eq!(
+                error_text(parse(line)),
+                "ERR DB index is out of range (gsmo has one database)",
+                "{line}"
+            );
+        }
+    }
+
+    /// HELLO's AUTH option names why it is refused, and switches nothing.
+    #[test]
+    fn hello_auth_is_refused_by_name() {
+        let mut s = Session::new();
+        for line in ["HELLO 3 AUTH default secret", "HELLO 3 auth default"] {
+            assert_eq!(
+                error_text(run(&mut s, line)),
+                "ERR gsmo has no users: HELLO AUTH is not supported",
+                "{line}"
+            );
+            assert!(!s.resp3(), "{line}: a refused HELLO stays in RESP2");
+        }
+        assert_eq!(
+            error_text(run(&mut s, "HELLO 3 SETNAME")),
+            "ERR Syntax error in HELLO option 'SETNAME'"
+        );
+        assert_eq!(
+            error_text(run(&mut s, "HELLO 3 NOSUCH x")),
+            "ERR Syntax error in HELLO option 'NOSUCH'"
+        );
+    }
+
     fn run(s: &mut Session, line: &str) -> Request {
-        s.parse(Call::new(&args(line)))
+        Call::new(&args(line)).parse(s)
     }
 
     #[test]
