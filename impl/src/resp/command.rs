@@ -682,6 +682,15 @@ mod tests {
             })
         );
         assert_eq!(
+            parse("SCAN 0 COUNT 1"),
+            read(ReadOp::Scan {
+                cursor: 0,
+                pattern: None,
+                count: 1
+            }),
+            "the least COUNT"
+        );
+        assert_eq!(
             parse("INFO Server"),
             Request::Node(ClientRequest::Info(Some("server".into())))
         );

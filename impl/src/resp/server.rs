@@ -111,6 +111,37 @@ mod tests {
     }
 
     #[test]
+    fn flush_takes_sync_or_async_in_any_case_and_nothing_else() {
+        for line in [
+            "FLUSHALL",
+            "FLUSHALL SYNC",
+            "flushall async",
+            "FLUSHDB Async",
+        ] {
+            assert_eq!(parse(line), write(Op::FlushAll), "{line}");
+        }
+        for line in ["FLUSHALL NOW", "FLUSHDB SYNCX", "FLUSHALL ASYN"] {
+            let Request::Local(BytesFrame::Error(e)) = parse(line) else {
+                panic!("{line} was not refused")
+            };
+            assert_eq!(e, "ERR syntax error", "{line}");
+        }
+    }
+
+    #[test]
+    fn gsmo_commands_go_to_the_node() {
+        for (line, want) in [
+            ("GSMO.HISTORY", ClientRequest::History),
+            ("gsmo.dump", ClientRequest::Dump),
+            ("Gsmo.Digest", ClientRequest::Digest),
+            ("SNAPSHOT", ClientRequest::Snapshot),
+            ("INFO", ClientRequest::Info(None)),
+        ] {
+            assert_eq!(parse(line), Request::Node(want), "{line}");
+        }
+    }
+
+    #[test]
     fn info_sections_pick_by_header() {
         let info = "# Server\r\na:1\r\n\r\n# Cluster\r\nb:2\r\n";
         assert_eq!(info_sections(info, Some("cluster")), "# Cluster\r\nb:2\r\n");
