@@ -49,12 +49,8 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// The command, or `None` for an empty request or a name not in [`COMMANDS`].
-    pub fn spec(&self) -> Option<&'static CommandSpec> {
-        self.spec
-    }
-
-    /// The command's name in upper case, as [`COMMANDS`] spells it.
+    /// The command's name in upper case, as [`COMMANDS`] spells it; `None`
+    /// for an empty request or a name not in [`COMMANDS`].
     pub fn name(&self) -> Option<&'static str> {
         self.spec.map(|c| c.name)
     }
@@ -603,8 +599,8 @@ mod tests {
         let call = Call::new(&args);
         assert_eq!(call.name(), Some("SET"));
         assert_eq!(call.args().len(), 3);
-        assert!(Call::new(&testing::args("AUTH x")).spec().is_none());
-        assert!(Call::new(&[]).spec().is_none());
+        assert!(Call::new(&testing::args("AUTH x")).name().is_none());
+        assert!(Call::new(&[]).name().is_none());
         assert_eq!(
             error_text(Call::new(&[]).parse(&mut Session::new())),
             "ERR empty command"
