@@ -98,6 +98,8 @@ const SCRIPT: &[&str] = &[
     "CLIENT SETNAME wire",
     "CLIENT GETNAME",
     "NOSUCHCOMMAND x y",
+    // Redis shows at most 128 characters of arguments: this cuts the second.
+    "NOSUCHCOMMAND aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbbbbbbbbbbbbbbbbbbb c",
     "FLUSHALL",
     "DBSIZE",
 ];

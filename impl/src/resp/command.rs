@@ -707,6 +707,24 @@ mod tests {
             error_text(parse("NOSUCH now")),
             "ERR unknown command 'NOSUCH', with args beginning with: 'now' "
         );
+        // At most 128 characters of arguments, as Redis cuts them: one long
+        // argument is cut inside its quotes, and no argument starts past 128.
+        let long = "x".repeat(200);
+        assert_eq!(
+            error_text(parse(&format!("NOSUCH {long}"))),
+            format!(
+                "ERR unknown command 'NOSUCH', with args beginning with: '{}' ",
+                &long[..128]
+            )
+        );
+        let (a, b) = ("a".repeat(120), "b".repeat(20));
+        assert_eq!(
+            error_text(parse(&format!("NOSUCH {a} {b} c"))),
+            format!(
+                "ERR unknown command 'NOSUCH', with args beginning with: '{a}' '{}' ",
+                &b[..5]
+            )
+        );
         assert_eq!(
             error_text(parse("gett k")),
             "ERR unknown command 'gett', with args beginning with: 'k' "
