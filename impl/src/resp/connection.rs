@@ -249,6 +249,46 @@ mod tests {
         assert_eq!(parse("CLIENT SETINFO LIB-NAME x"), Request::Local(ok()));
     }
 
+    /// COMMAND INFO's arity, flag and key positions, which cluster-aware
+    /// clients read to find a request's keys (Redis reports the same numbers).
+    #[test]
+    fn command_info_gives_each_command_s_keys() {
+        let Request::Local(BytesFrame::Array(info)) =
+            parse("COMMAND INFO get mget mset rename ping del")
+        else {
+            panic!()
+        };
+        let fields: Vec<(i64, &str, i64, i64, i64)> = info
+            .iter()
+            .map(|e| {
+                let BytesFrame::Array(e) = e else { panic!() };
+                let int = |i: usize| match e[i] {
+                    BytesFrame::Integer(n) => n,
+                    _ => panic!("field {i} of {e:?}"),
+                };
+                let BytesFrame::Array(flags) = &e[2] else {
+                    panic!()
+                };
+                let BytesFrame::SimpleString(flag) = &flags[0] else {
+                    panic!()
+                };
+                let flag = std::str::from_utf8(flag).unwrap();
+                (int(1), flag, int(3), int(4), int(5))
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (2, "readonly", 1, 1, 1),
+                (-2, "readonly", 1, -1, 1),
+                (-3, "write", 1, -1, 2),
+                (3, "write", 1, 2, 1),
+                (-1, "fast", 0, 0, 0),
+                (-2, "write", 1, -1, 1),
+            ]
+        );
+    }
+
     /// gsmo has one database: Redis's other 15 are refused, not aliased to it
     /// (a client that SELECTs 1 to keep apart from another would share its keys).
     #[test]
