@@ -732,6 +732,7 @@ mod tests {
         for (line, name) in [
             ("LPUSH l", "lpush"),
             ("HSET h f", "hset"),
+            ("HSET h f 1 g", "hset"),
             ("ZADD z 1", "zadd"),
             ("SADD s", "sadd"),
             ("LRANGE l 0", "lrange"),
