@@ -40,7 +40,7 @@ pub(super) async fn read_requests(
         let Some(next) = next else { break };
         let pending = match next {
             Ok(args) => {
-                // The command is looked up once, here, for the gate, the session and the shape.
+                // The command is looked up once, here, for the gate, the parser and the shape.
                 let call = resp::Call::new(&args);
                 let request = gate
                     .check(call)

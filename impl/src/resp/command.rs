@@ -6,11 +6,11 @@
 //! modules ([`super::keys`], ...) parse the arguments; semantics live in
 //! `gsmo_spec::kv`.
 //!
-//! The gate, the session, the parser and the reply's shape all need the
-//! command: [`Call`] carries the one lookup to all of them. [`lookup`] packs
-//! the name, upper-cased, into one `u128` and binary-searches the table's
-//! packed names (sorted at compile time): no allocation, about seven integer
-//! comparisons, and no hand-kept second list of the names.
+//! The gate, the parser (with the connection's [`Session`]) and the reply's
+//! shape all need the command: [`Call`] carries the one lookup to all of
+//! them. [`lookup`] packs the name, upper-cased, into one `u128` and finds it
+//! through a perfect hash built at compile time: no allocation, one
+//! multiplication and one comparison, and no hand-kept second list of the names.
 
 use super::connection::{self, Session};
 use super::reply::error;
@@ -33,8 +33,8 @@ pub enum Request {
 }
 
 /// One request (command name first) with its command looked up in
-/// [`COMMANDS`]: resolved once, then handed to the gate, the session, the
-/// parser and the reply's shape.
+/// [`COMMANDS`]: resolved once, then handed to the gate, the parser and the
+/// reply's shape.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
     spec: Option<&'static CommandSpec>,

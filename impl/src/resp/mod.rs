@@ -13,8 +13,8 @@
 //! | a reply's RESP3 / RESP2 typing on the wire                 | [`shape`]      |
 //!
 //! A request's command name is looked up once ([`Call::new`]); the gate
-//! (`crate::admission`), the [`Session`], the parser and the [`shape`] all
-//! take the resulting [`Call`]. Replies are encoded by the `redis-protocol`
+//! (`crate::admission`), the parser (with the connection's [`Session`]) and
+//! the [`shape`] all take the resulting [`Call`]. Replies are encoded by the `redis-protocol`
 //! crate, but for the few that dominate a workload (`+OK`, integers, bulk
 //! strings, nulls), which [`shape::encode_response`] writes straight out.
 
