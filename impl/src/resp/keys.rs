@@ -66,7 +66,7 @@ pub(super) fn parse(name: &str, a: &[Bytes]) -> Result<Request, Request> {
     })
 }
 
-/// SET key value [NX|XX] [GET]; expiry options are refused, never ignored.
+/// `SET key value [NX|XX] [GET]`; expiry options are refused, never ignored.
 fn set(a: &[Bytes]) -> Result<Request, Request> {
     let (mut cond, mut get) = (None, false);
     const EXPIRY: [&[u8]; 5] = [b"EX", b"PX", b"EXAT", b"PXAT", b"KEEPTTL"];
