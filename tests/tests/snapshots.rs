@@ -368,6 +368,10 @@ async fn a_snapshot_stuck_behind_a_slow_node_times_out() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let info = cluster.info(0).await;
+        assert_eq!(
+            info["snapshot_timeout_s"], "0.5",
+            "INFO gives the flag's value"
+        );
         if info["snapshots_aborted"] == "1" {
             assert!(
                 info["last_snapshot_status"].contains("timed out"),
