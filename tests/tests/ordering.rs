@@ -101,8 +101,8 @@ async fn run(mode: Mode, faults: bool) {
     let traces = tempfile::tempdir().unwrap();
     let trace_path = |i: usize| traces.path().join(format!("n{i}.trace"));
     let mut launch = Launch::new(NODES, mode);
+    let seed = gsmo_tests::seed().to_string();
     if faults {
-        let seed = gsmo_tests::seed().to_string();
         let pattern = traces.path().join("n{id}.trace");
         launch = launch
             .args(&["--delay", "0-15", "--seed", &seed])
@@ -111,6 +111,13 @@ async fn run(mode: Mode, faults: bool) {
         eprintln!("{mode}: fault seed {seed} (GSMO_SEED)");
     }
     let cluster = launch.start();
+    if faults {
+        // Each node says which seed its delays draw from, and how to rerun them.
+        let told = format!("fault seed {seed} (rerun with --seed {seed})");
+        for node in &cluster.nodes {
+            node.output_containing(&[&told], Duration::from_secs(10));
+        }
+    }
     {
         let mut con = cluster.connect(0).await;
         for a in ACCOUNTS {
