@@ -468,6 +468,43 @@ fn a_damaged_newest_snapshot_is_refused_by_name_never_skipped_silently() {
     assert_eq!(chosen.manifest.id, sid(0, 1));
 }
 
+/// A snapshot whose manifest is damaged is ranked by its parts' summaries
+/// when every part is there, so an older one does not block a newer complete
+/// one. With a part missing, half a cut tells nothing of its age: it ranks newest.
+#[test]
+fn a_damaged_snapshot_is_ranked_by_its_summaries_only_when_every_part_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let damage_manifest = |id| {
+        let manifest = store.manifest_path(id);
+        let mut bytes = fs::read(&manifest).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&manifest, &bytes).unwrap();
+    };
+    complete_after(&store, sid(0, 2), 2, 6, 2);
+    complete_after(&store, sid(0, 3), 2, 2, 3);
+    damage_manifest(sid(0, 3));
+    let chosen = store.newest(Newest::Complete).unwrap();
+    assert_eq!(
+        chosen.manifest.id,
+        sid(0, 2),
+        "the older damaged one is passed over"
+    );
+    assert!(chosen.skipped.is_empty());
+
+    // Five writes in its cut against six, but only one part of two left.
+    complete_after(&store, sid(1, 1), 2, 5, 4);
+    damage_manifest(sid(1, 1));
+    fs::remove_file(store.part_path(sid(1, 1), 1)).unwrap();
+    fs::remove_file(store.info_path(sid(1, 1), 1)).unwrap();
+    let err = store.newest(Newest::Complete).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewestDamaged { id, .. } if id == sid(1, 1)),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_renamed_snapshot_dir_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
