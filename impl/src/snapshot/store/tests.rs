@@ -172,10 +172,7 @@ fn a_part_damaged_before_assembly_blocks_the_manifest() {
     let store = SnapshotStore::open(dir.path()).unwrap();
     let id = write_parts_of_two(&store);
     let path = store.part_path(id, 0);
-    let mut bytes = fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&path, bytes).unwrap();
+    flip_last_byte(&path);
     let err = store.try_assemble(id, 2).unwrap_err();
     assert!(
         matches!(&err, StoreError::Checksum { path: p, .. } if *p == path),
@@ -405,6 +402,14 @@ pub(crate) fn complete_after(
     store.try_assemble(id, n).unwrap().unwrap();
 }
 
+/// Damages a file the way a bad sector would: its last byte flipped.
+fn flip_last_byte(path: &std::path::Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(path, bytes).unwrap();
+}
+
 fn sid(initiator: NodeId, seq: u64) -> SnapshotId {
     SnapshotId { initiator, seq }
 }
@@ -433,10 +438,7 @@ fn a_damaged_newest_snapshot_is_refused_by_name_never_skipped_silently() {
     complete_after(&store, sid(0, 1), 2, 2, 1);
     complete_after(&store, sid(0, 2), 2, 4, 2);
     let manifest = store.manifest_path(sid(0, 2));
-    let mut bytes = fs::read(&manifest).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&manifest, &bytes).unwrap();
+    flip_last_byte(&manifest);
 
     let err = store.newest(Newest::Complete).unwrap_err();
     assert!(matches!(err, StoreError::NewestDamaged { id, .. } if id == sid(0, 2)));
@@ -475,13 +477,7 @@ fn a_damaged_newest_snapshot_is_refused_by_name_never_skipped_silently() {
 fn a_damaged_snapshot_is_ranked_by_its_summaries_only_when_every_part_is_there() {
     let dir = tempfile::tempdir().unwrap();
     let store = SnapshotStore::open(dir.path()).unwrap();
-    let damage_manifest = |id| {
-        let manifest = store.manifest_path(id);
-        let mut bytes = fs::read(&manifest).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        fs::write(&manifest, &bytes).unwrap();
-    };
+    let damage_manifest = |id| flip_last_byte(&store.manifest_path(id));
     complete_after(&store, sid(0, 2), 2, 6, 2);
     complete_after(&store, sid(0, 3), 2, 2, 3);
     damage_manifest(sid(0, 3));
