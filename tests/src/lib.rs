@@ -242,6 +242,22 @@ pub fn free_ports(k: usize) -> Vec<u16> {
     ports
 }
 
+/// The first of `len` consecutive ports that are free now (for the launcher,
+/// which numbers its nodes' ports from a base), placed as [`free_ports`] places
+/// them.
+pub fn free_port_run(len: u16) -> u16 {
+    let mut x = random_u64() | 1;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = 20_000 + (x % 12_000) as u16;
+        if (base..base + len).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 /// The seed of randomised test `test` ([`gsmo_spec::testing::seed`]).
 pub fn test_seed(test: &str) -> u64 {
     gsmo_spec::testing::seed(test)

@@ -7,31 +7,25 @@
 //!
 //! Every channel delays frames by a random 0-15 ms (seeded by `GSMO_SEED`, or
 //! at random; printed), so writes are in flight around the cut.
+//!
+//! The same kind of run is also drawn the other way the README offers: the
+//! launcher's `--log-format shiviz` log, checked as ShiViz reads it.
 
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{gsmo, Launch};
+use gsmo_tests::{free_port_run, gsmo, gsmo_bin, seed, Launch};
 use gsmo_view::spacetime::MsgKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 const WRITES: usize = 4;
 
-fn seed() -> u64 {
-    std::env::var("GSMO_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos() as u64
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_run_is_drawn_with_its_cut() {
     let seed = seed();
-    eprintln!("GSMO_SEED={seed} (rerun with this to repeat the channel delays)");
     let dir = tempfile::tempdir().unwrap();
     let pattern = dir.path().join("n{id}.trace");
     let cluster = Launch::new(NODES, Mode::Causal)
@@ -121,4 +115,179 @@ async fn a_real_run_is_drawn_with_its_cut() {
         d.events.iter().map(Vec::len).sum::<usize>(),
         d.messages.len()
     );
+}
+
+/// A child killed when the test ends, passed or not.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One line of a ShiViz log: host, vector clock, event.
+struct Line {
+    host: usize,
+    clock: BTreeMap<usize, u64>,
+    event: String,
+}
+
+/// Parses `n0 {"n0":3,"n1":1} event` the way [`gsmo_node::shiviz::REGEX`]
+/// does: a host without spaces, a clock up to its first `}`, the rest.
+fn parse_shiviz(line: &str) -> Line {
+    fn bad<T>(line: &str) -> T {
+        panic!("not a ShiViz line: {line:?}")
+    }
+    let node = |name: &str| -> usize {
+        let id = name.strip_prefix('n').and_then(|i| i.parse().ok());
+        id.unwrap_or_else(|| bad(line))
+    };
+    let (host, rest) = line.split_once(' ').unwrap_or_else(|| bad(line));
+    let (clock, event) = rest.split_once("} ").unwrap_or_else(|| bad(line));
+    let clock = clock.strip_prefix('{').unwrap_or_else(|| bad(line));
+    let clock = clock
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (k, v) = e.split_once(':').unwrap_or_else(|| bad(line));
+            let v: u64 = v.parse().unwrap_or_else(|_| bad(line));
+            (node(k.trim_matches('"')), v)
+        })
+        .collect();
+    assert!(!event.is_empty(), "an event without a name: {line:?}");
+    Line {
+        host: node(host),
+        clock,
+        event: event.to_string(),
+    }
+}
+
+/// `gsmo cluster --log-format shiviz`, as the README runs it: stdout carries
+/// only event lines (the banner moves to stderr), every line parses with the
+/// regex `gsmo node --help` prints, and the clocks are what ShiViz checks
+/// before it draws: each host's own entry counts its events 1, 2, 3, ..., and
+/// each receive knows all that its send knew.
+#[test]
+fn a_real_run_is_logged_for_shiviz() {
+    let base = free_port_run(2 * NODES as u16);
+    let client_base = base + NODES as u16;
+    let mut launcher = Command::new(gsmo_bin());
+    launcher
+        .args(["cluster", "--nodes", &NODES.to_string(), "--mode", "causal"])
+        .args(["--log-format", "shiviz"])
+        .args(["--peer-base", &base.to_string()])
+        .args(["--client-base", &client_base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut launcher = Reaped(launcher.spawn().unwrap());
+    let lines = |from: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let stdout = lines(Box::new(launcher.0.stdout.take().unwrap()));
+    let stderr = lines(Box::new(launcher.0.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = |rx: &mpsc::Receiver<String>, what: &str| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("{what}"))
+    };
+    let mut banner = Vec::new();
+    while !banner
+        .last()
+        .is_some_and(|l: &String| l.contains("nodes ready"))
+    {
+        banner.push(next(&stderr, "the cluster did not come up"));
+    }
+    assert!(banner[0].starts_with("gsmo cluster: 3 nodes"), "{banner:?}");
+
+    for i in 0..NODES {
+        let url = format!("redis://127.0.0.1:{}/", client_base + i as u16);
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let (): () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    // Each node logs its deliveries as they happen (flushed every turn).
+    let mut log = Vec::new();
+    let mut delivered = [0; NODES];
+    while delivered.iter().any(|d| *d < NODES) {
+        let line = parse_shiviz(&next(&stdout, "not every write was delivered everywhere"));
+        if line.event.starts_with("deliver ") {
+            delivered[line.host] += 1;
+        }
+        log.push(line);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(launcher.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // The rest of the log, up to the launcher's exit.
+    while let Ok(line) = stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        log.push(parse_shiviz(&line));
+    }
+    assert!(launcher.0.wait().unwrap().success());
+
+    let mut events = [0u64; NODES];
+    let mut sends: BTreeMap<(usize, String), Vec<&BTreeMap<usize, u64>>> = BTreeMap::new();
+    let (mut multicast, mut deliveries) = (BTreeSet::new(), vec![BTreeSet::new(); NODES]);
+    for line in &log {
+        let h = line.host;
+        events[h] += 1;
+        assert_eq!(
+            line.clock.get(&h),
+            Some(&events[h]),
+            "n{h}'s own count: {}",
+            line.event
+        );
+        if let Some(rest) = line.event.strip_prefix("send ") {
+            sends
+                .entry((h, rest.to_string()))
+                .or_default()
+                .push(&line.clock);
+        } else if let Some(id) = line.event.strip_prefix("multicast ") {
+            assert!(multicast.insert(id.to_string()), "{id} multicast twice");
+        } else if let Some(id) = line.event.strip_prefix("deliver ") {
+            assert!(
+                deliveries[h].insert(id.to_string()),
+                "{id} delivered twice at n{h}"
+            );
+        }
+    }
+    let mut received = 0;
+    for line in log.iter().filter(|l| l.event.starts_with("recv ")) {
+        let (msg, from) = line.event["recv ".len()..].rsplit_once(" from n").unwrap();
+        let from: usize = from.parse().unwrap();
+        let key = (from, format!("{msg} to n{}", line.host));
+        let send = sends.get(&key).and_then(|s| s.first());
+        let send = send.unwrap_or_else(|| panic!("n{}: {} was never sent", line.host, line.event));
+        for (node, count) in send.iter() {
+            assert!(
+                line.clock.get(node) >= Some(count),
+                "{} forgot its send",
+                line.event
+            );
+        }
+        received += 1;
+    }
+    assert_eq!(
+        multicast.len(),
+        NODES,
+        "one multicast per write: {multicast:?}"
+    );
+    for (h, ids) in deliveries.iter().enumerate() {
+        assert_eq!(ids, &multicast, "n{h} delivered every write");
+    }
+    // Each write's data reached the two other nodes, at least.
+    assert!(received >= NODES * (NODES - 1), "{received} receives");
+    eprintln!("{} ShiViz lines, {received} receives", log.len());
 }

@@ -285,6 +285,46 @@ async fn a_disk_gone_read_only_aborts_the_snapshot_everywhere() {
     next_completes(&cluster, &dirs, id, 1).await;
 }
 
+/// Retention that cannot delete an old snapshot (its directory is a mount
+/// point: EBUSY, which root meets too) says so in that node's log, and claims
+/// no deletion; the new snapshot is complete regardless, and the healthy nodes
+/// delete their copies of the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_that_cannot_delete_says_so() {
+    let base = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(base.path());
+    let cluster = launch(base.path()).args(&["--snapshot-keep", "1"]).start();
+    load(&cluster, 50, 10).await;
+    let (ok, first, out) = take(&cluster, &dirs[0]);
+    assert!(ok && out.contains("COMPLETE"), "{out}");
+    let store = SnapshotStore::open(&dirs[FAULTY]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The manifest is written after the commit: wait for it before mounting.
+    while !matches!(store.status(first).unwrap(), Status::Complete(_)) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            store.status(first).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old = store.dir(first);
+    let Some(_mount) = mount_or_skip(&["--bind", &old.display().to_string()], &old) else {
+        return;
+    };
+    let (ok, second, out) = take(&cluster, &dirs[0]);
+    assert!(ok && out.contains("COMPLETE"), "{out}");
+    let deleted = format!("retention: deleted snapshot {first}");
+    for i in (0..NODES).filter(|i| *i != FAULTY) {
+        cluster.nodes[i].output_containing(&[&deleted], Duration::from_secs(10));
+    }
+    let failed = format!("retention after {second}");
+    let log = cluster.nodes[FAULTY].output_containing(&[&failed], Duration::from_secs(10));
+    assert!(log.contains("Device or resource busy"), "{log}");
+    assert!(!log.contains(&deleted), "{log}");
+    assert!(matches!(store.status(second).unwrap(), Status::Complete(_)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_open_files_aborts_the_snapshot_everywhere() {
     if !gsmo_tests::is_root() {

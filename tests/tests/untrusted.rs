@@ -9,7 +9,7 @@ use gsmo_node::frame::{self, codec, MAX_HANDSHAKE_FRAME};
 use gsmo_node::handshake::{self, Answer, Finish, Hello};
 use gsmo_node::secret::{Secret, CLUSTER_SECRET_ENV};
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{check_ordering, gsmo_bin, have_tool, Launch, TestCluster};
+use gsmo_tests::{check_ordering, free_port_run, gsmo_bin, have_tool, Launch, TestCluster};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -678,19 +678,9 @@ fn running(pid: i32) -> bool {
 /// still takes them along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
-    // Two consecutive free peer ports and two consecutive client ports.
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let mut x = (std::process::id() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut base = || loop {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let p = 20_000 + (x % 12_000) as u16;
-        if free(p) && free(p + 1) {
-            return p;
-        }
-    };
-    let (peer_base, client_base) = (base(), base());
+    // The nodes' two peer ports, then their two client ports.
+    let peer_base = free_port_run(4);
+    let client_base = peer_base + 2;
     let mut launcher = Command::new(gsmo_bin())
         .args(["cluster", "--nodes", "2", "--mode", "fifo"])
         .args(["--peer-base", &peer_base.to_string()])
