@@ -143,9 +143,18 @@ impl SnapshotStore {
     }
 
     /// Keeps the newest `keep` complete snapshots (by cut and id) and deletes
-    /// older complete and aborted ones. In-progress and damaged snapshots are
-    /// left alone (an operator should see them).
+    /// older complete and aborted ones ([`Self::retention`], then
+    /// [`Self::delete`]). In-progress and damaged snapshots are left alone (an
+    /// operator should see them).
     pub fn retain(&self, keep: usize) -> Result<Vec<SnapshotId>, StoreError> {
+        let doomed = self.retention(keep)?;
+        self.delete(&doomed)?;
+        Ok(doomed)
+    }
+
+    /// What [`Self::retain`] deletes: the complete snapshots older than the
+    /// newest `keep`, oldest first, then the aborted ones.
+    pub fn retention(&self, keep: usize) -> Result<Vec<SnapshotId>, StoreError> {
         let mut complete = Vec::new();
         let mut aborted = Vec::new();
         for id in self.list()? {
@@ -157,20 +166,24 @@ impl SnapshotStore {
         }
         complete.sort();
         let excess = complete.len().saturating_sub(keep);
-        let doomed: Vec<SnapshotId> = complete
+        Ok(complete
             .into_iter()
             .take(excess)
             .map(|r| r.id)
             .chain(aborted)
-            .collect();
-        for id in &doomed {
+            .collect())
+    }
+
+    /// Deletes snapshots `ids`. One already gone is no error: nodes sharing a
+    /// data dir each run retention, and another may have got there first.
+    pub fn delete(&self, ids: &[SnapshotId]) -> Result<(), StoreError> {
+        for id in ids {
             let dir = self.dir(*id);
             match fs::remove_dir_all(&dir) {
-                // Another node sharing this dir got there first.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 other => other.map_err(io_err(&dir))?,
             }
         }
-        Ok(doomed)
+        Ok(())
     }
 }

@@ -365,6 +365,22 @@ fn retention_keeps_the_newest() {
     assert_eq!(store.last_seq_of(0), 4);
 }
 
+/// Two nodes sharing one data dir both run retention: the one that comes
+/// second finds the snapshots it planned to delete gone, which is no error.
+#[test]
+fn retention_behind_another_node_sharing_the_dir_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let [first, second] = [0, 1].map(|_| SnapshotStore::open(dir.path()).unwrap());
+    for seq in 1..=3 {
+        complete_after(&first, sid(0, seq), 1, 1, seq);
+    }
+    let planned = second.retention(1).unwrap();
+    assert_eq!(planned, vec![sid(0, 1), sid(0, 2)]);
+    assert_eq!(first.retain(1).unwrap(), planned);
+    second.delete(&planned).unwrap();
+    assert_eq!(second.list().unwrap(), vec![sid(0, 3)]);
+}
+
 /// Stores, as snapshot `id`, a `n`-node snapshot taken after `writes`
 /// writes, recorded at wall-clock time `at`; completes it.
 pub(crate) fn complete_after(
