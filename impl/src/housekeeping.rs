@@ -23,6 +23,7 @@ use gsmo_spec::node::{Input as SpecInput, Output, Part};
 use gsmo_spec::snapshot::{AbortReason, PartSummary, SnapshotId};
 use gsmo_spec::NodeId;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -38,6 +39,22 @@ pub struct Snapshots {
     /// Aborts whose record the disk refused, retried off the loop (shared
     /// with the blocking tasks that write snapshot files).
     unrecorded: Arc<Mutex<VecDeque<UnrecordedAbort>>>,
+    /// What the blocking task after each commit did to this node's dir.
+    after_commit: Arc<AfterCommit>,
+}
+
+/// Counts kept by the blocking task that writes a committed snapshot's
+/// manifest and runs retention (INFO): the commit is already counted, so a
+/// disk that refuses either is otherwise visible only in the log.
+#[derive(Debug, Default)]
+pub struct AfterCommit {
+    /// Manifests the disk refused: the snapshot is committed, but this dir
+    /// does not hold it as complete.
+    pub manifest_errors: AtomicU64,
+    /// Retention runs that failed part-way (the log names the snapshot).
+    pub retention_errors: AtomicU64,
+    /// Old snapshots retention deleted.
+    pub deleted: AtomicU64,
 }
 
 /// How many refused abort records a node remembers for a retry; past it the
@@ -123,6 +140,7 @@ impl Snapshots {
             next_periodic: None,
             last_recorded: None,
             unrecorded: Arc::default(),
+            after_commit: Arc::default(),
         }
     }
 
@@ -132,6 +150,11 @@ impl Snapshots {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// What the tasks after each commit did to this node's dir (INFO).
+    pub fn after_commit(&self) -> &AfterCommit {
+        &self.after_commit
     }
 
     /// Notes how long a spec step took if it recorded a snapshot's local state.
@@ -342,6 +365,7 @@ impl Runtime {
         };
         let (cluster, mode) = (self.cfg.cluster_id.clone(), self.cfg.mode);
         let (n, keep) = (self.cfg.cluster_size(), self.cfg.snapshot_keep);
+        let counts = self.snapshots.after_commit.clone();
         tokio::task::spawn_blocking(move || {
             let summaries = parts
                 .iter()
@@ -354,14 +378,21 @@ impl Runtime {
                     info!(snapshot = %id, "manifest of {id} written ({} parts)", m.parts.len());
                     match store.retain(keep) {
                         Ok(removed) => {
+                            counts.deleted.fetch_add(removed.len() as u64, Relaxed);
                             for old in removed {
                                 info!(snapshot = %old, "retention: deleted snapshot {old}");
                             }
                         }
-                        Err(e) => warn!("retention after {id}: {e}"),
+                        Err(e) => {
+                            counts.retention_errors.fetch_add(1, Relaxed);
+                            warn!("retention after {id}: {e}");
+                        }
                     }
                 }
-                Err(e) => error!(snapshot = %id, "cannot write the manifest of {id}: {e}"),
+                Err(e) => {
+                    counts.manifest_errors.fetch_add(1, Relaxed);
+                    error!(snapshot = %id, "cannot write the manifest of {id}: {e}");
+                }
             }
         });
     }

@@ -10,6 +10,7 @@ use crate::runtime::Runtime;
 use gsmo_spec::snapshot::SnapshotId;
 use gsmo_spec::NodeId;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 impl Runtime {
     /// Redis-style `INFO` text.
@@ -109,6 +110,19 @@ impl Runtime {
             "snapshot_aborts_unrecorded",
             &self.snapshots.unrecorded_aborts(),
         );
+        let after = self.snapshots.after_commit();
+        let count = |c: &AtomicU64| c.load(Relaxed);
+        line(
+            &mut s,
+            "snapshot_manifest_errors",
+            &count(&after.manifest_errors),
+        );
+        line(
+            &mut s,
+            "snapshot_retention_errors",
+            &count(&after.retention_errors),
+        );
+        line(&mut s, "snapshots_deleted", &count(&after.deleted));
         line(
             &mut s,
             "snapshot_outcomes_remembered",

@@ -3,7 +3,9 @@
 //! (EMFILE), and kill -9 while the part is being written. Each time the
 //! snapshot aborts at every node with the reason (`gsmo snapshot take`, INFO,
 //! an ABORTED record naming the node and the error), no part of it stays on
-//! any disk, and the next snapshot completes.
+//! any disk, and the next snapshot completes. And an old snapshot whose
+//! directory cannot be removed (EBUSY) is reported by retention, not claimed
+//! deleted.
 //!
 //! Mounts and prlimit on another process need root (CI runs as root); without
 //! it those tests say SKIPPED loudly and pass.
@@ -286,9 +288,9 @@ async fn a_disk_gone_read_only_aborts_the_snapshot_everywhere() {
 }
 
 /// Retention that cannot delete an old snapshot (its directory is a mount
-/// point: EBUSY, which root meets too) says so in that node's log, and claims
-/// no deletion; the new snapshot is complete regardless, and the healthy nodes
-/// delete their copies of the old one.
+/// point: EBUSY, which root meets too) says so in that node's log and INFO,
+/// and claims no deletion; the new snapshot is complete regardless, and the
+/// healthy nodes delete their copies of the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_that_cannot_delete_says_so() {
     let base = tempfile::tempdir().unwrap();
@@ -317,11 +319,19 @@ async fn retention_that_cannot_delete_says_so() {
     let deleted = format!("retention: deleted snapshot {first}");
     for i in (0..NODES).filter(|i| *i != FAULTY) {
         cluster.nodes[i].output_containing(&[&deleted], Duration::from_secs(10));
+        let info = cluster.info(i).await;
+        assert_eq!(info["snapshots_deleted"], "1", "node {i}");
+        assert_eq!(info["snapshot_retention_errors"], "0", "node {i}");
     }
     let failed = format!("retention after {second}");
     let log = cluster.nodes[FAULTY].output_containing(&[&failed], Duration::from_secs(10));
     assert!(log.contains("Device or resource busy"), "{log}");
     assert!(!log.contains(&deleted), "{log}");
+    // The warning is logged after the count is taken: INFO has it by now.
+    let info = cluster.info(FAULTY).await;
+    assert_eq!(info["snapshot_retention_errors"], "1");
+    assert_eq!(info["snapshots_deleted"], "0");
+    assert_eq!(info["snapshot_manifest_errors"], "0");
     assert!(matches!(store.status(second).unwrap(), Status::Complete(_)));
 }
 
