@@ -468,6 +468,11 @@ mod tests {
             parse_cluster("3", 65534),
             Err(ConfigError::PortRange { .. })
         ));
+        // The last port is usable: the range ends at 65535, not before it.
+        assert_eq!(
+            parse_cluster("2", 65534).unwrap(),
+            ["127.0.0.1:65534", "127.0.0.1:65535"]
+        );
         assert!(matches!(
             NodeConfig::new(3, local_cluster(3, 7100).unwrap(), Mode::Fifo),
             Err(ConfigError::IdOutOfRange { id: 3, n: 3 })
