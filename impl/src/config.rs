@@ -468,6 +468,18 @@ mod tests {
             parse_cluster("3", 65534),
             Err(ConfigError::PortRange { .. })
         ));
+        // Each address needs a host and a numeric port that fits in 16 bits.
+        for bad in [":7100", "h:", "h:x", "h:70000", "h7100"] {
+            assert_eq!(
+                parse_cluster(&format!("a:1,{bad}"), 7100),
+                Err(ConfigError::Address(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(parse_cluster("[::1]:7100,h:65535", 7100).is_ok());
+        // As many nodes as the bound allows, and not one more.
+        assert_eq!(parse_cluster("64", 7100).unwrap().len(), MAX_NODES);
+        assert_eq!(parse_cluster("65", 7100), Err(ConfigError::TooBig(65)));
         // The last port is usable: the range ends at 65535, not before it.
         assert_eq!(
             parse_cluster("2", 65534).unwrap(),
