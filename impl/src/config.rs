@@ -94,12 +94,15 @@ pub fn local_cluster(n: usize, base: u16) -> Result<Vec<String>, ConfigError> {
     if n == 0 {
         return Err(ConfigError::Empty);
     }
-    if usize::from(base) + n - 1 > usize::from(u16::MAX) {
-        return Err(ConfigError::PortRange { base, n });
-    }
-    Ok((0..n)
-        .map(|i| format!("127.0.0.1:{}", usize::from(base) + i))
-        .collect())
+    let ports = port_run(base, n).ok_or(ConfigError::PortRange { base, n })?;
+    Ok(ports.map(|p| format!("127.0.0.1:{p}")).collect())
+}
+
+/// The `n` consecutive ports from `base`, if the last is at most 65535 (the
+/// launcher numbers its nodes' peer and client ports this way).
+pub fn port_run(base: u16, n: usize) -> Option<impl Iterator<Item = u16>> {
+    let end = usize::from(base) + n;
+    (end <= usize::from(u16::MAX) + 1).then(|| (0..n).map(move |i| base + i as u16))
 }
 
 fn parse_list<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<String>, ConfigError> {
@@ -480,6 +483,12 @@ mod tests {
         // As many nodes as the bound allows, and not one more.
         assert_eq!(parse_cluster("64", 7100).unwrap().len(), MAX_NODES);
         assert_eq!(parse_cluster("65", 7100), Err(ConfigError::TooBig(65)));
+        assert_eq!(
+            port_run(65534, 2).unwrap().collect::<Vec<_>>(),
+            [65534, 65535]
+        );
+        assert!(port_run(65534, 3).is_none());
+        assert_eq!(port_run(65535, 0).unwrap().count(), 0);
         // The last port is usable: the range ends at 65535, not before it.
         assert_eq!(
             parse_cluster("2", 65534).unwrap(),

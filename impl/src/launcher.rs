@@ -7,7 +7,7 @@
 //! signal (Ctrl-C, SIGTERM, SIGHUP), and the kernel sends them SIGTERM when it
 //! dies any other way, SIGKILL included (`PR_SET_PDEATHSIG`).
 
-use crate::config::{local_cluster, ConfigError, LogFormat};
+use crate::config::{local_cluster, port_run, ConfigError, LogFormat};
 use crate::secret::Secret;
 use gsmo_spec::multicast::Mode;
 use nix::sys::signal::{kill, Signal};
@@ -68,13 +68,13 @@ enum Event {
 pub async fn run(cfg: LaunchConfig) -> Result<(), LaunchError> {
     let n = cfg.nodes;
     let peers = local_cluster(n, cfg.peer_base)?;
-    if usize::from(cfg.client_base) + n > usize::from(u16::MAX) + 1 {
-        return Err(LaunchError::ClientPorts {
+    let client_ports: Vec<u16> = port_run(cfg.client_base, n)
+        .ok_or(LaunchError::ClientPorts {
             base: cfg.client_base,
             n,
-        });
-    }
-    let client_port = |i: usize| usize::from(cfg.client_base) + i;
+        })?
+        .collect();
+    let client_port = |i: usize| client_ports[i];
     // In ShiViz mode stdout is the event log, so talk on stderr.
     let say = |s: &str| match cfg.log_format {
         LogFormat::Text => println!("{s}"),

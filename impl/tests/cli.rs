@@ -85,7 +85,15 @@ fn bad_configuration_is_refused_with_a_reason() {
 fn the_launcher_refuses_what_its_nodes_would_before_starting_any() {
     let missing = std::env::temp_dir().join("gsmo-no-such-dir-for-restore");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--client-base", "65535"],
+            "client port 65535 + 2 nodes runs past port 65535",
+        ),
+        (
+            &["--peer-base", "65535"],
+            "peer port 65535 + 2 nodes runs past port 65535",
+        ),
         (
             &["--snapshot-timeout", "0"],
             "--snapshot-timeout must be a positive",
