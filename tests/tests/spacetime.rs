@@ -236,6 +236,16 @@ fn a_real_run_is_logged_for_shiviz() {
         log.push(parse_shiviz(&line));
     }
     assert!(launcher.0.wait().unwrap().success());
+    // It stopped its nodes itself (SIGTERM, then waited for each), rather
+    // than leaving them to the kernel's signal on its own exit.
+    let mut said = Vec::new();
+    while let Ok(line) = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        said.push(line);
+    }
+    for i in 0..NODES {
+        let stopped = format!("gsmo cluster: node {i} stopped: exit status: 0");
+        assert!(said.contains(&stopped), "{said:#?}");
+    }
 
     let mut events = [0u64; NODES];
     let mut sends: BTreeMap<(usize, String), Vec<&BTreeMap<usize, u64>>> = BTreeMap::new();
