@@ -12,12 +12,9 @@
 //! launcher's `--log-format shiviz` log, checked as ShiViz reads it.
 
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{free_port_run, gsmo, gsmo_bin, seed, Launch};
+use gsmo_tests::{gsmo, read_to_end, read_until, seed, Launch, Launcher};
 use gsmo_view::spacetime::MsgKind;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
@@ -117,16 +114,6 @@ async fn a_real_run_is_drawn_with_its_cut() {
     );
 }
 
-/// A child killed when the test ends, passed or not.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One line of a ShiViz log: host, vector clock, event.
 struct Line {
     host: usize,
@@ -171,44 +158,13 @@ fn parse_shiviz(line: &str) -> Line {
 /// each receive knows all that its send knew.
 #[test]
 fn a_real_run_is_logged_for_shiviz() {
-    let base = free_port_run(2 * NODES as u16);
-    let client_base = base + NODES as u16;
-    let mut launcher = Command::new(gsmo_bin());
-    launcher
-        .args(["cluster", "--nodes", &NODES.to_string(), "--mode", "causal"])
-        .args(["--log-format", "shiviz"])
-        .args(["--peer-base", &base.to_string()])
-        .args(["--client-base", &client_base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut launcher = Reaped(launcher.spawn().unwrap());
-    let lines = |from: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(from).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        rx
-    };
-    let stdout = lines(Box::new(launcher.0.stdout.take().unwrap()));
-    let stderr = lines(Box::new(launcher.0.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let next = |rx: &mpsc::Receiver<String>, what: &str| {
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("{what}"))
-    };
-    let mut banner = Vec::new();
-    while !banner
-        .last()
-        .is_some_and(|l: &String| l.contains("nodes ready"))
-    {
-        banner.push(next(&stderr, "the cluster did not come up"));
-    }
+    let patience = Duration::from_secs(30);
+    let mut launcher = Launcher::spawn(NODES, &["--mode", "causal", "--log-format", "shiviz"]);
+    let banner = read_until(&launcher.stderr, "nodes ready", patience);
     assert!(banner[0].starts_with("gsmo cluster: 3 nodes"), "{banner:?}");
 
     for i in 0..NODES {
-        let url = format!("redis://127.0.0.1:{}/", client_base + i as u16);
+        let url = format!("redis://127.0.0.1:{}/", launcher.client_base + i as u16);
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
         let (): () = redis::cmd("SET")
             .arg(format!("k{i}"))
@@ -217,31 +173,32 @@ fn a_real_run_is_logged_for_shiviz() {
             .unwrap();
     }
     // Each node logs its deliveries as they happen (flushed every turn).
+    let deadline = Instant::now() + patience;
     let mut log = Vec::new();
     let mut delivered = [0; NODES];
     while delivered.iter().any(|d| *d < NODES) {
-        let line = parse_shiviz(&next(&stdout, "not every write was delivered everywhere"));
+        let line = launcher
+            .stdout
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("not every write was delivered everywhere");
+        let line = parse_shiviz(&line);
         if line.event.starts_with("deliver ") {
             delivered[line.host] += 1;
         }
         log.push(line);
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(launcher.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(launcher.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     // The rest of the log, up to the launcher's exit.
-    while let Ok(line) = stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        log.push(parse_shiviz(&line));
-    }
-    assert!(launcher.0.wait().unwrap().success());
+    log.extend(
+        read_to_end(&launcher.stdout, patience)
+            .iter()
+            .map(|l| parse_shiviz(l)),
+    );
+    assert!(launcher.wait(patience).success());
     // It stopped its nodes itself (SIGTERM, then waited for each), rather
     // than leaving them to the kernel's signal on its own exit.
-    let mut said = Vec::new();
-    while let Ok(line) = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        said.push(line);
-    }
+    let said = read_to_end(&launcher.stderr, patience);
     for i in 0..NODES {
         let stopped = format!("gsmo cluster: node {i} stopped: exit status: 0");
         assert!(said.contains(&stopped), "{said:#?}");

@@ -9,8 +9,8 @@ use gsmo_node::frame::{self, codec, MAX_HANDSHAKE_FRAME};
 use gsmo_node::handshake::{self, Answer, Finish, Hello};
 use gsmo_node::secret::{Secret, CLUSTER_SECRET_ENV};
 use gsmo_spec::multicast::Mode;
-use gsmo_tests::{check_ordering, free_port_run, gsmo_bin, have_tool, Launch, TestCluster};
-use std::io::{BufRead, BufReader, Read, Write};
+use gsmo_tests::{check_ordering, gsmo_bin, have_tool, is_running, Launch, TestCluster};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::pin::Pin;
@@ -263,7 +263,7 @@ async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
             assert!(Instant::now() < deadline, "node {i}: {line}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(running(cluster.pid(i) as i32), "node {i} stopped");
+        assert!(is_running(cluster.pid(i)), "node {i} stopped");
     }
     // Still serving: fifo needs no peer to take a write.
     for i in 0..2 {
@@ -293,7 +293,7 @@ async fn a_node_with_a_wrong_secret_cannot_stop_the_healthy_ones() {
         "{said}"
     );
     for i in 0..2 {
-        assert!(running(cluster.pid(i) as i32), "node {i} stopped");
+        assert!(is_running(cluster.pid(i)), "node {i} stopped");
         // Each refused the odd node at least once, and counted it.
         let failures = field(&cluster.info(i).await, "peer_handshake_failures");
         assert!(failures >= 1, "node {i}: {failures}");
@@ -660,92 +660,5 @@ async fn clients_must_auth_when_a_password_is_set() {
         );
     } else {
         eprintln!("redis-cli not installed: its part of this test was skipped");
-    }
-}
-
-/// Whether `pid` still runs (a zombie waiting for its reaper has stopped).
-fn running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-    }
-}
-
-/// The launcher hands its client limits (and its huge-pages and Nagle policies) to every
-/// node it starts, and a launcher killed with SIGKILL (no chance to clean up)
-/// still takes them along.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
-    // The nodes' two peer ports, then their two client ports.
-    let peer_base = free_port_run(4);
-    let client_base = peer_base + 2;
-    let mut launcher = Command::new(gsmo_bin())
-        .args(["cluster", "--nodes", "2", "--mode", "fifo"])
-        .args(["--peer-base", &peer_base.to_string()])
-        .args(["--client-base", &client_base.to_string()])
-        .args(["--client-reads-in-flight", "3"])
-        .args(["--client-reply-queue", "7"])
-        .args(["--input-queue", "100"])
-        .args(["--client-output-buffer-limit", "1mb"])
-        .args(["--transparent-huge-pages", "system"])
-        .args(["--nagle", "off"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = launcher.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the cluster did not come up");
-        if line.contains("all 2 nodes ready") {
-            break;
-        }
-    }
-    let mut pids = Vec::new();
-    for i in 0..2u16 {
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", client_base + i)).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let info: String = redis::cmd("INFO").query_async(&mut con).await.unwrap();
-        for limit in [
-            "client_reads_in_flight:3",
-            "client_reply_queue:7",
-            "input_queue:100",
-            "client_output_buffer_limit:1048576",
-            "transparent_huge_pages:system",
-            "nagle:off",
-        ] {
-            assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
-        }
-        let number = |name: &str| -> i64 {
-            let value = info.lines().find_map(|l| l.strip_prefix(name));
-            value.unwrap().trim().parse().unwrap()
-        };
-        // The INFO request itself was queued: the peak counts it, within the bound.
-        let peak = number("input_queue_peak:");
-        assert!((1..=100).contains(&peak), "node {i}: {info}");
-        let pid = number("process_id:") as i32;
-        assert!(running(pid));
-        pids.push(pid);
-    }
-    launcher.kill().unwrap(); // SIGKILL: the launcher cannot clean up
-    launcher.wait().unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while pids.iter().any(|p| running(*p)) {
-        assert!(
-            Instant::now() < deadline,
-            "nodes {pids:?} outlived their launcher"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
