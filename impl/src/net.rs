@@ -164,3 +164,44 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A simulation's clock and randomness hold on its thread until it is
+    /// uninstalled, and then the real ones are back (the next simulation on a
+    /// reused test thread starts clean).
+    #[test]
+    fn a_simulated_environment_holds_until_uninstalled() {
+        fn epoch_plus_one() -> u64 {
+            1
+        }
+        let draw = |seed| {
+            install(Simulated {
+                rng: fastrand::Rng::with_seed(seed),
+                unix_ms: epoch_plus_one,
+            });
+            assert!(simulated());
+            assert_eq!(unix_ms(), 1);
+            random_bytes::<16>()
+        };
+        assert_eq!(draw(7), draw(7), "a seed repeats its nonces");
+        uninstall();
+        assert!(!simulated());
+        assert!(unix_ms() > 1_700_000_000_000, "the real clock is back");
+        assert_ne!(random_bytes::<16>(), random_bytes::<16>());
+    }
+
+    /// `Conn::set_nodelay` reaches the socket: `--nagle` depends on it.
+    #[tokio::test]
+    async fn nodelay_reaches_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for on in [true, false] {
+            Conn::set_nodelay(&stream, on).unwrap();
+            assert_eq!(stream.nodelay().unwrap(), on);
+        }
+    }
+}
