@@ -14,7 +14,7 @@ pub fn load_traces(paths: &[PathBuf]) -> anyhow::Result<Vec<Trace>> {
         let (t, truncated) = read_trace(p)?;
         if truncated > 0 {
             eprintln!(
-                "{}: ignoring a last record cut short ({truncated} bytes; the node was killed mid-write)",
+                "{}: ignoring its last record, cut short (the node was killed mid-write)",
                 p.display()
             );
         }

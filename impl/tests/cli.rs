@@ -152,6 +152,31 @@ fn snapshot_and_trace_commands_explain_themselves() {
     assert!(!ok && text.contains("no complete snapshot"), "{text}");
     let (ok, text) = gsmo(&["snapshot", "verify", "0-1", "--data-dir", d]);
     assert!(!ok && text.contains("no snapshot 0-1"), "{text}");
+    // Over several dirs, the error names every dir it looked in.
+    let other = tempfile::tempdir().unwrap();
+    let e = other.path().to_str().unwrap();
+    let (ok, text) = gsmo(&[
+        "snapshot",
+        "show",
+        "latest",
+        "--data-dir",
+        d,
+        "--data-dir",
+        e,
+    ]);
+    let want = format!("no complete snapshot in {d}, {e}");
+    assert!(!ok && text.contains(&want), "{text}");
+    let (ok, text) = gsmo(&[
+        "snapshot",
+        "verify",
+        "0-1",
+        "--data-dir",
+        d,
+        "--data-dir",
+        e,
+    ]);
+    let want = format!("no snapshot 0-1 in {d}, {e}");
+    assert!(!ok && text.contains(&want), "{text}");
     let missing = dir.path().join("n0.trace");
     let (ok, text) = gsmo(&["trace", "check", missing.to_str().unwrap()]);
     assert!(!ok && text.contains("n0.trace"), "{text}");
@@ -177,6 +202,19 @@ fn trace_check_refuses_an_incomplete_set_of_traces() {
     let arg = |i: usize| path(i).to_str().unwrap().to_string();
     let (ok, text) = gsmo(&["trace", "check", &arg(0), &arg(1), &arg(2)]);
     assert!(ok && text.contains("CONFORMS"), "{text}");
+    assert!(!text.contains("cut short"), "{text}");
+    // A node killed mid-write leaves a record cut short: said, and ignored.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path(0))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[7, 0]).unwrap();
+    let (ok, text) = gsmo(&["trace", "check", &arg(0), &arg(1), &arg(2)]);
+    assert!(ok && text.contains("CONFORMS"), "{text}");
+    // (It once said "(1 bytes": the count is of records, and only the last can be cut.)
+    let said = format!("{}: ignoring its last record, cut short", arg(0));
+    assert!(text.contains(&said), "{text}");
+    assert_eq!(text.matches("cut short").count(), 1, "{text}");
     let (ok, text) = gsmo(&["trace", "check", &arg(0), &arg(1)]);
     assert!(!ok && text.contains("no trace of n2"), "{text}");
     let (ok, text) = gsmo(&["trace", "check", &arg(0)]);

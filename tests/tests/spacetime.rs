@@ -100,6 +100,9 @@ async fn a_real_run_is_drawn_with_its_cut() {
             .unwrap();
     let d = gsmo_view::trace::diagram(&traces, "run", None);
     let cut: Vec<usize> = d.cuts[0].points.iter().map(|p| p.unwrap()).collect();
+    let in_flight = d.messages.iter().filter(|m| !m.recorded.is_empty()).count();
+    let said = format!("{in_flight} messages recorded in flight");
+    assert!(out.contains(&said), "{said}: {out}");
     let mut recorded = 0;
     for m in d.messages.iter().filter(|m| m.kind != MsgKind::Marker) {
         let to = m.to.expect("quiescent: every message received");

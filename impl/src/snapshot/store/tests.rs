@@ -381,6 +381,24 @@ fn retention_behind_another_node_sharing_the_dir_is_no_error() {
     assert_eq!(second.list().unwrap(), vec![sid(0, 3)]);
 }
 
+/// `latest` over several data dirs (`gsmo snapshot show/verify`, restore
+/// with `--data-dir` repeated) is the newest in any of them, whichever dir
+/// is named first.
+#[test]
+fn latest_over_several_dirs_is_the_newest_in_any() {
+    let dirs = [0, 1].map(|_| tempfile::tempdir().unwrap());
+    let older = SnapshotStore::open(dirs[0].path()).unwrap();
+    let newer = SnapshotStore::open(dirs[1].path()).unwrap();
+    complete_after(&older, sid(0, 1), 1, 1, 1);
+    complete_after(&newer, sid(0, 2), 1, 2, 2);
+    let paths = dirs.each_ref().map(|d| d.path().to_path_buf());
+    for order in [[0, 1], [1, 0]] {
+        let named = order.map(|i| paths[i].clone());
+        let both = crate::snapshot::cli::DataDirs::open(&named).unwrap();
+        assert_eq!(both.resolve(RestoreFrom::Latest).unwrap(), sid(0, 2));
+    }
+}
+
 /// Stores, as snapshot `id`, a `n`-node snapshot taken after `writes`
 /// writes, recorded at wall-clock time `at`; completes it.
 pub(crate) fn complete_after(
