@@ -383,6 +383,21 @@ async fn a_snapshot_stuck_behind_a_slow_node_times_out() {
         assert!(Instant::now() < deadline, "node 0 never aborted: {info:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // `gsmo snapshot take` waits on the dir and reports the abort ...
+    let port = cluster.client_port(0).to_string();
+    let take = |dir: &str| {
+        let args = ["snapshot", "take", "--port", &port, "--data-dir", dir];
+        gsmo(&[&args[..], &["--wait", "1"]].concat())
+    };
+    let (ok, out) = take(&dir);
+    assert!(
+        !ok && out.contains("ABORTED") && out.contains("timed out"),
+        "{out}"
+    );
+    // ... and in a dir the cluster does not write to, its wait runs out and says so.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (ok, out) = take(&elsewhere.path().display().to_string());
+    assert!(!ok && out.contains("not complete after 1s"), "{out}");
 }
 
 fn flip_byte(path: &Path, at: u64) {
