@@ -177,6 +177,20 @@ fn snapshot_and_trace_commands_explain_themselves() {
     ]);
     let want = format!("no snapshot 0-1 in {d}, {e}");
     assert!(!ok && text.contains(&want), "{text}");
+    // A list over several dirs heads each dir's part with its name; over one, no head.
+    let (ok, text) = gsmo(&["snapshot", "list", "--data-dir", d, "--data-dir", e]);
+    let lines: Vec<&str> = text.lines().collect();
+    let want = [format!("{d}:"), format!("no snapshots in {d}/snapshots")];
+    assert!(
+        ok && lines.starts_with(&want.each_ref().map(|s| s.as_str())),
+        "{text}"
+    );
+    assert!(lines.contains(&format!("{e}:").as_str()), "{text}");
+    let (ok, text) = gsmo(&["snapshot", "list", "--data-dir", d]);
+    assert!(
+        ok && text.trim() == format!("no snapshots in {d}/snapshots"),
+        "{text}"
+    );
     let missing = dir.path().join("n0.trace");
     let (ok, text) = gsmo(&["trace", "check", missing.to_str().unwrap()]);
     assert!(!ok && text.contains("n0.trace"), "{text}");
