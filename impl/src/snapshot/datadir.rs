@@ -105,23 +105,18 @@ fn probe_writable(data_dir: &Path, node: NodeId) -> Result<(), StoreError> {
 /// The first node to start records the cluster id; every later one must match it.
 fn check_cluster(data_dir: &Path, cluster_id: &str) -> Result<(), StoreError> {
     let path = data_dir.join("CLUSTER");
-    let mismatch = |owner: &str| {
-        refused(
-            &path,
-            format!(
-                "this data dir belongs to cluster `{owner}`, not `{cluster_id}`: one data dir \
-                 holds one cluster's snapshots (pass another --data-dir, or --cluster-id {owner})"
-            ),
-        )
-    };
     match fs::read_to_string(&path) {
-        Ok(owner) if owner.trim() == cluster_id => return Ok(()),
-        Ok(owner) => return Err(mismatch(owner.trim())),
+        Ok(owner) => return owned_by(&path, owner.trim(), cluster_id),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(refused(&path, e.to_string())),
     }
-    // Create it whole or not at all: a temp file hard-linked into place fails
-    // if another node got there first, and then its id is checked instead.
+    record_cluster(data_dir, cluster_id)
+}
+
+/// Writes `CLUSTER` whole or not at all: a temp file hard-linked into place
+/// fails if another node got there first, and then its id is checked instead.
+fn record_cluster(data_dir: &Path, cluster_id: &str) -> Result<(), StoreError> {
+    let path = data_dir.join("CLUSTER");
     let tmp = data_dir.join(format!(".CLUSTER.tmp-{}", std::process::id()));
     let io = |e: std::io::Error| refused(&path, e.to_string());
     fs::write(&tmp, format!("{cluster_id}\n")).map_err(io)?;
@@ -131,14 +126,24 @@ fn check_cluster(data_dir: &Path, cluster_id: &str) -> Result<(), StoreError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             let owner = fs::read_to_string(&path).map_err(io)?;
-            if owner.trim() == cluster_id {
-                Ok(())
-            } else {
-                Err(mismatch(owner.trim()))
-            }
+            owned_by(&path, owner.trim(), cluster_id)
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// `CLUSTER` at `path` names `owner`: fine if that is `cluster_id`.
+fn owned_by(path: &Path, owner: &str, cluster_id: &str) -> Result<(), StoreError> {
+    if owner == cluster_id {
+        return Ok(());
+    }
+    Err(refused(
+        path,
+        format!(
+            "this data dir belongs to cluster `{owner}`, not `{cluster_id}`: one data dir \
+             holds one cluster's snapshots (pass another --data-dir, or --cluster-id {owner})"
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -163,5 +168,18 @@ mod tests {
         assert!(err.contains("belongs to cluster `a`"), "{err}");
         drop(a0);
         claim(dir.path(), "a", 0).expect("released with its holder");
+    }
+
+    /// Two nodes starting at once both find no `CLUSTER`; the second to write
+    /// it finds the first's, which is fine if the ids agree.
+    #[test]
+    fn the_second_node_to_record_the_cluster_checks_the_first_s() {
+        let dir = tempfile::tempdir().unwrap();
+        record_cluster(dir.path(), "a").unwrap();
+        record_cluster(dir.path(), "a").expect("the same cluster");
+        let err = record_cluster(dir.path(), "b").err().unwrap().to_string();
+        assert!(err.contains("belongs to cluster `a`, not `b`"), "{err}");
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "only CLUSTER, no temp file");
     }
 }
