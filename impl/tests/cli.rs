@@ -155,30 +155,15 @@ fn snapshot_and_trace_commands_explain_themselves() {
     // Over several dirs, the error names every dir it looked in.
     let other = tempfile::tempdir().unwrap();
     let e = other.path().to_str().unwrap();
-    let (ok, text) = gsmo(&[
-        "snapshot",
-        "show",
-        "latest",
-        "--data-dir",
-        d,
-        "--data-dir",
-        e,
-    ]);
+    let both = |cmd: &[&str]| gsmo(&[cmd, &["--data-dir", d, "--data-dir", e]].concat());
+    let (ok, text) = both(&["snapshot", "show", "latest"]);
     let want = format!("no complete snapshot in {d}, {e}");
     assert!(!ok && text.contains(&want), "{text}");
-    let (ok, text) = gsmo(&[
-        "snapshot",
-        "verify",
-        "0-1",
-        "--data-dir",
-        d,
-        "--data-dir",
-        e,
-    ]);
+    let (ok, text) = both(&["snapshot", "verify", "0-1"]);
     let want = format!("no snapshot 0-1 in {d}, {e}");
     assert!(!ok && text.contains(&want), "{text}");
     // A list over several dirs heads each dir's part with its name; over one, no head.
-    let (ok, text) = gsmo(&["snapshot", "list", "--data-dir", d, "--data-dir", e]);
+    let (ok, text) = both(&["snapshot", "list"]);
     let lines: Vec<&str> = text.lines().collect();
     let want = [format!("{d}:"), format!("no snapshots in {d}/snapshots")];
     assert!(
