@@ -228,13 +228,11 @@ pub fn is_root() -> bool {
 /// outgoing connection is handed one by chance) and randomly placed (so test
 /// runs in parallel processes rarely try the same ones).
 pub fn free_ports(k: usize) -> Vec<u16> {
-    let mut x = random_u64() | 1;
     let mut ports = Vec::new();
-    while ports.len() < k {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let p = 20_000 + (x % 12_000) as u16;
+    for p in random_ports() {
+        if ports.len() == k {
+            break;
+        }
         if !ports.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() {
             ports.push(p);
         }
@@ -246,26 +244,43 @@ pub fn free_ports(k: usize) -> Vec<u16> {
 /// which numbers its nodes' ports from a base), placed as [`free_ports`] places
 /// them.
 pub fn free_port_run(len: u16) -> u16 {
+    random_ports()
+        .find(|&base| (base..base + len).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
+        .expect("the candidates never run out")
+}
+
+/// Candidate ports in 20000-31999, below the kernel's ephemeral range, in an
+/// order of this process's own (xorshift64).
+fn random_ports() -> impl Iterator<Item = u16> {
     let mut x = random_u64() | 1;
-    loop {
+    std::iter::repeat_with(move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let base = 20_000 + (x % 12_000) as u16;
-        if (base..base + len).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
+        20_000 + (x % 12_000) as u16
+    })
+}
+
+/// Process `pid`'s scheduler state from `/proc/PID/stat` (`'T'` stopped,
+/// `'Z'` a zombie), or `None` if there is no such process.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `PID (COMM) STATE ...`: COMM may hold spaces, so split after its `)`.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
 }
 
 /// Whether process `pid` still runs (a zombie waiting for its reaper has stopped).
 pub fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-    }
+    proc_state(pid).is_some_and(|s| !matches!(s, 'Z' | 'X'))
+}
+
+/// INFO's `key:value` lines as a map (section headers and blank lines dropped).
+pub fn parse_info(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// The seed of randomised test `test` ([`gsmo_spec::testing::seed`]).
@@ -776,12 +791,7 @@ impl TestCluster {
     /// Node `i`'s scheduler state from `/proc/PID/stat`: `'T'` once a
     /// SIGSTOP has taken effect, `'Z'` if it died unreaped.
     pub fn process_state(&self, i: NodeId) -> char {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid(i)))
-            .unwrap_or_else(|e| panic!("/proc stat of node {i}: {e}"));
-        // `PID (COMM) STATE ...`: COMM may hold spaces, so split after its `)`.
-        stat.rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .unwrap_or_else(|| panic!("no state in /proc stat of node {i}: {stat}"))
+        proc_state(self.pid(i)).unwrap_or_else(|| panic!("no /proc stat state for node {i}"))
     }
 
     /// Node `i`'s resident set size in KiB (`VmRSS` in /proc/PID/status).
@@ -869,10 +879,7 @@ impl TestCluster {
             .query_async(&mut con)
             .await
             .unwrap_or_else(|e| panic!("INFO at node {i}: {e}"));
-        text.lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .collect()
+        parse_info(&text)
     }
 
     /// Polls every history until every message sent has been delivered

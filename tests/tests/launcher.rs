@@ -3,29 +3,31 @@
 //! takes its nodes along however it ends (SIGTERM: it stops them itself, see
 //! `spacetime.rs`; SIGKILL: the kernel's parent-death signal does).
 
-use gsmo_tests::{is_running, read_to_end, read_until, Launcher};
+use gsmo_tests::{is_running, parse_info, read_to_end, read_until, Launcher};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Node `i`'s INFO, through the launcher's client port for it.
-async fn info(launcher: &Launcher, i: u16) -> String {
+async fn info(launcher: &Launcher, i: u16) -> BTreeMap<String, String> {
     let url = format!("redis://127.0.0.1:{}/", launcher.client_base + i);
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("INFO").query_async(&mut con).await.unwrap()
+    parse_info(
+        &redis::cmd("INFO")
+            .query_async::<String>(&mut con)
+            .await
+            .unwrap(),
+    )
 }
 
-/// A number from INFO text.
-fn number(info: &str, name: &str) -> u64 {
+/// A number from INFO.
+fn number(info: &BTreeMap<String, String>, name: &str) -> u64 {
     let value = info
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'));
-    value
-        .unwrap_or_else(|| panic!("no {name}: {info}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name}: {info:?}"));
+    value.parse().unwrap()
 }
 
 /// The launcher hands its client limits (and its huge-pages and Nagle policies) to every
@@ -56,19 +58,19 @@ async fn a_launcher_killed_with_sigkill_takes_its_nodes_along() {
     let mut pids = Vec::new();
     for i in 0..2 {
         let info = info(&launcher, i).await;
-        for limit in [
-            "client_reads_in_flight:3",
-            "client_reply_queue:7",
-            "input_queue:100",
-            "client_output_buffer_limit:1048576",
-            "transparent_huge_pages:system",
-            "nagle:off",
+        for (key, limit) in [
+            ("client_reads_in_flight", "3"),
+            ("client_reply_queue", "7"),
+            ("input_queue", "100"),
+            ("client_output_buffer_limit", "1048576"),
+            ("transparent_huge_pages", "system"),
+            ("nagle", "off"),
         ] {
-            assert!(info.lines().any(|l| l == limit), "node {i}: {info}");
+            assert_eq!(info.get(key).map(String::as_str), Some(limit), "node {i}");
         }
         // The INFO request itself was queued: the peak counts it, within the bound.
         let peak = number(&info, "input_queue_peak");
-        assert!((1..=100).contains(&peak), "node {i}: {info}");
+        assert!((1..=100).contains(&peak), "node {i}: {info:?}");
         let pid = number(&info, "process_id") as u32;
         assert!(is_running(pid));
         pids.push(pid);
