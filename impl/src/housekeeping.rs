@@ -316,10 +316,19 @@ impl Runtime {
     /// A part write finished (off the loop): the spec hears of it.
     pub(crate) fn on_stored(&mut self, id: SnapshotId, result: Result<PartSummary, String>) {
         if !self.snapshots.active.contains_key(&id) {
-            // Aborted while the write was under way (the abort may have removed
-            // the temp file under it): the spec drops the part, and INFO keeps
-            // saying why the snapshot was aborted.
-            info!(snapshot = %id, "part of aborted snapshot {id} written or failed after the abort: dropping it");
+            // Aborted while the write was under way: the spec drops the part,
+            // and INFO keeps saying why the snapshot was aborted. A failure is
+            // logged with its error (a disk that hung may now fail), but not
+            // counted: the abort removes the temp file under a write in
+            // progress, so its own cleanup may be what failed it.
+            match &result {
+                Ok(_) => {
+                    info!(snapshot = %id, "part of aborted snapshot {id} written after the abort: dropping it")
+                }
+                Err(e) => {
+                    warn!(snapshot = %id, "part of aborted snapshot {id} failed after the abort, dropping it: {e}")
+                }
+            }
             self.feed(SpecInput::Stored { id, result })
                 .expect("a store outcome is always accepted");
             return;

@@ -61,14 +61,18 @@ fn node_dirs(base: &Path) -> Vec<PathBuf> {
 }
 
 fn launch(base: &Path) -> Launch {
-    Launch::new(NODES, Mode::Causal)
+    launch_timeouts(base, ["3"; NODES])
+}
+
+/// [`launch`], with node `i`'s `--snapshot-timeout` `secs[i]`.
+fn launch_timeouts(base: &Path, secs: [&str; NODES]) -> Launch {
+    let dir = base.join("n{id}").display().to_string();
+    let launch = Launch::new(NODES, Mode::Causal)
         .cluster_id(&unique("disk"))
-        .args(&[
-            "--data-dir",
-            &base.join("n{id}").display().to_string(),
-            "--snapshot-timeout",
-            "3",
-        ])
+        .args(&["--data-dir", &dir]);
+    (0..NODES).fold(launch, |l, i| {
+        l.node_args(i, &["--snapshot-timeout", secs[i]])
+    })
 }
 
 /// Writes `n` keys of `size` bytes through node 0 and waits until every node holds them.
@@ -447,4 +451,71 @@ async fn kill_9_while_writing_the_part_aborts_and_the_restart_cleans_up() {
     assert!(first.seq < id.seq);
     // A new process: its counters start again, and its part was stored.
     next_completes(&restarted, &dirs, id, 0).await;
+}
+
+/// A disk that hangs rather than fails (an NFS server gone): node 2's part
+/// write blocks, here in the open of a FIFO standing at its temp file's path.
+/// `gsmo snapshot take` shows the part that was written, then the timeout;
+/// the node keeps serving throughout (disk work is off its event loop); once
+/// the write returns, with an error (a FIFO cannot seek), the node logs it and
+/// drops the part, and the next snapshot completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_write_that_hangs_times_the_snapshot_out() {
+    let base = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(base.path());
+    // Node 0, the initiator, gives up first, so the reason is its own:
+    // whose part it waits for.
+    let cluster = launch_timeouts(base.path(), ["3", "30", "30"]).start();
+    load(&cluster, 50, 10).await;
+    // A fresh cluster's first snapshot from node 0 is 0-1 (checked below).
+    let id: SnapshotId = "0-1".parse().unwrap();
+    let store = SnapshotStore::open(&dirs[FAULTY]).unwrap();
+    std::fs::create_dir_all(store.dir(id)).unwrap();
+    let temp = format!(".part-{FAULTY}.gsmo.tmp-{}", cluster.pid(FAULTY));
+    let fifo = store.dir(id).join(temp);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // The abort removes the temp file's name; this second one keeps the FIFO.
+    let kept = base.path().join("kept.fifo");
+    std::fs::hard_link(&fifo, &kept).unwrap();
+
+    let (ok, taken, out) = take(&cluster, &dirs[0]);
+    assert_eq!(taken, id, "{out}");
+    let progress = format!("snapshot {id}: 1 part(s) written: [0]");
+    let aborted =
+        format!("snapshot {id} ABORTED: node 0: timed out after 3 s waiting for n{FAULTY}");
+    let (shown, ended) = (out.find(&progress), out.find(&aborted));
+    assert!(
+        !ok && shown.is_some() && shown < ended,
+        "`take` shows node 0's part, then the timeout:\n{out}"
+    );
+    // Its write still hangs, and the node serves and knows the outcome.
+    let mut con = cluster.connect(FAULTY).await;
+    let (): () = redis::cmd("SET")
+        .arg("during")
+        .arg("hang")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let info = cluster.info(FAULTY).await;
+    assert_eq!(info["snapshots_in_progress"], "");
+    assert_eq!(info["snapshots_stored"], "0");
+    assert!(
+        info["last_snapshot_status"].contains(&format!("{id} aborted")),
+        "{info:?}"
+    );
+
+    // The disk comes back: the open returns, and the write fails (a part
+    // is written with seeks, which a FIFO refuses). Reading to the end
+    // waits for the writer to close.
+    std::thread::spawn(move || std::fs::read(&kept).unwrap())
+        .join()
+        .unwrap();
+    let log = cluster.nodes[FAULTY].output_containing(
+        &[&format!(
+            "part of aborted snapshot {id} failed after the abort, dropping it"
+        )],
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("Illegal seek"), "the error is named:\n{log}");
+    next_completes(&cluster, &dirs, id, 0).await;
 }
