@@ -5,7 +5,8 @@
 //! an ABORTED record naming the node and the error), no part of it stays on
 //! any disk, and the next snapshot completes. And an old snapshot whose
 //! directory cannot be removed (EBUSY) is reported by retention, not claimed
-//! deleted.
+//! deleted. And a part write that hangs (a FIFO) times the snapshot out while
+//! the node serves.
 //!
 //! Mounts and prlimit on another process need root (CI runs as root); without
 //! it those tests say SKIPPED loudly and pass.
