@@ -105,6 +105,8 @@ fn record_aborts(
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotStats {
     pub started: u64,
+    /// Starts here refused by the spec's bound (`Node::snapshot_refusal`).
+    pub refused: u64,
     pub recorded: u64,
     /// Parts this node completed (all its incoming channels closed).
     pub completed: u64,
@@ -176,8 +178,14 @@ impl Snapshots {
 }
 
 impl Runtime {
-    /// Starts a snapshot here. This is the single place SNAPSHOT enters the protocol.
-    pub fn start_snapshot(&mut self) -> SnapshotId {
+    /// Starts a snapshot here, unless the spec refuses it (too many in
+    /// progress here); the refusal is the client's error reply. This is the
+    /// single place SNAPSHOT enters the protocol.
+    pub fn start_snapshot(&mut self) -> Result<SnapshotId, String> {
+        if let Some(why) = self.node.snapshot_refusal() {
+            self.snapshots.stats.refused += 1;
+            return Err(why);
+        }
         self.snapshots.last_recorded = None;
         self.feed(SpecInput::StartSnapshot)
             .expect("starting a snapshot is always accepted");
@@ -188,7 +196,7 @@ impl Runtime {
             .expect("the spec records the initiator's state on start");
         self.snapshots.stats.started += 1;
         info!(snapshot = %id, "starting snapshot");
-        id
+        Ok(id)
     }
 
     /// At start: parts this node was writing when it died are removed and
@@ -213,7 +221,9 @@ impl Runtime {
             return;
         };
         if periodic_due(&mut self.snapshots.next_periodic, Instant::now(), every) {
-            self.start_snapshot();
+            if let Err(why) = self.start_snapshot() {
+                warn!("--snapshot-every: this one skipped: {why}");
+            }
         }
     }
 

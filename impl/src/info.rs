@@ -99,6 +99,7 @@ impl Runtime {
         s.push_str("\r\n# Snapshots\r\n");
         let st = &self.snapshots.stats;
         line(&mut s, "snapshots_started", &st.started);
+        line(&mut s, "snapshots_refused", &st.refused);
         line(&mut s, "snapshots_recorded", &st.recorded);
         line(&mut s, "snapshots_completed", &st.completed);
         line(&mut s, "snapshots_stored", &st.stored);
@@ -187,6 +188,7 @@ impl Runtime {
             "snapshot_timeout_s",
             &(limits.snapshot_timeout_ms as f64 / 1000.0),
         );
+        line(&mut s, "max_snapshots", &limits.max_snapshots);
         line(&mut s, "snapshot_keep", &self.cfg.snapshot_keep);
         line(
             &mut s,

@@ -232,6 +232,12 @@ struct OpsArgs {
     /// Fault: break a random peer connection at random intervals averaging MS.
     #[arg(long, value_name = "MS")]
     fault_disconnect_every: Option<u64>,
+    /// Snapshots in progress at a node (its own and its peers') from which it
+    /// refuses `SNAPSHOT` (`-TRYAGAIN`) and skips `--snapshot-every`'s; each
+    /// costs memory while it records and a write of the whole store (INFO
+    /// `max_snapshots`, `snapshots_refused`).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    max_snapshots: u64,
     /// Complete snapshots kept in --data-dir; older ones are deleted.
     #[arg(long, default_value_t = 5, value_name = "K")]
     snapshot_keep: usize,
@@ -266,6 +272,7 @@ impl OpsArgs {
             "--snapshot-timeout must be a positive number of seconds"
         );
         anyhow::ensure!(self.snapshot_keep > 0, "--snapshot-keep must be at least 1");
+        anyhow::ensure!(self.max_snapshots > 0, "--max-snapshots must be at least 1");
         anyhow::ensure!(self.peer_queue > 0, "--peer-queue must be at least 1");
         anyhow::ensure!(self.input_queue > 0, "--input-queue must be at least 1");
         anyhow::ensure!(
@@ -300,6 +307,7 @@ impl OpsArgs {
             link_buffer_bytes: self.link_buffer,
             max_batch: self.max_batch,
             nagle: self.nagle == Toggle::On,
+            max_snapshots: self.max_snapshots,
         };
         cfg.peer_queue = self.peer_queue;
         cfg.input_queue = self.input_queue;
@@ -691,6 +699,8 @@ impl OpsArgs {
             self.peer_queue.to_string(),
             "--input-queue".into(),
             self.input_queue.to_string(),
+            "--max-snapshots".into(),
+            self.max_snapshots.to_string(),
             "--snapshot-keep".into(),
             self.snapshot_keep.to_string(),
             "--transparent-huge-pages".into(),

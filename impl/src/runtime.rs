@@ -464,10 +464,10 @@ impl Runtime {
                     .expect("client input is always accepted");
                 return;
             }
-            ClientRequest::Snapshot => {
-                let id = self.start_snapshot();
-                Response::Bulk(id.to_string().into_bytes())
-            }
+            ClientRequest::Snapshot => match self.start_snapshot() {
+                Ok(id) => Response::Bulk(id.to_string().into_bytes()),
+                Err(why) => Response::Error(why),
+            },
             ClientRequest::Info(section) => Response::Bulk(
                 crate::resp::server::info_sections(&self.info(), section.as_deref()).into_bytes(),
             ),

@@ -15,11 +15,12 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GSMOTRAC";
-/// Bumped whenever a recorded step would replay differently (3: the
-/// sequencer's messages travel through it; 4: a new connection and a
-/// released ack hold send the ack owed at once), so an old trace is refused
-/// by name instead of failing its replay.
-const VERSION: u16 = 4;
+/// Bumped whenever a recorded step would replay differently or the start
+/// record changes shape (3: the sequencer's messages travel through it; 4: a
+/// new connection and a released ack hold send the ack owed at once; 5: the
+/// limits carry `max_snapshots`), so an old trace is refused by name instead
+/// of failing its replay.
+const VERSION: u16 = 5;
 /// A single step larger than this is a corrupt length, not a real record.
 const MAX_RECORD: u32 = 256 << 20;
 

@@ -105,6 +105,7 @@ impl AbortCfg {
             bugs: Bugs::default(),
             snapshots: self.snapshots > 0,
             batch: 1,
+            max_snapshots: None,
             strict_fifo: true,
             faults: Faults {
                 disconnects: self.disconnects,

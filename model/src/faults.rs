@@ -124,6 +124,7 @@ impl Faults {
         link_buffer_bytes: u64::MAX,
         max_batch: 1,
         nagle: false,
+        max_snapshots: 4,
     };
 
     /// Whether any fault is on (the plain models run without any).

@@ -364,9 +364,11 @@ impl KvCfg {
                 no_channel_recording: b == Some(KvBug::NoChannelRecording),
                 shared_channel_closing: false,
                 debit_only: b == Some(KvBug::DebitOnly),
+                unbounded_snapshots: false,
             },
             snapshots: self.snapshots > 0,
             batch: self.batch,
+            max_snapshots: None,
             strict_fifo: channels == Channels::Ordered,
             faults: self.effective_faults(),
             log_judged: true,
@@ -562,7 +564,7 @@ fn waiting<H>(s: &ReplicasState<H>) -> impl Iterator<Item = Waiting> + '_ {
         });
         let pending = a.node.pending_writes();
         let unanswered = (pending > 0).then_some(Waiting::Unanswered { node: i, pending });
-        let incomplete = (1..=a.snapshots_started as u64).flat_map(move |seq| {
+        let incomplete = a.snapshot_seqs().flat_map(move |seq| {
             let id = SnapshotId { initiator: i, seq };
             states.iter().enumerate().filter_map(move |(j, b)| {
                 (!b.parts.contains_key(&id)

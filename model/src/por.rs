@@ -244,7 +244,7 @@ impl Standing {
         let mut recorded = [0; 64];
         for (j, me) in replicas.iter().enumerate() {
             recorded[j] = set(&|k, a| {
-                (1..=a.snapshots_started as u64).all(|seq| {
+                a.snapshot_seqs().all(|seq| {
                     me.ghost
                         .recorded
                         .contains(&gsmo_spec::snapshot::SnapshotId { initiator: k, seq })

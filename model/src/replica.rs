@@ -35,6 +35,8 @@ pub struct Bugs {
     pub shared_channel_closing: bool,
     /// A store whose short-of-funds `TRANSFER` debits without crediting.
     pub debit_only: bool,
+    /// A replica that starts snapshots however many are in progress there.
+    pub unbounded_snapshots: bool,
 }
 
 /// What every replica's store opens with: these keys set to these values.
@@ -81,6 +83,9 @@ pub struct Replica {
     pub snapshots: bool,
     /// The most writes in one batch ([`Limits::max_batch`]).
     pub batch: u64,
+    /// Snapshots in progress from which a replica refuses to start another
+    /// ([`Limits::max_snapshots`]); `None`: the spec's default.
+    pub max_snapshots: Option<u64>,
     /// Whether the recorder insists on FIFO channel positions (it does whenever
     /// the channels promise them; other networks run the tolerant recorder).
     pub strict_fifo: bool,
@@ -109,8 +114,11 @@ pub struct ReplicaState {
     /// step that completes it everywhere ([`crate::snapshot::let_judged_go`]).
     /// A commit forgets the id, as it does a part.
     pub judged: BTreeSet<SnapshotId>,
-    /// Ghost: snapshots started here, for the global bound.
+    /// Ghost: snapshots started here, for the global bound (refused ones
+    /// included: each is a step).
     pub snapshots_started: usize,
+    /// Ghost: starts the node refused ([`Node::snapshot_refusal`]).
+    pub snapshots_refused: usize,
     /// The most snapshots this replica may start, if it has a quota of its own
     /// ([`crate::por`] hands the global bound out this way); `None`: only the
     /// global bound (`within_boundary`) limits it.
@@ -149,6 +157,7 @@ impl Hash for ReplicaState {
             parts,
             judged,
             snapshots_started,
+            snapshots_refused,
             snapshot_quota,
             issued,
             quota,
@@ -172,6 +181,7 @@ impl Hash for ReplicaState {
                 parts,
                 judged,
                 snapshots_started,
+                snapshots_refused,
                 snapshot_quota,
                 issued,
                 quota,
@@ -186,6 +196,12 @@ impl Hash for ReplicaState {
 pub(crate) type Commanded = stateright::actor::Command<Wire, Step, (), ()>;
 
 impl ReplicaState {
+    /// The sequence numbers of the snapshots this replica initiated: a
+    /// refused start takes none.
+    pub fn snapshot_seqs(&self) -> std::ops::RangeInclusive<u64> {
+        1..=(self.snapshots_started - self.snapshots_refused) as u64
+    }
+
     /// What the properties read of this replica at every state
     /// ([`Judged`]). A reduction that reorders a replica's steps keeps, for
     /// each piece, the order of its values ([`crate::por`]).
@@ -269,9 +285,15 @@ impl Replica {
         let node = self
             .faults
             .node(Node::from_parts(multicast, recorder).with_store(kv));
+        let defaults = node.limits();
+        let max_snapshots = match (self.bugs.unbounded_snapshots, self.max_snapshots) {
+            (true, _) => u64::MAX,
+            (false, max) => max.unwrap_or(defaults.max_snapshots),
+        };
         let limits = Limits {
             max_batch: self.batch,
-            ..node.limits()
+            max_snapshots,
+            ..defaults
         };
         let node = node.with_limits(limits);
         if self.bugs.delivery_order {
@@ -362,6 +384,7 @@ impl Actor for Replica {
             parts: BTreeMap::new(),
             judged: BTreeSet::new(),
             snapshots_started: 0,
+            snapshots_refused: 0,
             snapshot_quota: None,
             issued: 0,
             quota: self.script[usize::from(id)].len(),
@@ -397,6 +420,10 @@ impl Actor for Replica {
             Step::Flush => self.handle(s, Input::Flush, o),
             Step::Snapshot => {
                 s.snapshots_started += 1;
+                // Still a step of the node, which changes nothing there.
+                if s.node.snapshot_refusal().is_some() {
+                    s.snapshots_refused += 1;
+                }
                 self.handle(s, Input::StartSnapshot, o);
                 if s.snapshot_quota.is_none_or(|q| s.snapshots_started < q) {
                     arm(o, Step::Snapshot);

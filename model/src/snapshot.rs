@@ -53,7 +53,9 @@ use gsmo_spec::kv::Op;
 use gsmo_spec::link::{Frame, LinkBug};
 use gsmo_spec::multicast::{Mode, Wire};
 use gsmo_spec::node::Part;
-use gsmo_spec::properties::{channel_contents_match, exact_channel_state, Violation};
+use gsmo_spec::properties::{
+    channel_contents_match, exact_channel_state, snapshots_bounded, Overbooked, Violation,
+};
 use gsmo_spec::snapshot::Envelope;
 use stateright::actor::{ActorModel, Envelope as Sent};
 use stateright::{Expectation, Model};
@@ -76,6 +78,11 @@ pub struct SnapshotCfg {
     pub amount: u64,
     /// Snapshots started in all, by any replicas.
     pub snapshots: usize,
+    /// Each replica's bound on snapshots in progress
+    /// ([`gsmo_spec::node::Limits::max_snapshots`]); when set, **snapshots
+    /// bounded** is judged, and a start beyond it is refused. `None`: the
+    /// spec's default, which the model's few snapshots never reach.
+    pub max_snapshots: Option<u64>,
     pub channels: Channels,
     pub broken: Option<SnapshotBug>,
 }
@@ -98,6 +105,9 @@ pub enum SnapshotBug {
     Reordering,
     /// Channels that lose messages, markers included. Caught by "termination".
     Lossy,
+    /// Replicas that start snapshots however many are in progress there.
+    /// Caught by "snapshots bounded" (needs --max-snapshots below --snapshots).
+    UnboundedSnapshots,
 }
 
 impl SnapshotBug {
@@ -110,6 +120,7 @@ impl SnapshotBug {
             SnapshotBug::DebitOnly => "conservation",
             SnapshotBug::Reordering => "consistent cut",
             SnapshotBug::Lossy => "termination",
+            SnapshotBug::UnboundedSnapshots => "snapshots bounded",
         }
     }
 }
@@ -126,6 +137,7 @@ impl Default for SnapshotCfg {
             balance: 1,
             amount: 1,
             snapshots: 2,
+            max_snapshots: None,
             channels: Channels::Ordered,
             broken: None,
         }
@@ -162,6 +174,15 @@ impl SnapshotCfg {
         }
         if self.broken == Some(SnapshotBug::SharedChannelClosing) && self.snapshots < 2 {
             return Err("shared-channel-closing needs --snapshots 2 or more".into());
+        }
+        if self.max_snapshots == Some(0) {
+            return Err("--max-snapshots must be at least 1".into());
+        }
+        let reached = self
+            .max_snapshots
+            .is_some_and(|m| m < self.snapshots as u64);
+        if self.broken == Some(SnapshotBug::UnboundedSnapshots) && !reached {
+            return Err("unbounded-snapshots needs --max-snapshots below --snapshots".into());
         }
         self.faults()
             .check_ack_budget(self.nodes * self.transfers as usize, self.snapshots)
@@ -231,10 +252,12 @@ impl SnapshotCfg {
                 no_channel_recording: self.broken == Some(SnapshotBug::NoChannelRecording),
                 shared_channel_closing: self.broken == Some(SnapshotBug::SharedChannelClosing),
                 debit_only: self.broken == Some(SnapshotBug::DebitOnly),
+                unbounded_snapshots: self.broken == Some(SnapshotBug::UnboundedSnapshots),
                 ..Bugs::default()
             },
             snapshots: self.snapshots > 0,
             batch: 1,
+            max_snapshots: self.max_snapshots,
             strict_fifo: channels == Channels::Ordered,
             faults: self.faults(),
             log_judged: false,
@@ -286,6 +309,17 @@ impl SnapshotCfg {
                 },
             );
         }
+        if let Some(max) = self.max_snapshots {
+            model = model.property(Expectation::Always, "snapshots bounded", |m, s| {
+                overbooked(&m.cfg, s).is_empty()
+            });
+            if max < self.snapshots as u64 {
+                // Non-vacuity: the bound is reached and a start refused.
+                model = model.property(Expectation::Sometimes, "snapshot refused", |_, s| {
+                    s.actor_states.iter().any(|a| a.snapshots_refused > 0)
+                });
+            }
+        }
         if self.snapshots >= 2 {
             // Non-vacuity: two snapshots really are in progress at one replica at once.
             model = model.property(Expectation::Sometimes, "snapshots overlap", |_, s| {
@@ -300,6 +334,23 @@ impl SnapshotCfg {
                 crate::kv::snapshots_started(&s.actor_states) <= cfg.snapshots
             })
     }
+}
+
+/// The replicas over `cfg`'s bound on snapshots in progress.
+fn overbooked<H>(cfg: &SnapshotCfg, s: &ReplicasState<H>) -> Vec<Overbooked> {
+    let Some(limit) = cfg.max_snapshots else {
+        return Vec::new();
+    };
+    s.actor_states
+        .iter()
+        .enumerate()
+        .map(|(node, a)| Overbooked {
+            node,
+            own: a.node.own_snapshots_in_progress(),
+            limit,
+        })
+        .filter(|o| o.own as u64 > limit)
+        .collect()
 }
 
 /// Every message put on one channel, in order.
@@ -509,6 +560,7 @@ impl Explained for SnapshotModel {
         let r = match (s.history.judged.failed.get(property), property) {
             (Some(v), _) => Err(v.clone()),
             (None, "conservation") => conserved(total, s),
+            (None, "snapshots bounded") => snapshots_bounded(&overbooked(&self.cfg, s)),
             (None, "termination") => terminated(s),
             (None, _) => complete_snapshots(s)
                 .iter()
@@ -736,6 +788,8 @@ mod tests {
     fn catches(bug: SnapshotBug) -> String {
         let cfg = SnapshotCfg {
             broken: Some(bug),
+            // Below the default's 2 snapshots, for the bound's variant.
+            max_snapshots: (bug == SnapshotBug::UnboundedSnapshots).then_some(1),
             ..SnapshotCfg::default()
         };
         let property = bug.caught_by();
@@ -778,6 +832,30 @@ mod tests {
         let v = crate::verdict::check(cfg.into_model(), &crate::verdict::Search::default());
         assert!(v.complete && v.passed(), "{v:?}");
         assert_eq!(v.unique_states, 17);
+    }
+
+    /// With room for one snapshot in progress, a replica's second start
+    /// while its first runs is refused: still every snapshot started ends
+    /// and every property holds, in fewer states.
+    #[test]
+    fn a_bound_of_one_snapshot_refuses_the_second() {
+        let cfg = SnapshotCfg {
+            max_snapshots: Some(1),
+            ..SnapshotCfg::default()
+        };
+        let v = crate::verdict::check(cfg.into_model(), &crate::verdict::Search::default());
+        assert!(v.complete && v.passed(), "{v:?}");
+        assert_eq!(v.unique_states, 2114);
+    }
+
+    #[test]
+    fn a_replica_ignoring_its_snapshot_bound_is_caught() {
+        let why = catches(SnapshotBug::UnboundedSnapshots);
+        assert!(
+            why.contains("n1 has 2 snapshots of its own in progress, over its bound of 1")
+                || why.contains("n0 has 2"),
+            "{why}"
+        );
     }
 
     #[test]

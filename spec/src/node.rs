@@ -74,6 +74,9 @@ pub struct Limits {
     /// multicasts, its next batch waits for its open round
     /// ([`Node::flush_due`]).
     pub nagle: bool,
+    /// Snapshots in progress here (any initiator's) from which this replica
+    /// refuses to start another ([`Node::snapshot_refusal`]).
+    pub max_snapshots: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Default for Limits {
             link_buffer_bytes: 64 << 20,
             max_batch: 1,
             nagle: false,
+            max_snapshots: 4,
         }
     }
 }
@@ -481,6 +485,14 @@ impl Node {
         self.recorder.in_progress().collect()
     }
 
+    /// How many of the snapshots in progress here this replica initiated.
+    pub fn own_snapshots_in_progress(&self) -> usize {
+        self.recorder
+            .in_progress()
+            .filter(|id| id.initiator == self.me)
+            .count()
+    }
+
     /// The messages that the snapshots still recording here have recorded in
     /// flight so far (a model's non-vacuity check reads them).
     pub fn recorded_in_flight(&self) -> impl Iterator<Item = &Wire<Batch>> + '_ {
@@ -542,7 +554,13 @@ impl Node {
                 let effects = self.recorder.on_stored(id, result);
                 self.carry_out_snapshot(effects, &mut out);
             }
-            Input::StartSnapshot => return Ok(self.start_snapshot().1),
+            // A refused start changes nothing (a runtime asks first, and
+            // answers its client with the refusal instead).
+            Input::StartSnapshot => {
+                return Ok(self
+                    .start_snapshot()
+                    .map_or_else(|_| Vec::new(), |(_, out)| out))
+            }
             Input::AbortSnapshot { id } => {
                 let effects = self.recorder.abort(id, AbortReason::Operator);
                 self.carry_out_snapshot(effects, &mut out);
@@ -650,12 +668,16 @@ impl Node {
         self.hold_relayed_acks(out);
     }
 
-    /// Starts a snapshot at this replica.
-    pub fn start_snapshot(&mut self) -> (SnapshotId, Vec<Output>) {
+    /// Starts a snapshot at this replica, unless [`Node::snapshot_refusal`]
+    /// says why not.
+    pub fn start_snapshot(&mut self) -> Result<(SnapshotId, Vec<Output>), String> {
+        if let Some(why) = self.snapshot_refusal() {
+            return Err(why);
+        }
         let (id, effects) = self.recorder.initiate(self.state.clone());
         let mut out = Vec::new();
         self.carry_out_snapshot(effects, &mut out);
-        (id, out)
+        Ok((id, out))
     }
 
     /// Handles a frame from peer `from`.

@@ -471,6 +471,28 @@ pub fn acks_stay_held(leaks: &[LeakedHold]) -> Result<(), Violation> {
     })
 }
 
+/// A replica with more snapshots of its own in progress than its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overbooked {
+    pub node: NodeId,
+    pub own: usize,
+    pub limit: u64,
+}
+
+/// Snapshots stay bounded: no replica has more snapshots of its own in
+/// progress than its bound ([`Node::snapshot_refusal`](crate::node::Node::snapshot_refusal)).
+/// Each holds a copy of the state as it changes and the channels'
+/// recordings, and ends in a write of the whole store: a client looping
+/// `SNAPSHOT` must meet a refusal, not a replica growing without bound.
+pub fn snapshots_bounded(over: &[Overbooked]) -> Result<(), Violation> {
+    no_witness("snapshots bounded", over, |o| {
+        format!(
+            "n{} has {} snapshots of its own in progress, over its bound of {}",
+            o.node, o.own, o.limit
+        )
+    })
+}
+
 /// Checks that `parts` are one complete snapshot: one part per node, same id, in node order.
 fn complete_snapshot<S, M>(
     parts: &[LocalSnapshot<S, M>],

@@ -166,10 +166,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts a snapshot at `node`, which must be within its bound.
     pub fn snapshot(&mut self, node: NodeId) -> SnapshotId {
-        let (id, out) = self.nodes[node].start_snapshot();
+        self.try_snapshot(node)
+            .expect("within the bound on snapshots in progress")
+    }
+
+    /// Starts a snapshot at `node`, or `None` if it refuses (its bound on
+    /// snapshots in progress), as a random schedule may find it.
+    pub fn try_snapshot(&mut self, node: NodeId) -> Option<SnapshotId> {
+        let (id, out) = self.nodes[node].start_snapshot().ok()?;
         self.carry_out(node, out);
-        id
+        Some(id)
     }
 
     /// Delivers the oldest message on `from -> to`; false if the channel was empty.

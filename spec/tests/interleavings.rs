@@ -213,7 +213,7 @@ proptest! {
                         c.step(from, to).unwrap();
                     }
                 }
-                Action::Snapshot(i) => snapshots.push(c.snapshot(i % n)),
+                Action::Snapshot(i) => snapshots.extend(c.try_snapshot(i % n)),
             }
         }
         c.quiesce().unwrap();
@@ -289,7 +289,7 @@ fn bank_step<'a>(
                 c.step(from, to).unwrap();
             }
         }
-        Action::Snapshot(i) => return Some(c.snapshot(i % n)),
+        Action::Snapshot(i) => return c.try_snapshot(i % n),
     }
     None
 }

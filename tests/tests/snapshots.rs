@@ -1,6 +1,7 @@
 //! Chandy-Lamport snapshots on a real cluster: taken under load, stored,
 //! verified with the spec's predicates, restored into a fresh cluster; a
-//! snapshot that cannot finish aborts cleanly; a damaged file is refused.
+//! snapshot that cannot finish aborts cleanly; a damaged file is refused; a
+//! start beyond `--max-snapshots` is refused until one ends.
 
 use gsmo_node::snapshot::{SnapshotStore, Status};
 use gsmo_spec::multicast::Mode;
@@ -477,4 +478,40 @@ async fn a_corrupted_snapshot_file_is_refused_by_name() {
     f.set_len(len / 2).unwrap();
     let (ok, out) = gsmo(&["snapshot", "verify", &id.to_string(), "--data-dir", &dir]);
     assert!(!ok && out.contains(&name), "{out}");
+}
+
+/// A node refuses `SNAPSHOT` while `--max-snapshots` are in progress there,
+/// naming them, counts the refusal in INFO, and starts again once one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_beyond_the_bound_is_refused_until_one_ends() {
+    let cluster = Launch::new(2, Mode::Causal)
+        .args(&["--max-snapshots", "1"])
+        .start();
+    // Node 1 stopped: node 0's snapshot waits for its marker.
+    cluster.signal(1, "STOP");
+    let mut con = cluster.connect(0).await;
+    let first: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
+    let refused: redis::RedisResult<String> = redis::cmd("SNAPSHOT").query_async(&mut con).await;
+    let err = refused.unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "snapshot refused: 1 in progress here ({first}), the limit is 1"
+        )),
+        "{err}"
+    );
+    let info = cluster.info(0).await;
+    assert_eq!(info["max_snapshots"], "1");
+    assert_eq!(info["snapshots_refused"], "1");
+    assert_eq!(info["snapshots_started"], "1");
+    assert_eq!(info["snapshots_in_progress"], first);
+    cluster.signal(1, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.info(0).await["snapshots_in_progress"].is_empty() {
+        assert!(Instant::now() < deadline, "{first} never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let next: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
+    assert_ne!(next, first);
+    assert_eq!(cluster.info(0).await["snapshots_started"], "2");
 }

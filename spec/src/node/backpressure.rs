@@ -4,9 +4,12 @@
 //! sequencer, whose members' writes fill *its* links, the sequencer holds its
 //! acks so that the members' links fill and refuse in turn. The properties
 //! `writes_flow` and `acks_stay_held` ([`crate::properties`]) judge these rules
-//! in the model.
+//! in the model. Snapshots are bounded too: a replica taking part in
+//! [`Limits::max_snapshots`] refuses to start another
+//! ([`Node::snapshot_refusal`]; `snapshots_bounded` judges it).
 //!
 //! [`Limits::link_buffer_bytes`]: super::Limits::link_buffer_bytes
+//! [`Limits::max_snapshots`]: super::Limits::max_snapshots
 
 use super::{secs, Node, Output};
 use crate::multicast::sequencer::SEQUENCER;
@@ -53,6 +56,28 @@ impl Node {
             format!(
                 "TRYAGAIN link to n{j} holds {} unacknowledged bytes (limit {limit}): {why}; retry later",
                 f.retained
+            )
+        })
+    }
+
+    /// Why this replica cannot start a snapshot now, if it cannot: it takes
+    /// part in [`Limits::max_snapshots`](super::Limits::max_snapshots)
+    /// already, its own or its peers'. Each costs a copy of the state as it
+    /// changes, the channels' recordings and a write of the whole store, so
+    /// a start beyond the bound is refused, not queued (a client looping
+    /// `SNAPSHOT` grew a node from 34 MB to 2.1 GB, and timed most of them
+    /// out). Taking part in a peer's snapshot is never refused: its
+    /// initiator would wait out its timeout for nothing. So a replica starts
+    /// at most the bound itself, and takes part in at most `n` times it.
+    pub fn snapshot_refusal(&self) -> Option<String> {
+        let busy = self.snapshots_in_progress();
+        let limit = self.limits.max_snapshots;
+        (busy.len() as u64 >= limit).then(|| {
+            let ids: Vec<String> = busy.iter().map(ToString::to_string).collect();
+            format!(
+                "TRYAGAIN snapshot refused: {} in progress here ({}), the limit is {limit}; retry when one ends",
+                busy.len(),
+                ids.join(", ")
             )
         })
     }

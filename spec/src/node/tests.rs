@@ -141,7 +141,7 @@ fn an_unreachable_needed_peer_refuses_writes_at_once_and_reads_still_work() {
 #[test]
 fn a_replica_is_never_unreachable_to_itself() {
     let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
-    n0.start_snapshot();
+    n0.start_snapshot().unwrap();
     let out = tick(&mut n0, 10_000);
     assert!(!n0.is_unreachable(0) && !n0.is_unreachable(1));
     assert!(
@@ -394,9 +394,9 @@ fn a_restarted_replica_numbers_its_snapshots_past_those_on_disk() {
     // never reuses the name of a snapshot already stored.
     let mut n0 = Node::new(0, 2, Mode::Fifo).connected();
     n0.handle(Input::SkipSnapshotIds { through: 5 }).unwrap();
-    let (id, _) = n0.start_snapshot();
+    let (id, _) = n0.start_snapshot().unwrap();
     assert_eq!((id.initiator, id.seq), (0, 6));
-    let (id, _) = n0.start_snapshot();
+    let (id, _) = n0.start_snapshot().unwrap();
     assert_eq!(id.seq, 7);
 }
 
@@ -709,4 +709,35 @@ fn only_the_sequencer_holds_acks_back() {
         0,
         "n0 acked n1's frames"
     );
+}
+
+#[test]
+fn a_replica_refuses_a_snapshot_beyond_its_bound_but_joins_its_peers() {
+    let limits = Limits {
+        max_snapshots: 1,
+        ..Limits::default()
+    };
+    let mut c = cluster(2, Mode::Fifo, limits);
+    let first = c.snapshot(0);
+    // n0 is at its bound: its own start is refused, and changes nothing.
+    let why = c.nodes[0].start_snapshot().unwrap_err();
+    assert_eq!(
+        why,
+        format!("TRYAGAIN snapshot refused: 1 in progress here ({first}), the limit is 1; retry when one ends")
+    );
+    let before = c.nodes[0].clone();
+    assert!(c.nodes[0].handle(Input::StartSnapshot).unwrap().is_empty());
+    assert_eq!(c.nodes[0], before);
+    // n1 starts its own, then n0's marker reaches it: at its bound too, it
+    // takes part all the same (n0 would wait out its timeout otherwise).
+    let second = c.snapshot(1);
+    assert!(c.step(0, 1).unwrap());
+    assert_eq!(c.nodes[1].snapshots_in_progress(), vec![first, second]);
+    assert_eq!(c.nodes[1].own_snapshots_in_progress(), 1);
+    assert!(c.nodes[1].snapshot_refusal().is_some());
+    // Both complete, and then n0 may start again.
+    c.quiesce().unwrap();
+    assert!(c.completed(first).is_some() && c.completed(second).is_some());
+    assert_eq!(c.nodes[0].snapshot_refusal(), None);
+    assert_eq!(c.snapshot(0).seq, 2, "the refused start took no id");
 }

@@ -69,7 +69,8 @@ pub(crate) enum ModelCmd {
     /// conservation (every replica and every recorded part holds the total),
     /// and snapshot restores; eventually: every transfer answered and every
     /// snapshot complete; sometimes: a transfer recorded in flight, an
-    /// overdraft refused, two snapshots in progress at one replica.
+    /// overdraft refused, two snapshots in progress at one replica. With
+    /// --max-snapshots, always: snapshots bounded; sometimes: a start refused.
     Snapshot(SnapshotArgs),
     /// The replicated K/V store over one ordering mode.
     ///
@@ -228,6 +229,12 @@ pub(crate) struct SnapshotArgs {
     /// Snapshots started in all, by any accounts.
     #[arg(long, default_value_t = SnapshotCfg::default().snapshots)]
     pub(crate) snapshots: usize,
+    /// Each account refuses to start a snapshot while N are in progress
+    /// there (the node's --max-snapshots); judges "snapshots bounded", and
+    /// below --snapshots asks for a refusal (unset: the node's default of 4,
+    /// which no default run reaches).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_snapshots: Option<u64>,
     #[arg(long, value_enum, default_value_t = Channels::Ordered)]
     pub(crate) network: Channels,
     /// Run a deliberately broken variant (it replaces --network if it is one).

@@ -28,6 +28,11 @@ bugs (unique states in brackets; the whole sweep: about 2 s of CPU)
                          bug unseen]. 2 transfers each: 61,383 states (15,395
                          with --por); 3 accounts: 13 M with --por, about 1 min;
                          8.9 M with --por --sleep, 12-15 s
+  snapshot --max-snapshots 1
+                         the same bank, each replica refusing a snapshot while
+                         one is in progress there: a second start by the same
+                         replica is refused (\"snapshots bounded\"; the
+                         unbounded-snapshots bug ignores it) [2,114]
   kv --mode M            2 replicas x 2 writes (SET x, then a TRANSFER between
                          accounts of 1: replica 0's covered, replica 1's overdraws
                          unless 0's came first), 1 snapshot, for every mode

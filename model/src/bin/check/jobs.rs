@@ -87,19 +87,22 @@ impl ModelCmd {
                     balance: a.balance,
                     amount: a.amount,
                     snapshots: a.snapshots,
+                    max_snapshots: a.max_snapshots,
                     channels: a.network,
                     broken: a.broken,
                 };
                 cfg.validate()?;
                 Job {
                     title: format!(
-                        "snapshot (bank over {}): {} of {} x {} of {}, {}, {} channels{}",
+                        "snapshot (bank over {}): {} of {} x {} of {}, {}{}, {} channels{}",
                         a.mode,
                         plural(a.nodes as u64, "account"),
                         a.balance,
                         plural(a.msgs, "transfer"),
                         a.amount,
                         plural(a.snapshots as u64, "snapshot"),
+                        a.max_snapshots
+                            .map_or_else(String::new, |m| format!(" (at most {m} in progress)")),
                         cfg.effective_channels(),
                         broken_suffix(a.broken.map(|b| (name_of(b), b.caught_by())))
                     ),

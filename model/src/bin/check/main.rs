@@ -125,11 +125,13 @@ where
 /// The default sweep: every model at its default configuration, and the
 /// smallest configurations that show the features the defaults leave out.
 fn defaults() -> Vec<Job> {
-    const ARGVS: [&str; 19] = [
+    const ARGVS: [&str; 20] = [
         "causal",
         "total-sequencer",
         "total-isis",
         "snapshot",
+        // One snapshot in progress at a replica at most: a second start refused.
+        "snapshot --max-snapshots 1",
         "kv --mode fifo",
         "kv --mode causal",
         "kv --mode total-sequencer",

@@ -16,7 +16,7 @@ fn job(argv: &[&str]) -> Result<Job, String> {
 #[test]
 fn the_default_sweep_is_every_model_unbroken() {
     let jobs = defaults();
-    assert_eq!(jobs.len(), 19);
+    assert_eq!(jobs.len(), 20);
     assert!(jobs.iter().all(|j| j.promises.is_none()));
     let kv_modes: Vec<Mode> = jobs
         .iter()
@@ -33,6 +33,11 @@ fn the_default_sweep_is_every_model_unbroken() {
         _ => None,
     });
     assert!(snapshot.is_some_and(|c| c.snapshots >= 2 && c.transfers >= 1));
+    // A bound on snapshots in progress below the snapshots started: a refusal.
+    assert!(jobs.iter().any(|j| matches!(
+        &j.model,
+        AnyModel::Snapshot(c) if c.max_snapshots.is_some_and(|m| m < c.snapshots as u64)
+    )));
     assert!(jobs.iter().any(|j| matches!(
         &j.model,
         AnyModel::Kv(c) if c.mode == Mode::Causal && c.nodes >= 3
