@@ -335,7 +335,9 @@ pub async fn chaos(o: Opts, registry: Registry, shared: Rc<RefCell<Shared>>) -> 
                     // The node's bound on snapshots in progress, met when
                     // starts come faster than snapshots end (a crashed
                     // peer's wait out their timeout): no fault injected.
-                    Ok(Ok(BytesFrame::Error(e))) if e.starts_with("TRYAGAIN snapshot refused") => {
+                    Ok(Ok(BytesFrame::Error(e)))
+                        if e.starts_with(gsmo_spec::node::SNAPSHOT_REFUSED) =>
+                    {
                         false
                     }
                     _ if shared.borrow().is_down(at) => false,

@@ -863,6 +863,7 @@ fn secs(ms: u64) -> String {
 }
 
 mod backpressure;
+pub use backpressure::SNAPSHOT_REFUSED;
 mod live;
 mod pending;
 mod reachability;

@@ -64,7 +64,7 @@ impl Real {
                 self.started.push(id);
             }
             // The spec's bound, as the path's own replica refused it.
-            Response::Error(e) if e.starts_with("TRYAGAIN snapshot refused") => {}
+            Response::Error(e) if e.starts_with(gsmo_spec::node::SNAPSHOT_REFUSED) => {}
             r => panic!("SNAPSHOT answered {r:?}"),
         }
     }

@@ -16,6 +16,10 @@ use crate::multicast::sequencer::SEQUENCER;
 use crate::multicast::Mode;
 use crate::properties::{FullLink, LeakedHold};
 
+/// How a refused snapshot start begins (a Redis error code, then words), so
+/// that a client can tell it from other errors.
+pub const SNAPSHOT_REFUSED: &str = "TRYAGAIN snapshot refused";
+
 impl Node {
     /// Why a new write cannot be taken now, if it cannot: a needed peer is
     /// unreachable, or a link's retained buffer is full.
@@ -75,7 +79,7 @@ impl Node {
         (busy.len() as u64 >= limit).then(|| {
             let ids: Vec<String> = busy.iter().map(ToString::to_string).collect();
             format!(
-                "TRYAGAIN snapshot refused: {} in progress here ({}), the limit is {limit}; retry when one ends",
+                "{SNAPSHOT_REFUSED}: {} in progress here ({}), the limit is {limit}; retry when one ends",
                 busy.len(),
                 ids.join(", ")
             )
