@@ -85,7 +85,7 @@ fn bad_configuration_is_refused_with_a_reason() {
 fn the_launcher_refuses_what_its_nodes_would_before_starting_any() {
     let missing = std::env::temp_dir().join("gsmo-no-such-dir-for-restore");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--client-base", "65535"],
             "client port 65535 + 2 nodes runs past port 65535",
@@ -101,6 +101,10 @@ fn the_launcher_refuses_what_its_nodes_would_before_starting_any() {
         (
             &["--snapshot-keep", "0"],
             "--snapshot-keep must be at least 1",
+        ),
+        (
+            &["--max-snapshots", "0"],
+            "--max-snapshots must be at least 1",
         ),
         (&["--cluster-id", ""], "the cluster id is empty"),
         (
