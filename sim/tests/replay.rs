@@ -434,3 +434,29 @@ fn a_path_chosen_in_the_explorer_replays_and_agrees() {
     assert!(err.contains("explorer step 1: action 999 of"), "{err}");
     assert!(explorer_indices("#/steps/").is_err());
 }
+
+/// Under `--max-snapshots 1` a random walk meets a refused start (a step
+/// with no outputs): the real node refuses it too, and agrees throughout.
+/// Seeds are tried from GSMO_SEED until one walks through a refusal; about
+/// two in three do.
+#[test]
+fn a_refused_snapshot_start_replays_as_a_refusal() {
+    let first = first_seed("bounded bank paths");
+    let cfg = SnapshotCfg {
+        max_snapshots: Some(1),
+        ..SnapshotCfg::default()
+    };
+    let refused = |path: &SpecPath| {
+        path.steps
+            .iter()
+            .any(|s| matches!(s.input, Input::StartSnapshot) && s.outputs.is_empty())
+    };
+    let (seed, path) = (first..first + 50)
+        .map(|seed| {
+            let path = snapshot_path(cfg.clone(), "bounded bank", Walk::Random(seed)).unwrap();
+            (seed, path)
+        })
+        .find(|(_, path)| refused(path))
+        .unwrap_or_else(|| panic!("no refusal in 50 walks from GSMO_SEED={first}"));
+    agrees("bounded bank", seed, &path);
+}
