@@ -112,6 +112,9 @@ pub struct SnapshotStats {
     pub completed: u64,
     pub stored: u64,
     pub store_errors: u64,
+    /// Part writes handed to the disk that have not returned: one that
+    /// stays up names a disk that hangs (an abort does not end the write).
+    pub writes_pending: u64,
     pub committed: u64,
     pub aborted: u64,
     pub last_snapshot: Option<SnapshotId>,
@@ -307,6 +310,7 @@ impl Runtime {
         };
         let tx = self.loopback.clone();
         let unrecorded = self.snapshots.unrecorded.clone();
+        self.snapshots.stats.writes_pending += 1;
         tokio::task::spawn_blocking(move || {
             if !unrecorded
                 .lock()
@@ -325,6 +329,10 @@ impl Runtime {
 
     /// A part write finished (off the loop): the spec hears of it.
     pub(crate) fn on_stored(&mut self, id: SnapshotId, result: Result<PartSummary, String>) {
+        if self.snapshots.store.is_some() {
+            let pending = &mut self.snapshots.stats.writes_pending;
+            *pending = pending.saturating_sub(1);
+        }
         if !self.snapshots.active.contains_key(&id) {
             // Aborted while the write was under way: the spec drops the part,
             // and INFO keeps saying why the snapshot was aborted. A failure is

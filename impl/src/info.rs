@@ -106,6 +106,7 @@ impl Runtime {
         line(&mut s, "snapshots_committed", &st.committed);
         line(&mut s, "snapshots_aborted", &st.aborted);
         line(&mut s, "snapshot_store_errors", &st.store_errors);
+        line(&mut s, "snapshot_writes_pending", &st.writes_pending);
         line(
             &mut s,
             "snapshot_aborts_unrecorded",

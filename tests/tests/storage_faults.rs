@@ -500,6 +500,7 @@ async fn a_part_write_that_hangs_times_the_snapshot_out() {
     let info = cluster.info(FAULTY).await;
     assert_eq!(info["snapshots_in_progress"], "");
     assert_eq!(info["snapshots_stored"], "0");
+    assert_eq!(info["snapshot_writes_pending"], "1", "the hang shows");
     assert!(
         info["last_snapshot_status"].contains(&format!("{id} aborted")),
         "{info:?}"
@@ -518,5 +519,7 @@ async fn a_part_write_that_hangs_times_the_snapshot_out() {
         Duration::from_secs(10),
     );
     assert!(log.contains("Illegal seek"), "the error is named:\n{log}");
+    // Logged after the count is taken: INFO has it by now.
+    assert_eq!(cluster.info(FAULTY).await["snapshot_writes_pending"], "0");
     next_completes(&cluster, &dirs, id, 0).await;
 }
