@@ -444,15 +444,8 @@ impl TestCluster {
 
     /// A fresh connection to node `i`.
     pub async fn connect(&self, i: NodeId) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(self.url(i)).expect("redis url");
         // Bounded: a node that stops answering fails the test, it does not hang it.
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REPLY_DEADLINE))
-            .set_response_timeout(Some(REPLY_DEADLINE));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap_or_else(|e| panic!("connect to node {i}: {e}"))
+        self.connect_patient(i, REPLY_DEADLINE).await
     }
 
     /// A connection to node `i` that waits up to `patience` for each reply
@@ -514,6 +507,28 @@ impl TestCluster {
             .await
             .unwrap_or_else(|e| panic!("INFO at node {i}: {e}"));
         parse_info(&text)
+    }
+
+    /// Node `i`'s INFO once `holds` says so of it, polled; panics with the
+    /// last INFO after `patience`.
+    pub async fn info_until(
+        &self,
+        i: NodeId,
+        patience: Duration,
+        holds: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+    ) -> std::collections::BTreeMap<String, String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let info = self.info(i).await;
+            if holds(&info) {
+                return info;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i}'s INFO not as awaited within {patience:?}: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Polls every history until every message sent has been delivered

@@ -506,11 +506,12 @@ async fn a_snapshot_beyond_the_bound_is_refused_until_one_ends() {
     assert_eq!(info["snapshots_started"], "1");
     assert_eq!(info["snapshots_in_progress"], first);
     cluster.signal(1, "CONT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster.info(0).await["snapshots_in_progress"].is_empty() {
-        assert!(Instant::now() < deadline, "{first} never ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Until `first` ends.
+    cluster
+        .info_until(0, Duration::from_secs(30), |info| {
+            info["snapshots_in_progress"].is_empty()
+        })
+        .await;
     let next: String = redis::cmd("SNAPSHOT").query_async(&mut con).await.unwrap();
     assert_ne!(next, first);
     assert_eq!(cluster.info(0).await["snapshots_started"], "2");

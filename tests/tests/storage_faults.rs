@@ -498,15 +498,11 @@ async fn a_part_write_that_hangs_times_the_snapshot_out() {
         .await
         .unwrap();
     // Node 0's abort reaches node 2 about when `take` reads node 0's record.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let info = loop {
-        let info = cluster.info(FAULTY).await;
-        if info["snapshots_in_progress"].is_empty() {
-            break info;
-        }
-        assert!(Instant::now() < deadline, "{info:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let info = cluster
+        .info_until(FAULTY, Duration::from_secs(10), |info| {
+            info["snapshots_in_progress"].is_empty()
+        })
+        .await;
     assert_eq!(info["snapshots_stored"], "0");
     assert_eq!(info["snapshot_writes_pending"], "1", "the hang shows");
     assert!(
