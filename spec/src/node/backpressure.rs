@@ -74,13 +74,14 @@ impl Node {
     /// initiator would wait out its timeout for nothing. So a replica starts
     /// at most the bound itself, and takes part in at most `n` times it.
     pub fn snapshot_refusal(&self) -> Option<String> {
-        let busy = self.snapshots_in_progress();
+        // Counted first: the ids are listed only for a refusal (the node and
+        // the model ask at every start).
+        let busy = self.recorder.in_progress().count();
         let limit = self.limits.max_snapshots;
-        (busy.len() as u64 >= limit).then(|| {
-            let ids: Vec<String> = busy.iter().map(ToString::to_string).collect();
+        (busy as u64 >= limit).then(|| {
+            let ids: Vec<String> = self.recorder.in_progress().map(|id| id.to_string()).collect();
             format!(
-                "{SNAPSHOT_REFUSED}: {} in progress here ({}), the limit is {limit}; retry when one ends",
-                busy.len(),
+                "{SNAPSHOT_REFUSED}: {busy} in progress here ({}), the limit is {limit}; retry when one ends",
                 ids.join(", ")
             )
         })
